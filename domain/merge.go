@@ -1,0 +1,236 @@
+package domain
+
+import (
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+)
+
+// Actor is who makes a mutation: decided by the server from the device's
+// credential, never from the request.
+type Actor struct {
+	UserID   string
+	DeviceID string
+}
+
+// MaxConflicts bounds the conflicts kept on one record; the oldest go first.
+const MaxConflicts = 50
+
+// Apply applies the validated mutation m to cur (nil when the record does
+// not exist) and returns the new state; cur is not modified. conflict
+// reports that m met a concurrent write, kept in the record's conflicts for
+// a person to settle. A Rejection means m is refused for good.
+//
+// The merge rules, by kind (DESIGN.md):
+//   - household: per field, the later HLC wins; an edit made without seeing
+//     the field's current value is concurrent, and the value that lost is
+//     kept as a conflict. A later non-concurrent edit settles the field's
+//     conflicts.
+//   - visit: created once; only its author amends it; the later HLC wins.
+//   - dispute: status moves only along the state machine, and a transition
+//     from a status the dispute no longer has is a conflict, not an
+//     overwrite; notes and sessions are appended; other fields as household.
+//   - event: created once, never changed.
+func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict bool, rej *Rejection) {
+	s := SpecOf(m.GetKind())
+	if m.GetOp() == pb.Op_OP_CREATE {
+		return create(cur, m, a, s)
+	}
+	if cur == nil {
+		return nil, false, reject(CodeNotFound, "mutation.record_id", "no %s %s: it was never created here or is outside your scope", s.Name, m.GetRecordId())
+	}
+	if cur.GetKind() != m.GetKind() {
+		return nil, false, reject(CodeInvalidField, "mutation.kind", "record %s is a %s, not a %s", cur.GetId(), KindName(cur.GetKind()), s.Name)
+	}
+	next = proto.Clone(cur).(*pb.Record)
+	switch m.GetOp() {
+	case pb.Op_OP_UPDATE:
+		if m.GetKind() == pb.Kind_KIND_VISIT && cur.GetAuthorId() != a.UserID {
+			return nil, false, reject(CodePermissionDenied, "visit", "only its author (%s) amends a visit", cur.GetAuthorId())
+		}
+		detect := m.GetKind() != pb.Kind_KIND_VISIT
+		for _, name := range sortedKeys(m.GetFields()) {
+			if setField(next, name, m.GetFields()[name], m.GetHlc(), m.GetBaseHlc()[name], a.UserID, detect) {
+				conflict = true
+			}
+		}
+	case pb.Op_OP_TRANSITION:
+		to, status := m.GetFields()["status"], next.GetFields()["status"].GetValue()
+		switch {
+		case status == m.GetFromStatus():
+			next.Fields["status"] = &pb.FieldValue{Value: to, Hlc: m.GetHlc()}
+		case status == to: // the same move made twice: one outcome
+		default:
+			conflict = true
+			addConflict(next, &pb.Conflict{Field: "status", Value: to, Hlc: m.GetHlc(), AuthorId: a.UserID,
+				Reason: "transition " + m.GetFromStatus() + " -> " + to + " made while the status was already " + status})
+		}
+	case pb.Op_OP_APPEND:
+		for name, text := range m.GetFields() {
+			next.Entries = append(next.Entries, &pb.Entry{Field: name, Text: text, Hlc: m.GetHlc(), AuthorId: a.UserID})
+		}
+		sortEntries(next.Entries)
+	}
+	return next, conflict, nil
+}
+
+func create(cur *pb.Record, m *pb.Mutation, a Actor, s *Spec) (*pb.Record, bool, *Rejection) {
+	if cur != nil {
+		if cur.GetKind() == m.GetKind() && cur.GetOriginDeviceId() == a.DeviceID && a.DeviceID != "" {
+			return proto.Clone(cur).(*pb.Record), false, nil // the same create again
+		}
+		return nil, false, reject(CodeAlreadyExists, "mutation.record_id", "%s already exists: a new record needs a new id", m.GetRecordId())
+	}
+	r := &pb.Record{Id: m.GetRecordId(), Kind: m.GetKind(), Fields: make(map[string]*pb.FieldValue, len(m.GetFields())+1),
+		AuthorId: a.UserID, OriginDeviceId: a.DeviceID}
+	for k, v := range m.GetFields() {
+		r.Fields[k] = &pb.FieldValue{Value: v, Hlc: m.GetHlc()}
+	}
+	if m.GetKind() == pb.Kind_KIND_DISPUTE {
+		if st, ok := m.GetFields()["status"]; ok && st != "open" {
+			return nil, false, reject(CodeInvalidTransition, "dispute.status", "a new dispute starts open, not %q", clip(st))
+		}
+		r.Fields["status"] = &pb.FieldValue{Value: "open", Hlc: m.GetHlc()}
+		mediators := SplitList(m.GetFields()["mediators"])
+		if a.UserID != "" && !contains(mediators, a.UserID) {
+			mediators = append([]string{a.UserID}, mediators...)
+		}
+		r.Fields["mediators"] = &pb.FieldValue{Value: joinList(mediators), Hlc: m.GetHlc()}
+	}
+	return r, false, nil
+}
+
+// setField applies one field write under last-writer-wins by HLC. With
+// detect, a write whose base is not the field's current clock is concurrent
+// and the losing value becomes a conflict. It reports a conflict.
+func setField(r *pb.Record, name, value, hlc, base, author string, detect bool) bool {
+	cur := r.Fields[name]
+	if cur == nil {
+		r.Fields[name] = &pb.FieldValue{Value: value, Hlc: hlc}
+		return false
+	}
+	concurrent := detect && base != cur.GetHlc() && value != cur.GetValue()
+	if hlc > cur.GetHlc() {
+		if concurrent {
+			addConflict(r, &pb.Conflict{Field: name, Value: cur.GetValue(), Hlc: cur.GetHlc(), Reason: "concurrent edit: lost to a later edit"})
+		} else {
+			clearConflicts(r, name) // made with the current value in view: settles the field
+		}
+		r.Fields[name] = &pb.FieldValue{Value: value, Hlc: hlc}
+		return concurrent
+	}
+	if value == cur.GetValue() {
+		return false
+	}
+	// An older write never overwrites a newer one, and is never lost either.
+	addConflict(r, &pb.Conflict{Field: name, Value: value, Hlc: hlc, AuthorId: author, Reason: "concurrent edit: lost to a later edit"})
+	return true
+}
+
+func addConflict(r *pb.Record, c *pb.Conflict) {
+	for _, x := range r.Conflicts {
+		if x.GetField() == c.GetField() && x.GetHlc() == c.GetHlc() && x.GetValue() == c.GetValue() {
+			return
+		}
+	}
+	r.Conflicts = append(r.Conflicts, c)
+	sort.SliceStable(r.Conflicts, func(i, j int) bool { return r.Conflicts[i].GetHlc() < r.Conflicts[j].GetHlc() })
+	if len(r.Conflicts) > MaxConflicts {
+		r.Conflicts = r.Conflicts[len(r.Conflicts)-MaxConflicts:]
+	}
+}
+
+func clearConflicts(r *pb.Record, field string) {
+	kept := r.Conflicts[:0]
+	for _, c := range r.Conflicts {
+		if c.GetField() != field {
+			kept = append(kept, c)
+		}
+	}
+	r.Conflicts = kept
+}
+
+func sortEntries(es []*pb.Entry) {
+	sort.SliceStable(es, func(i, j int) bool {
+		if es[i].GetHlc() != es[j].GetHlc() {
+			return es[i].GetHlc() < es[j].GetHlc()
+		}
+		return es[i].GetText() < es[j].GetText()
+	})
+}
+
+func joinList(ids []string) string {
+	out := ""
+	for i, id := range ids {
+		if i > 0 {
+			out += ","
+		}
+		out += id
+	}
+	return out
+}
+
+// MergeRecords joins two states of one record: per field the value with
+// the later HLC, the union of entries and of conflicts, the higher version.
+// It is commutative, associative and idempotent, so replicas that exchange
+// states in any order, any number of times, agree. Buckets and authorship
+// come from the higher version.
+func MergeRecords(a, b *pb.Record) *pb.Record {
+	if a == nil {
+		return proto.Clone(b).(*pb.Record)
+	}
+	if b == nil {
+		return proto.Clone(a).(*pb.Record)
+	}
+	hi, lo := a, b
+	if b.GetVersion() > a.GetVersion() || (b.GetVersion() == a.GetVersion() && lessRecord(a, b)) {
+		hi, lo = b, a
+	}
+	out := proto.Clone(hi).(*pb.Record)
+	if out.Fields == nil {
+		out.Fields = map[string]*pb.FieldValue{}
+	}
+	for k, v := range lo.GetFields() {
+		if cur, ok := out.Fields[k]; !ok || v.GetHlc() > cur.GetHlc() || (v.GetHlc() == cur.GetHlc() && v.GetValue() > cur.GetValue()) {
+			out.Fields[k] = proto.Clone(v).(*pb.FieldValue)
+		}
+	}
+	seen := map[string]bool{}
+	var entries []*pb.Entry
+	for _, e := range append(append([]*pb.Entry{}, hi.GetEntries()...), lo.GetEntries()...) {
+		key := e.GetField() + "\x00" + e.GetHlc() + "\x00" + e.GetAuthorId() + "\x00" + e.GetText()
+		if !seen[key] {
+			seen[key] = true
+			entries = append(entries, proto.Clone(e).(*pb.Entry))
+		}
+	}
+	sortEntries(entries)
+	out.Entries = entries
+	cseen := map[string]bool{}
+	var conflicts []*pb.Conflict
+	for _, c := range append(append([]*pb.Conflict{}, hi.GetConflicts()...), lo.GetConflicts()...) {
+		key := c.GetField() + "\x00" + c.GetHlc() + "\x00" + c.GetValue() + "\x00" + c.GetAuthorId() + "\x00" + c.GetReason()
+		if !cseen[key] {
+			cseen[key] = true
+			conflicts = append(conflicts, proto.Clone(c).(*pb.Conflict))
+		}
+	}
+	sort.SliceStable(conflicts, func(i, j int) bool {
+		return conflictKey(conflicts[i]) < conflictKey(conflicts[j])
+	})
+	out.Conflicts = conflicts
+	return out
+}
+
+func conflictKey(c *pb.Conflict) string {
+	return c.GetHlc() + "\x00" + c.GetField() + "\x00" + c.GetValue() + "\x00" + c.GetAuthorId() + "\x00" + c.GetReason()
+}
+
+// lessRecord orders two states of equal version deterministically.
+func lessRecord(a, b *pb.Record) bool {
+	ab, _ := proto.MarshalOptions{Deterministic: true}.Marshal(a)
+	bb, _ := proto.MarshalOptions{Deterministic: true}.Marshal(b)
+	return string(ab) < string(bb)
+}
