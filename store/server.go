@@ -1,0 +1,342 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fieldsync/fieldsync/domain"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+)
+
+var serverMigrations = []string{`
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE units (
+	id TEXT PRIMARY KEY, kind INTEGER NOT NULL, parent_id TEXT NOT NULL, name TEXT NOT NULL,
+	village_id TEXT NOT NULL, town_id TEXT NOT NULL);
+CREATE TABLE users (
+	id TEXT PRIMARY KEY, name TEXT NOT NULL, role INTEGER NOT NULL, unit_id TEXT NOT NULL,
+	phone TEXT NOT NULL, village_id TEXT NOT NULL, town_id TEXT NOT NULL);
+-- A household is linked to one member at a time.
+CREATE TABLE links (household_id TEXT PRIMARY KEY, member_id TEXT NOT NULL);
+CREATE INDEX links_member ON links (member_id);
+-- The current state of each record (body: fieldsync.v1.Record).
+CREATE TABLE records (
+	id TEXT PRIMARY KEY, kind INTEGER NOT NULL, version INTEGER NOT NULL,
+	village_id TEXT NOT NULL, town_id TEXT NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX records_version ON records (version);
+-- Which buckets each record sits in, with the change number of its last
+-- change: a pull is a range scan of (bucket, seq).
+CREATE TABLE record_buckets (
+	bucket TEXT NOT NULL, record_id TEXT NOT NULL, seq INTEGER NOT NULL,
+	PRIMARY KEY (bucket, record_id)) WITHOUT ROWID;
+CREATE INDEX record_buckets_seq ON record_buckets (bucket, seq);
+-- The changelog: one row per committed change, gap-free, in commit order
+-- (body: fieldsync.v1.Change). The relay publishes it to JetStream.
+CREATE TABLE changes (seq INTEGER PRIMARY KEY, subject TEXT NOT NULL, body BLOB NOT NULL);
+CREATE TABLE dispute_mediators (
+	user_id TEXT NOT NULL, dispute_id TEXT NOT NULL, PRIMARY KEY (user_id, dispute_id)) WITHOUT ROWID;
+CREATE TABLE devices (
+	id TEXT PRIMARY KEY, user_id TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
+	name TEXT NOT NULL, app_version TEXT NOT NULL, enrolled_ms INTEGER NOT NULL,
+	last_seen_ms INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,
+	pending INTEGER NOT NULL DEFAULT 0, revoked_ms INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX devices_user ON devices (user_id);
+-- Results of mutations that were not simply applied, so that a retry after
+-- a lost response gets the same answer. A mutation at or below a device's
+-- last_seq with no row here was applied.
+CREATE TABLE mutation_results (
+	device_id TEXT NOT NULL, seq INTEGER NOT NULL, record_id TEXT NOT NULL,
+	status INTEGER NOT NULL, code TEXT NOT NULL, field TEXT NOT NULL, reason TEXT NOT NULL,
+	PRIMARY KEY (device_id, seq)) WITHOUT ROWID;
+CREATE TABLE enroll_codes (
+	code_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
+	used_ms INTEGER NOT NULL DEFAULT 0);
+`}
+
+// Server is syncd's authoritative database.
+type Server struct {
+	db       *DB
+	instance string // unique per database: change ids are instance-seq
+
+	jobs    chan job
+	quit    chan struct{}
+	done    chan struct{}
+	closeMu sync.Once
+
+	// OnCommit, if set before the first write, is called by the writer after
+	// each commit with the highest change number and the buckets changed.
+	OnCommit func(lastSeq uint64, buckets []string)
+}
+
+type job struct {
+	fn   func(*Tx) error
+	done chan error
+}
+
+// maxBatch bounds how many queued writes one commit takes.
+const maxBatch = 512
+
+// OpenServer opens (creating) the server database at path and starts its
+// writer.
+func OpenServer(ctx context.Context, path string) (*Server, error) {
+	db, err := OpenDB(ctx, path, serverMigrations, 8)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{db: db, jobs: make(chan job, maxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	if err := db.W.QueryRowContext(ctx, "SELECT value FROM meta WHERE key='instance'").Scan(&s.instance); errors.Is(err, sql.ErrNoRows) {
+		s.instance = domain.RandomToken(8)
+		if _, err := db.W.ExecContext(ctx, "INSERT INTO meta(key, value) VALUES('instance', ?)", s.instance); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("init meta: %w", err)
+		}
+	} else if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read meta: %w", err)
+	}
+	go s.writer()
+	return s, nil
+}
+
+// Instance is the database's unique id, the prefix of its change ids.
+func (s *Server) Instance() string { return s.instance }
+
+// Close stops the writer after the writes already queued, then closes the
+// database.
+func (s *Server) Close() error {
+	s.closeMu.Do(func() { close(s.quit) })
+	<-s.done
+	return s.db.Close()
+}
+
+// Write runs fn in a transaction, committed together with other writes
+// queued at the same time (group commit). It returns after the commit is
+// durable, with fn's error if fn failed (its effects undone, the others'
+// kept) or the commit's.
+func (s *Server) Write(ctx context.Context, fn func(*Tx) error) error {
+	j := job{fn: fn, done: make(chan error, 1)}
+	select {
+	case <-s.quit:
+		return ErrClosed
+	default:
+	}
+	select {
+	case s.jobs <- j:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.quit:
+		return ErrClosed
+	}
+	// Once queued, wait for the outcome even if ctx ends: the caller must
+	// not take an unknown outcome for a failure it may report as such.
+	return <-j.done
+}
+
+func (s *Server) writer() {
+	defer close(s.done)
+	var nextSeq uint64
+	for {
+		var first job
+		select {
+		case first = <-s.jobs:
+		case <-s.quit:
+			// Finish what is queued, then stop.
+			for {
+				select {
+				case j := <-s.jobs:
+					s.commit([]job{j}, &nextSeq)
+				default:
+					return
+				}
+			}
+		}
+		batch := []job{first}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case j := <-s.jobs:
+				batch = append(batch, j)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch, &nextSeq)
+	}
+}
+
+// commit runs a batch of jobs in one transaction, each in a savepoint.
+func (s *Server) commit(batch []job, nextSeq *uint64) {
+	ctx := context.Background()
+	fail := func(err error) {
+		*nextSeq = 0 // reload from the database next time
+		for _, j := range batch {
+			j.done <- err
+		}
+	}
+	sqlTx, err := s.db.W.BeginTx(ctx, nil)
+	if err != nil {
+		fail(fmt.Errorf("begin: %w", err))
+		return
+	}
+	if *nextSeq == 0 {
+		var max sql.NullInt64
+		if err := sqlTx.QueryRowContext(ctx, "SELECT MAX(seq) FROM changes").Scan(&max); err != nil {
+			sqlTx.Rollback()
+			fail(fmt.Errorf("read last change: %w", err))
+			return
+		}
+		*nextSeq = uint64(max.Int64) + 1
+	}
+	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.instance, nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}}
+	errs := make([]error, len(batch))
+	for i, j := range batch {
+		if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT job"); err != nil {
+			sqlTx.Rollback()
+			fail(fmt.Errorf("savepoint: %w", err))
+			return
+		}
+		seq, nb := tx.nextSeq, len(tx.changed)
+		if errs[i] = j.fn(tx); errs[i] != nil {
+			tx.nextSeq, tx.changed = seq, tx.changed[:nb]
+			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO job"); err != nil {
+				sqlTx.Rollback()
+				fail(fmt.Errorf("rollback to savepoint: %w", err))
+				return
+			}
+		}
+		if _, err := sqlTx.ExecContext(ctx, "RELEASE job"); err != nil {
+			sqlTx.Rollback()
+			fail(fmt.Errorf("release savepoint: %w", err))
+			return
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
+	*nextSeq = tx.nextSeq
+	for i, j := range batch {
+		j.done <- errs[i]
+	}
+	if s.OnCommit != nil && len(tx.changed) > 0 {
+		seen := map[string]bool{}
+		var buckets []string
+		for _, b := range tx.changed {
+			if !seen[b] {
+				seen[b] = true
+				buckets = append(buckets, b)
+			}
+		}
+		s.OnCommit(tx.nextSeq-1, buckets)
+	}
+}
+
+// Tx is one job's view of the writer's transaction.
+type Tx struct {
+	tx       *sql.Tx
+	ctx      context.Context
+	instance string
+	nextSeq  uint64
+	now      time.Time
+	buckets  map[string]bool
+	changed  []string
+}
+
+// Now is the commit's wall time.
+func (t *Tx) Now() time.Time { return t.now }
+
+// Exec runs a statement in the transaction.
+func (t *Tx) Exec(query string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(t.ctx, query, args...)
+}
+
+// QueryRow runs a query in the transaction.
+func (t *Tx) QueryRow(query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(t.ctx, query, args...)
+}
+
+// RecordMeta is what the server keeps beside a record's body.
+type RecordMeta struct {
+	VillageID string
+	TownID    string
+}
+
+// Record reads a record and its meta; ErrNotFound if there is none.
+func (t *Tx) Record(id string) (*pb.Record, RecordMeta, error) {
+	var body []byte
+	var m RecordMeta
+	err := t.tx.QueryRowContext(t.ctx, "SELECT body, village_id, town_id FROM records WHERE id = ?", id).Scan(&body, &m.VillageID, &m.TownID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, m, ErrNotFound
+	}
+	if err != nil {
+		return nil, m, fmt.Errorf("read record %s: %w", id, err)
+	}
+	r := &pb.Record{}
+	if err := proto.Unmarshal(body, r); err != nil {
+		return nil, m, fmt.Errorf("decode record %s: %w", id, err)
+	}
+	return r, m, nil
+}
+
+// ChangeInfo says who made a change.
+type ChangeInfo struct {
+	DeviceID string
+	UserID   string
+}
+
+// PutRecord stores r as the record's new state: it takes the next change
+// number as r's version, moves the record to r.Buckets, and appends the
+// change to the changelog. It returns the change number.
+func (t *Tx) PutRecord(r *pb.Record, m RecordMeta, who ChangeInfo) (uint64, error) {
+	seq := t.nextSeq
+	r.Version = seq
+	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("encode record %s: %w", r.GetId(), err)
+	}
+	if _, err := t.Exec(`INSERT INTO records (id, kind, version, village_id, town_id, body) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET version = excluded.version, village_id = excluded.village_id,
+		town_id = excluded.town_id, body = excluded.body`,
+		r.GetId(), int(r.GetKind()), seq, m.VillageID, m.TownID, body); err != nil {
+		return 0, fmt.Errorf("write record %s: %w", r.GetId(), err)
+	}
+	// Buckets the record left: drop them, so pulls of those stop seeing it.
+	if _, err := t.Exec("DELETE FROM record_buckets WHERE record_id = ? AND bucket NOT IN (SELECT value FROM json_each(?))",
+		r.GetId(), jsonList(r.GetBuckets())); err != nil {
+		return 0, fmt.Errorf("move record %s: %w", r.GetId(), err)
+	}
+	for _, b := range r.GetBuckets() {
+		if _, err := t.Exec(`INSERT INTO record_buckets (bucket, record_id, seq) VALUES (?, ?, ?)
+			ON CONFLICT (bucket, record_id) DO UPDATE SET seq = excluded.seq`, b, r.GetId(), seq); err != nil {
+			return 0, fmt.Errorf("file record %s in %s: %w", r.GetId(), b, err)
+		}
+		t.changed = append(t.changed, b)
+	}
+	change := &pb.Change{Seq: seq, ChangeId: fmt.Sprintf("%s-%d", t.instance, seq), Record: r,
+		DeviceId: who.DeviceID, UserId: who.UserID, CommittedMs: t.now.UnixMilli(), Region: m.TownID}
+	cbody, err := proto.MarshalOptions{Deterministic: true}.Marshal(change)
+	if err != nil {
+		return 0, fmt.Errorf("encode change %d: %w", seq, err)
+	}
+	if _, err := t.Exec("INSERT INTO changes (seq, subject, body) VALUES (?, ?, ?)", seq, domain.ChangeSubject(m.TownID, r.GetKind()), cbody); err != nil {
+		return 0, fmt.Errorf("append change %d: %w", seq, err)
+	}
+	t.nextSeq++
+	return seq, nil
+}
+
+func jsonList(items []string) string {
+	if items == nil {
+		return "[]"
+	}
+	b, _ := json.Marshal(items) // a []string always encodes
+	return string(b)
+}

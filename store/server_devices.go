@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+)
+
+// HashSecret is how credentials and enrollment codes are kept: only their
+// SHA-256. They are 160+ random bits, so a plain hash suffices (no salt or
+// slow hash is needed against guessing).
+func HashSecret(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// DeviceAuth is what the server knows of a credential's device.
+type DeviceAuth struct {
+	DeviceID  string
+	UserID    string
+	RevokedMs int64
+}
+
+// DeviceByToken finds the device whose credential hashes to tokenHash.
+func (s *Server) DeviceByToken(ctx context.Context, tokenHash string) (DeviceAuth, error) {
+	var d DeviceAuth
+	err := s.db.R.QueryRowContext(ctx, "SELECT id, user_id, revoked_ms FROM devices WHERE token_hash = ?", tokenHash).
+		Scan(&d.DeviceID, &d.UserID, &d.RevokedMs)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, ErrNotFound
+	}
+	return d, err
+}
+
+// PutEnrollCode stores a new enrollment code's hash.
+func (t *Tx) PutEnrollCode(codeHash, userID string, expiresMs int64) error {
+	_, err := t.Exec("INSERT INTO enroll_codes (code_hash, user_id, expires_ms) VALUES (?, ?, ?)", codeHash, userID, expiresMs)
+	return err
+}
+
+// Enrollment code states UseEnrollCode reports.
+var (
+	// ErrCodeUsed is returned for a code that enrolled a device already.
+	ErrCodeUsed = errors.New("enrollment code already used")
+	// ErrCodeExpired is returned for a code past its expiry.
+	ErrCodeExpired = errors.New("enrollment code expired")
+)
+
+// UseEnrollCode marks a code used and returns its user. ErrNotFound,
+// ErrCodeUsed or ErrCodeExpired say why a code does not work.
+func (t *Tx) UseEnrollCode(codeHash string, nowMs int64) (string, error) {
+	var userID string
+	var expires, used int64
+	err := t.QueryRow("SELECT user_id, expires_ms, used_ms FROM enroll_codes WHERE code_hash = ?", codeHash).Scan(&userID, &expires, &used)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", ErrNotFound
+	case err != nil:
+		return "", err
+	case used != 0:
+		return "", ErrCodeUsed
+	case nowMs > expires:
+		return "", ErrCodeExpired
+	}
+	_, err = t.Exec("UPDATE enroll_codes SET used_ms = ? WHERE code_hash = ?", nowMs, codeHash)
+	return userID, err
+}
+
+// PutDevice stores a newly enrolled device.
+func (t *Tx) PutDevice(d *pb.Device, tokenHash string) error {
+	_, err := t.Exec(`INSERT INTO devices (id, user_id, token_hash, name, app_version, enrolled_ms) VALUES (?, ?, ?, ?, ?, ?)`,
+		d.GetId(), d.GetUserId(), tokenHash, d.GetName(), d.GetAppVersion(), d.GetEnrolledMs())
+	return err
+}
+
+// DeviceState is a device's position in its mutation numbering.
+type DeviceState struct {
+	LastSeq   uint64
+	RevokedMs int64
+}
+
+// DeviceState reads a device's last applied mutation number.
+func (t *Tx) DeviceState(deviceID string) (DeviceState, error) {
+	var d DeviceState
+	err := t.QueryRow("SELECT last_seq, revoked_ms FROM devices WHERE id = ?", deviceID).Scan(&d.LastSeq, &d.RevokedMs)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, ErrNotFound
+	}
+	return d, err
+}
+
+// TouchDevice records a device's sync: its last applied mutation number, its
+// pending count and app version, and when it was seen.
+func (t *Tx) TouchDevice(deviceID string, lastSeq uint64, pending uint32, appVersion string) error {
+	_, err := t.Exec(`UPDATE devices SET last_seq = ?, pending = ?, app_version = CASE WHEN ? = '' THEN app_version ELSE ? END,
+		last_seen_ms = ? WHERE id = ?`, lastSeq, pending, appVersion, appVersion, t.now.UnixMilli(), deviceID)
+	return err
+}
+
+// RevokeDevice marks a device revoked; ErrNotFound if there is none.
+func (t *Tx) RevokeDevice(deviceID string) error {
+	res, err := t.Exec("UPDATE devices SET revoked_ms = ? WHERE id = ? AND revoked_ms = 0", t.now.UnixMilli(), deviceID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := t.DeviceState(deviceID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PutResult keeps the result of a mutation that was not simply applied.
+func (t *Tx) PutResult(deviceID string, r *pb.MutationResult) error {
+	_, err := t.Exec(`INSERT OR REPLACE INTO mutation_results (device_id, seq, record_id, status, code, field, reason) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason())
+	return err
+}
+
+// Result returns the kept result of a device's mutation, or one saying
+// APPLIED if none was kept (it was applied plainly).
+func (t *Tx) Result(deviceID string, seq uint64, recordID string) (*pb.MutationResult, error) {
+	r := &pb.MutationResult{Seq: seq, RecordId: recordID}
+	var status int
+	err := t.QueryRow("SELECT record_id, status, code, field, reason FROM mutation_results WHERE device_id = ? AND seq = ?", deviceID, seq).
+		Scan(&r.RecordId, &status, &r.Code, &r.Field, &r.Reason)
+	if errors.Is(err, sql.ErrNoRows) {
+		r.Status = pb.MutationStatus_MUTATION_STATUS_APPLIED
+		return r, nil
+	}
+	r.Status = pb.MutationStatus(status)
+	return r, err
+}
+
+// ListDevices returns up to limit devices with ids after afterID, optionally
+// of one user.
+func (s *Server) ListDevices(ctx context.Context, userID, afterID string, limit int) ([]*pb.Device, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT id, user_id, name, app_version, enrolled_ms, last_seen_ms, last_seq, pending, revoked_ms
+		FROM devices WHERE id > ? AND (? = '' OR user_id = ?) ORDER BY id LIMIT ?`, afterID, userID, userID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	defer rows.Close()
+	var out []*pb.Device
+	for rows.Next() {
+		d := &pb.Device{}
+		if err := rows.Scan(&d.Id, &d.UserId, &d.Name, &d.AppVersion, &d.EnrolledMs, &d.LastSeenMs, &d.LastSeq, &d.PendingCount, &d.RevokedMs); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
