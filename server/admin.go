@@ -1,0 +1,357 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fieldsync/fieldsync/domain"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+type adminService struct {
+	pb.UnimplementedAdminServiceServer
+	s *Server
+}
+
+// adminWho marks changes made by an administrator in the changelog.
+var adminWho = store.ChangeInfo{DeviceID: "admin", UserID: "admin"}
+
+// ImportOrg upserts units, users, households and assignments. Each bad row
+// is reported and skipped; the good rows are stored.
+func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) (*pb.ImportOrgResponse, error) {
+	resp := &pb.ImportOrgResponse{}
+	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
+		resp.Reset()
+		bad := func(table string, i int, field, format string, args ...any) {
+			resp.Errors = append(resp.Errors, &pb.RowError{Table: table, Index: int32(i), Field: field, Message: fmt.Sprintf(format, args...)})
+		}
+		// Towns before villages before grids, so that parents exist.
+		order := make([]int, len(req.GetUnits()))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool { return req.GetUnits()[order[a]].GetKind() < req.GetUnits()[order[b]].GetKind() })
+		for _, i := range order {
+			u := req.GetUnits()[i]
+			field, msg, village, town, err := checkUnit(tx, u)
+			if err != nil {
+				return err
+			}
+			if msg != "" {
+				bad("units", i, field, "%s", msg)
+				continue
+			}
+			if err := tx.PutUnit(u, village, town); err != nil {
+				return err
+			}
+			resp.Units++
+		}
+		for i, u := range req.GetUsers() {
+			field, msg, village, town, err := checkUser(tx, u)
+			if err != nil {
+				return err
+			}
+			if msg != "" {
+				bad("users", i, field, "%s", msg)
+				continue
+			}
+			if err := tx.PutUser(u, village, town); err != nil {
+				return err
+			}
+			resp.Users++
+		}
+		for i, h := range req.GetHouseholds() {
+			field, msg, err := x.s.putHousehold(tx, h)
+			if err != nil {
+				return err
+			}
+			if msg != "" {
+				bad("households", i, field, "%s", msg)
+				continue
+			}
+			resp.Households++
+		}
+		for i, a := range req.GetAssignments() {
+			field, msg, err := checkAssignment(tx, a.GetHouseholdId(), a.GetMemberId())
+			if err != nil {
+				return err
+			}
+			if msg != "" {
+				bad("assignments", i, field, "%s", msg)
+				continue
+			}
+			if _, err := tx.Link(a.GetHouseholdId(), a.GetMemberId()); err != nil {
+				return err
+			}
+			resp.Assignments++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "import: %v; nothing was stored, retry", err)
+	}
+	return resp, nil
+}
+
+func checkText(v string, max int, required bool) string {
+	switch {
+	case required && v == "":
+		return "required"
+	case !utf8.ValidString(v):
+		return "not valid UTF-8 text"
+	case len(v) > max:
+		return fmt.Sprintf("%d bytes is too long: at most %d", len(v), max)
+	}
+	return ""
+}
+
+func checkUnit(tx *store.Tx, u *pb.Unit) (field, msg, village, town string, err error) {
+	if !domain.IsOrgID(u.GetId()) {
+		return "id", fmt.Sprintf("malformed id %q: want 1-64 of letters, digits and _:-", u.GetId()), "", "", nil
+	}
+	if m := checkText(u.GetName(), 200, true); m != "" {
+		return "name", m, "", "", nil
+	}
+	want := map[pb.UnitKind]pb.UnitKind{pb.UnitKind_UNIT_KIND_VILLAGE: pb.UnitKind_UNIT_KIND_TOWN, pb.UnitKind_UNIT_KIND_GRID: pb.UnitKind_UNIT_KIND_VILLAGE}
+	switch u.GetKind() {
+	case pb.UnitKind_UNIT_KIND_TOWN:
+		if u.GetParentId() != "" {
+			return "parent_id", "a town has no parent", "", "", nil
+		}
+		return "", "", "", u.GetId(), nil
+	case pb.UnitKind_UNIT_KIND_VILLAGE, pb.UnitKind_UNIT_KIND_GRID:
+		p, err := tx.Unit(u.GetParentId())
+		if errors.Is(err, store.ErrNotFound) || (err == nil && p.Unit.GetKind() != want[u.GetKind()]) {
+			return "parent_id", fmt.Sprintf("unknown %s %q: a %s lies in a %s", unitKindName(want[u.GetKind()]), u.GetParentId(), unitKindName(u.GetKind()), unitKindName(want[u.GetKind()])), "", "", nil
+		}
+		if err != nil {
+			return "", "", "", "", err
+		}
+		if u.GetKind() == pb.UnitKind_UNIT_KIND_VILLAGE {
+			return "", "", u.GetId(), p.TownID, nil
+		}
+		return "", "", p.VillageID, p.TownID, nil
+	}
+	return "kind", "want town, village or grid", "", "", nil
+}
+
+func unitKindName(k pb.UnitKind) string {
+	switch k {
+	case pb.UnitKind_UNIT_KIND_TOWN:
+		return "town"
+	case pb.UnitKind_UNIT_KIND_VILLAGE:
+		return "village"
+	case pb.UnitKind_UNIT_KIND_GRID:
+		return "grid"
+	}
+	return "unit"
+}
+
+func checkUser(tx *store.Tx, u *pb.User) (field, msg, village, town string, err error) {
+	if !domain.IsOrgID(u.GetId()) {
+		return "id", fmt.Sprintf("malformed id %q: want 1-64 of letters, digits and _:-", u.GetId()), "", "", nil
+	}
+	if m := checkText(u.GetName(), 200, true); m != "" {
+		return "name", m, "", "", nil
+	}
+	if m := checkText(u.GetPhone(), 40, false); m != "" {
+		return "phone", m, "", "", nil
+	}
+	var want pb.UnitKind
+	switch u.GetRole() {
+	case pb.Role_ROLE_MEMBER:
+		want = pb.UnitKind_UNIT_KIND_GRID
+	case pb.Role_ROLE_MEDIATOR, pb.Role_ROLE_SECRETARY:
+		want = pb.UnitKind_UNIT_KIND_VILLAGE
+	case pb.Role_ROLE_HQ:
+		return "", "", "", "", nil
+	default:
+		return "role", "want member, mediator, secretary or hq", "", "", nil
+	}
+	un, err := tx.Unit(u.GetUnitId())
+	if errors.Is(err, store.ErrNotFound) || (err == nil && un.Unit.GetKind() != want) {
+		return "unit_id", fmt.Sprintf("unknown %s %q: a %s works in a %s", unitKindName(want), u.GetUnitId(), domain.RoleName(u.GetRole()), unitKindName(want)), "", "", nil
+	}
+	return "", "", un.VillageID, un.TownID, err
+}
+
+// putHousehold creates or updates an imported household's record.
+func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string, err error) {
+	if !domain.IsOrgID(h.GetId()) {
+		return "id", fmt.Sprintf("malformed id %q: want 1-64 of letters, digits and _:-", h.GetId()), nil
+	}
+	grid, err := tx.Unit(h.GetGridId())
+	if errors.Is(err, store.ErrNotFound) || (err == nil && grid.Unit.GetKind() != pb.UnitKind_UNIT_KIND_GRID) {
+		return "grid_id", fmt.Sprintf("unknown grid %q", h.GetGridId()), nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	values := map[string]string{"grid_id": h.GetGridId(), "head": h.GetHead(), "address": h.GetAddress(),
+		"phone": h.GetPhone(), "members": h.GetMembers(), "tags": h.GetTags()}
+	spec := domain.SpecOf(pb.Kind_KIND_HOUSEHOLD)
+	for _, name := range []string{"head", "address", "phone", "members", "tags"} {
+		if values[name] == "" {
+			if spec.Field(name).Required {
+				return name, "required", nil
+			}
+			delete(values, name)
+			continue
+		}
+		if r := spec.CheckValue(spec.Field(name), values[name]); r != nil {
+			return name, r.Reason, nil
+		}
+	}
+	cur, _, err := tx.Record(h.GetId())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", "", err
+	}
+	if cur != nil && cur.GetKind() != pb.Kind_KIND_HOUSEHOLD {
+		return "id", fmt.Sprintf("%s is a %s record, not a household", h.GetId(), domain.KindName(cur.GetKind())), nil
+	}
+	hlc := s.clock.Tick().String()
+	next := &pb.Record{Id: h.GetId(), Kind: pb.Kind_KIND_HOUSEHOLD, Fields: map[string]*pb.FieldValue{}, AuthorId: "admin", OriginDeviceId: "admin"}
+	if cur != nil {
+		next = proto.Clone(cur).(*pb.Record)
+	}
+	changed := cur == nil
+	for k, v := range values {
+		if next.Fields[k].GetValue() != v {
+			next.Fields[k] = &pb.FieldValue{Value: v, Hlc: hlc}
+			changed = true
+		}
+	}
+	if !changed {
+		return "", "", nil
+	}
+	meta := store.RecordMeta{VillageID: grid.VillageID, TownID: grid.TownID}
+	next.Buckets = bucketsFor(next, meta)
+	_, err = tx.PutRecord(next, meta, adminWho)
+	return "", "", err
+}
+
+func checkAssignment(tx *store.Tx, householdID, memberID string) (field, msg string, err error) {
+	h, _, err := tx.Record(householdID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && h.GetKind() != pb.Kind_KIND_HOUSEHOLD) {
+		return "household_id", fmt.Sprintf("unknown household %q", householdID), nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	u, err := tx.User(memberID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && u.User.GetRole() != pb.Role_ROLE_MEMBER) {
+		return "member_id", fmt.Sprintf("unknown member %q: households are linked to users with role member", memberID), nil
+	}
+	return "", "", err
+}
+
+// AssignHousehold links a household to a member, replacing the old link.
+// The new member's devices get the household at their next sync; the old
+// member's devices purge it.
+func (x *adminService) AssignHousehold(ctx context.Context, req *pb.AssignHouseholdRequest) (*pb.AssignHouseholdResponse, error) {
+	resp := &pb.AssignHouseholdResponse{}
+	var field, msg string
+	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
+		var err error
+		if field, msg, err = checkAssignment(tx, req.GetHouseholdId(), req.GetMemberId()); err != nil || msg != "" {
+			return err
+		}
+		resp.PreviousMemberId, err = tx.Link(req.GetHouseholdId(), req.GetMemberId())
+		return err
+	})
+	switch {
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "assign: %v; retry", err)
+	case msg != "":
+		return nil, status.Errorf(codes.InvalidArgument, "%s: %s", field, msg)
+	}
+	x.s.hub.poke([]string{domain.HouseholdBucket(req.GetHouseholdId())})
+	return resp, nil
+}
+
+// Enrollment code lifetimes.
+const (
+	DefaultCodeTTL = 24 * time.Hour
+	MaxCodeTTL     = 30 * 24 * time.Hour
+)
+
+// CreateEnrollmentCode issues a one-time code for a user; only its hash is
+// kept.
+func (x *adminService) CreateEnrollmentCode(ctx context.Context, req *pb.CreateEnrollmentCodeRequest) (*pb.CreateEnrollmentCodeResponse, error) {
+	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
+	if ttl == 0 {
+		ttl = DefaultCodeTTL
+	}
+	if ttl < 0 || ttl > MaxCodeTTL {
+		return nil, status.Errorf(codes.InvalidArgument, "ttl_seconds: %d, want 1 to %d (30 days)", req.GetTtlSeconds(), int64(MaxCodeTTL/time.Second))
+	}
+	code := domain.RandomToken(10) // 80 random bits, 16 characters
+	resp := &pb.CreateEnrollmentCodeResponse{Code: code}
+	var unknown bool
+	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
+		if _, err := tx.User(req.GetUserId()); errors.Is(err, store.ErrNotFound) {
+			unknown = true
+			return nil
+		} else if err != nil {
+			return err
+		}
+		resp.ExpiresMs = tx.Now().Add(ttl).UnixMilli()
+		return tx.PutEnrollCode(store.HashSecret(code), req.GetUserId(), resp.ExpiresMs)
+	})
+	switch {
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "create code: %v; retry", err)
+	case unknown:
+		return nil, status.Errorf(codes.NotFound, "user_id: unknown user %q: import the user first", req.GetUserId())
+	}
+	return resp, nil
+}
+
+// ListDevices pages through devices by id.
+func (x *adminService) ListDevices(ctx context.Context, req *pb.ListDevicesRequest) (*pb.ListDevicesResponse, error) {
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = 100
+	}
+	if size < 0 || size > 1000 {
+		return nil, status.Errorf(codes.InvalidArgument, "page_size: %d, want 0 (default 100) to 1000", req.GetPageSize())
+	}
+	after, err := base64.RawURLEncoding.DecodeString(req.GetPageToken())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, "page_token: not a token this server gave: start again without it")
+	}
+	devs, err := x.s.store.ListDevices(ctx, req.GetUserId(), string(after), size+1)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "list devices: %v", err)
+	}
+	resp := &pb.ListDevicesResponse{Devices: devs}
+	if len(devs) > size {
+		resp.Devices = devs[:size]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(devs[size-1].GetId()))
+	}
+	return resp, nil
+}
+
+// RevokeDevice cuts a device off: its next contact is refused and tells it
+// to wipe its local data.
+func (x *adminService) RevokeDevice(ctx context.Context, req *pb.RevokeDeviceRequest) (*pb.RevokeDeviceResponse, error) {
+	err := x.s.store.Write(ctx, func(tx *store.Tx) error { return tx.RevokeDevice(req.GetDeviceId()) })
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, status.Errorf(codes.NotFound, "device_id: unknown device %q (see fieldctl admin devices)", req.GetDeviceId())
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "revoke: %v; retry", err)
+	}
+	x.s.hub.drop(req.GetDeviceId())
+	return &pb.RevokeDeviceResponse{}, nil
+}

@@ -1,0 +1,203 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fieldsync/fieldsync/domain"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+// applyOne applies one new mutation of the caller's device: validation, the
+// permission table, scope, then the kind's merge rule. A rejection is a
+// result, kept for retries, never an error: the device's number advances
+// either way so that nothing queued behind it is blocked. An error means
+// the store failed and the whole push is undone.
+func (s *Server) applyOne(tx *store.Tx, c *caller, m *pb.Mutation) (*pb.MutationResult, error) {
+	res := &pb.MutationResult{Seq: m.GetSeq(), RecordId: m.GetRecordId(), Status: pb.MutationStatus_MUTATION_STATUS_APPLIED}
+	rej, conflict, err := s.applyChecked(tx, c, m)
+	switch {
+	case err != nil:
+		return nil, err
+	case rej != nil:
+		res.Status, res.Code, res.Field, res.Reason = pb.MutationStatus_MUTATION_STATUS_REJECTED, rej.Code, rej.Field, rej.Reason
+	case conflict:
+		res.Status, res.Reason = pb.MutationStatus_MUTATION_STATUS_CONFLICT, "met a concurrent change: kept as a conflict on the record for a person to settle"
+	default:
+		return res, nil
+	}
+	return res, tx.PutResult(c.deviceID, res)
+}
+
+func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain.Rejection, bool, error) {
+	if r := domain.ValidateMutation(in); r != nil {
+		return r, false, nil
+	}
+	if r := domain.CheckWrite(c.role, in); r != nil {
+		return r, false, nil
+	}
+	// The clock's node is the device the credential names, and a clock far
+	// ahead of the server's is cut back so that it cannot win every merge.
+	m := proto.Clone(in).(*pb.Mutation)
+	h, _ := domain.ParseHLC(m.GetHlc()) // validated above
+	h.Node = c.deviceID
+	m.Hlc = domain.ClampFuture(h, tx.Now()).String()
+
+	cur, meta, err := tx.Record(m.GetRecordId())
+	if errors.Is(err, store.ErrNotFound) {
+		cur = nil
+	} else if err != nil {
+		return nil, false, err
+	}
+	kind := domain.KindName(m.GetKind())
+	if cur != nil {
+		if r, err := s.checkRecordScope(tx, c, cur, meta); r != nil || err != nil {
+			return r, false, err
+		}
+	} else if m.GetOp() == pb.Op_OP_CREATE {
+		var r *domain.Rejection
+		if meta, r, err = s.placeNew(tx, c, m); r != nil || err != nil {
+			return r, false, err
+		}
+	}
+	next, conflict, rej := domain.Apply(cur, m, domain.Actor{UserID: c.userID, DeviceID: c.deviceID})
+	if rej != nil {
+		return rej, false, nil
+	}
+	if m.GetKind() == pb.Kind_KIND_DISPUTE {
+		if r, err := checkUsers(tx, kind+".mediators", next.GetFields()["mediators"].GetValue(), pb.Role_ROLE_MEDIATOR); r != nil || err != nil {
+			return r, false, err
+		}
+	}
+	next.Buckets = bucketsFor(next, meta)
+	if cur != nil && proto.Equal(cur, next) {
+		return nil, false, nil // a repeat with no effect: no change to record
+	}
+	if _, err := tx.PutRecord(next, meta, store.ChangeInfo{DeviceID: c.deviceID, UserID: c.userID}); err != nil {
+		return nil, false, err
+	}
+	if m.GetKind() == pb.Kind_KIND_DISPUTE {
+		if err := tx.SetMediators(next.GetId(), domain.SplitList(next.GetFields()["mediators"].GetValue())); err != nil {
+			return nil, false, err
+		}
+	}
+	return nil, conflict, nil
+}
+
+// checkRecordScope says whether the caller may write an existing record:
+// a member only their linked households (and visits, checked by authorship
+// in the merge rule), a secretary only their village, a mediator only the
+// cases they mediate.
+func (s *Server) checkRecordScope(tx *store.Tx, c *caller, cur *pb.Record, meta store.RecordMeta) (*domain.Rejection, error) {
+	kind := domain.KindName(cur.GetKind())
+	deny := func(format string, args ...any) *domain.Rejection {
+		r := &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind}
+		r.Reason = fmt.Sprintf(format, args...)
+		return r
+	}
+	switch cur.GetKind() {
+	case pb.Kind_KIND_HOUSEHOLD:
+		switch c.role {
+		case pb.Role_ROLE_MEMBER:
+			linked, err := tx.LinkedMember(cur.GetId())
+			if err != nil {
+				return nil, err
+			}
+			if linked != c.userID {
+				return deny("household %s is not linked to you", cur.GetId()), nil
+			}
+		case pb.Role_ROLE_SECRETARY:
+			if meta.VillageID != c.villageID {
+				return deny("household %s is not in your village", cur.GetId()), nil
+			}
+		}
+	case pb.Kind_KIND_DISPUTE:
+		if !contains(domain.SplitList(cur.GetFields()["mediators"].GetValue()), c.userID) {
+			return deny("only its mediators (%s) write to dispute %s", cur.GetFields()["mediators"].GetValue(), cur.GetId()), nil
+		}
+	}
+	return nil, nil
+}
+
+// placeNew finds where a new record lies (its village and town) and checks
+// that the caller may create it there.
+func (s *Server) placeNew(tx *store.Tx, c *caller, m *pb.Mutation) (store.RecordMeta, *domain.Rejection, error) {
+	kind := domain.KindName(m.GetKind())
+	f := m.GetFields()
+	switch m.GetKind() {
+	case pb.Kind_KIND_VISIT:
+		hid := f["household_id"]
+		h, meta, err := tx.Record(hid)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && h.GetKind() != pb.Kind_KIND_HOUSEHOLD) {
+			return meta, &domain.Rejection{Code: domain.CodeNotFound, Field: "visit.household_id", Reason: "unknown household " + hid}, nil
+		}
+		if err != nil {
+			return meta, nil, err
+		}
+		linked, err := tx.LinkedMember(hid)
+		if err != nil {
+			return meta, nil, err
+		}
+		if linked != c.userID {
+			return meta, &domain.Rejection{Code: domain.CodePermissionDenied, Field: "visit.household_id", Reason: "household " + hid + " is not linked to you"}, nil
+		}
+		return meta, nil, nil
+	case pb.Kind_KIND_DISPUTE, pb.Kind_KIND_EVENT:
+		vid := f["village_id"]
+		u, err := tx.Unit(vid)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && u.Unit.GetKind() != pb.UnitKind_UNIT_KIND_VILLAGE) {
+			return store.RecordMeta{}, &domain.Rejection{Code: domain.CodeNotFound, Field: kind + ".village_id", Reason: "unknown village " + vid}, nil
+		}
+		if err != nil {
+			return store.RecordMeta{}, nil, err
+		}
+		if vid != c.villageID {
+			return store.RecordMeta{}, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind + ".village_id",
+				Reason: "village " + vid + " is not yours (" + c.villageID + ")"}, nil
+		}
+		return store.RecordMeta{VillageID: vid, TownID: u.TownID}, nil, nil
+	}
+	return store.RecordMeta{}, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind, Reason: "devices do not create " + kind + " records"}, nil
+}
+
+// checkUsers checks that every id in a list is a user with the given role.
+func checkUsers(tx *store.Tx, field, list string, role pb.Role) (*domain.Rejection, error) {
+	for _, id := range domain.SplitList(list) {
+		u, err := tx.User(id)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && u.User.GetRole() != role) {
+			return &domain.Rejection{Code: domain.CodeInvalidField, Field: field, Reason: "unknown " + domain.RoleName(role) + " " + id}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// bucketsFor lists the buckets a record sits in (see domain/buckets.go).
+func bucketsFor(r *pb.Record, meta store.RecordMeta) []string {
+	var own string
+	switch r.GetKind() {
+	case pb.Kind_KIND_HOUSEHOLD:
+		own = domain.HouseholdBucket(r.GetId())
+	case pb.Kind_KIND_VISIT:
+		own = domain.HouseholdBucket(r.GetFields()["household_id"].GetValue())
+	case pb.Kind_KIND_DISPUTE:
+		own = domain.DisputeBucket(r.GetId())
+	case pb.Kind_KIND_EVENT:
+		own = domain.UserBucket(r.GetAuthorId())
+	}
+	return []string{own, domain.VillageBucket(meta.VillageID), domain.AllBucket}
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

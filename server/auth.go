@@ -1,0 +1,135 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/fieldsync/fieldsync/store"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+)
+
+// caller is who is calling, as decided from the credential.
+type caller struct {
+	admin     bool
+	deviceID  string
+	userID    string
+	role      pb.Role
+	villageID string
+	townID    string
+}
+
+type callerKey struct{}
+
+func callerFrom(ctx context.Context) *caller {
+	c, _ := ctx.Value(callerKey{}).(*caller)
+	return c
+}
+
+// ErrRevokedMessage starts the status message a revoked device gets; the
+// device wipes its local data when it sees it.
+const ErrRevokedMessage = "device revoked"
+
+func bearer(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+	}
+	return ""
+}
+
+// authenticate decides who calls method.
+func (s *Server) authenticate(ctx context.Context, method string) (context.Context, error) {
+	service := method
+	if i := strings.LastIndex(method, "/"); i > 0 {
+		service = method[:i]
+	}
+	switch service {
+	case "/fieldsync.v1.EnrollService":
+		return ctx, nil
+	case "/fieldsync.v1.AdminService":
+		if !s.isAdmin(bearer(ctx)) {
+			return nil, status.Error(codes.Unauthenticated, "admin credential missing or wrong: send \"authorization: Bearer <token>\" with the token from syncd's data directory (admin.token)")
+		}
+		return context.WithValue(ctx, callerKey{}, &caller{admin: true}), nil
+	case "/fieldsync.v1.ExportService":
+		if s.isAdmin(bearer(ctx)) {
+			return context.WithValue(ctx, callerKey{}, &caller{admin: true}), nil
+		}
+		c, err := s.device(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if c.role != pb.Role_ROLE_HQ {
+			return nil, status.Error(codes.PermissionDenied, "export is for HQ: use the admin credential or an HQ user's device")
+		}
+		return context.WithValue(ctx, callerKey{}, c), nil
+	case "/fieldsync.v1.SyncService":
+		c, err := s.device(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return context.WithValue(ctx, callerKey{}, c), nil
+	}
+	return nil, status.Errorf(codes.Unimplemented, "unknown service %s", service)
+}
+
+func (s *Server) isAdmin(token string) bool {
+	if token == "" || s.cfg.AdminTokenHash == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(store.HashSecret(token)), []byte(s.cfg.AdminTokenHash)) == 1
+}
+
+func (s *Server) device(ctx context.Context) (*caller, error) {
+	token := bearer(ctx)
+	if token == "" {
+		return nil, status.Error(codes.Unauthenticated, "device credential missing: enroll the device first (fieldctl device enroll)")
+	}
+	d, err := s.store.DeviceByToken(ctx, store.HashSecret(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Error(codes.Unauthenticated, "device credential unknown: enroll the device again with a new code")
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "look up device: %v", err)
+	}
+	if d.RevokedMs != 0 {
+		return nil, status.Error(codes.PermissionDenied, ErrRevokedMessage+": this device was cut off by an administrator; its local data is wiped")
+	}
+	u, err := s.store.User(ctx, d.UserID)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "device %s belongs to user %s, who is no longer known: ask an administrator", d.DeviceID, d.UserID)
+	}
+	return &caller{deviceID: d.DeviceID, userID: d.UserID, role: u.User.GetRole(), villageID: u.VillageID, townID: u.TownID}, nil
+}
+
+func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := s.authenticate(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+type authStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (a *authStream) Context() context.Context { return a.ctx }
+
+func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := s.authenticate(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	return handler(srv, &authStream{ServerStream: ss, ctx: ctx})
+}

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fieldsync/fieldsync/domain"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+type enrollService struct {
+	pb.UnimplementedEnrollServiceServer
+	s *Server
+}
+
+// Enroll trades a one-time code for a device credential. The server keeps
+// only the credential's hash.
+func (x *enrollService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*pb.EnrollResponse, error) {
+	code := NormalizeCode(req.GetCode())
+	if code == "" || len(code) > 64 {
+		return nil, status.Error(codes.InvalidArgument, "code: missing or malformed: give the enrollment code your administrator issued (fieldctl admin enroll-code)")
+	}
+	if !utf8.ValidString(req.GetDeviceName()) || len(req.GetDeviceName()) > 200 {
+		return nil, status.Error(codes.InvalidArgument, "device_name: at most 200 bytes of UTF-8 text")
+	}
+	if len(req.GetAppVersion()) > 64 {
+		return nil, status.Error(codes.InvalidArgument, "app_version: at most 64 bytes")
+	}
+	resp := &pb.EnrollResponse{DeviceId: "d" + domain.RandomToken(5), Token: domain.RandomToken(20)}
+	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
+		userID, err := tx.UseEnrollCode(store.HashSecret(code), tx.Now().UnixMilli())
+		if err != nil {
+			return err
+		}
+		u, err := tx.User(userID)
+		if err != nil {
+			return err
+		}
+		resp.UserId, resp.UserName, resp.Role = userID, u.User.GetName(), u.User.GetRole()
+		return tx.PutDevice(&pb.Device{Id: resp.DeviceId, UserId: userID, Name: req.GetDeviceName(),
+			AppVersion: req.GetAppVersion(), EnrolledMs: tx.Now().UnixMilli()}, store.HashSecret(resp.Token))
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, status.Error(codes.NotFound, "code: unknown enrollment code: check it, or ask your administrator for a new one")
+	case errors.Is(err, store.ErrCodeUsed):
+		return nil, status.Error(codes.FailedPrecondition, "code: already used to enroll a device: each code enrolls one device; ask for a new one")
+	case errors.Is(err, store.ErrCodeExpired):
+		return nil, status.Error(codes.FailedPrecondition, "code: expired: ask your administrator for a new one")
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "enroll: %v; retry", err)
+	}
+	return resp, nil
+}
+
+// NormalizeCode strips the spaces and dashes people type into codes and
+// lower-cases them.
+func NormalizeCode(code string) string {
+	return strings.ToLower(strings.NewReplacer(" ", "", "-", "").Replace(strings.TrimSpace(code)))
+}

@@ -1,0 +1,102 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/encoding/gzip" // devices send and accept gzip
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/fieldsync/fieldsync/domain"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+// Limits on what one request may carry; requests over them get
+// InvalidArgument naming the limit.
+const (
+	MaxMutationsPerSync = 1000
+	MaxCursors          = 20000
+	DefaultPageSize     = 500
+	MaxPageSize         = 5000
+	MaxMessageBytes     = 16 << 20
+)
+
+// Config is what a Server needs.
+type Config struct {
+	Store *store.Server
+	// JetStream, if set, is where the relay publishes the changelog.
+	JetStream jetstream.JetStream
+	// AdminTokenHash is store.HashSecret of the admin credential.
+	AdminTokenHash string
+	Logger         *slog.Logger
+}
+
+// Server holds syncd's services.
+type Server struct {
+	cfg   Config
+	store *store.Server
+	hub   *hub
+	relay *Relay
+	clock *domain.Clock // for administrators' writes
+	log   *slog.Logger
+}
+
+// New makes a Server. Call Run to start the relay and Register to serve.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, hub: newHub(), log: cfg.Logger,
+		clock: domain.NewClock("admin", domain.HLC{}, 0, nil)}
+	if cfg.JetStream != nil {
+		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
+	}
+	cfg.Store.OnCommit = func(last uint64, buckets []string) {
+		s.hub.poke(buckets)
+		if s.relay != nil {
+			s.relay.Poke()
+		}
+	}
+	return s
+}
+
+// Relay returns the changelog relay, or nil without JetStream.
+func (s *Server) Relay() *Relay { return s.relay }
+
+// GRPCOptions are the options syncd's gRPC server runs with: the
+// credential interceptors, message size limits and keepalive enforcement.
+func (s *Server) GRPCOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.unaryAuth),
+		grpc.ChainStreamInterceptor(s.streamAuth),
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+	}
+}
+
+// Register adds the services to g.
+func (s *Server) Register(g *grpc.Server) {
+	pb.RegisterSyncServiceServer(g, &syncService{s: s})
+	pb.RegisterEnrollServiceServer(g, &enrollService{s: s})
+	pb.RegisterAdminServiceServer(g, &adminService{s: s})
+	pb.RegisterExportServiceServer(g, &exportService{s: s})
+}
+
+// Close ends open Watch streams so that a graceful stop does not wait for
+// them.
+func (s *Server) Close() { s.hub.close() }
+
+// RunRelay publishes the changelog until ctx ends (no-op without JetStream).
+func (s *Server) RunRelay(ctx context.Context) error {
+	if s.relay == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return s.relay.Run(ctx)
+}
