@@ -42,7 +42,7 @@ func (x *enrollService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*pb.
 		if err != nil {
 			return err
 		}
-		resp.UserId, resp.UserName, resp.Role = userID, u.User.GetName(), u.User.GetRole()
+		resp.UserId, resp.UserName, resp.Role, resp.VillageId = userID, u.User.GetName(), u.User.GetRole(), u.VillageID
 		return tx.PutDevice(&pb.Device{Id: resp.DeviceId, UserId: userID, Name: req.GetDeviceName(),
 			AppVersion: req.GetAppVersion(), EnrolledMs: tx.Now().UnixMilli()}, store.HashSecret(resp.Token))
 	})

@@ -1212,12 +1212,15 @@ func (x *EnrollRequest) GetAppVersion() string {
 // EnrollResponse carries the device's credential. The token is shown once;
 // the server keeps only its hash.
 type EnrollResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DeviceId      string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	Token         string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
-	UserId        string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	UserName      string                 `protobuf:"bytes,4,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
-	Role          Role                   `protobuf:"varint,5,opt,name=role,proto3,enum=fieldsync.v1.Role" json:"role,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Token    string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	UserId   string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserName string                 `protobuf:"bytes,4,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	Role     Role                   `protobuf:"varint,5,opt,name=role,proto3,enum=fieldsync.v1.Role" json:"role,omitempty"`
+	// The village the user works in (empty for HQ): where their disputes and
+	// events are filed unless they say otherwise.
+	VillageId     string `protobuf:"bytes,6,opt,name=village_id,json=villageId,proto3" json:"village_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1285,6 +1288,13 @@ func (x *EnrollResponse) GetRole() Role {
 		return x.Role
 	}
 	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *EnrollResponse) GetVillageId() string {
+	if x != nil {
+		return x.VillageId
+	}
+	return ""
 }
 
 // Unit is a town, village or grid.
@@ -2603,13 +2613,15 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\vdevice_name\x18\x02 \x01(\tR\n" +
 	"deviceName\x12\x1f\n" +
 	"\vapp_version\x18\x03 \x01(\tR\n" +
-	"appVersion\"\xa1\x01\n" +
+	"appVersion\"\xc0\x01\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tuser_name\x18\x04 \x01(\tR\buserName\x12&\n" +
-	"\x04role\x18\x05 \x01(\x0e2\x12.fieldsync.v1.RoleR\x04role\"s\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x12.fieldsync.v1.RoleR\x04role\x12\x1d\n" +
+	"\n" +
+	"village_id\x18\x06 \x01(\tR\tvillageId\"s\n" +
 	"\x04Unit\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x16.fieldsync.v1.UnitKindR\x04kind\x12\x1b\n" +

@@ -1,0 +1,353 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+)
+
+var replicaMigrations = []string{`
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- base: the server's canonical record (NULL until the server sent it);
+-- local: what the user sees, base with the pending mutations applied.
+CREATE TABLE records (
+	id TEXT PRIMARY KEY, kind INTEGER NOT NULL, base BLOB, local BLOB NOT NULL,
+	state INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '', updated_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX records_kind ON records (kind, id);
+-- The durable outbox: every local write, numbered 1, 2, 3, ... Applied
+-- mutations leave it; rejected ones stay, with the server's reason.
+CREATE TABLE outbox (
+	seq INTEGER PRIMARY KEY, record_id TEXT NOT NULL, body BLOB NOT NULL,
+	status INTEGER NOT NULL DEFAULT 0, code TEXT NOT NULL DEFAULT '', field TEXT NOT NULL DEFAULT '',
+	reason TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL);
+CREATE INDEX outbox_record ON outbox (record_id, seq);
+CREATE TABLE cursors (bucket TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+-- Which buckets each record of base sits in, for purging what leaves scope.
+CREATE TABLE record_buckets (bucket TEXT NOT NULL, record_id TEXT NOT NULL, PRIMARY KEY (bucket, record_id)) WITHOUT ROWID;
+CREATE INDEX record_buckets_record ON record_buckets (record_id);
+`}
+
+// Outbox statuses.
+const (
+	OutboxPending  = 0
+	OutboxRejected = 2
+)
+
+// Replica is a device's local database.
+type Replica struct{ db *DB }
+
+// OpenReplica opens (creating) a device database.
+func OpenReplica(ctx context.Context, path string) (*Replica, error) {
+	db, err := OpenDB(ctx, path, replicaMigrations, 2)
+	if err != nil {
+		return nil, err
+	}
+	return &Replica{db: db}, nil
+}
+
+// Close closes the database.
+func (r *Replica) Close() error { return r.db.Close() }
+
+// RTx is a transaction on a replica.
+type RTx struct {
+	tx  *sql.Tx
+	ctx context.Context
+}
+
+// Update runs fn in a write transaction, committed if fn returns nil.
+func (r *Replica) Update(ctx context.Context, fn func(*RTx) error) error {
+	tx, err := r.db.W.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(&RTx{tx: tx, ctx: ctx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// View runs fn in a read transaction (a consistent snapshot).
+func (r *Replica) View(ctx context.Context, fn func(*RTx) error) error {
+	tx, err := r.db.R.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(&RTx{tx: tx, ctx: ctx})
+}
+
+// Meta reads a meta value ("" if unset).
+func (t *RTx) Meta(key string) (string, error) {
+	var v string
+	err := t.tx.QueryRowContext(t.ctx, "SELECT value FROM meta WHERE key = ?", key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+// MetaInt reads a numeric meta value (0 if unset).
+func (t *RTx) MetaInt(key string) (int64, error) {
+	v, err := t.Meta(key)
+	if err != nil || v == "" {
+		return 0, err
+	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// SetMeta writes a meta value.
+func (t *RTx) SetMeta(key, value string) error {
+	_, err := t.tx.ExecContext(t.ctx, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+	return err
+}
+
+// OutboxRow is one queued mutation with its state.
+type OutboxRow struct {
+	Mutation            *pb.Mutation
+	Status              int
+	Code, Field, Reason string
+	CreatedMs           int64
+}
+
+// AddOutbox queues a mutation.
+func (t *RTx) AddOutbox(m *pb.Mutation, nowMs int64) error {
+	body, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = t.tx.ExecContext(t.ctx, "INSERT INTO outbox (seq, record_id, body, created_ms) VALUES (?, ?, ?, ?)", m.GetSeq(), m.GetRecordId(), body, nowMs)
+	return err
+}
+
+// DoneOutbox removes an applied mutation.
+func (t *RTx) DoneOutbox(seq uint64) error {
+	_, err := t.tx.ExecContext(t.ctx, "DELETE FROM outbox WHERE seq = ?", seq)
+	return err
+}
+
+// RejectOutbox marks a mutation rejected for good, keeping it.
+func (t *RTx) RejectOutbox(seq uint64, code, field, reason string) error {
+	_, err := t.tx.ExecContext(t.ctx, "UPDATE outbox SET status = ?, code = ?, field = ?, reason = ? WHERE seq = ?", OutboxRejected, code, field, reason, seq)
+	return err
+}
+
+const outboxCols = "body, status, code, field, reason, created_ms"
+
+func scanOutbox(rows *sql.Rows) ([]OutboxRow, error) {
+	defer rows.Close()
+	var out []OutboxRow
+	for rows.Next() {
+		var o OutboxRow
+		var body []byte
+		if err := rows.Scan(&body, &o.Status, &o.Code, &o.Field, &o.Reason, &o.CreatedMs); err != nil {
+			return nil, err
+		}
+		o.Mutation = &pb.Mutation{}
+		if err := proto.Unmarshal(body, o.Mutation); err != nil {
+			return nil, fmt.Errorf("decode outbox: %w", err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// Outbox lists up to limit queued mutations with the given status, in order.
+func (t *RTx) Outbox(status, limit int) ([]OutboxRow, error) {
+	rows, err := t.tx.QueryContext(t.ctx, "SELECT "+outboxCols+" FROM outbox WHERE status = ? ORDER BY seq LIMIT ?", status, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanOutbox(rows)
+}
+
+// OutboxFor lists a record's queued mutations, pending and rejected, in order.
+func (t *RTx) OutboxFor(recordID string) ([]OutboxRow, error) {
+	rows, err := t.tx.QueryContext(t.ctx, "SELECT "+outboxCols+" FROM outbox WHERE record_id = ? ORDER BY seq", recordID)
+	if err != nil {
+		return nil, err
+	}
+	return scanOutbox(rows)
+}
+
+// CountOutbox counts queued mutations with a status.
+func (t *RTx) CountOutbox(status int) (int, error) {
+	var n int
+	err := t.tx.QueryRowContext(t.ctx, "SELECT COUNT(*) FROM outbox WHERE status = ?", status).Scan(&n)
+	return n, err
+}
+
+// LocalRecord is a record as the device holds it.
+type LocalRecord struct {
+	Base      *pb.Record // nil until the server sent it
+	Local     *pb.Record
+	State     int
+	Reason    string
+	UpdatedMs int64
+}
+
+func decodeRecord(b []byte) (*pb.Record, error) {
+	if b == nil {
+		return nil, nil
+	}
+	r := &pb.Record{}
+	return r, proto.Unmarshal(b, r)
+}
+
+// Record reads a local record; ErrNotFound if there is none.
+func (t *RTx) Record(id string) (*LocalRecord, error) {
+	var base, local []byte
+	lr := &LocalRecord{}
+	err := t.tx.QueryRowContext(t.ctx, "SELECT base, local, state, reason, updated_ms FROM records WHERE id = ?", id).
+		Scan(&base, &local, &lr.State, &lr.Reason, &lr.UpdatedMs)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if lr.Base, err = decodeRecord(base); err != nil {
+		return nil, err
+	}
+	lr.Local, err = decodeRecord(local)
+	return lr, err
+}
+
+// PutRecord writes a local record.
+func (t *RTx) PutRecord(lr *LocalRecord) error {
+	var base []byte
+	var err error
+	if lr.Base != nil {
+		if base, err = proto.Marshal(lr.Base); err != nil {
+			return err
+		}
+	}
+	local, err := proto.Marshal(lr.Local)
+	if err != nil {
+		return err
+	}
+	_, err = t.tx.ExecContext(t.ctx, `INSERT INTO records (id, kind, base, local, state, reason, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, base = excluded.base, local = excluded.local,
+		state = excluded.state, reason = excluded.reason, updated_ms = excluded.updated_ms`,
+		lr.Local.GetId(), int(lr.Local.GetKind()), base, local, lr.State, lr.Reason, lr.UpdatedMs)
+	if err != nil {
+		return err
+	}
+	if lr.Base == nil {
+		return nil
+	}
+	if _, err := t.tx.ExecContext(t.ctx, "DELETE FROM record_buckets WHERE record_id = ?", lr.Base.GetId()); err != nil {
+		return err
+	}
+	for _, b := range lr.Base.GetBuckets() {
+		if _, err := t.tx.ExecContext(t.ctx, "INSERT OR IGNORE INTO record_buckets (bucket, record_id) VALUES (?, ?)", b, lr.Base.GetId()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteRecord removes a local record.
+func (t *RTx) DeleteRecord(id string) error {
+	if _, err := t.tx.ExecContext(t.ctx, "DELETE FROM record_buckets WHERE record_id = ?", id); err != nil {
+		return err
+	}
+	_, err := t.tx.ExecContext(t.ctx, "DELETE FROM records WHERE id = ?", id)
+	return err
+}
+
+// Records lists local records of a kind (all kinds for KIND_UNSPECIFIED),
+// by id.
+func (t *RTx) Records(kind pb.Kind) ([]*LocalRecord, error) {
+	rows, err := t.tx.QueryContext(t.ctx, "SELECT base, local, state, reason, updated_ms FROM records WHERE ? = 0 OR kind = ? ORDER BY id", int(kind), int(kind))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*LocalRecord
+	for rows.Next() {
+		var base, local []byte
+		lr := &LocalRecord{}
+		if err := rows.Scan(&base, &local, &lr.State, &lr.Reason, &lr.UpdatedMs); err != nil {
+			return nil, err
+		}
+		if lr.Base, err = decodeRecord(base); err != nil {
+			return nil, err
+		}
+		if lr.Local, err = decodeRecord(local); err != nil {
+			return nil, err
+		}
+		out = append(out, lr)
+	}
+	return out, rows.Err()
+}
+
+// CountRecords counts local records by state.
+func (t *RTx) CountRecords() (map[int]int, error) {
+	rows, err := t.tx.QueryContext(t.ctx, "SELECT state, COUNT(*) FROM records GROUP BY state")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int]int{}
+	for rows.Next() {
+		var s, n int
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		out[s] = n
+	}
+	return out, rows.Err()
+}
+
+// Cursors lists the device's cursors.
+func (t *RTx) Cursors() ([]*pb.Cursor, error) {
+	rows, err := t.tx.QueryContext(t.ctx, "SELECT bucket, seq FROM cursors ORDER BY bucket")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*pb.Cursor
+	for rows.Next() {
+		c := &pb.Cursor{}
+		if err := rows.Scan(&c.Bucket, &c.Seq); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// SetCursors replaces the cursors with the scope the server sent and
+// returns the ids of records that sit in no bucket of it any more.
+func (t *RTx) SetCursors(cursors []*pb.Cursor) ([]string, error) {
+	if _, err := t.tx.ExecContext(t.ctx, "DELETE FROM cursors"); err != nil {
+		return nil, err
+	}
+	for _, c := range cursors {
+		if _, err := t.tx.ExecContext(t.ctx, "INSERT INTO cursors (bucket, seq) VALUES (?, ?)", c.GetBucket(), c.GetSeq()); err != nil {
+			return nil, err
+		}
+	}
+	return strings1(t.ctx, t.tx, `SELECT id FROM records WHERE base IS NOT NULL AND NOT EXISTS (
+		SELECT 1 FROM record_buckets rb JOIN cursors c ON c.bucket = rb.bucket WHERE rb.record_id = records.id)`)
+}
+
+// Wipe deletes every record, mutation, cursor and credential.
+func (t *RTx) Wipe() error {
+	for _, q := range []string{"DELETE FROM records", "DELETE FROM outbox", "DELETE FROM cursors", "DELETE FROM record_buckets", "DELETE FROM meta"} {
+		if _, err := t.tx.ExecContext(t.ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}

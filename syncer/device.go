@@ -1,0 +1,244 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
+
+	"github.com/fieldsync/fieldsync/domain"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+// Errors a caller may check for.
+var (
+	// ErrNotEnrolled is returned by actions that need a credential.
+	ErrNotEnrolled = errors.New("device not enrolled: run enroll with a code from your administrator")
+	// ErrRevoked is returned when the server cut the device off; its local
+	// data has been wiped.
+	ErrRevoked = errors.New("device revoked by an administrator: local data wiped; enroll again with a new code")
+	// ErrNotFound is returned for a record the device does not hold.
+	ErrNotFound = errors.New("no such record on this device")
+)
+
+// Record states, as shown to the user.
+const (
+	StateSynced   = 0 // the server's version, nothing pending
+	StatePending  = 1 // local changes not yet acknowledged by the server
+	StateRejected = 2 // the server refused a change for good; see Reason
+	StateConflict = 3 // a concurrent change was kept for a person to settle
+)
+
+// StateName names a record state.
+func StateName(s int) string {
+	switch s {
+	case StateSynced:
+		return "synced"
+	case StatePending:
+		return "pending"
+	case StateRejected:
+		return "rejected"
+	case StateConflict:
+		return "conflict"
+	}
+	return "unknown"
+}
+
+// Meta keys of the replica.
+const (
+	metaServer   = "server"
+	metaDeviceID = "device_id"
+	metaToken    = "token"
+	metaUserID   = "user_id"
+	metaUserName = "user_name"
+	metaRole     = "role"
+	metaVillage  = "village_id"
+	metaNextSeq  = "next_seq"
+	metaHLC      = "hlc"
+	metaOffset   = "clock_offset_ms"
+	metaLastSync = "last_sync_ms"
+	metaLastErr  = "last_error"
+	metaChain    = "event_chain_head"
+)
+
+// Options tune a Device; the zero value is right for a phone.
+type Options struct {
+	// DialOptions are added to the gRPC dial (tests use a bufconn dialer).
+	DialOptions []grpc.DialOption
+	// Now replaces the wall clock (simulations skew it).
+	Now func() time.Time
+	// AppVersion is sent to the server and shown in the device list.
+	AppVersion string
+	// PageSize is how many records one sync page asks for (default 500).
+	PageSize int
+}
+
+// Device is one enrolled phone: its replica, outbox and connection.
+type Device struct {
+	db    *store.Replica
+	opts  Options
+	clock *domain.Clock
+
+	mu     sync.Mutex // serialises local writes and syncs
+	conn   *grpc.ClientConn
+	wake   chan struct{} // a local write happened: sync soon
+	closed bool
+}
+
+// Open opens (creating) the device database at path.
+func Open(path string) (*Device, error) { return OpenWith(path, &Options{}) }
+
+// OpenWith opens the device database at path with options.
+func OpenWith(path string, opts *Options) (*Device, error) {
+	ctx := context.Background()
+	db, err := store.OpenReplica(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open device database: %w", err)
+	}
+	d := &Device{db: db, opts: *opts, wake: make(chan struct{}, 1)}
+	if d.opts.Now == nil {
+		d.opts.Now = time.Now
+	}
+	if d.opts.AppVersion == "" {
+		d.opts.AppVersion = "fieldsync-go/0.1"
+	}
+	if err := d.loadClock(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Device) loadClock(ctx context.Context) error {
+	return d.db.View(ctx, func(tx *store.RTx) error {
+		node, err := tx.Meta(metaDeviceID)
+		if err != nil {
+			return err
+		}
+		var last domain.HLC
+		if s, _ := tx.Meta(metaHLC); s != "" {
+			if last, err = domain.ParseHLC(s); err != nil {
+				return fmt.Errorf("device clock: %w", err)
+			}
+		}
+		off, err := tx.MetaInt(metaOffset)
+		if err != nil {
+			return err
+		}
+		if node == "" {
+			node = "unenrolled"
+		}
+		d.clock = domain.NewClock(node, last, time.Duration(off)*time.Millisecond, d.opts.Now)
+		return nil
+	})
+}
+
+// Close closes the connection and the database.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	var err error
+	if d.conn != nil {
+		err = d.conn.Close()
+		d.conn = nil
+	}
+	return errors.Join(err, d.db.Close())
+}
+
+// dial returns the connection to the enrolled server.
+func (d *Device) dial(addr string) (*grpc.ClientConn, error) {
+	if d.conn != nil {
+		return d.conn, nil
+	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name)),
+	}, d.opts.DialOptions...)
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	d.conn = conn
+	return conn, nil
+}
+
+// Enroll trades a one-time code for this device's credential at the server
+// addr (host:port).
+func (d *Device) Enroll(ctx context.Context, addr, code, deviceName string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var existing string
+	if err := d.db.View(ctx, func(tx *store.RTx) error {
+		var err error
+		existing, err = tx.Meta(metaDeviceID)
+		return err
+	}); err != nil {
+		return err
+	}
+	if existing != "" {
+		return fmt.Errorf("already enrolled as device %s: use a new device database to enroll again", existing)
+	}
+	conn, err := d.dial(addr)
+	if err != nil {
+		return err
+	}
+	resp, err := pb.NewEnrollServiceClient(conn).Enroll(ctx, &pb.EnrollRequest{Code: code, DeviceName: deviceName, AppVersion: d.opts.AppVersion})
+	if err != nil {
+		return fmt.Errorf("enroll at %s: %w", addr, describe(err))
+	}
+	d.clock = domain.NewClock(resp.GetDeviceId(), d.clock.Last(), 0, d.opts.Now)
+	return d.db.Update(ctx, func(tx *store.RTx) error {
+		for k, v := range map[string]string{metaServer: addr, metaDeviceID: resp.GetDeviceId(), metaToken: resp.GetToken(),
+			metaUserID: resp.GetUserId(), metaUserName: resp.GetUserName(), metaRole: domain.RoleName(resp.GetRole()),
+			metaVillage: resp.GetVillageId(), metaNextSeq: "1"} {
+			if err := tx.SetMeta(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Identity is who this device is.
+type Identity struct {
+	Server, DeviceID, UserID, UserName, Role, VillageID string
+}
+
+func (d *Device) identity(tx *store.RTx) (*Identity, error) {
+	id := &Identity{}
+	for _, kv := range []struct {
+		key string
+		dst *string
+	}{{metaServer, &id.Server}, {metaDeviceID, &id.DeviceID}, {metaUserID, &id.UserID}, {metaUserName, &id.UserName}, {metaRole, &id.Role}, {metaVillage, &id.VillageID}} {
+		v, err := tx.Meta(kv.key)
+		if err != nil {
+			return nil, err
+		}
+		*kv.dst = v
+	}
+	if id.DeviceID == "" {
+		return nil, ErrNotEnrolled
+	}
+	return id, nil
+}
+
+// Identity returns the device's enrollment, or ErrNotEnrolled.
+func (d *Device) Identity() (*Identity, error) {
+	var id *Identity
+	err := d.db.View(context.Background(), func(tx *store.RTx) error {
+		var err error
+		id, err = d.identity(tx)
+		return err
+	})
+	return id, err
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,17 @@
+// Package syncer is the device-side engine that a field app embeds: a local
+// SQLite replica of the records in the user's scope, a durable outbox of
+// numbered mutations, and the sync loop that pushes them and pulls changes
+// in one round trip, with backoff and resume.
+//
+// Every user action (record a visit, open a dispute, change its status, add
+// a note, log an event) is a local transaction that works with no network:
+// the mutation is validated with the shared domain rules, numbered, queued
+// and applied to the local view at once. Sync sends the queue; the server's
+// canonical records replace the local view, with the still-pending
+// mutations applied on top. A mutation the server rejects stays in the
+// outbox with its reason, shown on its record; it is never dropped.
+//
+// The exported surface keeps to plain types (strings, ints, pointers to
+// structs, errors) so that gomobile can bind it; Fields is a small setter
+// type instead of a map for that reason.
+package syncer

@@ -1,0 +1,300 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/fieldsync/fieldsync/domain"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+// pushBatch is how many queued mutations one sync call carries.
+const pushBatch = 500
+
+// Report says what one Sync did.
+type Report struct {
+	Pushed    int // mutations the server answered
+	Applied   int // of which applied (conflicts included)
+	Conflicts int // of which met a concurrent change
+	Rejected  int // of which refused for good (kept on the device)
+	Pulled    int // records received
+	Purged    int // records removed because they left the user's scope
+	Calls     int // round trips
+}
+
+// describe turns a gRPC error into one a field officer's IT support can
+// act on.
+func describe(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		return fmt.Errorf("server unreachable (%s): the work is kept on the device and syncs later", st.Message())
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("server did not answer in time: the work is kept on the device and syncs later")
+	}
+	return fmt.Errorf("%s: %s", strings.ToLower(strings.ReplaceAll(st.Code().String(), "_", " ")), st.Message())
+}
+
+func (d *Device) authed(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// Sync pushes every pending mutation and pulls every change in scope,
+// page by page, until the server has nothing more. Each page is committed
+// locally before the next is asked for, so an interrupted sync resumes
+// where it stopped.
+func (d *Device) Sync(ctx context.Context) (*Report, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rep := &Report{}
+	err := d.sync(ctx, rep)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if !errors.Is(err, ErrRevoked) {
+		d.db.Update(context.Background(), func(tx *store.RTx) error { return tx.SetMeta(metaLastErr, msg) })
+	}
+	return rep, err
+}
+
+func (d *Device) sync(ctx context.Context, rep *Report) error {
+	var (
+		ident   *Identity
+		token   string
+		queued  []store.OutboxRow
+		cursors []*pb.Cursor
+		pending int
+	)
+	for page := 0; ; page++ {
+		if err := d.db.View(ctx, func(tx *store.RTx) error {
+			var err error
+			if ident, err = d.identity(tx); err != nil {
+				return err
+			}
+			if token, err = tx.Meta(metaToken); err != nil {
+				return err
+			}
+			if queued, err = tx.Outbox(store.OutboxPending, pushBatch); err != nil {
+				return err
+			}
+			if pending, err = tx.CountOutbox(store.OutboxPending); err != nil {
+				return err
+			}
+			cursors, err = tx.Cursors()
+			return err
+		}); err != nil {
+			return err
+		}
+		conn, err := d.dial(ident.Server)
+		if err != nil {
+			return err
+		}
+		req := &pb.SyncRequest{Cursors: cursors, PageSize: int32(d.opts.PageSize), AppVersion: d.opts.AppVersion,
+			PendingCount: uint32(pending - len(queued))}
+		for _, q := range queued {
+			req.Mutations = append(req.Mutations, q.Mutation)
+		}
+		sent := d.opts.Now()
+		resp, err := pb.NewSyncServiceClient(conn).Sync(d.authed(ctx, token), req)
+		rep.Calls++
+		if err != nil {
+			if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied && strings.HasPrefix(st.Message(), "device revoked") {
+				if werr := d.db.Update(context.Background(), func(tx *store.RTx) error { return tx.Wipe() }); werr != nil {
+					return fmt.Errorf("revoked, and wiping failed: %w", werr)
+				}
+				return ErrRevoked
+			}
+			return describe(err)
+		}
+		if err := d.db.Update(ctx, func(tx *store.RTx) error { return d.adopt(tx, ident, resp, sent, rep) }); err != nil {
+			return fmt.Errorf("store sync result: %w", err)
+		}
+		if !resp.GetMore() && len(queued) == pending {
+			return nil
+		}
+		if page > 100000 {
+			return errors.New("sync did not finish after 100000 pages")
+		}
+	}
+}
+
+// adopt commits one sync answer: results, records, cursors, purges and the
+// clock offset, in one local transaction.
+func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, sent time.Time, rep *Report) error {
+	touched := map[string]bool{}
+	for _, r := range resp.GetResults() {
+		rep.Pushed++
+		touched[r.GetRecordId()] = true
+		switch r.GetStatus() {
+		case pb.MutationStatus_MUTATION_STATUS_REJECTED:
+			rep.Rejected++
+			if err := tx.RejectOutbox(r.GetSeq(), r.GetCode(), r.GetField(), r.GetReason()); err != nil {
+				return err
+			}
+		default:
+			rep.Applied++
+			if r.GetStatus() == pb.MutationStatus_MUTATION_STATUS_CONFLICT {
+				rep.Conflicts++
+			}
+			if err := tx.DoneOutbox(r.GetSeq()); err != nil {
+				return err
+			}
+		}
+	}
+	var newest domain.HLC
+	for _, rec := range resp.GetRecords() {
+		rep.Pulled++
+		lr, err := tx.Record(rec.GetId())
+		if errors.Is(err, store.ErrNotFound) {
+			lr, err = &store.LocalRecord{}, nil
+		}
+		if err != nil {
+			return err
+		}
+		lr.Base, lr.Local = rec, rec
+		if err := tx.PutRecord(lr); err != nil {
+			return err
+		}
+		touched[rec.GetId()] = true
+		for _, f := range rec.GetFields() {
+			if h, err := domain.ParseHLC(f.GetHlc()); err == nil && h.Compare(newest) > 0 {
+				newest = h
+			}
+		}
+	}
+	gone, err := tx.SetCursors(resp.GetCursors())
+	if err != nil {
+		return err
+	}
+	for _, id := range gone {
+		queued, err := tx.OutboxFor(id)
+		if err != nil {
+			return err
+		}
+		if len(queued) > 0 { // keep the user's own unsent work; drop the server's copy
+			lr, err := tx.Record(id)
+			if err != nil {
+				return err
+			}
+			lr.Base = nil
+			if err := tx.PutRecord(lr); err != nil {
+				return err
+			}
+			touched[id] = true
+			continue
+		}
+		rep.Purged++
+		delete(touched, id)
+		if err := tx.DeleteRecord(id); err != nil {
+			return err
+		}
+	}
+	for id := range touched {
+		if err := d.recompute(tx, ident, id); err != nil {
+			return err
+		}
+	}
+	// The phone's clock may be hours or days off: keep the offset to the
+	// server's, measured at the middle of the round trip.
+	now := d.opts.Now()
+	mid := sent.Add(now.Sub(sent) / 2)
+	offset := time.UnixMilli(resp.GetServerTimeMs()).Sub(mid)
+	d.clock.SetOffset(offset)
+	if !newest.IsZero() {
+		d.clock.Observe(newest)
+	}
+	for k, v := range map[string]string{metaOffset: itoa(offset.Milliseconds()), metaLastSync: itoa(now.UnixMilli()),
+		metaHLC: d.clock.Last().String(), metaRole: domain.RoleName(resp.GetRole())} {
+		if err := tx.SetMeta(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run syncs in the background until ctx ends: at once, after every local
+// write, when the server pokes, and every interval otherwise; after a
+// failure it backs off exponentially (with jitter) up to maxBackoff. It
+// returns ErrRevoked if the device is cut off, otherwise nil when ctx ends.
+func (d *Device) Run(ctx context.Context, interval time.Duration) error {
+	const maxBackoff = 5 * time.Minute
+	backoff := time.Second
+	pokes := make(chan struct{}, 1)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go d.watch(watchCtx, pokes)
+	for {
+		_, err := d.Sync(ctx)
+		wait := interval
+		switch {
+		case errors.Is(err, ErrRevoked) || errors.Is(err, ErrNotEnrolled):
+			return err
+		case err != nil:
+			wait = backoff/2 + rand.N(backoff/2+1)
+			backoff = min(backoff*2, maxBackoff)
+		default:
+			backoff = time.Second
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-d.wake:
+			t.Stop()
+		case <-pokes:
+			t.Stop()
+		}
+	}
+}
+
+// watch keeps a poke stream open while connected, reconnecting with
+// backoff.
+func (d *Device) watch(ctx context.Context, pokes chan<- struct{}) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		id, err := d.Identity()
+		if err != nil {
+			return
+		}
+		var token string
+		d.db.View(ctx, func(tx *store.RTx) error { token, err = tx.Meta(metaToken); return err })
+		d.mu.Lock()
+		conn, err := d.dial(id.Server)
+		d.mu.Unlock()
+		if err == nil {
+			var stream grpc.ServerStreamingClient[pb.WatchResponse]
+			stream, err = pb.NewSyncServiceClient(conn).Watch(d.authed(ctx, token), &pb.WatchRequest{})
+			for err == nil {
+				if _, err = stream.Recv(); err == nil {
+					backoff = time.Second
+					select {
+					case pokes <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+		}
+		backoff = min(backoff*2, 5*time.Minute)
+	}
+}
