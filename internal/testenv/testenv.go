@@ -40,7 +40,6 @@ type Env struct {
 	Addr       string
 	AdminToken string
 
-	// Interceptors are added to the gRPC server before it starts.
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	conn   *grpc.ClientConn
@@ -52,7 +51,17 @@ type Option func(*options)
 type options struct {
 	unary []grpc.UnaryServerInterceptor
 	dir   string
+	addr  string
+	token string
 }
+
+// WithAddr listens on addr instead of a random port: a restarted server
+// keeps the address its devices enrolled with.
+func WithAddr(addr string) Option { return func(o *options) { o.addr = addr } }
+
+// WithAdminToken uses token as the admin credential (to keep it across a
+// restart).
+func WithAdminToken(token string) Option { return func(o *options) { o.token = token } }
 
 // WithUnaryInterceptor adds an interceptor after the server's own (tests
 // use it to inject faults such as a lost reply).
@@ -73,7 +82,13 @@ func Start(t testing.TB, opts ...Option) *Env {
 	if o.dir == "" {
 		o.dir = t.TempDir()
 	}
-	e := &Env{T: t, Dir: o.dir, AdminToken: "admin-" + domain.RandomToken(10)}
+	if o.addr == "" {
+		o.addr = "127.0.0.1:0"
+	}
+	if o.token == "" {
+		o.token = "admin-" + domain.RandomToken(10)
+	}
+	e := &Env{T: t, Dir: o.dir, AdminToken: o.token}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	var err error
@@ -96,7 +111,7 @@ func Start(t testing.TB, opts ...Option) *Env {
 	}
 	e.GRPC = grpc.NewServer(gopts...)
 	e.Server.Register(e.GRPC)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
