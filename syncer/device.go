@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
 
@@ -78,6 +79,9 @@ type Options struct {
 	AppVersion string
 	// PageSize is how many records one sync page asks for (default 500).
 	PageSize int
+	// ConnectTimeout bounds the wait for a connection before a sync gives
+	// up and keeps the work for later (default 5s).
+	ConnectTimeout time.Duration
 }
 
 // Device is one enrolled phone: its replica, outbox and connection.
@@ -105,6 +109,9 @@ func OpenWith(path string, opts *Options) (*Device, error) {
 	d := &Device{db: db, opts: *opts, wake: make(chan struct{}, 1)}
 	if d.opts.Now == nil {
 		d.opts.Now = time.Now
+	}
+	if d.opts.ConnectTimeout == 0 {
+		d.opts.ConnectTimeout = 5 * time.Second
 	}
 	if d.opts.AppVersion == "" {
 		d.opts.AppVersion = "fieldsync-go/0.1"
@@ -168,6 +175,25 @@ func (d *Device) dial(addr string) (*grpc.ClientConn, error) {
 	}
 	d.conn = conn
 	return conn, nil
+}
+
+// ready waits, up to the connect timeout, for a connection to the server.
+// A phone that was out of signal retries at once instead of waiting out
+// gRPC's reconnect backoff.
+func (d *Device) ready(ctx context.Context, conn *grpc.ClientConn) error {
+	conn.ResetConnectBackoff()
+	conn.Connect()
+	ctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
+	defer cancel()
+	for {
+		s := conn.GetState()
+		if s == connectivity.Ready {
+			return nil
+		}
+		if !conn.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("server %s unreachable (%v after %v): the work is kept on the device and syncs later", conn.Target(), s, d.opts.ConnectTimeout)
+		}
+	}
 }
 
 // Enroll trades a one-time code for this device's credential at the server

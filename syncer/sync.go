@@ -103,6 +103,9 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		if err != nil {
 			return err
 		}
+		if err := d.ready(ctx, conn); err != nil {
+			return err
+		}
 		req := &pb.SyncRequest{Cursors: cursors, PageSize: int32(d.opts.PageSize), AppVersion: d.opts.AppVersion,
 			PendingCount: uint32(pending - len(queued))}
 		for _, q := range queued {

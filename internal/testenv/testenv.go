@@ -231,7 +231,7 @@ func (e *Env) Code(userID string) string {
 // for userID. The device is closed when the test ends.
 func (e *Env) Device(userID string, opts ...func(*syncer.Options)) *syncer.Device {
 	e.T.Helper()
-	o := &syncer.Options{}
+	o := &syncer.Options{ConnectTimeout: time.Second}
 	for _, f := range opts {
 		f(o)
 	}
