@@ -48,7 +48,7 @@ func VerifyChain(events []*pb.Record) error {
 	}
 	for prev, id := range next {
 		if prev != "" && !hashes[prev] {
-			return fmt.Errorf("event %s follows a missing event %s… (gap)", id, prev[:12])
+			return fmt.Errorf("event %s follows a missing event %s… (gap)", id, prev[:min(12, len(prev))])
 		}
 	}
 	if len(events) > 0 && next[""] == "" {

@@ -121,6 +121,8 @@ func (c *Clock) Tick() HLC {
 	phys := c.now().Add(c.offset).UnixMilli()
 	if phys > c.last.Wall {
 		c.last = HLC{Wall: phys, Node: c.node}
+	} else if c.last.Counter == 0xffff { // an observed or persisted full counter: +1 would wrap to 0
+		c.last = HLC{Wall: c.last.Wall + 1, Node: c.node}
 	} else {
 		c.last = HLC{Wall: c.last.Wall, Counter: c.last.Counter + 1, Node: c.node}
 		if c.last.Counter == 0xffff { // counter full: borrow the next millisecond

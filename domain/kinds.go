@@ -266,7 +266,7 @@ func ValidateMutation(m *pb.Mutation) *Rejection {
 		if m.GetKind() == pb.Kind_KIND_EVENT {
 			return reject(CodeInvalidField, "mutation.op", "events are append-only: they cannot be updated")
 		}
-		for name := range m.GetFields() {
+		for _, name := range sortedKeys(m.GetFields()) {
 			f := s.Field(name)
 			switch {
 			case f.Fixed:
@@ -277,9 +277,11 @@ func ValidateMutation(m *pb.Mutation) *Rejection {
 				return reject(CodeInvalidField, "dispute.status", "change it with a status transition, not an update")
 			}
 		}
-		for name, h := range m.GetBaseHlc() {
-			if _, err := ParseHLC(h); h != "" && err != nil {
-				return reject(CodeInvalidField, "mutation.base_hlc."+clip(name), "%v", err)
+		for _, name := range sortedKeys(m.GetBaseHlc()) {
+			if h := m.GetBaseHlc()[name]; h != "" {
+				if _, err := ParseHLC(h); err != nil {
+					return reject(CodeInvalidField, "mutation.base_hlc."+clip(name), "%v", err)
+				}
 			}
 		}
 	case pb.Op_OP_TRANSITION:

@@ -45,6 +45,9 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 		return nil, false, reject(CodeInvalidField, "mutation.kind", "record %s is a %s, not a %s", cur.GetId(), KindName(cur.GetKind()), s.Name)
 	}
 	next = proto.Clone(cur).(*pb.Record)
+	if next.Fields == nil {
+		next.Fields = map[string]*pb.FieldValue{}
+	}
 	switch m.GetOp() {
 	case pb.Op_OP_UPDATE:
 		if m.GetKind() == pb.Kind_KIND_VISIT && cur.GetAuthorId() != a.UserID {
@@ -115,7 +118,7 @@ func setField(r *pb.Record, name, value, hlc, base, author string, detect bool) 
 	if hlc > cur.GetHlc() {
 		if concurrent {
 			addConflict(r, &pb.Conflict{Field: name, Value: cur.GetValue(), Hlc: cur.GetHlc(), Reason: "concurrent edit: lost to a later edit"})
-		} else {
+		} else if !detect || base == cur.GetHlc() {
 			clearConflicts(r, name) // made with the current value in view: settles the field
 		}
 		r.Fields[name] = &pb.FieldValue{Value: value, Hlc: hlc}
@@ -136,7 +139,9 @@ func addConflict(r *pb.Record, c *pb.Conflict) {
 		}
 	}
 	r.Conflicts = append(r.Conflicts, c)
-	sort.SliceStable(r.Conflicts, func(i, j int) bool { return r.Conflicts[i].GetHlc() < r.Conflicts[j].GetHlc() })
+	// By hlc first, so that the oldest go first; then by content, the order
+	// MergeRecords keeps, so that merging a state with itself changes nothing.
+	sort.SliceStable(r.Conflicts, func(i, j int) bool { return conflictKey(r.Conflicts[i]) < conflictKey(r.Conflicts[j]) })
 	if len(r.Conflicts) > MaxConflicts {
 		r.Conflicts = r.Conflicts[len(r.Conflicts)-MaxConflicts:]
 	}
@@ -157,7 +162,15 @@ func sortEntries(es []*pb.Entry) {
 		if es[i].GetHlc() != es[j].GetHlc() {
 			return es[i].GetHlc() < es[j].GetHlc()
 		}
-		return es[i].GetText() < es[j].GetText()
+		if es[i].GetText() != es[j].GetText() {
+			return es[i].GetText() < es[j].GetText()
+		}
+		// The rest of the entry's key: a total order, so that the order of
+		// the merge's inputs never shows in its result.
+		if es[i].GetField() != es[j].GetField() {
+			return es[i].GetField() < es[j].GetField()
+		}
+		return es[i].GetAuthorId() < es[j].GetAuthorId()
 	})
 }
 
@@ -228,9 +241,25 @@ func conflictKey(c *pb.Conflict) string {
 	return c.GetHlc() + "\x00" + c.GetField() + "\x00" + c.GetValue() + "\x00" + c.GetAuthorId() + "\x00" + c.GetReason()
 }
 
-// lessRecord orders two states of equal version deterministically.
+// lessRecord orders two states of equal version deterministically: first by
+// what the merge takes from the higher state (id, kind, buckets, authorship),
+// then by the whole state. Comparing the fields, entries and conflicts first,
+// which the merge joins anyway, would let a join's result pick other
+// metadata than its parts did, and the merge would not be associative.
 func lessRecord(a, b *pb.Record) bool {
-	ab, _ := proto.MarshalOptions{Deterministic: true}.Marshal(a)
-	bb, _ := proto.MarshalOptions{Deterministic: true}.Marshal(b)
-	return string(ab) < string(bb)
+	if am, bm := recordBytes(recordMeta(a)), recordBytes(recordMeta(b)); am != bm {
+		return am < bm
+	}
+	return recordBytes(a) < recordBytes(b)
+}
+
+func recordMeta(r *pb.Record) *pb.Record {
+	m := proto.Clone(r).(*pb.Record)
+	m.Fields, m.Entries, m.Conflicts = nil, nil, nil
+	return m
+}
+
+func recordBytes(r *pb.Record) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	return string(b)
 }

@@ -75,6 +75,8 @@ func CheckWrite(role pb.Role, m *pb.Mutation) *Rejection {
 		if !rule.Append {
 			return reject(CodePermissionDenied, kind, "a %s may not add to a %s", RoleName(role), kind)
 		}
+	default:
+		return reject(CodeInvalidField, "mutation.op", "%v is not an operation", m.GetOp())
 	}
 	return nil
 }
