@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+)
+
+func adminCommand() *command {
+	return &command{
+		name:    "admin",
+		summary: "import the org, assign households, issue enrollment codes, manage devices",
+		about: `fieldctl admin talks to syncd with the admin credential, which syncd writes
+to <data>/admin.token when it first starts (sent as "authorization: Bearer").`,
+		flags: serverFlags,
+		sub: []*command{
+			{name: "import", summary: "import units, users, households and assignments from CSV files", run: adminImport},
+			{name: "assign", summary: "link a household to a party member", run: adminAssign},
+			{name: "enroll-code", summary: "issue a one-time code that enrolls one device of a user", run: adminEnrollCode},
+			{name: "devices", summary: "list enrolled devices", run: adminDevices},
+			{name: "revoke", summary: "cut a device off and wipe its data at its next contact", run: adminRevoke},
+		},
+	}
+}
+
+// importBatch is how many rows one ImportOrg call carries: a city's
+// households take several calls, each one transaction on the server. A
+// variable so that tests can cross batch boundaries with a small org.
+var importBatch = 5000
+
+func adminImport(ctx context.Context, c *cli, name string, args []string) error {
+	fs := c.newFlags(name, "-dir DIR [--json]", `
+Reads the org from CSV files in DIR and upserts it by id, so importing the
+same files twice changes nothing. Each file is optional and starts with a
+header row naming its columns (any order; [optional]):
+
+  units.csv        id,kind,parent_id,name           kind: town, village or grid
+  users.csv        id,name,role,unit_id,[phone]      role: member, mediator,
+                                                     secretary or hq
+  households.csv   id,grid_id,head,[address],[phone],[members],[tags]
+  assignments.csv  household_id,member_id
+
+A member's unit is their grid; a mediator's or secretary's their village;
+HQ's is empty. Files are UTF-8 (Excel: "CSV UTF-8"). A row that cannot be
+used is reported as file:line: column: message and skipped; the other rows
+are imported, and the command then exits with status 1.`, `
+fieldctl admin import -dir examples/org
+fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token import -dir org --json`)
+	dir := fs.String("dir", "", "`directory` holding units.csv, users.csv, households.csv, assignments.csv")
+	asJSON := fs.Bool("json", false, "print the counts and errors as JSON")
+	args, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(name, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return usagef("%s: -dir is required: the directory of the org's CSV files", short(name))
+	}
+	org, err := readOrg(*dir, c.stderr)
+	if err != nil {
+		return err
+	}
+	conn, actx, err := c.adminConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	admin := pb.NewAdminServiceClient(conn)
+
+	type part struct {
+		table string
+		start int // index in org's slice of the first row of this batch
+	}
+	total := len(org.units) + len(org.users) + len(org.households) + len(org.assignments)
+	var (
+		res   = &pb.ImportOrgResponse{}
+		req   = &pb.ImportOrgRequest{}
+		parts []part
+		rows  int
+		sent  int
+		errs  = org.errs
+	)
+	flush := func() error {
+		if rows == 0 {
+			return nil
+		}
+		resp, err := admin.ImportOrg(actx, req)
+		if err != nil {
+			if sent > 0 {
+				return c.rpcError(fmt.Sprintf("import (the first %d rows are stored; run the import again)", sent), err)
+			}
+			return c.rpcError("import", err)
+		}
+		res.Units += resp.GetUnits()
+		res.Users += resp.GetUsers()
+		res.Households += resp.GetHouseholds()
+		res.Assignments += resp.GetAssignments()
+		for _, e := range resp.GetErrors() {
+			start := -1
+			for _, p := range parts {
+				if p.table == e.GetTable() {
+					start = p.start
+				}
+			}
+			re := rowError{File: e.GetTable() + ".csv", Table: e.GetTable(), Column: e.GetField(), Message: e.GetMessage()}
+			if lines := org.lines[e.GetTable()]; start >= 0 && start+int(e.GetIndex()) < len(lines) {
+				re.Line = lines[start+int(e.GetIndex())]
+			}
+			errs = append(errs, re)
+		}
+		sent += rows
+		if total > importBatch {
+			fmt.Fprintf(c.stderr, "fieldctl: %d of %d rows sent\n", sent, total)
+		}
+		req, parts, rows = &pb.ImportOrgRequest{}, nil, 0
+		return nil
+	}
+	// Fill each request up to importBatch rows, tables in order, so that a
+	// small org goes in one call and parents always precede children.
+	add := func(table string, n int, take func(from, to int)) error {
+		for i := 0; i < n; {
+			k := min(n-i, importBatch-rows)
+			parts = append(parts, part{table: table, start: i})
+			take(i, i+k)
+			i, rows = i+k, rows+k
+			if rows == importBatch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, step := range []func() error{
+		func() error {
+			return add("units", len(org.units), func(a, b int) { req.Units = org.units[a:b] })
+		},
+		func() error {
+			return add("users", len(org.users), func(a, b int) { req.Users = org.users[a:b] })
+		},
+		func() error {
+			return add("households", len(org.households), func(a, b int) { req.Households = org.households[a:b] })
+		},
+		func() error {
+			return add("assignments", len(org.assignments), func(a, b int) { req.Assignments = org.assignments[a:b] })
+		},
+		flush,
+	} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	sortRowErrors(errs)
+
+	if *asJSON {
+		out := struct {
+			Units       int32      `json:"units"`
+			Users       int32      `json:"users"`
+			Households  int32      `json:"households"`
+			Assignments int32      `json:"assignments"`
+			Rejected    int        `json:"rejected"`
+			Errors      []rowError `json:"errors"`
+		}{res.Units, res.Users, res.Households, res.Assignments, len(errs), errs}
+		if out.Errors == nil {
+			out.Errors = []rowError{}
+		}
+		if err := writeJSON(c.stdout, out); err != nil {
+			return err
+		}
+	} else {
+		for _, e := range errs {
+			fmt.Fprintln(c.stderr, e)
+		}
+		t := newTable()
+		t.add("units", fmt.Sprint(res.Units))
+		t.add("users", fmt.Sprint(res.Users))
+		t.add("households", fmt.Sprint(res.Households))
+		t.add("assignments", fmt.Sprint(res.Assignments))
+		t.add("rejected", fmt.Sprint(len(errs)))
+		if err := t.write(c.stdout); err != nil {
+			return err
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s rejected (listed above); the other rows were imported", plural(len(errs), "row", "rows"))
+	}
+	return nil
+}
+
+func adminAssign(ctx context.Context, c *cli, name string, args []string) error {
+	fs := c.newFlags(name, "-household H -member U", `
+Links a household to a party member, replacing its current link. The new
+member's devices receive the household (and its visits) at their next sync;
+the previous member's devices remove it. Prints the previous member.`, `
+fieldctl admin assign -household H0006 -member U-m1`)
+	household := fs.String("household", "", "household `id`")
+	member := fs.String("member", "", "member's user `id`")
+	args, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(name, args); err != nil {
+		return err
+	}
+	if *household == "" || *member == "" {
+		return usagef("%s: -household and -member are required", short(name))
+	}
+	conn, actx, err := c.adminConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := pb.NewAdminServiceClient(conn).AssignHousehold(actx, &pb.AssignHouseholdRequest{HouseholdId: *household, MemberId: *member})
+	if err != nil {
+		return c.rpcError("assign", err)
+	}
+	prev := resp.GetPreviousMemberId()
+	if prev == "" {
+		prev = "nobody"
+	}
+	fmt.Fprintf(c.stdout, "%s linked to %s (previously %s)\n", *household, *member, prev)
+	return nil
+}
+
+func adminEnrollCode(ctx context.Context, c *cli, name string, args []string) error {
+	ttl := 24 * time.Hour
+	fs := c.newFlags(name, "-user U [-ttl 24h] [--json]", `
+Issues a one-time enrollment code for a user. The code enrolls one device
+(fieldctl device enroll CODE) and expires after -ttl (at most 30 days).
+It is shown once: syncd keeps only its hash.`, `
+fieldctl admin enroll-code -user U-m1
+fieldctl admin enroll-code -user U-med1 -ttl 7d --json`)
+	user := fs.String("user", "", "user `id`")
+	fs.Var(durationFlag{&ttl}, "ttl", "how long the code is valid, e.g. 24h, 90m or 7d")
+	asJSON := fs.Bool("json", false, "print the code as a JSON object")
+	args, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(name, args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return usagef("%s: -user is required: the user whose device the code enrolls", short(name))
+	}
+	if ttl < time.Second {
+		return usagef("%s: -ttl %v: want at least 1s", short(name), ttl)
+	}
+	conn, actx, err := c.adminConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := pb.NewAdminServiceClient(conn).CreateEnrollmentCode(actx, &pb.CreateEnrollmentCodeRequest{UserId: *user, TtlSeconds: int64(ttl / time.Second)})
+	if err != nil {
+		return c.rpcError("enrollment code", err)
+	}
+	if *asJSON {
+		return writeJSON(c.stdout, map[string]any{"code": resp.GetCode(), "user_id": *user,
+			"expires_ms": resp.GetExpiresMs(), "expires": rfc3339(resp.GetExpiresMs())})
+	}
+	t := newTable()
+	t.add("code", resp.GetCode())
+	t.add("user", *user)
+	t.add("expires", fmtTime(resp.GetExpiresMs()))
+	if err := t.write(c.stdout); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "fieldctl: on the device: fieldctl device enroll -server %s %s\n", c.server, resp.GetCode())
+	return nil
+}
+
+// deviceJSON is a device as fieldctl admin devices --json prints it.
+type deviceJSON struct {
+	ID           string `json:"id"`
+	UserID       string `json:"user_id"`
+	Name         string `json:"name"`
+	AppVersion   string `json:"app_version"`
+	EnrolledMs   int64  `json:"enrolled_ms"`
+	LastSeenMs   int64  `json:"last_seen_ms"`
+	LastSeq      uint64 `json:"last_seq"`
+	PendingCount uint32 `json:"pending"`
+	RevokedMs    int64  `json:"revoked_ms"`
+	Revoked      bool   `json:"revoked"`
+}
+
+func adminDevices(ctx context.Context, c *cli, name string, args []string) error {
+	fs := c.newFlags(name, "[-user U] [--json]", `
+Lists enrolled devices (every page): id, user, name, app version, when last
+seen, the last mutation number applied, how many mutations the device said
+it still held, and whether it is revoked.`, `
+fieldctl admin devices
+fieldctl admin devices -user U-m1 --json`)
+	user := fs.String("user", "", "only this user's devices")
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	args, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(name, args); err != nil {
+		return err
+	}
+	conn, actx, err := c.adminConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	admin := pb.NewAdminServiceClient(conn)
+	devs := []deviceJSON{}
+	for token := ""; ; {
+		resp, err := admin.ListDevices(actx, &pb.ListDevicesRequest{PageSize: 1000, PageToken: token, UserId: *user})
+		if err != nil {
+			return c.rpcError("list devices", err)
+		}
+		for _, d := range resp.GetDevices() {
+			devs = append(devs, deviceJSON{ID: d.GetId(), UserID: d.GetUserId(), Name: d.GetName(), AppVersion: d.GetAppVersion(),
+				EnrolledMs: d.GetEnrolledMs(), LastSeenMs: d.GetLastSeenMs(), LastSeq: d.GetLastSeq(), PendingCount: d.GetPendingCount(),
+				RevokedMs: d.GetRevokedMs(), Revoked: d.GetRevokedMs() != 0})
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if *asJSON {
+		return writeJSON(c.stdout, devs)
+	}
+	t := newTable("ID", "USER", "NAME", "APP VERSION", "LAST SEEN", "LAST SEQ", "PENDING", "REVOKED")
+	for _, d := range devs {
+		revoked := "no"
+		if d.Revoked {
+			revoked = fmtTime(d.RevokedMs)
+		}
+		t.add(d.ID, d.UserID, d.Name, d.AppVersion, fmtTime(d.LastSeenMs), fmt.Sprint(d.LastSeq), fmt.Sprint(d.PendingCount), revoked)
+	}
+	return t.write(c.stdout)
+}
+
+func adminRevoke(ctx context.Context, c *cli, name string, args []string) error {
+	fs := c.newFlags(name, "-device D", `
+Revokes a device: syncd refuses it from now on, and at its next contact the
+device wipes its local data. Mutations it has not synced are lost with it.`, `
+fieldctl admin revoke -device dabcdefgh`)
+	device := fs.String("device", "", "device `id` (see fieldctl admin devices)")
+	args, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(name, args); err != nil {
+		return err
+	}
+	if *device == "" {
+		return usagef("%s: -device is required", short(name))
+	}
+	conn, actx, err := c.adminConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := pb.NewAdminServiceClient(conn).RevokeDevice(actx, &pb.RevokeDeviceRequest{DeviceId: *device}); err != nil {
+		return c.rpcError("revoke", err)
+	}
+	fmt.Fprintf(c.stdout, "revoked %s: it is refused from now on and wipes its data at its next contact\n", *device)
+	return nil
+}

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fieldsync/fieldsync/domain"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+)
+
+// writeJSON writes v as indented JSON. HTML escaping is off so that
+// Chinese text and "<", "&" stay as they are.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// newNDJSON returns an encoder that writes one compact JSON value a line.
+func newNDJSON(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
+}
+
+// table writes aligned columns. Unlike text/tabwriter it pads by display
+// width, so that columns of Chinese text (two cells a character in a
+// terminal) line up.
+type table struct {
+	rows [][]string
+}
+
+// newTable starts a table with a header row, if one is given.
+func newTable(header ...string) *table {
+	t := &table{}
+	if len(header) > 0 {
+		t.rows = append(t.rows, header)
+	}
+	return t
+}
+
+func (t *table) add(cells ...string) {
+	for i, s := range cells {
+		cells[i] = cellText(s)
+	}
+	t.rows = append(t.rows, cells)
+}
+
+func (t *table) write(w io.Writer) error {
+	var widths []int
+	for _, r := range t.rows {
+		for i, s := range r {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], displayWidth(s))
+		}
+	}
+	var b strings.Builder
+	for _, r := range t.rows {
+		for i, s := range r {
+			b.WriteString(s)
+			if i == len(r)-1 {
+				break
+			}
+			b.WriteString(strings.Repeat(" ", widths[i]-displayWidth(s)+2))
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// cellText keeps a table row on one line; everything else is left as is.
+func cellText(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\t", " ").Replace(s)
+}
+
+// displayWidth is how many terminal cells s takes: two for East Asian wide
+// and full-width characters, one for the rest.
+func displayWidth(s string) int {
+	n := 0
+	for _, r := range s {
+		if isWide(r) {
+			n += 2
+		} else {
+			n++
+		}
+	}
+	return n
+}
+
+func isWide(r rune) bool {
+	switch {
+	case r < 0x1100:
+		return false
+	case r <= 0x115f, // Hangul Jamo
+		r >= 0x2e80 && r <= 0x303e, // CJK radicals, punctuation
+		r >= 0x3041 && r <= 0x33ff, // kana, CJK compatibility
+		r >= 0x3400 && r <= 0x4dbf, // CJK extension A
+		r >= 0x4e00 && r <= 0x9fff, // CJK unified ideographs
+		r >= 0xa000 && r <= 0xa4cf, // Yi
+		r >= 0xac00 && r <= 0xd7a3, // Hangul syllables
+		r >= 0xf900 && r <= 0xfaff, // CJK compatibility ideographs
+		r >= 0xfe30 && r <= 0xfe4f, // CJK compatibility forms
+		r >= 0xff00 && r <= 0xff60, // full-width forms
+		r >= 0xffe0 && r <= 0xffe6,
+		r >= 0x1f300 && r <= 0x1f64f, // emoji
+		r >= 0x1f900 && r <= 0x1f9ff,
+		r >= 0x20000 && r <= 0x3fffd: // CJK extensions B and on
+		return true
+	}
+	return false
+}
+
+// clipText shortens s to about n display cells, for table summaries.
+func clipText(s string, n int) string {
+	if displayWidth(s) <= n {
+		return s
+	}
+	w := 0
+	for i, r := range s {
+		if w += displayWidth(string(r)); w > n-1 {
+			return s[:i] + "…"
+		}
+	}
+	return s
+}
+
+// fmtTime renders Unix milliseconds in local time, or "never".
+func fmtTime(ms int64) string {
+	if ms == 0 {
+		return "never"
+	}
+	return time.UnixMilli(ms).Format("2006-01-02 15:04:05")
+}
+
+// rfc3339 renders Unix milliseconds for JSON ("" for none).
+func rfc3339(ms int64) string {
+	if ms == 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).Format(time.RFC3339)
+}
+
+// hlcTime renders the wall time of a hybrid logical clock reading.
+func hlcTime(s string) string {
+	h, err := domain.ParseHLC(s)
+	if err != nil {
+		return s
+	}
+	return fmtTime(h.Wall)
+}
+
+// recordJSON is a record as fieldctl prints it: the export's NDJSON line,
+// and (with state and reason) a device's record.
+type recordJSON struct {
+	ID             string            `json:"id"`
+	Kind           string            `json:"kind"`
+	State          string            `json:"state,omitempty"`
+	Reason         string            `json:"reason,omitempty"`
+	Version        uint64            `json:"version"`
+	AuthorID       string            `json:"author_id"`
+	OriginDeviceID string            `json:"origin_device_id"`
+	Fields         map[string]string `json:"fields"`
+	Entries        []entryJSON       `json:"entries"`
+	Conflicts      []conflictJSON    `json:"conflicts"`
+	Buckets        []string          `json:"buckets"`
+}
+
+type entryJSON struct {
+	Field    string `json:"field"`
+	Text     string `json:"text"`
+	HLC      string `json:"hlc"`
+	AuthorID string `json:"author_id"`
+}
+
+type conflictJSON struct {
+	Field    string `json:"field"`
+	Value    string `json:"value"`
+	HLC      string `json:"hlc"`
+	AuthorID string `json:"author_id"`
+	Reason   string `json:"reason"`
+}
+
+func toRecordJSON(r *pb.Record) *recordJSON {
+	out := &recordJSON{ID: r.GetId(), Kind: domain.KindName(r.GetKind()), Version: r.GetVersion(),
+		AuthorID: r.GetAuthorId(), OriginDeviceID: r.GetOriginDeviceId(), Fields: map[string]string{},
+		Entries: []entryJSON{}, Conflicts: []conflictJSON{}, Buckets: append([]string{}, r.GetBuckets()...)}
+	for name, v := range r.GetFields() {
+		out.Fields[name] = v.GetValue()
+	}
+	for _, e := range r.GetEntries() {
+		out.Entries = append(out.Entries, entryJSON{Field: e.GetField(), Text: e.GetText(), HLC: e.GetHlc(), AuthorID: e.GetAuthorId()})
+	}
+	for _, c := range r.GetConflicts() {
+		out.Conflicts = append(out.Conflicts, conflictJSON{Field: c.GetField(), Value: c.GetValue(), HLC: c.GetHlc(), AuthorID: c.GetAuthorId(), Reason: c.GetReason()})
+	}
+	return out
+}
+
+// summary is a record's one-line description in a listing.
+func summary(r *pb.Record) string {
+	f := func(name string) string { return r.GetFields()[name].GetValue() }
+	join := func(parts ...string) string {
+		var out []string
+		for _, p := range parts {
+			if p != "" {
+				out = append(out, p)
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	switch r.GetKind() {
+	case pb.Kind_KIND_HOUSEHOLD:
+		return clipText(join(f("head"), f("address")), 48)
+	case pb.Kind_KIND_VISIT:
+		return clipText(join(f("household_id"), f("visited_on"), f("needs")), 48)
+	case pb.Kind_KIND_DISPUTE:
+		return clipText(join("["+f("status")+"]", f("title")), 48)
+	case pb.Kind_KIND_EVENT:
+		return clipText(join(f("occurred_on"), f("type")+":", f("subject")), 48)
+	}
+	return ""
+}
+
+// writeRecord prints every part of a record for a person to read.
+func writeRecord(w io.Writer, r *pb.Record, state, reason string) error {
+	var b strings.Builder
+	t := newTable()
+	t.add("id", r.GetId())
+	t.add("kind", domain.KindName(r.GetKind()))
+	if state != "" {
+		t.add("state", state)
+		if reason != "" {
+			t.add("reason", reason)
+		}
+	}
+	t.add("version", fmt.Sprint(r.GetVersion()))
+	t.add("author", r.GetAuthorId())
+	t.add("device", r.GetOriginDeviceId())
+	t.add("buckets", strings.Join(r.GetBuckets(), ", "))
+	if err := t.write(&b); err != nil {
+		return err
+	}
+	// Fields in the kind's own order, then any the spec does not know.
+	b.WriteString("\nfields:\n")
+	var names []string
+	seen := map[string]bool{}
+	if s := domain.SpecOf(r.GetKind()); s != nil {
+		for _, f := range s.Fields {
+			if _, ok := r.GetFields()[f.Name]; ok {
+				names = append(names, f.Name)
+				seen[f.Name] = true
+			}
+		}
+	}
+	var extra []string
+	for name := range r.GetFields() {
+		if !seen[name] {
+			extra = append(extra, name)
+		}
+	}
+	sort.Strings(extra)
+	width := 0
+	for _, n := range append(names, extra...) {
+		width = max(width, len(n))
+	}
+	for _, name := range append(names, extra...) {
+		v := r.GetFields()[name]
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, name, indent(v.GetValue(), width+4))
+	}
+	if len(r.GetEntries()) > 0 {
+		b.WriteString("\nentries:\n")
+		for _, e := range r.GetEntries() {
+			fmt.Fprintf(&b, "  %s  %s  %s\n    %s\n", e.GetField(), hlcTime(e.GetHlc()), e.GetAuthorId(), indent(e.GetText(), 4))
+		}
+	}
+	if len(r.GetConflicts()) > 0 {
+		b.WriteString("\nconflicts (the field holds the winner; these lost, for a person to settle):\n")
+		for _, c := range r.GetConflicts() {
+			fmt.Fprintf(&b, "  %s  %s  %s  (%s)\n    %s\n", c.GetField(), hlcTime(c.GetHlc()), c.GetAuthorId(), c.GetReason(), indent(c.GetValue(), 4))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// indent lines up the continuation lines of a multi-line value.
+func indent(s string, n int) string {
+	if !strings.Contains(s, "\n") {
+		return s
+	}
+	return strings.ReplaceAll(s, "\n", "\n"+strings.Repeat(" ", n))
+}
+
+// plural returns "1 row" or "2 rows".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
