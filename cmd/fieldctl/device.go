@@ -121,7 +121,7 @@ fieldctl device -db phone.db enroll -server 127.0.0.1:7443 -name "張國華的�
 		return err
 	}
 	fmt.Fprintf(c.stdout, "enrolled %s as device %s of %s %s (%s) at %s\n", c.db, id.DeviceID, id.UserID, id.UserName, id.Role, id.Server)
-	fmt.Fprintf(c.stderr, "fieldctl: next: fieldctl device -db %s sync\n", c.db)
+	fmt.Fprintf(c.stderr, "next: fieldctl device -db %s sync\n", c.db)
 	return nil
 }
 
