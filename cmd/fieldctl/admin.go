@@ -228,15 +228,17 @@ fieldctl admin assign -household H0006 -member U-m1`)
 
 func adminEnrollCode(ctx context.Context, c *cli, name string, args []string) error {
 	ttl := 24 * time.Hour
-	fs := c.newFlags(name, "-user U [-ttl 24h] [--json]", `
+	fs := c.newFlags(name, "-user U [-ttl 24h] [-q | --json]", `
 Issues a one-time enrollment code for a user. The code enrolls one device
 (fieldctl device enroll CODE) and expires after -ttl (at most 30 days).
 It is shown once: syncd keeps only its hash.`, `
 fieldctl admin enroll-code -user U-m1
-fieldctl admin enroll-code -user U-med1 -ttl 7d --json`)
+fieldctl admin enroll-code -user U-med1 -ttl 7d --json
+fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`)
 	user := fs.String("user", "", "user `id`")
 	fs.Var(durationFlag{&ttl}, "ttl", "how long the code is valid, e.g. 24h, 90m or 7d")
 	asJSON := fs.Bool("json", false, "print the code as a JSON object")
+	quiet := fs.Bool("q", false, "print only the code, for scripts")
 	args, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -258,6 +260,10 @@ fieldctl admin enroll-code -user U-med1 -ttl 7d --json`)
 	resp, err := pb.NewAdminServiceClient(conn).CreateEnrollmentCode(actx, &pb.CreateEnrollmentCodeRequest{UserId: *user, TtlSeconds: int64(ttl / time.Second)})
 	if err != nil {
 		return c.rpcError("enrollment code", err)
+	}
+	if *quiet {
+		_, err := fmt.Fprintln(c.stdout, resp.GetCode())
+		return err
 	}
 	if *asJSON {
 		return writeJSON(c.stdout, map[string]any{"code": resp.GetCode(), "user_id": *user,

@@ -159,8 +159,8 @@ const (
 	Village2  = "V02"
 	Grid      = "G01"
 	Grid2     = "G02"
-	Member    = "U-member1"  // links H001-H003
-	Member2   = "U-member2"  // links H004-H005
+	Member    = "U-member1" // links H001-H003
+	Member2   = "U-member2" // links H004-H005
 	Mediator  = "U-mediator1"
 	Mediator2 = "U-mediator2"
 	Secretary = "U-sec1"

@@ -1,0 +1,447 @@
+// Command syncd is fieldsync's server. It keeps the authoritative SQLite
+// database, serves devices, administrators and HQ over gRPC (package
+// server), and relays every committed change to the JetStream changelog on
+// a nats-server that it embeds by default or on an external one.
+//
+// Run it with no flags for a working server on loopback: data in ./data,
+// gRPC on 127.0.0.1:7443, embedded NATS on 127.0.0.1:4222. syncd -h lists
+// the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+
+	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errFlags):
+		os.Exit(2) // the flag package has already said what was wrong
+	default:
+		fmt.Fprintln(os.Stderr, "syncd:", err)
+		os.Exit(1)
+	}
+}
+
+// errFlags marks a command line that the flag package has already reported.
+var errFlags = errors.New("bad command line")
+
+// stopTimeout bounds each step of shutdown that waits on others: in-flight
+// RPCs, then the relay catching up with the database.
+const stopTimeout = 10 * time.Second
+
+// config is syncd's command line.
+type config struct {
+	data              string
+	listen            string
+	insecureListenAny bool
+	natsURL           string
+	natsListen        string
+	adminTokenFile    string // empty: <data>/admin.token
+	logLevel          string
+}
+
+// defaultConfig holds every default in one place.
+func defaultConfig() config {
+	return config{
+		data:       "./data",
+		listen:     "127.0.0.1:7443",
+		natsListen: "127.0.0.1:4222",
+		logLevel:   "info",
+	}
+}
+
+const usageIntro = `Usage: syncd [flags]
+
+syncd is fieldsync's server. It keeps the authoritative SQLite database in
+the -data directory, serves devices, administrators and HQ over gRPC on
+-listen, and publishes every committed change to the JetStream changelog:
+on a nats-server it embeds (the default, stored under <data>/nats) or on
+the one -nats names. On first start it creates the admin credential that
+fieldctl admin reads. gRPC is plain text for now (TLS comes later), so
+-listen must be a loopback address unless -insecure-listen-any is given.
+SIGINT or SIGTERM stops it cleanly: in-flight syncs finish and every
+committed change is published before it exits.
+
+Flags:
+`
+
+func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("syncd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageIntro)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.data, "data", c.data, "data `directory` (created mode 0700): the database fieldsync.db, the embedded NATS store, admin.token and nats.url")
+	fs.StringVar(&c.listen, "listen", c.listen, "gRPC listen `address`; port 0 picks a free one (the address is printed)")
+	fs.BoolVar(&c.insecureListenAny, "insecure-listen-any", c.insecureListenAny, "allow a non-loopback -listen (and -nats-listen) although gRPC is plain text and the embedded NATS has no authentication: only behind a TLS proxy or on a private network")
+	fs.StringVar(&c.natsURL, "nats", c.natsURL, "`URL` of an external NATS with JetStream (e.g. nats://10.0.0.5:4222); empty embeds a nats-server")
+	fs.StringVar(&c.natsListen, "nats-listen", c.natsListen, "client `address` of the embedded NATS; port 0 or -1 picks a free one (written to <data>/nats.url)")
+	fs.StringVar(&c.adminTokenFile, "admin-token-file", c.adminTokenFile, "`file` holding the admin credential, created (mode 0600) on first start if missing (default <data>/admin.token)")
+	fs.StringVar(&c.logLevel, "log-level", c.logLevel, "log `level` on stderr: debug, info, warn or error")
+	return fs
+}
+
+// run is syncd: it serves until ctx ends, then stops in order.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := defaultConfig()
+	fs := cfg.flagSet(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errFlags, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: syncd takes only flags (see syncd -h)", fs.Arg(0))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return fmt.Errorf("-log-level %q: want debug, info, warn or error", cfg.logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if err := checkLoopback("-listen", cfg.listen, cfg.insecureListenAny,
+		"syncd serves plain-text gRPC for now (no TLS), so device and admin credentials and every record would cross the network readable by anyone on the path"); err != nil {
+		return err
+	}
+	var natsHost string
+	var natsPort int
+	if cfg.natsURL == "" {
+		var err error
+		if natsHost, natsPort, err = parseNATSListen(cfg.natsListen); err != nil {
+			return err
+		}
+		if err := checkLoopback("-nats-listen", cfg.natsListen, cfg.insecureListenAny,
+			"the embedded NATS has no authentication, so anyone who can reach it reads the whole changelog"); err != nil {
+			return err
+		}
+	}
+
+	// Listen before touching the data directory, so that a second syncd on
+	// the same address fails at once and changes nothing.
+	lis, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return listenError("-listen", cfg.listen, err, "another syncd running?")
+	}
+	defer lis.Close() // after Serve, a no-op
+	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if fi, err := os.Stat(cfg.data); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("data directory is open to other users: it holds the admin credential and every record; chmod 700 it",
+			"dir", cfg.data, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+	}
+	tokenFile := cfg.adminTokenFile
+	if tokenFile == "" {
+		tokenFile = filepath.Join(cfg.data, "admin.token")
+	}
+	token, created, err := adminToken(tokenFile, log)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(stdout, "syncd: admin credential created in %s (keep it secret; fieldctl admin reads it)\n", tokenFile)
+	}
+
+	d := &daemon{stdout: stdout, log: log}
+	if err := d.start(ctx, cfg, natsHost, natsPort, token); err != nil {
+		return errors.Join(err, d.stop())
+	}
+	d.g = grpc.NewServer(d.srv.GRPCOptions()...)
+	d.srv.Register(d.g)
+	serveDone := make(chan error, 1)
+	fmt.Fprintf(stdout, "syncd: listening on %s\n", lis.Addr())
+	go func() { serveDone <- d.g.Serve(lis) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(stdout, "syncd: stopping: finishing in-flight requests and publishing the changelog")
+	case serveErr = <-serveDone:
+		if serveErr != nil {
+			serveErr = fmt.Errorf("serve gRPC: %w", serveErr)
+		}
+	}
+	if err := errors.Join(serveErr, d.stop()); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "syncd: stopped cleanly")
+	return nil
+}
+
+// daemon holds what run starts; stop ends whatever of it was started.
+type daemon struct {
+	stdout io.Writer
+	log    *slog.Logger
+
+	store    *store.Server
+	ns       *natsserver.Server // nil with an external NATS
+	nc       *nats.Conn
+	ncClosed chan struct{}
+	srv      *server.Server
+	g        *grpc.Server
+
+	relayCancel context.CancelFunc
+	relayDone   chan error
+}
+
+// start opens the database, starts or reaches NATS and starts the relay.
+func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPort int, adminToken string) error {
+	dbPath := filepath.Join(cfg.data, "fieldsync.db")
+	st, err := store.OpenServer(ctx, dbPath)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", dbPath, err)
+	}
+	d.store = st
+
+	natsURL := cfg.natsURL
+	opts := []nats.Option{
+		nats.Name("syncd"),
+		// Never give up: the relay resumes from SQLite whenever NATS is back.
+		nats.MaxReconnects(-1),
+		nats.DrainTimeout(stopTimeout),
+		nats.ClosedHandler(func(*nats.Conn) { close(d.ncClosed) }),
+	}
+	d.ncClosed = make(chan struct{})
+	if natsURL == "" {
+		storeDir := filepath.Join(cfg.data, "nats")
+		if natsPort > 0 {
+			// nats-server reports a busy port only by never becoming ready;
+			// find out now, with a message that says what to do.
+			l, err := net.Listen("tcp", net.JoinHostPort(natsHost, strconv.Itoa(natsPort)))
+			if err != nil {
+				return listenError("-nats-listen", cfg.natsListen, err,
+					"another syncd or nats-server running? point -nats at it, or")
+			}
+			l.Close()
+		}
+		ns, err := server.EmbeddedNATS(storeDir, natsHost, natsPort)
+		if err != nil {
+			return err
+		}
+		d.ns = ns
+		natsURL = ns.ClientURL()
+		opts = append(opts, nats.InProcessServer(ns))
+		fmt.Fprintf(d.stdout, "syncd: nats on %s (embedded, JetStream store %s)\n", natsURL, storeDir)
+	}
+	nc, err := nats.Connect(natsURL, opts...)
+	if err != nil {
+		if cfg.natsURL != "" {
+			return fmt.Errorf("connect to NATS at %s: %w: is it running? (leave -nats empty to embed one)", redactURLs(natsURL), err)
+		}
+		return fmt.Errorf("connect to embedded NATS: %w", err)
+	}
+	d.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if cfg.natsURL != "" {
+		actx, cancel := context.WithTimeout(ctx, stopTimeout)
+		_, err := js.AccountInfo(actx)
+		cancel()
+		switch {
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+			return fmt.Errorf("NATS at %s has no JetStream for this account: enable it (nats-server -js) or leave -nats empty to embed one", redactURLs(natsURL))
+		case err != nil:
+			d.log.Warn("JetStream not answering yet; the relay keeps trying", "err", err)
+		}
+		fmt.Fprintf(d.stdout, "syncd: nats on %s (external)\n", redactURLs(natsURL))
+	}
+	// fieldctl hq tail reads the URL from here. Written on every start, so
+	// that it is never a stale random port.
+	if err := os.WriteFile(filepath.Join(cfg.data, "nats.url"), []byte(natsURL), 0o600); err != nil {
+		return fmt.Errorf("write nats.url: %w", err)
+	}
+
+	d.srv = server.New(server.Config{
+		Store:          st,
+		JetStream:      js,
+		AdminTokenHash: store.HashSecret(adminToken),
+		Logger:         d.log,
+	})
+	// The relay outlives ctx: on a signal it must still publish what the
+	// last requests committed, so stop cancels it only after that.
+	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.relayCancel = cancel
+	d.relayDone = make(chan error, 1)
+	go func() { d.relayDone <- d.srv.RunRelay(relayCtx) }()
+	return nil
+}
+
+// stop shuts down in the order that loses nothing: no new requests, the
+// in-flight ones finished, everything committed published, then the
+// database, the NATS connection and the embedded NATS closed.
+func (d *daemon) stop() error {
+	var errs []error
+	if d.srv != nil {
+		d.srv.Close() // ends Watch streams, which GracefulStop would wait for
+	}
+	if d.g != nil {
+		stopped := make(chan struct{})
+		go func() { d.g.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(stopTimeout):
+			d.log.Warn("requests still running after the stop timeout; cutting them off", "timeout", stopTimeout)
+			d.g.Stop()
+			<-stopped
+		}
+	}
+	if d.relayCancel != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		last, err := d.store.LastSeq(ctx)
+		if err == nil {
+			err = d.srv.Relay().WaitPublished(ctx, last)
+		}
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("relay: %w (nothing is lost: the next start publishes the rest from the database)", err))
+		}
+		d.relayCancel()
+		<-d.relayDone
+	}
+	if d.store != nil {
+		if err := d.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close database: %w", err))
+		}
+	}
+	if d.nc != nil {
+		if err := d.nc.Drain(); err != nil {
+			d.nc.Close()
+		}
+		select {
+		case <-d.ncClosed:
+		case <-time.After(stopTimeout + time.Second):
+			d.nc.Close()
+		}
+	}
+	if d.ns != nil {
+		d.ns.Shutdown()
+		d.ns.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}
+
+// adminToken reads the admin credential from path, creating a random one
+// there (mode 0600) if the file does not exist.
+func adminToken(path string, log *slog.Logger) (token string, created bool, err error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return "", false, fmt.Errorf("admin credential file %s is empty: delete it and syncd creates a new one", path)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("admin credential file is readable by other users; chmod 600 it", "file", path, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+		}
+		return token, false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, fmt.Errorf("read admin credential: %w", err)
+	}
+	token = domain.RandomToken(20)
+	// O_EXCL: never overwrite a credential another process just wrote.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", false, fmt.Errorf("create admin credential: %w", err)
+	}
+	_, err = f.WriteString(token)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return "", false, fmt.Errorf("write admin credential %s: %w", path, err)
+	}
+	return token, true, nil
+}
+
+// checkLoopback refuses a non-loopback address unless allowed; why says
+// what would be exposed.
+func checkLoopback(flagName, addr string, allowAny bool, why string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: %v: want host:port, e.g. 127.0.0.1:7443", flagName, addr, err)
+	}
+	if allowAny || host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%s %s is not a loopback address, and %s: listen on 127.0.0.1, or pass -insecure-listen-any if the network is otherwise protected (a VPN, or a TLS-terminating proxy in front)", flagName, addr, why)
+}
+
+// parseNATSListen splits the embedded NATS address; port 0 or -1 means a
+// free port (nats-server itself takes 0 as its default, 4222).
+func parseNATSListen(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("-nats-listen %q: %v: want host:port, e.g. 127.0.0.1:4222", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("-nats-listen %q: port must be 1-65535, or 0 or -1 for a free one", addr)
+	}
+	if port == 0 {
+		port = natsserver.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+// listenError turns a listen failure into advice.
+func listenError(flagName, addr string, err error, hint string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen %s: address already in use: %s choose another with %s", addr, hint, flagName)
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("listen %s: permission denied: ports below 1024 need privileges; choose another with %s", addr, flagName)
+	}
+	return fmt.Errorf("listen %s (%s): %w", addr, flagName, err)
+}
+
+// redactURLs hides credentials (user:password or a bare token) in a
+// comma-separated list of NATS URLs.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("xxxxx")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
