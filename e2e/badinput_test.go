@@ -19,7 +19,7 @@ import (
 // it, to send requests a well-behaved device would never make.
 func rawDevice(t *testing.T, e *testenv.Env, userID string) context.Context {
 	t.Helper()
-	resp, err := pb.NewEnrollServiceClient(e.Conn()).Enroll(t.Context(), &pb.EnrollRequest{Code: e.Code(userID), DeviceName: "raw"})
+	resp, err := pb.NewEnrollServiceClient(e.Conn()).Enroll(t.Context(), &pb.EnrollRequest{Code: e.Secret(userID), DeviceName: "raw"})
 	ok(t, err)
 	return metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+resp.GetToken())
 }
@@ -166,7 +166,7 @@ func TestWrongEnrollmentCode(t *testing.T) {
 	e := testenv.Start(t)
 	e.ImportSample()
 	client := pb.NewEnrollServiceClient(e.Conn())
-	code := e.Code(testenv.Member)
+	code := e.Secret(testenv.Member)
 	_, err := client.Enroll(t.Context(), &pb.EnrollRequest{Code: "aaaabbbbccccdddd"})
 	if status.Code(err) != codes.NotFound || !strings.HasPrefix(status.Convert(err).Message(), "code: unknown enrollment code") {
 		t.Fatalf("wrong code: %v", err)

@@ -19,12 +19,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/syncer"
 )
 
@@ -119,7 +120,8 @@ func TestKill9DuringPushesLosesNothing(t *testing.T) {
 	dir, addr, natsAddr := t.TempDir(), freeAddr(t), freeAddr(t)
 	proc := startSyncd(t, bin, dir, addr, natsAddr)
 	token := strings.TrimSpace(string(must[[]byte](t)(os.ReadFile(filepath.Join(dir, "admin.token")))))
-	conn := must[*grpc.ClientConn](t)(grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials())))
+	fp := must[string](t)(syncer.CAFingerprintFile(filepath.Join(dir, "tls", server.CAFile)))
+	conn := must[*grpc.ClientConn](t)(grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(syncer.PinnedTLS(addr, fp)))))
 	defer conn.Close()
 	adminCtx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 	admin := pb.NewAdminServiceClient(conn)
@@ -144,7 +146,7 @@ func TestKill9DuringPushesLosesNothing(t *testing.T) {
 		code := must[*pb.CreateEnrollmentCodeResponse](t)(admin.CreateEnrollmentCode(adminCtx, &pb.CreateEnrollmentCodeRequest{UserId: u})).GetCode()
 		d := must[*syncer.Device](t)(syncer.OpenWith(filepath.Join(t.TempDir(), "phone.db"), &syncer.Options{ConnectTimeout: time.Second}))
 		defer d.Close()
-		ok(t, d.Enroll(context.Background(), addr, code, "phone"))
+		ok(t, d.Enroll(context.Background(), syncer.FormatEnrollment(addr, code, fp), "phone"))
 		p := &phone{d: d, acked: map[string]bool{}}
 		switch u {
 		case testenv.Member:

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
 
@@ -55,6 +56,7 @@ func StateName(s int) string {
 // Meta keys of the replica.
 const (
 	metaServer   = "server"
+	metaCA       = "ca_fingerprint" // "" means plain text (loopback only)
 	metaDeviceID = "device_id"
 	metaToken    = "token"
 	metaUserID   = "user_id"
@@ -160,13 +162,20 @@ func (d *Device) Close() error {
 	return errors.Join(err, d.db.Close())
 }
 
-// dial returns the connection to the enrolled server.
-func (d *Device) dial(addr string) (*grpc.ClientConn, error) {
+// dial returns the connection to the server at addr: TLS pinned to the CA
+// fingerprint ca, or plain text (loopback only) when ca is "".
+func (d *Device) dial(addr, ca string) (*grpc.ClientConn, error) {
 	if d.conn != nil {
 		return d.conn, nil
 	}
+	creds := insecure.NewCredentials()
+	if ca != "" {
+		creds = credentials.NewTLS(PinnedTLS(addr, ca))
+	} else if !isLoopback(addr) {
+		return nil, fmt.Errorf("no CA pinned for %s: plain text is allowed only to a loopback server", addr)
+	}
 	opts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name)),
 	}, d.opts.DialOptions...)
 	conn, err := grpc.NewClient(addr, opts...)
@@ -177,28 +186,43 @@ func (d *Device) dial(addr string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// ready waits, up to the connect timeout, for a connection to the server.
-// A phone that was out of signal retries at once instead of waiting out
-// gRPC's reconnect backoff.
+// ready waits, up to the connect timeout, for a connection attempt to the
+// server to finish. A phone that was out of signal retries at once instead
+// of waiting out gRPC's reconnect backoff. If the attempt failed, the call
+// made next reports why (refused, wrong certificate, ...).
 func (d *Device) ready(ctx context.Context, conn *grpc.ClientConn) error {
 	conn.ResetConnectBackoff()
 	conn.Connect()
 	ctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
 	defer cancel()
+	tried := false
 	for {
 		s := conn.GetState()
-		if s == connectivity.Ready {
+		switch {
+		case s == connectivity.Ready:
 			return nil
+		case s == connectivity.TransientFailure && tried:
+			return nil
+		case s == connectivity.Connecting:
+			tried = true
 		}
 		if !conn.WaitForStateChange(ctx, s) {
+			if s == connectivity.TransientFailure {
+				return nil
+			}
 			return fmt.Errorf("server %s unreachable (%v after %v): the work is kept on the device and syncs later", conn.Target(), s, d.opts.ConnectTimeout)
 		}
 	}
 }
 
-// Enroll trades a one-time code for this device's credential at the server
-// addr (host:port).
-func (d *Device) Enroll(ctx context.Context, addr, code, deviceName string) error {
+// Enroll trades an enrollment code (fieldsync://HOST:PORT/CODE?ca=...,
+// as fieldctl admin enroll-code prints it) for this device's credential. It
+// pins the server's CA for good.
+func (d *Device) Enroll(ctx context.Context, enrollment, deviceName string) error {
+	en, err := ParseEnrollment(enrollment)
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var existing string
@@ -212,17 +236,20 @@ func (d *Device) Enroll(ctx context.Context, addr, code, deviceName string) erro
 	if existing != "" {
 		return fmt.Errorf("already enrolled as device %s: use a new device database to enroll again", existing)
 	}
-	conn, err := d.dial(addr)
+	addr := en.Addr
+	conn, err := d.dial(addr, en.CA)
 	if err != nil {
 		return err
 	}
-	resp, err := pb.NewEnrollServiceClient(conn).Enroll(ctx, &pb.EnrollRequest{Code: code, DeviceName: deviceName, AppVersion: d.opts.AppVersion})
+	resp, err := pb.NewEnrollServiceClient(conn).Enroll(ctx, &pb.EnrollRequest{Code: en.Code, DeviceName: deviceName, AppVersion: d.opts.AppVersion})
 	if err != nil {
+		conn.Close()
+		d.conn = nil
 		return fmt.Errorf("enroll at %s: %w", addr, describe(err))
 	}
 	d.clock = domain.NewClock(resp.GetDeviceId(), d.clock.Last(), 0, d.opts.Now)
 	return d.db.Update(ctx, func(tx *store.RTx) error {
-		for k, v := range map[string]string{metaServer: addr, metaDeviceID: resp.GetDeviceId(), metaToken: resp.GetToken(),
+		for k, v := range map[string]string{metaServer: addr, metaCA: en.CA, metaDeviceID: resp.GetDeviceId(), metaToken: resp.GetToken(),
 			metaUserID: resp.GetUserId(), metaUserName: resp.GetUserName(), metaRole: domain.RoleName(resp.GetRole()),
 			metaVillage: resp.GetVillageId(), metaNextSeq: "1"} {
 			if err := tx.SetMeta(k, v); err != nil {
@@ -236,6 +263,7 @@ func (d *Device) Enroll(ctx context.Context, addr, code, deviceName string) erro
 // Identity is who this device is.
 type Identity struct {
 	Server, DeviceID, UserID, UserName, Role, VillageID string
+	CAFingerprint                                       string // "" for plain text
 }
 
 func (d *Device) identity(tx *store.RTx) (*Identity, error) {
@@ -243,7 +271,7 @@ func (d *Device) identity(tx *store.RTx) (*Identity, error) {
 	for _, kv := range []struct {
 		key string
 		dst *string
-	}{{metaServer, &id.Server}, {metaDeviceID, &id.DeviceID}, {metaUserID, &id.UserID}, {metaUserName, &id.UserName}, {metaRole, &id.Role}, {metaVillage, &id.VillageID}} {
+	}{{metaServer, &id.Server}, {metaDeviceID, &id.DeviceID}, {metaUserID, &id.UserID}, {metaUserName, &id.UserName}, {metaRole, &id.Role}, {metaVillage, &id.VillageID}, {metaCA, &id.CAFingerprint}} {
 		v, err := tx.Meta(kv.key)
 		if err != nil {
 			return nil, err

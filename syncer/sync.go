@@ -99,7 +99,7 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		}); err != nil {
 			return err
 		}
-		conn, err := d.dial(ident.Server)
+		conn, err := d.dial(ident.Server, ident.CAFingerprint)
 		if err != nil {
 			return err
 		}
@@ -278,7 +278,7 @@ func (d *Device) watch(ctx context.Context, pokes chan<- struct{}) {
 		var token string
 		d.db.View(ctx, func(tx *store.RTx) error { token, err = tx.Meta(metaToken); return err })
 		d.mu.Lock()
-		conn, err := d.dial(id.Server)
+		conn, err := d.dial(id.Server, id.CAFingerprint)
 		d.mu.Unlock()
 		if err == nil {
 			var stream grpc.ServerStreamingClient[pb.WatchResponse]

@@ -67,7 +67,7 @@ enroll-code.`,
 // creates one.
 func (c *cli) openDevice() (*syncer.Device, error) {
 	if _, err := os.Stat(c.db); errors.Is(err, iofs.ErrNotExist) {
-		return nil, fmt.Errorf("no device database at %s: enroll first (fieldctl device -db %s enroll -server HOST:PORT CODE), or give -db", c.db, c.db)
+		return nil, fmt.Errorf("no device database at %s: enroll first (fieldctl device -db %s enroll CODE), or give -db", c.db, c.db)
 	}
 	return syncer.OpenWith(c.db, &syncer.Options{AppVersion: appVersion})
 }
@@ -83,13 +83,14 @@ func (c *cli) withDevice(fn func(d *syncer.Device) error) error {
 
 func deviceEnroll(ctx context.Context, c *cli, name string, args []string) error {
 	host, _ := os.Hostname()
-	fs := c.newFlags(name, "-server HOST:PORT [-name NAME] CODE", `
-Enrolls the device database (-db, created here) with a one-time code from
-fieldctl admin enroll-code: syncd returns the device's credential, kept in
-the database. Spaces and dashes in the code are ignored. Then run fieldctl
-device sync to receive the records in the user's scope.`, `
-fieldctl device -db phone.db enroll -server 127.0.0.1:7443 -name "張國華的手機" abcd-efgh-ijkl-mnop`)
-	server := fs.String("server", defaultServer, "syncd's gRPC `address` (host:port)")
+	fs := c.newFlags(name, "[-name NAME] CODE", `
+Enrolls the device database (-db, created here) with the enrollment code
+from fieldctl admin enroll-code. The code carries the server's address and
+its CA's fingerprint: the device connects over TLS and pins that CA, so no
+other set-up is needed, and a server with another certificate is refused.
+syncd returns the device's credential, kept in the database. Then run
+fieldctl device sync to receive the records in the user's scope.`, `
+fieldctl device -db phone.db enroll -name "張國華的手機" 'fieldsync://10.0.0.5:7443/abcdefghijklmnop?ca=5f1c…'`)
 	devName := fs.String("name", "fieldctl on "+host, "the device's `name`, shown to the administrator")
 	args, err := parseArgs(fs, args)
 	if err != nil {
@@ -104,7 +105,7 @@ fieldctl device -db phone.db enroll -server 127.0.0.1:7443 -name "張國華的�
 	if err != nil {
 		return err
 	}
-	err = d.Enroll(ctx, *server, args[0], *devName)
+	err = d.Enroll(ctx, args[0], *devName)
 	var id *syncer.Identity
 	if err == nil {
 		id, err = d.Identity()

@@ -73,6 +73,8 @@ type cli struct {
 
 	server    string // syncd's gRPC address (admin, hq)
 	tokenFile string // the admin credential (admin, hq)
+	caFile    string // syncd's CA to pin (admin, hq); "" = tls/ca.pem beside tokenFile
+	plaintext bool   // no TLS (admin, hq), for syncd -insecure-plaintext
 	db        string // the device database (device)
 }
 

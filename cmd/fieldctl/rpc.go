@@ -7,16 +7,20 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/fieldsync/fieldsync/syncer"
 )
 
 // maxMessageBytes matches syncd's limit on one gRPC message (16 MiB).
@@ -26,6 +30,41 @@ const maxMessageBytes = 16 << 20
 func serverFlags(fs *flag.FlagSet, c *cli) {
 	fs.StringVar(&c.server, "server", c.server, "syncd's gRPC `address` (host:port)")
 	fs.StringVar(&c.tokenFile, "token-file", c.tokenFile, "`file` holding the admin credential, which syncd writes to <data>/admin.token on first start")
+	fs.StringVar(&c.caFile, "ca-file", c.caFile, "syncd's CA certificate `file` (default tls/ca.pem beside -token-file, where syncd makes it)")
+	fs.BoolVar(&c.plaintext, "plaintext", c.plaintext, "connect without TLS, to a syncd run with -insecure-plaintext on loopback")
+}
+
+// caPath is the CA file to pin: -ca-file, or tls/ca.pem in syncd's data
+// directory (the folder of the token file).
+func (c *cli) caPath() string {
+	if c.caFile != "" {
+		return c.caFile
+	}
+	return filepath.Join(filepath.Dir(c.tokenFile), "tls", "ca.pem")
+}
+
+// caFingerprint reads the fingerprint of syncd's CA ("" with -plaintext).
+func (c *cli) caFingerprint() (string, error) {
+	if c.plaintext {
+		return "", nil
+	}
+	fp, err := syncer.CAFingerprintFile(c.caPath())
+	if err != nil {
+		return "", fmt.Errorf("syncd's CA certificate: %w: syncd makes it in <data>/tls/ca.pem on first start; run fieldctl in syncd's directory or pass -ca-file (or -plaintext for a syncd run with -insecure-plaintext)", err)
+	}
+	return fp, nil
+}
+
+// transport is TLS pinned to syncd's CA, or plain text with -plaintext.
+func (c *cli) transport() (grpc.DialOption, error) {
+	if c.plaintext {
+		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
+	}
+	fp, err := c.caFingerprint()
+	if err != nil {
+		return nil, err
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(syncer.PinnedTLS(c.server, fp))), nil
 }
 
 // adminConn connects to syncd and returns a context that carries the admin
@@ -35,8 +74,11 @@ func (c *cli) adminConn(ctx context.Context) (*grpc.ClientConn, context.Context,
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient(c.server,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds, err := c.transport()
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(c.server, creds,
 		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name),
 			grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)))
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/server"
@@ -62,6 +64,8 @@ type config struct {
 	data              string
 	listen            string
 	insecureListenAny bool
+	plaintext         bool
+	tlsHosts          string
 	natsURL           string
 	natsListen        string
 	adminTokenFile    string // empty: <data>/admin.token
@@ -85,8 +89,9 @@ the -data directory, serves devices, administrators and HQ over gRPC on
 -listen, and publishes every committed change to the JetStream changelog:
 on a nats-server it embeds (the default, stored under <data>/nats) or on
 the one -nats names. On first start it creates the admin credential that
-fieldctl admin reads. gRPC is plain text for now (TLS comes later), so
--listen must be a loopback address unless -insecure-listen-any is given.
+fieldctl admin reads, and its own CA and server certificate in <data>/tls:
+gRPC is TLS, and every enrollment code carries the CA's fingerprint, which
+devices pin. Plain text only with -insecure-plaintext, and only on loopback.
 SIGINT or SIGTERM stops it cleanly: in-flight syncs finish and every
 committed change is published before it exits.
 
@@ -102,7 +107,9 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(&c.data, "data", c.data, "data `directory` (created mode 0700): the database fieldsync.db, the embedded NATS store, admin.token and nats.url")
 	fs.StringVar(&c.listen, "listen", c.listen, "gRPC listen `address`; port 0 picks a free one (the address is printed)")
-	fs.BoolVar(&c.insecureListenAny, "insecure-listen-any", c.insecureListenAny, "allow a non-loopback -listen (and -nats-listen) although gRPC is plain text and the embedded NATS has no authentication: only behind a TLS proxy or on a private network")
+	fs.BoolVar(&c.insecureListenAny, "insecure-listen-any", c.insecureListenAny, "allow a non-loopback -nats-listen although the embedded NATS has no authentication: only on a private network")
+	fs.BoolVar(&c.plaintext, "insecure-plaintext", c.plaintext, "serve gRPC without TLS (development only; -listen must be loopback)")
+	fs.StringVar(&c.tlsHosts, "tls-hosts", c.tlsHosts, "comma-separated host `names` and IPs the server certificate covers besides the -listen host, localhost and 127.0.0.1 (a -listen on 0.0.0.0 covers every local address)")
 	fs.StringVar(&c.natsURL, "nats", c.natsURL, "`URL` of an external NATS with JetStream (e.g. nats://10.0.0.5:4222); empty embeds a nats-server")
 	fs.StringVar(&c.natsListen, "nats-listen", c.natsListen, "client `address` of the embedded NATS; port 0 or -1 picks a free one (written to <data>/nats.url)")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", c.adminTokenFile, "`file` holding the admin credential, created (mode 0600) on first start if missing (default <data>/admin.token)")
@@ -129,9 +136,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	if err := checkLoopback("-listen", cfg.listen, cfg.insecureListenAny,
-		"syncd serves plain-text gRPC for now (no TLS), so device and admin credentials and every record would cross the network readable by anyone on the path"); err != nil {
-		return err
+	if _, _, err := net.SplitHostPort(cfg.listen); err != nil {
+		return fmt.Errorf("-listen %q: %v: want host:port, e.g. 127.0.0.1:7443", cfg.listen, err)
+	}
+	if cfg.plaintext {
+		if err := checkLoopback("-listen", cfg.listen, false,
+			"with -insecure-plaintext, device and admin credentials and every record would cross the network readable by anyone on the path",
+			"plain text is only for loopback: drop -insecure-plaintext (TLS is the default) or listen on 127.0.0.1"); err != nil {
+			return err
+		}
 	}
 	var natsHost string
 	var natsPort int
@@ -141,7 +154,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if err := checkLoopback("-nats-listen", cfg.natsListen, cfg.insecureListenAny,
-			"the embedded NATS has no authentication, so anyone who can reach it reads the whole changelog"); err != nil {
+			"the embedded NATS has no authentication, so anyone who can reach it reads the whole changelog",
+			"listen on 127.0.0.1, or pass -insecure-listen-any if the network is otherwise protected (a VPN)"); err != nil {
 			return err
 		}
 	}
@@ -172,11 +186,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "syncd: admin credential created in %s (keep it secret; fieldctl admin reads it)\n", tokenFile)
 	}
 
+	var creds []grpc.ServerOption
+	if !cfg.plaintext {
+		tlsDir := filepath.Join(cfg.data, "tls")
+		tlsCfg, fp, err := server.LoadOrCreateTLS(tlsDir, certHosts(lis.Addr(), cfg.tlsHosts))
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		creds = append(creds, grpc.Creds(credentials.NewTLS(tlsCfg)))
+		fmt.Fprintf(stdout, "syncd: TLS with CA %s, fingerprint %s (enrollment codes carry it; devices pin it)\n", filepath.Join(tlsDir, server.CAFile), fp)
+	} else {
+		fmt.Fprintln(stdout, "syncd: plain-text gRPC (-insecure-plaintext): loopback only, for development")
+	}
+
 	d := &daemon{stdout: stdout, log: log}
 	if err := d.start(ctx, cfg, natsHost, natsPort, token); err != nil {
 		return errors.Join(err, d.stop())
 	}
-	d.g = grpc.NewServer(d.srv.GRPCOptions()...)
+	d.g = grpc.NewServer(append(d.srv.GRPCOptions(), creds...)...)
 	d.srv.Register(d.g)
 	serveDone := make(chan error, 1)
 	fmt.Fprintf(stdout, "syncd: listening on %s\n", lis.Addr())
@@ -391,7 +418,7 @@ func adminToken(path string, log *slog.Logger) (token string, created bool, err 
 
 // checkLoopback refuses a non-loopback address unless allowed; why says
 // what would be exposed.
-func checkLoopback(flagName, addr string, allowAny bool, why string) error {
+func checkLoopback(flagName, addr string, allowAny bool, why, remedy string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("%s %q: %v: want host:port, e.g. 127.0.0.1:7443", flagName, addr, err)
@@ -402,7 +429,7 @@ func checkLoopback(flagName, addr string, allowAny bool, why string) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf("%s %s is not a loopback address, and %s: listen on 127.0.0.1, or pass -insecure-listen-any if the network is otherwise protected (a VPN, or a TLS-terminating proxy in front)", flagName, addr, why)
+	return fmt.Errorf("%s %s is not a loopback address, and %s: %s", flagName, addr, why, remedy)
 }
 
 // parseNATSListen splits the embedded NATS address; port 0 or -1 means a
@@ -444,4 +471,34 @@ func redactURLs(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// certHosts lists what the server certificate must cover: the listen host
+// (every local address for an unspecified one), localhost, 127.0.0.1, and
+// the -tls-hosts names.
+func certHosts(addr net.Addr, extra string) []string {
+	hosts := []string{"localhost", "127.0.0.1"}
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		if ta.IP.IsUnspecified() {
+			if addrs, err := net.InterfaceAddrs(); err == nil {
+				for _, a := range addrs {
+					if ipn, ok := a.(*net.IPNet); ok {
+						hosts = append(hosts, ipn.IP.String())
+					}
+				}
+			}
+			if name, err := os.Hostname(); err == nil {
+				hosts = append(hosts, name)
+			}
+		} else {
+			hosts = append(hosts, ta.IP.String())
+		}
+	}
+	for _, h := range strings.Split(extra, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	slices.Sort(hosts)
+	return slices.Compact(hosts)
 }

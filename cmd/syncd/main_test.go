@@ -24,7 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -32,6 +32,7 @@ import (
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store"
+	"github.com/fieldsync/fieldsync/syncer"
 )
 
 var listeningRE = regexp.MustCompile(`(?m)^syncd: listening on (127\.0\.0\.1:\d+)$`)
@@ -96,7 +97,7 @@ func TestSyncd(t *testing.T) {
 		}
 		token = strings.TrimSpace(string(b))
 
-		admin := dialAdmin(t, addr)
+		admin := dialAdmin(t, addr, data)
 		if _, err := admin.ListDevices(context.Background(), &pb.ListDevicesRequest{}); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("ListDevices without a credential: %v, want Unauthenticated", err)
 		}
@@ -178,7 +179,7 @@ func TestSyncd(t *testing.T) {
 		if out := p.stdout.String(); strings.Contains(out, "admin credential created") {
 			t.Errorf("restart made a new admin credential; stdout:\n%s", out)
 		}
-		if _, err := dialAdmin(t, addr).ListDevices(withToken(token), &pb.ListDevicesRequest{}); err != nil {
+		if _, err := dialAdmin(t, addr, data).ListDevices(withToken(token), &pb.ListDevicesRequest{}); err != nil {
 			t.Errorf("ListDevices with the first start's credential: %v", err)
 		}
 		p.interrupt(t)
@@ -208,7 +209,7 @@ func TestRunRefuses(t *testing.T) {
 		{name: "unknown flag", args: []string{"-bogus"}, wantFlags: true},
 		{name: "argument", args: []string{"serve"}, want: `unexpected argument "serve"`},
 		{name: "log level", args: []string{"-log-level", "loud"}, want: "-log-level"},
-		{name: "listen not loopback", args: []string{"-listen", "0.0.0.0:0"}, want: "-insecure-listen-any"},
+		{name: "plain text not on loopback", args: []string{"-listen", "0.0.0.0:0", "-insecure-plaintext"}, want: "plain text is only for loopback"},
 		{name: "listen malformed", args: []string{"-listen", "7443"}, want: "want host:port"},
 		{name: "nats-listen not loopback", args: []string{"-listen", "127.0.0.1:0", "-nats-listen", "0.0.0.0:0"}, want: "-insecure-listen-any"},
 		{name: "nats-listen bad port", args: []string{"-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:x"}, want: "port must be"},
@@ -416,9 +417,14 @@ func waitFor(t testing.TB, out *syncBuffer, re *regexp.Regexp, done chan error) 
 	}
 }
 
-func dialAdmin(t testing.TB, addr string) pb.AdminServiceClient {
+// dialAdmin connects over TLS, pinning the CA syncd made in data/tls.
+func dialAdmin(t testing.TB, addr, data string) pb.AdminServiceClient {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	fp, err := syncer.CAFingerprintFile(filepath.Join(data, "tls", server.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(syncer.PinnedTLS(addr, fp))))
 	if err != nil {
 		t.Fatal(err)
 	}

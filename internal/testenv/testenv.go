@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -39,6 +40,8 @@ type Env struct {
 	GRPC       *grpc.Server
 	Addr       string
 	AdminToken string
+	// CAFingerprint is the pinned CA of the server's TLS ("" in plain text).
+	CAFingerprint string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -49,10 +52,11 @@ type Env struct {
 type Option func(*options)
 
 type options struct {
-	unary []grpc.UnaryServerInterceptor
-	dir   string
-	addr  string
-	token string
+	plaintext bool
+	unary     []grpc.UnaryServerInterceptor
+	dir       string
+	addr      string
+	token     string
 }
 
 // WithAddr listens on addr instead of a random port: a restarted server
@@ -68,6 +72,9 @@ func WithAdminToken(token string) Option { return func(o *options) { o.token = t
 func WithUnaryInterceptor(i grpc.UnaryServerInterceptor) Option {
 	return func(o *options) { o.unary = append(o.unary, i) }
 }
+
+// WithPlaintext serves gRPC without TLS (as syncd -insecure-plaintext).
+func WithPlaintext() Option { return func(o *options) { o.plaintext = true } }
 
 // WithDir keeps the server's files in dir (to restart on the same files).
 func WithDir(dir string) Option { return func(o *options) { o.dir = dir } }
@@ -109,6 +116,15 @@ func Start(t testing.TB, opts ...Option) *Env {
 	if len(o.unary) > 0 {
 		gopts = append(gopts, grpc.ChainUnaryInterceptor(o.unary...))
 	}
+	clientCreds := insecure.NewCredentials()
+	if !o.plaintext {
+		tlsCfg, fp, err := server.LoadOrCreateTLS(filepath.Join(o.dir, "tls"), []string{"127.0.0.1", "localhost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.CAFingerprint = fp
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
 	e.GRPC = grpc.NewServer(gopts...)
 	e.Server.Register(e.GRPC)
 	lis, err := net.Listen("tcp", o.addr)
@@ -116,10 +132,13 @@ func Start(t testing.TB, opts ...Option) *Env {
 		t.Fatal(err)
 	}
 	e.Addr = lis.Addr().String()
+	if !o.plaintext {
+		clientCreds = credentials.NewTLS(syncer.PinnedTLS(e.Addr, e.CAFingerprint))
+	}
 	e.wg.Add(2)
 	go func() { defer e.wg.Done(); e.GRPC.Serve(lis) }()
 	go func() { defer e.wg.Done(); e.Server.RunRelay(ctx) }()
-	if e.conn, err = grpc.NewClient(e.Addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+	if e.conn, err = grpc.NewClient(e.Addr, grpc.WithTransportCredentials(clientCreds)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Stop)
@@ -216,8 +235,16 @@ func (e *Env) ImportSample() {
 	}
 }
 
-// Code issues an enrollment code for a user.
+// Code issues an enrollment code for a user, as fieldctl prints it:
+// fieldsync://ADDR/CODE?ca=FINGERPRINT.
 func (e *Env) Code(userID string) string {
+	e.T.Helper()
+	return syncer.FormatEnrollment(e.Addr, e.Secret(userID), e.CAFingerprint)
+}
+
+// Secret issues a bare one-time enrollment secret for a user (what the
+// Enroll RPC takes).
+func (e *Env) Secret(userID string) string {
 	e.T.Helper()
 	admin, ctx := e.Admin()
 	resp, err := admin.CreateEnrollmentCode(ctx, &pb.CreateEnrollmentCodeRequest{UserId: userID})
@@ -242,7 +269,7 @@ func (e *Env) Device(userID string, opts ...func(*syncer.Options)) *syncer.Devic
 	e.T.Cleanup(func() { d.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := d.Enroll(ctx, e.Addr, e.Code(userID), "test phone of "+userID); err != nil {
+	if err := d.Enroll(ctx, e.Code(userID), "test phone of "+userID); err != nil {
 		e.T.Fatalf("enroll %s: %v", userID, err)
 	}
 	return d
