@@ -8,25 +8,55 @@ import (
 
 // Rule is one row of the permission table: what a role may do to a kind.
 // Where a row needs the record in scope (a linked household, a case the
-// user mediates), the server checks that against the user's buckets.
+// user mediates), the server checks that against the org (server/apply.go).
 type Rule struct {
 	Create, Transition, Append bool
 	// Fields the role may update; nil means none.
 	Update []string
 }
 
-// The permission table. Reads follow scope (see buckets.go); HQ reads
-// everything and writes nothing.
+// The permission table: who reads and who writes what. This comment is the
+// table a reader checks; the map below is the write side of it, checked by
+// CheckWrite on the device and again on the server, and ScopeBuckets
+// (buckets.go) is the read side. On top of the table the server checks
+// that the record is in the writer's scope (the last column); a write that
+// fails that check is rejected with permission_denied, naming the field.
 //
-//	role       kind       create  update                       transition/append
-//	member     household  -       phone, members, tags, needs  -
-//	member     visit      yes     met, needs, help, follow_up, visited_on (own visits)
-//	member     event      yes     - (append-only)
-//	mediator   dispute    yes     title, category, parties, agreement, outcome, mediators  yes
-//	mediator   event      yes
-//	secretary  household  -       head, address, phone, members, tags, needs  -
-//	secretary  event      yes
-//	hq         -          -       -                             -
+// Write (role x kind), for a record in scope:
+//
+//	role       kind       create  update (fields)                                            transition, append  in scope when
+//	member     household  -       phone, members, tags, needs                                -                   the household is linked to the member
+//	member     visit      yes     visited_on, met, needs, help, follow_up (own visits only)  -                   its household is linked to the member
+//	member     event      yes     - (events are append-only)                                 -                   filed in the member's village
+//	mediator   dispute    yes     title, category, parties, agreement, outcome, mediators   yes                 create: in the mediator's village; else the case's mediators name the user
+//	mediator   event      yes     -                                                          -                   filed in the mediator's village
+//	secretary  household  -       head, address, phone, members, tags, needs                 -                   the household lies in the secretary's village (town secretary: town)
+//	secretary  event      yes     -                                                          -                   filed in the secretary's village (town secretary: any village of the town)
+//	hq         any        -       -                                                          -                   (reads only)
+//
+// Any role x kind not listed may not write at all. Households are created
+// only by an administrator's import; nobody moves one to another grid from
+// a device. A dispute's mediators must name at least one mediator, each a
+// user with role mediator. Administrators (AdminService, not a device)
+// import the org, link households to members, issue enrollment codes and
+// revoke devices.
+//
+// Read (the user's scope, computed on the server at every sync from the
+// device's credential and the org as it is then):
+//
+//	role               unit     buckets                         reads
+//	member             grid     h:<each linked household>, u:   the linked households and every visit to them (any author); own events
+//	mediator           village  d:<each case naming them>, u:   the disputes whose mediators name them; own events
+//	village secretary  village  v:<village>, u:                 every household, visit, dispute and event of the village
+//	town secretary     town     t:<town>, u:                    every household, visit, dispute and event of the town
+//	hq                 -        all                             everything
+//
+// A record lies in a village and a town: a household where its grid is, a
+// visit where its household is, a dispute or an event in its village_id.
+// When the org changes (a household reassigned, a mediator added or
+// removed, a member moved) the scope follows at the next sync: buckets that
+// enter start at cursor 0, buckets that leave are purged from the device,
+// and queued writes that lost their scope come back rejected.
 var permissions = map[pb.Role]map[pb.Kind]Rule{
 	pb.Role_ROLE_MEMBER: {
 		pb.Kind_KIND_HOUSEHOLD: {Update: []string{"phone", "members", "tags", "needs"}},

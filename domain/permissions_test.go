@@ -15,17 +15,18 @@ type wantRule struct {
 	update                     []string
 }
 
-// wantPermissions is that table, written out independently of the code.
+// wantPermissions is the write side of that table, written out
+// independently of the code.
 //
-//	role       kind       create  update                       transition/append
-//	member     household  -       phone, members, tags, needs  -
-//	member     visit      yes     met, needs, help, follow_up, visited_on (own visits)
-//	member     event      yes     - (append-only)
-//	mediator   dispute    yes     title, category, parties, agreement, outcome, mediators  yes
-//	mediator   event      yes
-//	secretary  household  -       head, address, phone, members, tags, needs  -
-//	secretary  event      yes
-//	hq         -          -       -                             -
+//	role       kind       create  update                                                      transition/append
+//	member     household  -       phone, members, tags, needs                                 -
+//	member     visit      yes     visited_on, met, needs, help, follow_up (own visits only)   -
+//	member     event      yes     - (append-only)                                             -
+//	mediator   dispute    yes     title, category, parties, agreement, outcome, mediators    yes
+//	mediator   event      yes     -                                                           -
+//	secretary  household  -       head, address, phone, members, tags, needs                  -
+//	secretary  event      yes     -                                                           -
+//	hq         any        -       -                                                           -
 var wantPermissions = map[pb.Role]map[pb.Kind]wantRule{
 	pb.Role_ROLE_MEMBER: {
 		pb.Kind_KIND_HOUSEHOLD: {update: []string{"phone", "members", "tags", "needs"}},
@@ -137,5 +138,91 @@ func TestRoleNames(t *testing.T) {
 	}
 	if r, ok := domain.ParseRole("unknown"); ok || r != pb.Role_ROLE_UNSPECIFIED {
 		t.Fatalf(`ParseRole("unknown") = %v, %v; want unspecified, false`, r, ok)
+	}
+}
+
+// The read side of the table: the buckets of each role's scope, written
+// out by hand.
+func TestScopeBuckets(t *testing.T) {
+	tests := []struct {
+		name string
+		r    domain.Reader
+		want []string
+	}{
+		{"member: linked households and own events", domain.Reader{Role: pb.Role_ROLE_MEMBER, UserID: "m1", VillageID: "V1", TownID: "T1",
+			Linked: []string{"H2", "H1"}}, []string{"h:H1", "h:H2", "u:m1"}},
+		{"member with no households", domain.Reader{Role: pb.Role_ROLE_MEMBER, UserID: "m1", VillageID: "V1"}, []string{"u:m1"}},
+		{"mediator: the cases naming them", domain.Reader{Role: pb.Role_ROLE_MEDIATOR, UserID: "d1", VillageID: "V1", TownID: "T1",
+			Mediates: []string{"X1", "X2"}, Linked: []string{"H1"}}, []string{"d:X1", "d:X2", "u:d1"}},
+		{"village secretary: the village, not the town", domain.Reader{Role: pb.Role_ROLE_SECRETARY, UserID: "s1", VillageID: "V1", TownID: "T1"},
+			[]string{"u:s1", "v:V1"}},
+		{"town secretary: the town", domain.Reader{Role: pb.Role_ROLE_SECRETARY, UserID: "s2", TownID: "T1"}, []string{"t:T1", "u:s2"}},
+		{"secretary with no unit: own events only", domain.Reader{Role: pb.Role_ROLE_SECRETARY, UserID: "s3"}, []string{"u:s3"}},
+		{"hq: everything", domain.Reader{Role: pb.Role_ROLE_HQ, UserID: "hq", Linked: []string{"H1"}}, []string{"all"}},
+		{"unknown role: own events only", domain.Reader{Role: pb.Role_ROLE_UNSPECIFIED, UserID: "x", VillageID: "V1"}, []string{"u:x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := domain.ScopeBuckets(tt.r); !slices.Equal(got, tt.want) {
+				t.Fatalf("ScopeBuckets() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRecordBuckets(t *testing.T) {
+	f := func(kv ...string) map[string]*pb.FieldValue {
+		m := map[string]*pb.FieldValue{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = &pb.FieldValue{Value: kv[i+1]}
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		r    *pb.Record
+		want []string
+	}{
+		{"household", &pb.Record{Id: "H1", Kind: pb.Kind_KIND_HOUSEHOLD, Fields: f("grid_id", "G1")}, []string{"h:H1", "v:V1", "t:T1", "all"}},
+		{"visit: its household's bucket", &pb.Record{Id: visitID, Kind: pb.Kind_KIND_VISIT, Fields: f("household_id", "H1"), AuthorId: "m1"},
+			[]string{"h:H1", "v:V1", "t:T1", "all"}},
+		{"dispute", &pb.Record{Id: disputeID, Kind: pb.Kind_KIND_DISPUTE, Fields: f("mediators", "d1")}, []string{"d:" + disputeID, "v:V1", "t:T1", "all"}},
+		{"event: its author's bucket", &pb.Record{Id: eventID, Kind: pb.Kind_KIND_EVENT, AuthorId: "s1"}, []string{"u:s1", "v:V1", "t:T1", "all"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := domain.RecordBuckets(tt.r, "V1", "T1"); !slices.Equal(got, tt.want) {
+				t.Fatalf("RecordBuckets() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// Every record is read by exactly the users the table says: a record and a
+// user meet when one of the record's buckets is in the user's scope.
+func TestScopeMeetsRecordBuckets(t *testing.T) {
+	visit := &pb.Record{Id: visitID, Kind: pb.Kind_KIND_VISIT, AuthorId: "m2", Fields: map[string]*pb.FieldValue{"household_id": {Value: "H1"}}}
+	buckets := domain.RecordBuckets(visit, "V1", "T1")
+	readers := []struct {
+		r    domain.Reader
+		want bool
+	}{
+		{domain.Reader{Role: pb.Role_ROLE_MEMBER, UserID: "m1", Linked: []string{"H1"}}, true},  // linked now, though another wrote it
+		{domain.Reader{Role: pb.Role_ROLE_MEMBER, UserID: "m2", Linked: []string{"H2"}}, false}, // its author, no longer linked
+		{domain.Reader{Role: pb.Role_ROLE_MEDIATOR, UserID: "d1", VillageID: "V1"}, false},
+		{domain.Reader{Role: pb.Role_ROLE_SECRETARY, UserID: "s1", VillageID: "V1", TownID: "T1"}, true},
+		{domain.Reader{Role: pb.Role_ROLE_SECRETARY, UserID: "s2", VillageID: "V2", TownID: "T1"}, false},
+		{domain.Reader{Role: pb.Role_ROLE_SECRETARY, UserID: "s3", TownID: "T1"}, true},
+		{domain.Reader{Role: pb.Role_ROLE_SECRETARY, UserID: "s4", TownID: "T2"}, false},
+		{domain.Reader{Role: pb.Role_ROLE_HQ, UserID: "hq"}, true},
+	}
+	for _, rd := range readers {
+		got := false
+		for _, b := range domain.ScopeBuckets(rd.r) {
+			got = got || slices.Contains(buckets, b)
+		}
+		if got != rd.want {
+			t.Errorf("%s %s reads the visit: %v, want %v", domain.RoleName(rd.r.Role), rd.r.UserID, got, rd.want)
+		}
 	}
 }

@@ -52,7 +52,6 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 	} else if err != nil {
 		return nil, false, err
 	}
-	kind := domain.KindName(m.GetKind())
 	if cur != nil {
 		if r, err := s.checkRecordScope(tx, c, cur, meta); r != nil || err != nil {
 			return r, false, err
@@ -67,8 +66,8 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 	if rej != nil {
 		return rej, false, nil
 	}
-	if m.GetKind() == pb.Kind_KIND_DISPUTE {
-		if r, err := checkUsers(tx, kind+".mediators", next.GetFields()["mediators"].GetValue(), pb.Role_ROLE_MEDIATOR); r != nil || err != nil {
+	if _, setsMediators := m.GetFields()["mediators"]; m.GetKind() == pb.Kind_KIND_DISPUTE && (cur == nil || setsMediators) {
+		if r, err := checkMediators(tx, next); r != nil || err != nil {
 			return r, false, err
 		}
 	}
@@ -87,10 +86,13 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 	return nil, conflict, nil
 }
 
-// checkRecordScope says whether the caller may write an existing record:
-// a member only their linked households (and visits, checked by authorship
-// in the merge rule), a secretary only their village, a mediator only the
-// cases they mediate.
+// checkRecordScope says whether the caller may write an existing record,
+// by the last column of the permission table (domain/permissions.go): a
+// member only their linked households and the visits to them (authorship
+// is the merge rule's to check), a secretary only their village's or
+// town's households, a mediator only the cases naming them. It is decided
+// from the org as it is at this commit, whatever the device believed when
+// it queued the write.
 func (s *Server) checkRecordScope(tx *store.Tx, c *caller, cur *pb.Record, meta store.RecordMeta) (*domain.Rejection, error) {
 	kind := domain.KindName(cur.GetKind())
 	deny := func(format string, args ...any) *domain.Rejection {
@@ -110,16 +112,45 @@ func (s *Server) checkRecordScope(tx *store.Tx, c *caller, cur *pb.Record, meta 
 				return deny("household %s is not linked to you", cur.GetId()), nil
 			}
 		case pb.Role_ROLE_SECRETARY:
-			if meta.VillageID != c.villageID {
-				return deny("household %s is not in your village", cur.GetId()), nil
+			if !secretaryCovers(c, meta) {
+				return deny("household %s is not in your %s", cur.GetId(), secretaryUnit(c)), nil
 			}
+		default:
+			return deny("a %s does not write households", domain.RoleName(c.role)), nil
+		}
+	case pb.Kind_KIND_VISIT:
+		hid := cur.GetFields()["household_id"].GetValue()
+		linked, err := tx.LinkedMember(hid)
+		if err != nil {
+			return nil, err
+		}
+		if c.role != pb.Role_ROLE_MEMBER || linked != c.userID {
+			return deny("household %s of this visit is not linked to you", hid), nil
 		}
 	case pb.Kind_KIND_DISPUTE:
 		if !contains(domain.SplitList(cur.GetFields()["mediators"].GetValue()), c.userID) {
-			return deny("only its mediators (%s) write to dispute %s", cur.GetFields()["mediators"].GetValue(), cur.GetId()), nil
+			return deny("you are not a mediator of dispute %s", cur.GetId()), nil
 		}
+	case pb.Kind_KIND_EVENT:
+		return deny("events are append-only"), nil
 	}
 	return nil, nil
+}
+
+// secretaryCovers says whether a record lying at meta is in a secretary's
+// unit: their village, or for a town secretary (no village) their town.
+func secretaryCovers(c *caller, meta store.RecordMeta) bool {
+	if c.villageID != "" {
+		return meta.VillageID == c.villageID
+	}
+	return c.townID != "" && meta.TownID == c.townID
+}
+
+func secretaryUnit(c *caller) string {
+	if c.villageID == "" && c.townID != "" {
+		return "town (" + c.townID + ")"
+	}
+	return "village (" + c.villageID + ")"
 }
 
 // placeNew finds where a new record lies (its village and town) and checks
@@ -154,13 +185,40 @@ func (s *Server) placeNew(tx *store.Tx, c *caller, m *pb.Mutation) (store.Record
 		if err != nil {
 			return store.RecordMeta{}, nil, err
 		}
-		if vid != c.villageID {
-			return store.RecordMeta{}, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind + ".village_id",
-				Reason: "village " + vid + " is not yours (" + c.villageID + ")"}, nil
+		meta := store.RecordMeta{VillageID: vid, TownID: u.TownID}
+		switch {
+		case c.villageID != "":
+			if vid != c.villageID {
+				return meta, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind + ".village_id",
+					Reason: "village " + vid + " is not yours (" + c.villageID + ")"}, nil
+			}
+		case c.role == pb.Role_ROLE_SECRETARY && c.townID != "":
+			// A town secretary files events in any village of the town.
+			if u.TownID != c.townID {
+				return meta, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind + ".village_id",
+					Reason: "village " + vid + " is not in your town (" + c.townID + ")"}, nil
+			}
+		default:
+			return meta, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind + ".village_id",
+				Reason: "you work in no village: ask an administrator to set your unit"}, nil
 		}
-		return store.RecordMeta{VillageID: vid, TownID: u.TownID}, nil, nil
+		return meta, nil, nil
 	}
 	return store.RecordMeta{}, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind, Reason: "devices do not create " + kind + " records"}, nil
+}
+
+// checkMediators checks a dispute's mediators as a create or a change of
+// them would leave them: at least one, each a user with role mediator. A
+// case nobody mediates could never be written to again. (Other writes do
+// not check them again, so that a mediator's note is not refused because
+// a co-mediator has since changed role.)
+func checkMediators(tx *store.Tx, d *pb.Record) (*domain.Rejection, error) {
+	list := d.GetFields()["mediators"].GetValue()
+	if len(domain.SplitList(list)) == 0 {
+		return &domain.Rejection{Code: domain.CodeInvalidField, Field: "dispute.mediators",
+			Reason: "must name at least one mediator: a case nobody mediates could not be written to again"}, nil
+	}
+	return checkUsers(tx, "dispute.mediators", list, pb.Role_ROLE_MEDIATOR)
 }
 
 // checkUsers checks that every id in a list is a user with the given role.
@@ -179,18 +237,7 @@ func checkUsers(tx *store.Tx, field, list string, role pb.Role) (*domain.Rejecti
 
 // bucketsFor lists the buckets a record sits in (see domain/buckets.go).
 func bucketsFor(r *pb.Record, meta store.RecordMeta) []string {
-	var own string
-	switch r.GetKind() {
-	case pb.Kind_KIND_HOUSEHOLD:
-		own = domain.HouseholdBucket(r.GetId())
-	case pb.Kind_KIND_VISIT:
-		own = domain.HouseholdBucket(r.GetFields()["household_id"].GetValue())
-	case pb.Kind_KIND_DISPUTE:
-		own = domain.DisputeBucket(r.GetId())
-	case pb.Kind_KIND_EVENT:
-		own = domain.UserBucket(r.GetAuthorId())
-	}
-	return []string{own, domain.VillageBucket(meta.VillageID), domain.AllBucket}
+	return domain.RecordBuckets(r, meta.VillageID, meta.TownID)
 }
 
 func contains(list []string, v string) bool {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -62,12 +61,15 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 	}
 	s.hub.rescope(c.deviceID, scope)
 	resp, err := s.pull(ctx, scope, req.GetCursors(), pageSize)
+	if err == nil {
+		err = s.addOwnWrites(ctx, resp, scope, results)
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "read changes: %v; mutations were applied, retry to pull", err)
 	}
 	resp.Results = results
 	resp.ServerTimeMs = time.Now().UnixMilli()
-	resp.UserId, resp.Role = c.userID, c.role
+	resp.UserId, resp.Role, resp.VillageId = c.userID, c.role, c.villageID
 	return resp, nil
 }
 
@@ -85,6 +87,9 @@ func checkSyncRequest(req *pb.SyncRequest) error {
 		return status.Error(codes.InvalidArgument, "app_version: at most 64 bytes")
 	}
 	for i, m := range req.GetMutations() {
+		if m.GetSeq() == 0 {
+			return status.Errorf(codes.InvalidArgument, "mutations[%d].seq: 0; a device numbers its mutations from 1", i)
+		}
 		if i > 0 && m.GetSeq() != req.GetMutations()[i-1].GetSeq()+1 {
 			return status.Errorf(codes.InvalidArgument, "mutations[%d].seq: %d follows %d; mutations must be consecutive", i, m.GetSeq(), req.GetMutations()[i-1].GetSeq())
 		}
@@ -132,34 +137,21 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) ([]*pb.
 	return results, tx.TouchDevice(c.deviceID, last, req.GetPendingCount(), req.GetAppVersion())
 }
 
-// scope lists the buckets a caller may read, sorted.
+// scope lists the buckets a caller may read, sorted: the read side of the
+// permission table (domain/permissions.go), from the org as it is now.
 func (s *Server) scope(ctx context.Context, c *caller) ([]string, error) {
-	var out []string
+	r := domain.Reader{Role: c.role, UserID: c.userID, VillageID: c.villageID, TownID: c.townID}
+	var err error
 	switch c.role {
-	case pb.Role_ROLE_HQ:
-		return []string{domain.AllBucket}, nil
 	case pb.Role_ROLE_MEMBER:
-		hh, err := s.store.LinkedHouseholds(ctx, c.userID)
-		if err != nil {
-			return nil, err
-		}
-		for _, h := range hh {
-			out = append(out, domain.HouseholdBucket(h))
-		}
+		r.Linked, err = s.store.LinkedHouseholds(ctx, c.userID)
 	case pb.Role_ROLE_MEDIATOR:
-		ds, err := s.store.MediatedDisputes(ctx, c.userID)
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range ds {
-			out = append(out, domain.DisputeBucket(d))
-		}
-	case pb.Role_ROLE_SECRETARY:
-		out = append(out, domain.VillageBucket(c.villageID))
+		r.Mediates, err = s.store.MediatedDisputes(ctx, c.userID)
 	}
-	out = append(out, domain.UserBucket(c.userID))
-	sort.Strings(out)
-	return out, nil
+	if err != nil {
+		return nil, err
+	}
+	return domain.ScopeBuckets(r), nil
 }
 
 // pull answers with up to pageSize records changed after the cursors, each
@@ -171,9 +163,14 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 	}
 	resp := &pb.SyncResponse{Cursors: make([]*pb.Cursor, 0, len(scope))}
 	seen := map[string]bool{}
+	inScope := make(map[string]bool, len(scope))
+	for _, b := range scope {
+		inScope[b] = true
+	}
 	left := pageSize
 	for _, b := range scope {
 		at := have[b]
+		from := at
 		if left > 0 {
 			rows, err := s.store.Pull(ctx, b, at, left+1)
 			if err != nil {
@@ -186,6 +183,16 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 				r := &pb.Record{}
 				if err := proto.Unmarshal(row.Body, r); err != nil {
 					return nil, fmt.Errorf("decode record in %s: %w", b, err)
+				}
+				if row.Gone && !anyIn(r.GetBuckets(), inScope) {
+					// It left this bucket and the caller's scope: a stub
+					// with its buckets tells the device to purge it, and
+					// carries none of its data.
+					if from == 0 { // a device new to the bucket never had it
+						at = row.Seq
+						continue
+					}
+					r = &pb.Record{Id: r.GetId(), Kind: r.GetKind(), Version: r.GetVersion(), Buckets: r.GetBuckets()}
 				}
 				if !seen[r.GetId()] {
 					seen[r.GetId()] = true
@@ -202,6 +209,42 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 		resp.Cursors = append(resp.Cursors, &pb.Cursor{Bucket: b, Seq: at})
 	}
 	return resp, nil
+}
+
+// addOwnWrites adds to an answer the records its push changed, as they are
+// now, where the answer does not carry them yet (a paged answer may not
+// have reached their bucket): the device sees the canonical result of its
+// writes in the answer that acknowledges them, and never rebuilds its view
+// of an acknowledged write from a stale base. Only records still in the
+// caller's scope are added: a mediator who took themselves off a case gets
+// no more of it.
+func (s *Server) addOwnWrites(ctx context.Context, resp *pb.SyncResponse, scope []string, results []*pb.MutationResult) error {
+	in := set(scope)
+	have := make(map[string]bool, len(resp.GetRecords()))
+	for _, r := range resp.GetRecords() {
+		have[r.GetId()] = true
+	}
+	for _, res := range results {
+		id := res.GetRecordId()
+		if res.GetStatus() == pb.MutationStatus_MUTATION_STATUS_REJECTED || have[id] {
+			continue
+		}
+		have[id] = true
+		rec, err := s.store.Record(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, b := range rec.GetBuckets() {
+			if in[b] {
+				resp.Records = append(resp.Records, rec)
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // Watch pokes the device whenever a bucket of its scope changes, until the
@@ -228,4 +271,13 @@ func (x *syncService) Watch(_ *pb.WatchRequest, stream pb.SyncService_WatchServe
 			return status.Error(codes.Unavailable, "server shutting down: reconnect later")
 		}
 	}
+}
+
+func anyIn(buckets []string, set map[string]bool) bool {
+	for _, b := range buckets {
+		if set[b] {
+			return true
+		}
+	}
+	return false
 }

@@ -40,6 +40,13 @@ const (
 )
 
 // Replica is a device's local database.
+//
+// It holds personal information the user may lose the right to see, so
+// deleting must really remove it: every write transaction runs with
+// PRAGMA secure_delete=ON, which makes SQLite overwrite deleted content
+// (purged records, a wipe) with zeros instead of leaving it in free space,
+// and Checkpoint folds the write-ahead log into the database file and
+// truncates it, so that the log's older copies of the pages go too.
 type Replica struct{ db *DB }
 
 // OpenReplica opens (creating) a device database.
@@ -48,7 +55,33 @@ func OpenReplica(ctx context.Context, path string) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := db.W.ExecContext(ctx, secureDelete); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	return &Replica{db: db}, nil
+}
+
+// secureDelete is set on the writer connection at the start of every write
+// transaction: a pragma holds per connection, and database/sql may replace
+// the connection, so setting it once at open is not enough.
+const secureDelete = "PRAGMA secure_delete = ON"
+
+// Checkpoint copies every page in the write-ahead log into the database
+// file and truncates the log to zero bytes. After a purge or a wipe it
+// leaves the removed records nowhere in the device's files (with
+// secure_delete their pages in the database file are zeroed; the log held
+// older copies of them). It fails if a reader kept the log from being
+// fully checkpointed; nothing is lost then, and it may be retried.
+func (r *Replica) Checkpoint(ctx context.Context) error {
+	var busy, logFrames, done int
+	if err := r.db.W.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("checkpoint: a reader is using the log (%d of %d pages copied): retry", done, logFrames)
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -65,6 +98,10 @@ func (r *Replica) Update(ctx context.Context, fn func(*RTx) error) error {
 	tx, err := r.db.W.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, secureDelete); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("secure delete: %w", err)
 	}
 	if err := fn(&RTx{tx: tx, ctx: ctx}); err != nil {
 		tx.Rollback()

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
 
@@ -73,13 +74,33 @@ func (t *Tx) PutUnit(u *pb.Unit, villageID, townID string) error {
 	return err
 }
 
-// PutUser upserts a user.
+// PutUser upserts a user. If an existing user's role or unit changes, so
+// may their scope: their devices are poked to sync.
 func (t *Tx) PutUser(u *pb.User, villageID, townID string) error {
-	_, err := t.Exec(`INSERT INTO users (id, name, role, unit_id, phone, village_id, town_id) VALUES (?, ?, ?, ?, ?, ?, ?)
+	var role int
+	var oldVillage, oldTown string
+	err := t.QueryRow("SELECT role, village_id, town_id FROM users WHERE id = ?", u.GetId()).Scan(&role, &oldVillage, &oldTown)
+	moved := err == nil && (pb.Role(role) != u.GetRole() || oldVillage != villageID || oldTown != townID)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	_, err = t.Exec(`INSERT INTO users (id, name, role, unit_id, phone, village_id, town_id) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, unit_id = excluded.unit_id,
 		phone = excluded.phone, village_id = excluded.village_id, town_id = excluded.town_id`,
 		u.GetId(), u.GetName(), int(u.GetRole()), u.GetUnitId(), u.GetPhone(), villageID, townID)
+	if err == nil && moved {
+		t.PokeBuckets(domain.UserBucket(u.GetId()))
+	}
 	return err
+}
+
+// PokeBuckets marks buckets as changed by this transaction without a record
+// changing in them, so that after the commit the Watch streams listening to
+// them are poked (OnCommit). The org uses it to wake the devices whose
+// scope it changed: a user's own bucket u:<user> is in every device scope
+// of that user, so poking it makes their devices sync and rescope.
+func (t *Tx) PokeBuckets(buckets ...string) {
+	t.changed = append(t.changed, buckets...)
 }
 
 // Link links a household to a member and returns the member it was linked
@@ -92,6 +113,13 @@ func (t *Tx) Link(householdID, memberID string) (string, error) {
 	}
 	_, err = t.Exec(`INSERT INTO links (household_id, member_id) VALUES (?, ?)
 		ON CONFLICT (household_id) DO UPDATE SET member_id = excluded.member_id`, householdID, memberID)
+	if err == nil && prev != memberID {
+		// Wake both members' devices: one gains the household, one loses it.
+		t.PokeBuckets(domain.UserBucket(memberID))
+		if prev != "" {
+			t.PokeBuckets(domain.UserBucket(prev))
+		}
+	}
 	return prev, err
 }
 
@@ -106,13 +134,33 @@ func (t *Tx) LinkedMember(householdID string) (string, error) {
 }
 
 // SetMediators records who mediates a dispute, replacing the old list.
+// The devices of mediators added or removed are poked, so that they sync
+// and gain or purge the case.
 func (t *Tx) SetMediators(disputeID string, userIDs []string) error {
+	old, err := strings1(t.ctx, t.tx, "SELECT user_id FROM dispute_mediators WHERE dispute_id = ?", disputeID)
+	if err != nil {
+		return err
+	}
 	if _, err := t.Exec("DELETE FROM dispute_mediators WHERE dispute_id = ?", disputeID); err != nil {
 		return err
 	}
+	now := map[string]bool{}
 	for _, u := range userIDs {
+		now[u] = true
 		if _, err := t.Exec("INSERT OR IGNORE INTO dispute_mediators (user_id, dispute_id) VALUES (?, ?)", u, disputeID); err != nil {
 			return err
+		}
+	}
+	was := map[string]bool{}
+	for _, u := range old {
+		was[u] = true
+		if !now[u] {
+			t.PokeBuckets(domain.UserBucket(u))
+		}
+	}
+	for u := range now {
+		if !was[u] {
+			t.PokeBuckets(domain.UserBucket(u))
 		}
 	}
 	return nil
@@ -146,16 +194,17 @@ func (s *Server) MediatedDisputes(ctx context.Context, userID string) ([]string,
 }
 
 // BucketRow is one record of a pull: its change number in the bucket and
-// its encoded state.
+// its encoded state. Gone says the record left the bucket at Seq.
 type BucketRow struct {
 	Seq  uint64
 	Body []byte
+	Gone bool
 }
 
 // Pull returns up to limit records of bucket changed after seq, in change
 // order, each once, as they are now.
 func (s *Server) Pull(ctx context.Context, bucket string, after uint64, limit int) ([]BucketRow, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT rb.seq, r.body FROM record_buckets rb JOIN records r ON r.id = rb.record_id
+	rows, err := s.db.R.QueryContext(ctx, `SELECT rb.seq, r.body, rb.gone FROM record_buckets rb JOIN records r ON r.id = rb.record_id
 		WHERE rb.bucket = ? AND rb.seq > ? ORDER BY rb.seq LIMIT ?`, bucket, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", bucket, err)
@@ -164,7 +213,7 @@ func (s *Server) Pull(ctx context.Context, bucket string, after uint64, limit in
 	var out []BucketRow
 	for rows.Next() {
 		var r BucketRow
-		if err := rows.Scan(&r.Seq, &r.Body); err != nil {
+		if err := rows.Scan(&r.Seq, &r.Body, &r.Gone); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

@@ -980,8 +980,11 @@ type SyncResponse struct {
 	// The server's clock, for the device's clock offset.
 	ServerTimeMs int64 `protobuf:"varint,5,opt,name=server_time_ms,json=serverTimeMs,proto3" json:"server_time_ms,omitempty"`
 	// The device's user, as the server knows it.
-	UserId        string `protobuf:"bytes,6,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Role          Role   `protobuf:"varint,7,opt,name=role,proto3,enum=fieldsync.v1.Role" json:"role,omitempty"`
+	UserId string `protobuf:"bytes,6,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Role   Role   `protobuf:"varint,7,opt,name=role,proto3,enum=fieldsync.v1.Role" json:"role,omitempty"`
+	// The village the user works in now ("" for HQ or a town secretary):
+	// where new disputes and events are filed unless they say otherwise.
+	VillageId     string `protobuf:"bytes,8,opt,name=village_id,json=villageId,proto3" json:"village_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1063,6 +1066,13 @@ func (x *SyncResponse) GetRole() Role {
 		return x.Role
 	}
 	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *SyncResponse) GetVillageId() string {
+	if x != nil {
+		return x.VillageId
+	}
+	return ""
 }
 
 // WatchRequest opens a poke stream.
@@ -2596,7 +2606,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1f\n" +
 	"\vapp_version\x18\x04 \x01(\tR\n" +
 	"appVersion\x12#\n" +
-	"\rpending_count\x18\x05 \x01(\rR\fpendingCount\"\xa1\x02\n" +
+	"\rpending_count\x18\x05 \x01(\rR\fpendingCount\"\xc0\x02\n" +
 	"\fSyncResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.fieldsync.v1.MutationResultR\aresults\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.fieldsync.v1.RecordR\arecords\x12.\n" +
@@ -2604,7 +2614,9 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x04more\x18\x04 \x01(\bR\x04more\x12$\n" +
 	"\x0eserver_time_ms\x18\x05 \x01(\x03R\fserverTimeMs\x12\x17\n" +
 	"\auser_id\x18\x06 \x01(\tR\x06userId\x12&\n" +
-	"\x04role\x18\a \x01(\x0e2\x12.fieldsync.v1.RoleR\x04role\"\x0e\n" +
+	"\x04role\x18\a \x01(\x0e2\x12.fieldsync.v1.RoleR\x04role\x12\x1d\n" +
+	"\n" +
+	"village_id\x18\b \x01(\tR\tvillageId\"\x0e\n" +
 	"\fWatchRequest\")\n" +
 	"\rWatchResponse\x12\x18\n" +
 	"\abuckets\x18\x01 \x03(\tR\abuckets\"e\n" +
