@@ -33,16 +33,37 @@ type Config struct {
 	// AdminTokenHash is store.HashSecret of the admin credential.
 	AdminTokenHash string
 	Logger         *slog.Logger
+
+	// CallDeadline bounds every unary call but ImportOrg on the server
+	// (0: DefaultCallDeadline; negative: no bound). A client's earlier
+	// deadline still applies. Streams (Watch, Export) have no bound.
+	CallDeadline time.Duration
+	// ImportDeadline bounds ImportOrg (0: DefaultImportDeadline;
+	// negative: no bound).
+	ImportDeadline time.Duration
+	// DeviceLimit bounds each device's SyncService calls, UserLimit those
+	// of all of one user's devices together, and EnrollLimit the Enroll
+	// calls from one IP address. The zero value is the default
+	// (DefaultDeviceLimit, DefaultUserLimit, DefaultEnrollLimit);
+	// Unlimited turns one off. A call over a limit gets ResourceExhausted
+	// with a RetryInfo detail saying how long to wait.
+	DeviceLimit RateLimit
+	UserLimit   RateLimit
+	EnrollLimit RateLimit
+	// MaxStreamsPerDevice caps the Watch streams one device holds open
+	// (0: DefaultMaxStreamsPerDevice; negative: no cap).
+	MaxStreamsPerDevice int
 }
 
 // Server holds syncd's services.
 type Server struct {
-	cfg   Config
-	store *store.Server
-	hub   *hub
-	relay *Relay
-	clock *domain.Clock // for administrators' writes
-	log   *slog.Logger
+	cfg    Config
+	store  *store.Server
+	hub    *hub
+	relay  *Relay
+	clock  *domain.Clock // for administrators' writes
+	log    *slog.Logger
+	limits *limits
 }
 
 // New makes a Server. Call Run to start the relay and Register to serve.
@@ -51,7 +72,7 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, hub: newHub(), log: cfg.Logger,
-		clock: domain.NewClock("admin", domain.HLC{}, 0, nil)}
+		clock: domain.NewClock("admin", domain.HLC{}, 0, nil), limits: newLimits(&cfg)}
 	if cfg.JetStream != nil {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
 	}
@@ -68,11 +89,12 @@ func New(cfg Config) *Server {
 func (s *Server) Relay() *Relay { return s.relay }
 
 // GRPCOptions are the options syncd's gRPC server runs with: the
-// credential interceptors, message size limits and keepalive enforcement.
+// interceptors (server deadline, then credential, then rate limits),
+// message size limits and keepalive enforcement.
 func (s *Server) GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryAuth),
-		grpc.ChainStreamInterceptor(s.streamAuth),
+		grpc.ChainUnaryInterceptor(s.unaryDeadline, s.unaryAuth, s.unaryLimit),
+		grpc.ChainStreamInterceptor(s.streamAuth, s.streamLimit),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),

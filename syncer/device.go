@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -92,7 +93,8 @@ type Device struct {
 	opts  Options
 	clock *domain.Clock
 
-	mu     sync.Mutex // serialises local writes and syncs
+	mu     sync.Mutex // guards conn and closed
+	syncMu sync.Mutex // one sync at a time
 	conn   *grpc.ClientConn
 	wake   chan struct{} // a local write happened: sync soon
 	closed bool
@@ -177,6 +179,9 @@ func (d *Device) dial(addr, ca string) (*grpc.ClientConn, error) {
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name)),
+		// Find a link that went dead without closing (a phone leaving
+		// signal mid-call) instead of waiting on it for ever.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}, d.opts.DialOptions...)
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {

@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+	"unicode"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -21,6 +23,14 @@ import (
 // pushBatch is how many queued mutations one sync call carries.
 const pushBatch = 500
 
+// maxInlineWait is the longest rate-limit wait Sync sits out itself; a
+// longer one ends the sync with a *RetryError (Run then waits it out).
+const maxInlineWait = 5 * time.Second
+
+// syncTimeout bounds one sync in Run, so that a link that went dead
+// without closing cannot hold the loop.
+const syncTimeout = 2 * time.Minute
+
 // Report says what one Sync did.
 type Report struct {
 	Pushed    int // mutations the server answered
@@ -32,6 +42,47 @@ type Report struct {
 	Calls     int // round trips
 }
 
+// RetryError is returned when the server is busy or the device has sent
+// too much: the server asked it to wait After before its next call. The
+// work stays on the device; Run waits at least After before trying again.
+type RetryError struct {
+	After  time.Duration // how long the server asked the device to wait
+	Reason string        // the server's words
+}
+
+func (e *RetryError) Error() string {
+	return fmt.Sprintf("server asked this device to wait %v before syncing again (%s): the work is kept on the device and syncs after that", e.After, e.Reason)
+}
+
+// AfterMillis is After in milliseconds, for apps that cannot use a
+// time.Duration (gomobile).
+func (e *RetryError) AfterMillis() int64 { return e.After.Milliseconds() }
+
+// RetryAfterMillis is how long, in milliseconds, an error from Sync or
+// Enroll asks the app to wait before trying again: a *RetryError's After,
+// or 0 for any other error.
+func RetryAfterMillis(err error) int64 {
+	var re *RetryError
+	if errors.As(err, &re) {
+		return re.AfterMillis()
+	}
+	return 0
+}
+
+// retryInfo returns the delay of a ResourceExhausted status carrying a
+// RetryInfo detail.
+func retryInfo(st *status.Status) (time.Duration, bool) {
+	if st.Code() != codes.ResourceExhausted {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().IsValid() {
+			return max(ri.GetRetryDelay().AsDuration(), 0), true
+		}
+	}
+	return 0, false
+}
+
 // describe turns a gRPC error into one a field officer's IT support can
 // act on.
 func describe(err error) error {
@@ -39,13 +90,28 @@ func describe(err error) error {
 	if !ok {
 		return err
 	}
+	if after, ok := retryInfo(st); ok {
+		return &RetryError{After: after, Reason: st.Message()}
+	}
 	switch st.Code() {
 	case codes.Unavailable:
 		return fmt.Errorf("server unreachable (%s): the work is kept on the device and syncs later", st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("server did not answer in time: the work is kept on the device and syncs later")
 	}
-	return fmt.Errorf("%s: %s", strings.ToLower(strings.ReplaceAll(st.Code().String(), "_", " ")), st.Message())
+	return fmt.Errorf("%s: %s", codeWords(st.Code()), st.Message())
+}
+
+// codeWords names a status code in words: "failed precondition".
+func codeWords(c codes.Code) string {
+	var b strings.Builder
+	for i, r := range c.String() {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
 }
 
 func (d *Device) authed(ctx context.Context, token string) context.Context {
@@ -56,9 +122,11 @@ func (d *Device) authed(ctx context.Context, token string) context.Context {
 // page by page, until the server has nothing more. Each page is committed
 // locally before the next is asked for, so an interrupted sync resumes
 // where it stopped.
+//
+// Local writes go on during a sync: only syncs exclude each other.
 func (d *Device) Sync(ctx context.Context) (*Report, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.syncMu.Lock()
+	defer d.syncMu.Unlock()
 	rep := &Report{}
 	err := d.sync(ctx, rep)
 	msg := ""
@@ -79,6 +147,7 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		cursors []*pb.Cursor
 		pending int
 	)
+	waits, served := 0, 0
 	for page := 0; ; page++ {
 		if err := d.db.View(ctx, func(tx *store.RTx) error {
 			var err error
@@ -99,7 +168,9 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		}); err != nil {
 			return err
 		}
+		d.mu.Lock()
 		conn, err := d.dial(ident.Server, ident.CAFingerprint)
+		d.mu.Unlock()
 		if err != nil {
 			return err
 		}
@@ -119,12 +190,37 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 				if werr := d.db.Update(context.Background(), func(tx *store.RTx) error { return tx.Wipe() }); werr != nil {
 					return fmt.Errorf("revoked, and wiping failed: %w", werr)
 				}
+				// Out of the write-ahead log too, not only the main file.
+				d.db.Checkpoint(context.Background())
 				return ErrRevoked
 			}
-			return describe(err)
+			err = describe(err)
+			// A short wait the server asks for in the middle of a sync
+			// that is getting through (a large first sync meets the rate
+			// limit) is waited out here; a refusal of the first call is
+			// the caller's to wait out.
+			var re *RetryError
+			if errors.As(err, &re) && served > 0 && re.After <= maxInlineWait && waits < 100 {
+				waits++
+				select {
+				case <-ctx.Done():
+					return err
+				case <-time.After(re.After):
+				}
+				continue
+			}
+			return err
 		}
+		purged := rep.Purged
 		if err := d.db.Update(ctx, func(tx *store.RTx) error { return d.adopt(tx, ident, resp, sent, rep) }); err != nil {
 			return fmt.Errorf("store sync result: %w", err)
+		}
+		served++
+		if rep.Purged > purged {
+			// Purged records are zeroed in the file (secure_delete); fold
+			// the log in too, so no copy stays in the -wal file. Best
+			// effort: a busy reader leaves it to the next sync.
+			d.db.Checkpoint(ctx)
 		}
 		if !resp.GetMore() && len(queued) == pending {
 			return nil
@@ -220,8 +316,12 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 	if !newest.IsZero() {
 		d.clock.Observe(newest)
 	}
-	for k, v := range map[string]string{metaOffset: itoa(offset.Milliseconds()), metaLastSync: itoa(now.UnixMilli()),
-		metaHLC: d.clock.Last().String(), metaRole: domain.RoleName(resp.GetRole())} {
+	meta := map[string]string{metaOffset: itoa(offset.Milliseconds()), metaLastSync: itoa(now.UnixMilli()),
+		metaRole: domain.RoleName(resp.GetRole()), metaVillage: resp.GetVillageId()}
+	if last := d.clock.Last(); !last.IsZero() { // a clock that has read nothing yet has nothing to keep
+		meta[metaHLC] = last.String()
+	}
+	for k, v := range meta {
 		if err := tx.SetMeta(k, v); err != nil {
 			return err
 		}
@@ -231,8 +331,10 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 
 // Run syncs in the background until ctx ends: at once, after every local
 // write, when the server pokes, and every interval otherwise; after a
-// failure it backs off exponentially (with jitter) up to maxBackoff. It
-// returns ErrRevoked if the device is cut off, otherwise nil when ctx ends.
+// failure it backs off exponentially (with jitter) up to maxBackoff. When
+// the server asks the device to wait (a *RetryError), it waits at least
+// that long, local writes and pokes notwithstanding. It returns ErrRevoked
+// if the device is cut off, otherwise nil when ctx ends.
 func (d *Device) Run(ctx context.Context, interval time.Duration) error {
 	const maxBackoff = 5 * time.Minute
 	backoff := time.Second
@@ -241,11 +343,21 @@ func (d *Device) Run(ctx context.Context, interval time.Duration) error {
 	defer stopWatch()
 	go d.watch(watchCtx, pokes)
 	for {
-		_, err := d.Sync(ctx)
+		sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+		_, err := d.Sync(sctx)
+		cancel()
 		wait := interval
+		var retry *RetryError
 		switch {
 		case errors.Is(err, ErrRevoked) || errors.Is(err, ErrNotEnrolled):
 			return err
+		case errors.As(err, &retry):
+			// The server is there and said when: wait that long, plus up to
+			// a tenth more so that a user's devices do not come back
+			// together, instead of the usual backoff.
+			wait = max(retry.After, minRetryWait)
+			wait += rand.N(wait/10 + 1)
+			backoff = time.Second
 		case err != nil:
 			wait = backoff/2 + rand.N(backoff/2+1)
 			backoff = min(backoff*2, maxBackoff)
@@ -253,6 +365,19 @@ func (d *Device) Run(ctx context.Context, interval time.Duration) error {
 			backoff = time.Second
 		}
 		t := time.NewTimer(wait)
+		if retry != nil {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			// The sync that follows covers the writes and pokes that came
+			// during the wait.
+			drain(d.wake)
+			drain(pokes)
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -263,6 +388,17 @@ func (d *Device) Run(ctx context.Context, interval time.Duration) error {
 		case <-pokes:
 			t.Stop()
 		}
+	}
+}
+
+// minRetryWait is the least Run waits when the server asks it to wait.
+const minRetryWait = 50 * time.Millisecond
+
+// drain empties a one-slot signal channel.
+func drain(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
 	}
 }
 
@@ -293,10 +429,18 @@ func (d *Device) watch(ctx context.Context, pokes chan<- struct{}) {
 				}
 			}
 		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		if st, ok := status.FromError(err); ok {
+			if after, ok := retryInfo(st); ok {
+				wait = max(wait, after)
+			}
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+		case <-t.C:
 		}
 		backoff = min(backoff*2, 5*time.Minute)
 	}

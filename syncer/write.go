@@ -131,8 +131,9 @@ func localView(tx *store.RTx, id string) (*pb.Record, error) {
 // in one transaction: either the write is durable in the outbox or nothing
 // happened.
 func (d *Device) write(build func(*store.RTx, *Identity, *pb.Mutation) error) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	// No lock: the database's single write connection serialises writes
+	// with each other and with a sync's commits, so numbering, the clock
+	// and the outbox always agree.
 	ctx := context.Background()
 	err := d.db.Update(ctx, func(tx *store.RTx) error {
 		ident, err := d.identity(tx)

@@ -52,6 +52,7 @@ type Env struct {
 type Option func(*options)
 
 type options struct {
+	config    func(*server.Config)
 	plaintext bool
 	unary     []grpc.UnaryServerInterceptor
 	dir       string
@@ -72,6 +73,11 @@ func WithAdminToken(token string) Option { return func(o *options) { o.token = t
 func WithUnaryInterceptor(i grpc.UnaryServerInterceptor) Option {
 	return func(o *options) { o.unary = append(o.unary, i) }
 }
+
+// WithServerConfig changes the server's configuration before it starts.
+// By default tests run with rate limits off, since every test device
+// dials from the same loopback address.
+func WithServerConfig(f func(*server.Config)) Option { return func(o *options) { o.config = f } }
 
 // WithPlaintext serves gRPC without TLS (as syncd -insecure-plaintext).
 func WithPlaintext() Option { return func(o *options) { o.plaintext = true } }
@@ -111,7 +117,12 @@ func Start(t testing.TB, opts ...Option) *Env {
 	if e.Store, err = store.OpenServer(ctx, filepath.Join(o.dir, "fieldsync.db")); err != nil {
 		t.Fatal(err)
 	}
-	e.Server = server.New(server.Config{Store: e.Store, JetStream: e.JS, AdminTokenHash: store.HashSecret(e.AdminToken)})
+	cfg := server.Config{Store: e.Store, JetStream: e.JS, AdminTokenHash: store.HashSecret(e.AdminToken),
+		DeviceLimit: server.Unlimited, UserLimit: server.Unlimited, EnrollLimit: server.Unlimited}
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	e.Server = server.New(cfg)
 	gopts := e.Server.GRPCOptions()
 	if len(o.unary) > 0 {
 		gopts = append(gopts, grpc.ChainUnaryInterceptor(o.unary...))
