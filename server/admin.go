@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 	"unicode/utf8"
@@ -95,7 +97,9 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 			}
 			resp.Assignments++
 		}
-		return nil
+		return tx.Audit(store.AuditAdmin, store.AuditImportOrg, "org", auditDetail(map[string]any{
+			"units": resp.Units, "users": resp.Users, "households": resp.Households,
+			"assignments": resp.Assignments, "rejected": len(resp.Errors)}))
 	})
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "import: %v; nothing was stored, retry", err)
@@ -167,20 +171,22 @@ func checkUser(tx *store.Tx, u *pb.User) (field, msg, village, town string, err 
 	if m := checkText(u.GetPhone(), 40, false); m != "" {
 		return "phone", m, "", "", nil
 	}
-	var want pb.UnitKind
+	want := []pb.UnitKind{pb.UnitKind_UNIT_KIND_VILLAGE}
+	where := "village"
 	switch u.GetRole() {
 	case pb.Role_ROLE_MEMBER:
-		want = pb.UnitKind_UNIT_KIND_GRID
-	case pb.Role_ROLE_MEDIATOR, pb.Role_ROLE_SECRETARY:
-		want = pb.UnitKind_UNIT_KIND_VILLAGE
+		want, where = []pb.UnitKind{pb.UnitKind_UNIT_KIND_GRID}, "grid"
+	case pb.Role_ROLE_MEDIATOR:
+	case pb.Role_ROLE_SECRETARY: // of a village, or of a whole town
+		want, where = []pb.UnitKind{pb.UnitKind_UNIT_KIND_VILLAGE, pb.UnitKind_UNIT_KIND_TOWN}, "village or a town"
 	case pb.Role_ROLE_HQ:
 		return "", "", "", "", nil
 	default:
 		return "role", "want member, mediator, secretary or hq", "", "", nil
 	}
 	un, err := tx.Unit(u.GetUnitId())
-	if errors.Is(err, store.ErrNotFound) || (err == nil && un.Unit.GetKind() != want) {
-		return "unit_id", fmt.Sprintf("unknown %s %q: a %s works in a %s", unitKindName(want), u.GetUnitId(), domain.RoleName(u.GetRole()), unitKindName(want)), "", "", nil
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !slices.Contains(want, un.Unit.GetKind())) {
+		return "unit_id", fmt.Sprintf("unknown %s %q: a %s works in a %s", where, u.GetUnitId(), domain.RoleName(u.GetRole()), where), "", "", nil
 	}
 	return "", "", un.VillageID, un.TownID, err
 }
@@ -266,8 +272,11 @@ func (x *adminService) AssignHousehold(ctx context.Context, req *pb.AssignHouseh
 		if field, msg, err = checkAssignment(tx, req.GetHouseholdId(), req.GetMemberId()); err != nil || msg != "" {
 			return err
 		}
-		resp.PreviousMemberId, err = tx.Link(req.GetHouseholdId(), req.GetMemberId())
-		return err
+		if resp.PreviousMemberId, err = tx.Link(req.GetHouseholdId(), req.GetMemberId()); err != nil {
+			return err
+		}
+		return tx.Audit(store.AuditAdmin, store.AuditAssignHousehold, req.GetHouseholdId(), auditDetail(map[string]any{
+			"member_id": req.GetMemberId(), "previous_member_id": resp.PreviousMemberId}))
 	})
 	switch {
 	case err != nil:
@@ -306,7 +315,13 @@ func (x *adminService) CreateEnrollmentCode(ctx context.Context, req *pb.CreateE
 			return err
 		}
 		resp.ExpiresMs = tx.Now().Add(ttl).UnixMilli()
-		return tx.PutEnrollCode(store.HashSecret(code), req.GetUserId(), resp.ExpiresMs)
+		if err := tx.PutEnrollCode(store.HashSecret(code), req.GetUserId(), resp.ExpiresMs); err != nil {
+			return err
+		}
+		// Never the code: only a reference to it (CodeRef) that matches
+		// the device's enroll_device entry.
+		return tx.Audit(store.AuditAdmin, store.AuditCreateEnrollmentCode, req.GetUserId(), auditDetail(map[string]any{
+			"expires_ms": resp.ExpiresMs, "code_ref": CodeRef(code)}))
 	})
 	switch {
 	case err != nil:
@@ -345,7 +360,17 @@ func (x *adminService) ListDevices(ctx context.Context, req *pb.ListDevicesReque
 // RevokeDevice cuts a device off: its next contact is refused and tells it
 // to wipe its local data.
 func (x *adminService) RevokeDevice(ctx context.Context, req *pb.RevokeDeviceRequest) (*pb.RevokeDeviceResponse, error) {
-	err := x.s.store.Write(ctx, func(tx *store.Tx) error { return tx.RevokeDevice(req.GetDeviceId()) })
+	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
+		st, err := tx.DeviceState(req.GetDeviceId())
+		if err != nil {
+			return err
+		}
+		if err := tx.RevokeDevice(req.GetDeviceId()); err != nil {
+			return err
+		}
+		return tx.Audit(store.AuditAdmin, store.AuditRevokeDevice, req.GetDeviceId(), auditDetail(map[string]any{
+			"already_revoked": st.RevokedMs != 0}))
+	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, status.Errorf(codes.NotFound, "device_id: unknown device %q (see fieldctl admin devices)", req.GetDeviceId())
@@ -355,3 +380,17 @@ func (x *adminService) RevokeDevice(ctx context.Context, req *pb.RevokeDeviceReq
 	x.s.hub.drop(req.GetDeviceId())
 	return &pb.RevokeDeviceResponse{}, nil
 }
+
+// auditDetail is an audit entry's detail: JSON with sorted keys.
+func auditDetail(v map[string]any) string {
+	b, err := json.Marshal(v)
+	if err != nil { // cannot happen: callers pass numbers, strings and booleans
+		return fmt.Sprintf("%v", v)
+	}
+	return string(b)
+}
+
+// CodeRef names an enrollment code in the audit log without revealing it:
+// the first 12 hex digits (48 bits) of its SHA-256, enough to tell codes
+// apart and far too few to recover an 80-bit code from.
+func CodeRef(code string) string { return store.HashSecret(NormalizeCode(code))[:12] }

@@ -43,8 +43,12 @@ func (x *enrollService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*pb.
 			return err
 		}
 		resp.UserId, resp.UserName, resp.Role, resp.VillageId = userID, u.User.GetName(), u.User.GetRole(), u.VillageID
-		return tx.PutDevice(&pb.Device{Id: resp.DeviceId, UserId: userID, Name: req.GetDeviceName(),
-			AppVersion: req.GetAppVersion(), EnrolledMs: tx.Now().UnixMilli()}, store.HashSecret(resp.Token))
+		if err := tx.PutDevice(&pb.Device{Id: resp.DeviceId, UserId: userID, Name: req.GetDeviceName(),
+			AppVersion: req.GetAppVersion(), EnrolledMs: tx.Now().UnixMilli()}, store.HashSecret(resp.Token)); err != nil {
+			return err
+		}
+		return tx.Audit(resp.DeviceId, store.AuditEnrollDevice, userID, auditDetail(map[string]any{
+			"name": req.GetDeviceName(), "app_version": req.GetAppVersion(), "code_ref": CodeRef(code)}))
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -58,7 +58,12 @@ CREATE TABLE mutation_results (
 CREATE TABLE enroll_codes (
 	code_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
 	used_ms INTEGER NOT NULL DEFAULT 0);
-`}
+`, auditMigration, goneMigration}
+
+// goneMigration keeps a record's row in a bucket it left, marked gone with
+// the change number of the move: a device that still syncs that bucket
+// learns the record left and purges it.
+const goneMigration = `ALTER TABLE record_buckets ADD COLUMN gone INTEGER NOT NULL DEFAULT 0;`
 
 // Server is syncd's authoritative database.
 type Server struct {
@@ -135,8 +140,20 @@ func (s *Server) Write(ctx context.Context, fn func(*Tx) error) error {
 		return ErrClosed
 	}
 	// Once queued, wait for the outcome even if ctx ends: the caller must
-	// not take an unknown outcome for a failure it may report as such.
-	return <-j.done
+	// not take an unknown outcome for a failure it may report as such. A
+	// job that slipped in as the writer stopped gets ErrClosed: the writer
+	// answers every job it took before it closes done.
+	select {
+	case err := <-j.done:
+		return err
+	case <-s.done:
+		select {
+		case err := <-j.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
 }
 
 func (s *Server) writer() {
@@ -218,6 +235,9 @@ func (s *Server) commit(batch []job, nextSeq *uint64) {
 		}
 	}
 	if err := sqlTx.Commit(); err != nil {
+		// SQLite may leave the transaction open after a failed COMMIT (a
+		// full disk, an I/O error); end it so that the next batch can begin.
+		s.db.W.ExecContext(ctx, "ROLLBACK")
 		fail(fmt.Errorf("commit: %w", err))
 		return
 	}
@@ -308,14 +328,15 @@ func (t *Tx) PutRecord(r *pb.Record, m RecordMeta, who ChangeInfo) (uint64, erro
 		r.GetId(), int(r.GetKind()), seq, m.VillageID, m.TownID, body); err != nil {
 		return 0, fmt.Errorf("write record %s: %w", r.GetId(), err)
 	}
-	// Buckets the record left: drop them, so pulls of those stop seeing it.
-	if _, err := t.Exec("DELETE FROM record_buckets WHERE record_id = ? AND bucket NOT IN (SELECT value FROM json_each(?))",
-		r.GetId(), jsonList(r.GetBuckets())); err != nil {
+	// Buckets the record left: mark it gone there at this change, so that
+	// a pull of such a bucket tells the device to purge it.
+	if _, err := t.Exec("UPDATE record_buckets SET seq = ?, gone = 1 WHERE record_id = ? AND gone = 0 AND bucket NOT IN (SELECT value FROM json_each(?))",
+		seq, r.GetId(), jsonList(r.GetBuckets())); err != nil {
 		return 0, fmt.Errorf("move record %s: %w", r.GetId(), err)
 	}
 	for _, b := range r.GetBuckets() {
 		if _, err := t.Exec(`INSERT INTO record_buckets (bucket, record_id, seq) VALUES (?, ?, ?)
-			ON CONFLICT (bucket, record_id) DO UPDATE SET seq = excluded.seq`, b, r.GetId(), seq); err != nil {
+			ON CONFLICT (bucket, record_id) DO UPDATE SET seq = excluded.seq, gone = 0`, b, r.GetId(), seq); err != nil {
 			return 0, fmt.Errorf("file record %s in %s: %w", r.GetId(), b, err)
 		}
 		t.changed = append(t.changed, b)

@@ -2,18 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
+	"github.com/fieldsync/fieldsync/syncer"
 )
 
 func adminCommand() *command {
 	return &command{
 		name:    "admin",
-		summary: "import the org, assign households, issue enrollment codes, manage devices",
+		summary: "import the org, assign households, issue enrollment codes, manage devices, read the audit log",
 		about: `fieldctl admin talks to syncd with the admin credential, which syncd writes
-to <data>/admin.token when it first starts (sent as "authorization: Bearer").`,
+to <data>/admin.token when it first starts (sent as "authorization: Bearer").
+fieldctl admin audit instead reads syncd's data directory on the server.`,
 		flags: serverFlags,
 		sub: []*command{
 			{name: "import", summary: "import units, users, households and assignments from CSV files", run: adminImport},
@@ -21,6 +26,7 @@ to <data>/admin.token when it first starts (sent as "authorization: Bearer").`,
 			{name: "enroll-code", summary: "issue a one-time code that enrolls one device of a user", run: adminEnrollCode},
 			{name: "devices", summary: "list enrolled devices", run: adminDevices},
 			{name: "revoke", summary: "cut a device off and wipe its data at its next contact", run: adminRevoke},
+			{name: "audit", summary: "list or verify the audit log, read from syncd's data directory", run: adminAudit},
 		},
 	}
 }
@@ -42,8 +48,8 @@ header row naming its columns (any order; [optional]):
   households.csv   id,grid_id,head,[address],[phone],[members],[tags]
   assignments.csv  household_id,member_id
 
-A member's unit is their grid; a mediator's or secretary's their village;
-HQ's is empty. Files are UTF-8 (Excel: "CSV UTF-8"). A row that cannot be
+A member's unit is their grid; a mediator's their village; a secretary's
+their village, or their town for a town secretary; HQ's is empty. Files are UTF-8 (Excel: "CSV UTF-8"). A row that cannot be
 used is reported as file:line: column: message and skipped; the other rows
 are imported, and the command then exits with status 1.`, `
 fieldctl admin import -dir examples/org
@@ -229,16 +235,19 @@ fieldctl admin assign -household H0006 -member U-m1`)
 func adminEnrollCode(ctx context.Context, c *cli, name string, args []string) error {
 	ttl := 24 * time.Hour
 	fs := c.newFlags(name, "-user U [-ttl 24h] [-q | --json]", `
-Issues a one-time enrollment code for a user. The code enrolls one device
-(fieldctl device enroll CODE) and expires after -ttl (at most 30 days).
-It is shown once: syncd keeps only its hash.`, `
-fieldctl admin enroll-code -user U-m1
+Issues a one-time enrollment code for a user, as fieldsync://HOST:PORT/CODE?ca=FINGERPRINT:
+the address phones reach syncd at (-advertise) and the fingerprint of syncd's
+CA, which the phone pins. The code enrolls one device (fieldctl device
+enroll CODE) and expires after -ttl (at most 30 days). It is shown once:
+syncd keeps only its hash.`, `
+fieldctl admin enroll-code -user U-m1 -advertise 10.0.0.5:7443
 fieldctl admin enroll-code -user U-med1 -ttl 7d --json
 fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`)
 	user := fs.String("user", "", "user `id`")
 	fs.Var(durationFlag{&ttl}, "ttl", "how long the code is valid, e.g. 24h, 90m or 7d")
 	asJSON := fs.Bool("json", false, "print the code as a JSON object")
-	quiet := fs.Bool("q", false, "print only the code, for scripts")
+	quiet := fs.Bool("q", false, "print only the enrollment code, for scripts")
+	advertise := fs.String("advertise", "", "the `address` (host:port) phones reach syncd at, put in the code (default -server)")
 	args, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -261,22 +270,33 @@ fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`
 	if err != nil {
 		return c.rpcError("enrollment code", err)
 	}
+	// The code a phone needs carries the address it reaches syncd at and
+	// the CA fingerprint it pins.
+	fp, err := c.caFingerprint()
+	if err != nil {
+		return err
+	}
+	addr := *advertise
+	if addr == "" {
+		addr = c.server
+	}
+	enrollment := syncer.FormatEnrollment(addr, resp.GetCode(), fp)
 	if *quiet {
-		_, err := fmt.Fprintln(c.stdout, resp.GetCode())
+		_, err := fmt.Fprintln(c.stdout, enrollment)
 		return err
 	}
 	if *asJSON {
-		return writeJSON(c.stdout, map[string]any{"code": resp.GetCode(), "user_id": *user,
+		return writeJSON(c.stdout, map[string]any{"enrollment": enrollment, "code": resp.GetCode(), "user_id": *user,
 			"expires_ms": resp.GetExpiresMs(), "expires": rfc3339(resp.GetExpiresMs())})
 	}
 	t := newTable()
-	t.add("code", resp.GetCode())
+	t.add("enrollment", enrollment)
 	t.add("user", *user)
 	t.add("expires", fmtTime(resp.GetExpiresMs()))
 	if err := t.write(c.stdout); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stderr, "fieldctl: on the device: fieldctl device enroll -server %s %s\n", c.server, resp.GetCode())
+	fmt.Fprintf(c.stderr, "fieldctl: on the device: fieldctl device enroll '%s'\n", enrollment)
 	return nil
 }
 
@@ -370,5 +390,117 @@ fieldctl admin revoke -device dabcdefgh`)
 		return c.rpcError("revoke", err)
 	}
 	fmt.Fprintf(c.stdout, "revoked %s: it is refused from now on and wipes its data at its next contact\n", *device)
+	return nil
+}
+
+// auditJSON is an audit entry as fieldctl admin audit --json prints it.
+type auditJSON struct {
+	Seq      uint64 `json:"seq"`
+	TimeMs   int64  `json:"time_ms"`
+	Time     string `json:"time"`
+	Actor    string `json:"actor"`
+	Action   string `json:"action"`
+	Target   string `json:"target"`
+	Detail   string `json:"detail"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
+}
+
+func adminAudit(ctx context.Context, c *cli, name string, args []string) error {
+	fs := c.newFlags(name, "[-data DIR] [-after N] [-limit N] [-verify] [--json]", `
+Lists the audit log: every administrator's action (import, assign,
+enrollment code, revoke) and every device enrollment, in order, each with
+who, what, to what and a JSON detail. Enrollment codes are never logged,
+only a reference (code_ref) that matches the enrolling device's entry.
+
+The log is read from syncd's database in its data directory (syncd may be
+running; nothing is written), so run this on the server. Each entry carries
+the SHA-256 of its content and of the entry before it; -verify checks the
+whole chain and exits with status 1, naming the entry, if an entry was
+altered or removed.`, `
+fieldctl admin audit -data /srv/fieldsync/data
+fieldctl admin audit -data ./data -verify
+fieldctl admin audit -after 120 --json`)
+	data := fs.String("data", "./data", "syncd's data `directory` (holding fieldsync.db)")
+	after := fs.Uint64("after", 0, "list the entries after this `seq`")
+	limit := fs.Int("limit", 0, "list at most `N` entries (0: all)")
+	verify := fs.Bool("verify", false, "check the hash chain instead of listing")
+	asJSON := fs.Bool("json", false, "print JSON")
+	args, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(name, args); err != nil {
+		return err
+	}
+	if *limit < 0 {
+		return usagef("%s: -limit %d: want 0 (all) or more", short(name), *limit)
+	}
+	path := filepath.Join(*data, "fieldsync.db")
+	al, err := store.OpenAuditReader(ctx, path)
+	if err != nil {
+		return fmt.Errorf("%w (-data names syncd's data directory)", err)
+	}
+	defer al.Close()
+	if *verify {
+		return auditVerify(ctx, c, al, *asJSON)
+	}
+	entries := []auditJSON{}
+	for at := *after; ; {
+		page := 1000
+		if *limit > 0 {
+			page = min(page, *limit-len(entries))
+		}
+		if page == 0 {
+			break
+		}
+		es, err := al.Entries(ctx, at, page)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			entries = append(entries, auditJSON{Seq: e.Seq, TimeMs: e.TimeMs, Time: rfc3339(e.TimeMs), Actor: e.Actor,
+				Action: e.Action, Target: e.Target, Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash})
+			at = e.Seq
+		}
+		if len(es) < page {
+			break
+		}
+	}
+	if *asJSON {
+		return writeJSON(c.stdout, entries)
+	}
+	t := newTable("SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "DETAIL")
+	for _, e := range entries {
+		t.add(fmt.Sprint(e.Seq), fmtTime(e.TimeMs), e.Actor, e.Action, e.Target, e.Detail)
+	}
+	return t.write(c.stdout)
+}
+
+func auditVerify(ctx context.Context, c *cli, al *store.AuditReader, asJSON bool) error {
+	last, err := al.Verify(ctx)
+	var broken *store.AuditError
+	if err != nil && !errors.As(err, &broken) {
+		return err
+	}
+	if asJSON {
+		out := map[string]any{"ok": err == nil, "entries": last.Seq, "head_seq": last.Seq, "head_hash": last.Hash}
+		if broken != nil {
+			out = map[string]any{"ok": false, "verified": last.Seq, "seq": broken.Seq, "problem": broken.Problem}
+		}
+		if werr := writeJSON(c.stdout, out); werr != nil {
+			return werr
+		}
+	} else if err == nil {
+		fmt.Fprintf(c.stdout, "audit log intact: %s; last entry %d (%s) hash %s\n",
+			plural(int(last.Seq), "entry", "entries"), last.Seq, fmtTime(last.TimeMs), last.Hash)
+	}
+	if broken != nil {
+		good := "no entry before it checks out"
+		if last.Seq > 0 {
+			good = fmt.Sprintf("entries 1 to %d check out", last.Seq)
+		}
+		return fmt.Errorf("%w; %s: compare with a backup of the database to see what was changed", broken, good)
+	}
 	return nil
 }

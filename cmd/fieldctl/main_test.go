@@ -16,6 +16,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/testenv"
+	"github.com/fieldsync/fieldsync/syncer"
 )
 
 // orgDir is the example org that the README's quickstart imports.
@@ -74,12 +75,15 @@ func tokenFile(t *testing.T, e *testenv.Env) string {
 
 // admin returns the arguments of fieldctl admin against e.
 func admin(e *testenv.Env, token string, args ...string) []string {
-	return append([]string{"admin", "-server", e.Addr, "-token-file", token}, args...)
+	return append([]string{"admin", "-server", e.Addr, "-token-file", token, "-ca-file", caFile(e)}, args...)
 }
 
 func hq(e *testenv.Env, token string, args ...string) []string {
-	return append([]string{"hq", "-server", e.Addr, "-token-file", token}, args...)
+	return append([]string{"hq", "-server", e.Addr, "-token-file", token, "-ca-file", caFile(e)}, args...)
 }
+
+// caFile is where the test server keeps its CA (syncd: <data>/tls/ca.pem).
+func caFile(e *testenv.Env) string { return filepath.Join(e.Dir, "tls", "ca.pem") }
 
 func device(db string, args ...string) []string {
 	return append([]string{"device", "-db", db}, args...)
@@ -139,7 +143,12 @@ func TestNoCredentialOrDatabase(t *testing.T) {
 	tok := filepath.Join(dir, "admin.token")
 	writeFile(t, tok, "secret\n")
 	out := filepath.Join(dir, "out.ndjson")
+	// No CA beside the token: it says where syncd keeps it.
 	r = fieldctl(t, "hq", "-server", "127.0.0.1:1", "-token-file", tok, "export", "-o", out)
+	if r.code != 1 || !strings.Contains(r.stderr, "syncd's CA certificate") || !strings.Contains(r.stderr, "<data>/tls/ca.pem") {
+		t.Errorf("export with no CA file: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = fieldctl(t, "hq", "-server", "127.0.0.1:1", "-token-file", tok, "-plaintext", "export", "-o", out)
 	if r.code != 1 || !strings.HasPrefix(r.stderr, "fieldctl: export: syncd at 127.0.0.1:1 unavailable (") {
 		t.Errorf("export with no syncd: exit %d, stderr %q", r.code, r.stderr)
 	}
@@ -321,15 +330,17 @@ func TestOfflineFieldWork(t *testing.T) {
 	enroll := func(user, db, name string) {
 		t.Helper()
 		var code struct {
-			Code      string `json:"code"`
-			UserID    string `json:"user_id"`
-			ExpiresMs int64  `json:"expires_ms"`
+			Enrollment string `json:"enrollment"`
+			Code       string `json:"code"`
+			UserID     string `json:"user_id"`
+			ExpiresMs  int64  `json:"expires_ms"`
 		}
 		decode(t, ok(t, admin(e1, tok, "enroll-code", "-user", user, "-ttl", "1d", "--json")...), &code)
-		if code.UserID != user || len(code.Code) != 16 || time.Until(time.UnixMilli(code.ExpiresMs)) < 23*time.Hour {
+		if code.UserID != user || len(code.Code) != 16 || time.Until(time.UnixMilli(code.ExpiresMs)) < 23*time.Hour ||
+			code.Enrollment != syncer.FormatEnrollment(e1.Addr, code.Code, e1.CAFingerprint) {
 			t.Fatalf("enroll-code: %+v", code)
 		}
-		out := ok(t, device(db, "enroll", "-server", e1.Addr, "-name", name, code.Code)...)
+		out := ok(t, device(db, "enroll", "-name", name, code.Enrollment)...)
 		if !strings.HasPrefix(out, "enrolled "+db+" as device d") || !strings.Contains(out, " of "+user+" ") {
 			t.Fatalf("enroll: %q", out)
 		}
@@ -339,11 +350,11 @@ func TestOfflineFieldWork(t *testing.T) {
 	enroll("U-sec1", secretary, "村委會電腦")
 
 	// A used code is refused, and leaves no database behind.
-	var code struct{ Code string }
+	var code struct{ Enrollment string }
 	decode(t, ok(t, admin(e1, tok, "enroll-code", "-user", "U-m2", "--json")...), &code)
-	ok(t, device(filepath.Join(dir, "m2.db"), "enroll", "-server", e1.Addr, code.Code)...)
+	ok(t, device(filepath.Join(dir, "m2.db"), "enroll", code.Enrollment)...)
 	spare := filepath.Join(dir, "spare.db")
-	r := fieldctl(t, device(spare, "enroll", "-server", e1.Addr, code.Code)...)
+	r := fieldctl(t, device(spare, "enroll", code.Enrollment)...)
 	if r.code != 1 || !strings.Contains(r.stderr, "already used") {
 		t.Errorf("reused code: exit %d, stderr %q", r.code, r.stderr)
 	}
