@@ -2,6 +2,7 @@ package domain
 
 import (
 	"sort"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -114,6 +115,18 @@ func setField(r *pb.Record, name, value, hlc, base, author string, detect bool) 
 		r.Fields[name] = &pb.FieldValue{Value: value, Hlc: hlc}
 		return false
 	}
+	if node := hlcNode(hlc); node != "" && node == hlcNode(cur.GetHlc()) {
+		// The same device wrote the current value, and a device's
+		// mutations are applied in its own order: this write is the later
+		// one whatever the clocks say (the server may have cut a clock that
+		// ran ahead, or the phone's clock jumped back). The field's clock
+		// never goes back.
+		if hlc < cur.GetHlc() {
+			hlc = cur.GetHlc()
+		}
+		r.Fields[name] = &pb.FieldValue{Value: value, Hlc: hlc}
+		return false
+	}
 	concurrent := detect && base != cur.GetHlc() && value != cur.GetValue()
 	if hlc > cur.GetHlc() {
 		if concurrent {
@@ -130,6 +143,14 @@ func setField(r *pb.Record, name, value, hlc, base, author string, detect bool) 
 	// An older write never overwrites a newer one, and is never lost either.
 	addConflict(r, &pb.Conflict{Field: name, Value: value, Hlc: hlc, AuthorId: author, Reason: "concurrent edit: lost to a later edit"})
 	return true
+}
+
+// hlcNode returns the node of an HLC string ("" if it has none).
+func hlcNode(h string) string {
+	if i := strings.IndexByte(h, '@'); i >= 0 {
+		return h[i+1:]
+	}
+	return ""
 }
 
 func addConflict(r *pb.Record, c *pb.Conflict) {

@@ -82,18 +82,23 @@ func (r *Relay) lastInStream(ctx context.Context, st jetstream.Stream) (change, 
 	if err != nil {
 		return 0, 0, fmt.Errorf("stream info: %w", err)
 	}
-	if info.State.Msgs == 0 {
-		return 0, info.State.LastSeq, nil
+	// The last message may have been deleted (LastSeq still counts it):
+	// walk back to the last one that exists.
+	for seq := info.State.LastSeq; info.State.Msgs > 0 && seq >= info.State.FirstSeq && seq > 0; seq-- {
+		msg, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("read message %d: %w", seq, err)
+		}
+		change, err = strconv.ParseUint(msg.Header.Get(domain.HeaderSeq), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("message %d of %s has no valid %s header: %w", seq, domain.StreamName, domain.HeaderSeq, err)
+		}
+		return change, info.State.LastSeq, nil
 	}
-	msg, err := st.GetMsg(ctx, info.State.LastSeq)
-	if err != nil {
-		return 0, 0, fmt.Errorf("read last message: %w", err)
-	}
-	change, err = strconv.ParseUint(msg.Header.Get(domain.HeaderSeq), 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("last message of %s has no valid %s header: %w", domain.StreamName, domain.HeaderSeq, err)
-	}
-	return change, info.State.LastSeq, nil
+	return 0, info.State.LastSeq, nil
 }
 
 // Run publishes until ctx ends, retrying with backoff while NATS is away.
@@ -169,7 +174,12 @@ func (r *Relay) publishAfter(ctx context.Context, last, streamSeq *uint64) (int,
 	defer timeout.Stop()
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				// The stream already had this change id (a deleted message
+				// still inside the duplicate window): re-read where it is.
+				return 0, fmt.Errorf("publish change %d: the stream dropped it as a duplicate", rows[i].Seq)
+			}
 		case err := <-f.Err():
 			return 0, fmt.Errorf("publish change %d: %w", rows[i].Seq, err)
 		case <-timeout.C:
