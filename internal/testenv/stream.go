@@ -37,7 +37,9 @@ func ReadStream(t testing.TB, js jetstream.JetStream) (map[string]int, []*pb.Cha
 		t.Fatal(err)
 	}
 	for uint64(len(changes)) < info.State.Msgs {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		// Ask for exactly what is left: Fetch returns as soon as it has that
+		// many, instead of waiting out its MaxWait for a full batch.
+		batch, err := cons.Fetch(min(1000, int(info.State.Msgs)-len(changes)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

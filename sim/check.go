@@ -1,0 +1,255 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/testenv"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+)
+
+// Check verifies the invariants after Run; it reports every violation
+// found, each naming the seed.
+func (w *World) Check() {
+	t, seed := w.t, w.cfg.Seed
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e := w.env
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf("seed %d: "+format+" (replay: go test ./sim -run TestSim -seed %d -v)", append(append([]any{seed}, args...), seed)...)
+	}
+
+	// 1. Every queued mutation was processed exactly once: the server's
+	// last applied number for the device is the number of mutations the
+	// device queued, nothing is pending, and rejections are listed.
+	admin, actx := e.Admin()
+	devs, err := admin.ListDevices(actx, &pb.ListDevicesRequest{PageSize: 1000})
+	if err != nil {
+		t.Fatalf("seed %d: list devices: %v", seed, err)
+	}
+	lastSeq := map[string]uint64{}
+	for _, d := range devs.GetDevices() {
+		lastSeq[d.GetId()] = d.GetLastSeq()
+	}
+	for _, v := range w.devs {
+		if v.revoked {
+			continue
+		}
+		id, err := v.d.Identity()
+		if err != nil {
+			t.Fatalf("seed %d: identity: %v", seed, err)
+		}
+		st, err := v.d.Status()
+		if err != nil {
+			t.Fatalf("seed %d: status: %v", seed, err)
+		}
+		if st.Pending != 0 {
+			fail("%s still has %d pending mutations after the final syncs", v.user, st.Pending)
+		}
+		if got := lastSeq[id.DeviceID]; got != uint64(v.queued) {
+			fail("%s queued %d mutations; the server processed %d", v.user, v.queued, got)
+		}
+		rejs, err := v.d.Rejections()
+		if err != nil {
+			t.Fatalf("seed %d: rejections: %v", seed, err)
+		}
+		rejected := map[string]int{} // record -> rejected appends
+		for _, r := range rejs {
+			if r.Reason == "" || r.Code == "" {
+				fail("%s: a rejection without code or reason: %+v", v.user, r)
+			}
+			if r.Op == "append" {
+				rejected[r.RecordID]++
+			}
+		}
+		// Exactly-once effect: each appended text is on the server once,
+		// or its append was rejected.
+		for rec, texts := range v.appends {
+			srv, err := e.Store.Record(ctx, rec)
+			present := 0
+			for _, text := range texts {
+				n := 0
+				if err == nil {
+					for _, en := range srv.GetEntries() {
+						if en.GetText() == text {
+							n++
+						}
+					}
+				}
+				if n > 1 {
+					fail("note %q on %s is there %d times", text, rec, n)
+				}
+				present += n
+			}
+			if present+rejected[rec] != len(texts) {
+				fail("%s appended %d notes to %s: %d on the server, %d rejected", v.user, len(texts), rec, present, rejected[rec])
+			}
+		}
+	}
+
+	// 2. Every replica equals the server's state for its scope.
+	for _, v := range w.devs {
+		if v.revoked {
+			continue
+		}
+		scope, err := e.Server.ScopeOf(ctx, v.user)
+		if err != nil {
+			t.Fatalf("seed %d: scope: %v", seed, err)
+		}
+		want := map[string]*pb.Record{}
+		for _, b := range scope {
+			rows, err := e.Store.Pull(ctx, b, 0, 1<<30)
+			if err != nil {
+				t.Fatalf("seed %d: pull: %v", seed, err)
+			}
+			for _, row := range rows {
+				if row.Gone {
+					continue
+				}
+				r := &pb.Record{}
+				if err := proto.Unmarshal(row.Body, r); err != nil {
+					t.Fatal(err)
+				}
+				want[r.GetId()] = r
+			}
+		}
+		items, err := v.d.List("")
+		if err != nil {
+			t.Fatalf("seed %d: list: %v", seed, err)
+		}
+		have := map[string]bool{}
+		for _, it := range items {
+			if it.Version == 0 { // made here, refused by the server: kept for the user
+				if it.State != "rejected" {
+					fail("%s holds %s never sent yet not pending (%s)", v.user, it.ID, it.State)
+				}
+				continue
+			}
+			have[it.ID] = true
+			srv, ok := want[it.ID]
+			if !ok {
+				fail("%s holds %s %s outside its scope", v.user, it.Kind, it.ID)
+				continue
+			}
+			if !proto.Equal(it.Record, srv) {
+				fail("%s's replica of %s differs from the server:\ndevice %v\nserver %v", v.user, it.ID, it.Record, srv)
+				return // the first differing record is enough
+			}
+		}
+		for id := range want {
+			if !have[id] {
+				fail("%s lacks %s, which is in its scope", v.user, id)
+			}
+		}
+	}
+
+	// 3. The changelog holds each change once, in order, and replaying it
+	// by version reaches the server's state.
+	last, err := e.Store.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Server.Relay().WaitPublished(ctx, last); err != nil {
+		t.Fatalf("seed %d: relay: %v", seed, err)
+	}
+	counts, changes := testenv.ReadStream(t, e.JS)
+	if uint64(len(changes)) != last {
+		fail("the stream holds %d changes, the server %d", len(changes), last)
+	}
+	replay := map[string]*pb.Record{}
+	for i, c := range changes {
+		if c.GetSeq() != uint64(i+1) || counts[c.GetChangeId()] != 1 {
+			fail("stream message %d holds change %d, seen %d times", i+1, c.GetSeq(), counts[c.GetChangeId()])
+			break
+		}
+		if cur := replay[c.GetRecord().GetId()]; cur == nil || c.GetRecord().GetVersion() > cur.GetVersion() {
+			replay[c.GetRecord().GetId()] = c.GetRecord()
+		}
+	}
+	all, err := e.Store.Export(ctx, 0, nil, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != len(replay) {
+		fail("replaying the stream gives %d records, the server has %d", len(replay), len(all))
+	}
+	chains := map[string][]*pb.Record{}
+	for _, r := range all {
+		if !proto.Equal(replay[r.GetId()], r) {
+			fail("replaying the stream gives another %s than the server", r.GetId())
+		}
+		if r.GetKind() == pb.Kind_KIND_EVENT {
+			chains[r.GetOriginDeviceId()] = append(chains[r.GetOriginDeviceId()], r)
+		}
+	}
+
+	// 4. Each device's event chain verifies; concurrent edits are conflicts.
+	for dev, evs := range chains {
+		if err := domain.VerifyChain(evs); err != nil {
+			fail("event chain of %s: %v", dev, err)
+		}
+	}
+	for _, key := range sortedKeys(w.frozen) {
+		rec, field, _ := strings.Cut(key, "/")
+		vals := strings.Split(w.frozen[key], "|")
+		if w.anyRejected(rec) {
+			continue // one side lost its permission before sending: no conflict to keep
+		}
+		srv, err := e.Store.Record(ctx, rec)
+		if err != nil {
+			fail("record %s: %v", rec, err)
+			continue
+		}
+		cur := srv.GetFields()[field].GetValue()
+		other := vals[0]
+		if cur == vals[0] {
+			other = vals[1]
+		} else if cur != vals[1] {
+			fail("%s.%s is %q, neither concurrent edit (%q)", rec, field, cur, vals)
+			continue
+		}
+		found := false
+		for _, c := range srv.GetConflicts() {
+			found = found || (c.GetField() == field && c.GetValue() == other)
+		}
+		if !found {
+			fail("the concurrent edit %s.%s = %q was lost: no conflict keeps it (conflicts %v)", rec, field, other, srv.GetConflicts())
+		}
+	}
+}
+
+// anyRejected reports whether some device holds a rejected write of rec.
+func (w *World) anyRejected(rec string) bool {
+	for _, v := range w.devs {
+		if v.revoked {
+			return true // its writes may be gone with it
+		}
+		rejs, _ := v.d.Rejections()
+		for _, r := range rejs {
+			if r.RecordID == rec {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Close stops the world.
+func (w *World) Close() {
+	for _, v := range w.devs {
+		v.d.Close()
+	}
+	w.env.Stop()
+}
+
+func (s Stats) String() string {
+	return fmt.Sprintf("%d devices, %d steps, %d writes, %d syncs (%d failed), %d restarts, %d app kills, %d reassignments, %d mediator changes, %d revocations, %.1f device-days",
+		s.Devices, s.Steps, s.Writes, s.Syncs, s.FailedSyncs, s.Restarts, s.AppKills, s.Reassigns, s.MediatorChanges, s.Revokes, s.DeviceDays)
+}

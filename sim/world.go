@@ -1,0 +1,366 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fieldsync/fieldsync/internal/testenv"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/syncer"
+)
+
+// Config sizes one simulated history.
+type Config struct {
+	Seed    uint64
+	Devices int // 5-50; 0 draws one from the seed
+	Steps   int // actions before the faults stop; 0 draws one
+	Log     func(format string, args ...any)
+}
+
+// Stats says what a run did.
+type Stats struct {
+	Devices, Steps, Writes, Syncs, FailedSyncs, Restarts, AppKills, Reassigns, Revokes, MediatorChanges int
+	DeviceDays                                                                                          float64
+}
+
+// World is one simulated history.
+type World struct {
+	t     testing.TB
+	cfg   Config
+	rng   *rand.Rand
+	env   *testenv.Env
+	start time.Time
+	now   time.Time // simulated wall time
+	devs  []*device
+	stats Stats
+	// hh lists the households; links maps a household to its member.
+	hh      []string
+	links   map[string]string
+	members []string
+	// frozen fields: a deliberate concurrent edit was made; nobody else
+	// writes them again, so the conflict must still be there at the end.
+	frozen map[string]string // "record/field" -> the two values, "a|b"
+}
+
+type device struct {
+	w        *World
+	i        int
+	user     string
+	role     pb.Role
+	village  string
+	path     string
+	d        *syncer.Device
+	rng      *rand.Rand
+	skew     time.Duration
+	offUntil time.Time // offline until then
+	revoked  bool
+	// what the simulation made on this device
+	queued  int                 // successful local writes (each is one numbered mutation)
+	appends map[string][]string // record -> texts appended
+	created []string
+	net     *faultyNet
+}
+
+func (v *device) clock() time.Time { return v.w.now.Add(v.skew) }
+
+// New builds the world for cfg.Seed: a server with an org, and enrolled
+// devices.
+func New(t testing.TB, cfg Config) *World {
+	t.Helper()
+	w := &World{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), links: map[string]string{}, frozen: map[string]string{}}
+	if w.cfg.Devices == 0 {
+		w.cfg.Devices = 5 + w.rng.IntN(11)
+	}
+	if w.cfg.Steps == 0 {
+		w.cfg.Steps = 40 + w.rng.IntN(80)
+	}
+	if w.cfg.Log == nil {
+		w.cfg.Log = func(string, ...any) {}
+	}
+	w.start = time.Now()
+	w.now = w.start
+	w.env = testenv.Start(t)
+	w.importOrg()
+	for i := 0; i < w.cfg.Devices; i++ {
+		w.addDevice(i)
+	}
+	return w
+}
+
+// importOrg makes 2 villages, 2 grids each, households, and users: half
+// members, some mediators, a secretary per village.
+func (w *World) importOrg() {
+	req := &pb.ImportOrgRequest{Units: []*pb.Unit{{Id: "T1", Kind: pb.UnitKind_UNIT_KIND_TOWN, Name: "宋埠鎮"}}}
+	for v := 1; v <= 2; v++ {
+		vid := fmt.Sprintf("V%d", v)
+		req.Units = append(req.Units, &pb.Unit{Id: vid, Kind: pb.UnitKind_UNIT_KIND_VILLAGE, ParentId: "T1", Name: fmt.Sprintf("彭店%d村", v)})
+		for g := 1; g <= 2; g++ {
+			gid := fmt.Sprintf("G%d%d", v, g)
+			req.Units = append(req.Units, &pb.Unit{Id: gid, Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: vid, Name: fmt.Sprintf("張家%d塆", g)})
+			for h := 1; h <= 4; h++ {
+				hid := fmt.Sprintf("H%d%d%d", v, g, h)
+				w.hh = append(w.hh, hid)
+				req.Households = append(req.Households, &pb.Household{Id: hid, GridId: gid, Head: "戶主" + hid, Members: "3"})
+			}
+		}
+	}
+	for i := 0; i < w.cfg.Devices; i++ {
+		u := &pb.User{Id: fmt.Sprintf("U%02d", i), Name: fmt.Sprintf("用戶%d", i)}
+		village := fmt.Sprintf("V%d", 1+i%2)
+		switch {
+		case i < 2:
+			u.Role, u.UnitId = pb.Role_ROLE_SECRETARY, village
+		case i%3 == 0:
+			u.Role, u.UnitId = pb.Role_ROLE_MEDIATOR, village
+		default:
+			u.Role, u.UnitId = pb.Role_ROLE_MEMBER, fmt.Sprintf("G%d1", 1+i%2)
+			w.members = append(w.members, u.Id)
+		}
+		req.Users = append(req.Users, u)
+	}
+	for i, h := range w.hh {
+		if len(w.members) == 0 {
+			break
+		}
+		m := w.members[i%len(w.members)]
+		w.links[h] = m
+		req.Assignments = append(req.Assignments, &pb.Assignment{HouseholdId: h, MemberId: m})
+	}
+	admin, ctx := w.env.Admin()
+	resp, err := admin.ImportOrg(ctx, req)
+	if err != nil || len(resp.GetErrors()) > 0 {
+		w.t.Fatalf("seed %d: import: %v %v", w.cfg.Seed, err, resp.GetErrors())
+	}
+}
+
+func (w *World) addDevice(i int) {
+	u := fmt.Sprintf("U%02d", i)
+	v := &device{w: w, i: i, user: u, path: filepath.Join(w.t.TempDir(), "device.db"),
+		rng: rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1)), appends: map[string][]string{}}
+	v.village = fmt.Sprintf("V%d", 1+i%2)
+	switch {
+	case i < 2:
+		v.role = pb.Role_ROLE_SECRETARY
+	case i%3 == 0:
+		v.role = pb.Role_ROLE_MEDIATOR
+	default:
+		v.role = pb.Role_ROLE_MEMBER
+	}
+	v.skew = time.Duration(v.rng.IntN(6*24*60)-3*24*60) * time.Minute // ±3 days
+	v.net = &faultyNet{rng: rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1000)), w: w, v: v}
+	v.open()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v.net.off = true // enrollment goes through unharmed
+	if err := v.d.Enroll(ctx, w.env.Code(u), "sim"); err != nil {
+		w.t.Fatalf("seed %d: enroll %s: %v", w.cfg.Seed, u, err)
+	}
+	v.net.off = false
+	w.devs = append(w.devs, v)
+}
+
+func (v *device) open() {
+	d, err := syncer.OpenWith(v.path, &syncer.Options{
+		Now:            v.clock,
+		PageSize:       1 + v.rng.IntN(20), // small pages: syncs cross page boundaries
+		ConnectTimeout: 2 * time.Second,
+		DialOptions:    []grpc.DialOption{grpc.WithChainUnaryInterceptor(v.net.intercept)},
+	})
+	if err != nil {
+		v.w.t.Fatalf("seed %d: open device %d: %v", v.w.cfg.Seed, v.i, err)
+	}
+	v.d = d
+}
+
+// faultyNet is a device's link: it drops requests, drops replies after the
+// server committed, duplicates requests, and delivers old requests late.
+type faultyNet struct {
+	rng  *rand.Rand
+	w    *World
+	v    *device
+	off  bool // faults disabled (enrollment, final sync)
+	late []any
+}
+
+func (n *faultyNet) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if n.off {
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	if n.v.w.now.Before(n.v.offUntil) {
+		return status.Error(codes.Unavailable, "sim: no signal")
+	}
+	// A request held back earlier arrives now, late; its reply is lost.
+	if len(n.late) > 0 && n.rng.IntN(2) == 0 {
+		old := n.late[0]
+		n.late = n.late[1:]
+		_ = invoker(ctx, method, old, proto.Clone(reply.(proto.Message)), cc, opts...)
+	}
+	switch r := n.rng.IntN(100); {
+	case r < 8:
+		return status.Error(codes.Unavailable, "sim: request lost")
+	case r < 16:
+		if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
+			return err
+		}
+		return status.Error(codes.Unavailable, "sim: reply lost after the server committed")
+	case r < 22:
+		if err := invoker(ctx, method, req, proto.Clone(reply.(proto.Message)), cc, opts...); err != nil {
+			return err
+		}
+		return invoker(ctx, method, req, reply, cc, opts...) // duplicated
+	case r < 28:
+		n.late = append(n.late, proto.Clone(req.(proto.Message)))
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// Run plays the history, then stops the faults and syncs everyone to the
+// end.
+func (w *World) Run() Stats {
+	for step := 0; step < w.cfg.Steps; step++ {
+		w.now = w.now.Add(time.Duration(w.rng.IntN(6*60)) * time.Minute) // minutes to hours
+		w.stats.Steps++
+		switch r := w.rng.IntN(100); {
+		case r < 2:
+			w.restartServer()
+		case r < 4:
+			w.appKill(w.pick())
+		case r < 6:
+			w.reassign()
+		case r < 7 && w.stats.Revokes == 0 && step > w.cfg.Steps/2:
+			w.revoke(w.pick())
+		case r < 15:
+			v := w.pick()
+			v.offUntil = w.now.Add(time.Duration(w.rng.IntN(3*24*60)) * time.Minute) // up to days
+		case r < 20:
+			w.concurrentEdit()
+		case r < 25:
+			v := w.pick()
+			v.skew -= time.Duration(w.rng.IntN(24*60)) * time.Minute // the phone's clock jumps back
+		case r < 60:
+			w.work(w.pick())
+		default:
+			w.sync(w.pick())
+		}
+	}
+	w.settle()
+	return w.stats
+}
+
+func (w *World) pick() *device {
+	for {
+		v := w.devs[w.rng.IntN(len(w.devs))]
+		if !v.revoked {
+			return v
+		}
+	}
+}
+
+func (w *World) sync(v *device) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	w.stats.Syncs++
+	_, err := v.d.Sync(ctx)
+	if err != nil {
+		w.stats.FailedSyncs++
+		w.cfg.Log("step %d: %s sync: %v", w.stats.Steps, v.user, err)
+	}
+	return err
+}
+
+func (w *World) restartServer() {
+	w.stats.Restarts++
+	w.cfg.Log("step %d: server restart", w.stats.Steps)
+	e := w.env
+	e.Stop()
+	w.env = testenv.Start(w.t, testenv.WithDir(e.Dir), testenv.WithAddr(e.Addr), testenv.WithAdminToken(e.AdminToken))
+}
+
+func (w *World) appKill(v *device) {
+	w.stats.AppKills++
+	if err := v.d.Close(); err != nil {
+		w.t.Fatalf("seed %d: close device: %v", w.cfg.Seed, err)
+	}
+	v.open()
+}
+
+func (w *World) reassign() {
+	if len(w.members) < 2 {
+		return
+	}
+	h := w.hh[w.rng.IntN(len(w.hh))]
+	to := w.members[w.rng.IntN(len(w.members))]
+	admin, ctx := w.env.Admin()
+	if _, err := admin.AssignHousehold(ctx, &pb.AssignHouseholdRequest{HouseholdId: h, MemberId: to}); err != nil {
+		w.t.Fatalf("seed %d: reassign: %v", w.cfg.Seed, err)
+	}
+	w.links[h] = to
+	w.stats.Reassigns++
+}
+
+func (w *World) revoke(v *device) {
+	id, err := v.d.Identity()
+	if err != nil {
+		return
+	}
+	admin, ctx := w.env.Admin()
+	if _, err := admin.RevokeDevice(ctx, &pb.RevokeDeviceRequest{DeviceId: id.DeviceID}); err != nil {
+		w.t.Fatalf("seed %d: revoke: %v", w.cfg.Seed, err)
+	}
+	v.revoked = true
+	w.stats.Revokes++
+	// Its next contact wipes it; its unsent work goes with it, by design.
+	v.net.off = true
+	if err := w.sync(v); err == nil || !strings.Contains(err.Error(), "revoked") {
+		w.t.Fatalf("seed %d: a revoked device synced: %v", w.cfg.Seed, err)
+	}
+	if items, _ := v.d.List(""); len(items) != 0 {
+		w.t.Fatalf("seed %d: a revoked device kept %d records", w.cfg.Seed, len(items))
+	}
+}
+
+// settle stops the faults and syncs every device until nothing is pending
+// and every device has seen every other's last change.
+func (w *World) settle() {
+	if w.rng.IntN(2) == 0 {
+		w.restartServer() // the relay restarts too, healing the stream from SQLite
+	}
+	for _, v := range w.devs {
+		v.net.off, v.offUntil = true, time.Time{}
+	}
+	for round := 0; round < 3; round++ {
+		for _, v := range w.devs {
+			if v.revoked {
+				continue
+			}
+			if err := w.sync(v); err != nil {
+				w.t.Fatalf("seed %d: final sync of %s: %v", w.cfg.Seed, v.user, err)
+			}
+		}
+	}
+	days := 0.0
+	for range w.devs {
+		days += w.now.Sub(w.start).Hours() / 24
+	}
+	w.stats.Devices, w.stats.DeviceDays = len(w.devs), days
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
