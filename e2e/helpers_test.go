@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/internal/testenv"
@@ -112,3 +113,8 @@ func waitStream(t testing.TB, e *testenv.Env) []*pb.Change {
 }
 
 func errorsAs[T error](err error, target *T) bool { return errors.As(err, target) }
+
+// withToken is a context carrying a device credential.
+func withToken(t *testing.T, token string) context.Context {
+	return metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token)
+}
