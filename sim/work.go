@@ -29,6 +29,9 @@ func (w *World) work(v *device) {
 		w.stats.Writes++
 	case errors.As(err, &rej), errors.Is(err, syncer.ErrNotFound):
 		// refused on the device at once: nothing queued, nothing to lose
+	case errors.Is(err, syncer.ErrCrashed):
+		// killed before the write committed: as if never made; the app restarts
+		w.reopen(v)
 	default:
 		w.t.Fatalf("seed %d: %s local write: %v", w.cfg.Seed, v.user, err)
 	}
@@ -185,11 +188,11 @@ func (w *World) frozenRecord(id string) bool {
 // concurrent edit that must end as one value and one conflict.
 func (w *World) concurrentEdit() {
 	for _, sec := range w.devs {
-		if sec.role != pb.Role_ROLE_SECRETARY || sec.revoked {
+		if sec.role != pb.Role_ROLE_SECRETARY || sec.revoked || sec.crashAt != "" {
 			continue
 		}
 		for _, m := range w.devs {
-			if m.role != pb.Role_ROLE_MEMBER || m.revoked {
+			if m.role != pb.Role_ROLE_MEMBER || m.revoked || m.crashAt != "" {
 				continue
 			}
 			for _, h := range w.localIDs(m, "household") {

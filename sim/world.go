@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -70,6 +71,7 @@ type device struct {
 	appends map[string][]string // record -> texts appended
 	created []string
 	net     *faultyNet
+	crashAt string // "write" or "adopt": the app is killed there next time
 }
 
 func (v *device) clock() time.Time { return v.w.now.Add(v.skew) }
@@ -80,10 +82,14 @@ func New(t testing.TB, cfg Config) *World {
 	t.Helper()
 	w := &World{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), links: map[string]string{}, frozen: map[string]string{}}
 	if w.cfg.Devices == 0 {
+		// Mostly small worlds, sometimes up to 50 devices.
 		w.cfg.Devices = 5 + w.rng.IntN(11)
+		if w.rng.IntN(5) == 0 {
+			w.cfg.Devices = 16 + w.rng.IntN(35)
+		}
 	}
 	if w.cfg.Steps == 0 {
-		w.cfg.Steps = 40 + w.rng.IntN(80)
+		w.cfg.Steps = 4*w.cfg.Devices + 20 + w.rng.IntN(60)
 	}
 	if w.cfg.Log == nil {
 		w.cfg.Log = func(string, ...any) {}
@@ -175,7 +181,14 @@ func (v *device) open() {
 		Now:            v.clock,
 		PageSize:       1 + v.rng.IntN(20), // small pages: syncs cross page boundaries
 		ConnectTimeout: 2 * time.Second,
-		DialOptions:    []grpc.DialOption{grpc.WithChainUnaryInterceptor(v.net.intercept)},
+		CrashPoint: func(point string) bool {
+			if v.crashAt == point {
+				v.crashAt = ""
+				return true
+			}
+			return false
+		},
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(v.net.intercept)},
 	})
 	if err != nil {
 		v.w.t.Fatalf("seed %d: open device %d: %v", v.w.cfg.Seed, v.i, err)
@@ -272,6 +285,9 @@ func (w *World) sync(v *device) error {
 	defer cancel()
 	w.stats.Syncs++
 	_, err := v.d.Sync(ctx)
+	if errors.Is(err, syncer.ErrCrashed) {
+		w.reopen(v)
+	}
 	if err != nil {
 		w.stats.FailedSyncs++
 		w.cfg.Log("step %d: %s sync: %v", w.stats.Steps, v.user, err)
@@ -287,7 +303,22 @@ func (w *World) restartServer() {
 	w.env = testenv.Start(w.t, testenv.WithDir(e.Dir), testenv.WithAddr(e.Addr), testenv.WithAdminToken(e.AdminToken))
 }
 
+// appKill kills the app: now, between two transactions, or armed to
+// happen inside the next local write or the next sync answer's commit.
 func (w *World) appKill(v *device) {
+	switch w.rng.IntN(3) {
+	case 0:
+		v.crashAt = "write"
+		return
+	case 1:
+		v.crashAt = "adopt"
+		return
+	}
+	w.reopen(v)
+}
+
+// reopen closes and reopens a device's database, as a restarted app does.
+func (w *World) reopen(v *device) {
 	w.stats.AppKills++
 	if err := v.d.Close(); err != nil {
 		w.t.Fatalf("seed %d: close device: %v", w.cfg.Seed, err)
@@ -337,7 +368,7 @@ func (w *World) settle() {
 		w.restartServer() // the relay restarts too, healing the stream from SQLite
 	}
 	for _, v := range w.devs {
-		v.net.off, v.offUntil = true, time.Time{}
+		v.net.off, v.offUntil, v.crashAt = true, time.Time{}, ""
 	}
 	for round := 0; round < 3; round++ {
 		for _, v := range w.devs {

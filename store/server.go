@@ -58,12 +58,17 @@ CREATE TABLE mutation_results (
 CREATE TABLE enroll_codes (
 	code_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
 	used_ms INTEGER NOT NULL DEFAULT 0);
-`, auditMigration, goneMigration}
+`, auditMigration, goneMigration, bucketIndexMigration}
 
 // goneMigration keeps a record's row in a bucket it left, marked gone with
 // the change number of the move: a device that still syncs that bucket
 // learns the record left and purges it.
 const goneMigration = `ALTER TABLE record_buckets ADD COLUMN gone INTEGER NOT NULL DEFAULT 0;`
+
+// bucketIndexMigration lets PutRecord find a record's bucket rows without
+// scanning the table (syncbench's profile: 92% of server CPU at 11,000
+// households went to that scan).
+const bucketIndexMigration = `CREATE INDEX record_buckets_record ON record_buckets (record_id);`
 
 // Server is syncd's authoritative database.
 type Server struct {

@@ -29,6 +29,8 @@ var (
 	ErrRevoked = errors.New("device revoked by an administrator: local data wiped; enroll again with a new code")
 	// ErrNotFound is returned for a record the device does not hold.
 	ErrNotFound = errors.New("no such record on this device")
+	// ErrCrashed is returned when Options.CrashPoint abandoned a commit.
+	ErrCrashed = errors.New("simulated crash before commit")
 )
 
 // Record states, as shown to the user.
@@ -85,6 +87,13 @@ type Options struct {
 	// ConnectTimeout bounds the wait for a connection before a sync gives
 	// up and keeps the work for later (default 5s).
 	ConnectTimeout time.Duration
+	// CrashPoint, if set, is asked just before each local transaction
+	// commits: "write" (a user's write) and "adopt" (a sync answer). If it
+	// returns true the transaction is abandoned, as when the app is killed
+	// there (SQLite rolls back what was not committed), and the call
+	// returns ErrCrashed. For simulations; the Device should then be
+	// closed and reopened, as the app would be.
+	CrashPoint func(point string) bool
 }
 
 // Device is one enrolled phone: its replica, outbox and connection.
@@ -301,3 +310,8 @@ func (d *Device) Identity() (*Identity, error) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// crash reports whether a simulated kill happens at point.
+func (d *Device) crash(point string) bool {
+	return d.opts.CrashPoint != nil && d.opts.CrashPoint(point)
+}

@@ -212,7 +212,18 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			return err
 		}
 		purged := rep.Purged
-		if err := d.db.Update(ctx, func(tx *store.RTx) error { return d.adopt(tx, ident, resp, sent, rep) }); err != nil {
+		if err := d.db.Update(ctx, func(tx *store.RTx) error {
+			if err := d.adopt(tx, ident, resp, sent, rep); err != nil {
+				return err
+			}
+			if d.crash("adopt") {
+				return ErrCrashed
+			}
+			return nil
+		}); err != nil {
+			if errors.Is(err, ErrCrashed) {
+				return err
+			}
 			return fmt.Errorf("store sync result: %w", err)
 		}
 		served++

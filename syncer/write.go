@@ -178,7 +178,13 @@ func (d *Device) write(build func(*store.RTx, *Identity, *pb.Mutation) error) er
 				return err
 			}
 		}
-		return d.recompute(tx, ident, m.GetRecordId())
+		if err := d.recompute(tx, ident, m.GetRecordId()); err != nil {
+			return err
+		}
+		if d.crash("write") {
+			return ErrCrashed
+		}
+		return nil
 	})
 	if err == nil {
 		select {
