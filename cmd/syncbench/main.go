@@ -1,0 +1,536 @@
+// Command syncbench is fieldsync's load generator and benchmark: it builds a
+// city, starts a server from syncd's parts (TLS on, rate limits off), and
+// runs named scenarios against it with real gRPC clients, then checks that
+// no acknowledged mutation was lost or duplicated, on the server and on the
+// JetStream changelog. See BENCHMARKS.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/syncer"
+)
+
+func main() {
+	if dir := os.Getenv(childEnv); dir != "" {
+		os.Exit(childMain(dir))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "syncbench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	scale                      float64
+	households, members, grids int
+	scenario                   string
+	concurrency, mutations     int
+	burstSyncs, singleSyncs    int
+	trickleRate                float64
+	trickleDur                 time.Duration
+	trickleDevices             int
+	realDevices                int
+	jsonOut                    bool
+	cpuprofile                 string
+	serverMode                 string
+	dir                        string
+	keep                       bool
+	limitRows                  int
+	importBatch                int
+	seed                       uint64
+	skipLimits                 bool
+}
+
+var scenarioNames = []string{"bootstrap", "storm", "burst", "trickle", "single"}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("syncbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `syncbench: load generator and benchmark for fieldsync.
+
+It builds a city (default the size of Macheng: %d households, %d members
+each linked to 5-10 households, %d grids), imports it through
+AdminService.ImportOrg, enrolls one device per member, and runs scenarios
+against a server made of syncd's parts (SQLite, embedded NATS JetStream,
+gRPC with TLS; rate limits off, since syncd has no flags for them yet),
+by default in a child process so that its CPU and memory are measured
+apart. Devices are lightweight (real gRPC, TLS, protobuf, numbering,
+cursors; in-memory replica) except a sample running the real syncer.
+
+Scenarios (-scenario, comma-separated or all):
+  bootstrap  fresh devices' first full sync; then HQ exports everything from 0
+  storm      every device reconnects at once and pushes -mutations mutations
+  burst      single-mutation syncs from -concurrency devices at once
+  trickle    steady single-visit syncs; ack-to-HQ-consumer latency
+  single     one device, one mutation per sync, idle server: latency floor
+The bootstrap sync always runs (devices need their cursors); it is
+reported only when selected.
+
+At the end it checks every acknowledged mutation against the server
+(Export, ListDevices) and the changelog stream (lost, duplicated: must be
+0), and measures the parts alone (SQLite batched insert, JetStream async
+publish) for the ratios.
+
+Flags:
+`, machengHouseholds, machengMembers, machengGrids)
+		fs.PrintDefaults()
+	}
+	fs.Float64Var(&c.scale, "scale", 1, "city size as a fraction of Macheng (e.g. 0.01)")
+	fs.IntVar(&c.households, "households", 0, "households (0: Macheng x -scale)")
+	fs.IntVar(&c.members, "members", 0, "members, one device each (0: Macheng x -scale)")
+	fs.IntVar(&c.grids, "grids", 0, "grids (0: Macheng x -scale)")
+	fs.StringVar(&c.scenario, "scenario", "all", "scenarios to run: bootstrap, storm, burst, trickle, single, or all")
+	fs.IntVar(&c.concurrency, "concurrency", 500, "devices syncing at once (storm, bootstrap, burst)")
+	fs.IntVar(&c.mutations, "mutations", 10, "mutations each device pushes in the storm (7 visits, 2 events, 1 household edit at 10)")
+	fs.IntVar(&c.burstSyncs, "burst-syncs", 20, "single-mutation syncs per device in burst")
+	fs.IntVar(&c.singleSyncs, "single-syncs", 500, "syncs in single")
+	fs.Float64Var(&c.trickleRate, "trickle-rate", 200, "syncs per second in trickle")
+	fs.DurationVar(&c.trickleDur, "trickle-duration", 5*time.Second, "how long trickle runs")
+	fs.IntVar(&c.trickleDevices, "trickle-devices", 200, "devices taking turns in trickle")
+	fs.IntVar(&c.realDevices, "real", 8, "devices running the real syncer (own SQLite file each), among the members")
+	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object per scenario (and one for limits and the check) instead of tables")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write the server's CPU profile over the scenarios to `file` (go tool pprof)")
+	fs.StringVar(&c.serverMode, "server", "process", "where the server runs: process (a child process, measured apart) or inproc")
+	fs.StringVar(&c.dir, "dir", "", "working directory for the server's files and the real devices (default a temporary one, removed)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the working directory")
+	fs.IntVar(&c.limitRows, "limit-rows", 0, "rows for the SQLite and JetStream limits (0: the storm's mutations, 20,000 to 220,420)")
+	fs.IntVar(&c.importBatch, "import-batch", 5000, "rows per ImportOrg call")
+	fs.Uint64Var(&c.seed, "seed", 1, "random seed for the city")
+	fs.BoolVar(&c.skipLimits, "skip-limits", false, "do not measure the parts' limits")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q (see -h)", fs.Args())
+	}
+	if c.scale <= 0 {
+		return nil, errors.New("-scale: must be more than 0")
+	}
+	if c.serverMode != "process" && c.serverMode != "inproc" {
+		return nil, fmt.Errorf("-server %q: want process or inproc", c.serverMode)
+	}
+	if c.concurrency < 1 || c.mutations < 1 {
+		return nil, errors.New("-concurrency and -mutations: at least 1")
+	}
+	for _, s := range strings.Split(c.scenario, ",") {
+		if s != "all" && !contains(scenarioNames, s) {
+			return nil, fmt.Errorf("-scenario %q: want %s or all", s, strings.Join(scenarioNames, ", "))
+		}
+	}
+	return c, nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *config) wants(s string) bool {
+	for _, x := range strings.Split(c.scenario, ",") {
+		if x == "all" || x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// report is everything a run found.
+type report struct {
+	Machine  map[string]any `json:"machine"`
+	City     citySpec       `json:"city"`
+	Results  []*result      `json:"results"`
+	Limits   *limits        `json:"limits,omitempty"`
+	Ratios   map[string]float64
+	Verdict  *verdict `json:"check"`
+	Measured string   `json:"server_measurement"`
+	Devices  string   `json:"devices"`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	spec := citySpec{
+		Households: cfg.households, Members: cfg.members, Grids: cfg.grids,
+	}
+	if spec.Households == 0 {
+		spec.Households = scaled(machengHouseholds, cfg.scale, 5)
+	}
+	if spec.Members == 0 {
+		spec.Members = scaled(machengMembers, cfg.scale, 1)
+	}
+	if spec.Grids == 0 {
+		spec.Grids = scaled(machengGrids, cfg.scale, 1)
+	}
+	spec.Grids = min(spec.Grids, spec.Members)
+	spec.Villages = max(1, min(spec.Grids, scaled(machengVillages, cfg.scale, 1)))
+	spec.Towns = max(1, min(spec.Villages, scaled(machengTowns, cfg.scale, 1)))
+
+	dir := cfg.dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "syncbench-"); err != nil {
+			return err
+		}
+		if !cfg.keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	fmt.Fprintf(stderr, "syncbench: city %d households, %d members, %d grids, %d villages, %d towns; files in %s\n",
+		spec.Households, spec.Members, spec.Grids, spec.Villages, spec.Towns, dir)
+
+	var ctl serverCtl
+	if cfg.serverMode == "process" {
+		ctl, err = startChild(ctx, filepath.Join(dir, "server"), stderr)
+	} else {
+		var bs *benchServer
+		if bs, err = startServer(ctx, filepath.Join(dir, "server"), stderr); err == nil {
+			ctl = &inprocCtl{b: bs}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("start server: %w", err)
+	}
+	defer func() {
+		if ctl != nil {
+			ctl.stop()
+		}
+	}()
+	ep := ctl.endpoint()
+	fmt.Fprintf(stderr, "syncbench: server on %s (TLS, CA %s…), NATS %s\n", ep.Addr, ep.CA[:12], ep.NATSURL)
+
+	// The admin/HQ connection: pinned TLS, gzip.
+	adminConn, err := grpc.NewClient(ep.Addr, grpc.WithTransportCredentials(credentials.NewTLS(syncer.PinnedTLS(ep.Addr, ep.CA))),
+		grpc.WithContextDialer(countingDialer), // counted only inside a scenario's window (the export)
+		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name), grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)))
+	if err != nil {
+		return err
+	}
+	defer adminConn.Close()
+	nc, err := nats.Connect(ep.NATSURL)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	b := &bench{ctx: ctx, ctl: ctl, ep: ep, admin: pb.NewAdminServiceClient(adminConn),
+		actx: metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+ep.Token), exportC: pb.NewExportServiceClient(adminConn),
+		js: js, log: stderr}
+
+	// The city.
+	c := makeCity(spec, cfg.seed)
+	t0 := time.Now()
+	if err := importCity(b.actx, b.admin, c, cfg.importBatch, stderr); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "syncbench: city imported in %.1fs\n", time.Since(t0).Seconds())
+	b.expectChanges = uint64(len(c.hhs))
+
+	// Devices: one per member; the last -real run the real syncer.
+	if err := b.enroll(c, cfg, dir); err != nil {
+		return err
+	}
+	defer func() {
+		for _, d := range b.devs {
+			d.close()
+		}
+	}()
+
+	rep := &report{City: spec, Machine: machine(), Measured: ctl.what(),
+		Devices: fmt.Sprintf("%d lightweight devices (real gRPC client, pinned TLS with session resumption, gzip, real protobuf mutations numbered per device, per-bucket cursors, in-memory replica) and %d real syncer devices (own SQLite file each)", len(b.lites), len(b.devs)-len(b.lites))}
+	if cfg.cpuprofile != "" {
+		p, _ := filepath.Abs(cfg.cpuprofile)
+		if err := ctl.startProfile(p); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+	}
+	step := func(name string) { fmt.Fprintf(stderr, "syncbench: %s…\n", name) }
+	step("bootstrap (first sync of every device)")
+	boot := b.bootstrap(min(cfg.concurrency, len(b.devs)))
+	if cfg.wants("bootstrap") {
+		rep.Results = append(rep.Results, boot...)
+	}
+	if err := b.waitStream(b.expectChanges, time.Minute); err != nil {
+		fmt.Fprintln(stderr, "syncbench: warning:", err)
+	}
+	if cfg.wants("storm") && ctx.Err() == nil {
+		step("storm")
+		rep.Results = append(rep.Results, b.storm(cfg.mutations, min(cfg.concurrency, len(b.devs))))
+		b.waitStream(b.expectChanges, time.Minute)
+	}
+	if cfg.wants("burst") && ctx.Err() == nil && len(b.lites) > 0 {
+		step("burst")
+		rep.Results = append(rep.Results, b.burst(cfg.concurrency, cfg.burstSyncs))
+		b.waitStream(b.expectChanges, time.Minute)
+	}
+	if cfg.wants("trickle") && ctx.Err() == nil && len(b.lites) > 0 {
+		step("trickle")
+		rep.Results = append(rep.Results, b.trickle(cfg.trickleRate, cfg.trickleDur, cfg.trickleDevices))
+		b.waitStream(b.expectChanges, time.Minute)
+	}
+	if cfg.wants("single") && ctx.Err() == nil && len(b.lites) > 0 {
+		step("single")
+		time.Sleep(500 * time.Millisecond) // let the relay and GC settle: an idle server
+		rep.Results = append(rep.Results, b.single(cfg.singleSyncs))
+	}
+	if cfg.cpuprofile != "" {
+		if err := ctl.stopProfile(); err != nil {
+			fmt.Fprintln(stderr, "syncbench: cpuprofile:", err)
+		} else {
+			fmt.Fprintf(stderr, "syncbench: server CPU profile in %s (go tool pprof -top %s)\n", cfg.cpuprofile, cfg.cpuprofile)
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	step("checking every acknowledged mutation against the server and the stream")
+	v, err := b.verify()
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	rep.Verdict = v
+	for _, r := range rep.Results {
+		n := v.byScenario[r.Scenario]
+		r.Lost, r.Duplicated = n[0], n[1]
+	}
+	if !cfg.skipLimits {
+		step("measuring the parts alone (SQLite, JetStream)")
+		n := cfg.limitRows
+		if n == 0 {
+			n = max(20000, min(220420, spec.Members*cfg.mutations))
+		}
+		l := &limits{Rows: n, Notes: []string{
+			"sqlite_rows_per_s: INSERTs of visit records (UUIDv7 keys, the server's records schema and bodies) in transactions of 500, synchronous=FULL, WAL, same DSN as store/db.go",
+			"sqlite_server_writes_per_s: the same, with the server's whole write set per mutation (record + 4 bucket rows + change row)",
+			"sqlite_single_commits_per_s: one row per transaction: the one-fsync-per-sync ceiling",
+			"jetstream_async_publish_per_s: PublishMsgAsync of the same Change bodies with Nats-Msg-Id to a file-storage stream on the server's embedded NATS, every ack awaited",
+		}}
+		if err := measureSQLite(ctx, dir, n, l); err != nil {
+			fmt.Fprintln(stderr, "syncbench: sqlite limit:", err)
+		}
+		if err := measureJetStream(ctx, ep.NATSURL, n, l); err != nil {
+			fmt.Fprintln(stderr, "syncbench: jetstream limit:", err)
+		}
+		rep.Limits = l
+		rep.Ratios = ratios(rep)
+	}
+	err = ctl.stop()
+	ctl = nil
+	if err != nil {
+		fmt.Fprintln(stderr, "syncbench: stop server:", err)
+	}
+	printReport(stdout, rep, cfg.jsonOut)
+	if v.Lost > 0 || v.Duplicated > 0 {
+		return fmt.Errorf("%d lost, %d duplicated mutations (see the check)", v.Lost, v.Duplicated)
+	}
+	return nil
+}
+
+// enroll makes one device per member, concurrently.
+func (b *bench) enroll(c *city, cfg *config, dir string) error {
+	start := time.Now()
+	conn, err := grpc.NewClient(b.ep.Addr, deviceDialOptions(b.ep, nil)...)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	nreal := min(cfg.realDevices, len(c.members))
+	devs := make([]device, len(c.members))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, min(cfg.concurrency, 200))
+	done := 0
+	for i, m := range c.members {
+		if len(c.linked[m.Id]) == 0 {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var d device
+			var err error
+			if i >= len(c.members)-nreal {
+				d, err = enrollReal(b.ctx, b.ep, b.admin, b.actx, filepath.Join(dir, "devices"), m.Id, c.linked[m.Id])
+			} else {
+				d, err = enrollLite(b.ctx, b.ep, b.admin, b.actx, conn, m.Id, c.linked[m.Id])
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			devs[i] = d
+			done++
+			if done%1000 == 0 {
+				fmt.Fprintf(b.log, "\rsyncbench: enrolled %d/%d devices", done, len(c.members))
+			}
+		}()
+	}
+	if nreal > 0 {
+		os.MkdirAll(filepath.Join(dir, "devices"), 0o700)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	for _, d := range devs {
+		if d == nil {
+			continue
+		}
+		b.devs = append(b.devs, d)
+		if l, ok := d.(*lite); ok {
+			b.lites = append(b.lites, l)
+		}
+	}
+	fmt.Fprintf(b.log, "\rsyncbench: enrolled %d devices (%d real syncer) in %.1fs\n", len(b.devs), len(b.devs)-len(b.lites), time.Since(start).Seconds())
+	return nil
+}
+
+func machine() map[string]any {
+	m := map[string]any{"goos": runtime.GOOS, "goarch": runtime.GOARCH, "nproc": runtime.NumCPU(), "go": runtime.Version()}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+				m["mem"] = strings.TrimSpace(v)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				m["cpu"] = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return m
+}
+
+func find(rep *report, name string) *result {
+	for _, r := range rep.Results {
+		if r.Scenario == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// ratios relate the scenarios to the parts' limits.
+func ratios(rep *report) map[string]float64 {
+	out := map[string]float64{}
+	l := rep.Limits
+	if s := find(rep, "storm"); s != nil && l.SQLiteRowsPerSec > 0 {
+		out["storm_mutations_over_sqlite_rows"] = round3(s.MutationsPerSec / l.SQLiteRowsPerSec)
+		if l.SQLiteServerPerSec > 0 {
+			out["storm_mutations_over_sqlite_server_writes"] = round3(s.MutationsPerSec / l.SQLiteServerPerSec)
+		}
+		if rc := s.Extra["relay_changes_per_s"]; rc > 0 && l.JetStreamPerSec > 0 {
+			out["storm_relay_over_jetstream"] = round3(rc / l.JetStreamPerSec)
+		}
+	}
+	if s := find(rep, "burst"); s != nil && l.FsyncCommitsPerSec > 0 {
+		out["burst_syncs_over_single_commits"] = round3(s.SyncsPerSec / l.FsyncCommitsPerSec)
+	}
+	if s := find(rep, "export"); s != nil && l.SQLiteRowsPerSec > 0 {
+		out["export_over_sqlite_rows"] = round3(s.RecordsPerSec / l.SQLiteRowsPerSec)
+	}
+	return out
+}
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+func printReport(w io.Writer, rep *report, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		for _, r := range rep.Results {
+			enc.Encode(r)
+		}
+		enc.Encode(map[string]any{"scenario": "limits", "limits": rep.Limits, "ratios": rep.Ratios})
+		enc.Encode(map[string]any{"scenario": "check", "check": rep.Verdict, "machine": rep.Machine, "city": rep.City,
+			"server_measurement": rep.Measured, "devices": rep.Devices})
+		return
+	}
+	fmt.Fprintf(w, "machine: %v\n", rep.Machine)
+	fmt.Fprintf(w, "city: %d households, %d members (devices), %d grids, %d villages, %d towns\n",
+		rep.City.Households, rep.City.Members, rep.City.Grids, rep.City.Villages, rep.City.Towns)
+	fmt.Fprintf(w, "devices: %s\n", rep.Devices)
+	fmt.Fprintf(w, "server: %s\n\n", rep.Measured)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tdevices\tconc\tsyncs\tmutations\tpulled\tseconds\trecords/s\tmutations/s\tsyncs/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\tsrv CPU s\tgen CPU s\tsrv RSS MB\twire B/rec\tproto B/rec\twire/proto\terrors\tlost\tdup\t")
+	for _, r := range rep.Results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.2f\t%d\t%d\t%d\t\n",
+			r.Scenario, r.Devices, r.Concurrency, r.Syncs, r.Mutations, r.Pulled, r.Seconds, r.RecordsPerSec, r.MutationsPerSec, r.SyncsPerSec,
+			r.P50Ms, r.P95Ms, r.P99Ms, r.MaxMs, r.ServerCPUSeconds, r.ClientCPUSeconds, r.ServerPeakRSSMB, r.WireBytesPerRecord, r.ProtoBytesPerRec, r.WireOverProto,
+			r.Errors, r.Lost, r.Duplicated)
+	}
+	tw.Flush()
+	for _, r := range rep.Results {
+		if len(r.Extra) > 0 {
+			fmt.Fprintf(w, "%s: %v\n", r.Scenario, r.Extra)
+		}
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "%s: first error: %s\n", r.Scenario, r.FirstError)
+		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "%s: %s\n", r.Scenario, n)
+		}
+	}
+	if l := rep.Limits; l != nil {
+		fmt.Fprintf(w, "\nlimits (same machine, same run, %d rows, record body %d B):\n", l.Rows, l.BodyBytes)
+		fmt.Fprintf(w, "  sqlite batched insert (500/tx, FULL, WAL, UUIDv7)  %10.0f rows/s\n", l.SQLiteRowsPerSec)
+		fmt.Fprintf(w, "  sqlite server write set (record+4 buckets+change)  %10.0f mutations/s\n", l.SQLiteServerPerSec)
+		fmt.Fprintf(w, "  sqlite one row per commit (fsync ceiling)          %10.0f commits/s\n", l.FsyncCommitsPerSec)
+		fmt.Fprintf(w, "  jetstream async publish (file storage)             %10.0f msgs/s\n", l.JetStreamPerSec)
+		fmt.Fprintf(w, "ratios: %v\n", rep.Ratios)
+	}
+	if v := rep.Verdict; v != nil {
+		fmt.Fprintf(w, "\ncheck: %d acknowledged mutations; %d lost, %d duplicated; server %d records; stream %d messages, %d out of order; %d device numbering mismatches\n",
+			v.Acked, v.Lost, v.Duplicated, v.ServerRecords, v.StreamMessages, v.StreamGaps, v.DeviceSeqMismtch)
+		for _, p := range v.Problems {
+			fmt.Fprintln(w, "  problem:", p)
+		}
+	}
+}

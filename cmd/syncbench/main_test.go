@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs a tiny city through every scenario with the server in
+// process and checks that nothing acknowledged was lost or duplicated. It
+// asserts no timing: benchmarks are not timed tests.
+func TestSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	args := []string{"-server", "inproc", "-households", "40", "-members", "6", "-grids", "2", "-real", "1",
+		"-concurrency", "4", "-mutations", "5", "-burst-syncs", "2", "-single-syncs", "5",
+		"-trickle-rate", "50", "-trickle-duration", "200ms", "-trickle-devices", "3", "-skip-limits", "-json", "-dir", t.TempDir()}
+	if err := run(ctx, args, &out, &errOut); err != nil {
+		t.Fatalf("syncbench: %v\nstderr:\n%s\nstdout:\n%s", err, errOut.String(), out.String())
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(line), &obj); err != nil {
+			t.Fatalf("--json line %q: %v", line, err)
+		}
+		name, _ := obj["scenario"].(string)
+		seen[name] = true
+		if name == "check" {
+			check := obj["check"].(map[string]any)
+			if check["lost"].(float64) != 0 || check["duplicated"].(float64) != 0 {
+				t.Errorf("check: %v", check)
+			}
+			if check["acked"].(float64) == 0 {
+				t.Errorf("check: nothing was acknowledged: %v", check)
+			}
+			continue
+		}
+		if name == "limits" {
+			continue
+		}
+		if obj["errors"].(float64) != 0 || obj["lost"].(float64) != 0 || obj["duplicated"].(float64) != 0 {
+			t.Errorf("%s: %v", name, line)
+		}
+	}
+	for _, s := range []string{"bootstrap", "export", "storm", "burst", "trickle", "single", "check"} {
+		if !seen[s] {
+			t.Errorf("no JSON object for %s in:\n%s", s, out.String())
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, &out, &errOut); err == nil || !strings.Contains(errOut.String(), "storm") {
+		t.Fatalf("-h: err %v, usage:\n%s", err, errOut.String())
+	}
+}

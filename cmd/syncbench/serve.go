@@ -1,0 +1,384 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+// The server under test is built from the same parts as cmd/syncd
+// (store.OpenServer, server.EmbeddedNATS, server.New, server.LoadOrCreateTLS,
+// a gRPC server with syncd's options and TLS) with every rate limit off:
+// syncd has no flags for the limits yet. By default it runs in a child
+// process (this binary re-executed), so that its CPU time and peak RSS are
+// measured apart from the load generator's; -server inproc runs it in this
+// process instead (the smoke test does).
+
+// childEnv, when set, makes this binary the server child.
+const childEnv = "SYNCBENCH_SERVER_DIR"
+
+// endpoint is what a client needs to reach the server under test.
+type endpoint struct {
+	Addr    string `json:"addr"`
+	CA      string `json:"ca"`
+	Token   string `json:"token"`
+	NATSURL string `json:"nats"`
+	PID     int    `json:"pid"`
+}
+
+// benchServer is the server under test, in-process.
+type benchServer struct {
+	st          *store.Server
+	ns          *natsserver.Server
+	nc          *nats.Conn
+	srv         *server.Server
+	g           *grpc.Server
+	relayCancel context.CancelFunc
+	relayDone   chan error
+	serveDone   chan error
+	ep          endpoint
+}
+
+// startServer starts syncd's parts on files under dir.
+func startServer(ctx context.Context, dir string, logw io.Writer) (*benchServer, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	b := &benchServer{}
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*benchServer, error) {
+		lis.Close()
+		b.stop()
+		return nil, err
+	}
+	if b.st, err = store.OpenServer(ctx, filepath.Join(dir, "fieldsync.db")); err != nil {
+		return fail(err)
+	}
+	if b.ns, err = server.EmbeddedNATS(filepath.Join(dir, "nats"), "127.0.0.1", -1); err != nil {
+		return fail(err)
+	}
+	if b.nc, err = nats.Connect(b.ns.ClientURL(), nats.InProcessServer(b.ns), nats.MaxReconnects(-1)); err != nil {
+		return fail(err)
+	}
+	js, err := jetstream.New(b.nc)
+	if err != nil {
+		return fail(err)
+	}
+	token := "admin-" + domain.RandomToken(10)
+	b.srv = server.New(server.Config{
+		Store: b.st, JetStream: js, AdminTokenHash: store.HashSecret(token), Logger: log,
+		DeviceLimit: server.Unlimited, UserLimit: server.Unlimited, EnrollLimit: server.Unlimited,
+		MaxStreamsPerDevice: -1,
+	})
+	tlsCfg, fp, err := server.LoadOrCreateTLS(filepath.Join(dir, "tls"), []string{"127.0.0.1", "localhost"})
+	if err != nil {
+		return fail(err)
+	}
+	b.g = grpc.NewServer(append(b.srv.GRPCOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))...)
+	b.srv.Register(b.g)
+	relayCtx, cancel := context.WithCancel(context.Background())
+	b.relayCancel, b.relayDone, b.serveDone = cancel, make(chan error, 1), make(chan error, 1)
+	go func() { b.relayDone <- b.srv.RunRelay(relayCtx) }()
+	go func() { b.serveDone <- b.g.Serve(lis) }()
+	b.ep = endpoint{Addr: lis.Addr().String(), CA: fp, Token: token, NATSURL: b.ns.ClientURL(), PID: os.Getpid()}
+	return b, nil
+}
+
+// stop shuts down in syncd's order: requests, relay (after it published
+// every committed change), database, NATS.
+func (b *benchServer) stop() error {
+	var errs []error
+	if b.srv != nil {
+		b.srv.Close()
+	}
+	if b.g != nil {
+		b.g.GracefulStop()
+		<-b.serveDone
+	}
+	if b.relayCancel != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		last, err := b.st.LastSeq(ctx)
+		if err == nil {
+			err = b.srv.Relay().WaitPublished(ctx, last)
+		}
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		b.relayCancel()
+		<-b.relayDone
+	}
+	if b.st != nil {
+		errs = append(errs, b.st.Close())
+	}
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	if b.ns != nil {
+		b.ns.Shutdown()
+		b.ns.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}
+
+// serverCtl is the load generator's handle on the server under test:
+// metrics, profiling, stop.
+type serverCtl interface {
+	endpoint() endpoint
+	// usage returns CPU seconds used so far and peak RSS bytes since the
+	// last resetPeak.
+	usage() (cpu float64, peakRSS int64)
+	resetPeak()
+	startProfile(path string) error
+	stopProfile() error
+	stop() error
+	// what says what usage measures.
+	what() string
+}
+
+// inproc: the server in this process.
+type inprocCtl struct {
+	b    *benchServer
+	prof *os.File
+}
+
+func (c *inprocCtl) endpoint() endpoint { return c.b.ep }
+func (c *inprocCtl) usage() (float64, int64) {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	return cpu, procPeakRSS(os.Getpid(), ru.Maxrss*1024)
+}
+func (c *inprocCtl) resetPeak() { resetPeakRSS(os.Getpid()) }
+func (c *inprocCtl) startProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	c.prof = f
+	return pprof.StartCPUProfile(f)
+}
+func (c *inprocCtl) stopProfile() error {
+	if c.prof == nil {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	err := c.prof.Close()
+	c.prof = nil
+	return err
+}
+func (c *inprocCtl) stop() error { c.stopProfile(); return c.b.stop() }
+func (c *inprocCtl) what() string {
+	return "in-process server: CPU is getrusage(RUSAGE_SELF) of the whole process (server AND load generator); peak RSS is VmHWM of the whole process"
+}
+
+// procCtl: the server in a child process, steered over its stdin.
+type procCtl struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+	ep  endpoint
+}
+
+func startChild(ctx context.Context, dir string, stderr io.Writer) (*procCtl, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	cmd.Stderr = stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &procCtl{cmd: cmd, in: in, out: bufio.NewReader(outPipe)}
+	line, err := c.out.ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("server child did not start: %w", err)
+	}
+	if err := json.Unmarshal([]byte(line), &c.ep); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("server child: %q: %w", line, err)
+	}
+	return c, nil
+}
+
+func (c *procCtl) endpoint() endpoint { return c.ep }
+func (c *procCtl) usage() (float64, int64) {
+	return procCPU(c.ep.PID), procPeakRSS(c.ep.PID, 0)
+}
+func (c *procCtl) resetPeak() { resetPeakRSS(c.ep.PID) }
+func (c *procCtl) command(cmd string) error {
+	if _, err := fmt.Fprintln(c.in, cmd); err != nil {
+		return err
+	}
+	line, err := c.out.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line = strings.TrimSpace(line); line != "ok" {
+		return errors.New(line)
+	}
+	return nil
+}
+func (c *procCtl) startProfile(path string) error { return c.command("profile-start " + path) }
+func (c *procCtl) stopProfile() error             { return c.command("profile-stop") }
+func (c *procCtl) stop() error {
+	err := c.command("stop")
+	c.in.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case werr := <-done:
+		return errors.Join(err, werr)
+	case <-time.After(60 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+		return errors.Join(err, errors.New("server child did not stop in 60s: killed"))
+	}
+}
+func (c *procCtl) what() string {
+	return fmt.Sprintf("server in its own process (pid %d, syncd's parts, limits off): CPU is utime+stime from /proc/PID/stat; peak RSS is VmHWM from /proc/PID/status, reset per scenario via clear_refs", c.ep.PID)
+}
+
+// childMain runs the server child: it prints its endpoint as one JSON
+// line, then obeys commands on stdin until "stop" or EOF.
+func childMain(dir string) int {
+	ctx := context.Background()
+	b, err := startServer(ctx, dir, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "syncbench server:", err)
+		return 1
+	}
+	line, _ := json.Marshal(b.ep)
+	fmt.Println(string(line))
+	var prof *os.File
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		var err error
+		switch f[0] {
+		case "profile-start":
+			if len(f) < 2 {
+				err = errors.New("profile-start: path missing")
+				break
+			}
+			if prof, err = os.Create(f[1]); err == nil {
+				err = pprof.StartCPUProfile(prof)
+			}
+		case "profile-stop":
+			if prof != nil {
+				pprof.StopCPUProfile()
+				err = prof.Close()
+				prof = nil
+			}
+		case "stop":
+			if prof != nil {
+				pprof.StopCPUProfile()
+				prof.Close()
+			}
+			err := b.stop()
+			if err != nil {
+				fmt.Println("error:", err)
+				return 1
+			}
+			fmt.Println("ok")
+			return 0
+		default:
+			err = fmt.Errorf("unknown command %q", f[0])
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+		} else {
+			fmt.Println("ok")
+		}
+	}
+	// stdin closed: the parent is gone; stop cleanly.
+	if err := b.stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "syncbench server: stop:", err)
+		return 1
+	}
+	return 0
+}
+
+// procCPU reads a process's user+system CPU seconds from /proc.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+2:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// procPeakRSS reads VmHWM (peak resident set) of a process, or fallback.
+func procPeakRSS(pid int, fallback int64) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return fallback
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err == nil {
+				return kb * 1024
+			}
+		}
+	}
+	return fallback
+}
+
+// resetPeakRSS resets VmHWM to the current RSS (Linux: clear_refs 5).
+func resetPeakRSS(pid int) {
+	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
