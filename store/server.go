@@ -73,7 +73,9 @@ const bucketIndexMigration = `CREATE INDEX record_buckets_record ON record_bucke
 // Server is syncd's authoritative database.
 type Server struct {
 	db       *DB
-	instance string // unique per database: change ids are instance-seq
+	r        *readStmts  // readers, with prepared statements
+	w        *writeStmts // the writer's prepared statements
+	instance string      // unique per database: change ids are instance-seq
 
 	jobs    chan job
 	quit    chan struct{}
@@ -100,7 +102,8 @@ func OpenServer(ctx context.Context, path string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{db: db, jobs: make(chan job, maxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	s := &Server{db: db, jobs: make(chan job, maxBatch), quit: make(chan struct{}), done: make(chan struct{}),
+		r: &readStmts{db: db.R}, w: &writeStmts{db: db.W, stmts: map[string]*sql.Stmt{}, pending: map[string]bool{}}}
 	if err := db.W.QueryRowContext(ctx, "SELECT value FROM meta WHERE key='instance'").Scan(&s.instance); errors.Is(err, sql.ErrNoRows) {
 		s.instance = domain.RandomToken(8)
 		if _, err := db.W.ExecContext(ctx, "INSERT INTO meta(key, value) VALUES('instance', ?)", s.instance); err != nil {
@@ -216,7 +219,8 @@ func (s *Server) commit(batch []job, nextSeq *uint64) {
 		}
 		*nextSeq = uint64(max.Int64) + 1
 	}
-	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.instance, nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}}
+	defer s.w.prepare(ctx) // after the transaction ends: the connection is free
+	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.instance, nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}, stmts: s.w}
 	errs := make([]error, len(batch))
 	for i, j := range batch {
 		if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT job"); err != nil {
@@ -272,6 +276,7 @@ type Tx struct {
 	now      time.Time
 	buckets  map[string]bool
 	changed  []string
+	stmts    *writeStmts
 }
 
 // Now is the commit's wall time.
@@ -279,11 +284,19 @@ func (t *Tx) Now() time.Time { return t.now }
 
 // Exec runs a statement in the transaction.
 func (t *Tx) Exec(query string, args ...any) (sql.Result, error) {
+	if st := t.stmts.stmts[query]; st != nil {
+		return t.tx.StmtContext(t.ctx, st).ExecContext(t.ctx, args...)
+	}
+	t.stmts.pending[query] = true
 	return t.tx.ExecContext(t.ctx, query, args...)
 }
 
 // QueryRow runs a query in the transaction.
 func (t *Tx) QueryRow(query string, args ...any) *sql.Row {
+	if st := t.stmts.stmts[query]; st != nil {
+		return t.tx.StmtContext(t.ctx, st).QueryRowContext(t.ctx, args...)
+	}
+	t.stmts.pending[query] = true
 	return t.tx.QueryRowContext(t.ctx, query, args...)
 }
 
@@ -297,7 +310,7 @@ type RecordMeta struct {
 func (t *Tx) Record(id string) (*pb.Record, RecordMeta, error) {
 	var body []byte
 	var m RecordMeta
-	err := t.tx.QueryRowContext(t.ctx, "SELECT body, village_id, town_id FROM records WHERE id = ?", id).Scan(&body, &m.VillageID, &m.TownID)
+	err := t.QueryRow("SELECT body, village_id, town_id FROM records WHERE id = ?", id).Scan(&body, &m.VillageID, &m.TownID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, m, ErrNotFound
 	}

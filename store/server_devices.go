@@ -29,7 +29,7 @@ type DeviceAuth struct {
 // DeviceByToken finds the device whose credential hashes to tokenHash.
 func (s *Server) DeviceByToken(ctx context.Context, tokenHash string) (DeviceAuth, error) {
 	var d DeviceAuth
-	err := s.db.R.QueryRowContext(ctx, "SELECT id, user_id, revoked_ms FROM devices WHERE token_hash = ?", tokenHash).
+	err := s.r.QueryRowContext(ctx, "SELECT id, user_id, revoked_ms FROM devices WHERE token_hash = ?", tokenHash).
 		Scan(&d.DeviceID, &d.UserID, &d.RevokedMs)
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, ErrNotFound
@@ -141,7 +141,7 @@ func (t *Tx) Result(deviceID string, seq uint64, recordID string) (*pb.MutationR
 // ListDevices returns up to limit devices with ids after afterID, optionally
 // of one user.
 func (s *Server) ListDevices(ctx context.Context, userID, afterID string, limit int) ([]*pb.Device, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT id, user_id, name, app_version, enrolled_ms, last_seen_ms, last_seq, pending, revoked_ms
+	rows, err := s.r.QueryContext(ctx, `SELECT id, user_id, name, app_version, enrolled_ms, last_seen_ms, last_seq, pending, revoked_ms
 		FROM devices WHERE id > ? AND (? = '' OR user_id = ?) ORDER BY id LIMIT ?`, afterID, userID, userID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)

@@ -57,13 +57,13 @@ func user(ctx context.Context, q queryer, id string) (UserInfo, error) {
 }
 
 // Unit reads a unit in the transaction.
-func (t *Tx) Unit(id string) (UnitInfo, error) { return unit(t.ctx, t.tx, id) }
+func (t *Tx) Unit(id string) (UnitInfo, error) { return unit(t.ctx, txq{t}, id) }
 
 // User reads a user in the transaction.
-func (t *Tx) User(id string) (UserInfo, error) { return user(t.ctx, t.tx, id) }
+func (t *Tx) User(id string) (UserInfo, error) { return user(t.ctx, txq{t}, id) }
 
 // User reads a user.
-func (s *Server) User(ctx context.Context, id string) (UserInfo, error) { return user(ctx, s.db.R, id) }
+func (s *Server) User(ctx context.Context, id string) (UserInfo, error) { return user(ctx, s.r, id) }
 
 // PutUnit upserts a unit with the village and town it lies in.
 func (t *Tx) PutUnit(u *pb.Unit, villageID, townID string) error {
@@ -137,7 +137,7 @@ func (t *Tx) LinkedMember(householdID string) (string, error) {
 // The devices of mediators added or removed are poked, so that they sync
 // and gain or purge the case.
 func (t *Tx) SetMediators(disputeID string, userIDs []string) error {
-	old, err := strings1(t.ctx, t.tx, "SELECT user_id FROM dispute_mediators WHERE dispute_id = ?", disputeID)
+	old, err := strings1(t.ctx, txq{t}, "SELECT user_id FROM dispute_mediators WHERE dispute_id = ?", disputeID)
 	if err != nil {
 		return err
 	}
@@ -185,12 +185,12 @@ func strings1(ctx context.Context, q queryer, query string, args ...any) ([]stri
 
 // LinkedHouseholds lists the households linked to a member.
 func (s *Server) LinkedHouseholds(ctx context.Context, memberID string) ([]string, error) {
-	return strings1(ctx, s.db.R, "SELECT household_id FROM links WHERE member_id = ? ORDER BY household_id", memberID)
+	return strings1(ctx, s.r, "SELECT household_id FROM links WHERE member_id = ? ORDER BY household_id", memberID)
 }
 
 // MediatedDisputes lists the disputes a user mediates.
 func (s *Server) MediatedDisputes(ctx context.Context, userID string) ([]string, error) {
-	return strings1(ctx, s.db.R, "SELECT dispute_id FROM dispute_mediators WHERE user_id = ? ORDER BY dispute_id", userID)
+	return strings1(ctx, s.r, "SELECT dispute_id FROM dispute_mediators WHERE user_id = ? ORDER BY dispute_id", userID)
 }
 
 // BucketRow is one record of a pull: its change number in the bucket and
@@ -204,7 +204,7 @@ type BucketRow struct {
 // Pull returns up to limit records of bucket changed after seq, in change
 // order, each once, as they are now.
 func (s *Server) Pull(ctx context.Context, bucket string, after uint64, limit int) ([]BucketRow, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT rb.seq, r.body, rb.gone FROM record_buckets rb JOIN records r ON r.id = rb.record_id
+	rows, err := s.r.QueryContext(ctx, `SELECT rb.seq, r.body, rb.gone FROM record_buckets rb JOIN records r ON r.id = rb.record_id
 		WHERE rb.bucket = ? AND rb.seq > ? ORDER BY rb.seq LIMIT ?`, bucket, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", bucket, err)
@@ -224,7 +224,7 @@ func (s *Server) Pull(ctx context.Context, bucket string, after uint64, limit in
 // BucketHead returns the highest change number in a bucket (0 if empty).
 func (s *Server) BucketHead(ctx context.Context, bucket string) (uint64, error) {
 	var seq sql.NullInt64
-	err := s.db.R.QueryRowContext(ctx, "SELECT MAX(seq) FROM record_buckets WHERE bucket = ?", bucket).Scan(&seq)
+	err := s.r.QueryRowContext(ctx, "SELECT MAX(seq) FROM record_buckets WHERE bucket = ?", bucket).Scan(&seq)
 	return uint64(seq.Int64), err
 }
 
@@ -243,7 +243,7 @@ func (s *Server) Export(ctx context.Context, after uint64, kinds []pb.Kind, limi
 	}
 	query += " ORDER BY version LIMIT ?"
 	args = append(args, limit)
-	rows, err := s.db.R.QueryContext(ctx, query, args...)
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
@@ -283,7 +283,7 @@ type ChangeRow struct {
 
 // ChangesAfter returns up to limit changes after seq, in order.
 func (s *Server) ChangesAfter(ctx context.Context, after uint64, limit int) ([]ChangeRow, error) {
-	rows, err := s.db.R.QueryContext(ctx, "SELECT seq, subject, body FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+	rows, err := s.r.QueryContext(ctx, "SELECT seq, subject, body FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read changes: %w", err)
 	}
@@ -302,14 +302,14 @@ func (s *Server) ChangesAfter(ctx context.Context, after uint64, limit int) ([]C
 // LastSeq returns the highest committed change number.
 func (s *Server) LastSeq(ctx context.Context) (uint64, error) {
 	var seq sql.NullInt64
-	err := s.db.R.QueryRowContext(ctx, "SELECT MAX(seq) FROM changes").Scan(&seq)
+	err := s.r.QueryRowContext(ctx, "SELECT MAX(seq) FROM changes").Scan(&seq)
 	return uint64(seq.Int64), err
 }
 
 // Record reads a record's current state; ErrNotFound if there is none.
 func (s *Server) Record(ctx context.Context, id string) (*pb.Record, error) {
 	var body []byte
-	err := s.db.R.QueryRowContext(ctx, "SELECT body FROM records WHERE id = ?", id).Scan(&body)
+	err := s.r.QueryRowContext(ctx, "SELECT body FROM records WHERE id = ?", id).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
