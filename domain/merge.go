@@ -101,7 +101,7 @@ func create(cur *pb.Record, m *pb.Mutation, a Actor, s *Spec) (*pb.Record, bool,
 		if a.UserID != "" && !contains(mediators, a.UserID) {
 			mediators = append([]string{a.UserID}, mediators...)
 		}
-		r.Fields["mediators"] = &pb.FieldValue{Value: joinList(mediators), Hlc: m.GetHlc()}
+		r.Fields["mediators"] = &pb.FieldValue{Value: strings.Join(mediators, ","), Hlc: m.GetHlc()}
 	}
 	return r, false, nil
 }
@@ -193,17 +193,6 @@ func sortEntries(es []*pb.Entry) {
 		}
 		return es[i].GetAuthorId() < es[j].GetAuthorId()
 	})
-}
-
-func joinList(ids []string) string {
-	out := ""
-	for i, id := range ids {
-		if i > 0 {
-			out += ","
-		}
-		out += id
-	}
-	return out
 }
 
 // MergeRecords joins two states of one record: per field the value with

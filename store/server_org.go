@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -239,7 +240,7 @@ func (s *Server) Export(ctx context.Context, after uint64, kinds []pb.Kind, limi
 		for i, k := range kinds {
 			ks[i] = fmt.Sprint(int(k))
 		}
-		args = append(args, "["+joinComma(ks)+"]")
+		args = append(args, "["+strings.Join(ks, ",")+"]")
 	}
 	query += " ORDER BY version LIMIT ?"
 	args = append(args, limit)
@@ -261,17 +262,6 @@ func (s *Server) Export(ctx context.Context, after uint64, kinds []pb.Kind, limi
 		out = append(out, r)
 	}
 	return out, rows.Err()
-}
-
-func joinComma(items []string) string {
-	out := ""
-	for i, s := range items {
-		if i > 0 {
-			out += ","
-		}
-		out += s
-	}
-	return out
 }
 
 // ChangeRow is one row of the changelog.

@@ -229,22 +229,7 @@ give a flag with "" to clear its field.`, `
 fieldctl device visit amend -id 0193... -help "已聯繫村委會安排維修" -follow-up ""`)
 	id := fs.String("id", "", "the visit's `id`")
 	ff := append([]fieldFlag{{"date", "visited_on", "the day of the visit, YYYY-MM-DD"}}, visitFields...)
-	fields := fieldFlags(fs, ff)
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
-		return err
-	}
-	if err := required(name, fs, "id"); err != nil {
-		return err
-	}
-	f, n := fields()
-	if n == 0 {
-		return usagef("%s: nothing to change: give one or more of %s", short(name), flagNames(ff))
-	}
-	return c.update(*id, f)
+	return c.edit(name, fs, id, ff, args)
 }
 
 func householdEdit(ctx context.Context, c *cli, name string, args []string) error {
@@ -262,22 +247,7 @@ fieldctl device household edit -id H0003 -members 3 -needs "孫子上學需要�
 		{"tags", "tags", "tags, e.g. 低保戶,獨居老人"},
 		{"needs", "needs", "current needs"},
 	}
-	fields := fieldFlags(fs, ff)
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
-		return err
-	}
-	if err := required(name, fs, "id"); err != nil {
-		return err
-	}
-	f, n := fields()
-	if n == 0 {
-		return usagef("%s: nothing to change: give one or more of %s", short(name), flagNames(ff))
-	}
-	return c.update(*id, f)
+	return c.edit(name, fs, id, ff, args)
 }
 
 func disputeOpen(ctx context.Context, c *cli, name string, args []string) error {
@@ -391,22 +361,7 @@ fieldctl device dispute edit -id 0193... -agreement "雙方同意以舊界樁為
 		{"outcome", "outcome", "the outcome"},
 		{"mediators", "mediators", "mediators' user ids, comma-separated"},
 	}
-	fields := fieldFlags(fs, ff)
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
-		return err
-	}
-	if err := required(name, fs, "id"); err != nil {
-		return err
-	}
-	f, n := fields()
-	if n == 0 {
-		return usagef("%s: nothing to change: give one or more of %s", short(name), flagNames(ff))
-	}
-	return c.update(*id, f)
+	return c.edit(name, fs, id, ff, args)
 }
 
 func eventAdd(ctx context.Context, c *cli, name string, args []string) error {
@@ -736,4 +691,25 @@ func (c *cli) watchSyncs(d *syncer.Device, base *syncer.Status, done <-chan stru
 		}
 		lastMs, lastErr = st.LastSyncMs, st.LastError
 	}
+}
+
+// edit parses an edit command's flags and sends the fields given as one
+// update of the record -id names.
+func (c *cli) edit(name string, fs *flag.FlagSet, id *string, ff []fieldFlag, args []string) error {
+	fields := fieldFlags(fs, ff)
+	args, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(name, args); err != nil {
+		return err
+	}
+	if err := required(name, fs, "id"); err != nil {
+		return err
+	}
+	f, n := fields()
+	if n == 0 {
+		return usagef("%s: nothing to change: give one or more of %s", short(name), flagNames(ff))
+	}
+	return c.update(*id, f)
 }
