@@ -23,7 +23,7 @@ func (w *World) Check() {
 	e := w.env
 	fail := func(format string, args ...any) {
 		t.Helper()
-		t.Errorf("seed %d: "+format+" (replay: go test ./sim -run TestSim -seed %d -v)", append(append([]any{seed}, args...), seed)...)
+		t.Errorf("seed %d: "+format+" (replay: go test ./sim -run TestSim -seed %d -v, or SIM_SEED=N go test ./... -run Sim)", append(append([]any{seed}, args...), seed)...)
 	}
 
 	// 1. Every queued mutation was processed exactly once: the server's

@@ -11,7 +11,7 @@ import (
 )
 
 var (
-	seedFlag  = flag.Uint64("seed", 0, "replay one seed (0: run -sim.seeds seeds from -sim.first)")
+	seedFlag  = flag.Uint64("seed", 0, "replay one seed (0: run -sim.seeds seeds from -sim.first); SIM_SEED=N does the same")
 	seedsFlag = flag.Int("sim.seeds", 0, "how many seeds to run (default 60 with -short, 200 otherwise; SIM_SEEDS overrides)")
 	firstFlag = flag.Uint64("sim.first", 1, "the first seed")
 )
@@ -49,8 +49,12 @@ func TestSim(t *testing.T) {
 		}
 	}
 	first := *firstFlag
-	if *seedFlag != 0 {
-		first, seeds = *seedFlag, 1
+	seed := *seedFlag
+	if s, err := strconv.ParseUint(os.Getenv("SIM_SEED"), 10, 64); err == nil && seed == 0 {
+		seed = s // SIM_SEED=N go test ./... -run Sim: the flag would trip the other packages
+	}
+	if seed != 0 {
+		first, seeds = seed, 1
 	}
 	var total Stats
 	start := time.Now()
