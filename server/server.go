@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,6 +65,8 @@ type Server struct {
 	clock  *domain.Clock // for administrators' writes
 	log    *slog.Logger
 	limits *limits
+	// touched: device id -> when a pull-only call last wrote its contact.
+	touched sync.Map
 }
 
 // New makes a Server. Call Run to start the relay and Register to serve.

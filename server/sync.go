@@ -41,11 +41,17 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 		pageSize = DefaultPageSize
 	}
 	var results []*pb.MutationResult
-	err := s.store.Write(ctx, func(tx *store.Tx) error {
-		var err error
-		results, err = s.applyPush(tx, c, req)
-		return err
-	})
+	var err error
+	// A call that pushes nothing (the pages of a large pull, a poll) writes
+	// nothing but the device's last contact: that fsync'd write is made at
+	// most once a minute per device.
+	if len(req.GetMutations()) > 0 || s.touchDue(c.deviceID) {
+		err = s.store.Write(ctx, func(tx *store.Tx) error {
+			var err error
+			results, err = s.applyPush(tx, c, req)
+			return err
+		})
+	}
 	var gap errSeqGap
 	switch {
 	case errors.As(err, &gap):
@@ -280,4 +286,19 @@ func anyIn(buckets []string, set map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// touchInterval is how often a device that only pulls has its last contact
+// written.
+const touchInterval = time.Minute
+
+// touchDue reports whether a pull-only call should write the device's last
+// contact, and if so notes that it was written now.
+func (s *Server) touchDue(deviceID string) bool {
+	now := time.Now()
+	if last, ok := s.touched.Load(deviceID); ok && now.Sub(last.(time.Time)) < touchInterval {
+		return false
+	}
+	s.touched.Store(deviceID, now)
+	return true
 }
