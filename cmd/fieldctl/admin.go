@@ -56,11 +56,7 @@ fieldctl admin import -dir examples/org
 fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token import -dir org --json`)
 	dir := fs.String("dir", "", "`directory` holding units.csv, users.csv, households.csv, assignments.csv")
 	asJSON := fs.Bool("json", false, "print the counts and errors as JSON")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
@@ -205,11 +201,7 @@ the previous member's devices remove it. Prints the previous member.`, `
 fieldctl admin assign -household H0006 -member U-m1`)
 	household := fs.String("household", "", "household `id`")
 	member := fs.String("member", "", "member's user `id`")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	if *household == "" || *member == "" {
@@ -248,11 +240,7 @@ fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`
 	asJSON := fs.Bool("json", false, "print the code as a JSON object")
 	quiet := fs.Bool("q", false, "print only the enrollment code, for scripts")
 	advertise := fs.String("advertise", "", "the `address` (host:port) phones reach syncd at, put in the code (default -server)")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	if *user == "" {
@@ -323,11 +311,7 @@ fieldctl admin devices
 fieldctl admin devices -user U-m1 --json`)
 	user := fs.String("user", "", "only this user's devices")
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	conn, actx, err := c.adminConn(ctx)
@@ -371,11 +355,7 @@ Revokes a device: syncd refuses it from now on, and at its next contact the
 device wipes its local data. Mutations it has not synced are lost with it.`, `
 fieldctl admin revoke -device dabcdefgh`)
 	device := fs.String("device", "", "device `id` (see fieldctl admin devices)")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	if *device == "" {
@@ -426,11 +406,7 @@ fieldctl admin audit -after 120 --json`)
 	limit := fs.Int("limit", 0, "list at most `N` entries (0: all)")
 	verify := fs.Bool("verify", false, "check the hash chain instead of listing")
 	asJSON := fs.Bool("json", false, "print JSON")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	if *limit < 0 {

@@ -187,14 +187,7 @@ offline: the visit is pending until the next sync.`, `
 fieldctl device visit add -household H0001 -date 2026-11-20 -met 戶主 -needs "屋頂漏水，需要修繕"`)
 	ff := append([]fieldFlag{{"household", "household_id", "the household's `id`"}, {"date", "visited_on", "the day of the visit, YYYY-MM-DD"}}, visitFields...)
 	fields := fieldFlags(fs, ff)
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
-		return err
-	}
-	if err := required(name, fs, "household", "date"); err != nil {
+	if err := parseCommand(name, fs, args, "household", "date"); err != nil {
 		return err
 	}
 	f, _ := fields()
@@ -264,14 +257,7 @@ fieldctl device dispute open -category quarrel -title "宅基地邊界爭吵" -p
 		{"mediators", "mediators", "other mediators' user ids, comma-separated"},
 	}
 	fields := fieldFlags(fs, ff)
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
-		return err
-	}
-	if err := required(name, fs, "category", "title"); err != nil {
+	if err := parseCommand(name, fs, args, "category", "title"); err != nil {
 		return err
 	}
 	f, _ := fields()
@@ -290,14 +276,7 @@ a conflict for a person to settle.`, `
 fieldctl device dispute status -id 0193... -to mediating`)
 	id := fs.String("id", "", "the case's `id`")
 	to := fs.String("to", "", "the new `status`")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
-		return err
-	}
-	if err := required(name, fs, "id", "to"); err != nil {
+	if err := parseCommand(name, fs, args, "id", "to"); err != nil {
 		return err
 	}
 	return c.withDevice(func(d *syncer.Device) error {
@@ -380,14 +359,7 @@ fieldctl device event add -type service_request -subject 代辦醫保續費 -ser
 		{"village", "village_id", "the village `id` (default: yours)"},
 	}
 	fields := fieldFlags(fs, ff)
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
-		return err
-	}
-	if err := required(name, fs, "type", "subject"); err != nil {
+	if err := parseCommand(name, fs, args, "type", "subject"); err != nil {
 		return err
 	}
 	f, _ := fields()
@@ -499,11 +471,7 @@ are in conflict, when it last synced, the last sync error, and its clock's
 offset from the server's.`, `
 fieldctl device -db phone.db status`)
 	asJSON := fs.Bool("json", false, "print a JSON object")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	return c.withDevice(func(d *syncer.Device) error {
@@ -554,11 +522,7 @@ permission_denied, invalid_transition, already_exists), the field at fault
 and the reason. They stay on the device, shown on their records.`, `
 fieldctl device rejections --json`)
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	return c.withDevice(func(d *syncer.Device) error {
@@ -587,11 +551,7 @@ Syncs once: sends every pending change and receives every change in the
 user's scope, page by page. If syncd cannot be reached the work stays on
 the device, to be sent at the next sync.`, `
 fieldctl device -db phone.db sync`)
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	return c.withDevice(func(d *syncer.Device) error {
@@ -629,11 +589,7 @@ commands meanwhile are sent at the next interval. Prints a line after each
 sync, and when a sync fails.`, `
 fieldctl device -db phone.db run -interval 1m`)
 	fs.Var(durationFlag{&interval}, "interval", "how often to sync when nothing happens, e.g. 30s, 5m")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	if interval < time.Second {
@@ -697,14 +653,7 @@ func (c *cli) watchSyncs(d *syncer.Device, base *syncer.Status, done <-chan stru
 // update of the record -id names.
 func (c *cli) edit(name string, fs *flag.FlagSet, id *string, ff []fieldFlag, args []string) error {
 	fields := fieldFlags(fs, ff)
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
-		return err
-	}
-	if err := required(name, fs, "id"); err != nil {
+	if err := parseCommand(name, fs, args, "id"); err != nil {
 		return err
 	}
 	f, n := fields()

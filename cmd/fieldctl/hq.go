@@ -52,11 +52,7 @@ fieldctl hq export -after 120345 -kind dispute,event`)
 	after := fs.Uint64("after", 0, "export records with a version after this change `number` (0: all)")
 	kindList := fs.String("kind", "", "only these `kinds`, comma-separated: household, visit, dispute, event")
 	outPath := fs.String("o", "", "write to this `file` instead of standard output")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	if *format != "ndjson" && *format != "csv" {
@@ -205,11 +201,7 @@ fieldctl hq tail -subject 'fieldsync.changes.*.dispute' --json`)
 	fromStart := fs.Bool("from-start", false, "start at the first change in the stream instead of the next new one")
 	limit := fs.Int("n", 0, "stop after this many changes (0: run until interrupted)")
 	asJSON := fs.Bool("json", false, "print one JSON object a change (NDJSON)")
-	args, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(name, args); err != nil {
+	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	if *limit < 0 {

@@ -255,3 +255,19 @@ func noArgs(name string, args []string) error {
 	}
 	return nil
 }
+
+// parseCommand parses a command that takes flags only, and checks that the
+// flags named in need were given.
+func parseCommand(name string, fs *flag.FlagSet, args []string, need ...string) error {
+	args, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(name, args); err != nil {
+		return err
+	}
+	if len(need) > 0 {
+		return required(name, fs, need...)
+	}
+	return nil
+}
