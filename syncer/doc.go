@@ -12,6 +12,10 @@
 // outbox with its reason, shown on its record; it is never dropped.
 //
 // The exported surface keeps to plain types (strings, ints, pointers to
-// structs, errors) so that gomobile can bind it; Fields is a small setter
-// type instead of a map for that reason.
+// structs, errors), with no channels or generics, so that a phone app can
+// bind it; Fields is a small setter type instead of a map for that reason.
+// Not yet bindable by gomobile as it is: the context.Context parameters,
+// Options.DialOptions and Options.CrashPoint (Go-only: tests and
+// simulations) and Item.Record (use Item.Field); a thin wrapper package
+// with timeouts instead of contexts is the planned binding.
 package syncer
