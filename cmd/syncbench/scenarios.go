@@ -114,6 +114,26 @@ func (b *bench) measure(r *result, fn func()) {
 	r.WireBytes = wireBytes() - w0
 }
 
+// add counts one sync; with keepLatency a successful sync's latency is
+// recorded too.
+func (r *result) add(st syncStat, err error, keepLatency bool) {
+	r.Syncs++
+	r.Calls += st.calls
+	r.Mutations += st.pushed
+	r.Rejected += st.rejected
+	r.Pulled += st.pulled
+	if err != nil {
+		r.Errors++
+		if r.FirstError == "" {
+			r.FirstError = err.Error()
+		}
+		return
+	}
+	if keepLatency {
+		r.latencies = append(r.latencies, st.latency)
+	}
+}
+
 // finish computes rates and percentiles.
 func (r *result) finish(protoBytes int64) {
 	r.Records = r.Mutations + r.Pulled
@@ -152,19 +172,7 @@ func (b *bench) pool(r *result, scenario string, devs []device, conc int, fresh 
 				b.record(scenario, acks)
 				protoBytes.Add(st.protoBytes)
 				mu.Lock()
-				r.Syncs++
-				r.Calls += st.calls
-				r.Mutations += st.pushed
-				r.Rejected += st.rejected
-				r.Pulled += st.pulled
-				if err != nil {
-					r.Errors++
-					if r.FirstError == "" {
-						r.FirstError = err.Error()
-					}
-				} else {
-					r.latencies = append(r.latencies, st.latency)
-				}
+				r.add(st, err, true)
 				mu.Unlock()
 			}
 		}()
@@ -272,19 +280,7 @@ func (b *bench) burst(conc, k int) *result {
 					b.record("burst", acks)
 					protoBytes.Add(st.protoBytes)
 					mu.Lock()
-					r.Syncs++
-					r.Calls += st.calls
-					r.Mutations += st.pushed
-					r.Pulled += st.pulled
-					r.Rejected += st.rejected
-					if err != nil {
-						r.Errors++
-						if r.FirstError == "" {
-							r.FirstError = err.Error()
-						}
-					} else {
-						r.latencies = append(r.latencies, st.latency)
-					}
+					r.add(st, err, true)
 					mu.Unlock()
 				}
 			}()
@@ -329,18 +325,7 @@ func (b *bench) single(n int) *result {
 			st, acks, err := d.sync(b.ctx, false)
 			b.record("single", acks)
 			protoBytes += st.protoBytes
-			r.Syncs++
-			r.Calls += st.calls
-			r.Mutations += st.pushed
-			r.Pulled += st.pulled
-			if err != nil {
-				r.Errors++
-				if r.FirstError == "" {
-					r.FirstError = err.Error()
-				}
-				continue
-			}
-			r.latencies = append(r.latencies, st.latency)
+			r.add(st, err, true)
 		}
 	})
 	r.finish(protoBytes)
@@ -415,16 +400,7 @@ func (b *bench) trickle(rate float64, dur time.Duration, ndev int) *result {
 				mu.Lock()
 				defer mu.Unlock()
 				acked = append(acked, acks...)
-				r.Syncs++
-				r.Calls += s.calls
-				r.Mutations += s.pushed
-				r.Pulled += s.pulled
-				if err != nil {
-					r.Errors++
-					if r.FirstError == "" {
-						r.FirstError = err.Error()
-					}
-				}
+				r.add(s, err, false) // trickle's latency is measured at HQ
 			}()
 		}
 		wg.Wait()
