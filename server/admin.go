@@ -242,7 +242,7 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 	}
 	meta := store.RecordMeta{VillageID: grid.VillageID, TownID: grid.TownID}
 	next.Buckets = bucketsFor(next, meta)
-	_, err = tx.PutRecord(next, meta, adminWho)
+	_, err = tx.PutRecord(cur, next, meta, adminWho)
 	return "", "", err
 }
 

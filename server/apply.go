@@ -75,7 +75,7 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 	if cur != nil && proto.Equal(cur, next) {
 		return nil, false, nil // a repeat with no effect: no change to record
 	}
-	if _, err := tx.PutRecord(next, meta, store.ChangeInfo{DeviceID: c.deviceID, UserID: c.userID}); err != nil {
+	if _, err := tx.PutRecord(cur, next, meta, store.ChangeInfo{DeviceID: c.deviceID, UserID: c.userID}); err != nil {
 		return nil, false, err
 	}
 	if m.GetKind() == pb.Kind_KIND_DISPUTE {
@@ -161,14 +161,10 @@ func (s *Server) placeNew(tx *store.Tx, c *caller, m *pb.Mutation) (store.Record
 	switch m.GetKind() {
 	case pb.Kind_KIND_VISIT:
 		hid := f["household_id"]
-		h, meta, err := tx.Record(hid)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && h.GetKind() != pb.Kind_KIND_HOUSEHOLD) {
+		meta, linked, err := tx.Household(hid)
+		if errors.Is(err, store.ErrNotFound) {
 			return meta, &domain.Rejection{Code: domain.CodeNotFound, Field: "visit.household_id", Reason: "unknown household " + hid}, nil
 		}
-		if err != nil {
-			return meta, nil, err
-		}
-		linked, err := tx.LinkedMember(hid)
 		if err != nil {
 			return meta, nil, err
 		}

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
@@ -66,9 +67,9 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 		return nil, status.Errorf(codes.Unavailable, "compute scope: %v", err)
 	}
 	s.hub.rescope(c.deviceID, scope)
-	resp, err := s.pull(ctx, scope, req.GetCursors(), pageSize)
+	resp, sent, err := s.pull(ctx, scope, req.GetCursors(), pageSize)
 	if err == nil {
-		err = s.addOwnWrites(ctx, resp, scope, results)
+		err = s.addOwnWrites(ctx, resp, sent, scope, results)
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "read changes: %v; mutations were applied, retry to pull", err)
@@ -161,61 +162,83 @@ func (s *Server) scope(ctx context.Context, c *caller) ([]string, error) {
 }
 
 // pull answers with up to pageSize records changed after the cursors, each
-// once, and the new cursor of every bucket in scope.
-func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor, pageSize int) (*pb.SyncResponse, error) {
+// once, and the new cursor of every bucket in scope. It returns the ids of
+// the records it put in the answer.
+//
+// Records go into the answer as they are stored, without a decode and
+// re-encode: their bytes are appended to the message's unknown fields
+// under the records field's number, which is what the encoding of the
+// records field would be, so clients parse them as records (fields' order
+// on the wire does not matter to protobuf). Only a record that left a
+// bucket is decoded, to see whether it is still in scope.
+func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor, pageSize int) (*pb.SyncResponse, map[string]bool, error) {
 	have := make(map[string]uint64, len(cursors))
 	for _, c := range cursors {
 		have[c.GetBucket()] = c.GetSeq()
 	}
-	resp := &pb.SyncResponse{Cursors: make([]*pb.Cursor, 0, len(scope))}
-	seen := map[string]bool{}
+	want := make([]store.Cursor, len(scope))
 	inScope := make(map[string]bool, len(scope))
-	for _, b := range scope {
+	for i, b := range scope {
+		want[i] = store.Cursor{Bucket: b, After: have[b]}
 		inScope[b] = true
 	}
+	// Each bucket's rows up to a page and one: one more than fits says
+	// there is more.
+	got, err := s.store.PullBuckets(ctx, want, pageSize+1)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp := &pb.SyncResponse{Cursors: make([]*pb.Cursor, 0, len(scope))}
+	seen := map[string]bool{}
+	var raw []byte
 	left := pageSize
-	for _, b := range scope {
-		at := have[b]
+	for i, b := range scope {
+		at := want[i].After
 		from := at
-		if left > 0 {
-			rows, err := s.store.Pull(ctx, b, at, left+1)
-			if err != nil {
-				return nil, err
+		for _, row := range got[i] {
+			if left == 0 {
+				resp.More = true
+				break
 			}
-			if len(rows) > left {
-				rows, resp.More = rows[:left], true
-			}
-			for _, row := range rows {
-				r := &pb.Record{}
-				if err := proto.Unmarshal(row.Body, r); err != nil {
-					return nil, fmt.Errorf("decode record in %s: %w", b, err)
-				}
-				if row.Gone && !anyIn(r.GetBuckets(), inScope) {
-					// It left this bucket and the caller's scope: a stub
-					// with its buckets tells the device to purge it, and
-					// carries none of its data.
-					if from == 0 { // a device new to the bucket never had it
-						at = row.Seq
-						continue
-					}
-					r = &pb.Record{Id: r.GetId(), Kind: r.GetKind(), Version: r.GetVersion(), Buckets: r.GetBuckets()}
-				}
-				if !seen[r.GetId()] {
-					seen[r.GetId()] = true
-					resp.Records = append(resp.Records, r)
-					left--
-				}
+			if seen[row.RecordID] {
 				at = row.Seq
+				continue
 			}
-		} else if head, err := s.store.BucketHead(ctx, b); err != nil {
-			return nil, err
-		} else if head > at {
-			resp.More = true
+			if !row.Gone {
+				raw = protowire.AppendTag(raw, recordsField, protowire.BytesType)
+				raw = protowire.AppendBytes(raw, row.Body)
+				seen[row.RecordID] = true
+				left--
+				at = row.Seq
+				continue
+			}
+			r := &pb.Record{}
+			if err := proto.Unmarshal(row.Body, r); err != nil {
+				return nil, nil, fmt.Errorf("decode record in %s: %w", b, err)
+			}
+			if !anyIn(r.GetBuckets(), inScope) {
+				// It left this bucket and the caller's scope: a stub
+				// with its buckets tells the device to purge it, and
+				// carries none of its data.
+				if from == 0 { // a device new to the bucket never had it
+					at = row.Seq
+					continue
+				}
+				r = &pb.Record{Id: r.GetId(), Kind: r.GetKind(), Version: r.GetVersion(), Buckets: r.GetBuckets()}
+			}
+			seen[row.RecordID] = true
+			resp.Records = append(resp.Records, r)
+			left--
+			at = row.Seq
 		}
 		resp.Cursors = append(resp.Cursors, &pb.Cursor{Bucket: b, Seq: at})
 	}
-	return resp, nil
+	resp.ProtoReflect().SetUnknown(raw)
+	return resp, seen, nil
 }
+
+// recordsField is SyncResponse.records' field number.
+var recordsField = (&pb.SyncResponse{}).ProtoReflect().Descriptor().Fields().ByName("records").Number()
 
 // addOwnWrites adds to an answer the records its push changed, as they are
 // now, where the answer does not carry them yet (a paged answer may not
@@ -224,12 +247,8 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 // of an acknowledged write from a stale base. Only records still in the
 // caller's scope are added: a mediator who took themselves off a case gets
 // no more of it.
-func (s *Server) addOwnWrites(ctx context.Context, resp *pb.SyncResponse, scope []string, results []*pb.MutationResult) error {
+func (s *Server) addOwnWrites(ctx context.Context, resp *pb.SyncResponse, have map[string]bool, scope []string, results []*pb.MutationResult) error {
 	in := set(scope)
-	have := make(map[string]bool, len(resp.GetRecords()))
-	for _, r := range resp.GetRecords() {
-		have[r.GetId()] = true
-	}
 	for _, res := range results {
 		id := res.GetRecordId()
 		if res.GetStatus() == pb.MutationStatus_MUTATION_STATUS_REJECTED || have[id] {

@@ -39,7 +39,7 @@ func benchStore(b *testing.B, existing int) *store.Server {
 	for i := 0; i < existing; i += 500 {
 		err := s.Write(context.Background(), func(tx *store.Tx) error {
 			for j := i; j < min(i+500, existing); j++ {
-				if _, err := tx.PutRecord(benchRecord(j, fmt.Sprintf("H%06d", j%5000)), store.RecordMeta{VillageID: "V0001", TownID: "T01"},
+				if _, err := tx.PutRecord(nil, benchRecord(j, fmt.Sprintf("H%06d", j%5000)), store.RecordMeta{VillageID: "V0001", TownID: "T01"},
 					store.ChangeInfo{DeviceID: "dbench", UserID: "U000001"}); err != nil {
 					return err
 				}
@@ -70,7 +70,7 @@ func BenchmarkPutRecordBatch500(b *testing.B) {
 				}
 				err := s.Write(context.Background(), func(tx *store.Tx) error {
 					for _, r := range recs {
-						if _, err := tx.PutRecord(r, meta, who); err != nil {
+						if _, err := tx.PutRecord(nil, r, meta, who); err != nil {
 							return err
 						}
 					}
@@ -93,11 +93,17 @@ func BenchmarkPutRecordUpdate(b *testing.B) {
 	meta, who := store.RecordMeta{VillageID: "V0001", TownID: "T01"}, store.ChangeInfo{DeviceID: "dbench", UserID: "U000001"}
 	h := &pb.Record{Id: "H000001", Kind: pb.Kind_KIND_HOUSEHOLD, Fields: map[string]*pb.FieldValue{"head": {Value: "張大山", Hlc: "x"}}}
 	h.Buckets = domain.RecordBuckets(h, "V0001", "T01")
+	if err := s.Write(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.PutRecord(nil, proto.Clone(h).(*pb.Record), meta, who)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for b.Loop() {
 		err := s.Write(context.Background(), func(tx *store.Tx) error {
 			for range 500 {
-				if _, err := tx.PutRecord(proto.Clone(h).(*pb.Record), meta, who); err != nil {
+				if _, err := tx.PutRecord(h, proto.Clone(h).(*pb.Record), meta, who); err != nil {
 					return err
 				}
 			}

@@ -338,7 +338,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		l := &limits{Rows: n, Notes: []string{
 			"sqlite_rows_per_s: INSERTs of visit records (UUIDv7 keys, the server's records schema and bodies) in transactions of 500, synchronous=FULL, WAL, same DSN as store/db.go",
-			"sqlite_server_writes_per_s: the same, with the server's whole write set per mutation (record + 4 bucket rows + change row)",
+			"sqlite_server_writes_per_s: the same, with the server's whole write set per mutation (record + its bucket rows but all + change row)",
 			"sqlite_single_commits_per_s: one row per transaction: the one-fsync-per-sync ceiling",
 			"jetstream_async_publish_per_s: PublishMsgAsync of the same Change bodies with Nats-Msg-Id to a file-storage stream on the server's embedded NATS, every ack awaited",
 		}}
@@ -521,7 +521,7 @@ func printReport(w io.Writer, rep *report, asJSON bool) {
 	if l := rep.Limits; l != nil {
 		fmt.Fprintf(w, "\nlimits (same machine, same run, %d rows, record body %d B):\n", l.Rows, l.BodyBytes)
 		fmt.Fprintf(w, "  sqlite batched insert (500/tx, FULL, WAL, UUIDv7)  %10.0f rows/s\n", l.SQLiteRowsPerSec)
-		fmt.Fprintf(w, "  sqlite server write set (record+4 buckets+change)  %10.0f mutations/s\n", l.SQLiteServerPerSec)
+		fmt.Fprintf(w, "  sqlite server write set (record+3 buckets+change)  %10.0f mutations/s\n", l.SQLiteServerPerSec)
 		fmt.Fprintf(w, "  sqlite one row per commit (fsync ceiling)          %10.0f commits/s\n", l.FsyncCommitsPerSec)
 		fmt.Fprintf(w, "  jetstream async publish (file storage)             %10.0f msgs/s\n", l.JetStreamPerSec)
 		fmt.Fprintf(w, "ratios: %v\n", rep.Ratios)

@@ -1,0 +1,134 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fieldsync/fieldsync/domain"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+// put writes records in one commit, each with its previous state, and
+// returns their change numbers.
+func put(t *testing.T, s *store.Server, prev []*pb.Record, recs []*pb.Record, meta store.RecordMeta) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	err := s.Write(context.Background(), func(tx *store.Tx) error {
+		for i, r := range recs {
+			seq, err := tx.PutRecord(prev[i], r, meta, store.ChangeInfo{DeviceID: "dtest", UserID: "U1"})
+			if err != nil {
+				return err
+			}
+			seqs = append(seqs, seq)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seqs
+}
+
+// TestPullBuckets reads more buckets than one statement takes, with
+// cursors and a limit, and the "all" bucket (which has no rows of its own),
+// and checks each bucket's answer against what was written.
+func TestPullBuckets(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openServer(t)
+	meta := store.RecordMeta{VillageID: "V1", TownID: "T1"}
+	const households, visits = 40, 3
+	var recs []*pb.Record
+	for h := range households {
+		for v := range visits {
+			r := benchRecord(h*visits+v, fmt.Sprintf("H%03d", h))
+			r.Id = fmt.Sprintf("visit-%03d-%d", h, v)
+			r.Buckets = domain.RecordBuckets(r, meta.VillageID, meta.TownID)
+			recs = append(recs, r)
+		}
+	}
+	seqs := put(t, s, make([]*pb.Record, len(recs)), recs, meta)
+	// Want: each household bucket holds its visits at their change numbers.
+	want := map[string][]uint64{}
+	for i, r := range recs {
+		b := domain.HouseholdBucket(r.GetFields()["household_id"].GetValue())
+		want[b] = append(want[b], seqs[i])
+	}
+
+	var cursors []store.Cursor
+	for h := range households {
+		b := domain.HouseholdBucket(fmt.Sprintf("H%03d", h))
+		cursors = append(cursors, store.Cursor{Bucket: b, After: want[b][h%visits] - 1}) // skip the first 0, 1 or 2
+	}
+	cursors = append(cursors, store.Cursor{Bucket: domain.AllBucket, After: seqs[9]},
+		store.Cursor{Bucket: domain.VillageBucket("V1"), After: 0}, store.Cursor{Bucket: "h:none", After: 0})
+	got, err := s.PullBuckets(ctx, cursors, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(cursors) {
+		t.Fatalf("%d answers for %d cursors", len(got), len(cursors))
+	}
+	for i, c := range cursors {
+		var w []uint64
+		switch c.Bucket {
+		case domain.AllBucket:
+			w = seqs[10:12]
+		case domain.VillageBucket("V1"):
+			w = seqs[:2]
+		case "h:none":
+		default:
+			for _, q := range want[c.Bucket] {
+				if q > c.After && len(w) < 2 {
+					w = append(w, q)
+				}
+			}
+		}
+		var g []uint64
+		for _, row := range got[i] {
+			g = append(g, row.Seq)
+			r := &pb.Record{}
+			if err := proto.Unmarshal(row.Body, r); err != nil {
+				t.Fatal(err)
+			}
+			if r.GetId() != row.RecordID || r.GetVersion() != row.Seq || row.Gone {
+				t.Fatalf("%s: row %+v holds record %s version %d", c.Bucket, row, r.GetId(), r.GetVersion())
+			}
+		}
+		if !slices.Equal(g, w) {
+			t.Errorf("%s after %d: change numbers %v, want %v", c.Bucket, c.After, g, w)
+		}
+	}
+}
+
+// TestPutRecordMovesBuckets moves a household to another village: it is
+// marked gone in the buckets it left, at the move's change number, and
+// filed in the new ones; "all" keeps it.
+func TestPutRecordMovesBuckets(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openServer(t)
+	h := &pb.Record{Id: "H1", Kind: pb.Kind_KIND_HOUSEHOLD, Fields: map[string]*pb.FieldValue{"head": {Value: "王芳", Hlc: "x"}}}
+	h.Buckets = domain.RecordBuckets(h, "V1", "T1")
+	put(t, s, []*pb.Record{nil}, []*pb.Record{h}, store.RecordMeta{VillageID: "V1", TownID: "T1"})
+
+	moved := proto.Clone(h).(*pb.Record)
+	moved.Buckets = domain.RecordBuckets(moved, "V2", "T1")
+	seq := put(t, s, []*pb.Record{h}, []*pb.Record{moved}, store.RecordMeta{VillageID: "V2", TownID: "T1"})[0]
+
+	for _, c := range []struct {
+		bucket string
+		gone   bool
+	}{{"v:V1", true}, {"v:V2", false}, {"t:T1", false}, {"h:H1", false}, {domain.AllBucket, false}} {
+		rows, err := s.Pull(ctx, c.bucket, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 || rows[0].Seq != seq || rows[0].Gone != c.gone || rows[0].RecordID != "H1" {
+			t.Errorf("%s: rows %+v, want H1 at %d gone=%v", c.bucket, rows, seq, c.gone)
+		}
+	}
+}
