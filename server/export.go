@@ -14,7 +14,15 @@ type exportService struct {
 	s *Server
 }
 
-const exportBatch = 1000
+// Each export message carries the stored bodies of at most
+// exportBatchRecords records and, unless one record alone is larger, at
+// most exportBatchBytes of them: well under MaxMessageBytes, and large
+// enough that gRPC's per-message costs do not count. Variables so that
+// tests can force small batches.
+var (
+	exportBatchBytes   = 1 << 20
+	exportBatchRecords = 10000
+)
 
 // exportRecordsField is ExportResponse.records' field number.
 var exportRecordsField = (&pb.ExportResponse{}).ProtoReflect().Descriptor().Fields().ByName("records").Number()
@@ -38,7 +46,14 @@ func (x *exportService) Export(req *pb.ExportRequest, stream pb.ExportService_Ex
 	for {
 		var raw []byte
 		n, last := 0, after
-		err := x.s.store.Export(ctx, after, req.GetKinds(), exportBatch, func(version uint64, body []byte) bool {
+		err := x.s.store.Export(ctx, after, req.GetKinds(), exportBatchRecords, func(version uint64, body []byte) bool {
+			size := protowire.SizeTag(exportRecordsField) + protowire.SizeBytes(len(body))
+			if n > 0 && len(raw)+size > exportBatchBytes {
+				return false // the next batch starts with it
+			}
+			if raw == nil {
+				raw = make([]byte, 0, max(exportBatchBytes, size))
+			}
 			raw = protowire.AppendTag(raw, exportRecordsField, protowire.BytesType)
 			raw = protowire.AppendBytes(raw, body)
 			n, last = n+1, version
