@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -17,11 +19,15 @@ type exportService struct {
 // Each export message carries the stored bodies of at most
 // exportBatchRecords records and, unless one record alone is larger, at
 // most exportBatchBytes of them: well under MaxMessageBytes, and large
-// enough that gRPC's per-message costs do not count. Variables so that
+// enough that gRPC's per-message costs do not count. The first message
+// holds at most exportFirstBatchBytes and each next one up to four times
+// the one before, so that the client gets its first records without
+// waiting for a whole megabyte to be read and compressed. Variables so that
 // tests can force small batches.
 var (
-	exportBatchBytes   = 1 << 20
-	exportBatchRecords = 10000
+	exportFirstBatchBytes = 64 << 10
+	exportBatchBytes      = 1 << 20
+	exportBatchRecords    = 10000
 )
 
 // exportRecordsField is ExportResponse.records' field number.
@@ -35,44 +41,87 @@ var exportRecordsField = (&pb.ExportResponse{}).ProtoReflect().Descriptor().Fiel
 // and set as the message's unknown fields: the message marshals them
 // verbatim and clients parse them as ordinary records entries, so nothing
 // is decoded and re-encoded on the way.
+//
+// One goroutine reads the next batch from SQLite while this one sends the
+// current one (gRPC compresses it here when the client asked for gzip,
+// which costs about as much as the read).
 func (x *exportService) Export(req *pb.ExportRequest, stream pb.ExportService_ExportServer) error {
 	for i, k := range req.GetKinds() {
 		if domain.SpecOf(k) == nil {
 			return status.Errorf(codes.InvalidArgument, "kinds[%d]: %v is not a kind", i, k)
 		}
 	}
-	ctx := stream.Context()
-	after := req.GetAfterVersion()
-	for {
-		var raw []byte
-		n, last := 0, after
-		err := x.s.store.Export(ctx, after, req.GetKinds(), exportBatchRecords, func(version uint64, body []byte) bool {
-			size := protowire.SizeTag(exportRecordsField) + protowire.SizeBytes(len(body))
-			if n > 0 && len(raw)+size > exportBatchBytes {
-				return false // the next batch starts with it
+	ctx, cancel := context.WithCancel(stream.Context())
+	batches := make(chan exportBatch, 1)
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+	go func() {
+		defer close(done)
+		defer close(batches)
+		after, limit := req.GetAfterVersion(), min(exportFirstBatchBytes, exportBatchBytes)
+		for {
+			b := x.read(ctx, after, req.GetKinds(), limit)
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
 			}
-			if raw == nil {
-				raw = make([]byte, 0, max(exportBatchBytes, size))
+			if b.err != nil || b.n == 0 {
+				return
 			}
-			raw = protowire.AppendTag(raw, exportRecordsField, protowire.BytesType)
-			raw = protowire.AppendBytes(raw, body)
-			n, last = n+1, version
-			return true
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return status.FromContextError(ctx.Err()).Err()
-			}
-			return status.Errorf(codes.Unavailable, "export: %v; resume from version %d", err, after)
+			after, limit = b.last, min(4*limit, exportBatchBytes)
 		}
-		if n == 0 {
+	}()
+	after := req.GetAfterVersion()
+	for b := range batches {
+		if b.err != nil {
+			if err := stream.Context().Err(); err != nil {
+				return status.FromContextError(err).Err()
+			}
+			return status.Errorf(codes.Unavailable, "export: %v; resume from version %d", b.err, after)
+		}
+		if b.n == 0 {
 			return nil
 		}
-		resp := &pb.ExportResponse{LastVersion: last}
-		resp.ProtoReflect().SetUnknown(raw)
+		resp := &pb.ExportResponse{LastVersion: b.last}
+		resp.ProtoReflect().SetUnknown(b.raw)
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
-		after = last
+		after = b.last
 	}
+	// The reader stopped without a last batch: the call was cancelled.
+	if err := stream.Context().Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Canceled, "export: stopped")
+}
+
+// exportBatch is one message's records: n records entries in raw, the
+// last of version last.
+type exportBatch struct {
+	raw  []byte
+	n    int
+	last uint64
+	err  error
+}
+
+// read reads the batch after version after, of at most maxBytes (unless
+// its one record is larger).
+func (x *exportService) read(ctx context.Context, after uint64, kinds []pb.Kind, maxBytes int) exportBatch {
+	b := exportBatch{last: after}
+	b.err = x.s.store.Export(ctx, after, kinds, exportBatchRecords, func(version uint64, body []byte) bool {
+		size := protowire.SizeTag(exportRecordsField) + protowire.SizeBytes(len(body))
+		if b.n > 0 && len(b.raw)+size > maxBytes {
+			return false // the next batch starts with it
+		}
+		if b.raw == nil {
+			b.raw = make([]byte, 0, max(maxBytes, size))
+		}
+		b.raw = protowire.AppendTag(b.raw, exportRecordsField, protowire.BytesType)
+		b.raw = protowire.AppendBytes(b.raw, body)
+		b.n, b.last = b.n+1, version
+		return true
+	})
+	return b
 }
