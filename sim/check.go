@@ -173,9 +173,21 @@ func (w *World) Check() {
 			replay[c.GetRecord().GetId()] = c.GetRecord()
 		}
 	}
-	all, err := e.Store.Export(ctx, 0, nil, 1<<30)
+	var all []*pb.Record
+	var decodeErr error
+	err = e.Store.Export(ctx, 0, nil, 1<<30, func(_ uint64, body []byte) bool {
+		r := &pb.Record{}
+		if decodeErr = proto.Unmarshal(body, r); decodeErr != nil {
+			return false
+		}
+		all = append(all, r)
+		return true
+	})
+	if err == nil {
+		err = decodeErr
+	}
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("export: %v", err)
 	}
 	if len(all) != len(replay) {
 		fail("replaying the stream gives %d records, the server has %d", len(replay), len(all))

@@ -338,41 +338,6 @@ func (s *Server) Pull(ctx context.Context, bucket string, after uint64, limit in
 	return rows[0], nil
 }
 
-// Export returns up to limit records with a version after the given one, in
-// version order, optionally only of some kinds.
-func (s *Server) Export(ctx context.Context, after uint64, kinds []pb.Kind, limit int) ([]*pb.Record, error) {
-	query := "SELECT body FROM records WHERE version > ?"
-	args := []any{after}
-	if len(kinds) > 0 {
-		query += " AND kind IN (SELECT value FROM json_each(?))"
-		ks := make([]string, len(kinds))
-		for i, k := range kinds {
-			ks[i] = fmt.Sprint(int(k))
-		}
-		args = append(args, "["+strings.Join(ks, ",")+"]")
-	}
-	query += " ORDER BY version LIMIT ?"
-	args = append(args, limit)
-	rows, err := s.r.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	defer rows.Close()
-	var out []*pb.Record
-	for rows.Next() {
-		var body []byte
-		if err := rows.Scan(&body); err != nil {
-			return nil, err
-		}
-		r := &pb.Record{}
-		if err := proto.Unmarshal(body, r); err != nil {
-			return nil, fmt.Errorf("export: decode record: %w", err)
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
 // ChangeRow is one row of the changelog.
 type ChangeRow struct {
 	Seq     uint64
