@@ -103,7 +103,7 @@ func (s *Server) Relay() *Relay { return s.relay }
 
 // GRPCOptions are the options syncd's gRPC server runs with: the
 // interceptors (server deadline, then credential, then rate limits),
-// message size limits and keepalive enforcement.
+// message size limits, keepalive enforcement and shared write buffers.
 func (s *Server) GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryDeadline, s.unaryAuth, s.unaryLimit),
@@ -112,6 +112,10 @@ func (s *Server) GRPCOptions() []grpc.ServerOption {
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		// A city's phones hold a connection each (Watch): a 32 KiB write
+		// buffer per connection, kept while it idles, would be most of
+		// syncd's memory. Shared, it is taken for a write and given back.
+		grpc.SharedWriteBuffer(true),
 	}
 }
 
