@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"strings"
 
@@ -89,12 +90,20 @@ func (s *Server) isAdmin(token string) bool {
 	return subtle.ConstantTimeCompare([]byte(store.HashSecret(token)), []byte(s.cfg.AdminTokenHash)) == 1
 }
 
+// device authenticates a device credential: from the auth cache
+// (authcache.go) if the credential succeeded within the last few seconds,
+// else from the store.
 func (s *Server) device(ctx context.Context) (*caller, error) {
 	token := bearer(ctx)
 	if token == "" {
 		return nil, status.Error(codes.Unauthenticated, "device credential missing: enroll the device first (fieldctl device enroll)")
 	}
-	d, err := s.store.DeviceByToken(ctx, store.HashSecret(token))
+	key := keyOf(token)
+	c, gen := s.auth.get(key)
+	if c != nil {
+		return c, nil
+	}
+	d, err := s.store.DeviceByToken(ctx, hex.EncodeToString(key[:])) // = store.HashSecret(token)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, status.Error(codes.Unauthenticated, "device credential unknown: enroll the device again with a new code")
 	}
@@ -108,7 +117,9 @@ func (s *Server) device(ctx context.Context) (*caller, error) {
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "device %s belongs to user %s, who is no longer known: ask an administrator", d.DeviceID, d.UserID)
 	}
-	return &caller{deviceID: d.DeviceID, userID: d.UserID, role: u.User.GetRole(), villageID: u.VillageID, townID: u.TownID}, nil
+	c = &caller{deviceID: d.DeviceID, userID: d.UserID, role: u.User.GetRole(), villageID: u.VillageID, townID: u.TownID}
+	s.auth.put(key, c, gen)
+	return c, nil
 }
 
 func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

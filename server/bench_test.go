@@ -18,6 +18,7 @@ import (
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store"
 )
 
@@ -82,6 +83,29 @@ func BenchmarkSync(b *testing.B) {
 				d.sync(b, d.visits(n))
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "mutations/s")
+		})
+	}
+}
+
+// BenchmarkSyncPull is a device's call that pushes nothing and finds
+// nothing new (a poll, the last page of a pull): no write, so the two
+// store reads of authentication weigh most here. auth-cache=off reads
+// them at every call, as before the cache.
+func BenchmarkSyncPull(b *testing.B) {
+	for _, cache := range []bool{true, false} {
+		b.Run(map[bool]string{true: "auth-cache=on", false: "auth-cache=off"}[cache], func(b *testing.B) {
+			e := testenv.Start(b)
+			e.ImportSample()
+			if !cache {
+				server.DisableAuthCache(e.Server)
+			}
+			d := benchEnroll(b, e, testenv.Member)
+			d.sync(b, nil) // writes the device's contact; the calls below write nothing
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				d.sync(b, nil)
+			}
 		})
 	}
 }

@@ -75,6 +75,8 @@ type Server struct {
 	clock  *domain.Clock // for administrators' writes
 	log    *slog.Logger
 	limits *limits
+	// auth remembers device credentials for a few seconds (nil: off).
+	auth *authCache
 	// touched: device id -> when a pull-only call last wrote its contact.
 	touched sync.Map
 }
@@ -85,7 +87,8 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, hub: newHub(), log: cfg.Logger,
-		clock: domain.NewClock("admin", domain.HLC{}, 0, nil), limits: newLimits(&cfg)}
+		clock: domain.NewClock("admin", domain.HLC{}, 0, nil), limits: newLimits(&cfg),
+		auth: newAuthCache(authCacheTTL, authCacheMax)}
 	if cfg.JetStream != nil {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
 	}
