@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
@@ -387,18 +388,25 @@ func (t *Tx) PutRecord(prev, r *pb.Record, m RecordMeta, who ChangeInfo) (uint64
 			return 0, fmt.Errorf("file record %s in %v: %w", r.GetId(), r.GetBuckets(), err)
 		}
 	}
-	change := &pb.Change{Seq: seq, ChangeId: fmt.Sprintf("%s-%d", t.instance, seq), Record: r,
+	// The change carries the record: its encoding is appended as the
+	// record field rather than encoded a second time.
+	change := &pb.Change{Seq: seq, ChangeId: fmt.Sprintf("%s-%d", t.instance, seq),
 		DeviceId: who.DeviceID, UserId: who.UserID, CommittedMs: t.now.UnixMilli(), Region: m.TownID}
 	cbody, err := proto.MarshalOptions{Deterministic: true}.Marshal(change)
 	if err != nil {
 		return 0, fmt.Errorf("encode change %d: %w", seq, err)
 	}
+	cbody = protowire.AppendTag(cbody, changeRecordField, protowire.BytesType)
+	cbody = protowire.AppendBytes(cbody, body)
 	if _, err := t.Exec("INSERT INTO changes (seq, subject, body) VALUES (?, ?, ?)", seq, domain.ChangeSubject(m.TownID, r.GetKind()), cbody); err != nil {
 		return 0, fmt.Errorf("append change %d: %w", seq, err)
 	}
 	t.nextSeq++
 	return seq, nil
 }
+
+// changeRecordField is Change.record's field number.
+var changeRecordField = (&pb.Change{}).ProtoReflect().Descriptor().Fields().ByName("record").Number()
 
 // fileStatements[n] files a record in n buckets at one change number.
 var fileStatements sync.Map // int -> string
