@@ -70,6 +70,9 @@ type config struct {
 	natsListen        string
 	adminTokenFile    string // empty: <data>/admin.token
 	logLevel          string
+	deviceRate        rateFlag
+	userRate          rateFlag
+	enrollRate        rateFlag
 }
 
 // defaultConfig holds every default in one place.
@@ -79,6 +82,9 @@ func defaultConfig() config {
 		listen:     "127.0.0.1:7443",
 		natsListen: "127.0.0.1:4222",
 		logLevel:   "info",
+		deviceRate: newRateFlag(server.DefaultDeviceLimit),
+		userRate:   newRateFlag(server.DefaultUserLimit),
+		enrollRate: newRateFlag(server.DefaultEnrollLimit),
 	}
 }
 
@@ -114,6 +120,10 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.natsListen, "nats-listen", c.natsListen, "client `address` of the embedded NATS; port 0 or -1 picks a free one (written to <data>/nats.url)")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", c.adminTokenFile, "`file` holding the admin credential, created (mode 0600) on first start if missing (default <data>/admin.token)")
 	fs.StringVar(&c.logLevel, "log-level", c.logLevel, "log `level` on stderr: debug, info, warn or error")
+	const over = ": N/s or N/m, optional ,burst=B (else the default's), or off. A call over it gets ResourceExhausted with a RetryInfo saying how long to wait, which the syncer honours"
+	fs.Var(&c.deviceRate, "device-rate", "rate `limit` on each device's sync calls"+over)
+	fs.Var(&c.userRate, "user-rate", "rate `limit` on the sync calls of all one user's devices together"+over)
+	fs.Var(&c.enrollRate, "enroll-rate", "rate `limit` on failed Enroll calls (bad codes) per IP address or IPv6 /64, to slow code guessing (successful ones are free)"+over)
 	return fs
 }
 
@@ -315,6 +325,9 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 		JetStream:      js,
 		AdminTokenHash: store.HashSecret(adminToken),
 		Logger:         d.log,
+		DeviceLimit:    cfg.deviceRate.limit(),
+		UserLimit:      cfg.userRate.limit(),
+		EnrollLimit:    cfg.enrollRate.limit(),
 	})
 	// The relay outlives ctx: on a signal it must still publish what the
 	// last requests committed, so stop cancels it only after that.

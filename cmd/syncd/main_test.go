@@ -209,6 +209,7 @@ func TestRunRefuses(t *testing.T) {
 		{name: "unknown flag", args: []string{"-bogus"}, wantFlags: true},
 		{name: "argument", args: []string{"serve"}, want: `unexpected argument "serve"`},
 		{name: "log level", args: []string{"-log-level", "loud"}, want: "-log-level"},
+		{name: "rate", args: []string{"-device-rate", "5/x"}, wantFlags: true},
 		{name: "plain text not on loopback", args: []string{"-listen", "0.0.0.0:0", "-insecure-plaintext"}, want: "plain text is only for loopback"},
 		{name: "listen malformed", args: []string{"-listen", "7443"}, want: "want host:port"},
 		{name: "nats-listen not loopback", args: []string{"-listen", "127.0.0.1:0", "-nats-listen", "0.0.0.0:0"}, want: "-insecure-listen-any"},
@@ -420,6 +421,12 @@ func waitFor(t testing.TB, out *syncBuffer, re *regexp.Regexp, done chan error) 
 // dialAdmin connects over TLS, pinning the CA syncd made in data/tls.
 func dialAdmin(t testing.TB, addr, data string) pb.AdminServiceClient {
 	t.Helper()
+	return pb.NewAdminServiceClient(dial(t, addr, data))
+}
+
+// dial connects over TLS, pinning the CA syncd made in data/tls.
+func dial(t testing.TB, addr, data string) *grpc.ClientConn {
+	t.Helper()
 	fp, err := syncer.CAFingerprintFile(filepath.Join(data, "tls", server.CAFile))
 	if err != nil {
 		t.Fatal(err)
@@ -429,7 +436,7 @@ func dialAdmin(t testing.TB, addr, data string) pb.AdminServiceClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return pb.NewAdminServiceClient(cc)
+	return cc
 }
 
 func withToken(token string) context.Context {
