@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -396,4 +397,177 @@ func TestScopeChangePokesRunningDevices(t *testing.T) {
 		_, err := d2.Get(x1)
 		return err == nil
 	})
+}
+
+// A household moves to a grid in another village (an import upserts it with
+// the new grid), and its visits move with it: a visit lies where its
+// household does. The old village's secretary purges the household and
+// every visit to it; the new village's secretary gets them all; the linked
+// member keeps them (their household bucket does not change); the server
+// files the visits under the new village and town, and the changelog and
+// the export show each visit once more, at a new change number, its fields
+// untouched. Then it moves to another town: the town secretaries swap too.
+func TestScopeHouseholdMoved(t *testing.T) {
+	f := newScopeFixture(t)
+	e := f.e
+	second := mkVisit("H1", "2026-11-12", "met", "歐陽翠花", "needs", "後山滑坡隱患", "help", "上報鎮應急辦")
+	f.raw["M1"].mustApply(second)
+	visits := []string{f.id(t, "VH1"), second.GetRecordId()}
+	h1 := append([]string{"H1"}, visits...)
+
+	s1, s1Path := fileDevice(t, e, "S1")
+	s2, s3, ts1, ts2, m1 := e.Device("S2"), e.Device("S3"), e.Device("TS1"), e.Device("TS2"), e.Device("M1")
+	syncAll := func() {
+		t.Helper()
+		for round := 0; round < 2; round++ { // and again: nothing changes
+			for _, d := range []*syncer.Device{s1, s2, s3, ts1, ts2, m1} {
+				testenv.Sync(t, d)
+			}
+		}
+	}
+	syncAll()
+	holds(t, e, s1, h1...)
+	holds(t, e, ts1, h1...)
+	holds(t, e, m1, h1...)
+	lacks(t, s2, h1...)
+	lacks(t, s3, h1...)
+	lacks(t, ts2, h1...)
+
+	// move imports H1 into grid, then checks the server's side: H1 and
+	// its visits lie in village and town, each visit's fields untouched
+	// and changed once more, after the household, in the changelog and in
+	// the export.
+	move := func(grid, village, town string) {
+		t.Helper()
+		before := map[string]*pb.Record{}
+		for _, id := range h1 {
+			before[id] = serverRecord(t, e, id)
+		}
+		changesBefore := changesByRecord(waitStream(t, e))
+		importOrg(t, e, &pb.ImportOrgRequest{Households: []*pb.Household{{Id: "H1", GridId: grid, Head: "歐陽翠花"}}})
+		house := serverRecord(t, e, "H1")
+		if house.GetVersion() <= before["H1"].GetVersion() || house.GetFields()["grid_id"].GetValue() != grid {
+			t.Fatalf("H1 after the move: %v", house)
+		}
+		for _, id := range h1 {
+			if m := recordPlace(t, e, id); m.VillageID != village || m.TownID != town {
+				t.Errorf("%s lies in %s/%s on the server, want %s/%s", id, m.VillageID, m.TownID, village, town)
+			}
+		}
+		changesAfter := changesByRecord(waitStream(t, e))
+		exported := map[string]*pb.Record{}
+		for _, r := range export(t, e) {
+			exported[r.GetId()] = r
+		}
+		for _, id := range visits {
+			got := serverRecord(t, e, id)
+			want := proto.Clone(before[id]).(*pb.Record)
+			want.Version = got.GetVersion()
+			want.Buckets = domain.RecordBuckets(want, village, town)
+			if !proto.Equal(got, want) {
+				t.Errorf("visit %s after the move:\ngot  %v\nwant %v (only version and buckets changed)", id, got, want)
+			}
+			if got.GetVersion() <= house.GetVersion() {
+				t.Errorf("visit %s at version %d, not after the household's move (%d)", id, got.GetVersion(), house.GetVersion())
+			}
+			if n, m := len(changesBefore[id]), len(changesAfter[id]); m != n+1 {
+				t.Errorf("visit %s: %d changes in the changelog before the move, %d after; want one more", id, n, m)
+				continue
+			}
+			last := changesAfter[id][len(changesAfter[id])-1]
+			if last.GetSeq() != got.GetVersion() || !proto.Equal(last.GetRecord(), got) || last.GetRegion() != town || last.GetDeviceId() != "admin" {
+				t.Errorf("visit %s: the move's change %d (region %q, by %q) carries %v; want change %d in %s by admin carrying %v",
+					id, last.GetSeq(), last.GetRegion(), last.GetDeviceId(), last.GetRecord(), got.GetVersion(), town, got)
+			}
+			if !proto.Equal(exported[id], got) {
+				t.Errorf("visit %s exported as %v, want %v", id, exported[id], got)
+			}
+		}
+	}
+
+	// To G2: village V2, same town T1.
+	move("G2", "V2", "T1")
+	syncAll()
+	// (1) The old village's secretary holds none of it.
+	lacks(t, s1, h1...)
+	for id := range deviceIDs(t, s1) {
+		if slices.Contains(h1, id) {
+			t.Errorf("S1's list still shows %s", id)
+		}
+	}
+	holds(t, e, s1, "H2", f.id(t, "VH2")) // the village's own stay
+	// (2) The new village's secretary holds all of it, as the server has it.
+	holds(t, e, s2, h1...)
+	// (3) The member and the town's secretary keep it, at its new versions.
+	holds(t, e, m1, h1...)
+	holds(t, e, ts1, h1...)
+	lacks(t, s3, h1...)
+	lacks(t, ts2, h1...)
+	// A pull from scratch agrees.
+	got1, _ := newRaw(t, e, "S1").pullAll()
+	got2, _ := newRaw(t, e, "S2").pullAll()
+	for _, id := range h1 {
+		if got1[id] != nil || got2[id] == nil {
+			t.Errorf("%s: in S1's pull %v, in S2's %v; want only S2's", id, got1[id] != nil, got2[id] != nil)
+		}
+	}
+	// Byte-wise: nothing of H1 or its visits is left in S1's files once the
+	// log is checkpointed.
+	outside := []string{"歐陽翠花", "彭店村張家塆一組18號", "後山滑坡隱患", "上報鎮應急辦"}
+	inside := []string{"司馬長風", "彭店村張家塆二組7號"}
+	replica, err := store.OpenReplica(context.Background(), s1Path)
+	ok(t, err)
+	ok(t, replica.Checkpoint(context.Background()))
+	ok(t, replica.Close())
+	var all []byte
+	for name, b := range dbFiles(t, s1Path) {
+		if found := holdsText(b, outside); len(found) > 0 {
+			t.Errorf("%s of S1's device holds %q of the moved household", name, found)
+		}
+		all = append(all, b...)
+	}
+	if found := holdsText(all, inside); len(found) != len(inside) {
+		t.Errorf("S1's device files hold only %q of the in-scope %q: the search does not work", found, inside)
+	}
+
+	// To G3: village V3 in town T2.
+	move("G3", "V3", "T2")
+	syncAll()
+	lacks(t, s2, h1...)
+	lacks(t, ts1, h1...)
+	holds(t, e, s3, h1...)
+	holds(t, e, ts2, h1...)
+	holds(t, e, m1, h1...)
+	lacks(t, s1, h1...)
+
+	// The member still writes to the moved household's visits, and the new
+	// village's secretary gets the write.
+	ok(t, m1.Update(second.GetRecordId(), syncer.NewFields().Set("follow_up", "雨季前再訪")))
+	if rep := testenv.Sync(t, m1); rep.Applied != 1 {
+		t.Fatalf("member's write to a moved visit: %+v", rep)
+	}
+	testenv.Sync(t, s3)
+	holds(t, e, s3, second.GetRecordId())
+}
+
+// changesByRecord groups changes by record id, in changelog order.
+func changesByRecord(changes []*pb.Change) map[string][]*pb.Change {
+	out := map[string][]*pb.Change{}
+	for _, c := range changes {
+		out[c.GetRecord().GetId()] = append(out[c.GetRecord().GetId()], c)
+	}
+	return out
+}
+
+// recordPlace reads the village and town the server files a record under
+// (the records table's columns, beside the body).
+func recordPlace(t testing.TB, e *testenv.Env, id string) store.RecordMeta {
+	t.Helper()
+	var m store.RecordMeta
+	ok(t, e.Store.Write(context.Background(), func(tx *store.Tx) error {
+		var err error
+		_, m, err = tx.Record(id)
+		return err
+	}))
+	return m
 }

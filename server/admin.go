@@ -221,7 +221,7 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 			return name, r.Reason, nil
 		}
 	}
-	cur, _, err := tx.Record(h.GetId())
+	cur, curMeta, err := tx.Record(h.GetId())
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return "", "", err
 	}
@@ -245,8 +245,38 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 	}
 	meta := store.RecordMeta{VillageID: grid.VillageID, TownID: grid.TownID}
 	next.Buckets = bucketsFor(next, meta)
-	_, err = tx.PutRecord(cur, next, meta, adminWho)
-	return "", "", err
+	if _, err := tx.PutRecord(cur, next, meta, adminWho); err != nil {
+		return "", "", err
+	}
+	if cur != nil && curMeta != meta {
+		return "", "", refileVisits(tx, h.GetId(), meta)
+	}
+	return "", "", nil
+}
+
+// refileVisits moves a household's visits to where the household now lies
+// (a visit lies where its household does: see placeNew), in the
+// household's transaction. Each visit is written again with its new
+// buckets and village and town, its fields untouched, as a change of its
+// own: devices of the village (or town) it left get it as gone and purge
+// it, those of the new one pull it, and HQ and the changelog see it moved.
+// The household's bucket, and so its member, keep it.
+func refileVisits(tx *store.Tx, householdID string, meta store.RecordMeta) error {
+	visits, err := tx.HouseholdVisits(householdID)
+	if err != nil {
+		return err
+	}
+	for _, v := range visits {
+		next := proto.Clone(v).(*pb.Record)
+		next.Buckets = bucketsFor(next, meta)
+		if slices.Equal(next.GetBuckets(), v.GetBuckets()) {
+			continue // already there
+		}
+		if _, err := tx.PutRecord(v, next, meta, adminWho); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func checkAssignment(tx *store.Tx, householdID, memberID string) (field, msg string, err error) {

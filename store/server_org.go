@@ -152,6 +152,39 @@ func (t *Tx) Household(id string) (RecordMeta, string, error) {
 	return m, member.String, err
 }
 
+// householdVisits reads the visits filed in a household's bucket (a visit
+// never leaves it: its household_id is fixed), by the bucket's primary key.
+const householdVisits = `SELECT r.body FROM record_buckets rb JOIN records r ON r.id = rb.record_id
+	WHERE rb.bucket = ? AND rb.gone = 0 AND r.kind = ? ORDER BY rb.record_id`
+
+// HouseholdVisits reads every visit to a household as stored, by record id.
+// A household that moves to another village or town takes its visits along
+// (a visit lies where its household does): the caller writes each again
+// with its new buckets.
+func (t *Tx) HouseholdVisits(householdID string) ([]*pb.Record, error) {
+	rows, err := txq{t}.QueryContext(t.ctx, householdVisits, domain.HouseholdBucket(householdID), int(pb.Kind_KIND_VISIT))
+	if err != nil {
+		return nil, fmt.Errorf("read visits of %s: %w", householdID, err)
+	}
+	defer rows.Close()
+	var out []*pb.Record
+	for rows.Next() {
+		var body []byte
+		if err := rows.Scan(&body); err != nil {
+			return nil, fmt.Errorf("read visits of %s: %w", householdID, err)
+		}
+		r := &pb.Record{}
+		if err := proto.Unmarshal(body, r); err != nil {
+			return nil, fmt.Errorf("decode a visit of %s: %w", householdID, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read visits of %s: %w", householdID, err)
+	}
+	return out, nil
+}
+
 // SetMediators records who mediates a dispute, replacing the old list.
 // The devices of mediators added or removed are poked, so that they sync
 // and gain or purge the case.
