@@ -548,6 +548,16 @@ func TestScopeHouseholdMoved(t *testing.T) {
 	}
 	testenv.Sync(t, s3)
 	holds(t, e, s3, second.GetRecordId())
+
+	// The grid itself moves (G3 to village V1 in town T1): importing its
+	// households again, with the same fields, moves them and their visits.
+	importOrg(t, e, &pb.ImportOrgRequest{Units: []*pb.Unit{{Id: "G3", Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: "V1", Name: "王家塆"}}})
+	move("G3", "V1", "T1")
+	syncAll()
+	holds(t, e, s1, h1...)
+	holds(t, e, ts1, h1...)
+	lacks(t, s3, h1...)
+	lacks(t, ts2, h1...)
 }
 
 // changesByRecord groups changes by record id, in changelog order.

@@ -233,7 +233,11 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 	if cur != nil {
 		next = proto.Clone(cur).(*pb.Record)
 	}
-	changed := cur == nil
+	// A household whose grid now lies in another village or town (the
+	// household's grid changed, or the grid was moved) is written again
+	// even with the same fields, so that it and its visits move.
+	meta := store.RecordMeta{VillageID: grid.VillageID, TownID: grid.TownID}
+	changed := cur == nil || curMeta != meta
 	for k, v := range values {
 		if next.Fields[k].GetValue() != v {
 			next.Fields[k] = &pb.FieldValue{Value: v, Hlc: hlc}
@@ -243,7 +247,6 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 	if !changed {
 		return "", "", nil
 	}
-	meta := store.RecordMeta{VillageID: grid.VillageID, TownID: grid.TownID}
 	next.Buckets = bucketsFor(next, meta)
 	if _, err := tx.PutRecord(cur, next, meta, adminWho); err != nil {
 		return "", "", err

@@ -49,9 +49,16 @@ header row naming its columns (any order; [optional]):
   assignments.csv  household_id,member_id
 
 A member's unit is their grid; a mediator's their village; a secretary's
-their village, or their town for a town secretary; HQ's is empty. Files are UTF-8 (Excel: "CSV UTF-8"). A row that cannot be
-used is reported as file:line: column: message and skipped; the other rows
-are imported, and the command then exits with status 1.`, `
+their village, or their town for a town secretary; HQ's is empty.
+
+A household given a grid in another village moves there with its visits:
+the old village's phones drop them, the new village's get them. After
+moving a grid to another village (units.csv), import its households again
+to move them.
+
+Files are UTF-8 (Excel: "CSV UTF-8"). A row that cannot be used is
+reported as file:line: column: message and skipped; the other rows are
+imported, and the command then exits with status 1.`, `
 fieldctl admin import -dir examples/org
 fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token import -dir org --json`)
 	dir := fs.String("dir", "", "`directory` holding units.csv, users.csv, households.csv, assignments.csv")
