@@ -29,7 +29,7 @@ type DB struct {
 // dsn builds the connection string: busy_timeout first, so that even the
 // other pragmas wait for a lock instead of failing, then WAL and full
 // fsync on commit (durability is the point of the server's database).
-func dsn(path string, readOnly bool) string {
+func dsn(path string, readOnly bool, cacheKiB int) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -45,14 +45,22 @@ func dsn(path string, readOnly bool) string {
 		// profile put its pwrites at 5% of syncd's CPU. In memory, it is
 		// bounded by one commit's pages.
 		q.Add("_pragma", "temp_store(memory)")
+		if cacheKiB > 0 {
+			q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", cacheKiB))
+		}
 	}
 	return "file:" + path + "?" + q.Encode()
 }
 
+// ServerWriterDSN is the connection string of the server's writer: what
+// syncbench measures SQLite alone with, to compare like with like.
+func ServerWriterDSN(path string) string { return dsn(path, false, writerCacheKiB) }
+
 // OpenDB opens path (creating it) and applies migrations in order; each
-// migration runs once, tracked by PRAGMA user_version.
-func OpenDB(ctx context.Context, path string, migrations []string, readers int) (*DB, error) {
-	w, err := sql.Open("sqlite", dsn(path, false))
+// migration runs once, tracked by PRAGMA user_version. writerCacheKiB sets
+// the writer connection's page cache (0: SQLite's default, 2 MiB).
+func OpenDB(ctx context.Context, path string, migrations []string, readers, writerCacheKiB int) (*DB, error) {
+	w, err := sql.Open("sqlite", dsn(path, false, writerCacheKiB))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -63,7 +71,7 @@ func OpenDB(ctx context.Context, path string, migrations []string, readers int) 
 		w.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", dsn(path, true))
+	r, err := sql.Open("sqlite", dsn(path, true, 0))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open %s for reading: %w", path, err)

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
 )
 
 // limits are the parts measured alone on the same machine in the same run.
@@ -45,17 +45,9 @@ func sampleVisit(i int) (*pb.Record, []byte, []byte) {
 	return r, body, cbody
 }
 
-// sqliteDSN is store/db.go's writer DSN: busy_timeout, WAL,
-// synchronous=FULL, foreign keys, BEGIN IMMEDIATE.
-func sqliteDSN(path string) string {
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Set("_txlock", "immediate")
-	return "file:" + path + "?" + q.Encode()
-}
+// sqliteDSN is the server writer's DSN (store.ServerWriterDSN): WAL,
+// synchronous=FULL, its page cache and pragmas.
+func sqliteDSN(path string) string { return store.ServerWriterDSN(path) }
 
 // measureSQLite inserts n visit rows (UUIDv7 keys, the server's records
 // schema) in transactions of 500 with the server's pragmas; then the same

@@ -337,7 +337,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			n = max(20000, min(220420, spec.Members*cfg.mutations))
 		}
 		l := &limits{Rows: n, Notes: []string{
-			"sqlite_rows_per_s: INSERTs of visit records (UUIDv7 keys, the server's records schema and bodies) in transactions of 500, synchronous=FULL, WAL, same DSN as store/db.go",
+			"sqlite_rows_per_s: INSERTs of visit records (UUIDv7 keys, the server's records schema and bodies) in transactions of 500, synchronous=FULL, WAL, the server writer's DSN (store.ServerWriterDSN)",
 			"sqlite_server_writes_per_s: the same, with the server's whole write set per mutation (record + its bucket rows but all + change row)",
 			"sqlite_single_commits_per_s: one row per transaction: the one-fsync-per-sync ceiling",
 			"jetstream_async_publish_per_s: PublishMsgAsync of the same Change bodies with Nats-Msg-Id to a file-storage stream on the server's embedded NATS, every ack awaited",
