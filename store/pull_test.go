@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -175,5 +177,89 @@ func TestHouseholdVisits(t *testing.T) {
 		if !proto.Equal(got[i], want[i]) {
 			t.Errorf("visit %d:\ngot  %v\nwant %v", i, got[i], want[i])
 		}
+	}
+}
+
+// TestPullSeesEveryCommit checks the in-memory bucket heads that let a pull
+// skip unchanged buckets: a pull right after a commit sees it, a job that
+// failed leaves no trace, and a reopened database starts from the heads on
+// disk.
+func TestPullSeesEveryCommit(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "fieldsync.db")
+	s, err := store.OpenServer(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := store.RecordMeta{VillageID: "V1", TownID: "T1"}
+	visit := func(i int) *pb.Record {
+		r := benchRecord(i, "H1")
+		r.Buckets = domain.RecordBuckets(r, meta.VillageID, meta.TownID)
+		return r
+	}
+	pullOne := func(s *store.Server, bucket string, after uint64) []uint64 {
+		t.Helper()
+		rows, err := s.Pull(ctx, bucket, after, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []uint64
+		for _, r := range rows {
+			seqs = append(seqs, r.Seq)
+		}
+		return seqs
+	}
+	var last uint64
+	for i := range 5 {
+		last = put(t, s, []*pb.Record{nil}, []*pb.Record{visit(i)}, meta)[0]
+		for _, b := range []string{"h:H1", "v:V1", "t:T1", domain.AllBucket} {
+			if got := pullOne(s, b, last-1); !slices.Equal(got, []uint64{last}) {
+				t.Fatalf("pull of %s after %d, right after the commit of %d: %v", b, last-1, last, got)
+			}
+			if got := pullOne(s, b, last); len(got) != 0 {
+				t.Fatalf("pull of %s after its head %d: %v", b, last, got)
+			}
+		}
+	}
+	// A job that fails after filing a record in a new bucket: the bucket
+	// stays empty, and a later change to it is seen.
+	failed := errors.New("job fails")
+	err = s.Write(ctx, func(tx *store.Tx) error {
+		r := visit(99)
+		r.Buckets = domain.RecordBuckets(r, "V9", "T9")
+		if _, err := tx.PutRecord(nil, r, store.RecordMeta{VillageID: "V9", TownID: "T9"}, store.ChangeInfo{DeviceID: "d", UserID: "u"}); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("write: %v", err)
+	}
+	if got := pullOne(s, "v:V9", 0); len(got) != 0 {
+		t.Fatalf("v:V9 after a failed job: %v", got)
+	}
+	r := visit(100)
+	r.Buckets = domain.RecordBuckets(r, "V9", "T9")
+	seq := put(t, s, []*pb.Record{nil}, []*pb.Record{r}, store.RecordMeta{VillageID: "V9", TownID: "T9"})[0]
+	if got := pullOne(s, "v:V9", 0); !slices.Equal(got, []uint64{seq}) {
+		t.Fatalf("v:V9: %v, want [%d]", got, seq)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened: the heads come from the file.
+	s, err = store.OpenServer(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := pullOne(s, "h:H1", last-1); !slices.Equal(got, []uint64{last, seq}) {
+		t.Fatalf("h:H1 after reopening: %v, want [%d %d]", got, last, seq)
+	}
+	if got := pullOne(s, "v:V9", seq); len(got) != 0 {
+		t.Fatalf("v:V9 after its head %d, reopened: %v", seq, got)
+	}
+	if got := pullOne(s, domain.AllBucket, seq-1); !slices.Equal(got, []uint64{seq}) {
+		t.Fatalf("all after reopening: %v, want [%d]", got, seq)
 	}
 }

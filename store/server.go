@@ -87,6 +87,8 @@ type Server struct {
 	w        *writeStmts // the writer's prepared statements
 	instance string      // unique per database: change ids are instance-seq
 
+	heads heads // each bucket's highest change number (heads.go)
+
 	jobs    chan job
 	quit    chan struct{}
 	done    chan struct{}
@@ -130,6 +132,10 @@ func OpenServer(ctx context.Context, path string) (*Server, error) {
 	} else if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("read meta: %w", err)
+	}
+	if err := s.heads.load(ctx, db.W); err != nil {
+		db.Close()
+		return nil, err
 	}
 	go s.writer()
 	return s, nil
@@ -245,9 +251,9 @@ func (s *Server) commit(batch []job, nextSeq *uint64) {
 			fail(fmt.Errorf("savepoint: %w", err))
 			return
 		}
-		seq, nb := tx.nextSeq, len(tx.changed)
+		seq, nb, nf := tx.nextSeq, len(tx.changed), len(tx.filed)
 		if errs[i] = j.fn(tx); errs[i] != nil {
-			tx.nextSeq, tx.changed = seq, tx.changed[:nb]
+			tx.nextSeq, tx.changed, tx.filed = seq, tx.changed[:nb], tx.filed[:nf]
 			if _, err := tx.Exec("ROLLBACK TO job"); err != nil {
 				sqlTx.Rollback()
 				fail(fmt.Errorf("rollback to savepoint: %w", err))
@@ -268,6 +274,7 @@ func (s *Server) commit(batch []job, nextSeq *uint64) {
 		return
 	}
 	*nextSeq = tx.nextSeq
+	s.heads.raise(tx.filed) // before anyone hears of the commit
 	for i, j := range batch {
 		j.done <- errs[i]
 	}
@@ -293,6 +300,7 @@ type Tx struct {
 	now      time.Time
 	buckets  map[string]bool
 	changed  []string
+	filed    []filedAt // bucket rows written, for the heads
 	stmts    *writeStmts
 }
 
@@ -381,12 +389,15 @@ func (t *Tx) PutRecord(prev, r *pb.Record, m RecordMeta, who ChangeInfo) (uint64
 			return 0, fmt.Errorf("move record %s out of %s: %w", r.GetId(), b, err)
 		}
 		t.changed = append(t.changed, b)
+		t.filed = append(t.filed, filedAt{b, seq})
 	}
 	// Its buckets, in one statement (one per bucket count, prepared once).
 	args := make([]any, 0, 3*len(r.GetBuckets()))
+	t.filed = append(t.filed, filedAt{domain.AllBucket, seq}) // the records table
 	for _, b := range r.GetBuckets() {
 		t.changed = append(t.changed, b)
 		if b != domain.AllBucket {
+			t.filed = append(t.filed, filedAt{b, seq})
 			args = append(args, b, r.GetId(), seq)
 		}
 	}

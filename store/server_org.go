@@ -298,6 +298,9 @@ func (s *Server) PullBuckets(ctx context.Context, cursors []Cursor, limit int) (
 	out := make([][]BucketRow, len(cursors))
 	var idx []int // the cursors read by buckets' rows, by position
 	for i, c := range cursors {
+		if !s.heads.after(c.Bucket, c.After) {
+			continue // nothing after the cursor (heads.go)
+		}
 		if c.Bucket != domain.AllBucket {
 			idx = append(idx, i)
 			continue

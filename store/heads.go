@@ -1,0 +1,83 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+
+	"github.com/fieldsync/fieldsync/domain"
+)
+
+// heads holds each bucket's highest change number, in memory, so that a
+// pull skips the buckets with nothing after the device's cursor without a
+// query: most syncs of a quiet city (a phone's periodic sync, a single
+// visit) find most of their 6-11 buckets unchanged. syncbench's burst
+// profile put those queries at 16% of syncd's CPU.
+//
+// The figures are exact: loaded when the database opens, then raised by the
+// writer after each commit, before the writes' callers hear of it (so a
+// device's pull after its push sees its own changes) and before Watch
+// streams are poked. A reader that comes between a commit and the raise
+// skips a bucket it could have read, and reads it at its next sync (the
+// poke). This holds as long as syncd's writer is the only one writing the
+// database, which the design requires anyway.
+type heads struct {
+	mu sync.RWMutex
+	m  map[string]uint64
+}
+
+// filedAt is a bucket written by a change.
+type filedAt struct {
+	bucket string
+	seq    uint64
+}
+
+// load reads every bucket's head ("all" is the records table's highest
+// version).
+func (h *heads) load(ctx context.Context, db *sql.DB) error {
+	h.m = map[string]uint64{}
+	rows, err := db.QueryContext(ctx, "SELECT bucket, MAX(seq) FROM record_buckets GROUP BY bucket")
+	if err != nil {
+		return fmt.Errorf("read bucket heads: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b string
+		var seq uint64
+		if err := rows.Scan(&b, &seq); err != nil {
+			return fmt.Errorf("read bucket heads: %w", err)
+		}
+		h.m[b] = seq
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read bucket heads: %w", err)
+	}
+	var all sql.NullInt64
+	if err := db.QueryRowContext(ctx, "SELECT MAX(version) FROM records").Scan(&all); err != nil {
+		return fmt.Errorf("read records head: %w", err)
+	}
+	h.m[domain.AllBucket] = uint64(all.Int64)
+	return nil
+}
+
+// raise records committed changes.
+func (h *heads) raise(filed []filedAt) {
+	if len(filed) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, f := range filed {
+		if f.seq > h.m[f.bucket] {
+			h.m[f.bucket] = f.seq
+		}
+	}
+}
+
+// after reports whether bucket may hold changes after seq.
+func (h *heads) after(bucket string, seq uint64) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.m[bucket] > seq
+}
