@@ -263,3 +263,41 @@ func TestPullSeesEveryCommit(t *testing.T) {
 		t.Fatalf("all after reopening: %v, want [%d]", got, seq)
 	}
 }
+
+// TestLinkedHouseholdsAfterRelink reads a member's households (remembered),
+// relinks one, and reads again as soon as the write returns.
+func TestLinkedHouseholdsAfterRelink(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openServer(t)
+	link := func(h, m string) {
+		t.Helper()
+		if err := s.Write(ctx, func(tx *store.Tx) error { _, err := tx.Link(h, m); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	linked := func(m string) []string {
+		t.Helper()
+		hs, err := s.LinkedHouseholds(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hs
+	}
+	link("H1", "M1")
+	link("H2", "M1")
+	for range 2 { // the second answer comes from the cache
+		if got := linked("M1"); !slices.Equal(got, []string{"H1", "H2"}) {
+			t.Fatalf("M1: %v", got)
+		}
+	}
+	if got := linked("M2"); len(got) != 0 {
+		t.Fatalf("M2: %v", got)
+	}
+	link("H2", "M2")
+	if got := linked("M1"); !slices.Equal(got, []string{"H1"}) {
+		t.Fatalf("M1 after H2 moved to M2: %v", got)
+	}
+	if got := linked("M2"); !slices.Equal(got, []string{"H2"}) {
+		t.Fatalf("M2 after H2 moved to it: %v", got)
+	}
+}

@@ -87,7 +87,8 @@ type Server struct {
 	w        *writeStmts // the writer's prepared statements
 	instance string      // unique per database: change ids are instance-seq
 
-	heads heads // each bucket's highest change number (heads.go)
+	heads heads     // each bucket's highest change number (heads.go)
+	links linkCache // members' linked households (links.go)
 
 	jobs    chan job
 	quit    chan struct{}
@@ -275,6 +276,9 @@ func (s *Server) commit(batch []job, nextSeq *uint64) {
 	}
 	*nextSeq = tx.nextSeq
 	s.heads.raise(tx.filed) // before anyone hears of the commit
+	if tx.relinked {
+		s.links.clear()
+	}
 	for i, j := range batch {
 		j.done <- errs[i]
 	}
@@ -301,6 +305,7 @@ type Tx struct {
 	buckets  map[string]bool
 	changed  []string
 	filed    []filedAt // bucket rows written, for the heads
+	relinked bool      // a link changed: the link cache is cleared
 	stmts    *writeStmts
 }
 

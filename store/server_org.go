@@ -118,6 +118,7 @@ func (t *Tx) Link(householdID, memberID string) (string, error) {
 	_, err = t.Exec(`INSERT INTO links (household_id, member_id) VALUES (?, ?)
 		ON CONFLICT (household_id) DO UPDATE SET member_id = excluded.member_id`, householdID, memberID)
 	if err == nil && prev != memberID {
+		t.relinked = true
 		// Wake both members' devices: one gains the household, one loses it.
 		t.PokeBuckets(domain.UserBucket(memberID))
 		if prev != "" {
@@ -235,9 +236,18 @@ func strings1(ctx context.Context, q queryer, query string, args ...any) ([]stri
 	return out, rows.Err()
 }
 
-// LinkedHouseholds lists the households linked to a member.
+// LinkedHouseholds lists the households linked to a member (remembered:
+// links.go). The caller must not modify the list.
 func (s *Server) LinkedHouseholds(ctx context.Context, memberID string) ([]string, error) {
-	return strings1(ctx, s.r, "SELECT household_id FROM links WHERE member_id = ? ORDER BY household_id", memberID)
+	hs, gen, ok := s.links.get(memberID)
+	if ok {
+		return hs, nil
+	}
+	hs, err := strings1(ctx, s.r, "SELECT household_id FROM links WHERE member_id = ? ORDER BY household_id", memberID)
+	if err == nil {
+		s.links.put(memberID, gen, hs)
+	}
+	return hs, err
 }
 
 // MediatedDisputes lists the disputes a user mediates.
