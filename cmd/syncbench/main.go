@@ -444,6 +444,11 @@ func (b *bench) enroll(c *city, cfg *config, dir string) error {
 	var firstErr error
 	sem := make(chan struct{}, min(cfg.concurrency, 200))
 	done := 0
+	if nreal > 0 { // before the real devices' goroutines open their files in it
+		if err := os.MkdirAll(filepath.Join(dir, "devices"), 0o700); err != nil {
+			return err
+		}
+	}
 	for i, m := range c.members {
 		if len(c.linked[m.Id]) == 0 {
 			continue
@@ -474,9 +479,6 @@ func (b *bench) enroll(c *city, cfg *config, dir string) error {
 				fmt.Fprintf(b.log, "\rsyncbench: enrolled %d/%d devices", done, len(c.members))
 			}
 		}()
-	}
-	if nreal > 0 {
-		os.MkdirAll(filepath.Join(dir, "devices"), 0o700)
 	}
 	wg.Wait()
 	if firstErr != nil {
