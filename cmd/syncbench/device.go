@@ -57,12 +57,12 @@ func wireBytes() int64 { return wireRead.Load() + wireWritten.Load() }
 func deviceDialOptions(ep endpoint, sessions tls.ClientSessionCache) []grpc.DialOption {
 	tc := syncer.PinnedTLS(ep.Addr, ep.CA)
 	tc.ClientSessionCache = sessions
-	return []grpc.DialOption{
+	return append([]grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
 		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name), grpc.MaxCallRecvMsgSize(16<<20)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithContextDialer(countingDialer),
-	}
+	}, ep.trip.dialOptions()...)
 }
 
 // ack is one mutation the server acknowledged, kept to check at the end.
@@ -329,7 +329,7 @@ func enrollReal(ctx context.Context, ep endpoint, admin pb.AdminServiceClient, a
 		return nil, err
 	}
 	d, err := syncer.OpenWith(filepath.Join(dir, user+".db"), &syncer.Options{
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(countingDialer)}, ConnectTimeout: 30 * time.Second, AppVersion: "syncbench-real/1"})
+		DialOptions: append([]grpc.DialOption{grpc.WithContextDialer(countingDialer)}, ep.trip.dialOptions()...), ConnectTimeout: 30 * time.Second, AppVersion: "syncbench-real/1"})
 	if err != nil {
 		return nil, err
 	}

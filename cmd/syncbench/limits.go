@@ -145,8 +145,9 @@ CREATE TABLE changes (seq INTEGER PRIMARY KEY, subject TEXT NOT NULL, body BLOB 
 }
 
 // measureJetStream publishes n change bodies asynchronously to a scratch
-// stream on the server's NATS (file storage, like the changelog), with a
-// Nats-Msg-Id each, and waits for every acknowledgement.
+// stream of its own on the server's NATS (file storage, like the
+// changelog), with a Nats-Msg-Id each, waits for every acknowledgement,
+// and deletes the stream.
 func measureJetStream(ctx context.Context, natsURL string, n int, l *limits) error {
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -157,9 +158,11 @@ func measureJetStream(ctx context.Context, natsURL string, n int, l *limits) err
 	if err != nil {
 		return err
 	}
-	name := "SYNCBENCH_LIMIT"
-	js.DeleteStream(ctx, name)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{"syncbench.limit.>"},
+	// A scratch stream of this run's own, never the changelog: on an
+	// external syncd's NATS too. Deleted when done.
+	run := domain.RandomToken(5)
+	name, subject := "SYNCBENCH_LIMIT_"+run, "syncbench.limit."+run
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject + ".>"},
 		Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Duplicates: 10 * time.Minute}); err != nil {
 		return err
 	}
@@ -167,7 +170,7 @@ func measureJetStream(ctx context.Context, natsURL string, n int, l *limits) err
 	_, _, body := sampleVisit(0)
 	start := time.Now()
 	for i := range n {
-		m := nats.NewMsg("syncbench.limit.T01.visit")
+		m := nats.NewMsg(subject + ".T01.visit")
 		m.Data = body
 		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("limit-%d", i))
 		m.Header.Set(domain.HeaderSeq, fmt.Sprint(i+1))

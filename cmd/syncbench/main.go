@@ -1,7 +1,8 @@
 // Command syncbench is fieldsync's load generator and benchmark: it builds a
-// city, starts a server from syncd's parts (TLS on, rate limits off), and
-// runs named scenarios against it with real gRPC clients, then checks that
-// no acknowledged mutation was lost or duplicated, on the server and on the
+// city, starts a server from syncd's parts (TLS on, rate limits off) or
+// reaches a real syncd started separately (-server external), and runs
+// named scenarios against it with real gRPC clients, then checks that no
+// acknowledged mutation was lost or duplicated, on the server and on the
 // JetStream changelog. See BENCHMARKS.md.
 package main
 
@@ -16,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,6 +63,8 @@ type config struct {
 	jsonOut                    bool
 	cpuprofile                 string
 	serverMode                 string
+	addr, syncdData            string
+	syncdPID                   int
 	dir                        string
 	keep                       bool
 	limitRows                  int
@@ -82,10 +86,20 @@ It builds a city (default the size of Macheng: %d households, %d members
 each linked to 5-10 households, %d grids), imports it through
 AdminService.ImportOrg, enrolls one device per member, and runs scenarios
 against a server made of syncd's parts (SQLite, embedded NATS JetStream,
-gRPC with TLS; rate limits off, since syncd has no flags for them yet),
-by default in a child process so that its CPU and memory are measured
-apart. Devices are lightweight (real gRPC, TLS, protobuf, numbering,
-cursors; in-memory replica) except a sample running the real syncer.
+gRPC with TLS; rate limits off), by default in a child process so that
+its CPU and memory are measured apart. Devices are lightweight (real gRPC,
+TLS, protobuf, numbering, cursors; in-memory replica) except a sample
+running the real syncer.
+
+-server external runs against a real syncd started separately, on a fresh
+(empty) -data directory, with its rate limits off:
+  syncd -data /tmp/bench-data -device-rate off -user-rate off -enroll-rate off
+  syncbench -server external -addr 127.0.0.1:7443 -syncd-data /tmp/bench-data -syncd-pid $(pgrep syncd)
+syncbench reads syncd's admin.token, tls/ca.pem and nats.url from -syncd-data,
+and stops with an error at the first call a rate limit refuses
+(ResourceExhausted). Server CPU and peak RSS come from /proc for
+-syncd-pid (or the local process listening on -addr); -cpuprofile is not
+available there.
 
 Scenarios (-scenario, comma-separated or all):
   bootstrap  fresh devices' first full sync; then HQ exports everything from 0
@@ -120,7 +134,10 @@ Flags:
 	fs.IntVar(&c.realDevices, "real", 8, "devices running the real syncer (own SQLite file each), among the members")
 	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object per scenario (and one for limits and the check) instead of tables")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write the server's CPU profile over the scenarios to `file` (go tool pprof)")
-	fs.StringVar(&c.serverMode, "server", "process", "where the server runs: process (a child process, measured apart) or inproc")
+	fs.StringVar(&c.serverMode, "server", "process", "where the server runs: process (syncd's parts in a child process, measured apart), inproc (in this process), or external (a syncd started separately: -addr, -syncd-data, -syncd-pid)")
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:7443", "with -server external: syncd's gRPC `address` (its -listen)")
+	fs.StringVar(&c.syncdData, "syncd-data", "", "with -server external: syncd's -data `directory`, for admin.token, tls/ca.pem and nats.url; syncd must have started on it empty, with -device-rate off -user-rate off -enroll-rate off")
+	fs.IntVar(&c.syncdPID, "syncd-pid", 0, "with -server external: syncd's `pid`, to measure its CPU and peak RSS from /proc (0: the local process listening on -addr's port, if any; else not measured)")
 	fs.StringVar(&c.dir, "dir", "", "working directory for the server's files and the real devices (default a temporary one, removed)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory")
 	fs.IntVar(&c.limitRows, "limit-rows", 0, "rows for the SQLite and JetStream limits (0: the storm's mutations, 20,000 to 220,420)")
@@ -136,8 +153,27 @@ Flags:
 	if c.scale <= 0 {
 		return nil, errors.New("-scale: must be more than 0")
 	}
-	if c.serverMode != "process" && c.serverMode != "inproc" {
-		return nil, fmt.Errorf("-server %q: want process or inproc", c.serverMode)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch c.serverMode {
+	case "process", "inproc":
+		for _, f := range []string{"addr", "syncd-data", "syncd-pid"} {
+			if set[f] {
+				return nil, fmt.Errorf("-%s: only with -server external", f)
+			}
+		}
+	case "external":
+		if c.syncdData == "" {
+			return nil, errors.New("-server external: -syncd-data is required (syncd's -data directory: admin.token, tls/ca.pem, nats.url)")
+		}
+		if c.cpuprofile != "" {
+			return nil, errors.New("-cpuprofile: not available with -server external (syncd has no profiling endpoint); use -server process for the server's profile")
+		}
+		if c.syncdPID < 0 {
+			return nil, errors.New("-syncd-pid: want a process id, or 0 to look it up")
+		}
+	default:
+		return nil, fmt.Errorf("-server %q: want process, inproc or external", c.serverMode)
 	}
 	if c.concurrency < 1 || c.mutations < 1 {
 		return nil, errors.New("-concurrency and -mutations: at least 1")
@@ -213,13 +249,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "syncbench: city %d households, %d members, %d grids, %d villages, %d towns; files in %s\n",
 		spec.Households, spec.Members, spec.Grids, spec.Villages, spec.Towns, dir)
 
+	// The first call a server rate limit refuses cancels the run.
+	parent := ctx
+	ctx, cancelRun := context.WithCancel(parent)
+	defer cancelRun()
+	trip := &rateTrip{cancel: cancelRun}
+	// failed prefers the rate limit's error to what it caused.
+	failed := func(err error) error {
+		if t := trip.tripped(); t != nil {
+			return t
+		}
+		return err
+	}
+
 	var ctl serverCtl
-	if cfg.serverMode == "process" {
+	switch cfg.serverMode {
+	case "process":
 		ctl, err = startChild(ctx, filepath.Join(dir, "server"), stderr)
-	} else {
+	case "inproc":
 		var bs *benchServer
 		if bs, err = startServer(ctx, filepath.Join(dir, "server"), stderr); err == nil {
 			ctl = &inprocCtl{b: bs}
+		}
+	case "external":
+		var ec *externalCtl
+		if ec, err = connectExternal(cfg.addr, cfg.syncdData, cfg.syncdPID, stderr); err == nil {
+			ctl = ec
 		}
 	}
 	if err != nil {
@@ -231,12 +286,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	ep := ctl.endpoint()
+	ep.trip = trip
 	fmt.Fprintf(stderr, "syncbench: server on %s (TLS, CA %s…), NATS %s\n", ep.Addr, ep.CA[:12], ep.NATSURL)
+	if cfg.serverMode == "external" {
+		fmt.Fprintf(stderr, "syncbench: %s\n", ctl.what())
+	}
 
 	// The admin/HQ connection: pinned TLS, gzip.
-	adminConn, err := grpc.NewClient(ep.Addr, grpc.WithTransportCredentials(credentials.NewTLS(syncer.PinnedTLS(ep.Addr, ep.CA))),
+	adminConn, err := grpc.NewClient(ep.Addr, append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(syncer.PinnedTLS(ep.Addr, ep.CA))),
 		grpc.WithContextDialer(countingDialer), // counted only inside a scenario's window (the export)
-		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name), grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)))
+		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name), grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20))},
+		trip.dialOptions()...)...)
 	if err != nil {
 		return err
 	}
@@ -253,19 +313,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	b := &bench{ctx: ctx, ctl: ctl, ep: ep, admin: pb.NewAdminServiceClient(adminConn),
 		actx: metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+ep.Token), exportC: pb.NewExportServiceClient(adminConn),
 		js: js, log: stderr}
+	if cfg.serverMode == "external" {
+		if err := b.checkEmpty(); err != nil {
+			return err
+		}
+	}
 
 	// The city.
 	c := makeCity(spec, cfg.seed)
 	t0 := time.Now()
 	if err := importCity(b.actx, b.admin, c, cfg.importBatch, stderr); err != nil {
-		return err
+		return failed(err)
 	}
 	fmt.Fprintf(stderr, "syncbench: city imported in %.1fs\n", time.Since(t0).Seconds())
 	b.expectChanges = uint64(len(c.hhs))
 
 	// Devices: one per member; the last -real run the real syncer.
 	if err := b.enroll(c, cfg, dir); err != nil {
-		return err
+		return failed(err)
 	}
 	defer func() {
 		for _, d := range b.devs {
@@ -318,7 +383,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return failed(parent.Err())
 	}
 	step("checking every acknowledged mutation against the server and the stream")
 	v, err := b.verify()
@@ -340,7 +405,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			"sqlite_rows_per_s: INSERTs of visit records (UUIDv7 keys, the server's records schema and bodies) in transactions of 500, synchronous=FULL, WAL, the server writer's DSN (store.ServerWriterDSN)",
 			"sqlite_server_writes_per_s: the same, with the server's whole write set per mutation (record + its bucket rows but all + change row)",
 			"sqlite_single_commits_per_s: one row per transaction: the one-fsync-per-sync ceiling",
-			"jetstream_async_publish_per_s: PublishMsgAsync of the same Change bodies with Nats-Msg-Id to a file-storage stream on the server's embedded NATS, every ack awaited",
+			"jetstream_async_publish_per_s: PublishMsgAsync of the same Change bodies with Nats-Msg-Id to a file-storage stream of its own (deleted after) on the server's NATS, every ack awaited",
 		}}
 		if err := measureSQLite(ctx, dir, n, l); err != nil {
 			fmt.Fprintln(stderr, "syncbench: sqlite limit:", err)
@@ -351,6 +416,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rep.Limits = l
 		rep.Ratios = ratios(rep)
 	}
+	rep.Measured = ctl.what() // now that it knows whether the peak could be reset
 	err = ctl.stop()
 	ctl = nil
 	if err != nil {
@@ -378,6 +444,11 @@ func (b *bench) enroll(c *city, cfg *config, dir string) error {
 	var firstErr error
 	sem := make(chan struct{}, min(cfg.concurrency, 200))
 	done := 0
+	if nreal > 0 { // before the real devices' goroutines open their files in it
+		if err := os.MkdirAll(filepath.Join(dir, "devices"), 0o700); err != nil {
+			return err
+		}
+	}
 	for i, m := range c.members {
 		if len(c.linked[m.Id]) == 0 {
 			continue
@@ -408,9 +479,6 @@ func (b *bench) enroll(c *city, cfg *config, dir string) error {
 				fmt.Fprintf(b.log, "\rsyncbench: enrolled %d/%d devices", done, len(c.members))
 			}
 		}()
-	}
-	if nreal > 0 {
-		os.MkdirAll(filepath.Join(dir, "devices"), 0o700)
 	}
 	wg.Wait()
 	if firstErr != nil {
@@ -480,6 +548,14 @@ func ratios(rep *report) map[string]float64 {
 	return out
 }
 
+// orDash formats a figure that may be unknown.
+func orDash(f *float64, prec int) string {
+	if f == nil {
+		return "–"
+	}
+	return strconv.FormatFloat(*f, 'f', prec, 64)
+}
+
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 
 func printReport(w io.Writer, rep *report, asJSON bool) {
@@ -501,9 +577,9 @@ func printReport(w io.Writer, rep *report, asJSON bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tdevices\tconc\tsyncs\tmutations\tpulled\tseconds\trecords/s\tmutations/s\tsyncs/s\tp50 ms\tp95 ms\tp99 ms\tmax ms\tsrv CPU s\tgen CPU s\tsrv RSS MB\twire B/rec\tproto B/rec\twire/proto\terrors\tlost\tdup\t")
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.2f\t%d\t%d\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.2f\t%s\t%.1f\t%.1f\t%.2f\t%d\t%d\t%d\t\n",
 			r.Scenario, r.Devices, r.Concurrency, r.Syncs, r.Mutations, r.Pulled, r.Seconds, r.RecordsPerSec, r.MutationsPerSec, r.SyncsPerSec,
-			r.P50Ms, r.P95Ms, r.P99Ms, r.MaxMs, r.ServerCPUSeconds, r.ClientCPUSeconds, r.ServerPeakRSSMB, r.WireBytesPerRecord, r.ProtoBytesPerRec, r.WireOverProto,
+			r.P50Ms, r.P95Ms, r.P99Ms, r.MaxMs, orDash(r.ServerCPUSeconds, 2), r.ClientCPUSeconds, orDash(r.ServerPeakRSSMB, 1), r.WireBytesPerRecord, r.ProtoBytesPerRec, r.WireOverProto,
 			r.Errors, r.Lost, r.Duplicated)
 	}
 	tw.Flush()

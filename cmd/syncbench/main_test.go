@@ -16,20 +16,30 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	args := []string{"-server", "inproc", "-households", "40", "-members", "6", "-grids", "2", "-real", "1",
-		"-concurrency", "4", "-mutations", "5", "-burst-syncs", "2", "-single-syncs", "5",
-		"-trickle-rate", "50", "-trickle-duration", "200ms", "-trickle-devices", "3", "-skip-limits", "-json", "-dir", t.TempDir()}
+	args := append([]string{"-server", "inproc", "-dir", t.TempDir()}, tinyCity...)
 	if err := run(ctx, args, &out, &errOut); err != nil {
 		t.Fatalf("syncbench: %v\nstderr:\n%s\nstdout:\n%s", err, errOut.String(), out.String())
 	}
-	seen := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+	checkRun(t, out.String())
+}
+
+// tinyCity is the smoke test's city and scenario sizes.
+var tinyCity = []string{"-households", "40", "-members", "6", "-grids", "2", "-real", "1",
+	"-concurrency", "4", "-mutations", "5", "-burst-syncs", "2", "-single-syncs", "5",
+	"-trickle-rate", "50", "-trickle-duration", "200ms", "-trickle-devices", "3", "-skip-limits", "-json"}
+
+// checkRun asserts that a -json run ran every scenario with no error and
+// nothing lost or duplicated; it returns the scenarios' objects by name.
+func checkRun(t *testing.T, out string) map[string]map[string]any {
+	t.Helper()
+	seen := map[string]map[string]any{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var obj map[string]any
 		if err := json.Unmarshal([]byte(line), &obj); err != nil {
 			t.Fatalf("--json line %q: %v", line, err)
 		}
 		name, _ := obj["scenario"].(string)
-		seen[name] = true
+		seen[name] = obj
 		if name == "check" {
 			check := obj["check"].(map[string]any)
 			if check["lost"].(float64) != 0 || check["duplicated"].(float64) != 0 {
@@ -48,10 +58,11 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"bootstrap", "export", "storm", "burst", "trickle", "single", "check"} {
-		if !seen[s] {
-			t.Errorf("no JSON object for %s in:\n%s", s, out.String())
+		if seen[s] == nil {
+			t.Errorf("no JSON object for %s in:\n%s", s, out)
 		}
 	}
+	return seen
 }
 
 func TestHelp(t *testing.T) {

@@ -37,8 +37,8 @@ type result struct {
 	P95Ms              float64            `json:"p95_ms"`
 	P99Ms              float64            `json:"p99_ms"`
 	MaxMs              float64            `json:"max_ms"`
-	ServerCPUSeconds   float64            `json:"server_cpu_s"`
-	ServerPeakRSSMB    float64            `json:"server_peak_rss_mb"`
+	ServerCPUSeconds   *float64           `json:"server_cpu_s"`       // nil: not measured (external syncd, pid unknown)
+	ServerPeakRSSMB    *float64           `json:"server_peak_rss_mb"` // nil: not measured
 	ClientCPUSeconds   float64            `json:"loadgen_cpu_s"`
 	WireBytes          int64              `json:"wire_bytes"`
 	WireBytesPerRecord float64            `json:"wire_bytes_per_record"`
@@ -108,8 +108,10 @@ func (b *bench) measure(r *result, fn func()) {
 	fn()
 	r.Seconds = time.Since(start).Seconds()
 	cpu1, rss := b.ctl.usage()
-	r.ServerCPUSeconds = math.Round((cpu1-cpu0)*100) / 100
-	r.ServerPeakRSSMB = math.Round(float64(rss)/(1<<20)*10) / 10
+	if b.ctl.measured() {
+		cpu, mb := math.Round((cpu1-cpu0)*100)/100, math.Round(float64(rss)/(1<<20)*10)/10
+		r.ServerCPUSeconds, r.ServerPeakRSSMB = &cpu, &mb
+	}
 	r.ClientCPUSeconds = math.Round((selfCPU()-self0)*100) / 100
 	r.WireBytes = wireBytes() - w0
 }
@@ -415,7 +417,7 @@ func (b *bench) trickle(rate float64, dur time.Duration, ndev int) *result {
 				missing++
 			}
 		}
-		if missing == 0 || time.Now().After(deadline) {
+		if missing == 0 || time.Now().After(deadline) || b.ctx.Err() != nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -449,6 +451,9 @@ func (b *bench) trickle(rate float64, dur time.Duration, ndev int) *result {
 func (b *bench) waitStream(n uint64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
+		if err := b.ctx.Err(); err != nil {
+			return err // the run was stopped (a signal, or a rate limit)
+		}
 		st, err := b.js.Stream(b.ctx, domain.StreamName)
 		if err == nil {
 			info, err := st.Info(b.ctx)

@@ -31,8 +31,8 @@ import (
 
 // The server under test is built from the same parts as cmd/syncd
 // (store.OpenServer, server.EmbeddedNATS, server.New, server.LoadOrCreateTLS,
-// a gRPC server with syncd's options and TLS) with every rate limit off:
-// syncd has no flags for the limits yet. By default it runs in a child
+// a gRPC server with syncd's options and TLS) with every rate limit off
+// (as syncd -device-rate off -user-rate off -enroll-rate off). By default it runs in a child
 // process (this binary re-executed), so that its CPU time and peak RSS are
 // measured apart from the load generator's; -server inproc runs it in this
 // process instead (the smoke test does).
@@ -47,6 +47,8 @@ type endpoint struct {
 	Token   string `json:"token"`
 	NATSURL string `json:"nats"`
 	PID     int    `json:"pid"`
+	// trip stops the run at the first call a rate limit refused.
+	trip *rateTrip
 }
 
 // benchServer is the server under test, in-process.
@@ -155,6 +157,9 @@ type serverCtl interface {
 	// usage returns CPU seconds used so far and peak RSS bytes since the
 	// last resetPeak.
 	usage() (cpu float64, peakRSS int64)
+	// measured says whether usage knows the server's figures (not for an
+	// external syncd whose pid is unknown).
+	measured() bool
 	resetPeak()
 	startProfile(path string) error
 	stopProfile() error
@@ -170,6 +175,7 @@ type inprocCtl struct {
 }
 
 func (c *inprocCtl) endpoint() endpoint { return c.b.ep }
+func (c *inprocCtl) measured() bool     { return true }
 func (c *inprocCtl) usage() (float64, int64) {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -242,6 +248,7 @@ func startChild(ctx context.Context, dir string, stderr io.Writer) (*procCtl, er
 }
 
 func (c *procCtl) endpoint() endpoint { return c.ep }
+func (c *procCtl) measured() bool     { return true }
 func (c *procCtl) usage() (float64, int64) {
 	return procCPU(c.ep.PID), procPeakRSS(c.ep.PID, 0)
 }
