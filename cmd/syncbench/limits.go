@@ -163,7 +163,7 @@ func measureJetStream(ctx context.Context, natsURL string, n int, l *limits) err
 	run := domain.RandomToken(5)
 	name, subject := "SYNCBENCH_LIMIT_"+run, "syncbench.limit."+run
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject + ".>"},
-		Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Duplicates: 10 * time.Minute}); err != nil {
+		Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Duplicates: 30 * time.Second}); err != nil {
 		return err
 	}
 	defer js.DeleteStream(context.Background(), name)

@@ -133,7 +133,7 @@ Flags:
 	fs.IntVar(&c.trickleDevices, "trickle-devices", 200, "devices taking turns in trickle")
 	fs.IntVar(&c.realDevices, "real", 8, "devices running the real syncer (own SQLite file each), among the members")
 	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object per scenario (and one for limits and the check) instead of tables")
-	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write the server's CPU profile over the scenarios to `file` (go tool pprof)")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write the server's CPU profile over the scenarios to `file`, and its live heap after them to file.heap (go tool pprof)")
 	fs.StringVar(&c.serverMode, "server", "process", "where the server runs: process (syncd's parts in a child process, measured apart), inproc (in this process), or external (a syncd started separately: -addr, -syncd-data, -syncd-pid)")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:7443", "with -server external: syncd's gRPC `address` (its -listen)")
 	fs.StringVar(&c.syncdData, "syncd-data", "", "with -server external: syncd's -data `directory`, for admin.token, tls/ca.pem and nats.url; syncd must have started on it empty, with -device-rate off -user-rate off -enroll-rate off")

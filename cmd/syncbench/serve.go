@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -196,7 +197,7 @@ func (c *inprocCtl) stopProfile() error {
 		return nil
 	}
 	pprof.StopCPUProfile()
-	err := c.prof.Close()
+	err := errors.Join(c.prof.Close(), writeHeapProfile(c.prof.Name()+".heap"))
 	c.prof = nil
 	return err
 }
@@ -317,7 +318,7 @@ func childMain(dir string) int {
 		case "profile-stop":
 			if prof != nil {
 				pprof.StopCPUProfile()
-				err = prof.Close()
+				err = errors.Join(prof.Close(), writeHeapProfile(prof.Name()+".heap"))
 				prof = nil
 			}
 		case "stop":
@@ -388,4 +389,15 @@ func procPeakRSS(pid int, fallback int64) int64 {
 // resetPeakRSS resets VmHWM to the current RSS (Linux: clear_refs 5).
 func resetPeakRSS(pid int) {
 	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
+// writeHeapProfile writes the server's live heap (after a GC) to path: what
+// it holds after the scenarios (go tool pprof -sample_index=inuse_space).
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	return errors.Join(pprof.WriteHeapProfile(f), f.Close())
 }
