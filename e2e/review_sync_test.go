@@ -355,3 +355,50 @@ func TestReviewPageSizeOneMultiBucketConverges(t *testing.T) {
 		t.Fatalf("secretary holds %d records, scope has %d", len(items), len(want))
 	}
 }
+
+// A new village secretary's device pages through its village after two
+// households moved out of it: the gone rows it skips take no room in a
+// page, and must not end the paging before the rest of the village is sent
+// (a page that read as many rows as it may must say there is more).
+func TestReviewPullMoreAfterSkippedGoneRows(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	admin, actx := e.Admin()
+	hh := func(id, grid, head string) *pb.Household {
+		return &pb.Household{Id: id, GridId: grid, Head: head, Address: "addr " + id, Members: "2"}
+	}
+	_, err := admin.ImportOrg(actx, &pb.ImportOrgRequest{Households: []*pb.Household{hh("H001", testenv.Grid2, "a"), hh("H002", testenv.Grid2, "b")}})
+	ok(t, err)
+	_, err = admin.ImportOrg(actx, &pb.ImportOrgRequest{Households: []*pb.Household{hh("H003", testenv.Grid, "c"), hh("H004", testenv.Grid, "d"), hh("H005", testenv.Grid, "e")}})
+	ok(t, err)
+	enr, err := pb.NewEnrollServiceClient(e.Conn()).Enroll(t.Context(), &pb.EnrollRequest{Code: e.Secret(testenv.Secretary), DeviceName: "p"})
+	ok(t, err)
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+enr.GetToken())
+	client := pb.NewSyncServiceClient(e.Conn())
+	var cursors []*pb.Cursor
+	got := map[string]bool{}
+	for page := 0; ; page++ {
+		if page == 20 {
+			t.Fatal("still paging after 20 pages of 2")
+		}
+		resp, err := client.Sync(ctx, &pb.SyncRequest{Cursors: cursors, PageSize: 2})
+		ok(t, err)
+		for _, r := range resp.GetRecords() {
+			got[r.GetId()] = true
+		}
+		cursors = resp.GetCursors()
+		if !resp.GetMore() {
+			break
+		}
+	}
+	for _, id := range []string{"H003", "H004", "H005"} {
+		if !got[id] {
+			t.Errorf("the secretary's device never got %s (got %v)", id, got)
+		}
+	}
+	for _, id := range []string{"H001", "H002"} {
+		if got[id] {
+			t.Errorf("the secretary's device got %s, which moved out of its village", id)
+		}
+	}
+}

@@ -231,6 +231,12 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 			left--
 			at = row.Seq
 		}
+		if len(got[i]) > pageSize {
+			// The read stopped at its limit: rows that took no room in
+			// the page (gone rows a new device skips, records already
+			// sent) may have used up what was read, not the bucket.
+			resp.More = true
+		}
 		resp.Cursors = append(resp.Cursors, &pb.Cursor{Bucket: b, Seq: at})
 	}
 	resp.ProtoReflect().SetUnknown(raw)
