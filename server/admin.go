@@ -97,13 +97,14 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 			}
 			resp.Assignments++
 		}
+		// Users, roles and units may have changed: once committed, and
+		// before any device is poked, every device's next call reads its
+		// caller again.
+		tx.AfterCommit(func() { x.s.auth.clear() })
 		return tx.Audit(store.AuditAdmin, store.AuditImportOrg, "org", auditDetail(map[string]any{
 			"units": resp.Units, "users": resp.Users, "households": resp.Households,
 			"assignments": resp.Assignments, "rejected": len(resp.Errors)}))
 	})
-	// Users, roles and units may have changed: the next call of every
-	// device reads its caller again (also after an error, to be safe).
-	x.s.auth.clear()
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "import: %v; nothing was stored, retry", err)
 	}
@@ -311,12 +312,13 @@ func (x *adminService) AssignHousehold(ctx context.Context, req *pb.AssignHouseh
 		if resp.PreviousMemberId, err = tx.Link(req.GetHouseholdId(), req.GetMemberId()); err != nil {
 			return err
 		}
+		// Links are not part of a cached caller (the scope reads them at
+		// every call), but an admin change of the org clears the cache all
+		// the same.
+		tx.AfterCommit(func() { x.s.auth.clear() })
 		return tx.Audit(store.AuditAdmin, store.AuditAssignHousehold, req.GetHouseholdId(), auditDetail(map[string]any{
 			"member_id": req.GetMemberId(), "previous_member_id": resp.PreviousMemberId}))
 	})
-	// Links are not part of a cached caller (the scope reads them at every
-	// call), but an admin change of the org clears the cache all the same.
-	x.s.auth.clear()
 	switch {
 	case err != nil:
 		return nil, status.Errorf(codes.Unavailable, "assign: %v; retry", err)
@@ -407,12 +409,12 @@ func (x *adminService) RevokeDevice(ctx context.Context, req *pb.RevokeDeviceReq
 		if err := tx.RevokeDevice(req.GetDeviceId()); err != nil {
 			return err
 		}
+		// Once committed, before answering or poking: the device's very
+		// next call reads the store and is refused.
+		tx.AfterCommit(func() { x.s.auth.forgetDevice(req.GetDeviceId()) })
 		return tx.Audit(store.AuditAdmin, store.AuditRevokeDevice, req.GetDeviceId(), auditDetail(map[string]any{
 			"already_revoked": st.RevokedMs != 0}))
 	})
-	// After the commit, before answering: the device's very next call
-	// reads the store and is refused.
-	x.s.auth.forgetDevice(req.GetDeviceId())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, status.Errorf(codes.NotFound, "device_id: unknown device %q (see fieldctl admin devices)", req.GetDeviceId())

@@ -106,7 +106,8 @@ func (s *Server) Relay() *Relay { return s.relay }
 
 // GRPCOptions are the options syncd's gRPC server runs with: the
 // interceptors (server deadline, then credential, then rate limits),
-// message size limits, keepalive enforcement and shared write buffers.
+// message size limits, keepalive enforcement and no per-connection read
+// buffer.
 func (s *Server) GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryDeadline, s.unaryAuth, s.unaryLimit),
@@ -115,14 +116,12 @@ func (s *Server) GRPCOptions() []grpc.ServerOption {
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		// A city's phones hold a connection each (Watch): a 32 KiB write
-		// buffer per connection, kept while it idles, would be most of
-		// syncd's memory (22,000 phones: 700 MB). Shared, it is taken for
-		// a write and given back.
-		grpc.SharedWriteBuffer(true),
-		// Nor a 32 KiB read buffer each: over TLS, tls.Conn already
-		// buffers a decrypted record, so grpc's framer reads from it
-		// directly (on plain-text loopback this costs a few more reads).
+		// A city's phones hold a connection each (Watch). grpc shares
+		// write buffers between connections by default; a 32 KiB read
+		// buffer each would still be 700 MB for 22,000 phones. Over TLS,
+		// tls.Conn already buffers a decrypted record, so grpc's framer
+		// reads from it directly (on plain-text loopback this costs a few
+		// more reads).
 		grpc.ReadBufferSize(0),
 	}
 }

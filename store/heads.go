@@ -23,8 +23,9 @@ import (
 // poke). This holds as long as syncd's writer is the only one writing the
 // database, which the design requires anyway.
 type heads struct {
-	mu sync.RWMutex
-	m  map[string]uint64
+	mu      sync.RWMutex
+	m       map[string]uint64
+	unknown bool // a reload failed: every bucket may have changed
 }
 
 // filedAt is a bucket written by a change.
@@ -61,6 +62,21 @@ func (h *heads) load(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
+// reload reads the heads again after a commit whose outcome is unknown; if
+// that fails too, every bucket counts as changed (after says true) until
+// syncd restarts: slower pulls, never a missed change.
+func (h *heads) reload(ctx context.Context, db *sql.DB) {
+	fresh := &heads{}
+	err := fresh.load(ctx, db)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		h.unknown = true
+		return
+	}
+	h.m = fresh.m
+}
+
 // raise records committed changes.
 func (h *heads) raise(filed []filedAt) {
 	if len(filed) == 0 {
@@ -79,5 +95,5 @@ func (h *heads) raise(filed []filedAt) {
 func (h *heads) after(bucket string, seq uint64) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.m[bucket] > seq
+	return h.unknown || h.m[bucket] > seq
 }

@@ -252,9 +252,9 @@ func (s *Server) commit(batch []job, nextSeq *uint64) {
 			fail(fmt.Errorf("savepoint: %w", err))
 			return
 		}
-		seq, nb, nf := tx.nextSeq, len(tx.changed), len(tx.filed)
+		seq, nb, nf, na, rl := tx.nextSeq, len(tx.changed), len(tx.filed), len(tx.after), tx.relinked
 		if errs[i] = j.fn(tx); errs[i] != nil {
-			tx.nextSeq, tx.changed, tx.filed = seq, tx.changed[:nb], tx.filed[:nf]
+			tx.nextSeq, tx.changed, tx.filed, tx.after, tx.relinked = seq, tx.changed[:nb], tx.filed[:nf], tx.after[:na], rl
 			if _, err := tx.Exec("ROLLBACK TO job"); err != nil {
 				sqlTx.Rollback()
 				fail(fmt.Errorf("rollback to savepoint: %w", err))
@@ -271,6 +271,10 @@ func (s *Server) commit(batch []job, nextSeq *uint64) {
 		// SQLite may leave the transaction open after a failed COMMIT (a
 		// full disk, an I/O error); end it so that the next batch can begin.
 		s.db.W.ExecContext(ctx, "ROLLBACK")
+		// A failed COMMIT may still have committed: what is kept in
+		// memory is read again rather than trusted.
+		s.links.clear()
+		s.heads.reload(ctx, s.db.W)
 		fail(fmt.Errorf("commit: %w", err))
 		return
 	}
@@ -278,6 +282,9 @@ func (s *Server) commit(batch []job, nextSeq *uint64) {
 	s.heads.raise(tx.filed) // before anyone hears of the commit
 	if tx.relinked {
 		s.links.clear()
+	}
+	for _, fn := range tx.after {
+		fn()
 	}
 	for i, j := range batch {
 		j.done <- errs[i]
@@ -306,8 +313,16 @@ type Tx struct {
 	changed  []string
 	filed    []filedAt // bucket rows written, for the heads
 	relinked bool      // a link changed: the link cache is cleared
+	after    []func()  // AfterCommit
 	stmts    *writeStmts
 }
+
+// AfterCommit runs fn once the transaction has committed, in the writer,
+// before the job's caller hears of the commit and before OnCommit: the
+// place to drop what callers keep in memory about what the job changed
+// (so that a device poked by the commit cannot be served the old state).
+// fn does not run if the job fails or the commit does; it must be quick.
+func (t *Tx) AfterCommit(fn func()) { t.after = append(t.after, fn) }
 
 // Now is the commit's wall time.
 func (t *Tx) Now() time.Time { return t.now }
@@ -378,8 +393,14 @@ func (t *Tx) PutRecord(prev, r *pb.Record, m RecordMeta, who ChangeInfo) (uint64
 		_, err = t.Exec("INSERT INTO records (id, kind, version, village_id, town_id, body) VALUES (?, ?, ?, ?, ?, ?)",
 			r.GetId(), int(r.GetKind()), seq, m.VillageID, m.TownID, body)
 	} else {
-		_, err = t.Exec("UPDATE records SET version = ?, village_id = ?, town_id = ?, body = ? WHERE id = ?",
+		var res sql.Result
+		res, err = t.Exec("UPDATE records SET version = ?, village_id = ?, town_id = ?, body = ? WHERE id = ?",
 			seq, m.VillageID, m.TownID, body, r.GetId())
+		if err == nil {
+			if n, _ := res.RowsAffected(); n != 1 {
+				err = fmt.Errorf("%d stored rows, want 1 (its previous state was given)", n)
+			}
+		}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("write record %s: %w", r.GetId(), err)
