@@ -47,16 +47,6 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func buildSyncd(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "syncd")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/fieldsync/fieldsync/cmd/syncd")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build syncd: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func startSyncd(t *testing.T, bin, dir, addr, natsAddr string) *syncdProc {
 	t.Helper()
 	p := &syncdProc{out: &strings.Builder{}, done: make(chan error, 1)}
@@ -116,7 +106,7 @@ func TestKill9DuringPushesLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs syncd processes: skipped with -short (CI runs it)")
 	}
-	bin := buildSyncd(t)
+	bin := testenv.BuildSyncd(t)
 	dir, addr, natsAddr := t.TempDir(), freeAddr(t), freeAddr(t)
 	proc := startSyncd(t, bin, dir, addr, natsAddr)
 	token := strings.TrimSpace(string(must[[]byte](t)(os.ReadFile(filepath.Join(dir, "admin.token")))))

@@ -9,8 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,36 +20,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/testenv"
 )
-
-// buildSyncd builds cmd/syncd into a temporary directory (with -race when
-// this test binary has it), as cmd/syncd's own test does.
-func buildSyncd(t *testing.T) string {
-	t.Helper()
-	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goCmd); err != nil {
-		if goCmd, err = exec.LookPath("go"); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatal("no go command to build syncd with, and CI must not skip")
-			}
-			t.Skip("SKIP: no go command to build syncd with")
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "syncd")
-	args := []string{"build", "-o", bin}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "-race" && s.Value == "true" {
-				args = append(args, "-race")
-			}
-		}
-	}
-	out, err := exec.Command(goCmd, append(args, "github.com/fieldsync/fieldsync/cmd/syncd")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build syncd: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // syncd is a real syncd process.
 type syncd struct {
@@ -140,7 +110,7 @@ func TestExternalSyncd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs syncd processes: skipped with -short")
 	}
-	bin := buildSyncd(t)
+	bin := testenv.BuildSyncd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store"
@@ -44,7 +44,7 @@ func TestSyncd(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("SKIP: sends SIGINT, which Windows processes cannot receive")
 	}
-	bin := buildSyncd(t)
+	bin := testenv.BuildSyncd(t)
 	data := filepath.Join(t.TempDir(), "data") // syncd creates it
 	args := []string{"-data", data, "-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:-1"}
 
@@ -301,35 +301,6 @@ func TestRedactURLs(t *testing.T) {
 			t.Errorf("redactURLs(%q) = %q, want %q", in, got, want)
 		}
 	}
-}
-
-// buildSyncd builds the binary once per test binary, with the race
-// detector if this test runs with it (it then reuses the cached packages).
-func buildSyncd(t testing.TB) string {
-	t.Helper()
-	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goCmd); err != nil {
-		if goCmd, err = exec.LookPath("go"); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatal("no go command to build syncd with, and CI must not skip")
-			}
-			t.Skip("SKIP: no go command to build syncd with")
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "syncd")
-	args := []string{"build", "-o", bin}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "-race" && s.Value == "true" {
-				args = append(args, "-race")
-			}
-		}
-	}
-	out, err := exec.Command(goCmd, append(args, ".")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // proc is syncd running as a child process.
