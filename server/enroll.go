@@ -66,5 +66,9 @@ func (x *enrollService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*pb.
 // NormalizeCode strips the spaces and dashes people type into codes and
 // lower-cases them.
 func NormalizeCode(code string) string {
-	return strings.ToLower(strings.NewReplacer(" ", "", "-", "").Replace(strings.TrimSpace(code)))
+	return strings.ToLower(codeSeparators.Replace(strings.TrimSpace(code)))
 }
+
+// codeSeparators are what people type between a code's groups (a
+// Replacer builds its tables once, on first use).
+var codeSeparators = strings.NewReplacer(" ", "", "-", "")

@@ -190,7 +190,13 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 	}
 	resp := &pb.SyncResponse{Cursors: make([]*pb.Cursor, 0, len(scope))}
 	seen := map[string]bool{}
-	var raw []byte
+	n := 0
+	for _, rows := range got {
+		for _, row := range rows {
+			n += len(row.Body) + 8 // tag and length
+		}
+	}
+	raw := make([]byte, 0, min(n, pageSize<<10))
 	left := pageSize
 	for i, b := range scope {
 		at := want[i].After

@@ -82,7 +82,7 @@ func (q txq) QueryRowContext(_ context.Context, query string, args ...any) *sql.
 func (q txq) QueryContext(_ context.Context, query string, args ...any) (*sql.Rows, error) {
 	t := q.t
 	if st := t.stmts.stmts[query]; st != nil {
-		return t.tx.StmtContext(t.ctx, st).QueryContext(t.ctx, args...)
+		return t.stmt(query, st).QueryContext(t.ctx, args...)
 	}
 	t.stmts.pending[query] = true
 	return t.tx.QueryContext(t.ctx, query, args...)
