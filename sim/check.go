@@ -11,6 +11,7 @@ import (
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
 )
 
 // Check verifies the invariants after Run; it reports every violation
@@ -94,18 +95,24 @@ func (w *World) Check() {
 		}
 	}
 
+	// What the store keeps in memory (bucket heads, members' links) agrees
+	// with its database: the checks below read the database itself.
+	if err := e.Store.VerifyMemory(ctx); err != nil {
+		fail("store memory: %v", err)
+	}
+
 	// 2. Every replica equals the server's state for its scope.
 	for _, v := range w.devs {
 		if v.revoked {
 			continue
 		}
-		scope, err := e.Server.ScopeOf(ctx, v.user)
+		scope, err := e.Server.ScopeOf(store.FromDisk(ctx), v.user)
 		if err != nil {
 			t.Fatalf("seed %d: scope: %v", seed, err)
 		}
 		want := map[string]*pb.Record{}
 		for _, b := range scope {
-			rows, err := e.Store.Pull(ctx, b, 0, 1<<30)
+			rows, err := e.Store.Pull(store.FromDisk(ctx), b, 0, 1<<30)
 			if err != nil {
 				t.Fatalf("seed %d: pull: %v", seed, err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/fieldsync/fieldsync/domain"
@@ -96,4 +97,62 @@ func (h *heads) after(bucket string, seq uint64) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.unknown || h.m[bucket] > seq
+}
+
+type fromDiskKey struct{}
+
+// FromDisk returns a context under which the store's reads skip what it
+// keeps in memory (bucket heads, members' links) and read the database:
+// for checks that compare replicas with the database itself (the
+// simulation), so that a stale memory cannot hide behind itself.
+func FromDisk(ctx context.Context) context.Context {
+	return context.WithValue(ctx, fromDiskKey{}, true)
+}
+
+func fromDisk(ctx context.Context) bool {
+	v, _ := ctx.Value(fromDiskKey{}).(bool)
+	return v
+}
+
+// VerifyMemory compares what the store keeps in memory with the database:
+// every bucket's head and every member's remembered links. It is for
+// checks on an idle store (the simulation, after it settles): writes
+// committing meanwhile can make it report a difference that is not one.
+func (s *Server) VerifyMemory(ctx context.Context) error {
+	fresh := &heads{}
+	if err := fresh.load(ctx, s.db.R); err != nil {
+		return err
+	}
+	s.heads.mu.RLock()
+	mem := make(map[string]uint64, len(s.heads.m))
+	for b, seq := range s.heads.m {
+		mem[b] = seq
+	}
+	s.heads.mu.RUnlock()
+	for b, seq := range fresh.m {
+		if mem[b] != seq {
+			return fmt.Errorf("bucket %s: head %d in memory, %d in the database", b, mem[b], seq)
+		}
+	}
+	for b, seq := range mem {
+		if _, ok := fresh.m[b]; !ok && seq != 0 {
+			return fmt.Errorf("bucket %s: head %d in memory, empty in the database", b, seq)
+		}
+	}
+	s.links.mu.Lock()
+	links := make(map[string][]string, len(s.links.m))
+	for m, hs := range s.links.m {
+		links[m] = hs
+	}
+	s.links.mu.Unlock()
+	for m, hs := range links {
+		disk, err := strings1(ctx, s.r, linkedQuery, m)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(hs, disk) {
+			return fmt.Errorf("member %s: households %v in memory, %v in the database", m, hs, disk)
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -299,5 +300,34 @@ func TestLinkedHouseholdsAfterRelink(t *testing.T) {
 	}
 	if got := linked("M2"); !slices.Equal(got, []string{"H2"}) {
 		t.Fatalf("M2 after H2 moved to it: %v", got)
+	}
+}
+
+// TestVerifyMemory: the store's memory agrees with its database after
+// writes and relinks, and VerifyMemory reports a change made behind the
+// store's back (another process writing the file).
+func TestVerifyMemory(t *testing.T) {
+	ctx := context.Background()
+	s, path := openServer(t)
+	meta := store.RecordMeta{VillageID: "V1", TownID: "T1"}
+	r := benchRecord(1, "H1")
+	r.Buckets = domain.RecordBuckets(r, meta.VillageID, meta.TownID)
+	put(t, s, []*pb.Record{nil}, []*pb.Record{r}, meta)
+	if err := s.Write(ctx, func(tx *store.Tx) error { _, err := tx.Link("H1", "M1"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LinkedHouseholds(ctx, "M1"); err != nil { // remembered
+		t.Fatal(err)
+	}
+	if err := s.VerifyMemory(ctx); err != nil {
+		t.Fatalf("after writes: %v", err)
+	}
+	tamper(t, path, "UPDATE record_buckets SET seq = seq + 100 WHERE bucket = 'v:V1'")
+	if err := s.VerifyMemory(ctx); err == nil || !strings.Contains(err.Error(), "v:V1") {
+		t.Fatalf("a head changed behind the store's back: %v", err)
+	}
+	tamper(t, path, "UPDATE record_buckets SET seq = seq - 100 WHERE bucket = 'v:V1'", "UPDATE links SET member_id = 'M2'")
+	if err := s.VerifyMemory(ctx); err == nil || !strings.Contains(err.Error(), "member M1") {
+		t.Fatalf("a link changed behind the store's back: %v", err)
 	}
 }

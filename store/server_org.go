@@ -236,14 +236,16 @@ func strings1(ctx context.Context, q queryer, query string, args ...any) ([]stri
 	return out, rows.Err()
 }
 
+const linkedQuery = "SELECT household_id FROM links WHERE member_id = ? ORDER BY household_id"
+
 // LinkedHouseholds lists the households linked to a member (remembered:
 // links.go). The caller must not modify the list.
 func (s *Server) LinkedHouseholds(ctx context.Context, memberID string) ([]string, error) {
 	hs, gen, ok := s.links.get(memberID)
-	if ok {
+	if ok && !fromDisk(ctx) {
 		return hs, nil
 	}
-	hs, err := strings1(ctx, s.r, "SELECT household_id FROM links WHERE member_id = ? ORDER BY household_id", memberID)
+	hs, err := strings1(ctx, s.r, linkedQuery, memberID)
 	if err == nil {
 		s.links.put(memberID, gen, hs)
 	}
@@ -308,7 +310,7 @@ func (s *Server) PullBuckets(ctx context.Context, cursors []Cursor, limit int) (
 	out := make([][]BucketRow, len(cursors))
 	var idx []int // the cursors read by buckets' rows, by position
 	for i, c := range cursors {
-		if !s.heads.after(c.Bucket, c.After) {
+		if !s.heads.after(c.Bucket, c.After) && !fromDisk(ctx) {
 			continue // nothing after the cursor (heads.go)
 		}
 		if c.Bucket != domain.AllBucket {
