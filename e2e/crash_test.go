@@ -1,18 +1,15 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,14 +26,6 @@ import (
 	"github.com/fieldsync/fieldsync/syncer"
 )
 
-// syncdProc is a real syncd process.
-type syncdProc struct {
-	cmd  *exec.Cmd
-	out  *strings.Builder
-	mu   sync.Mutex
-	done chan error
-}
-
 // freeAddr picks a loopback port that is free now, so that a restarted
 // syncd keeps the address its devices enrolled with.
 func freeAddr(t *testing.T) string {
@@ -47,55 +36,9 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startSyncd(t *testing.T, bin, dir, addr, natsAddr string) *syncdProc {
+func startSyncd(t *testing.T, bin, dir, addr, natsAddr string) *testenv.SyncdProc {
 	t.Helper()
-	p := &syncdProc{out: &strings.Builder{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "-data", dir, "-listen", addr, "-nats-listen", natsAddr, "-log-level", "warn")
-	stdout, err := p.cmd.StdoutPipe()
-	ok(t, err)
-	p.cmd.Stderr = p.cmd.Stdout
-	ok(t, p.cmd.Start())
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.out.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			if strings.HasPrefix(sc.Text(), "syncd: listening on ") {
-				close(ready)
-			}
-		}
-		io.Copy(io.Discard, stdout)
-		p.done <- p.cmd.Wait()
-	}()
-	select {
-	case <-ready:
-	case err := <-p.done:
-		t.Fatalf("syncd exited before listening: %v\n%s", err, p.output())
-	case <-time.After(60 * time.Second):
-		p.cmd.Process.Kill()
-		t.Fatalf("syncd not listening after 60s:\n%s", p.output())
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
-}
-
-func (p *syncdProc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-func (p *syncdProc) kill9(t *testing.T) {
-	t.Helper()
-	ok(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	<-p.done
+	return testenv.StartSyncd(t, bin, "-data", dir, "-listen", addr, "-nats-listen", natsAddr, "-log-level", "warn")
 }
 
 // A real syncd is killed with SIGKILL while several devices push. After a
@@ -190,7 +133,7 @@ func TestKill9DuringPushesLosesNothing(t *testing.T) {
 	testenv.WaitFor(t, 60*time.Second, "acknowledged writes before the crash", func() bool {
 		return countChanges(t, adminCtx, conn) > 300
 	})
-	proc.kill9(t)
+	proc.Kill9(t)
 	time.Sleep(200 * time.Millisecond) // let the phones see the server gone and work offline
 	close(stop)
 	wg.Wait()
@@ -253,12 +196,9 @@ func TestKill9DuringPushesLosesNothing(t *testing.T) {
 			t.Fatalf("stream message %d: change %d (%s) seen %d times", i+1, c.GetSeq(), c.GetChangeId(), counts[c.GetChangeId()])
 		}
 	}
-	ok(t, proc.cmd.Process.Signal(os.Interrupt))
-	if err := <-proc.done; err != nil {
-		t.Fatalf("syncd did not stop cleanly: %v\n%s", err, proc.output())
-	}
-	if !strings.Contains(proc.output(), "stopped cleanly") {
-		t.Errorf("syncd output lacks \"stopped cleanly\":\n%s", proc.output())
+	proc.Stop(t, os.Interrupt)
+	if !strings.Contains(proc.Output(), "stopped cleanly") {
+		t.Errorf("syncd output lacks \"stopped cleanly\":\n%s", proc.Output())
 	}
 }
 

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,82 +20,11 @@ import (
 	"github.com/fieldsync/fieldsync/internal/testenv"
 )
 
-// syncd is a real syncd process.
-type syncd struct {
-	cmd  *exec.Cmd
-	addr string
-	mu   sync.Mutex
-	out  strings.Builder
-	done chan error
-}
-
 // startSyncd starts syncd on a fresh data directory, a free gRPC port and
 // a free NATS port, with extra flags, and waits until it listens.
-func startSyncd(t *testing.T, bin, data string, extra ...string) *syncd {
+func startSyncd(t *testing.T, bin, data string, extra ...string) *testenv.SyncdProc {
 	t.Helper()
-	args := append([]string{"-data", data, "-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:-1", "-log-level", "warn"}, extra...)
-	p := &syncd{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stderr = p.cmd.Stdout
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { // whatever happened: no process left behind
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.out.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			if a, ok := strings.CutPrefix(sc.Text(), "syncd: listening on "); ok {
-				ready <- a
-			}
-		}
-		io.Copy(io.Discard, stdout)
-		p.done <- p.cmd.Wait()
-	}()
-	select {
-	case p.addr = <-ready:
-	case err := <-p.done:
-		p.done <- err
-		t.Fatalf("syncd exited before listening: %v\n%s", err, p.output())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("syncd not listening after 30s:\n%s", p.output())
-	}
-	return p
-}
-
-func (p *syncd) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (p *syncd) stop(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("syncd exited with %v after SIGTERM:\n%s", err, p.output())
-		}
-	case <-time.After(20 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("syncd did not stop within 20s of SIGTERM: killed\n%s", p.output())
-	}
+	return testenv.StartSyncd(t, bin, append([]string{"-data", data, "-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:-1", "-log-level", "warn"}, extra...)...)
 }
 
 // TestExternalSyncd runs syncbench against a real syncd process: a tiny
@@ -116,19 +42,19 @@ func TestExternalSyncd(t *testing.T) {
 
 	data := filepath.Join(t.TempDir(), "data")
 	p := startSyncd(t, bin, data, "-device-rate", "off", "-user-rate", "off", "-enroll-rate", "off")
-	ext := []string{"-server", "external", "-addr", p.addr, "-syncd-data", data}
+	ext := []string{"-server", "external", "-addr", p.Addr, "-syncd-data", data}
 
 	t.Run("run", func(t *testing.T) {
 		var out, errOut bytes.Buffer
 		// The limits too (few rows): the JetStream one publishes to syncd's NATS.
-		args := append(append([]string{}, ext...), "-syncd-pid", strconv.Itoa(p.cmd.Process.Pid), "-dir", t.TempDir(), "-limit-rows", "300")
+		args := append(append([]string{}, ext...), "-syncd-pid", strconv.Itoa(p.Cmd.Process.Pid), "-dir", t.TempDir(), "-limit-rows", "300")
 		for _, a := range tinyCity {
 			if a != "-skip-limits" {
 				args = append(args, a)
 			}
 		}
 		if err := run(ctx, args, &out, &errOut); err != nil {
-			t.Fatalf("syncbench: %v\nstderr:\n%s\nstdout:\n%s\nsyncd:\n%s", err, errOut.String(), out.String(), p.output())
+			t.Fatalf("syncbench: %v\nstderr:\n%s\nstdout:\n%s\nsyncd:\n%s", err, errOut.String(), out.String(), p.Output())
 		}
 		seen := checkRun(t, out.String())
 		if l, _ := seen["limits"]["limits"].(map[string]any); l == nil || l["jetstream_async_publish_per_s"].(float64) == 0 {
@@ -192,14 +118,14 @@ func TestExternalSyncd(t *testing.T) {
 			}
 		}
 	})
-	p.stop(t)
+	p.Stop(t, syscall.SIGTERM)
 
 	t.Run("rate limits on", func(t *testing.T) {
 		data := filepath.Join(t.TempDir(), "data")
 		p := startSyncd(t, bin, data) // syncd's default limits: 5 syncs/s per device, burst 20
-		defer p.stop(t)
+		defer p.Stop(t, syscall.SIGTERM)
 		var out, errOut bytes.Buffer
-		args := []string{"-server", "external", "-addr", p.addr, "-syncd-data", data, "-dir", t.TempDir(),
+		args := []string{"-server", "external", "-addr", p.Addr, "-syncd-data", data, "-dir", t.TempDir(),
 			"-households", "20", "-members", "2", "-grids", "1", "-real", "0", "-scenario", "single", "-single-syncs", "100", "-skip-limits"}
 		start := time.Now()
 		err := run(ctx, args, &out, &errOut)

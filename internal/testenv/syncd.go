@@ -1,12 +1,18 @@
 package testenv
 
 import (
+	"bufio"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // BuildSyncd builds cmd/syncd into a temporary directory and returns the
@@ -40,4 +46,92 @@ func BuildSyncd(t testing.TB) string {
 		t.Fatalf("go build syncd: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// SyncdProc is a real syncd process started by StartSyncd.
+type SyncdProc struct {
+	Cmd  *exec.Cmd
+	Addr string // the gRPC address it printed
+	mu   sync.Mutex
+	out  strings.Builder // stdout and stderr
+	done chan error
+}
+
+// StartSyncd runs bin with args and waits until it prints the address it
+// listens on. Whatever happens, the process is killed when the test ends.
+func StartSyncd(t testing.TB, bin string, args ...string) *SyncdProc {
+	t.Helper()
+	p := &SyncdProc{Cmd: exec.Command(bin, args...), done: make(chan error, 1)}
+	stdout, err := p.Cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Cmd.Stderr = p.Cmd.Stdout
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.Cmd.ProcessState == nil {
+			p.Cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			if a, ok := strings.CutPrefix(sc.Text(), "syncd: listening on "); ok {
+				ready <- a
+			}
+		}
+		io.Copy(io.Discard, stdout)
+		p.done <- p.Cmd.Wait()
+	}()
+	select {
+	case p.Addr = <-ready:
+	case err := <-p.done:
+		p.done <- err
+		t.Fatalf("syncd exited before listening: %v\n%s", err, p.Output())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("syncd not listening after 60s:\n%s", p.Output())
+	}
+	return p
+}
+
+// Output is what the process printed so far.
+func (p *SyncdProc) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// Stop sends sig and waits for the process to exit, failing the test if
+// it exits with an error or not within 20 s.
+func (p *SyncdProc) Stop(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := p.Cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("syncd exited with %v after %v:\n%s", err, sig, p.Output())
+		}
+	case <-time.After(20 * time.Second):
+		p.Cmd.Process.Kill()
+		<-p.done
+		t.Errorf("syncd did not stop within 20s of %v: killed\n%s", sig, p.Output())
+	}
+}
+
+// Kill9 kills the process with SIGKILL and waits for it.
+func (p *SyncdProc) Kill9(t testing.TB) {
+	t.Helper()
+	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
 }
