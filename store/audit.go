@@ -224,7 +224,7 @@ func OpenAuditReader(ctx context.Context, path string) (*AuditReader, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("server database: %w", err)
 	}
-	db, err := sql.Open("sqlite", dsn(path, true, 0))
+	db, err := sql.Open("sqlite", dsn(path, true))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -29,7 +29,7 @@ type DB struct {
 // dsn builds the connection string: busy_timeout first, so that even the
 // other pragmas wait for a lock instead of failing, then WAL and full
 // fsync on commit (durability is the point of the server's database).
-func dsn(path string, readOnly bool, cacheKiB int) string {
+func dsn(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -42,25 +42,24 @@ func dsn(path string, readOnly bool, cacheKiB int) string {
 		// The server's writer runs each job of a group commit in a
 		// savepoint; SQLite keeps a savepoint's original pages in a
 		// sub-journal, by default a temporary file: syncbench's storm
-		// profile put its pwrites at 5% of syncd's CPU. In memory, it is
-		// bounded by one commit's pages.
+		// profile put its pwrites at 5% of syncd's CPU. In memory, it holds
+		// the pages one job touches (a large ImportOrg: its whole set).
 		q.Add("_pragma", "temp_store(memory)")
-		if cacheKiB > 0 {
-			q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", cacheKiB))
-		}
+		// The page cache stays at SQLite's 2 MiB: 32 MiB saved 5% of
+		// syncd's CPU in syncbench's full-city storm and raised its peak
+		// RSS from 269 to 343 MB, over the 300 MB budget (BENCHMARKS.md).
 	}
 	return "file:" + path + "?" + q.Encode()
 }
 
 // ServerWriterDSN is the connection string of the server's writer: what
 // syncbench measures SQLite alone with, to compare like with like.
-func ServerWriterDSN(path string) string { return dsn(path, false, writerCacheKiB) }
+func ServerWriterDSN(path string) string { return dsn(path, false) }
 
 // OpenDB opens path (creating it) and applies migrations in order; each
-// migration runs once, tracked by PRAGMA user_version. writerCacheKiB sets
-// the writer connection's page cache (0: SQLite's default, 2 MiB).
-func OpenDB(ctx context.Context, path string, migrations []string, readers, writerCacheKiB int) (*DB, error) {
-	w, err := sql.Open("sqlite", dsn(path, false, writerCacheKiB))
+// migration runs once, tracked by PRAGMA user_version.
+func OpenDB(ctx context.Context, path string, migrations []string, readers int) (*DB, error) {
+	w, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -71,7 +70,7 @@ func OpenDB(ctx context.Context, path string, migrations []string, readers, writ
 		w.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", dsn(path, true, 0))
+	r, err := sql.Open("sqlite", dsn(path, true))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open %s for reading: %w", path, err)

@@ -51,7 +51,7 @@ type Replica struct{ db *DB }
 
 // OpenReplica opens (creating) a device database.
 func OpenReplica(ctx context.Context, path string) (*Replica, error) {
-	db, err := OpenDB(ctx, path, replicaMigrations, 2, 0)
+	db, err := OpenDB(ctx, path, replicaMigrations, 2)
 	if err != nil {
 		return nil, err
 	}

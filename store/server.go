@@ -108,17 +108,10 @@ type job struct {
 // maxBatch bounds how many queued writes one commit takes.
 const maxBatch = 512
 
-// writerCacheKiB is the server writer's page cache (0: SQLite's 2 MiB).
-// Each change inserts into B-trees keyed by bucket, so a city's writes
-// touch pages all over the file. Measured with syncbench's full-city storm:
-// 32 MiB saved 5% of syncd's CPU (45.7 -> 43.2 s) and raised its peak RSS
-// from 269 to 343 MB, over the 300 MB budget; so the default stays.
-const writerCacheKiB = 0
-
 // OpenServer opens (creating) the server database at path and starts its
 // writer.
 func OpenServer(ctx context.Context, path string) (*Server, error) {
-	db, err := OpenDB(ctx, path, serverMigrations, 8, writerCacheKiB)
+	db, err := OpenDB(ctx, path, serverMigrations, 8)
 	if err != nil {
 		return nil, err
 	}
