@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"io"
 	"testing"
 	"time"
 
@@ -70,22 +69,7 @@ func export(t testing.TB, e *testenv.Env) []*pb.Record {
 	_, ctx := e.Admin()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	stream, err := pb.NewExportServiceClient(e.Conn()).Export(ctx, &pb.ExportRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*pb.Record
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("export: %v", err)
-		}
-		out = append(out, resp.GetRecords()...)
-	}
-	return out
+	return testenv.Export(t, ctx, e.Conn(), &pb.ExportRequest{})
 }
 
 // waitStream waits until the relay has published every committed change,

@@ -113,7 +113,7 @@ func TestExportSendsStoredRecordsAsTheyAre(t *testing.T) {
 	}
 
 	// The ordinary client: records proto.Equal to the server's.
-	all := exportRecords(t, ctx, e.Conn(), &pb.ExportRequest{}, grpc.UseCompressor(grpcgzip.Name))
+	all := testenv.Export(t, ctx, e.Conn(), &pb.ExportRequest{}, grpc.UseCompressor(grpcgzip.Name))
 	checkSame(t, "full export", e, all, stored)
 
 	// Only some kinds.
@@ -124,12 +124,12 @@ func TestExportSendsStoredRecordsAsTheyAre(t *testing.T) {
 		}
 	}
 	checkSame(t, "kinds visit, event", e,
-		exportRecords(t, ctx, e.Conn(), &pb.ExportRequest{Kinds: []pb.Kind{pb.Kind_KIND_VISIT, pb.Kind_KIND_EVENT}}), visitsEvents)
+		testenv.Export(t, ctx, e.Conn(), &pb.ExportRequest{Kinds: []pb.Kind{pb.Kind_KIND_VISIT, pb.Kind_KIND_EVENT}}), visitsEvents)
 
 	// From a version.
 	mid := stored[len(stored)/2].version
 	checkSame(t, fmt.Sprintf("after version %d", mid), e,
-		exportRecords(t, ctx, e.Conn(), &pb.ExportRequest{AfterVersion: mid}), stored[len(stored)/2+1:])
+		testenv.Export(t, ctx, e.Conn(), &pb.ExportRequest{AfterVersion: mid}), stored[len(stored)/2+1:])
 
 	// Cut off after two messages, resumed from the last one's last_version.
 	sctx, stop := context.WithCancel(ctx)
@@ -148,11 +148,11 @@ func TestExportSendsStoredRecordsAsTheyAre(t *testing.T) {
 		resume = resp.GetLastVersion()
 	}
 	stop()
-	rest := exportRecords(t, ctx, e.Conn(), &pb.ExportRequest{AfterVersion: resume})
+	rest := testenv.Export(t, ctx, e.Conn(), &pb.ExportRequest{AfterVersion: resume})
 	checkSame(t, "cut off and resumed", e, append(first, rest...), stored)
 
 	// Nothing after the last version; an unknown kind is refused.
-	if got := exportRecords(t, ctx, e.Conn(), &pb.ExportRequest{AfterVersion: stored[len(stored)-1].version}); len(got) != 0 {
+	if got := testenv.Export(t, ctx, e.Conn(), &pb.ExportRequest{AfterVersion: stored[len(stored)-1].version}); len(got) != 0 {
 		t.Fatalf("after the last version: %d records", len(got))
 	}
 	bad, err := pb.NewExportServiceClient(e.Conn()).Export(ctx, &pb.ExportRequest{Kinds: []pb.Kind{99}})
@@ -210,25 +210,6 @@ func readRecordsTable(t *testing.T, path string) []storedRecord {
 		t.Fatal(err)
 	}
 	return out
-}
-
-func exportRecords(t *testing.T, ctx context.Context, conn *grpc.ClientConn, req *pb.ExportRequest, opts ...grpc.CallOption) []*pb.Record {
-	t.Helper()
-	stream, err := pb.NewExportServiceClient(conn).Export(ctx, req, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*pb.Record
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, resp.GetRecords()...)
-	}
 }
 
 // rawCodec hands over a message's bytes undecoded; it sends *pb messages
