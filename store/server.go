@@ -213,8 +213,24 @@ func (s *Server) writer() {
 	}
 }
 
-// commit runs a batch of jobs in one transaction, each in a savepoint.
+// commit runs a batch of jobs in one transaction, each after the first in
+// a savepoint. The first job runs bare: if it fails, the whole transaction
+// (which holds nothing else) is rolled back and the rest of the batch
+// commits in a new one. A savepoint is not free: SQLite copies every page
+// a job touches into the savepoint's sub-journal, and each statement
+// inside it trims that journal by walking it from the start, so a large
+// job (an import of 5,000 households) cost time quadratic in its size
+// (BenchmarkWriteLargeJob), and a lone small job (a single sync on an idle
+// server) paid for three statements and the copies for nothing.
 func (s *Server) commit(batch []job, nextSeq *uint64) {
+	for len(batch) > 0 {
+		batch = s.commitBatch(batch, nextSeq)
+	}
+}
+
+// commitBatch commits batch, or, when its first job fails, answers that job
+// and returns the rest for a new transaction.
+func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 	ctx := context.Background()
 	fail := func(err error) {
 		*nextSeq = 0 // reload from the database next time
@@ -239,11 +255,19 @@ func (s *Server) commit(batch []job, nextSeq *uint64) {
 	defer s.w.prepare(ctx) // after the transaction ends: the connection is free
 	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.instance, nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}, stmts: s.w}
 	errs := make([]error, len(batch))
+	if err := batch[0].fn(tx); err != nil {
+		sqlTx.Rollback()
+		batch[0].done <- err
+		return batch[1:]
+	}
 	for i, j := range batch {
+		if i == 0 {
+			continue
+		}
 		if _, err := tx.Exec("SAVEPOINT job"); err != nil {
 			sqlTx.Rollback()
 			fail(fmt.Errorf("savepoint: %w", err))
-			return
+			return nil
 		}
 		seq, nb, nf, na, rl := tx.nextSeq, len(tx.changed), len(tx.filed), len(tx.after), tx.relinked
 		if errs[i] = j.fn(tx); errs[i] != nil {
@@ -293,6 +317,7 @@ func (s *Server) commit(batch []job, nextSeq *uint64) {
 		}
 		s.OnCommit(tx.nextSeq-1, buckets)
 	}
+	return nil
 }
 
 // Tx is one job's view of the writer's transaction.
