@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +63,7 @@ type config struct {
 	realDevices                int
 	jsonOut                    bool
 	cpuprofile                 string
+	genprofile                 string
 	serverMode                 string
 	addr, syncdData            string
 	syncdPID                   int
@@ -134,6 +136,7 @@ Flags:
 	fs.IntVar(&c.realDevices, "real", 8, "devices running the real syncer (own SQLite file each), among the members")
 	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object per scenario (and one for limits and the check) instead of tables")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write the server's CPU profile over the scenarios to `file`, and its live heap after them to file.heap (go tool pprof)")
+	fs.StringVar(&c.genprofile, "gen-cpuprofile", "", "write the load generator's own CPU profile over the scenarios to `file` (what the devices' side costs)")
 	fs.StringVar(&c.serverMode, "server", "process", "where the server runs: process (syncd's parts in a child process, measured apart), inproc (in this process), or external (a syncd started separately: -addr, -syncd-data, -syncd-pid)")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:7443", "with -server external: syncd's gRPC `address` (its -listen)")
 	fs.StringVar(&c.syncdData, "syncd-data", "", "with -server external: syncd's -data `directory`, for admin.token, tls/ca.pem and nats.url; syncd must have started on it empty, with -device-rate off -user-rate off -enroll-rate off")
@@ -161,6 +164,9 @@ Flags:
 			if set[f] {
 				return nil, fmt.Errorf("-%s: only with -server external", f)
 			}
+		}
+		if c.serverMode == "inproc" && c.cpuprofile != "" && c.genprofile != "" {
+			return nil, errors.New("-cpuprofile and -gen-cpuprofile: with -server inproc there is one process and one profile; use -cpuprofile alone, or -server process")
 		}
 	case "external":
 		if c.syncdData == "" {
@@ -340,15 +346,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	rep := &report{City: spec, Machine: machine(), Measured: ctl.what(),
 		Devices: fmt.Sprintf("%d lightweight devices (real gRPC client, pinned TLS with session resumption, gzip, real protobuf mutations numbered per device, per-bucket cursors, in-memory replica) and %d real syncer devices (own SQLite file each)", len(b.lites), len(b.devs)-len(b.lites))}
-	if cfg.cpuprofile != "" {
-		p, _ := filepath.Abs(cfg.cpuprofile)
-		if err := ctl.startProfile(p); err != nil {
-			return fmt.Errorf("cpuprofile: %w", err)
+	var genProf *os.File
+	// The profiles cover the selected scenarios: the bootstrap sync is in
+	// them only when bootstrap is selected.
+	startProfiles := func() error {
+		if cfg.cpuprofile != "" {
+			p, _ := filepath.Abs(cfg.cpuprofile)
+			if err := ctl.startProfile(p); err != nil {
+				return fmt.Errorf("cpuprofile: %w", err)
+			}
 		}
+		if cfg.genprofile != "" {
+			f, err := os.Create(cfg.genprofile)
+			if err != nil {
+				return fmt.Errorf("gen-cpuprofile: %w", err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return fmt.Errorf("gen-cpuprofile: %w", err)
+			}
+			genProf = f
+		}
+		return nil
 	}
 	step := func(name string) { fmt.Fprintf(stderr, "syncbench: %s…\n", name) }
+	if cfg.wants("bootstrap") {
+		if err := startProfiles(); err != nil {
+			return err
+		}
+	}
 	step("bootstrap (first sync of every device)")
 	boot := b.bootstrap(min(cfg.concurrency, len(b.devs)))
+	if !cfg.wants("bootstrap") {
+		if err := startProfiles(); err != nil {
+			return err
+		}
+	}
 	if cfg.wants("bootstrap") {
 		rep.Results = append(rep.Results, boot...)
 	}
@@ -374,6 +407,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		step("single")
 		time.Sleep(500 * time.Millisecond) // let the relay and GC settle: an idle server
 		rep.Results = append(rep.Results, b.single(cfg.singleSyncs))
+	}
+	if genProf != nil {
+		pprof.StopCPUProfile()
+		if err := genProf.Close(); err != nil {
+			fmt.Fprintln(stderr, "syncbench: gen-cpuprofile:", err)
+		} else {
+			fmt.Fprintf(stderr, "syncbench: load generator CPU profile in %s\n", cfg.genprofile)
+		}
 	}
 	if cfg.cpuprofile != "" {
 		if err := ctl.stopProfile(); err != nil {
