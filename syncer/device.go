@@ -56,6 +56,11 @@ func StateName(s int) string {
 	return "unknown"
 }
 
+// WindowBytes is the HTTP/2 flow-control window a device's connection
+// grants the server (per stream and per connection). Setting it turns off
+// grpc's bandwidth-delay-product probing (see dial).
+const WindowBytes = 1 << 20
+
 // Meta keys of the replica.
 const (
 	metaServer   = "server"
@@ -191,6 +196,13 @@ func (d *Device) dial(addr, ca string) (*grpc.ClientConn, error) {
 		// Find a link that went dead without closing (a phone leaving
 		// signal mid-call) instead of waiting on it for ever.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Fixed flow-control windows: with the defaults grpc estimates the
+		// link's bandwidth-delay product by sending a PING (and getting its
+		// ack) on the back of nearly every message it receives, each in a
+		// TLS record of its own: 68 of the 549 bytes per record of a
+		// one-mutation sync (syncbench burst). 1 MiB holds a whole page.
+		grpc.WithInitialWindowSize(WindowBytes),
+		grpc.WithInitialConnWindowSize(WindowBytes),
 	}, d.opts.DialOptions...)
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {

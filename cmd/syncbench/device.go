@@ -25,20 +25,27 @@ import (
 )
 
 // wire counts bytes on device connections, both directions, as TLS
-// records on the socket (what a phone's data plan pays for).
-var wireRead, wireWritten atomic.Int64
+// records on the socket (what a phone's data plan pays for); handshake
+// counts the part of them that TLS handshakes took (key shares,
+// certificate, finished messages), for the wire figure without them.
+var wireRead, wireWritten, handshake atomic.Int64
 
-type countingConn struct{ net.Conn }
+type countingConn struct {
+	net.Conn
+	n atomic.Int64 // this connection's bytes, both directions
+}
 
-func (c countingConn) Read(b []byte) (int, error) {
+func (c *countingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	wireRead.Add(int64(n))
+	c.n.Add(int64(n))
 	return n, err
 }
 
-func (c countingConn) Write(b []byte) (int, error) {
+func (c *countingConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	wireWritten.Add(int64(n))
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -47,21 +54,45 @@ func countingDialer(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return countingConn{c}, nil
+	return &countingConn{Conn: c}, nil
 }
 
 func wireBytes() int64 { return wireRead.Load() + wireWritten.Load() }
 
+// handshakeCounting wraps a device's TLS credentials to count the bytes
+// its handshakes move on the counting connection.
+type handshakeCounting struct {
+	credentials.TransportCredentials
+}
+
+func (h handshakeCounting) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	cc, ok := raw.(*countingConn)
+	if !ok {
+		return h.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	}
+	before := cc.n.Load()
+	conn, info, err := h.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	handshake.Add(cc.n.Load() - before)
+	return conn, info, err
+}
+
+func (h handshakeCounting) Clone() credentials.TransportCredentials {
+	return handshakeCounting{h.TransportCredentials.Clone()}
+}
+
 // deviceDialOptions are what syncer uses (syncer/device.go dial): pinned
-// TLS, gzip on every call, keepalive; plus the counting dialer.
+// TLS, gzip on every call, keepalive, fixed flow-control windows; plus the
+// counting dialer.
 func deviceDialOptions(ep endpoint, sessions tls.ClientSessionCache) []grpc.DialOption {
 	tc := syncer.PinnedTLS(ep.Addr, ep.CA)
 	tc.ClientSessionCache = sessions
 	return append([]grpc.DialOption{
-		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+		grpc.WithTransportCredentials(handshakeCounting{credentials.NewTLS(tc)}),
 		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name), grpc.MaxCallRecvMsgSize(16<<20)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithContextDialer(countingDialer),
+		grpc.WithInitialWindowSize(syncer.WindowBytes),
+		grpc.WithInitialConnWindowSize(syncer.WindowBytes),
 	}, ep.trip.dialOptions()...)
 }
 

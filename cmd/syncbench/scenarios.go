@@ -44,6 +44,8 @@ type result struct {
 	WireBytesPerRecord float64            `json:"wire_bytes_per_record"`
 	ProtoBytesPerRec   float64            `json:"proto_bytes_per_record"`
 	WireOverProto      float64            `json:"wire_over_proto"`
+	HandshakeBytes     int64              `json:"tls_handshake_bytes"`           // of WireBytes, on the lightweight devices' connections
+	WireOverProtoNoHS  float64            `json:"wire_over_proto_no_handshakes"` // (WireBytes - HandshakeBytes) / protobuf
 	Errors             int                `json:"errors"`
 	Rejected           int                `json:"rejected"`
 	Lost               int                `json:"lost"`
@@ -103,7 +105,7 @@ func (b *bench) measure(r *result, fn func()) {
 	b.ctl.resetPeak()
 	cpu0, _ := b.ctl.usage()
 	self0 := selfCPU()
-	w0 := wireBytes()
+	w0, h0 := wireBytes(), handshake.Load()
 	start := time.Now()
 	fn()
 	r.Seconds = time.Since(start).Seconds()
@@ -114,6 +116,7 @@ func (b *bench) measure(r *result, fn func()) {
 	}
 	r.ClientCPUSeconds = math.Round((selfCPU()-self0)*100) / 100
 	r.WireBytes = wireBytes() - w0
+	r.HandshakeBytes = handshake.Load() - h0
 }
 
 // add counts one sync; with keepLatency a successful sync's latency is
@@ -155,6 +158,7 @@ func (r *result) finish(protoBytes int64) {
 	}
 	if protoBytes > 0 {
 		r.WireOverProto = math.Round(float64(r.WireBytes)/float64(protoBytes)*100) / 100
+		r.WireOverProtoNoHS = math.Round(float64(r.WireBytes-r.HandshakeBytes)/float64(protoBytes)*100) / 100
 	}
 }
 
