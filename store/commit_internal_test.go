@@ -22,6 +22,7 @@ func TestGroupCommitFailedJobs(t *testing.T) {
 	}
 	defer s.Close()
 
+	commits0, jobs0, _ := s.CommitStats()
 	// Hold the writer in a job of its own while the batch queues behind it.
 	hold, held := make(chan struct{}), make(chan struct{})
 	first := make(chan error, 1)
@@ -82,6 +83,15 @@ func TestGroupCommitFailedJobs(t *testing.T) {
 	}
 	if fmt.Sprint(actors) != fmt.Sprint([]string{AuditAdmin, "job2", "job4"}) {
 		t.Fatalf("audit entries by %v, want the holder's, job2's and job4's", actors)
+	}
+	// Two commits: the holder's, then jobs 2-5 together (jobs 0 and 1,
+	// each first in its transaction, were rolled back with it).
+	commits, jobs, busy := s.CommitStats()
+	if commits-commits0 != 2 || jobs-jobs0 != 5 {
+		t.Errorf("CommitStats: %d commits, %d jobs; want 2 commits carrying 5 jobs", commits-commits0, jobs-jobs0)
+	}
+	if busy <= 0 {
+		t.Errorf("CommitStats: writer busy %v after committing", busy)
 	}
 	last, err := s.VerifyAudit(ctx)
 	if err != nil || last.Seq != 3 {

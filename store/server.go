@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -95,6 +96,8 @@ type Server struct {
 	done    chan struct{}
 	closeMu sync.Once
 
+	commits, committed, busyNs atomic.Uint64 // CommitStats
+
 	// OnCommit, if set before the first write, is called by the writer after
 	// each commit with the highest change number and the buckets changed.
 	OnCommit func(lastSeq uint64, buckets []string)
@@ -103,6 +106,16 @@ type Server struct {
 type job struct {
 	fn   func(*Tx) error
 	done chan error
+}
+
+// CommitStats says what the single writer has done: how many transactions
+// it committed (each one fsync of the WAL with synchronous=FULL), how many
+// jobs they carried (jobs per commit is what group commit gains over one
+// fsync per write), and how long it was busy (from taking a batch to
+// answering it; busy over wall time is how close the writer is to being
+// the bottleneck).
+func (s *Server) CommitStats() (commits, jobs uint64, busy time.Duration) {
+	return s.commits.Load(), s.committed.Load(), time.Duration(s.busyNs.Load())
 }
 
 // maxBatch bounds how many queued writes one commit takes.
@@ -223,9 +236,11 @@ func (s *Server) writer() {
 // (BenchmarkWriteLargeJob), and a lone small job (a single sync on an idle
 // server) paid for three statements and the copies for nothing.
 func (s *Server) commit(batch []job, nextSeq *uint64) {
+	start := time.Now()
 	for len(batch) > 0 {
 		batch = s.commitBatch(batch, nextSeq)
 	}
+	s.busyNs.Add(uint64(time.Since(start)))
 }
 
 // commitBatch commits batch, or, when its first job fails, answers that job
@@ -296,6 +311,8 @@ func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 		return
 	}
 	*nextSeq = tx.nextSeq
+	s.commits.Add(1)
+	s.committed.Add(uint64(len(batch)))
 	s.heads.raise(tx.filed) // before anyone hears of the commit
 	if tx.relinked {
 		s.links.clear()

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -109,7 +110,10 @@ func (c *externalCtl) startProfile(string) error {
 	return errors.New("not available with -server external: syncd has no profiling endpoint")
 }
 func (c *externalCtl) stopProfile() error { return nil }
-func (c *externalCtl) stop() error        { return nil } // not ours to stop
+func (c *externalCtl) commitStats() (uint64, uint64, time.Duration, bool) {
+	return 0, 0, 0, false // syncd does not tell
+}
+func (c *externalCtl) stop() error { return nil } // not ours to stop
 func (c *externalCtl) what() string {
 	s := fmt.Sprintf("external syncd at %s, started separately with its own flags (rate limits must be off)", c.ep.Addr)
 	if c.pid == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -106,9 +107,18 @@ func (b *bench) measure(r *result, fn func()) {
 	cpu0, _ := b.ctl.usage()
 	self0 := selfCPU()
 	w0, h0 := wireBytes(), handshake.Load()
+	c0, j0, busy0, cok := b.ctl.commitStats()
 	start := time.Now()
 	fn()
 	r.Seconds = time.Since(start).Seconds()
+	if c1, j1, busy1, ok := b.ctl.commitStats(); ok && cok && c1 > c0 {
+		// Group commit: writes per fsync (the writer commits each batch of
+		// queued writes in one transaction, one WAL fsync), and how much
+		// of the time the single writer was busy.
+		r.extra(map[string]float64{"commits": float64(c1 - c0),
+			"writes_per_commit": math.Round(float64(j1-j0)/float64(c1-c0)*10) / 10,
+			"writer_busy":       math.Round((busy1-busy0).Seconds()/r.Seconds*100) / 100})
+	}
 	cpu1, rss := b.ctl.usage()
 	if b.ctl.measured() {
 		cpu, mb := math.Round((cpu1-cpu0)*100)/100, math.Round(float64(rss)/(1<<20)*10)/10
@@ -117,6 +127,14 @@ func (b *bench) measure(r *result, fn func()) {
 	r.ClientCPUSeconds = math.Round((selfCPU()-self0)*100) / 100
 	r.WireBytes = wireBytes() - w0
 	r.HandshakeBytes = handshake.Load() - h0
+}
+
+// extra adds figures to r.Extra.
+func (r *result) extra(m map[string]float64) {
+	if r.Extra == nil {
+		r.Extra = map[string]float64{}
+	}
+	maps.Copy(r.Extra, m)
 }
 
 // add counts one sync; with keepLatency a successful sync's latency is
@@ -256,8 +274,8 @@ func (b *bench) storm(n, conc int) *result {
 	// How long until the changelog stream held every change of the storm.
 	if err := b.waitStream(b.expectChanges, 5*time.Minute); err == nil {
 		lag := time.Since(streamStart).Seconds()
-		r.Extra = map[string]float64{"stream_caught_up_s": round2(lag),
-			"relay_changes_per_s": math.Round(float64(b.expectChanges-head0) / lag)}
+		r.extra(map[string]float64{"stream_caught_up_s": round2(lag),
+			"relay_changes_per_s": math.Round(float64(b.expectChanges-head0) / lag)})
 	} else {
 		r.Notes = append(r.Notes, "changelog: "+err.Error())
 	}
@@ -444,9 +462,9 @@ func (b *bench) trickle(rate float64, dur time.Duration, ndev int) *result {
 	clMu.Lock()
 	defer clMu.Unlock()
 	slices.Sort(commitLat)
-	r.Extra = map[string]float64{"rate_per_s": rate, "skipped_busy": float64(skipped), "not_seen_by_hq": float64(missing),
+	r.extra(map[string]float64{"rate_per_s": rate, "skipped_busy": float64(skipped), "not_seen_by_hq": float64(missing),
 		"seen_before_ack":     float64(before),
-		"commit_to_hq_p50_ms": ms(percentile(commitLat, .5)), "commit_to_hq_p99_ms": ms(percentile(commitLat, .99))}
+		"commit_to_hq_p50_ms": ms(percentile(commitLat, .5)), "commit_to_hq_p99_ms": ms(percentile(commitLat, .99))})
 	r.Notes = append(r.Notes, "latency = arrival at an HQ ordered JetStream consumer minus the device's receipt of the acknowledgement (0 when HQ saw it first); commit_to_hq uses the change's committed_ms (ms resolution)")
 	return r
 }

@@ -164,6 +164,10 @@ type serverCtl interface {
 	resetPeak()
 	startProfile(path string) error
 	stopProfile() error
+	// commitStats returns the writer's commits (one fsync each), the jobs
+	// they carried and its busy time so far; ok is false where it cannot be
+	// read (an external syncd).
+	commitStats() (commits, jobs uint64, busy time.Duration, ok bool)
 	stop() error
 	// what says what usage measures.
 	what() string
@@ -202,6 +206,10 @@ func (c *inprocCtl) stopProfile() error {
 	return err
 }
 func (c *inprocCtl) stop() error { c.stopProfile(); return c.b.stop() }
+func (c *inprocCtl) commitStats() (uint64, uint64, time.Duration, bool) {
+	commits, jobs, busy := c.b.st.CommitStats()
+	return commits, jobs, busy, true
+}
 func (c *inprocCtl) what() string {
 	return "in-process server: CPU is getrusage(RUSAGE_SELF) of the whole process (server AND load generator); peak RSS is VmHWM of the whole process"
 }
@@ -254,23 +262,42 @@ func (c *procCtl) usage() (float64, int64) {
 	return procCPU(c.ep.PID), procPeakRSS(c.ep.PID, 0)
 }
 func (c *procCtl) resetPeak() { resetPeakRSS(c.ep.PID) }
-func (c *procCtl) command(cmd string) error {
+
+// command sends one command to the child and returns what followed "ok"
+// in its answer.
+func (c *procCtl) command(cmd string) (string, error) {
 	if _, err := fmt.Fprintln(c.in, cmd); err != nil {
-		return err
+		return "", err
 	}
 	line, err := c.out.ReadString('\n')
 	if err != nil {
-		return err
+		return "", err
 	}
-	if line = strings.TrimSpace(line); line != "ok" {
-		return errors.New(line)
+	line = strings.TrimSpace(line)
+	if rest, ok := strings.CutPrefix(line, "ok"); ok {
+		return strings.TrimSpace(rest), nil
 	}
-	return nil
+	return "", errors.New(line)
 }
-func (c *procCtl) startProfile(path string) error { return c.command("profile-start " + path) }
-func (c *procCtl) stopProfile() error             { return c.command("profile-stop") }
+func (c *procCtl) startProfile(path string) error {
+	_, err := c.command("profile-start " + path)
+	return err
+}
+func (c *procCtl) stopProfile() error { _, err := c.command("profile-stop"); return err }
+func (c *procCtl) commitStats() (uint64, uint64, time.Duration, bool) {
+	out, err := c.command("commits")
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	var commits, jobs uint64
+	var busy time.Duration
+	if _, err := fmt.Sscan(out, &commits, &jobs, &busy); err != nil {
+		return 0, 0, 0, false
+	}
+	return commits, jobs, busy, true
+}
 func (c *procCtl) stop() error {
-	err := c.command("stop")
+	_, err := c.command("stop")
 	c.in.Close()
 	done := make(chan error, 1)
 	go func() { done <- c.cmd.Wait() }()
@@ -321,6 +348,10 @@ func childMain(dir string) int {
 				err = errors.Join(prof.Close(), writeHeapProfile(prof.Name()+".heap"))
 				prof = nil
 			}
+		case "commits":
+			commits, jobs, busy := b.st.CommitStats()
+			fmt.Println("ok", commits, jobs, int64(busy))
+			continue
 		case "stop":
 			if prof != nil {
 				pprof.StopCPUProfile()
