@@ -549,15 +549,130 @@ func TestScopeHouseholdMoved(t *testing.T) {
 	testenv.Sync(t, s3)
 	holds(t, e, s3, second.GetRecordId())
 
-	// The grid itself moves (G3 to village V1 in town T1): importing its
-	// households again, with the same fields, moves them and their visits.
-	importOrg(t, e, &pb.ImportOrgRequest{Units: []*pb.Unit{{Id: "G3", Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: "V1", Name: "王家塆"}}})
-	move("G3", "V1", "T1")
+	// The grid itself moves (G3 to village V1 in town T1): H1 and its
+	// visits move with it, without being imported again (TestScopeUnitMoved
+	// follows a unit's move in full).
+	resp := importOrg(t, e, &pb.ImportOrgRequest{Units: []*pb.Unit{{Id: "G3", Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: "V1", Name: "王家塆"}}})
+	g3 := append(slices.Clone(h1), "H4", f.id(t, "VH4")) // H4 was always in G3
+	if got := resp.GetRecordsMoved(); got != int32(len(g3)) {
+		t.Errorf("moving grid G3 moved %d records, want its %d: H1, H4 and their visits", got, len(g3))
+	}
+	for _, id := range g3 {
+		if m := recordPlace(t, e, id); m.VillageID != "V1" || m.TownID != "T1" {
+			t.Errorf("%s lies in %s/%s after its grid moved, want V1/T1", id, m.VillageID, m.TownID)
+		}
+	}
 	syncAll()
 	holds(t, e, s1, h1...)
 	holds(t, e, ts1, h1...)
 	lacks(t, s3, h1...)
 	lacks(t, ts2, h1...)
+}
+
+// A unit moves, and what lies in it moves along without being imported
+// again. First a grid moves to another village of the same town: its
+// households and their visits go to the new village (the old village's
+// secretary purges them, the new one's gets them), the village's events
+// and disputes stay, and the grid's members now work in the new village.
+// Then that village moves to another town: everything filed in it, and
+// its grids and people, now lie in the new town, whose secretary gets
+// them while the old town's purges them. A visit made after the moves is
+// filed where its household now lies; importing the same units again
+// moves nothing.
+func TestScopeUnitMoved(t *testing.T) {
+	f := newScopeFixture(t)
+	e := f.e
+	ctx := context.Background()
+	grid1 := []string{"H1", "H2", f.id(t, "VH1"), f.id(t, "VH2")}
+	stays := []string{f.id(t, "X1"), f.id(t, "X2"), f.id(t, "E_M1"), f.id(t, "E_M2"), f.id(t, "E_D1"), f.id(t, "E_D2")}
+	village2 := []string{"H3", f.id(t, "VH3"), f.id(t, "X3"), f.id(t, "E_M3")}
+
+	s1, s2, s3, ts1, ts2, m1 := e.Device("S1"), e.Device("S2"), e.Device("S3"), e.Device("TS1"), e.Device("TS2"), e.Device("M1")
+	syncAll := func() {
+		t.Helper()
+		for _, d := range []*syncer.Device{s1, s2, s3, ts1, ts2, m1} {
+			testenv.Sync(t, d)
+		}
+	}
+	places := func(ids []string, village, town string) {
+		t.Helper()
+		for _, id := range ids {
+			if m := recordPlace(t, e, id); m.VillageID != village || m.TownID != town {
+				t.Errorf("%s lies in %s/%s on the server, want %s/%s", id, m.VillageID, m.TownID, village, town)
+			}
+		}
+	}
+	works := func(village, town string, users ...string) {
+		t.Helper()
+		for _, id := range users {
+			u, err := e.Store.User(ctx, id)
+			ok(t, err)
+			if u.VillageID != village || u.TownID != town {
+				t.Errorf("user %s works in %s/%s, want %s/%s", id, u.VillageID, u.TownID, village, town)
+			}
+		}
+	}
+	syncAll()
+	holds(t, e, s1, grid1...)
+	lacks(t, s2, grid1...)
+
+	// G1 (V1, T1) moves to V2 (T1).
+	resp := importOrg(t, e, &pb.ImportOrgRequest{Units: []*pb.Unit{{Id: "G1", Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: "V2", Name: "張家塆"}}})
+	if got := resp.GetRecordsMoved(); got != int32(len(grid1)) {
+		t.Errorf("moving G1 moved %d records, want its 2 households and their 2 visits", got)
+	}
+	places(grid1, "V2", "T1")
+	places(stays, "V1", "T1")
+	works("V2", "T1", "M1", "M2")
+	works("V1", "T1", "S1", "D1")
+	syncAll()
+	lacks(t, s1, grid1...)
+	holds(t, e, s1, stays...)
+	holds(t, e, s2, grid1...)
+	holds(t, e, ts1, grid1...)
+	holds(t, e, m1, "H1", f.id(t, "VH1"))
+	if id, err := m1.Identity(); err != nil || id.VillageID != "V2" {
+		t.Errorf("M1's device says it works in %q (%v), want V2", id.VillageID, err)
+	}
+
+	// V2 (T1) moves to T2: G1 and G2, their households and visits, V2's
+	// disputes and events, and its people.
+	resp = importOrg(t, e, &pb.ImportOrgRequest{Units: []*pb.Unit{{Id: "V2", Kind: pb.UnitKind_UNIT_KIND_VILLAGE, ParentId: "T2", Name: "龜山村"}}})
+	moved := append(slices.Clone(grid1), village2...)
+	if got := resp.GetRecordsMoved(); got != int32(len(moved)) {
+		t.Errorf("moving V2 moved %d records, want the %d filed in it", got, len(moved))
+	}
+	places(moved, "V2", "T2")
+	places(stays, "V1", "T1")
+	for _, g := range []string{"G1", "G2"} {
+		ok(t, e.Store.Write(ctx, func(tx *store.Tx) error {
+			u, err := tx.Unit(g)
+			if err == nil && (u.VillageID != "V2" || u.TownID != "T2") {
+				t.Errorf("grid %s lies in %s/%s, want V2/T2", g, u.VillageID, u.TownID)
+			}
+			return err
+		}))
+	}
+	works("V2", "T2", "M1", "M2", "M3", "D3", "S2")
+	syncAll()
+	lacks(t, ts1, moved...)
+	holds(t, e, ts1, stays...)
+	holds(t, e, ts2, moved...)
+	holds(t, e, s2, moved...)
+	lacks(t, s3, moved...)
+
+	// A visit made now is filed where its household lies.
+	v := mkVisit("H1", "2026-11-20", "met", "歐陽翠花", "needs", "屋頂漏水")
+	f.raw["M1"].mustApply(v)
+	places([]string{v.GetRecordId()}, "V2", "T2")
+
+	// The same units again: nothing moves.
+	resp = importOrg(t, e, &pb.ImportOrgRequest{Units: []*pb.Unit{
+		{Id: "V2", Kind: pb.UnitKind_UNIT_KIND_VILLAGE, ParentId: "T2", Name: "龜山村"},
+		{Id: "G1", Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: "V2", Name: "張家塆"}}})
+	if got := resp.GetRecordsMoved(); got != 0 {
+		t.Errorf("importing the same units again moved %d records", got)
+	}
 }
 
 // changesByRecord groups changes by record id, in changelog order.

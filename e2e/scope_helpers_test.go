@@ -187,7 +187,7 @@ func putTownSecretary(t testing.TB, e *testenv.Env, id, name, town string) {
 }
 
 // importOrg imports an org and fails on any row error.
-func importOrg(t testing.TB, e *testenv.Env, req *pb.ImportOrgRequest) {
+func importOrg(t testing.TB, e *testenv.Env, req *pb.ImportOrgRequest) *pb.ImportOrgResponse {
 	t.Helper()
 	admin, ctx := e.Admin()
 	resp, err := admin.ImportOrg(ctx, req)
@@ -197,6 +197,7 @@ func importOrg(t testing.TB, e *testenv.Env, req *pb.ImportOrgRequest) {
 	if len(resp.GetErrors()) > 0 {
 		t.Fatalf("import rejected rows: %v", resp.GetErrors())
 	}
+	return resp
 }
 
 // fileDevice is an enrolled device whose database file the test knows.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -43,6 +44,8 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 			order[i] = i
 		}
 		sort.SliceStable(order, func(a, b int) bool { return req.GetUnits()[order[a]].GetKind() < req.GetUnits()[order[b]].GetKind() })
+		var movedUnits []string        // units now in another village or town
+		movedFrom := map[string]bool{} // villages whose records may now lie elsewhere
 		for _, i := range order {
 			u := req.GetUnits()[i]
 			field, msg, village, town, err := checkUnit(tx, u)
@@ -53,10 +56,41 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 				bad("units", i, field, "%s", msg)
 				continue
 			}
+			old, err := tx.Unit(u.GetId())
+			isNew := errors.Is(err, store.ErrNotFound)
+			if err != nil && !isNew {
+				return err
+			}
 			if err := tx.PutUnit(u, village, town); err != nil {
 				return err
 			}
 			resp.Units++
+			if isNew || (old.VillageID == village && old.TownID == town) {
+				continue // where it was
+			}
+			movedUnits = append(movedUnits, u.GetId())
+			if old.VillageID != "" {
+				movedFrom[old.VillageID] = true
+			}
+			if u.GetKind() == pb.UnitKind_UNIT_KIND_VILLAGE {
+				grids, err := tx.SetGridsTown(u.GetId(), town)
+				if err != nil {
+					return err
+				}
+				movedUnits = append(movedUnits, grids...)
+			}
+		}
+		// What lies in a moved unit moves with it, without importing it
+		// again: the people who work there, and the records filed there.
+		if _, err := tx.RehomeUsers(movedUnits); err != nil {
+			return err
+		}
+		for _, v := range slices.Sorted(maps.Keys(movedFrom)) {
+			n, err := rehomeVillage(tx, v)
+			if err != nil {
+				return err
+			}
+			resp.RecordsMoved += int32(n)
 		}
 		for i, u := range req.GetUsers() {
 			field, msg, village, town, err := checkUser(tx, u)
@@ -73,10 +107,11 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 			resp.Users++
 		}
 		for i, h := range req.GetHouseholds() {
-			field, msg, err := x.s.putHousehold(tx, h)
+			field, msg, moved, err := x.s.putHousehold(tx, h)
 			if err != nil {
 				return err
 			}
+			resp.RecordsMoved += int32(moved)
 			if msg != "" {
 				bad("households", i, field, "%s", msg)
 				continue
@@ -103,7 +138,7 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 		tx.AfterCommit(func() { x.s.auth.clear() })
 		return tx.Audit(store.AuditAdmin, store.AuditImportOrg, "org", auditDetail(map[string]any{
 			"units": resp.Units, "users": resp.Users, "households": resp.Households,
-			"assignments": resp.Assignments, "rejected": len(resp.Errors)}))
+			"assignments": resp.Assignments, "records_moved": resp.RecordsMoved, "rejected": len(resp.Errors)}))
 	})
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "import: %v; nothing was stored, retry", err)
@@ -195,17 +230,19 @@ func checkUser(tx *store.Tx, u *pb.User) (field, msg, village, town string, err 
 	return "", "", un.VillageID, un.TownID, err
 }
 
-// putHousehold creates or updates an imported household's record.
-func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string, err error) {
+// putHousehold creates or updates an imported household's record; moved
+// counts the household's visits it wrote again because the household now
+// lies in another village or town.
+func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string, moved int, err error) {
 	if !domain.IsOrgID(h.GetId()) {
-		return "id", fmt.Sprintf("malformed id %q: want 1-64 of letters, digits and _:-", h.GetId()), nil
+		return "id", fmt.Sprintf("malformed id %q: want 1-64 of letters, digits and _:-", h.GetId()), 0, nil
 	}
 	grid, err := tx.Unit(h.GetGridId())
 	if errors.Is(err, store.ErrNotFound) || (err == nil && grid.Unit.GetKind() != pb.UnitKind_UNIT_KIND_GRID) {
-		return "grid_id", fmt.Sprintf("unknown grid %q", h.GetGridId()), nil
+		return "grid_id", fmt.Sprintf("unknown grid %q", h.GetGridId()), 0, nil
 	}
 	if err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	values := map[string]string{"grid_id": h.GetGridId(), "head": h.GetHead(), "address": h.GetAddress(),
 		"phone": h.GetPhone(), "members": h.GetMembers(), "tags": h.GetTags()}
@@ -213,21 +250,21 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 	for _, name := range []string{"head", "address", "phone", "members", "tags"} {
 		if values[name] == "" {
 			if spec.Field(name).Required {
-				return name, "required", nil
+				return name, "required", 0, nil
 			}
 			delete(values, name)
 			continue
 		}
 		if r := spec.CheckValue(spec.Field(name), values[name]); r != nil {
-			return name, r.Reason, nil
+			return name, r.Reason, 0, nil
 		}
 	}
 	cur, curMeta, err := tx.Record(h.GetId())
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return "", "", err
+		return "", "", 0, err
 	}
 	if cur != nil && cur.GetKind() != pb.Kind_KIND_HOUSEHOLD {
-		return "id", fmt.Sprintf("%s is a %s record, not a household", h.GetId(), domain.KindName(cur.GetKind())), nil
+		return "id", fmt.Sprintf("%s is a %s record, not a household", h.GetId(), domain.KindName(cur.GetKind())), 0, nil
 	}
 	hlc := s.clock.Tick().String()
 	next := &pb.Record{Id: h.GetId(), Kind: pb.Kind_KIND_HOUSEHOLD, Fields: map[string]*pb.FieldValue{}, AuthorId: "admin", OriginDeviceId: "admin"}
@@ -246,16 +283,17 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 		}
 	}
 	if !changed {
-		return "", "", nil
+		return "", "", 0, nil
 	}
 	next.Buckets = bucketsFor(next, meta)
 	if _, err := tx.PutRecord(cur, next, meta, adminWho); err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	if cur != nil && curMeta != meta {
-		return "", "", refileVisits(tx, h.GetId(), meta)
+		moved, err = refileVisits(tx, h.GetId(), meta)
+		return "", "", moved, err
 	}
-	return "", "", nil
+	return "", "", 0, nil
 }
 
 // refileVisits moves a household's visits to where the household now lies
@@ -265,11 +303,13 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 // own: devices of the village (or town) it left get it as gone and purge
 // it, those of the new one pull it, and HQ and the changelog see it moved.
 // The household's bucket, and so its member, keep it.
-func refileVisits(tx *store.Tx, householdID string, meta store.RecordMeta) error {
+// It returns how many visits it wrote.
+func refileVisits(tx *store.Tx, householdID string, meta store.RecordMeta) (int, error) {
 	visits, err := tx.HouseholdVisits(householdID)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	n := 0
 	for _, v := range visits {
 		next := proto.Clone(v).(*pb.Record)
 		next.Buckets = bucketsFor(next, meta)
@@ -277,10 +317,71 @@ func refileVisits(tx *store.Tx, householdID string, meta store.RecordMeta) error
 			continue // already there
 		}
 		if _, err := tx.PutRecord(v, next, meta, adminWho); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// rehomeVillage writes again, where they now lie, the records filed in a
+// village after a unit moved: a household whose grid now lies in another
+// village or town (with its visits: refileVisits), and the village's
+// events and disputes when the village moved to another town. Records
+// already in place are left alone. It returns how many it wrote.
+func rehomeVillage(tx *store.Tx, villageID string) (int, error) {
+	recs, metas, err := tx.VillageRecords(villageID)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	move := func(cur *pb.Record, meta store.RecordMeta) error {
+		next := proto.Clone(cur).(*pb.Record)
+		next.Buckets = bucketsFor(next, meta)
+		if _, err := tx.PutRecord(cur, next, meta, adminWho); err != nil {
 			return err
 		}
+		n++
+		return nil
 	}
-	return nil
+	// Households first: each takes its visits along, so visits are not
+	// written from the copies read above.
+	for i, r := range recs {
+		if r.GetKind() != pb.Kind_KIND_HOUSEHOLD {
+			continue
+		}
+		grid, err := tx.Unit(r.GetFields()["grid_id"].GetValue())
+		if err != nil {
+			return n, fmt.Errorf("grid of household %s: %w", r.GetId(), err)
+		}
+		meta := store.RecordMeta{VillageID: grid.VillageID, TownID: grid.TownID}
+		if meta == metas[i] {
+			continue
+		}
+		if err := move(r, meta); err != nil {
+			return n, err
+		}
+		visits, err := refileVisits(tx, r.GetId(), meta)
+		n += visits
+		if err != nil {
+			return n, err
+		}
+	}
+	for i, r := range recs {
+		if r.GetKind() != pb.Kind_KIND_EVENT && r.GetKind() != pb.Kind_KIND_DISPUTE {
+			continue
+		}
+		village, err := tx.Unit(metas[i].VillageID)
+		if err != nil {
+			return n, fmt.Errorf("village of %s %s: %w", domain.KindName(r.GetKind()), r.GetId(), err)
+		}
+		if meta := (store.RecordMeta{VillageID: metas[i].VillageID, TownID: village.TownID}); meta != metas[i] {
+			if err := move(r, meta); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
 }
 
 func checkAssignment(tx *store.Tx, householdID, memberID string) (field, msg string, err error) {

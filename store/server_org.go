@@ -186,6 +186,114 @@ func (t *Tx) HouseholdVisits(householdID string) ([]*pb.Record, error) {
 	return out, nil
 }
 
+// villageRecords reads the records filed in a village: the live rows of
+// its bucket, by the bucket's primary key.
+const villageRecords = `SELECT r.body, r.village_id, r.town_id FROM record_buckets rb JOIN records r ON r.id = rb.record_id
+	WHERE rb.bucket = ? AND rb.gone = 0 ORDER BY rb.record_id`
+
+// VillageRecords reads every record filed in a village as stored, with the
+// village and town the server files each under, by record id. When a unit
+// moves (a grid to another village, a village to another town) the caller
+// writes again those that now lie elsewhere.
+func (t *Tx) VillageRecords(villageID string) ([]*pb.Record, []RecordMeta, error) {
+	rows, err := txq{t}.QueryContext(t.ctx, villageRecords, domain.VillageBucket(villageID))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read records of village %s: %w", villageID, err)
+	}
+	defer rows.Close()
+	var recs []*pb.Record
+	var metas []RecordMeta
+	for rows.Next() {
+		var body []byte
+		var m RecordMeta
+		if err := rows.Scan(&body, &m.VillageID, &m.TownID); err != nil {
+			return nil, nil, fmt.Errorf("read records of village %s: %w", villageID, err)
+		}
+		r := &pb.Record{}
+		if err := proto.Unmarshal(body, r); err != nil {
+			return nil, nil, fmt.Errorf("decode a record of village %s: %w", villageID, err)
+		}
+		recs, metas = append(recs, r), append(metas, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read records of village %s: %w", villageID, err)
+	}
+	return recs, metas, nil
+}
+
+// SetGridsTown files a village's grids under townID (the village moved to
+// that town) and returns the ids of the grids it changed.
+func (t *Tx) SetGridsTown(villageID, townID string) ([]string, error) {
+	rows, err := txq{t}.QueryContext(t.ctx, "SELECT id FROM units WHERE village_id = ? AND kind = ? AND town_id != ? ORDER BY id",
+		villageID, int(pb.UnitKind_UNIT_KIND_GRID), townID)
+	if err != nil {
+		return nil, fmt.Errorf("read grids of village %s: %w", villageID, err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("read grids of village %s: %w", villageID, err)
+	}
+	if len(ids) > 0 {
+		if _, err := t.Exec("UPDATE units SET town_id = ? WHERE village_id = ? AND kind = ?", townID, villageID, int(pb.UnitKind_UNIT_KIND_GRID)); err != nil {
+			return nil, fmt.Errorf("move grids of village %s to town %s: %w", villageID, townID, err)
+		}
+	}
+	return ids, nil
+}
+
+// RehomeUsers sets the village and town of the users who work in the
+// given units from those units as they now are (after a unit moved), and
+// pokes the devices of each user it changed, so that they sync and learn
+// where they now work. It returns how many users it changed.
+func (t *Tx) RehomeUsers(unitIDs []string) (int, error) {
+	n := 0
+	for _, unitID := range unitIDs {
+		u, err := t.Unit(unitID)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		rows, err := txq{t}.QueryContext(t.ctx, "SELECT id FROM users WHERE unit_id = ? AND (village_id != ? OR town_id != ?) ORDER BY id",
+			unitID, u.VillageID, u.TownID)
+		if err != nil {
+			return n, fmt.Errorf("read users of unit %s: %w", unitID, err)
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return n, err
+			}
+			ids = append(ids, id)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return n, fmt.Errorf("read users of unit %s: %w", unitID, err)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		if _, err := t.Exec("UPDATE users SET village_id = ?, town_id = ? WHERE unit_id = ?", u.VillageID, u.TownID, unitID); err != nil {
+			return n, fmt.Errorf("move users of unit %s: %w", unitID, err)
+		}
+		for _, id := range ids {
+			t.PokeBuckets(domain.UserBucket(id))
+		}
+		n += len(ids)
+	}
+	return n, nil
+}
+
 // SetMediators records who mediates a dispute, replacing the old list.
 // The devices of mediators added or removed are poked, so that they sync
 // and gain or purge the case.

@@ -52,9 +52,11 @@ A member's unit is their grid; a mediator's their village; a secretary's
 their village, or their town for a town secretary; HQ's is empty.
 
 A household given a grid in another village moves there with its visits:
-the old village's phones drop them, the new village's get them. After
-moving a grid to another village (units.csv), import its households again
-to move them.
+the old village's phones drop them, the new village's get them. Moving a
+unit (units.csv: a grid given another village, a village another town)
+moves what lies in it: its households with their visits, a moved
+village's events and disputes, and the people who work there; "records
+moved" counts what was written again.
 
 Files are UTF-8 (Excel: "CSV UTF-8"). A row that cannot be used is
 reported as file:line: column: message and skipped; the other rows are
@@ -108,6 +110,7 @@ fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token impo
 		res.Users += resp.GetUsers()
 		res.Households += resp.GetHouseholds()
 		res.Assignments += resp.GetAssignments()
+		res.RecordsMoved += resp.GetRecordsMoved()
 		for _, e := range resp.GetErrors() {
 			start := -1
 			for _, p := range parts {
@@ -167,13 +170,14 @@ fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token impo
 
 	if *asJSON {
 		out := struct {
-			Units       int32      `json:"units"`
-			Users       int32      `json:"users"`
-			Households  int32      `json:"households"`
-			Assignments int32      `json:"assignments"`
-			Rejected    int        `json:"rejected"`
-			Errors      []rowError `json:"errors"`
-		}{res.Units, res.Users, res.Households, res.Assignments, len(errs), errs}
+			Units        int32      `json:"units"`
+			Users        int32      `json:"users"`
+			Households   int32      `json:"households"`
+			Assignments  int32      `json:"assignments"`
+			RecordsMoved int32      `json:"records_moved"`
+			Rejected     int        `json:"rejected"`
+			Errors       []rowError `json:"errors"`
+		}{res.Units, res.Users, res.Households, res.Assignments, res.RecordsMoved, len(errs), errs}
 		if out.Errors == nil {
 			out.Errors = []rowError{}
 		}
@@ -189,6 +193,7 @@ fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token impo
 		t.add("users", fmt.Sprint(res.Users))
 		t.add("households", fmt.Sprint(res.Households))
 		t.add("assignments", fmt.Sprint(res.Assignments))
+		t.add("records moved", fmt.Sprint(res.RecordsMoved))
 		t.add("rejected", fmt.Sprint(len(errs)))
 		if err := t.write(c.stdout); err != nil {
 			return err

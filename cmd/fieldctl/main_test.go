@@ -91,6 +91,7 @@ func device(db string, args ...string) []string {
 
 type importJSON struct {
 	Units, Users, Households, Assignments, Rejected int
+	RecordsMoved                                    int `json:"records_moved"`
 	Errors                                          []rowError
 }
 
@@ -179,7 +180,7 @@ func TestImport(t *testing.T) {
 		}
 		// Importing again changes nothing and says the same.
 		out := ok(t, admin(e, tok, "import", "-dir", orgDir)...)
-		for _, line := range []string{"units        6", "users        7", "households   12", "assignments  12", "rejected     0"} {
+		for _, line := range []string{"units          6", "users          7", "households     12", "assignments    12", "records moved  0", "rejected       0"} {
 			if !strings.Contains(out, line+"\n") {
 				t.Errorf("output lacks %q:\n%s", line, out)
 			}
@@ -211,7 +212,7 @@ func TestImport(t *testing.T) {
 		if got := strings.Split(strings.TrimSpace(r.stderr), "\n"); strings.Join(got, "\n") != strings.Join(wantErrs, "\n") {
 			t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, strings.Join(wantErrs, "\n"))
 		}
-		for _, line := range []string{"units        6", "users        7", "households   13", "assignments  13", "rejected     5"} {
+		for _, line := range []string{"units          6", "users          7", "households     13", "assignments    13", "records moved  0", "rejected       5"} {
 			if !strings.Contains(r.stdout, line+"\n") {
 				t.Errorf("stdout lacks %q:\n%s", line, r.stdout)
 			}
@@ -254,6 +255,20 @@ func TestImport(t *testing.T) {
 		decode(t, ok(t, admin(e, tok, "import", "-dir", dir, "-json")...), &got)
 		if got.Units != 1 || got.Rejected != 0 {
 			t.Errorf("BOM and reordered header: %+v", got)
+		}
+	})
+
+	// A grid given another village in units.csv takes its households along:
+	// G02 (H0006-H0008) moves from V01 to V02, and back.
+	t.Run("moved grid", func(t *testing.T) {
+		for _, to := range []string{"V02", "V01"} {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "units.csv"), "id,kind,parent_id,name\nG02,grid,"+to+",胡家塆\n")
+			var got importJSON
+			decode(t, ok(t, admin(e, tok, "import", "-dir", dir, "--json")...), &got)
+			if got.Units != 1 || got.RecordsMoved != 3 || got.Rejected != 0 {
+				t.Errorf("G02 to %s: %+v, want 1 unit and 3 records moved", to, got)
+			}
 		}
 	})
 }

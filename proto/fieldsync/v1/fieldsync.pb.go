@@ -1745,12 +1745,16 @@ func (x *RowError) GetMessage() string {
 // ImportOrgResponse counts what was stored and lists rejected rows; a bad
 // row never stops the good ones.
 type ImportOrgResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Units         int32                  `protobuf:"varint,1,opt,name=units,proto3" json:"units,omitempty"`
-	Users         int32                  `protobuf:"varint,2,opt,name=users,proto3" json:"users,omitempty"`
-	Households    int32                  `protobuf:"varint,3,opt,name=households,proto3" json:"households,omitempty"`
-	Assignments   int32                  `protobuf:"varint,4,opt,name=assignments,proto3" json:"assignments,omitempty"`
-	Errors        []*RowError            `protobuf:"bytes,5,rep,name=errors,proto3" json:"errors,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Units       int32                  `protobuf:"varint,1,opt,name=units,proto3" json:"units,omitempty"`
+	Users       int32                  `protobuf:"varint,2,opt,name=users,proto3" json:"users,omitempty"`
+	Households  int32                  `protobuf:"varint,3,opt,name=households,proto3" json:"households,omitempty"`
+	Assignments int32                  `protobuf:"varint,4,opt,name=assignments,proto3" json:"assignments,omitempty"`
+	Errors      []*RowError            `protobuf:"bytes,5,rep,name=errors,proto3" json:"errors,omitempty"`
+	// Records written again to lie where they now belong: those in a grid
+	// moved to another village or in a village moved to another town, and
+	// the visits of a household given a grid in another village or town.
+	RecordsMoved  int32 `protobuf:"varint,6,opt,name=records_moved,json=recordsMoved,proto3" json:"records_moved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1818,6 +1822,13 @@ func (x *ImportOrgResponse) GetErrors() []*RowError {
 		return x.Errors
 	}
 	return nil
+}
+
+func (x *ImportOrgResponse) GetRecordsMoved() int32 {
+	if x != nil {
+		return x.RecordsMoved
+	}
+	return 0
 }
 
 // AssignHouseholdRequest links a household to a member, replacing any link.
@@ -2668,7 +2679,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12\x14\n" +
 	"\x05field\x18\x03 \x01(\tR\x05field\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"\xb1\x01\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\xd6\x01\n" +
 	"\x11ImportOrgResponse\x12\x14\n" +
 	"\x05units\x18\x01 \x01(\x05R\x05units\x12\x14\n" +
 	"\x05users\x18\x02 \x01(\x05R\x05users\x12\x1e\n" +
@@ -2676,7 +2687,8 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"households\x18\x03 \x01(\x05R\n" +
 	"households\x12 \n" +
 	"\vassignments\x18\x04 \x01(\x05R\vassignments\x12.\n" +
-	"\x06errors\x18\x05 \x03(\v2\x16.fieldsync.v1.RowErrorR\x06errors\"X\n" +
+	"\x06errors\x18\x05 \x03(\v2\x16.fieldsync.v1.RowErrorR\x06errors\x12#\n" +
+	"\rrecords_moved\x18\x06 \x01(\x05R\frecordsMoved\"X\n" +
 	"\x16AssignHouseholdRequest\x12!\n" +
 	"\fhousehold_id\x18\x01 \x01(\tR\vhouseholdId\x12\x1b\n" +
 	"\tmember_id\x18\x02 \x01(\tR\bmemberId\"G\n" +
