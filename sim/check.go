@@ -209,7 +209,30 @@ func (w *World) Check() {
 		}
 	}
 
-	// 4. Each device's event chain verifies; concurrent edits are conflicts.
+	// 4. Each household lies in the village its grid lies in now (grids
+	// move), and each visit where its household lies.
+	for _, r := range all {
+		hid := r.GetId()
+		switch r.GetKind() {
+		case pb.Kind_KIND_HOUSEHOLD:
+		case pb.Kind_KIND_VISIT:
+			hid = r.GetFields()["household_id"].GetValue()
+		default:
+			continue
+		}
+		want := domain.VillageBucket(w.grids[w.gridOf[hid]])
+		var villages []string
+		for _, b := range r.GetBuckets() {
+			if strings.HasPrefix(b, domain.VillageBucket("")) {
+				villages = append(villages, b)
+			}
+		}
+		if len(villages) != 1 || villages[0] != want {
+			fail("%s %s (household %s, grid %s) is filed in %v, want %s", domain.KindName(r.GetKind()), r.GetId(), hid, w.gridOf[hid], villages, want)
+		}
+	}
+
+	// 5. Each device's event chain verifies; concurrent edits are conflicts.
 	for dev, evs := range chains {
 		if err := domain.VerifyChain(evs); err != nil {
 			fail("event chain of %s: %v", dev, err)
@@ -269,6 +292,6 @@ func (w *World) Close() {
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("%d devices, %d steps, %d writes, %d syncs (%d failed), %d restarts, %d app kills, %d reassignments, %d mediator changes, %d revocations, %.1f device-days",
-		s.Devices, s.Steps, s.Writes, s.Syncs, s.FailedSyncs, s.Restarts, s.AppKills, s.Reassigns, s.MediatorChanges, s.Revokes, s.DeviceDays)
+	return fmt.Sprintf("%d devices, %d steps, %d writes, %d syncs (%d failed), %d restarts, %d app kills, %d reassignments, %d mediator changes, %d grid moves, %d revocations, %.1f device-days",
+		s.Devices, s.Steps, s.Writes, s.Syncs, s.FailedSyncs, s.Restarts, s.AppKills, s.Reassigns, s.MediatorChanges, s.GridMoves, s.Revokes, s.DeviceDays)
 }

@@ -98,5 +98,6 @@ func (s *Stats) add(o Stats) {
 	s.Reassigns += o.Reassigns
 	s.Revokes += o.Revokes
 	s.MediatorChanges += o.MediatorChanges
+	s.GridMoves += o.GridMoves
 	s.DeviceDays += o.DeviceDays
 }

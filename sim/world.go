@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -31,8 +33,8 @@ type Config struct {
 
 // Stats says what a run did.
 type Stats struct {
-	Devices, Steps, Writes, Syncs, FailedSyncs, Restarts, AppKills, Reassigns, Revokes, MediatorChanges int
-	DeviceDays                                                                                          float64
+	Devices, Steps, Writes, Syncs, FailedSyncs, Restarts, AppKills, Reassigns, Revokes, MediatorChanges, GridMoves int
+	DeviceDays                                                                                                     float64
 }
 
 // World is one simulated history.
@@ -49,6 +51,10 @@ type World struct {
 	hh      []string
 	links   map[string]string
 	members []string
+	// grids maps each grid to the village it lies in now (grids move);
+	// gridOf maps each household to its grid.
+	grids  map[string]string
+	gridOf map[string]string
 	// frozen fields: a deliberate concurrent edit was made; nobody else
 	// writes them again, so the conflict must still be there at the end.
 	frozen map[string]string // "record/field" -> the two values, "a|b"
@@ -60,6 +66,7 @@ type device struct {
 	user     string
 	role     pb.Role
 	village  string
+	grid     string // a member's grid
 	path     string
 	d        *syncer.Device
 	rng      *rand.Rand
@@ -80,7 +87,8 @@ func (v *device) clock() time.Time { return v.w.now.Add(v.skew) }
 // devices.
 func New(t testing.TB, cfg Config) *World {
 	t.Helper()
-	w := &World{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), links: map[string]string{}, frozen: map[string]string{}}
+	w := &World{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), links: map[string]string{}, frozen: map[string]string{},
+		grids: map[string]string{}, gridOf: map[string]string{}}
 	if w.cfg.Devices == 0 {
 		// Mostly small worlds, sometimes up to 50 devices.
 		w.cfg.Devices = 5 + w.rng.IntN(11)
@@ -113,10 +121,12 @@ func (w *World) importOrg() {
 		req.Units = append(req.Units, &pb.Unit{Id: vid, Kind: pb.UnitKind_UNIT_KIND_VILLAGE, ParentId: "T1", Name: fmt.Sprintf("彭店%d村", v)})
 		for g := 1; g <= 2; g++ {
 			gid := fmt.Sprintf("G%d%d", v, g)
-			req.Units = append(req.Units, &pb.Unit{Id: gid, Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: vid, Name: fmt.Sprintf("張家%d塆", g)})
+			req.Units = append(req.Units, &pb.Unit{Id: gid, Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: vid, Name: gridName(gid)})
+			w.grids[gid] = vid
 			for h := 1; h <= 4; h++ {
 				hid := fmt.Sprintf("H%d%d%d", v, g, h)
 				w.hh = append(w.hh, hid)
+				w.gridOf[hid] = gid
 				req.Households = append(req.Households, &pb.Household{Id: hid, GridId: gid, Head: "戶主" + hid, Members: "3"})
 			}
 		}
@@ -162,6 +172,7 @@ func (w *World) addDevice(i int) {
 		v.role = pb.Role_ROLE_MEDIATOR
 	default:
 		v.role = pb.Role_ROLE_MEMBER
+		v.grid = fmt.Sprintf("G%d1", 1+i%2)
 	}
 	v.skew = time.Duration(v.rng.IntN(6*24*60)-3*24*60) * time.Minute // ±3 days
 	v.net = &faultyNet{rng: rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1000)), w: w, v: v}
@@ -253,6 +264,8 @@ func (w *World) Run() Stats {
 			w.reassign()
 		case r < 7 && w.stats.Revokes == 0 && step > w.cfg.Steps/2:
 			w.revoke(w.pick())
+		case r == 7:
+			w.moveGrid()
 		case r < 15:
 			v := w.pick()
 			v.offUntil = w.now.Add(time.Duration(w.rng.IntN(3*24*60)) * time.Minute) // up to days
@@ -338,6 +351,35 @@ func (w *World) reassign() {
 	}
 	w.links[h] = to
 	w.stats.Reassigns++
+}
+
+func gridName(id string) string { return "張家塆" + id }
+
+// moveGrid moves a grid to the other village by importing the unit alone:
+// its households and their visits, and its members, go along.
+func (w *World) moveGrid() {
+	gids := slices.Sorted(maps.Keys(w.grids))
+	g := gids[w.rng.IntN(len(gids))]
+	to := "V1"
+	if w.grids[g] == "V1" {
+		to = "V2"
+	}
+	admin, ctx := w.env.Admin()
+	resp, err := admin.ImportOrg(ctx, &pb.ImportOrgRequest{Units: []*pb.Unit{{Id: g, Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: to, Name: gridName(g)}}})
+	if err != nil || len(resp.GetErrors()) > 0 {
+		w.t.Fatalf("seed %d: move grid %s to %s: %v %v", w.cfg.Seed, g, to, err, resp.GetErrors())
+	}
+	if resp.GetRecordsMoved() < 4 {
+		w.t.Fatalf("seed %d: moving grid %s to %s moved %d records; it holds 4 households", w.cfg.Seed, g, to, resp.GetRecordsMoved())
+	}
+	w.cfg.Log("step %d: grid %s moves to %s (%d records)", w.stats.Steps, g, to, resp.GetRecordsMoved())
+	w.grids[g] = to
+	for _, v := range w.devs {
+		if v.grid == g {
+			v.village = to
+		}
+	}
+	w.stats.GridMoves++
 }
 
 func (w *World) revoke(v *device) {
