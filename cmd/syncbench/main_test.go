@@ -20,7 +20,22 @@ func TestSmoke(t *testing.T) {
 	if err := run(ctx, args, &out, &errOut); err != nil {
 		t.Fatalf("syncbench: %v\nstderr:\n%s\nstdout:\n%s", err, errOut.String(), out.String())
 	}
-	checkRun(t, out.String())
+	seen := checkRun(t, out.String())
+	// The writer's figures and the handshake bytes are read, not guessed:
+	// the storm committed something, and each of its devices dialled anew.
+	storm := seen["storm"]
+	extra, _ := storm["extra"].(map[string]any)
+	if c, _ := extra["commits"].(float64); c < 1 {
+		t.Errorf("storm: commits %v, want at least 1 (extra %v)", extra["commits"], extra)
+	}
+	if w, _ := extra["writes_per_commit"].(float64); w < 1 {
+		t.Errorf("storm: writes_per_commit %v, want at least 1", extra["writes_per_commit"])
+	}
+	hs, _ := storm["tls_handshake_bytes"].(float64)
+	wire, _ := storm["wire_bytes"].(float64)
+	if hs <= 0 || hs >= wire {
+		t.Errorf("storm: %v TLS handshake bytes of %v on the wire; want some, and fewer than all", hs, wire)
+	}
 }
 
 // tinyCity is the smoke test's city and scenario sizes.
