@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -67,7 +68,7 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 		return nil, status.Errorf(codes.Unavailable, "compute scope: %v", err)
 	}
 	s.hub.rescope(c.deviceID, scope)
-	resp, sent, err := s.pull(ctx, scope, req.GetCursors(), pageSize)
+	resp, sent, err := s.pull(ctx, scope, req.GetCursors(), pageSize, req.GetChangedCursorsOnly())
 	if err == nil {
 		err = s.addOwnWrites(ctx, resp, sent, scope, results)
 	}
@@ -171,7 +172,11 @@ func (s *Server) scope(ctx context.Context, c *caller) ([]string, error) {
 // records field would be, so clients parse them as records (fields' order
 // on the wire does not matter to protobuf). Only a record that left a
 // bucket is decoded, to see whether it is still in scope.
-func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor, pageSize int) (*pb.SyncResponse, map[string]bool, error) {
+//
+// With changedOnly the answer lists only the cursors that moved or are new
+// to the device, and names the device's buckets that left its scope
+// (SyncRequest.changed_cursors_only).
+func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor, pageSize int, changedOnly bool) (*pb.SyncResponse, map[string]bool, error) {
 	have := make(map[string]uint64, len(cursors))
 	for _, c := range cursors {
 		have[c.GetBucket()] = c.GetSeq()
@@ -243,7 +248,17 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 			// sent) may have used up what was read, not the bucket.
 			resp.More = true
 		}
+		if had, ok := have[b]; changedOnly && ok && had == at {
+			continue // the device has it
+		}
 		resp.Cursors = append(resp.Cursors, &pb.Cursor{Bucket: b, Seq: at})
+	}
+	if changedOnly {
+		for _, c := range cursors {
+			if b := c.GetBucket(); !inScope[b] && !slices.Contains(resp.LeftBuckets, b) {
+				resp.LeftBuckets = append(resp.LeftBuckets, b)
+			}
+		}
 	}
 	resp.ProtoReflect().SetUnknown(raw)
 	return resp, seen, nil

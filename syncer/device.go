@@ -110,8 +110,11 @@ type Device struct {
 	mu     sync.Mutex // guards conn and closed
 	syncMu sync.Mutex // one sync at a time
 	conn   *grpc.ClientConn
-	wake   chan struct{} // a local write happened: sync soon
-	closed bool
+	// versionSentOn is the connection the app's version was last sent on
+	// (syncMu guards it): sent once per connection.
+	versionSentOn *grpc.ClientConn
+	wake          chan struct{} // a local write happened: sync soon
+	closed        bool
 }
 
 // Open opens (creating) the device database at path.

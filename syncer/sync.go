@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -177,8 +179,14 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		if err := d.ready(ctx, conn); err != nil {
 			return err
 		}
-		req := &pb.SyncRequest{Cursors: cursors, PageSize: int32(d.opts.PageSize), AppVersion: d.opts.AppVersion,
-			PendingCount: uint32(pending - len(queued))}
+		// The app's version once per connection (the server keeps it), and
+		// back only the cursors that moved: what a one-visit sync repeats.
+		appVersion := d.opts.AppVersion
+		if d.versionSentOn == conn {
+			appVersion = ""
+		}
+		req := &pb.SyncRequest{Cursors: cursors, PageSize: int32(d.opts.PageSize), AppVersion: appVersion,
+			PendingCount: uint32(pending - len(queued)), ChangedCursorsOnly: true}
 		for _, q := range queued {
 			req.Mutations = append(req.Mutations, q.Mutation)
 		}
@@ -211,6 +219,8 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			}
 			return err
 		}
+		d.versionSentOn = conn
+		resp.Cursors, resp.LeftBuckets = wholeScope(cursors, resp), nil
 		purged := rep.Purged
 		if err := d.db.Update(ctx, func(tx *store.RTx) error {
 			if err := d.adopt(tx, ident, resp, sent, rep); err != nil {
@@ -240,6 +250,27 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			return errors.New("sync did not finish after 100000 pages")
 		}
 	}
+}
+
+// wholeScope turns the cursors of an answer to a changed_cursors_only
+// request into the device's whole scope: the cursors it sent, less the
+// buckets that left, with the answer's moved and new ones, by bucket.
+func wholeScope(sent []*pb.Cursor, resp *pb.SyncResponse) []*pb.Cursor {
+	by := make(map[string]*pb.Cursor, len(sent)+len(resp.GetCursors()))
+	for _, c := range sent {
+		by[c.GetBucket()] = c
+	}
+	for _, b := range resp.GetLeftBuckets() {
+		delete(by, b)
+	}
+	for _, c := range resp.GetCursors() {
+		by[c.GetBucket()] = c
+	}
+	out := make([]*pb.Cursor, 0, len(by))
+	for _, b := range slices.Sorted(maps.Keys(by)) {
+		out = append(out, by[b])
+	}
+	return out
 }
 
 // adopt commits one sync answer: results, records, cursors, purges and the

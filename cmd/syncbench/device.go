@@ -159,8 +159,10 @@ type lite struct {
 	chain    string
 	sessions tls.ClientSessionCache
 	conn     *grpc.ClientConn
-	visits   int
-	rng      uint64
+	// versionSent: the app's version went on this connection already.
+	versionSent bool
+	visits      int
+	rng         uint64
 }
 
 func enrollLite(ctx context.Context, ep endpoint, admin pb.AdminServiceClient, adminCtx context.Context, cc *grpc.ClientConn, user string, hhs []string) (*lite, error) {
@@ -251,6 +253,7 @@ func (d *lite) close() {
 	if d.conn != nil {
 		d.conn.Close()
 		d.conn = nil
+		d.versionSent = false
 	}
 }
 
@@ -277,7 +280,12 @@ func (d *lite) sync(ctx context.Context, fresh bool) (syncStat, []ack, error) {
 	client := pb.NewSyncServiceClient(cc)
 	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+d.tok)
 	for page := 0; ; page++ {
-		req := &pb.SyncRequest{Mutations: d.pending, Cursors: d.cursorList(), AppVersion: "syncbench-lite/1"}
+		// As syncer does: the app's version once per connection, and back
+		// only the cursors that moved.
+		req := &pb.SyncRequest{Mutations: d.pending, Cursors: d.cursorList(), ChangedCursorsOnly: true}
+		if !d.versionSent {
+			req.AppVersion = "syncbench-lite/1"
+		}
 		for _, m := range d.pending {
 			st.protoBytes += int64(proto.Size(m))
 		}
@@ -286,6 +294,7 @@ func (d *lite) sync(ctx context.Context, fresh bool) (syncStat, []ack, error) {
 		if err != nil {
 			return st, acks, fmt.Errorf("device %s: sync: %w", d.id, err)
 		}
+		d.versionSent = true
 		now := time.Now()
 		bySeq := map[uint64]*pb.Mutation{}
 		for _, m := range d.pending {
@@ -321,11 +330,12 @@ func (d *lite) sync(ctx context.Context, fresh bool) (syncStat, []ack, error) {
 				d.needsHLC[rec.GetId()] = rec.GetFields()["needs"].GetHlc()
 			}
 		}
-		cur := make(map[string]uint64, len(resp.GetCursors()))
-		for _, c := range resp.GetCursors() {
-			cur[c.GetBucket()] = c.GetSeq()
+		for _, b := range resp.GetLeftBuckets() {
+			delete(d.cursors, b)
 		}
-		d.cursors = cur
+		for _, c := range resp.GetCursors() {
+			d.cursors[c.GetBucket()] = c.GetSeq()
+		}
 		if !resp.GetMore() {
 			break
 		}

@@ -893,12 +893,18 @@ type SyncRequest struct {
 	Cursors []*Cursor `protobuf:"bytes,2,rep,name=cursors,proto3" json:"cursors,omitempty"`
 	// At most this many records in the answer (default 500, at most 5000).
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// The app's version, shown in the device list.
+	// The app's version, shown in the device list. Empty keeps the one last
+	// sent: once per connection is enough.
 	AppVersion string `protobuf:"bytes,4,opt,name=app_version,json=appVersion,proto3" json:"app_version,omitempty"`
 	// How many mutations the device still holds after these.
-	PendingCount  uint32 `protobuf:"varint,5,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PendingCount uint32 `protobuf:"varint,5,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
+	// Answer with only the cursors that moved (see SyncResponse.cursors and
+	// left_buckets) instead of every cursor of the scope: a device that
+	// syncs each visit as it is made sends its cursors and would get the same
+	// ones back, most of them unchanged, on every call.
+	ChangedCursorsOnly bool `protobuf:"varint,6,opt,name=changed_cursors_only,json=changedCursorsOnly,proto3" json:"changed_cursors_only,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *SyncRequest) Reset() {
@@ -966,6 +972,13 @@ func (x *SyncRequest) GetPendingCount() uint32 {
 	return 0
 }
 
+func (x *SyncRequest) GetChangedCursorsOnly() bool {
+	if x != nil {
+		return x.ChangedCursorsOnly
+	}
+	return false
+}
+
 // SyncResponse answers a SyncRequest.
 type SyncResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -974,6 +987,9 @@ type SyncResponse struct {
 	Records []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
 	// The new cursor of every bucket in the device's scope. A bucket the
 	// device holds that is not listed here left its scope: purge it.
+	// With changed_cursors_only: only the buckets whose cursor differs from
+	// the request's, or that the request did not list (new in the scope);
+	// the request's other buckets keep their cursors, except left_buckets.
 	Cursors []*Cursor `protobuf:"bytes,3,rep,name=cursors,proto3" json:"cursors,omitempty"`
 	// More records are waiting: call Sync again with the new cursors.
 	More bool `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
@@ -984,7 +1000,10 @@ type SyncResponse struct {
 	Role   Role   `protobuf:"varint,7,opt,name=role,proto3,enum=fieldsync.v1.Role" json:"role,omitempty"`
 	// The village the user works in now ("" for HQ or a town secretary):
 	// where new disputes and events are filed unless they say otherwise.
-	VillageId     string `protobuf:"bytes,8,opt,name=village_id,json=villageId,proto3" json:"village_id,omitempty"`
+	VillageId string `protobuf:"bytes,8,opt,name=village_id,json=villageId,proto3" json:"village_id,omitempty"`
+	// With changed_cursors_only: the buckets of the request's cursors that
+	// left the device's scope: purge them.
+	LeftBuckets   []string `protobuf:"bytes,9,rep,name=left_buckets,json=leftBuckets,proto3" json:"left_buckets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1073,6 +1092,13 @@ func (x *SyncResponse) GetVillageId() string {
 		return x.VillageId
 	}
 	return ""
+}
+
+func (x *SyncResponse) GetLeftBuckets() []string {
+	if x != nil {
+		return x.LeftBuckets
+	}
+	return nil
 }
 
 // WatchRequest opens a poke stream.
@@ -2610,14 +2636,15 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\"2\n" +
 	"\x06Cursor\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xd6\x01\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x88\x02\n" +
 	"\vSyncRequest\x124\n" +
 	"\tmutations\x18\x01 \x03(\v2\x16.fieldsync.v1.MutationR\tmutations\x12.\n" +
 	"\acursors\x18\x02 \x03(\v2\x14.fieldsync.v1.CursorR\acursors\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1f\n" +
 	"\vapp_version\x18\x04 \x01(\tR\n" +
 	"appVersion\x12#\n" +
-	"\rpending_count\x18\x05 \x01(\rR\fpendingCount\"\xc0\x02\n" +
+	"\rpending_count\x18\x05 \x01(\rR\fpendingCount\x120\n" +
+	"\x14changed_cursors_only\x18\x06 \x01(\bR\x12changedCursorsOnly\"\xe3\x02\n" +
 	"\fSyncResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.fieldsync.v1.MutationResultR\aresults\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.fieldsync.v1.RecordR\arecords\x12.\n" +
@@ -2627,7 +2654,8 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\auser_id\x18\x06 \x01(\tR\x06userId\x12&\n" +
 	"\x04role\x18\a \x01(\x0e2\x12.fieldsync.v1.RoleR\x04role\x12\x1d\n" +
 	"\n" +
-	"village_id\x18\b \x01(\tR\tvillageId\"\x0e\n" +
+	"village_id\x18\b \x01(\tR\tvillageId\x12!\n" +
+	"\fleft_buckets\x18\t \x03(\tR\vleftBuckets\"\x0e\n" +
 	"\fWatchRequest\")\n" +
 	"\rWatchResponse\x12\x18\n" +
 	"\abuckets\x18\x01 \x03(\tR\abuckets\"e\n" +
