@@ -1,7 +1,6 @@
 package server
 
 import (
-	stdgzip "compress/gzip"
 	"context"
 	"log/slog"
 	"sync"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding/gzip" // devices send and accept gzip
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/fieldsync/fieldsync/domain"
@@ -26,15 +24,6 @@ const (
 	MaxPageSize         = 5000
 	MaxMessageBytes     = 16 << 20
 )
-
-// Answers are compressed at gzip's fastest level: syncbench's storm profile
-// put the default level's deflate at 8% of syncd's CPU, for pages that are
-// mostly small. grpc allows the level to be set only at init.
-func init() {
-	if err := gzip.SetLevel(stdgzip.BestSpeed); err != nil {
-		panic(err)
-	}
-}
 
 // Config is what a Server needs.
 type Config struct {
