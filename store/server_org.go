@@ -224,21 +224,9 @@ func (t *Tx) VillageRecords(villageID string) ([]*pb.Record, []RecordMeta, error
 // SetGridsTown files a village's grids under townID (the village moved to
 // that town) and returns the ids of the grids it changed.
 func (t *Tx) SetGridsTown(villageID, townID string) ([]string, error) {
-	rows, err := txq{t}.QueryContext(t.ctx, "SELECT id FROM units WHERE village_id = ? AND kind = ? AND town_id != ? ORDER BY id",
+	ids, err := strings1(t.ctx, txq{t}, "SELECT id FROM units WHERE village_id = ? AND kind = ? AND town_id != ? ORDER BY id",
 		villageID, int(pb.UnitKind_UNIT_KIND_GRID), townID)
 	if err != nil {
-		return nil, fmt.Errorf("read grids of village %s: %w", villageID, err)
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, fmt.Errorf("read grids of village %s: %w", villageID, err)
 	}
 	if len(ids) > 0 {
@@ -263,21 +251,9 @@ func (t *Tx) RehomeUsers(unitIDs []string) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		rows, err := txq{t}.QueryContext(t.ctx, "SELECT id FROM users WHERE unit_id = ? AND (village_id != ? OR town_id != ?) ORDER BY id",
+		ids, err := strings1(t.ctx, txq{t}, "SELECT id FROM users WHERE unit_id = ? AND (village_id != ? OR town_id != ?) ORDER BY id",
 			unitID, u.VillageID, u.TownID)
 		if err != nil {
-			return n, fmt.Errorf("read users of unit %s: %w", unitID, err)
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return n, err
-			}
-			ids = append(ids, id)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return n, fmt.Errorf("read users of unit %s: %w", unitID, err)
 		}
 		if len(ids) == 0 {
