@@ -80,18 +80,6 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 				movedUnits = append(movedUnits, grids...)
 			}
 		}
-		// What lies in a moved unit moves with it, without importing it
-		// again: the people who work there, and the records filed there.
-		if _, err := tx.RehomeUsers(movedUnits); err != nil {
-			return err
-		}
-		for _, v := range slices.Sorted(maps.Keys(movedFrom)) {
-			n, err := rehomeVillage(tx, v)
-			if err != nil {
-				return err
-			}
-			resp.RecordsMoved += int32(n)
-		}
 		for i, u := range req.GetUsers() {
 			field, msg, village, town, err := checkUser(tx, u)
 			if err != nil {
@@ -117,6 +105,21 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 				continue
 			}
 			resp.Households++
+		}
+		// What lies in a moved unit moves with it, without importing it
+		// again: the people who work there, and the records filed there.
+		// After the households of this import, which are already where
+		// their grids now lie: each record is written once, straight to
+		// its new place.
+		if _, err := tx.RehomeUsers(movedUnits); err != nil {
+			return err
+		}
+		for _, v := range slices.Sorted(maps.Keys(movedFrom)) {
+			n, err := rehomeVillage(tx, v)
+			if err != nil {
+				return err
+			}
+			resp.RecordsMoved += int32(n)
 		}
 		for i, a := range req.GetAssignments() {
 			field, msg, err := checkAssignment(tx, a.GetHouseholdId(), a.GetMemberId())
@@ -164,6 +167,14 @@ func checkUnit(tx *store.Tx, u *pb.Unit) (field, msg, village, town string, err 
 	}
 	if m := checkText(u.GetName(), 200, true); m != "" {
 		return "name", m, "", "", nil
+	}
+	// A unit keeps its kind: a village turned into a grid would leave its
+	// grids without a village and its secretary with another's village.
+	if old, err := tx.Unit(u.GetId()); err == nil && old.Unit.GetKind() != u.GetKind() {
+		return "kind", fmt.Sprintf("%s is a %s, and a unit's kind cannot change: give the %s a new id", u.GetId(),
+			unitKindName(old.Unit.GetKind()), unitKindName(u.GetKind())), "", "", nil
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", "", "", "", err
 	}
 	want := map[pb.UnitKind]pb.UnitKind{pb.UnitKind_UNIT_KIND_VILLAGE: pb.UnitKind_UNIT_KIND_TOWN, pb.UnitKind_UNIT_KIND_GRID: pb.UnitKind_UNIT_KIND_VILLAGE}
 	switch u.GetKind() {

@@ -251,15 +251,16 @@ func (t *Tx) RehomeUsers(unitIDs []string) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		ids, err := strings1(t.ctx, txq{t}, "SELECT id FROM users WHERE unit_id = ? AND (village_id != ? OR town_id != ?) ORDER BY id",
-			unitID, u.VillageID, u.TownID)
+		hq := int(pb.Role_ROLE_HQ) // works nowhere: its unit, if any, says nothing
+		ids, err := strings1(t.ctx, txq{t}, "SELECT id FROM users WHERE unit_id = ? AND role != ? AND (village_id != ? OR town_id != ?) ORDER BY id",
+			unitID, hq, u.VillageID, u.TownID)
 		if err != nil {
 			return n, fmt.Errorf("read users of unit %s: %w", unitID, err)
 		}
 		if len(ids) == 0 {
 			continue
 		}
-		if _, err := t.Exec("UPDATE users SET village_id = ?, town_id = ? WHERE unit_id = ?", u.VillageID, u.TownID, unitID); err != nil {
+		if _, err := t.Exec("UPDATE users SET village_id = ?, town_id = ? WHERE unit_id = ? AND role != ?", u.VillageID, u.TownID, unitID, hq); err != nil {
 			return n, fmt.Errorf("move users of unit %s: %w", unitID, err)
 		}
 		for _, id := range ids {
