@@ -12,8 +12,8 @@ import (
 
 // A device that sets changed_cursors_only gets back only the cursors that
 // moved or that it did not send, and the buckets it sent that left its
-// scope in left_buckets; without the flag every cursor of the scope comes
-// back, as before.
+// scope in left_buckets, and the answer says so (an older server would
+// not); without the flag every cursor of the scope comes back, as before.
 func TestSyncChangedCursorsOnly(t *testing.T) {
 	f := newScopeFixture(t)
 	e := f.e
@@ -27,6 +27,9 @@ func TestSyncChangedCursorsOnly(t *testing.T) {
 		}
 		if resp.GetMore() {
 			t.Fatalf("sync as %s: more pages, the test expects one", r.userID)
+		}
+		if resp.GetChangedCursorsOnly() != changedOnly {
+			t.Fatalf("sync as %s asking changed_cursors_only=%v: the answer says %v", r.userID, changedOnly, resp.GetChangedCursorsOnly())
 		}
 		return resp
 	}

@@ -68,6 +68,10 @@ type Server struct {
 	auth *authCache
 	// touched: device id -> when a pull-only call last wrote its contact.
 	touched sync.Map
+	// versions: device id -> the app version last written for it (a
+	// device sends its version once per connection; a new one is written
+	// even by a call that would write nothing else).
+	versions sync.Map
 }
 
 // New makes a Server. Call Run to start the relay and Register to serve.

@@ -46,13 +46,16 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 	var err error
 	// A call that pushes nothing (the pages of a large pull, a poll) writes
 	// nothing but the device's last contact: that fsync'd write is made at
-	// most once a minute per device.
-	if len(req.GetMutations()) > 0 || s.touchDue(c.deviceID) {
+	// most once a minute per device, or when the app's version is new.
+	if len(req.GetMutations()) > 0 || s.newVersion(c.deviceID, req.GetAppVersion()) || s.touchDue(c.deviceID) {
 		err = s.store.Write(ctx, func(tx *store.Tx) error {
 			var err error
 			results, err = s.applyPush(tx, c, req)
 			return err
 		})
+		if err == nil && req.GetAppVersion() != "" {
+			s.versions.Store(c.deviceID, req.GetAppVersion())
+		}
 	}
 	var gap errSeqGap
 	switch {
@@ -254,6 +257,7 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 		resp.Cursors = append(resp.Cursors, &pb.Cursor{Bucket: b, Seq: at})
 	}
 	if changedOnly {
+		resp.ChangedCursorsOnly = true
 		for _, c := range cursors {
 			if b := c.GetBucket(); !inScope[b] && !slices.Contains(resp.LeftBuckets, b) {
 				resp.LeftBuckets = append(resp.LeftBuckets, b)
@@ -337,6 +341,16 @@ func anyIn(buckets []string, set map[string]bool) bool {
 // touchInterval is how often a device that only pulls has its last contact
 // written.
 const touchInterval = time.Minute
+
+// newVersion reports whether a call carries an app version other than the
+// one last written for the device (since syncd started).
+func (s *Server) newVersion(deviceID, version string) bool {
+	if version == "" {
+		return false
+	}
+	last, ok := s.versions.Load(deviceID)
+	return !ok || last.(string) != version
+}
 
 // touchDue reports whether a pull-only call should write the device's last
 // contact, and if so notes that it was written now.

@@ -220,7 +220,9 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			return err
 		}
 		d.versionSentOn = conn
-		resp.Cursors, resp.LeftBuckets = wholeScope(cursors, resp), nil
+		if resp.GetChangedCursorsOnly() { // an older server lists the whole scope
+			resp.Cursors, resp.LeftBuckets = wholeScope(cursors, resp), nil
+		}
 		purged := rep.Purged
 		if err := d.db.Update(ctx, func(tx *store.RTx) error {
 			if err := d.adopt(tx, ident, resp, sent, rep); err != nil {

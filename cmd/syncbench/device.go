@@ -330,6 +330,9 @@ func (d *lite) sync(ctx context.Context, fresh bool) (syncStat, []ack, error) {
 				d.needsHLC[rec.GetId()] = rec.GetFields()["needs"].GetHlc()
 			}
 		}
+		if !resp.GetChangedCursorsOnly() { // the whole scope
+			clear(d.cursors)
+		}
 		for _, b := range resp.GetLeftBuckets() {
 			delete(d.cursors, b)
 		}

@@ -1003,9 +1003,14 @@ type SyncResponse struct {
 	VillageId string `protobuf:"bytes,8,opt,name=village_id,json=villageId,proto3" json:"village_id,omitempty"`
 	// With changed_cursors_only: the buckets of the request's cursors that
 	// left the device's scope: purge them.
-	LeftBuckets   []string `protobuf:"bytes,9,rep,name=left_buckets,json=leftBuckets,proto3" json:"left_buckets,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LeftBuckets []string `protobuf:"bytes,9,rep,name=left_buckets,json=leftBuckets,proto3" json:"left_buckets,omitempty"`
+	// The answer lists only changed cursors (the request asked and the
+	// server knows how). A device that asked must check it: an older server
+	// ignores the request's flag and lists every cursor of the scope, as
+	// cursors says without the flag.
+	ChangedCursorsOnly bool `protobuf:"varint,10,opt,name=changed_cursors_only,json=changedCursorsOnly,proto3" json:"changed_cursors_only,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
@@ -1099,6 +1104,13 @@ func (x *SyncResponse) GetLeftBuckets() []string {
 		return x.LeftBuckets
 	}
 	return nil
+}
+
+func (x *SyncResponse) GetChangedCursorsOnly() bool {
+	if x != nil {
+		return x.ChangedCursorsOnly
+	}
+	return false
 }
 
 // WatchRequest opens a poke stream.
@@ -2644,7 +2656,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\vapp_version\x18\x04 \x01(\tR\n" +
 	"appVersion\x12#\n" +
 	"\rpending_count\x18\x05 \x01(\rR\fpendingCount\x120\n" +
-	"\x14changed_cursors_only\x18\x06 \x01(\bR\x12changedCursorsOnly\"\xe3\x02\n" +
+	"\x14changed_cursors_only\x18\x06 \x01(\bR\x12changedCursorsOnly\"\x95\x03\n" +
 	"\fSyncResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.fieldsync.v1.MutationResultR\aresults\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.fieldsync.v1.RecordR\arecords\x12.\n" +
@@ -2655,7 +2667,9 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x04role\x18\a \x01(\x0e2\x12.fieldsync.v1.RoleR\x04role\x12\x1d\n" +
 	"\n" +
 	"village_id\x18\b \x01(\tR\tvillageId\x12!\n" +
-	"\fleft_buckets\x18\t \x03(\tR\vleftBuckets\"\x0e\n" +
+	"\fleft_buckets\x18\t \x03(\tR\vleftBuckets\x120\n" +
+	"\x14changed_cursors_only\x18\n" +
+	" \x01(\bR\x12changedCursorsOnly\"\x0e\n" +
 	"\fWatchRequest\")\n" +
 	"\rWatchResponse\x12\x18\n" +
 	"\abuckets\x18\x01 \x03(\tR\abuckets\"e\n" +
