@@ -73,6 +73,7 @@ func (z *sizedWriter) Close() error {
 	var err error
 	if z.fast != nil {
 		err = z.fast.Close()
+		z.fast.Reset(io.Discard) // pooled without a hold on grpc's buffer
 		fastGzip.Put(z.fast)
 	} else {
 		small := smallGzip.Get().(*gzip.Writer)
@@ -80,6 +81,7 @@ func (z *sizedWriter) Close() error {
 		if _, err = small.Write(z.buf); err == nil {
 			err = small.Close()
 		}
+		small.Reset(io.Discard)
 		smallGzip.Put(small)
 	}
 	z.w, z.fast = nil, nil
