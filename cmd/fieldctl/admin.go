@@ -56,7 +56,7 @@ the old village's phones drop them, the new village's get them. Moving a
 unit (units.csv: a grid given another village, a village another town)
 moves what lies in it: its households with their visits, a moved
 village's events and disputes, and the people who work there; "records
-moved" counts what was written again.
+moved" counts what was written again. A unit's kind cannot change.
 
 Files are UTF-8 (Excel: "CSV UTF-8"). A row that cannot be used is
 reported as file:line: column: message and skipped; the other rows are
