@@ -29,12 +29,30 @@ func EventHash(fields map[string]string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// ChainLink is an event's place in its device's chain: its prev_hash and
+// its hash.
+type ChainLink struct {
+	Prev, Hash string
+}
+
 // VerifyChain checks the events of one device: each hash matches its
 // content, exactly one starts the chain, and every other follows one that
 // is present, with no forks. It returns the first fault found.
-func VerifyChain(events []*pb.Record) error {
-	next := make(map[string]string, len(events)) // prev_hash -> event id
-	hashes := make(map[string]bool, len(events))
+//
+// refused are the links of the device's events the server refused (a
+// rejection is a result, and the device chains its next events on the
+// refused one as on any other): each stands in the chain in the refused
+// event's place, so the gap it leaves is explained, not a fault.
+func VerifyChain(events []*pb.Record, refused ...ChainLink) error {
+	next := make(map[string]string, len(events)+len(refused)) // prev_hash -> event id
+	hashes := make(map[string]bool, len(events)+len(refused))
+	for _, l := range refused {
+		if other, dup := next[l.Prev]; dup {
+			return fmt.Errorf("refused event %s… and %s follow the same predecessor (fork)", l.Hash[:min(12, len(l.Hash))], other)
+		}
+		next[l.Prev] = "refused " + l.Hash[:min(12, len(l.Hash))] + "…"
+		hashes[l.Hash] = true
+	}
 	for _, e := range events {
 		f := PlainFields(e)
 		if got := EventHash(f); got != f["hash"] {

@@ -146,6 +146,42 @@ func TestVerifyChainDetectsFaults(t *testing.T) {
 	}
 }
 
+// A refused event stands in the chain in its place: the gap it leaves is
+// explained; a gap it does not fill, or a refused event that forks the
+// chain, is still a fault.
+func TestVerifyChainWithRefusedEvents(t *testing.T) {
+	chain := chainOf(t, 5)
+	link := func(e *pb.Record) domain.ChainLink {
+		return domain.ChainLink{Prev: fieldValue(e, "prev_hash"), Hash: fieldValue(e, "hash")}
+	}
+	other := eventOf(t, 9, "另一部手机上的第3次活动", fieldValue(chain[1], "hash"))
+	tests := []struct {
+		name    string
+		events  []*pb.Record
+		refused []domain.ChainLink
+		wantErr string
+	}{
+		{"middle event refused", slices.Concat(chain[:2], chain[3:]), []domain.ChainLink{link(chain[2])}, ""},
+		{"first event refused", chain[1:], []domain.ChainLink{link(chain[0])}, ""},
+		{"two in a row refused", slices.Concat(chain[:1], chain[3:]), []domain.ChainLink{link(chain[1]), link(chain[2])}, ""},
+		{"the last refused", chain[:4], []domain.ChainLink{link(chain[4])}, ""},
+		{"a refused event fills another gap", slices.Concat(chain[:1], chain[3:]), []domain.ChainLink{link(chain[2])},
+			"follows a missing event " + fieldValue(chain[1], "hash")[:12] + "… (gap)"},
+		{"a refused event forks the chain", chain, []domain.ChainLink{link(other)}, "(fork)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := domain.VerifyChain(tt.events, tt.refused...)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("VerifyChain() = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("VerifyChain() = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
 func TestEventHash(t *testing.T) {
 	base := map[string]string{"subject": "党员大会", "type": "meeting"}
 	h := domain.EventHash(base)

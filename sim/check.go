@@ -232,9 +232,16 @@ func (w *World) Check() {
 		}
 	}
 
-	// 5. Each device's event chain verifies; concurrent edits are conflicts.
+	// 5. Each device's event chain verifies, the events the server refused
+	// (a member whose grid moved, offline, still files in the old village)
+	// standing in their place as the server kept them; concurrent edits are
+	// conflicts.
+	refused, err := e.Store.RefusedLinks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for dev, evs := range chains {
-		if err := domain.VerifyChain(evs); err != nil {
+		if err := domain.VerifyChain(evs, refused[dev]...); err != nil {
 			fail("event chain of %s: %v", dev, err)
 		}
 	}

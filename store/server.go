@@ -61,7 +61,7 @@ CREATE TABLE mutation_results (
 CREATE TABLE enroll_codes (
 	code_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
 	used_ms INTEGER NOT NULL DEFAULT 0);
-`, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration}
+`, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration, refusedLinkMigration}
 
 // goneMigration keeps a record's row in a bucket it left, marked gone with
 // the change number of the move: a device that still syncs that bucket
@@ -80,6 +80,13 @@ const bucketIndexMigration = `CREATE INDEX record_buckets_record ON record_bucke
 // id goes too. Each change writes 6 fewer B-tree entries (syncbench).
 const allBucketMigration = `DELETE FROM record_buckets WHERE bucket = 'all';
 DROP INDEX record_buckets_record;`
+
+// refusedLinkMigration keeps, beside the result of an event the server
+// refused, the event's place in its device's hash chain (prev_hash and
+// hash): the device chains its next events on it, so without it the
+// stored chain shows a gap no one can tell from a deleted event.
+const refusedLinkMigration = `ALTER TABLE mutation_results ADD COLUMN chain_prev TEXT NOT NULL DEFAULT '';
+ALTER TABLE mutation_results ADD COLUMN chain_hash TEXT NOT NULL DEFAULT '';`
 
 // Server is syncd's authoritative database.
 type Server struct {

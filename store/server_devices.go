@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
 
@@ -121,6 +122,36 @@ func (t *Tx) PutResult(deviceID string, r *pb.MutationResult) error {
 	_, err := t.Exec(`INSERT OR REPLACE INTO mutation_results (device_id, seq, record_id, status, code, field, reason) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason())
 	return err
+}
+
+// PutRefusedLink keeps, with the result of a refused event (PutResult
+// first), the event's link in its device's chain: see RefusedLinks.
+func (t *Tx) PutRefusedLink(deviceID string, seq uint64, link domain.ChainLink) error {
+	_, err := t.Exec("UPDATE mutation_results SET chain_prev = ?, chain_hash = ? WHERE device_id = ? AND seq = ?",
+		link.Prev, link.Hash, deviceID, seq)
+	return err
+}
+
+// RefusedLinks returns, by device, the chain links of the events the
+// server refused, in the device's order: with them a device's stored
+// events verify as a chain (domain.VerifyChain) although the refused ones
+// are not stored.
+func (s *Server) RefusedLinks(ctx context.Context) (map[string][]domain.ChainLink, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT device_id, chain_prev, chain_hash FROM mutation_results WHERE chain_hash != '' ORDER BY device_id, seq")
+	if err != nil {
+		return nil, fmt.Errorf("read refused events: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]domain.ChainLink{}
+	for rows.Next() {
+		var dev string
+		var l domain.ChainLink
+		if err := rows.Scan(&dev, &l.Prev, &l.Hash); err != nil {
+			return nil, fmt.Errorf("read refused events: %w", err)
+		}
+		out[dev] = append(out[dev], l)
+	}
+	return out, rows.Err()
 }
 
 // Result returns the kept result of a device's mutation, or one saying
