@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -59,16 +61,38 @@ type SyncdProc struct {
 
 // StartSyncd runs bin with args and waits until it prints the address it
 // listens on. Whatever happens, the process is killed when the test ends.
+// A syncd restarted on its old address may find the port held for a while
+// by another process's outgoing connection (an ephemeral port the kernel
+// handed out once the first syncd let it go): it exits at once, having
+// touched nothing, and is started again, for up to a minute.
 func StartSyncd(t testing.TB, bin string, args ...string) *SyncdProc {
 	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p, err := startSyncd(t, bin, args)
+		if err == nil {
+			return p
+		}
+		if p == nil || !strings.Contains(p.Output(), "address already in use") || time.Now().After(deadline) {
+			out := ""
+			if p != nil {
+				out = p.Output()
+			}
+			t.Fatalf("%v\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func startSyncd(t testing.TB, bin string, args []string) (*SyncdProc, error) {
 	p := &SyncdProc{Cmd: exec.Command(bin, args...), done: make(chan error, 1)}
 	stdout, err := p.Cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p.Cmd.Stderr = p.Cmd.Stdout
 	if err := p.Cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() {
 		if p.Cmd.ProcessState == nil {
@@ -92,13 +116,13 @@ func StartSyncd(t testing.TB, bin string, args ...string) *SyncdProc {
 	}()
 	select {
 	case p.Addr = <-ready:
+		return p, nil
 	case err := <-p.done:
 		p.done <- err
-		t.Fatalf("syncd exited before listening: %v\n%s", err, p.Output())
+		return p, fmt.Errorf("syncd exited before listening: %v", err)
 	case <-time.After(60 * time.Second):
-		t.Fatalf("syncd not listening after 60s:\n%s", p.Output())
+		return p, errors.New("syncd not listening after 60s")
 	}
-	return p
 }
 
 // Output is what the process printed so far.

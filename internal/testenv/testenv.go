@@ -7,9 +7,11 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,6 +65,23 @@ type options struct {
 // WithAddr listens on addr instead of a random port: a restarted server
 // keeps the address its devices enrolled with.
 func WithAddr(addr string) Option { return func(o *options) { o.addr = addr } }
+
+// listen listens on addr. A fixed address (a restarted server keeps the
+// one its devices enrolled with) can be held for a while by another
+// process's outgoing connection, which the kernel gave it as an ephemeral
+// port once the first server let it go (the simulation met this in CI,
+// with other packages' tests running beside it): wait for it, up to a
+// minute.
+func listen(addr string) (net.Listener, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		lis, err := net.Listen("tcp", addr)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return lis, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // WithAdminToken uses token as the admin credential (to keep it across a
 // restart).
@@ -138,7 +157,7 @@ func Start(t testing.TB, opts ...Option) *Env {
 	}
 	e.GRPC = grpc.NewServer(gopts...)
 	e.Server.Register(e.GRPC)
-	lis, err := net.Listen("tcp", o.addr)
+	lis, err := listen(o.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
