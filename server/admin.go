@@ -48,18 +48,21 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 		movedFrom := map[string]bool{} // villages whose records may now lie elsewhere
 		for _, i := range order {
 			u := req.GetUnits()[i]
-			field, msg, village, town, err := checkUnit(tx, u)
+			old, err := tx.Unit(u.GetId())
+			isNew := errors.Is(err, store.ErrNotFound)
+			if err != nil && !isNew {
+				return err
+			}
+			if isNew {
+				old.Unit = nil
+			}
+			field, msg, village, town, err := checkUnit(tx, u, old.Unit)
 			if err != nil {
 				return err
 			}
 			if msg != "" {
 				bad("units", i, field, "%s", msg)
 				continue
-			}
-			old, err := tx.Unit(u.GetId())
-			isNew := errors.Is(err, store.ErrNotFound)
-			if err != nil && !isNew {
-				return err
 			}
 			if err := tx.PutUnit(u, village, town); err != nil {
 				return err
@@ -161,7 +164,9 @@ func checkText(v string, max int, required bool) string {
 	return ""
 }
 
-func checkUnit(tx *store.Tx, u *pb.Unit) (field, msg, village, town string, err error) {
+// checkUnit checks an imported unit against prev, the unit of that id as
+// stored (nil if none), and returns where it lies.
+func checkUnit(tx *store.Tx, u, prev *pb.Unit) (field, msg, village, town string, err error) {
 	if !domain.IsOrgID(u.GetId()) {
 		return "id", fmt.Sprintf("malformed id %q: want 1-64 of letters, digits and _:-", u.GetId()), "", "", nil
 	}
@@ -170,11 +175,9 @@ func checkUnit(tx *store.Tx, u *pb.Unit) (field, msg, village, town string, err 
 	}
 	// A unit keeps its kind: a village turned into a grid would leave its
 	// grids without a village and its secretary with another's village.
-	if old, err := tx.Unit(u.GetId()); err == nil && old.Unit.GetKind() != u.GetKind() {
+	if prev != nil && prev.GetKind() != u.GetKind() {
 		return "kind", fmt.Sprintf("%s is a %s, and a unit's kind cannot change: give the %s a new id", u.GetId(),
-			unitKindName(old.Unit.GetKind()), unitKindName(u.GetKind())), "", "", nil
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return "", "", "", "", err
+			unitKindName(prev.GetKind()), unitKindName(u.GetKind())), "", "", nil
 	}
 	want := map[pb.UnitKind]pb.UnitKind{pb.UnitKind_UNIT_KIND_VILLAGE: pb.UnitKind_UNIT_KIND_TOWN, pb.UnitKind_UNIT_KIND_GRID: pb.UnitKind_UNIT_KIND_VILLAGE}
 	switch u.GetKind() {
@@ -322,17 +325,28 @@ func refileVisits(tx *store.Tx, householdID string, meta store.RecordMeta) (int,
 	}
 	n := 0
 	for _, v := range visits {
-		next := proto.Clone(v).(*pb.Record)
-		next.Buckets = bucketsFor(next, meta)
-		if slices.Equal(next.GetBuckets(), v.GetBuckets()) {
-			continue // already there
-		}
-		if _, err := tx.PutRecord(v, next, meta, adminWho); err != nil {
+		moved, err := refile(tx, v, meta)
+		if err != nil {
 			return n, err
 		}
-		n++
+		if moved {
+			n++
+		}
 	}
 	return n, nil
+}
+
+// refile writes a record again where it now lies (meta), its fields
+// untouched, as a change of its own, unless its buckets there are the ones
+// it has; it says whether it wrote.
+func refile(tx *store.Tx, cur *pb.Record, meta store.RecordMeta) (bool, error) {
+	next := proto.Clone(cur).(*pb.Record)
+	next.Buckets = bucketsFor(next, meta)
+	if slices.Equal(next.GetBuckets(), cur.GetBuckets()) {
+		return false, nil // already there
+	}
+	_, err := tx.PutRecord(cur, next, meta, adminWho)
+	return err == nil, err
 }
 
 // rehomeVillage writes again, where they now lie, the records filed in a
@@ -345,32 +359,37 @@ func rehomeVillage(tx *store.Tx, villageID string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	move := func(cur *pb.Record, meta store.RecordMeta) error {
-		next := proto.Clone(cur).(*pb.Record)
-		next.Buckets = bucketsFor(next, meta)
-		if _, err := tx.PutRecord(cur, next, meta, adminWho); err != nil {
-			return err
-		}
-		n++
-		return nil
+	village, err := tx.Unit(villageID)
+	if err != nil {
+		return 0, fmt.Errorf("village %s: %w", villageID, err)
 	}
+	grids := map[string]store.RecordMeta{} // grid -> where it lies now
+	n := 0
 	// Households first: each takes its visits along, so visits are not
 	// written from the copies read above.
 	for i, r := range recs {
 		if r.GetKind() != pb.Kind_KIND_HOUSEHOLD {
 			continue
 		}
-		grid, err := tx.Unit(r.GetFields()["grid_id"].GetValue())
-		if err != nil {
-			return n, fmt.Errorf("grid of household %s: %w", r.GetId(), err)
+		gid := r.GetFields()["grid_id"].GetValue()
+		meta, ok := grids[gid]
+		if !ok {
+			grid, err := tx.Unit(gid)
+			if err != nil {
+				return n, fmt.Errorf("grid of household %s: %w", r.GetId(), err)
+			}
+			meta = store.RecordMeta{VillageID: grid.VillageID, TownID: grid.TownID}
+			grids[gid] = meta
 		}
-		meta := store.RecordMeta{VillageID: grid.VillageID, TownID: grid.TownID}
 		if meta == metas[i] {
 			continue
 		}
-		if err := move(r, meta); err != nil {
+		moved, err := refile(tx, r, meta)
+		if err != nil {
 			return n, err
+		}
+		if moved {
+			n++
 		}
 		visits, err := refileVisits(tx, r.GetId(), meta)
 		n += visits
@@ -378,18 +397,18 @@ func rehomeVillage(tx *store.Tx, villageID string) (int, error) {
 			return n, err
 		}
 	}
+	// Events and disputes lie in their own village_id: this village.
+	here := store.RecordMeta{VillageID: villageID, TownID: village.TownID}
 	for i, r := range recs {
-		if r.GetKind() != pb.Kind_KIND_EVENT && r.GetKind() != pb.Kind_KIND_DISPUTE {
+		if (r.GetKind() != pb.Kind_KIND_EVENT && r.GetKind() != pb.Kind_KIND_DISPUTE) || metas[i] == here {
 			continue
 		}
-		village, err := tx.Unit(metas[i].VillageID)
+		moved, err := refile(tx, r, here)
 		if err != nil {
-			return n, fmt.Errorf("village of %s %s: %w", domain.KindName(r.GetKind()), r.GetId(), err)
+			return n, err
 		}
-		if meta := (store.RecordMeta{VillageID: metas[i].VillageID, TownID: village.TownID}); meta != metas[i] {
-			if err := move(r, meta); err != nil {
-				return n, err
-			}
+		if moved {
+			n++
 		}
 	}
 	return n, nil

@@ -29,14 +29,12 @@ func (s *Server) applyOne(tx *store.Tx, c *caller, m *pb.Mutation) (*pb.Mutation
 	default:
 		return res, nil
 	}
-	if err := tx.PutResult(c.deviceID, res); err != nil {
-		return nil, err
-	}
-	if res.GetStatus() == pb.MutationStatus_MUTATION_STATUS_REJECTED && m.GetKind() == pb.Kind_KIND_EVENT && m.GetFields()["hash"] != "" {
+	var refused domain.ChainLink
+	if res.GetStatus() == pb.MutationStatus_MUTATION_STATUS_REJECTED && m.GetKind() == pb.Kind_KIND_EVENT {
 		// The device chains its next events on this one as on any other.
-		return res, tx.PutRefusedLink(c.deviceID, m.GetSeq(), domain.ChainLink{Prev: m.GetFields()["prev_hash"], Hash: m.GetFields()["hash"]})
+		refused = domain.ChainLink{Prev: m.GetFields()["prev_hash"], Hash: m.GetFields()["hash"]}
 	}
-	return res, nil
+	return res, tx.PutResult(c.deviceID, res, refused)
 }
 
 func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain.Rejection, bool, error) {

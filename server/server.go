@@ -25,6 +25,10 @@ const (
 	MaxMessageBytes     = 16 << 20
 )
 
+// windowBytes is the HTTP/2 flow-control window syncd grants a client, per
+// stream and per connection (see GRPCOptions).
+const windowBytes = 1 << 20
+
 // Config is what a Server needs.
 type Config struct {
 	Store *store.Server
@@ -122,8 +126,8 @@ func (s *Server) GRPCOptions() []grpc.ServerOption {
 		// wire bytes per record with the devices' side fixed too). 1 MiB
 		// is more than a sync's push; only the window is set, no buffer
 		// is allocated for it.
-		grpc.InitialWindowSize(1 << 20),
-		grpc.InitialConnWindowSize(1 << 20),
+		grpc.InitialWindowSize(windowBytes),
+		grpc.InitialConnWindowSize(windowBytes),
 	}
 }
 

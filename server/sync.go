@@ -258,11 +258,12 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 	}
 	if changedOnly {
 		resp.ChangedCursorsOnly = true
-		for _, c := range cursors {
-			if b := c.GetBucket(); !inScope[b] && !slices.Contains(resp.LeftBuckets, b) {
+		for b := range have { // a device may send up to MaxCursors
+			if !inScope[b] {
 				resp.LeftBuckets = append(resp.LeftBuckets, b)
 			}
 		}
+		slices.Sort(resp.LeftBuckets)
 	}
 	resp.ProtoReflect().SetUnknown(raw)
 	return resp, seen, nil

@@ -117,18 +117,13 @@ func (t *Tx) RevokeDevice(deviceID string) error {
 	return nil
 }
 
-// PutResult keeps the result of a mutation that was not simply applied.
-func (t *Tx) PutResult(deviceID string, r *pb.MutationResult) error {
-	_, err := t.Exec(`INSERT OR REPLACE INTO mutation_results (device_id, seq, record_id, status, code, field, reason) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason())
-	return err
-}
-
-// PutRefusedLink keeps, with the result of a refused event (PutResult
-// first), the event's link in its device's chain: see RefusedLinks.
-func (t *Tx) PutRefusedLink(deviceID string, seq uint64, link domain.ChainLink) error {
-	_, err := t.Exec("UPDATE mutation_results SET chain_prev = ?, chain_hash = ? WHERE device_id = ? AND seq = ?",
-		link.Prev, link.Hash, deviceID, seq)
+// PutResult keeps the result of a mutation that was not simply applied;
+// for a refused event, refused is its link in its device's chain (see
+// RefusedLinks), else the zero link.
+func (t *Tx) PutResult(deviceID string, r *pb.MutationResult, refused domain.ChainLink) error {
+	_, err := t.Exec(`INSERT OR REPLACE INTO mutation_results (device_id, seq, record_id, status, code, field, reason, chain_prev, chain_hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason(), refused.Prev, refused.Hash)
 	return err
 }
 

@@ -224,15 +224,10 @@ func (t *Tx) VillageRecords(villageID string) ([]*pb.Record, []RecordMeta, error
 // SetGridsTown files a village's grids under townID (the village moved to
 // that town) and returns the ids of the grids it changed.
 func (t *Tx) SetGridsTown(villageID, townID string) ([]string, error) {
-	ids, err := strings1(t.ctx, txq{t}, "SELECT id FROM units WHERE village_id = ? AND kind = ? AND town_id != ? ORDER BY id",
-		villageID, int(pb.UnitKind_UNIT_KIND_GRID), townID)
+	ids, err := strings1(t.ctx, txq{t}, "UPDATE units SET town_id = ? WHERE village_id = ? AND kind = ? AND town_id != ? RETURNING id",
+		townID, villageID, int(pb.UnitKind_UNIT_KIND_GRID), townID)
 	if err != nil {
-		return nil, fmt.Errorf("read grids of village %s: %w", villageID, err)
-	}
-	if len(ids) > 0 {
-		if _, err := t.Exec("UPDATE units SET town_id = ? WHERE village_id = ? AND kind = ?", townID, villageID, int(pb.UnitKind_UNIT_KIND_GRID)); err != nil {
-			return nil, fmt.Errorf("move grids of village %s to town %s: %w", villageID, townID, err)
-		}
+		return nil, fmt.Errorf("move grids of village %s to town %s: %w", villageID, townID, err)
 	}
 	return ids, nil
 }
@@ -242,6 +237,7 @@ func (t *Tx) SetGridsTown(villageID, townID string) ([]string, error) {
 // pokes the devices of each user it changed, so that they sync and learn
 // where they now work. It returns how many users it changed.
 func (t *Tx) RehomeUsers(unitIDs []string) (int, error) {
+	hq := int(pb.Role_ROLE_HQ) // works nowhere: its unit, if any, says nothing
 	n := 0
 	for _, unitID := range unitIDs {
 		u, err := t.Unit(unitID)
@@ -251,16 +247,10 @@ func (t *Tx) RehomeUsers(unitIDs []string) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		hq := int(pb.Role_ROLE_HQ) // works nowhere: its unit, if any, says nothing
-		ids, err := strings1(t.ctx, txq{t}, "SELECT id FROM users WHERE unit_id = ? AND role != ? AND (village_id != ? OR town_id != ?) ORDER BY id",
-			unitID, hq, u.VillageID, u.TownID)
+		ids, err := strings1(t.ctx, txq{t}, `UPDATE users SET village_id = ?, town_id = ?
+			WHERE unit_id = ? AND role != ? AND (village_id != ? OR town_id != ?) RETURNING id`,
+			u.VillageID, u.TownID, unitID, hq, u.VillageID, u.TownID)
 		if err != nil {
-			return n, fmt.Errorf("read users of unit %s: %w", unitID, err)
-		}
-		if len(ids) == 0 {
-			continue
-		}
-		if _, err := t.Exec("UPDATE users SET village_id = ?, town_id = ? WHERE unit_id = ? AND role != ?", u.VillageID, u.TownID, unitID, hq); err != nil {
 			return n, fmt.Errorf("move users of unit %s: %w", unitID, err)
 		}
 		for _, id := range ids {
