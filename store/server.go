@@ -91,9 +91,9 @@ ALTER TABLE mutation_results ADD COLUMN chain_hash TEXT NOT NULL DEFAULT '';`
 // Server is syncd's authoritative database.
 type Server struct {
 	db       *DB
-	r        *readStmts  // readers, with prepared statements
-	w        *writeStmts // the writer's prepared statements
-	instance string      // unique per database: change ids are instance-seq
+	r        *readStmts             // readers, with prepared statements
+	w        *writeStmts            // the writer's prepared statements
+	instance atomic.Pointer[string] // the lineage: change ids are <lineage>-<seq> (lineage.go)
 
 	heads heads     // each bucket's highest change number (heads.go)
 	links linkCache // members' linked households (links.go)
@@ -137,9 +137,10 @@ func OpenServer(ctx context.Context, path string) (*Server, error) {
 	}
 	s := &Server{db: db, jobs: make(chan job, maxBatch), quit: make(chan struct{}), done: make(chan struct{}),
 		r: &readStmts{db: db.R}, w: &writeStmts{db: db.W, stmts: map[string]*sql.Stmt{}, pending: map[string]bool{}}}
-	if err := db.W.QueryRowContext(ctx, "SELECT value FROM meta WHERE key='instance'").Scan(&s.instance); errors.Is(err, sql.ErrNoRows) {
-		s.instance = domain.RandomToken(8)
-		if _, err := db.W.ExecContext(ctx, "INSERT INTO meta(key, value) VALUES('instance', ?)", s.instance); err != nil {
+	var instance string
+	if err := db.W.QueryRowContext(ctx, "SELECT value FROM meta WHERE key='instance'").Scan(&instance); errors.Is(err, sql.ErrNoRows) {
+		instance = domain.RandomToken(8)
+		if _, err := db.W.ExecContext(ctx, "INSERT INTO meta(key, value) VALUES('instance', ?)", instance); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("init meta: %w", err)
 		}
@@ -147,6 +148,7 @@ func OpenServer(ctx context.Context, path string) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("read meta: %w", err)
 	}
+	s.instance.Store(&instance)
 	if err := s.heads.load(ctx, db.W); err != nil {
 		db.Close()
 		return nil, err
@@ -155,8 +157,9 @@ func OpenServer(ctx context.Context, path string) (*Server, error) {
 	return s, nil
 }
 
-// Instance is the database's unique id, the prefix of its change ids.
-func (s *Server) Instance() string { return s.instance }
+// Instance is the database's lineage, the prefix of its change ids (see
+// Lineage).
+func (s *Server) Instance() string { return *s.instance.Load() }
 
 // Close stops the writer after the writes already queued, then closes the
 // database.
@@ -276,7 +279,7 @@ func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 		*nextSeq = uint64(max.Int64) + 1
 	}
 	defer s.w.prepare(ctx) // after the transaction ends: the connection is free
-	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.instance, nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}, stmts: s.w}
+	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.Instance(), nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}, stmts: s.w}
 	errs := make([]error, len(batch))
 	if err := batch[0].fn(tx); err != nil {
 		sqlTx.Rollback()
