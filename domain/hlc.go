@@ -89,7 +89,8 @@ func ClampFuture(h HLC, now time.Time) HLC {
 
 // Clock makes HLC readings for one node. A device corrects its wall clock
 // by the offset to the server's clock it saw at its last sync, and never
-// goes backwards, even when the phone's clock does.
+// goes backwards, even when the phone's clock does, except through Resync:
+// a clock that ran ahead comes back to the server's time after a sync.
 type Clock struct {
 	mu     sync.Mutex
 	node   string
@@ -138,6 +139,26 @@ func (c *Clock) Observe(h HLC) {
 	defer c.mu.Unlock()
 	if h.Wall > c.last.Wall || (h.Wall == c.last.Wall && h.Counter > c.last.Counter) {
 		c.last = HLC{Wall: h.Wall, Counter: h.Counter, Node: c.node}
+	}
+}
+
+// Resync brings a clock that ran ahead back to the server's time, after a
+// sync answered at serverNow: a last reading beyond the server's tolerance
+// (serverNow+MaxFutureSkew) is cut to the end of that millisecond, so the
+// next reading lies at most MaxFutureSkew (and a millisecond) ahead of the
+// server's clock, and follows real time once that has passed.
+//
+// Call it only when none of the node's readings is still unacknowledged.
+// Then every reading the server holds for the node was cut to its apply
+// time plus MaxFutureSkew (ClampFuture), which is not after the limit
+// here, so the node's next readings still sort after all its earlier ones
+// (entries, for one, sort by clock). A reading still pending would be cut
+// later, possibly past readings made in between.
+func (c *Clock) Resync(serverNow time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if limit := serverNow.Add(MaxFutureSkew).UnixMilli(); c.last.Wall > limit {
+		c.last = HLC{Wall: limit, Counter: 0xffff, Node: c.node}
 	}
 }
 

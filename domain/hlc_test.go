@@ -341,3 +341,41 @@ func TestClampFuture(t *testing.T) {
 		t.Fatalf("MaxFutureSkew = %d ms, want %d", got, want)
 	}
 }
+
+// A clock that ran three days ahead comes back to the server's time after
+// a sync (Resync), to at most the server's tolerance ahead, and its next
+// readings still sort after every reading the server holds for it (each
+// cut to its apply time plus the tolerance).
+func TestClockResyncComesBackToServerTime(t *testing.T) {
+	phone := &fakeNow{t: t0.Add(72 * time.Hour)} // three days ahead
+	c := domain.NewClock("phone1", domain.HLC{}, 0, phone.now)
+	var held []domain.HLC // as the server stored them
+	for i := range 5 {
+		phone.set(phone.now().Add(time.Second))
+		h := c.Tick()
+		held = append(held, domain.ClampFuture(h, t0.Add(time.Duration(i)*time.Second)))
+	}
+	server := t0.Add(10 * time.Second)
+	c.SetOffset(server.Sub(phone.now())) // what a sync measures
+	c.Resync(server)
+	next := c.Tick()
+	if lo, hi := server.UnixMilli(), server.Add(domain.MaxFutureSkew).UnixMilli()+1; next.Wall < lo || next.Wall > hi {
+		t.Fatalf("after Resync, Tick() = %v (%v), want within [server time, +%v]", next, time.UnixMilli(next.Wall).UTC(), domain.MaxFutureSkew)
+	}
+	for _, h := range held {
+		if next.Compare(h) <= 0 {
+			t.Fatalf("after Resync, Tick() = %v sorts before the earlier reading %v the server holds", next, h)
+		}
+	}
+	// Once real time passes the tolerance, readings follow it.
+	phone.set(phone.now().Add(domain.MaxFutureSkew + time.Minute))
+	if got, want := c.Tick().Wall, server.Add(domain.MaxFutureSkew+time.Minute).UnixMilli(); got != want {
+		t.Fatalf("Tick() %v after the tolerance passed, want the server's time %v", got, want)
+	}
+	// A clock within the tolerance is left alone.
+	before := c.Last()
+	c.Resync(time.UnixMilli(before.Wall))
+	if got := c.Last(); got != before {
+		t.Fatalf("Resync moved a clock that was not ahead: %v -> %v", before, got)
+	}
+}

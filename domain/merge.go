@@ -14,6 +14,29 @@ import (
 type Actor struct {
 	UserID   string
 	DeviceID string
+	// UserOf names the user of a device (an HLC's node), or "" if unknown.
+	// A field keeps only the clock of the write that set it, whose node is
+	// the device; when a later edit pushes that value into a conflict, the
+	// conflict's author is found through UserOf. Without it the author of
+	// a conflict would depend on the order the devices synced in: the
+	// losing edit arriving second is the actor and has one, the losing
+	// value already in place had none. The server sets it; a device's
+	// local view may leave it nil until the server's record comes back.
+	UserOf func(deviceID string) string
+}
+
+// authorOf names the user who wrote the value stamped h.
+func (a Actor) authorOf(h string) string {
+	node := hlcNode(h)
+	switch {
+	case node == "":
+		return ""
+	case node == a.DeviceID:
+		return a.UserID
+	case a.UserOf != nil:
+		return a.UserOf(node)
+	}
+	return ""
 }
 
 // MaxConflicts bounds the conflicts kept on one record; the oldest go first.
@@ -56,7 +79,7 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 		}
 		detect := m.GetKind() != pb.Kind_KIND_VISIT
 		for _, name := range sortedKeys(m.GetFields()) {
-			if setField(next, name, m.GetFields()[name], m.GetHlc(), m.GetBaseHlc()[name], a.UserID, detect) {
+			if setField(next, name, m.GetFields()[name], m.GetHlc(), m.GetBaseHlc()[name], a, detect) {
 				conflict = true
 			}
 		}
@@ -108,8 +131,9 @@ func create(cur *pb.Record, m *pb.Mutation, a Actor, s *Spec) (*pb.Record, bool,
 
 // setField applies one field write under last-writer-wins by HLC. With
 // detect, a write whose base is not the field's current clock is concurrent
-// and the losing value becomes a conflict. It reports a conflict.
-func setField(r *pb.Record, name, value, hlc, base, author string, detect bool) bool {
+// and the losing value becomes a conflict, with its author whichever of
+// the two lost. It reports a conflict.
+func setField(r *pb.Record, name, value, hlc, base string, a Actor, detect bool) bool {
 	cur := r.Fields[name]
 	if cur == nil {
 		r.Fields[name] = &pb.FieldValue{Value: value, Hlc: hlc}
@@ -130,7 +154,8 @@ func setField(r *pb.Record, name, value, hlc, base, author string, detect bool) 
 	concurrent := detect && base != cur.GetHlc() && value != cur.GetValue()
 	if hlc > cur.GetHlc() {
 		if concurrent {
-			addConflict(r, &pb.Conflict{Field: name, Value: cur.GetValue(), Hlc: cur.GetHlc(), Reason: "concurrent edit: lost to a later edit"})
+			addConflict(r, &pb.Conflict{Field: name, Value: cur.GetValue(), Hlc: cur.GetHlc(), AuthorId: a.authorOf(cur.GetHlc()),
+				Reason: "concurrent edit: lost to a later edit"})
 		} else if !detect || base == cur.GetHlc() {
 			clearConflicts(r, name) // made with the current value in view: settles the field
 		}
@@ -141,7 +166,7 @@ func setField(r *pb.Record, name, value, hlc, base, author string, detect bool) 
 		return false
 	}
 	// An older write never overwrites a newer one, and is never lost either.
-	addConflict(r, &pb.Conflict{Field: name, Value: value, Hlc: hlc, AuthorId: author, Reason: "concurrent edit: lost to a later edit"})
+	addConflict(r, &pb.Conflict{Field: name, Value: value, Hlc: hlc, AuthorId: a.UserID, Reason: "concurrent edit: lost to a later edit"})
 	return true
 }
 

@@ -67,7 +67,13 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 			return r, false, err
 		}
 	}
-	next, conflict, rej := domain.Apply(cur, m, domain.Actor{UserID: c.userID, DeviceID: c.deviceID})
+	var lookupErr error
+	next, conflict, rej := domain.Apply(cur, m, domain.Actor{UserID: c.userID, DeviceID: c.deviceID, UserOf: func(dev string) string {
+		return authorOf(tx, dev, &lookupErr)
+	}})
+	if lookupErr != nil {
+		return nil, false, lookupErr
+	}
 	if rej != nil {
 		return rej, false, nil
 	}
@@ -89,6 +95,21 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 		}
 	}
 	return nil, conflict, nil
+}
+
+// authorOf names the user of the device that wrote a value, for the author
+// of a conflict: the administrators' clock node is "admin" (see
+// Server.clock), a device unknown here has no author. A failed read is
+// kept in *errp, and undoes the push.
+func authorOf(tx *store.Tx, dev string, errp *error) string {
+	if dev == "admin" {
+		return "admin"
+	}
+	user, err := tx.DeviceUser(dev)
+	if err != nil && !errors.Is(err, store.ErrNotFound) && *errp == nil {
+		*errp = err
+	}
+	return user
 }
 
 // checkRecordScope says whether the caller may write an existing record,

@@ -357,6 +357,14 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 	mid := sent.Add(now.Sub(sent) / 2)
 	offset := time.UnixMilli(resp.GetServerTimeMs()).Sub(mid)
 	d.clock.SetOffset(offset)
+	// A clock that ran ahead comes back to the server's time (within
+	// domain.MaxFutureSkew), but only with nothing of its own unacknowledged:
+	// see domain.Clock.Resync.
+	if n, err := tx.CountOutbox(store.OutboxPending); err != nil {
+		return err
+	} else if n == 0 && resp.GetServerTimeMs() > 0 {
+		d.clock.Resync(time.UnixMilli(resp.GetServerTimeMs()))
+	}
 	if !newest.IsZero() {
 		d.clock.Observe(newest)
 	}
