@@ -91,6 +91,7 @@ ALTER TABLE mutation_results ADD COLUMN chain_hash TEXT NOT NULL DEFAULT '';`
 // Server is syncd's authoritative database.
 type Server struct {
 	db       *DB
+	path     string                 // the database file, for a full disk's free space (diskfull.go)
 	r        *readStmts             // readers, with prepared statements
 	w        *writeStmts            // the writer's prepared statements
 	instance atomic.Pointer[string] // the lineage: change ids are <lineage>-<seq> (lineage.go)
@@ -135,7 +136,7 @@ func OpenServer(ctx context.Context, path string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{db: db, jobs: make(chan job, maxBatch), quit: make(chan struct{}), done: make(chan struct{}),
+	s := &Server{db: db, path: path, jobs: make(chan job, maxBatch), quit: make(chan struct{}), done: make(chan struct{}),
 		r: &readStmts{db: db.R}, w: &writeStmts{db: db.W, stmts: map[string]*sql.Stmt{}, pending: map[string]bool{}}}
 	var instance string
 	if err := db.W.QueryRowContext(ctx, "SELECT value FROM meta WHERE key='instance'").Scan(&instance); errors.Is(err, sql.ErrNoRows) {
@@ -260,6 +261,7 @@ func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 	ctx := context.Background()
 	fail := func(err error) {
 		*nextSeq = 0 // reload from the database next time
+		err = s.classify(err)
 		for _, j := range batch {
 			j.done <- err
 		}
@@ -283,7 +285,7 @@ func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 	errs := make([]error, len(batch))
 	if err := batch[0].fn(tx); err != nil {
 		sqlTx.Rollback()
-		batch[0].done <- err
+		batch[0].done <- s.classify(err)
 		return batch[1:]
 	}
 	for i, j := range batch {
@@ -299,9 +301,14 @@ func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 		if errs[i] = j.fn(tx); errs[i] != nil {
 			tx.nextSeq, tx.changed, tx.filed, tx.after, tx.relinked = seq, tx.changed[:nb], tx.filed[:nf], tx.after[:na], rl
 			if _, err := tx.Exec("ROLLBACK TO job"); err != nil {
+				// SQLite already rolled back the whole transaction (it may
+				// on SQLITE_FULL or SQLITE_IOERR: the savepoint is gone), so
+				// nothing of this batch is applied. This job gets its own
+				// error; the others, none of them answered yet, run again
+				// in a new transaction.
 				sqlTx.Rollback()
-				fail(fmt.Errorf("rollback to savepoint: %w", err))
-				return
+				j.done <- s.classify(errs[i])
+				return append(slices.Clip(batch[:i]), batch[i+1:]...)
 			}
 		}
 		if _, err := tx.Exec("RELEASE job"); err != nil {
@@ -332,7 +339,7 @@ func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 		fn()
 	}
 	for i, j := range batch {
-		j.done <- errs[i]
+		j.done <- s.classify(errs[i])
 	}
 	if s.OnCommit != nil && len(tx.changed) > 0 {
 		seen := map[string]bool{}
