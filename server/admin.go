@@ -146,6 +146,9 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 			"units": resp.Units, "users": resp.Users, "households": resp.Households,
 			"assignments": resp.Assignments, "records_moved": resp.RecordsMoved, "rejected": len(resp.Errors)}))
 	})
+	if isDiskFull(err) {
+		return nil, x.s.diskFull("import", "server out of disk space: nothing was stored; free space on the server's data directory and import again", err)
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "import: %v; nothing was stored, retry", err)
 	}

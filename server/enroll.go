@@ -57,6 +57,8 @@ func (x *enrollService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*pb.
 		return nil, status.Error(codes.FailedPrecondition, "code: already used to enroll a device: each code enrolls one device; ask for a new one")
 	case errors.Is(err, store.ErrCodeExpired):
 		return nil, status.Error(codes.FailedPrecondition, "code: expired: ask your administrator for a new one")
+	case isDiskFull(err):
+		return nil, x.s.diskFull("enroll", "server out of disk space: the device was not enrolled; try the same code again later (tell the server's operator)", err)
 	case err != nil:
 		return nil, status.Errorf(codes.Unavailable, "enroll: %v; retry", err)
 	}

@@ -76,6 +76,8 @@ type Server struct {
 	// device sends its version once per connection; a new one is written
 	// even by a call that would write nothing else).
 	versions sync.Map
+	// diskFullLog rate-limits the log of writes failed on a full disk.
+	diskFullLog diskFullLog
 }
 
 // New makes a Server. Call Run to start the relay and Register to serve.

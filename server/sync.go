@@ -63,6 +63,8 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 		return nil, status.Error(codes.FailedPrecondition, gap.Error()+": the device lost mutations it had numbered; re-enroll it")
 	case errors.Is(err, errRevoked):
 		return nil, status.Error(codes.PermissionDenied, ErrRevokedMessage+": this device was cut off by an administrator; its local data is wiped")
+	case isDiskFull(err):
+		return nil, s.diskFull("sync push", diskFullSync, err)
 	case err != nil:
 		return nil, status.Errorf(codes.Unavailable, "store the mutations: %v; nothing was applied, retry", err)
 	}
