@@ -217,6 +217,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	d.srv.Register(d.g)
 	serveDone := make(chan error, 1)
 	fmt.Fprintf(stdout, "syncd: listening on %s\n", lis.Addr())
+	// Nothing is served before this: the kernel may queue connections on lis, but no RPC is answered until the database and NATS are open (start).
 	go func() { serveDone <- d.g.Serve(lis) }()
 
 	var serveErr error
