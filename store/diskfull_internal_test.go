@@ -86,9 +86,10 @@ func TestGroupCommitOnAFullDisk(t *testing.T) {
 		<-held
 		results := make(map[int]chan error, len(todo))
 		for n, i := range todo {
-			results[i] = make(chan error, 1)
+			res := make(chan error, 1)
+			results[i] = res
 			go func() {
-				results[i] <- s.Write(ctx, func(tx *Tx) error {
+				res <- s.Write(ctx, func(tx *Tx) error {
 					return tx.Audit(fmt.Sprintf("job%d", i), AuditEnrollDevice, "U1", bigText(100<<10))
 				})
 			}()
