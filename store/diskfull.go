@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"path/filepath"
-	"syscall"
 
 	"modernc.org/sqlite"
 )
@@ -40,8 +39,7 @@ func (s *Server) classify(err error) error {
 	case sqliteFull:
 		return &diskFullError{err}
 	case sqliteIOErr:
-		var st syscall.Statfs_t
-		if s.path != "" && syscall.Statfs(filepath.Dir(s.path), &st) == nil && st.Bavail*uint64(st.Bsize) < lowSpace {
+		if free, ok := freeSpace(filepath.Dir(s.path)); ok && s.path != "" && free < lowSpace {
 			return &diskFullError{err}
 		}
 	}
