@@ -128,10 +128,31 @@ func (s *Server) CommitStats() (commits, jobs uint64, busy time.Duration) {
 // maxBatch bounds how many queued writes one commit takes.
 const maxBatch = 512
 
+// ServerOption changes how OpenServer opens the database.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct {
+	writerPragmas []string
+}
+
+// ExternalCheckpoints leaves the WAL's checkpoints to a backup that runs
+// beside the store and copies the WAL (Litestream, package backup): it
+// checkpoints once what the WAL holds is copied, and the writer's own
+// automatic checkpoint after a commit would only compete with it
+// (Litestream's advice). Without such a backup running, the WAL grows
+// without bound: use it only together with one.
+func ExternalCheckpoints() ServerOption {
+	return func(o *serverOptions) { o.writerPragmas = append(o.writerPragmas, "wal_autocheckpoint(0)") }
+}
+
 // OpenServer opens (creating) the server database at path and starts its
 // writer.
-func OpenServer(ctx context.Context, path string) (*Server, error) {
-	db, err := OpenDB(ctx, path, serverMigrations, 8)
+func OpenServer(ctx context.Context, path string, opts ...ServerOption) (*Server, error) {
+	var o serverOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	db, err := openDB(ctx, path, serverMigrations, 8, o.writerPragmas...)
 	if err != nil {
 		return nil, err
 	}
