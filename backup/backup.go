@@ -128,6 +128,11 @@ func Start(ctx context.Context, cfg Config) (*Backup, error) {
 	// How often the WAL is read into LTX files, and how often those are
 	// shipped: together, the replication lag.
 	db.MonitorInterval = cfg.SyncInterval
+	// Litestream writes to the database only to set itself up and to seal
+	// the WAL for a checkpoint. Under a steady stream of group commits its
+	// default 1 s wait for the write lock was seen to fail (and a failed
+	// set-up backs off, delaying the backup); the store's writer waits 10 s.
+	db.BusyTimeout = 5 * time.Second
 	r := litestream.NewReplicaWithClient(db, client)
 	r.SyncInterval = cfg.SyncInterval
 	db.Replica = r
@@ -189,7 +194,7 @@ type Point struct {
 
 // ErrNoBackup says that the location holds no backup (or none old enough
 // for the timestamp asked for).
-var ErrNoBackup = errors.New("no backup there")
+var ErrNoBackup = errors.New("no backup found")
 
 // Latest finds the point a restore to timestamp (zero: the latest) would
 // reach.
@@ -230,9 +235,9 @@ func latest(ctx context.Context, client litestream.ReplicaClient, backupURL stri
 
 func noBackup(backupURL string, timestamp time.Time) error {
 	if timestamp.IsZero() {
-		return fmt.Errorf("%w: %s holds no backup of the database (is it the -backup syncd ran with?)", ErrNoBackup, Redact(backupURL))
+		return fmt.Errorf("%w: %s holds no backup of the database (is it the location syncd -backup named?)", ErrNoBackup, Redact(backupURL))
 	}
-	return fmt.Errorf("%w: %s holds no backup as old as %s (the backup keeps %s; see syncd restore -h)", ErrNoBackup, Redact(backupURL), timestamp.Format(time.RFC3339), DefaultRetention)
+	return fmt.Errorf("%w: %s holds nothing as old as %s (a backup reaches back as far as its retention, syncd -backup-retention, or to when it began)", ErrNoBackup, Redact(backupURL), timestamp.Format(time.RFC3339))
 }
 
 // Restore writes the database as it was at timestamp (zero: the latest the

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -77,22 +78,33 @@ func startBackedUp(t *testing.T) (st *store.Server, b *backup.Backup, dbPath, bk
 	t.Helper()
 	dir := t.TempDir()
 	dbPath, bkDir = filepath.Join(dir, "fieldsync.db"), filepath.Join(dir, "backup")
+	st, b, stop := startBackup(t, dbPath, bkDir)
+	t.Cleanup(stop)
+	return st, b, dbPath, bkDir
+}
+
+// startBackup opens the database at dbPath as syncd does with a backup to
+// bkDir; stop closes both (the backup after a last sync), once.
+func startBackup(t *testing.T, dbPath, bkDir string) (*store.Server, *backup.Backup, func()) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.OpenServer(ctx, dbPath, store.ExternalCheckpoints())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err = backup.Start(ctx, backup.Config{DBPath: dbPath, URL: bkDir, SyncInterval: 100 * time.Millisecond})
+	b, err := backup.Start(ctx, backup.Config{DBPath: dbPath, URL: bkDir, SyncInterval: 100 * time.Millisecond})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := errors.Join(st.Close(), b.Close(context.Background())); err != nil {
-			t.Error(err)
-		}
-	})
-	return st, b, dbPath, bkDir
+	var once sync.Once
+	return st, b, func() {
+		once.Do(func() {
+			if err := errors.Join(st.Close(), b.Close(context.Background())); err != nil {
+				t.Error(err)
+			}
+		})
+	}
 }
 
 // Writes go on while the backup runs (enough of them for Litestream to
@@ -254,5 +266,75 @@ func TestRestoreWithoutBackup(t *testing.T) {
 	_, err = backup.Restore(ctx, bkDir, filepath.Join(t.TempDir(), "x.db"), time.Now().Add(-time.Hour))
 	if !errors.Is(err, backup.ErrNoBackup) {
 		t.Fatalf("restore to an hour before the backup began: %v, want ErrNoBackup", err)
+	}
+}
+
+// After a restore to an earlier point, the restored database is backed up
+// to the same place and its new writes join the backup: the latest restore
+// then holds what the restored point held and what came after, and not
+// what the lost stretch held.
+func TestBackupGoesOnAfterARestore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bkDir := filepath.Join(dir, "backup")
+	if err := os.MkdirAll(filepath.Join(dir, "old"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st, b, stop := startBackup(t, filepath.Join(dir, "old", "fieldsync.db"), bkDir)
+	defer stop()
+	kept, err := writeBatch(ctx, st, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	between := time.Now()
+	testenv.WaitFor(t, time.Second, "the clock to move past the point", func() bool { return time.Since(between) > 5*time.Millisecond })
+	lost, err := writeBatch(ctx, st, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop() // the server is lost; its last writes were shipped
+
+	// The operator restores to the point between the batches (into a fresh
+	// directory, as syncd restore leaves no Litestream state behind).
+	newPath := filepath.Join(dir, "new", "fieldsync.db")
+	if _, err := backup.Restore(ctx, bkDir, newPath, between); err != nil {
+		t.Fatal(err)
+	}
+	st2, b2, stop2 := startBackup(t, newPath, bkDir)
+	defer stop2()
+	if _, err := st2.Rebase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, err := writeBatch(ctx, st2, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stop2()
+
+	latest := filepath.Join(dir, "latest.db")
+	if _, err := backup.Restore(ctx, bkDir, latest, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := backup.IntegrityCheck(ctx, latest); err != nil {
+		t.Fatal(err)
+	}
+	got := recordIDs(t, latest)
+	for name, ids := range map[string][]string{"kept": kept, "written after the restore": after} {
+		for _, id := range ids {
+			if !got[id] {
+				t.Fatalf("the latest restore lacks visit %s (%s)", id, name)
+			}
+		}
+	}
+	for _, id := range lost {
+		if got[id] {
+			t.Fatalf("the latest restore holds visit %s, written after the point the server was restored to", id)
+		}
 	}
 }
