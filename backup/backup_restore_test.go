@@ -92,7 +92,7 @@ func startBackup(t *testing.T, dbPath, bkDir string) (*store.Server, *backup.Bac
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := backup.Start(ctx, backup.Config{DBPath: dbPath, URL: bkDir, SyncInterval: 100 * time.Millisecond})
+	b, err := backup.Start(ctx, backup.Config{DBPath: dbPath, URL: bkDir, SyncInterval: 100 * time.Millisecond, BetweenCommits: st.BetweenCommits})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)

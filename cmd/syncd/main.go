@@ -297,7 +297,7 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 	d.store = st
 	if backupURL != "" {
 		b, err := backup.Start(ctx, backup.Config{DBPath: dbPath, URL: backupURL, SyncInterval: cfg.backupInterval,
-			Retention: cfg.backupRetention, Logger: d.backupLog.With("component", "backup")})
+			Retention: cfg.backupRetention, Logger: d.backupLog.With("component", "backup"), BetweenCommits: st.BetweenCommits})
 		if err != nil {
 			return fmt.Errorf("%w: fix -backup, or run without a backup with -backup off", err)
 		}
