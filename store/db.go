@@ -29,7 +29,7 @@ type DB struct {
 // dsn builds the connection string: busy_timeout first, so that even the
 // other pragmas wait for a lock instead of failing, then WAL and full
 // fsync on commit (durability is the point of the server's database).
-func dsn(path string, readOnly bool) string {
+func dsn(path string, readOnly bool, pragmas ...string) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -49,6 +49,9 @@ func dsn(path string, readOnly bool) string {
 		// syncd's CPU in syncbench's full-city storm and raised its peak
 		// RSS from 269 to 343 MB, over the 300 MB budget (BENCHMARKS.md).
 	}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
 	return "file:" + path + "?" + q.Encode()
 }
 
@@ -59,7 +62,12 @@ func ServerWriterDSN(path string) string { return dsn(path, false) }
 // OpenDB opens path (creating it) and applies migrations in order; each
 // migration runs once, tracked by PRAGMA user_version.
 func OpenDB(ctx context.Context, path string, migrations []string, readers int) (*DB, error) {
-	w, err := sql.Open("sqlite", dsn(path, false))
+	return openDB(ctx, path, migrations, readers)
+}
+
+// openDB is OpenDB with more pragmas for the writer connection.
+func openDB(ctx context.Context, path string, migrations []string, readers int, writerPragmas ...string) (*DB, error) {
+	w, err := sql.Open("sqlite", dsn(path, false, writerPragmas...))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -100,6 +100,7 @@ type Server struct {
 	links linkCache // members' linked households (links.go)
 
 	jobs    chan job
+	between chan func() // BetweenCommits
 	quit    chan struct{}
 	done    chan struct{}
 	closeMu sync.Once
@@ -129,14 +130,35 @@ func (s *Server) CommitStats() (commits, jobs uint64, busy time.Duration) {
 // maxBatch bounds how many queued writes one commit takes.
 const maxBatch = 512
 
+// ServerOption changes how OpenServer opens the database.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct {
+	writerPragmas []string
+}
+
+// ExternalCheckpoints leaves the WAL's checkpoints to a backup that runs
+// beside the store and copies the WAL (Litestream, package backup): it
+// checkpoints once what the WAL holds is copied, and the writer's own
+// automatic checkpoint after a commit would only compete with it
+// (Litestream's advice). Without such a backup running, the WAL grows
+// without bound: use it only together with one.
+func ExternalCheckpoints() ServerOption {
+	return func(o *serverOptions) { o.writerPragmas = append(o.writerPragmas, "wal_autocheckpoint(0)") }
+}
+
 // OpenServer opens (creating) the server database at path and starts its
 // writer.
-func OpenServer(ctx context.Context, path string) (*Server, error) {
-	db, err := OpenDB(ctx, path, serverMigrations, 8)
+func OpenServer(ctx context.Context, path string, opts ...ServerOption) (*Server, error) {
+	var o serverOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	db, err := openDB(ctx, path, serverMigrations, 8, o.writerPragmas...)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{db: db, path: path, jobs: make(chan job, maxBatch), quit: make(chan struct{}), done: make(chan struct{}),
+	s := &Server{db: db, path: path, jobs: make(chan job, maxBatch), between: make(chan func()), quit: make(chan struct{}), done: make(chan struct{}),
 		r: &readStmts{db: db.R}, w: &writeStmts{db: db.W, stmts: map[string]*sql.Stmt{}, pending: map[string]bool{}}}
 	var instance string
 	if err := db.W.QueryRowContext(ctx, "SELECT value FROM meta WHERE key='instance'").Scan(&instance); errors.Is(err, sql.ErrNoRows) {
@@ -168,6 +190,24 @@ func (s *Server) Close() error {
 	s.closeMu.Do(func() { close(s.quit) })
 	<-s.done
 	return s.db.Close()
+}
+
+// BetweenCommits runs fn on the writer between two transactions: fn can
+// take the database's write lock at once, where another connection's
+// wait for it may never find a gap in a stream of group commits (the
+// writer is busy 98% of a sync storm). Writes queue meanwhile: keep fn
+// short. The backup checkpoints the WAL this way.
+func (s *Server) BetweenCommits(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	select {
+	case s.between <- func() { defer close(done); fn() }:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.quit:
+		return ErrClosed
+	}
+	<-done
+	return nil
 }
 
 // Write runs fn in a transaction, committed together with other writes
@@ -212,6 +252,9 @@ func (s *Server) writer() {
 		var first job
 		select {
 		case first = <-s.jobs:
+		case fn := <-s.between:
+			fn()
+			continue
 		case <-s.quit:
 			// Finish what is queued, then stop.
 			for {

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/fieldsync/fieldsync/backup"
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store"
@@ -73,6 +74,9 @@ type config struct {
 	deviceRate        rateFlag
 	userRate          rateFlag
 	enrollRate        rateFlag
+	backup            string // empty: <data>/backup; "off": none
+	backupInterval    time.Duration
+	backupRetention   time.Duration
 }
 
 // defaultConfig holds every default in one place.
@@ -85,10 +89,14 @@ func defaultConfig() config {
 		deviceRate: newRateFlag(server.DefaultDeviceLimit),
 		userRate:   newRateFlag(server.DefaultUserLimit),
 		enrollRate: newRateFlag(server.DefaultEnrollLimit),
+
+		backupInterval:  backup.DefaultSyncInterval,
+		backupRetention: backup.DefaultRetention,
 	}
 }
 
 const usageIntro = `Usage: syncd [flags]
+       syncd restore [flags]   (restore the database from its backup; syncd restore -h)
 
 syncd is fieldsync's server. It keeps the authoritative SQLite database in
 the -data directory, serves devices, administrators and HQ over gRPC on
@@ -99,7 +107,9 @@ fieldctl admin reads, and its own CA and server certificate in <data>/tls:
 gRPC is TLS, and every enrollment code carries the CA's fingerprint, which
 devices pin. Plain text only with -insecure-plaintext, and only on loopback.
 SIGINT or SIGTERM stops it cleanly: in-flight syncs finish and every
-committed change is published before it exits.
+committed change is published before it exits. The database is backed up
+continuously (Litestream) to -backup, <data>/backup by default. One syncd
+per data directory: it holds <data>/syncd.lock while it runs.
 
 Flags:
 `
@@ -123,12 +133,18 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	const over = ": N/s or N/m, optional ,burst=B (else the default's), or off. A call over it gets ResourceExhausted with a RetryInfo saying how long to wait, which the syncer honours"
 	fs.Var(&c.deviceRate, "device-rate", "rate `limit` on each device's sync calls"+over)
 	fs.Var(&c.userRate, "user-rate", "rate `limit` on the sync calls of all one user's devices together"+over)
+	fs.StringVar(&c.backup, "backup", c.backup, "where the database is backed up continuously: a `directory`, s3://bucket/path (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the usual AWS chain; ?endpoint=host:port for other S3-compatible storage), nats://host:port/bucket (a JetStream object store), or off (default <data>/backup: on the same disk, it undoes mistakes but does not survive the disk)")
+	fs.DurationVar(&c.backupInterval, "backup-interval", c.backupInterval, "how often committed writes are shipped to the backup: the most a restore can lose")
+	fs.DurationVar(&c.backupRetention, "backup-retention", c.backupRetention, "how far back syncd restore -timestamp can go")
 	fs.Var(&c.enrollRate, "enroll-rate", "rate `limit` on failed Enroll calls (bad codes) per IP address or IPv6 /64, to slow code guessing (successful ones are free)"+over)
 	return fs
 }
 
 // run is syncd: it serves until ctx ends, then stops in order.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "restore" {
+		return runRestore(ctx, args[1:], stdout, stderr)
+	}
 	cfg := defaultConfig()
 	fs := cfg.flagSet(stderr)
 	if err := fs.Parse(args); err != nil {
@@ -138,7 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: %v", errFlags, err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q: syncd takes only flags (see syncd -h)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q: syncd takes flags, or the command restore (see syncd -h)", fs.Arg(0))
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
@@ -180,6 +196,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	// Before anything in the directory is read or written: a second syncd
+	// on it stops here, having changed nothing.
+	lock, err := lockDataDir(cfg.data)
+	if err != nil {
+		return err
+	}
+	defer lock.unlock()
 	if fi, err := os.Stat(cfg.data); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("data directory is open to other users: it holds the admin credential and every record; chmod 700 it",
 			"dir", cfg.data, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
@@ -209,7 +232,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "syncd: plain-text gRPC (-insecure-plaintext): loopback only, for development")
 	}
 
-	d := &daemon{stdout: stdout, log: log}
+	// Litestream reports each monitor it starts and each compaction at
+	// info: below warnings, only when asked for debug.
+	backupLevel := max(level, slog.LevelWarn)
+	if level < slog.LevelInfo {
+		backupLevel = level
+	}
+	d := &daemon{stdout: stdout, log: log, backupLog: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: backupLevel}))}
 	if err := d.start(ctx, cfg, natsHost, natsPort, token); err != nil {
 		return errors.Join(err, d.stop())
 	}
@@ -238,10 +267,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // daemon holds what run starts; stop ends whatever of it was started.
 type daemon struct {
-	stdout io.Writer
-	log    *slog.Logger
+	stdout    io.Writer
+	log       *slog.Logger
+	backupLog *slog.Logger
 
 	store    *store.Server
+	backup   *backup.Backup     // nil with -backup off
 	ns       *natsserver.Server // nil with an external NATS
 	nc       *nats.Conn
 	ncClosed chan struct{}
@@ -255,11 +286,33 @@ type daemon struct {
 // start opens the database, starts or reaches NATS and starts the relay.
 func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPort int, adminToken string) error {
 	dbPath := filepath.Join(cfg.data, "fieldsync.db")
-	st, err := store.OpenServer(ctx, dbPath)
+	backupURL := backupLocation(cfg.data, cfg.backup)
+	var stOpts []store.ServerOption
+	if backupURL != "" {
+		stOpts = append(stOpts, store.ExternalCheckpoints())
+	}
+	st, err := store.OpenServer(ctx, dbPath, stOpts...)
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", dbPath, err)
 	}
 	d.store = st
+	if backupURL != "" {
+		b, err := backup.Start(ctx, backup.Config{DBPath: dbPath, URL: backupURL, SyncInterval: cfg.backupInterval,
+			Retention: cfg.backupRetention, Logger: d.backupLog.With("component", "backup"), BetweenCommits: st.BetweenCommits})
+		if err != nil {
+			return fmt.Errorf("%w: fix -backup, or run without a backup with -backup off", err)
+		}
+		d.backup = b
+		where := "a directory on the same disk as the data: it undoes mistakes, not a lost disk; point -backup at another disk or at s3://"
+		if !backup.IsLocal(backupURL) {
+			where = "off this machine"
+		} else if cfg.backup != "" {
+			where = "a directory; on another disk it also survives the loss of the data's disk"
+		}
+		fmt.Fprintf(d.stdout, "syncd: backup to %s every %s, restorable for %s (%s)\n", backup.Redact(backupURL), cfg.backupInterval, cfg.backupRetention, where)
+	} else {
+		fmt.Fprintln(d.stdout, "syncd: no backup (-backup off): a lost or damaged disk loses the database")
+	}
 
 	natsURL := cfg.natsURL
 	opts := []nats.Option{
@@ -374,6 +427,12 @@ func (d *daemon) stop() error {
 	if d.store != nil {
 		if err := d.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close database: %w", err))
+		}
+	}
+	if d.backup != nil {
+		// After the database: its last writes are shipped before syncd exits.
+		if err := d.backup.Close(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("%w (the backup lacks the last writes until syncd runs again)", err))
 		}
 	}
 	if d.nc != nil {
@@ -515,4 +574,15 @@ func certHosts(addr net.Addr, extra string) []string {
 	}
 	slices.Sort(hosts)
 	return slices.Compact(hosts)
+}
+
+// backupLocation is where -backup says the backup goes: "" for off.
+func backupLocation(data, flagValue string) string {
+	switch flagValue {
+	case "off":
+		return ""
+	case "":
+		return filepath.Join(data, "backup")
+	}
+	return flagValue
 }

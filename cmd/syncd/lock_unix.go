@@ -1,0 +1,40 @@
+//go:build unix
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// lockDataDir takes the exclusive lock on dir (which must exist), or fails
+// at once if another process holds it. The kernel releases a flock when
+// its holder exits, however it exits: a crashed syncd leaves no stale lock.
+func lockDataDir(dir string) (*dataLock, error) {
+	path := lockPath(dir)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, lockedError(dir, path, f)
+		}
+		return nil, fmt.Errorf("lock data directory %s (flock %s): %w", dir, path, err)
+	}
+	l := &dataLock{f: f, path: path}
+	if err := l.writePID(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock data directory %s: write pid to %s: %w", dir, path, err)
+	}
+	return l, nil
+}
+
+// unlock releases the lock. The file stays: removing it would let a third
+// process lock a new file while a second still waits on the old one.
+func (l *dataLock) unlock() error {
+	return l.f.Close()
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fieldsync/fieldsync/backup"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+const restoreUsage = `Usage: syncd restore [flags]
+
+syncd restore puts the database back from its backup (the one syncd keeps
+continuously, see syncd -backup), as it was at -timestamp or at the latest
+point the backup holds. Stop syncd first: restore refuses to run while a
+syncd holds the data directory.
+
+It restores into a new file, checks it (PRAGMA integrity_check), starts a
+new lineage in it (change ids after the restored point never repeat ids
+the lost changes had), and only then puts it in place of <data>/fieldsync.db.
+An existing database is replaced only with -force, and then kept beside it
+as fieldsync.db.before-restore-<time>.
+
+Then start syncd again. Devices keep the changes the server acknowledged
+for 30 days and send again what the restored server lacks; the changelog
+continues under the new lineage, and HQ consumers reload (see README.md,
+"Backup and restore").
+
+Flags:
+`
+
+// restoreConfig is syncd restore's command line.
+type restoreConfig struct {
+	data      string
+	backup    string
+	timestamp string
+	force     bool
+}
+
+func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := restoreConfig{data: defaultConfig().data}
+	fs := flag.NewFlagSet("syncd restore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), restoreUsage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.data, "data", cfg.data, "syncd's data `directory`: the database is restored to <data>/fieldsync.db (created if missing)")
+	fs.StringVar(&cfg.backup, "backup", cfg.backup, "the `location` of the backup, as given to syncd -backup: a directory, s3://bucket/path or nats://host:port/bucket (default <data>/backup)")
+	fs.StringVar(&cfg.timestamp, "timestamp", cfg.timestamp, "restore the database as it was at this `time` (RFC 3339, e.g. 2026-12-06T09:30:00Z); default the latest the backup holds")
+	fs.BoolVar(&cfg.force, "force", cfg.force, "replace an existing database, which is moved aside to fieldsync.db.before-restore-<time>")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errFlags, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("restore: unexpected argument %q: it takes only flags (see syncd restore -h)", fs.Arg(0))
+	}
+	var at time.Time
+	if cfg.timestamp != "" {
+		var err error
+		if at, err = time.Parse(time.RFC3339, cfg.timestamp); err != nil {
+			return fmt.Errorf("restore: -timestamp %q: want RFC 3339, e.g. 2026-12-06T09:30:00Z or 2026-12-06T17:30:00+08:00", cfg.timestamp)
+		}
+		if at.After(time.Now()) {
+			return fmt.Errorf("restore: -timestamp %s is in the future: leave it out to restore the latest point", cfg.timestamp)
+		}
+	}
+	backupURL := cfg.backup
+	if backupURL == "" {
+		backupURL = filepath.Join(cfg.data, "backup")
+	}
+	if backupURL == "off" {
+		return errors.New("restore: -backup off: give the location syncd backed up to")
+	}
+	return restore(ctx, cfg, backupURL, at, stdout)
+}
+
+// restore does the work of syncd restore; every step that may take long
+// says so first.
+func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.Time, stdout io.Writer) error {
+	start := time.Now()
+	say := func(format string, a ...any) { fmt.Fprintf(stdout, "syncd restore: "+format+"\n", a...) }
+	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := lockDataDir(cfg.data)
+	if err != nil {
+		return err
+	}
+	defer lock.unlock()
+
+	dbPath := filepath.Join(cfg.data, "fieldsync.db")
+	exists := false
+	if _, err := os.Stat(dbPath); err == nil {
+		exists = true
+		if !cfg.force {
+			return fmt.Errorf("database %s exists: syncd restore replaces it only with -force (which keeps it as %s.before-restore-<time>)", dbPath, dbPath)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+
+	what := "the latest point"
+	if !at.IsZero() {
+		what = "the last point before " + at.Format(time.RFC3339)
+	}
+	say("reading the backup in %s for %s", backup.Redact(backupURL), what)
+	p, err := backup.Latest(ctx, backupURL, at)
+	if err != nil {
+		return err
+	}
+	say("restoring the point of %s (backup transaction %d)", p.Time.UTC().Format(time.RFC3339Nano), p.TXID)
+
+	// Into a new file: the database in place stays untouched until the new
+	// one is restored, checked and rebased.
+	tmp := dbPath + ".restoring"
+	for _, f := range []string{tmp, tmp + ".tmp", tmp + "-wal", tmp + "-shm"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove the leftover of an earlier restore: %w", err)
+		}
+	}
+	stopProgress := progress(stdout, tmp+".tmp", start)
+	rp, err := backup.Restore(ctx, backupURL, tmp, at)
+	stopProgress()
+	if err != nil {
+		return err
+	}
+	// What was restored, should the backup have moved on since Latest (a
+	// syncd backing up to it from another directory).
+	p = rp
+	fi, err := os.Stat(tmp)
+	if err != nil {
+		return err
+	}
+	say("restored %d bytes in %.1f s; checking integrity", fi.Size(), time.Since(start).Seconds())
+	if err := backup.IntegrityCheck(ctx, tmp); err != nil {
+		return fmt.Errorf("%w: the database in place is untouched; try an earlier -timestamp", err)
+	}
+
+	say("starting a new lineage")
+	st, err := store.OpenServer(ctx, tmp)
+	if err != nil {
+		return fmt.Errorf("open the restored database: %w", err)
+	}
+	last, err := st.LastSeq(ctx)
+	var was string
+	var l store.Lineage
+	if err == nil {
+		was = st.Instance()
+		l, err = st.Rebase(ctx)
+	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("rebase the restored database: %w", err)
+	}
+
+	if exists {
+		aside := fmt.Sprintf("%s.before-restore-%s", dbPath, time.Now().UTC().Format("20060102T150405Z"))
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Rename(dbPath+suffix, aside+suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("move the database aside: %w", err)
+			}
+		}
+		say("moved the database that was there to %s", aside)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Rename(tmp+suffix, dbPath+suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("put the restored database in place: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, dbPath); err != nil {
+		return fmt.Errorf("put the restored database in place: %w", err)
+	}
+	// Litestream's own record of what it copied from the old database: the
+	// next start begins the backup afresh from the restored one.
+	if err := os.RemoveAll(filepath.Join(cfg.data, ".fieldsync.db-litestream")); err != nil {
+		return fmt.Errorf("remove the backup's state for the old database: %w", err)
+	}
+	if fi, err = os.Stat(dbPath); err != nil {
+		return err
+	}
+	say("restored %s to the point of %s: change %d, %d bytes, %.1f s; new lineage %s after change %d (was %s)",
+		dbPath, p.Time.UTC().Format(time.RFC3339), last, fi.Size(), time.Since(start).Seconds(), l.ID, l.After, was)
+	say("start syncd again: devices send what the restored server lacks, and HQ consumers reload the changelog")
+	return nil
+}
+
+// progress prints how much of file is written every few seconds until the
+// returned function is called.
+func progress(w io.Writer, file string, start time.Time) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(3 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if fi, err := os.Stat(file); err == nil {
+					fmt.Fprintf(w, "syncd restore: ... %d MB written (%.0f s)\n", fi.Size()>>20, time.Since(start).Seconds())
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
