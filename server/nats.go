@@ -67,23 +67,29 @@ func EmbeddedNATS(dir, host string, port int, opts ...NATSOption) (*natsserver.S
 	return ns, nil
 }
 
-// RecoverJetStream returns a Relay.Recover for an embedded server; call
-// it while JetStream runs, to note the configuration to start it with
-// again. On a write that finds the disk full, nats-server turns JetStream
-// off ("JetStream out of resources, will be DISABLED") and answers no
-// publish until it is turned on again: this turns it on again, in
-// process, with the same store and limits, once there is room. JetStream
-// reads its streams back from the store directory; the relay's next check
-// repairs whatever the failed write left.
+// RecoverJetStream returns a relay recover hook (Relay.SetRecover) for an
+// embedded server; call it while JetStream runs, to note the
+// configuration to start it with again. A write that finds the disk full
+// either turns JetStream off ("JetStream out of space, will be DISABLED")
+// or leaves the stream's store with a sticky write error, after which the
+// stream answers no publish: either way JetStream has to start again. This
+// starts it again in process, with the same store and limits (it reads its
+// streams back from the store directory; the relay's next check repairs
+// whatever the failed writes left). While the disk is still full the next
+// publish fails again, and the relay calls this again later.
 func RecoverJetStream(ns *natsserver.Server, log *slog.Logger) func(context.Context) error {
 	started := ns.JetStreamConfig()
 	return func(ctx context.Context) error {
-		if ns.JetStreamEnabled() {
-			log.Info("nats: embedded JetStream is running; nothing to recover")
-			return nil
-		}
 		if started == nil {
-			return errors.New("embedded JetStream is off and its configuration is unknown: restart syncd")
+			return errors.New("embedded JetStream's configuration is unknown (it was off when syncd started): restart syncd")
+		}
+		if ns.JetStreamEnabled() {
+			log.Warn("nats: stopping the embedded JetStream to start it again (a stream whose write failed answers no publish until then)", "store", started.StoreDir)
+			if err := ns.ShutdownJetStream(); err != nil {
+				return fmt.Errorf("stop embedded JetStream: %w", err)
+			}
+		} else {
+			log.Warn("nats: the embedded JetStream is off (it turns itself off when a write finds the disk full); starting it again", "store", started.StoreDir)
 		}
 		jc := *started
 		// EnableJetStream puts its "jetstream" directory under the one it
@@ -91,12 +97,10 @@ func RecoverJetStream(ns *natsserver.Server, log *slog.Logger) func(context.Cont
 		if filepath.Base(jc.StoreDir) == natsserver.JetStreamStoreDir {
 			jc.StoreDir = filepath.Dir(jc.StoreDir)
 		}
-		log.Warn("nats: embedded JetStream is off (it turns itself off when a write finds the disk full); starting it again",
-			"store", started.StoreDir, "max_store", jc.MaxStore)
 		if err := ns.EnableJetStream(&jc); err != nil {
 			return fmt.Errorf("start embedded JetStream again: %w (is the disk still full?)", err)
 		}
-		log.Info("nats: embedded JetStream running again", "store", started.StoreDir)
+		log.Info("nats: embedded JetStream running again", "store", started.StoreDir, "max_store", ByteSize(jc.MaxStore).String())
 		return nil
 	}
 }

@@ -38,12 +38,16 @@ type Relay struct {
 	// checked: a whole-stream check passed (Check, or Run's first round).
 	checked atomic.Bool
 
-	// Recover, if set, is called after the relay failed several rounds in
-	// a row, to bring the NATS side back without a restart (syncd sets it
-	// for its embedded server: JetStream disables itself on a full disk).
-	// The relay stays free of how NATS is hosted.
-	Recover func(ctx context.Context) error
+	// recoverNATS, if set, is called after the relay failed several rounds in
+	// a row (SetRecover).
+	recoverNATS atomic.Pointer[func(ctx context.Context) error]
 }
+
+// SetRecover sets what brings the NATS side back without a restart, called
+// after the relay failed several rounds in a row: syncd sets it for its
+// embedded server (RecoverJetStream: JetStream turns itself off on a full
+// disk). The relay stays free of how NATS is hosted.
+func (r *Relay) SetRecover(f func(ctx context.Context) error) { r.recoverNATS.Store(&f) }
 
 // NewRelay makes a relay from st to js.
 func NewRelay(st *store.Server, js jetstream.JetStream, log *slog.Logger) *Relay {
@@ -99,12 +103,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	backoff := minBackoff
 	fails := 0
 	for {
-		before := r.Published()
-		err := r.runOnce(ctx)
+		progressed, err := r.runOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if r.Published() > before {
+		if progressed {
 			backoff, fails = minBackoff, 0
 		}
 		fails++
@@ -114,9 +117,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		} else {
 			r.log.Warn("relay: will retry", "err", err, "failures_in_a_row", fails, "in", backoff)
 		}
-		if r.Recover != nil && fails%recoverAfter == 0 {
+		if rec := r.recoverNATS.Load(); rec != nil && *rec != nil && fails%recoverAfter == 0 {
 			r.log.Warn("relay: still failing; recovering NATS", "failures_in_a_row", fails)
-			if err := r.Recover(ctx); err != nil {
+			if err := (*rec)(ctx); err != nil {
 				r.log.Error("relay: recovering NATS failed", "err", err)
 			} else {
 				r.log.Info("relay: NATS recovered; checking the stream again")
@@ -131,18 +134,21 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-// recoverAfter is how many failed rounds in a row call Recover: about 10 s
-// of backoff, long enough not to restart JetStream for a passing hiccup.
-const recoverAfter = 5
+// recoverAfter is how many failed rounds in a row call the recover hook
+// (and every as many after): a stuck stream fails a round per 10 s
+// acknowledgement timeout, so about 20 s.
+const recoverAfter = 2
 
-func (r *Relay) runOnce(ctx context.Context) error {
+// runOnce checks the stream and publishes until an error, which it
+// returns, with whether it published anything.
+func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 	st, err := EnsureStream(ctx, r.js)
 	if err != nil {
-		return err
+		return false, err
 	}
 	pos, lineage, err := r.checkAndRepair(ctx, st, !r.checked.Load())
 	if err != nil {
-		return err
+		return false, err
 	}
 	r.checked.Store(true)
 	r.published.Store(pos)
@@ -151,21 +157,22 @@ func (r *Relay) runOnce(ctx context.Context) error {
 	for {
 		n, err := r.publishAfter(ctx, &pos, lineage)
 		if err != nil {
-			return err
+			return progressed, err
 		}
 		if n > 0 {
+			progressed = true
 			continue
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return progressed, ctx.Err()
 		case <-r.poke:
 		case <-tick.C:
 			// Idle: a purge, a trim, a deleted message or someone else's
 			// publish makes no publish of ours fail; the stream's counts
 			// and its last message show them (two requests a second).
 			if err := r.tailMatches(ctx, st, pos, lineage); err != nil {
-				return err
+				return progressed, err
 			}
 		}
 	}

@@ -66,8 +66,13 @@ func addHouseholds(t *testing.T, e *testenv.Env, prefix string, n int) {
 // change by change.
 func waitStreamMatchesDB(t *testing.T, e *testenv.Env, logs *logBuffer) {
 	t.Helper()
+	waitStreamMatchesDBWithin(t, e, logs, 30*time.Second)
+}
+
+func waitStreamMatchesDBWithin(t *testing.T, e *testenv.Env, logs *logBuffer, within time.Duration) {
+	t.Helper()
 	var last error
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		last = testenv.StreamMatchesDB(ctx, e.JS, e.Store)
@@ -76,7 +81,7 @@ func waitStreamMatchesDB(t *testing.T, e *testenv.Env, logs *logBuffer) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("stream still differs from the database after 30s: %v\nlog:\n%s", last, logs)
+			t.Fatalf("stream still differs from the database after %v: %v\nlog:\n%s", within, last, logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -332,7 +332,7 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 		EnrollLimit:    cfg.enrollRate.limit(),
 	})
 	if d.ns != nil {
-		d.srv.Relay().Recover = server.RecoverJetStream(d.ns, d.log)
+		d.srv.Relay().SetRecover(server.RecoverJetStream(d.ns, d.log))
 	}
 	// Check the changelog against the database before serving: a database
 	// that went back in time gets its new lineage before any new change.
