@@ -46,7 +46,7 @@ func withLog(buf *logBuffer) testenv.Option {
 }
 
 // addHouseholds commits n new changes through the admin import.
-func addHouseholds(t *testing.T, e *testenv.Env, prefix string, n int) {
+func addHouseholds(t testing.TB, e *testenv.Env, prefix string, n int) {
 	t.Helper()
 	admin, ctx := e.Admin()
 	req := &pb.ImportOrgRequest{}
