@@ -95,6 +95,10 @@ func (r *Relay) checkAndRepair(ctx context.Context, st jetstream.Stream, whole b
 // rebuild deletes the stream and creates it empty.
 func (r *Relay) rebuild(ctx context.Context) error {
 	if err := r.js.DeleteStream(ctx, domain.StreamName); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		if errors.Is(err, context.DeadlineExceeded) {
+			// NATS answers a request its permissions deny with silence.
+			err = fmt.Errorf("%w (no answer: is it denied to syncd's NATS user?)", err)
+		}
 		return &refusalError{fmt.Errorf("cannot delete stream %s to rebuild it from the database: %w; give syncd's NATS user the right to delete it, or delete it yourself (nats stream rm %s -f) and syncd rebuilds it", domain.StreamName, err, domain.StreamName)}
 	}
 	if _, err := EnsureStream(ctx, r.js); err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -248,4 +249,62 @@ func TestRelayCheckRebuildsAStreamOfAnotherLineage(t *testing.T) {
 	if !strings.Contains(logs.String(), "is of lineage") {
 		t.Fatalf("the relay did not say why it rebuilt:\n%s", logs)
 	}
+}
+
+// A relay whose NATS user may not delete the stream cannot repair it: it
+// says so at error level on every retry, naming the command that repairs
+// it, and rebuilds the stream once an operator deleted it.
+func TestRelayRefusesLoudlyWhereItCannotRepair(t *testing.T) {
+	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Users: []*natsserver.User{
+			{Username: "syncd", Password: "s", Permissions: &natsserver.Permissions{
+				Publish: &natsserver.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.DELETE.>"}}}},
+			{Username: "operator", Password: "o"},
+		}}
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	connect := func(user, pass string) jetstream.JetStream {
+		nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(user, pass))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	syncdJS, operatorJS := connect("syncd", "s"), connect("operator", "o")
+
+	logs := &logBuffer{}
+	e := testenv.Start(t, testenv.WithServerConfig(func(c *server.Config) {
+		c.JetStream = syncdJS
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}))
+	e.JS = syncdJS // StreamMatchesDB reads the stream syncd publishes to
+	e.ImportSample()
+	waitStreamMatchesDB(t, e, logs)
+	if _, err := operatorJS.Publish(t.Context(), domain.SubjectPrefix+".T01.junk", []byte("junk")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "two refusals logged at error level", func() bool {
+		return strings.Count(logs.String(), "level=ERROR msg=\"relay: the changelog stream does not match the database and cannot be repaired") >= 2
+	})
+	if out := logs.String(); !strings.Contains(out, "nats stream rm "+domain.StreamName+" -f") {
+		t.Fatalf("the refusal does not name the command that repairs it:\n%s", out)
+	}
+	if err := operatorJS.DeleteStream(t.Context(), domain.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	waitStreamMatchesDB(t, e, logs)
+	addHouseholds(t, e, "HR", 2)
+	waitStreamMatchesDB(t, e, logs)
 }
