@@ -31,7 +31,8 @@ const checkSamples = 32
 // Check checks the whole stream against SQLite and repairs it (see
 // checkAndRepair). syncd calls it before serving, so that a database that
 // went back in time gets its new lineage before any new change is written.
-// The republishing after a rebuild is left to Run.
+// The republishing after a rebuild is left to Run. Call it before Run,
+// not beside it.
 func (r *Relay) Check(ctx context.Context) error {
 	st, err := EnsureStream(ctx, r.js)
 	if err != nil {
