@@ -117,7 +117,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		} else {
 			r.log.Warn("relay: will retry", "err", err, "failures_in_a_row", fails, "in", backoff)
 		}
-		if rec := r.recoverNATS.Load(); rec != nil && *rec != nil && fails%recoverAfter == 0 {
+		var dbErr *dbError
+		if rec := r.recoverNATS.Load(); rec != nil && *rec != nil && fails%recoverAfter == 0 && refused == nil && !errors.As(err, &dbErr) {
 			r.log.Warn("relay: still failing; recovering NATS", "failures_in_a_row", fails)
 			if err := (*rec)(ctx); err != nil {
 				r.log.Error("relay: recovering NATS failed", "err", err)
@@ -209,17 +210,20 @@ func (r *Relay) publishAfter(ctx context.Context, pos *uint64, lineage string) (
 		return 0, fmt.Errorf("the database's lineage changed from %s to %s", lineage, cur)
 	}
 	rows, err := r.store.ChangesAfter(ctx, *pos, relayBatch)
-	if err != nil || len(rows) == 0 {
-		return 0, err
+	if err != nil {
+		return 0, &dbError{err}
+	}
+	if len(rows) == 0 {
+		return 0, nil
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(rows))
 	for i, row := range rows {
 		if want := *pos + uint64(i) + 1; row.Seq != want {
-			return 0, fmt.Errorf("changes table has change %d where %d was expected: change numbers must have no gap (message n = change n)", row.Seq, want)
+			return 0, &dbError{fmt.Errorf("changes table has change %d where %d was expected: change numbers must have no gap (message n = change n)", row.Seq, want)}
 		}
 		id, err := changeID(row.Body)
 		if err != nil {
-			return 0, fmt.Errorf("change %d: %w", row.Seq, err)
+			return 0, &dbError{fmt.Errorf("change %d: %w", row.Seq, err)}
 		}
 		msg := nats.NewMsg(row.Subject)
 		msg.Data = row.Body

@@ -54,6 +54,13 @@ type refusalError struct{ err error }
 func (e *refusalError) Error() string { return e.err.Error() }
 func (e *refusalError) Unwrap() error { return e.err }
 
+// dbError is a failure to read the database: nothing that restarting
+// NATS would cure.
+type dbError struct{ err error }
+
+func (e *dbError) Error() string { return e.err.Error() }
+func (e *dbError) Unwrap() error { return e.err }
+
 // mismatch is what the check found wrong with the stream.
 type mismatch struct {
 	what string
@@ -118,7 +125,7 @@ func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, 
 	}
 	dbLast, err := r.store.LastSeq(ctx)
 	if err != nil {
-		return 0, nil, fmt.Errorf("read the last change: %w", err)
+		return 0, nil, &dbError{fmt.Errorf("read the last change: %w", err)}
 	}
 	s := info.State
 	switch {
@@ -178,7 +185,7 @@ func sampleSeqs(last uint64, n int) []uint64 {
 func (r *Relay) compare(ctx context.Context, st jetstream.Stream, seq uint64, lineage string) (*mismatch, error) {
 	rows, err := r.store.ChangesAfter(ctx, seq-1, 1)
 	if err != nil {
-		return nil, fmt.Errorf("read change %d: %w", seq, err)
+		return nil, &dbError{fmt.Errorf("read change %d: %w", seq, err)}
 	}
 	if len(rows) == 0 || rows[0].Seq != seq {
 		return nil, fmt.Errorf("the database has no change %d below its last one: change numbers must have no gap", seq)

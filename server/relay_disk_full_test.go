@@ -14,6 +14,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/syncer"
 )
 
 // mountTmpfs mounts a tmpfs of size at dir, unmounted when the test ends,
@@ -66,11 +67,19 @@ func TestRelayCatchesUpAfterTheDiskWasFull(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	e.Server.Relay().SetRecover(server.RecoverJetStream(e.NATS, log))
 	e.ImportSample()
+	phone := e.Device(testenv.Member)
+	testenv.Sync(t, phone)
 	waitStreamMatchesDB(t, e, logs)
 
 	filler := fill(t, filepath.Join(dir, "nats"))
 	for i, p := range []string{"A", "B", "C", "D"} {
 		addHouseholds(t, e, "F"+p, 200) // SQLite is elsewhere: these commit
+		if _, err := phone.Create("visit", syncer.NewFields().Set("household_id", "H001").Set("visited_on", "2026-12-06").Set("needs", "第"+p+"次")); err != nil {
+			t.Fatal(err)
+		}
+		if rep := testenv.Sync(t, phone); rep.Applied != 1 {
+			t.Fatalf("a push with the NATS disk full: %+v, want 1 applied", rep)
+		}
 		if i == 0 {
 			testenv.WaitFor(t, 30*time.Second, "the relay to fail and say so", func() bool {
 				return strings.Contains(logs.String(), "relay: will retry")
