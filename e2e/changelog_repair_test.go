@@ -136,3 +136,41 @@ func TestSyncdRebasesADatabaseThatWentBack(t *testing.T) {
 		t.Fatalf("the stream kept the changes the database lost: %d messages before, %d after", len(before), len(after))
 	}
 }
+
+// A JetStream store damaged while syncd was stopped (the start of its
+// first block zeroed): syncd says so at start and rebuilds the stream.
+// server/relay_damaged_store_test.go tries more damages in process.
+func TestSyncdRebuildsAStreamDamagedWhileStopped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs syncd processes: skipped with -short (CI runs it)")
+	}
+	bin := testenv.BuildSyncd(t)
+	dir, addr := t.TempDir(), freeAddr(t)
+	start := func() *testenv.SyncdProc {
+		return testenv.StartSyncd(t, bin, "-data", dir, "-listen", addr, "-nats-listen", "127.0.0.1:-1", "-insecure-plaintext")
+	}
+	p := start()
+	importHouseholds(t, dir, p.Addr, "", 0)
+	importHouseholds(t, dir, p.Addr, "HA", 500)
+	p.Stop(t, syscall.SIGTERM)
+	_, _, diff := stoppedChangelog(t, dir)
+	ok(t, diff)
+
+	blk := filepath.Join(dir, "nats", "jetstream", "$G", "streams", "FIELDSYNC_CHANGES", "msgs", "1.blk")
+	f := must[*os.File](t)(os.OpenFile(blk, os.O_WRONLY, 0))
+	_, err := f.WriteAt(make([]byte, 64<<10), 0)
+	ok(t, err)
+	ok(t, f.Close())
+
+	p = start()
+	// The zeroed block recovers as an empty stream: syncd says so and
+	// republishes everything.
+	if !strings.Contains(p.Output(), "relay: the changelog stream is empty") && !strings.Contains(p.Output(), "did not match the database") {
+		t.Fatalf("syncd did not say it rebuilt the damaged stream:\n%s", p.Output())
+	}
+	importHouseholds(t, dir, p.Addr, "HB", 5)
+	p.Stop(t, syscall.SIGTERM)
+	if _, _, diff := stoppedChangelog(t, dir); diff != nil {
+		t.Fatalf("after the restart the stream differs from the database: %v\n%s", diff, p.Output())
+	}
+}

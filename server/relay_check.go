@@ -130,7 +130,12 @@ func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, 
 	s := info.State
 	switch {
 	case s.LastSeq == 0 && s.Msgs == 0:
-		return 0, nil, nil // a new stream
+		// A new stream, or one whose store lost everything (a block
+		// zeroed from its start recovers as an empty stream).
+		if dbLast > 0 && whole {
+			r.log.Warn("relay: the changelog stream is empty; publishing every change from the database", "stream", domain.StreamName, "changes", dbLast)
+		}
+		return 0, nil, nil
 	case s.Msgs == 0:
 		return 0, &mismatch{what: fmt.Sprintf("the stream is empty after sequence %d (purged)", s.LastSeq)}, nil
 	case s.FirstSeq != 1:
