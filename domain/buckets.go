@@ -130,4 +130,8 @@ func ChangeSubject(region string, k pb.Kind) string {
 const (
 	HeaderSeq      = "Fieldsync-Seq"    // the change number
 	HeaderRecordID = "Fieldsync-Record" // the record id
+	// HeaderLineage is the server database's lineage when the stream was
+	// (re)built: every message of the stream carries the same one, and a
+	// consumer that meets a new one reloads from the start.
+	HeaderLineage = "Fieldsync-Lineage"
 )

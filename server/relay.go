@@ -17,17 +17,17 @@ import (
 )
 
 // Relay publishes the changes table to the JetStream changelog, in order,
-// each change with Nats-Msg-Id set to its change id and its change number
-// in the Fieldsync-Seq header.
+// under the invariant "message n = change n": the message at stream
+// sequence n is change n, with Nats-Msg-Id = its change id, Fieldsync-Seq
+// = n, Fieldsync-Lineage = the database's lineage, and the changes row's
+// body byte for byte.
 //
-// It keeps no state of its own: on start, and after any publish error, it
-// reads the change number of the stream's last message and publishes
-// everything after it. A stream that lost its unsynced tail (JetStream acks
-// before fsync by default) so heals itself from SQLite. Each publish also
-// names the stream sequence it must follow, so a failed publish in a
-// pipelined batch makes every later one fail too: the stream never gets a
-// gap or a change out of order, and a repeat is dropped by the duplicate
-// window.
+// It keeps no state of its own and trusts only what it can check against
+// SQLite (relay_check.go): on start it checks the stream as a whole, and
+// after any publish error its tail, and rebuilds it from SQLite on any
+// mismatch. Each publish names the stream sequence it must follow, so a
+// failed publish in a pipelined batch makes every later one fail too: the
+// stream never gets a gap or a change out of order.
 type Relay struct {
 	store *store.Server
 	js    jetstream.JetStream
@@ -35,7 +35,19 @@ type Relay struct {
 	poke  chan struct{}
 	// published is the highest change number the stream acknowledged.
 	published atomic.Uint64
+	// checked: a whole-stream check passed (Check, or Run's first round).
+	checked atomic.Bool
+
+	// recoverNATS, if set, is called after the relay failed several rounds in
+	// a row (SetRecover).
+	recoverNATS atomic.Pointer[func(ctx context.Context) error]
 }
+
+// SetRecover sets what brings the NATS side back without a restart, called
+// after the relay failed several rounds in a row: syncd sets it for its
+// embedded server (RecoverJetStream: JetStream turns itself off on a full
+// disk). The relay stays free of how NATS is hosted.
+func (r *Relay) SetRecover(f func(ctx context.Context) error) { r.recoverNATS.Store(&f) }
 
 // NewRelay makes a relay from st to js.
 func NewRelay(st *store.Server, js jetstream.JetStream, log *slog.Logger) *Relay {
@@ -82,41 +94,38 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream
 	return st, nil
 }
 
-// lastInStream returns the change number of the stream's last message and
-// that message's stream sequence.
-func (r *Relay) lastInStream(ctx context.Context, st jetstream.Stream) (change, streamSeq uint64, err error) {
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("stream info: %w", err)
-	}
-	// The last message may have been deleted (LastSeq still counts it):
-	// walk back to the last one that exists.
-	for seq := info.State.LastSeq; info.State.Msgs > 0 && seq >= info.State.FirstSeq && seq > 0; seq-- {
-		msg, err := st.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("read message %d: %w", seq, err)
-		}
-		change, err = strconv.ParseUint(msg.Header.Get(domain.HeaderSeq), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("message %d of %s has no valid %s header: %w", seq, domain.StreamName, domain.HeaderSeq, err)
-		}
-		return change, info.State.LastSeq, nil
-	}
-	return 0, info.State.LastSeq, nil
-}
-
 // Run publishes until ctx ends, retrying with backoff while NATS is away.
+// Every failed round is logged (a refusal to repair at error level, with
+// the command that repairs it), and the next round checks the stream's
+// tail against SQLite before it publishes again.
 func (r *Relay) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	const minBackoff = 100 * time.Millisecond
+	backoff := minBackoff
+	fails := 0
 	for {
-		err := r.runOnce(ctx)
+		progressed, err := r.runOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.log.Warn("relay: will retry", "err", err, "in", backoff)
+		if progressed {
+			backoff, fails = minBackoff, 0
+		}
+		fails++
+		var refused *refusalError
+		if errors.As(err, &refused) {
+			r.log.Error("relay: the changelog stream does not match the database and cannot be repaired; HQ gets nothing until it is", "err", err, "retry_in", backoff)
+		} else {
+			r.log.Warn("relay: will retry", "err", err, "failures_in_a_row", fails, "in", backoff)
+		}
+		var dbErr *dbError
+		if rec := r.recoverNATS.Load(); rec != nil && *rec != nil && fails%recoverAfter == 0 && refused == nil && !errors.As(err, &dbErr) {
+			r.log.Warn("relay: still failing; recovering NATS", "failures_in_a_row", fails)
+			if err := (*rec)(ctx); err != nil {
+				r.log.Error("relay: recovering NATS failed", "err", err)
+			} else {
+				r.log.Info("relay: NATS recovered; checking the stream again")
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -126,52 +135,102 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Relay) runOnce(ctx context.Context) error {
+// recoverAfter is how many failed rounds in a row call the recover hook
+// (and every as many after): a stuck stream fails a round per 10 s
+// acknowledgement timeout, so about 20 s.
+const recoverAfter = 2
+
+// runOnce checks the stream and publishes until an error, which it
+// returns, with whether it published anything.
+func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 	st, err := EnsureStream(ctx, r.js)
 	if err != nil {
-		return err
+		return false, err
 	}
-	last, streamSeq, err := r.lastInStream(ctx, st)
+	pos, lineage, err := r.checkAndRepair(ctx, st, !r.checked.Load())
 	if err != nil {
-		return err
+		return false, err
 	}
-	r.published.Store(last)
+	r.checked.Store(true)
+	r.published.Store(pos)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		n, err := r.publishAfter(ctx, &last, &streamSeq)
+		n, err := r.publishAfter(ctx, &pos, lineage)
 		if err != nil {
-			return err
+			return progressed, err
 		}
 		if n > 0 {
+			progressed = true
 			continue
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return progressed, ctx.Err()
 		case <-r.poke:
 		case <-tick.C:
+			// Idle: a purge, a trim, a deleted message or someone else's
+			// publish makes no publish of ours fail; the stream's counts
+			// and its last message show them (two requests a second).
+			if err := r.tailMatches(ctx, st, pos, lineage); err != nil {
+				return progressed, err
+			}
 		}
 	}
 }
 
+// tailMatches checks that the stream still holds exactly changes 1..pos,
+// its last message checked against SQLite, under the database's lineage.
+func (r *Relay) tailMatches(ctx context.Context, st jetstream.Stream, pos uint64, lineage string) error {
+	if cur := r.store.Instance(); cur != lineage {
+		return fmt.Errorf("the database's lineage changed from %s to %s", lineage, cur)
+	}
+	last, bad, err := r.check(ctx, st, lineage, false)
+	switch {
+	case err != nil:
+		return err
+	case bad != nil:
+		return fmt.Errorf("the stream changed under the relay: %s", bad.what)
+	case last != pos:
+		return fmt.Errorf("the stream changed under the relay: it ends at %d, the relay published up to %d", last, pos)
+	}
+	return nil
+}
+
 const relayBatch = 1000
 
-// publishAfter publishes one batch of changes after *last, the message
-// after stream sequence *streamSeq, and waits for every acknowledgement
-// before moving both.
-func (r *Relay) publishAfter(ctx context.Context, last, streamSeq *uint64) (int, error) {
-	rows, err := r.store.ChangesAfter(ctx, *last, relayBatch)
-	if err != nil || len(rows) == 0 {
-		return 0, err
+// publishAfter publishes one batch of changes after *pos (change *pos is
+// stream message *pos) and waits for every acknowledgement before moving
+// it. A rebuild of millions of changes goes through here too, a batch at
+// a time.
+func (r *Relay) publishAfter(ctx context.Context, pos *uint64, lineage string) (int, error) {
+	if cur := r.store.Instance(); cur != lineage {
+		// Rebased while running: the stream must be rebuilt under the new
+		// lineage, which the next round's check does.
+		return 0, fmt.Errorf("the database's lineage changed from %s to %s", lineage, cur)
+	}
+	rows, err := r.store.ChangesAfter(ctx, *pos, relayBatch)
+	if err != nil {
+		return 0, &dbError{err}
+	}
+	if len(rows) == 0 {
+		return 0, nil
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(rows))
 	for i, row := range rows {
+		if want := *pos + uint64(i) + 1; row.Seq != want {
+			return 0, &dbError{fmt.Errorf("changes table has change %d where %d was expected: change numbers must have no gap (message n = change n)", row.Seq, want)}
+		}
+		id, err := changeID(row.Body)
+		if err != nil {
+			return 0, &dbError{fmt.Errorf("change %d: %w", row.Seq, err)}
+		}
 		msg := nats.NewMsg(row.Subject)
 		msg.Data = row.Body
-		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", r.store.Instance(), row.Seq))
+		msg.Header.Set(jetstream.MsgIDHeader, id)
 		msg.Header.Set(domain.HeaderSeq, strconv.FormatUint(row.Seq, 10))
-		f, err := r.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequence(*streamSeq+uint64(i)))
+		msg.Header.Set(domain.HeaderLineage, lineage)
+		f, err := r.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequence(row.Seq-1))
 		if err != nil {
 			return 0, fmt.Errorf("publish change %d: %w", row.Seq, err)
 		}
@@ -190,14 +249,13 @@ func (r *Relay) publishAfter(ctx context.Context, last, streamSeq *uint64) (int,
 		case err := <-f.Err():
 			return 0, fmt.Errorf("publish change %d: %w", rows[i].Seq, err)
 		case <-timeout.C:
-			return 0, errors.New("publish: no acknowledgement within 10s")
+			return 0, fmt.Errorf("publish change %d: no acknowledgement within 10s (is JetStream out of space or down?)", rows[i].Seq)
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
 	}
-	*last = rows[len(rows)-1].Seq
-	*streamSeq += uint64(len(rows))
-	r.published.Store(*last)
+	*pos = rows[len(rows)-1].Seq
+	r.published.Store(*pos)
 	return len(rows), nil
 }
 

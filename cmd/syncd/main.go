@@ -69,6 +69,7 @@ type config struct {
 	tlsHosts          string
 	natsURL           string
 	natsListen        string
+	natsMaxStore      server.ByteSize
 	adminTokenFile    string // empty: <data>/admin.token
 	logLevel          string
 	deviceRate        rateFlag
@@ -128,6 +129,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.tlsHosts, "tls-hosts", c.tlsHosts, "comma-separated host `names` and IPs the server certificate covers besides the -listen host, localhost and 127.0.0.1 (a -listen on 0.0.0.0 covers every local address)")
 	fs.StringVar(&c.natsURL, "nats", c.natsURL, "`URL` of an external NATS with JetStream (e.g. nats://10.0.0.5:4222); empty embeds a nats-server")
 	fs.StringVar(&c.natsListen, "nats-listen", c.natsListen, "client `address` of the embedded NATS; port 0 or -1 picks a free one (written to <data>/nats.url)")
+	fs.Var(&c.natsMaxStore, "nats-max-store", "`size` the embedded JetStream may store, e.g. 500GiB (default "+server.ByteSize(server.DefaultNATSMaxStore).String()+"): fixed here, not taken from the disk's free space at start")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", c.adminTokenFile, "`file` holding the admin credential, created (mode 0600) on first start if missing (default <data>/admin.token)")
 	fs.StringVar(&c.logLevel, "log-level", c.logLevel, "log `level` on stderr: debug, info, warn or error")
 	const over = ": N/s or N/m, optional ,burst=B (else the default's), or off. A call over it gets ResourceExhausted with a RetryInfo saying how long to wait, which the syncer honours"
@@ -335,14 +337,14 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 			}
 			l.Close()
 		}
-		ns, err := server.EmbeddedNATS(storeDir, natsHost, natsPort)
+		ns, err := server.EmbeddedNATS(storeDir, natsHost, natsPort, server.WithJetStreamLimits(int64(cfg.natsMaxStore), 0))
 		if err != nil {
 			return err
 		}
 		d.ns = ns
 		natsURL = ns.ClientURL()
 		opts = append(opts, nats.InProcessServer(ns))
-		fmt.Fprintf(d.stdout, "syncd: nats on %s (embedded, JetStream store %s)\n", natsURL, storeDir)
+		fmt.Fprintf(d.stdout, "syncd: nats on %s (embedded, JetStream store %s, at most %s)\n", natsURL, storeDir, server.ByteSize(ns.JetStreamConfig().MaxStore))
 	}
 	nc, err := nats.Connect(natsURL, opts...)
 	if err != nil {
@@ -383,6 +385,16 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 		UserLimit:      cfg.userRate.limit(),
 		EnrollLimit:    cfg.enrollRate.limit(),
 	})
+	if d.ns != nil {
+		d.srv.Relay().SetRecover(server.RecoverJetStream(d.ns, d.log))
+	}
+	// Check the changelog against the database before serving: a database
+	// that went back in time gets its new lineage before any new change.
+	cctx, ccancel := context.WithTimeout(ctx, stopTimeout)
+	if err := d.srv.Relay().Check(cctx); err != nil {
+		d.log.Warn("changelog not checked before serving; the relay keeps trying", "err", err)
+	}
+	ccancel()
 	// The relay outlives ctx: on a signal it must still publish what the
 	// last requests committed, so stop cancels it only after that.
 	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

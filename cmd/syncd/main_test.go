@@ -74,7 +74,7 @@ func TestSyncd(t *testing.T) {
 		if want := "syncd: admin credential created in " + tokenFile + " (keep it secret; fieldctl admin reads it)\n"; !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q; got:\n%s", want, out)
 		}
-		natsLine := regexp.MustCompile(`(?m)^syncd: nats on (nats://127\.0\.0\.1:\d+) \(embedded, JetStream store ` + regexp.QuoteMeta(filepath.Join(data, "nats")) + `\)$`)
+		natsLine := regexp.MustCompile(`(?m)^syncd: nats on (nats://127\.0\.0\.1:\d+) \(embedded, JetStream store ` + regexp.QuoteMeta(filepath.Join(data, "nats")) + `, at most 64GiB\)$`)
 		m := natsLine.FindStringSubmatch(out)
 		if m == nil {
 			t.Fatalf("stdout lacks the embedded NATS line; got:\n%s", out)

@@ -142,6 +142,16 @@ func Start(t testing.TB, opts ...Option) *Env {
 		o.config(&cfg)
 	}
 	e.Server = server.New(cfg)
+	if r := e.Server.Relay(); r != nil {
+		// As syncd: the changelog checked (a database that went back in
+		// time rebased) before any request is served.
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		err := r.Check(cctx)
+		ccancel()
+		if err != nil {
+			t.Fatalf("check the changelog: %v", err)
+		}
+	}
 	gopts := e.Server.GRPCOptions()
 	if len(o.unary) > 0 {
 		gopts = append(gopts, grpc.ChainUnaryInterceptor(o.unary...))

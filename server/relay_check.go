@@ -1,0 +1,262 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/fieldsync/fieldsync/domain"
+)
+
+// The relay trusts only what it can check against SQLite. The stream is
+// sound when it holds exactly changes 1..L for some L no greater than the
+// database's last change, message n being change n (id, headers and body),
+// all under the database's current lineage. Anything else (a message
+// someone else published, a forged header, a purge, a trim, a deleted
+// message, a store damaged while syncd was stopped, a stream of an older
+// lineage) is repaired the only way that keeps the invariant: delete the
+// stream, create it again, republish every change from SQLite.
+
+// checkSamples is how many messages spread over the stream a whole check
+// compares with SQLite, besides the first and the last: a damaged block
+// loses a run of messages, which a spread sample meets.
+const checkSamples = 32
+
+// Check checks the whole stream against SQLite and repairs it (see
+// checkAndRepair). syncd calls it before serving, so that a database that
+// went back in time gets its new lineage before any new change is written.
+// The republishing after a rebuild is left to Run. Call it before Run,
+// not beside it.
+func (r *Relay) Check(ctx context.Context) error {
+	st, err := EnsureStream(ctx, r.js)
+	if err != nil {
+		return err
+	}
+	pos, _, err := r.checkAndRepair(ctx, st, true)
+	if err != nil {
+		return err
+	}
+	r.published.Store(pos)
+	r.checked.Store(true)
+	return nil
+}
+
+// refusalError is a stream that does not match SQLite and that the relay
+// cannot repair; it names what repairs it.
+type refusalError struct{ err error }
+
+func (e *refusalError) Error() string { return e.err.Error() }
+func (e *refusalError) Unwrap() error { return e.err }
+
+// dbError is a failure to read the database: nothing that restarting
+// NATS would cure.
+type dbError struct{ err error }
+
+func (e *dbError) Error() string { return e.err.Error() }
+func (e *dbError) Unwrap() error { return e.err }
+
+// mismatch is what the check found wrong with the stream.
+type mismatch struct {
+	what string
+	// wentBack: the stream holds changes of the database's own lineage
+	// that the database no longer has (it was restored from an older
+	// copy): it needs a new lineage before the stream is rebuilt.
+	wentBack bool
+}
+
+// checkAndRepair checks the stream (whole: counts and a sample of
+// contents; else its counts and tail) and repairs it on any mismatch. It
+// returns the last change the stream holds, after which to publish, and
+// the lineage the stream is in.
+func (r *Relay) checkAndRepair(ctx context.Context, st jetstream.Stream, whole bool) (uint64, string, error) {
+	lineage := r.store.Instance()
+	last, bad, err := r.check(ctx, st, lineage, whole)
+	if err != nil || bad == nil {
+		return last, lineage, err
+	}
+	if bad.wentBack {
+		old := lineage
+		l, err := r.store.Rebase(ctx)
+		if err != nil {
+			return 0, "", fmt.Errorf("the database went back in time (%s), and giving it a new lineage failed: %w", bad.what, err)
+		}
+		lineage = l.ID
+		r.log.Warn("relay: the database went back in time (restored from an older copy?): it continues under a new lineage so that no change id names two contents",
+			"found", bad.what, "old_lineage", old, "new_lineage", l.ID, "after_change", l.After)
+	}
+	if err := r.rebuild(ctx); err != nil {
+		return 0, "", err
+	}
+	dbLast, _ := r.store.LastSeq(ctx)
+	r.log.Warn("relay: the changelog stream did not match the database; deleted and recreated it, republishing every change from the database (consumers see a new "+domain.HeaderLineage+" or their consumer gone, and reload)",
+		"stream", domain.StreamName, "found", bad.what, "lineage", lineage, "changes", dbLast)
+	r.published.Store(0)
+	return 0, lineage, nil
+}
+
+// rebuild deletes the stream and creates it empty.
+func (r *Relay) rebuild(ctx context.Context) error {
+	if err := r.js.DeleteStream(ctx, domain.StreamName); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		if errors.Is(err, context.DeadlineExceeded) {
+			// NATS answers a request its permissions deny with silence.
+			err = fmt.Errorf("%w (no answer: is it denied to syncd's NATS user?)", err)
+		}
+		return &refusalError{fmt.Errorf("cannot delete stream %s to rebuild it from the database: %w; give syncd's NATS user the right to delete it, or delete it yourself (nats stream rm %s -f) and syncd rebuilds it", domain.StreamName, err, domain.StreamName)}
+	}
+	if _, err := EnsureStream(ctx, r.js); err != nil {
+		return &refusalError{fmt.Errorf("deleted stream %s to rebuild it but cannot create it again: %w; create it yourself or check the NATS account's JetStream limits", domain.StreamName, err)}
+	}
+	return nil
+}
+
+// check returns the last change the stream holds when the stream is
+// sound, or what is wrong with it; err only when it cannot tell (NATS or
+// the database not answering).
+func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, whole bool) (uint64, *mismatch, error) {
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("stream info: %w", err)
+	}
+	dbLast, err := r.store.LastSeq(ctx)
+	if err != nil {
+		return 0, nil, &dbError{fmt.Errorf("read the last change: %w", err)}
+	}
+	s := info.State
+	switch {
+	case s.LastSeq == 0 && s.Msgs == 0:
+		// A new stream, or one whose store lost everything (a block
+		// zeroed from its start recovers as an empty stream).
+		if dbLast > 0 && whole {
+			r.log.Warn("relay: the changelog stream is empty; publishing every change from the database", "stream", domain.StreamName, "changes", dbLast)
+		}
+		return 0, nil, nil
+	case s.Msgs == 0:
+		return 0, &mismatch{what: fmt.Sprintf("the stream is empty after sequence %d (purged)", s.LastSeq)}, nil
+	case s.FirstSeq != 1:
+		// No limits exist on the stream, so nothing trims it but a person.
+		return 0, &mismatch{what: fmt.Sprintf("the stream starts at sequence %d, not 1 (purged or trimmed)", s.FirstSeq)}, nil
+	case s.NumDeleted > 0 || s.Msgs != s.LastSeq-s.FirstSeq+1:
+		return 0, &mismatch{what: fmt.Sprintf("the stream holds %d messages in sequences %d..%d (%d deleted)", s.Msgs, s.FirstSeq, s.LastSeq, s.NumDeleted)}, nil
+	case s.LastSeq > dbLast:
+		// Whose changes are beyond the database's last one?
+		msg, err := st.GetMsg(ctx, dbLast+1)
+		if err != nil {
+			if cantTell(err) {
+				return 0, nil, fmt.Errorf("read message %d: %w", dbLast+1, err)
+			}
+			return 0, &mismatch{what: fmt.Sprintf("the stream ends at %d, past the database's last change %d, and message %d cannot be read: %v", s.LastSeq, dbLast, dbLast+1, err)}, nil
+		}
+		id := msg.Header.Get(jetstream.MsgIDHeader)
+		return 0, &mismatch{
+			what:     fmt.Sprintf("the stream ends at %d, past the database's last change %d (message %d has id %q)", s.LastSeq, dbLast, dbLast+1, id),
+			wentBack: strings.HasPrefix(id, lineage+"-"),
+		}, nil
+	}
+	seqs := []uint64{s.LastSeq}
+	if whole {
+		seqs = sampleSeqs(s.LastSeq, checkSamples)
+	}
+	for _, seq := range seqs {
+		bad, err := r.compare(ctx, st, seq, lineage)
+		if err != nil || bad != nil {
+			return 0, bad, err
+		}
+	}
+	return s.LastSeq, nil, nil
+}
+
+// sampleSeqs is 1, last and n sequences spread evenly between them.
+func sampleSeqs(last uint64, n int) []uint64 {
+	out := []uint64{1}
+	for i := 1; i <= n; i++ {
+		seq := 1 + (last-1)*uint64(i)/uint64(n+1)
+		if seq > out[len(out)-1] && seq < last {
+			out = append(out, seq)
+		}
+	}
+	if last > 1 {
+		out = append(out, last)
+	}
+	return out
+}
+
+// compare checks that message seq is change seq.
+func (r *Relay) compare(ctx context.Context, st jetstream.Stream, seq uint64, lineage string) (*mismatch, error) {
+	rows, err := r.store.ChangesAfter(ctx, seq-1, 1)
+	if err != nil {
+		return nil, &dbError{fmt.Errorf("read change %d: %w", seq, err)}
+	}
+	if len(rows) == 0 || rows[0].Seq != seq {
+		return nil, fmt.Errorf("the database has no change %d below its last one: change numbers must have no gap", seq)
+	}
+	row := rows[0]
+	msg, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		if cantTell(err) {
+			return nil, fmt.Errorf("read message %d: %w", seq, err)
+		}
+		return &mismatch{what: fmt.Sprintf("message %d cannot be read: %v", seq, err)}, nil
+	}
+	id, err := changeID(row.Body)
+	if err != nil {
+		return nil, fmt.Errorf("change %d: %w", seq, err)
+	}
+	gotID := msg.Header.Get(jetstream.MsgIDHeader)
+	var what string
+	switch {
+	case gotID != id:
+		what = fmt.Sprintf("message %d has id %q, change %d is %q", seq, gotID, seq, id)
+	case msg.Header.Get(domain.HeaderSeq) != strconv.FormatUint(seq, 10):
+		what = fmt.Sprintf("message %d has %s %q", seq, domain.HeaderSeq, msg.Header.Get(domain.HeaderSeq))
+	case msg.Subject != row.Subject || !bytes.Equal(msg.Data, row.Body):
+		// Same change id, other content: the database numbered a change
+		// again that its earlier self had published.
+		return &mismatch{what: fmt.Sprintf("message %d (%s) differs from change %d in subject or body", seq, id, seq), wentBack: strings.HasPrefix(id, lineage+"-")}, nil
+	case msg.Header.Get(domain.HeaderLineage) != lineage:
+		what = fmt.Sprintf("message %d is of lineage %q, the database is in %q", seq, msg.Header.Get(domain.HeaderLineage), lineage)
+	default:
+		return nil, nil
+	}
+	return &mismatch{what: what}, nil
+}
+
+// cantTell is an error that says nothing about the stream's content: NATS
+// or JetStream not answering, or ctx over.
+func cantTell(err error) bool {
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false
+	}
+	var apiErr *jetstream.APIError
+	return !errors.As(err, &apiErr)
+}
+
+// changeID reads a change's id (fieldsync.v1.Change field 2) from its
+// body without decoding the rest.
+func changeID(body []byte) (string, error) {
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return "", fmt.Errorf("change body: %w", protowire.ParseError(n))
+		}
+		body = body[n:]
+		if num == 2 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(body)
+			if n < 0 {
+				return "", fmt.Errorf("change body: %w", protowire.ParseError(n))
+			}
+			return string(v), nil
+		}
+		n = protowire.ConsumeFieldValue(num, typ, body)
+		if n < 0 {
+			return "", fmt.Errorf("change body: %w", protowire.ParseError(n))
+		}
+		body = body[n:]
+	}
+	return "", errors.New("change body has no change id")
+}
