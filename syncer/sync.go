@@ -390,6 +390,11 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 		}
 	}
 	for _, id := range gone {
+		// Its acknowledged mutations carry the record's data: they leave
+		// with it, even where the user's unsent work on it stays.
+		if err := tx.DeleteAckedFor(id); err != nil {
+			return false, err
+		}
 		queued, err := tx.OutboxFor(id)
 		if err != nil {
 			return false, err
@@ -409,9 +414,6 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 		rep.Purged++
 		delete(touched, id)
 		if err := tx.DeleteRecord(id); err != nil {
-			return false, err
-		}
-		if err := tx.DeleteAckedFor(id); err != nil { // personal data: it leaves with the record
 			return false, err
 		}
 	}

@@ -1,0 +1,286 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fieldsync/fieldsync/internal/testenv"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/syncer"
+)
+
+// copyDB copies a closed SQLite database (and its write-ahead log, if one
+// was left) from src to dst, as a backup of a phone or a server would.
+func copyDB(t *testing.T, src, dst string) {
+	t.Helper()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(dst + suffix)
+		in, err := os.Open(src + suffix)
+		if errors.Is(err, os.ErrNotExist) && suffix != "" {
+			continue
+		}
+		ok(t, err)
+		out := must[*os.File](t)(os.Create(dst + suffix))
+		_, err = io.Copy(out, in)
+		in.Close()
+		ok(t, err)
+		ok(t, out.Close())
+	}
+}
+
+// openPhone opens a device database at path.
+func openPhone(t *testing.T, path string) *syncer.Device {
+	t.Helper()
+	d := must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second}))
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// visits writes n visits on d, each with its own text, and returns their ids.
+func visits(t *testing.T, d *syncer.Device, household, tag string, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		ids = append(ids, must[string](t)(d.Create("visit", syncer.NewFields().Set("household_id", household).
+			Set("visited_on", "2026-11-20").Set("needs", fmt.Sprintf("%s %d", tag, i)))))
+	}
+	return ids
+}
+
+// changesOf counts the stream's changes by record id.
+func changesOf(changes []*pb.Change) map[string]int {
+	n := map[string]int{}
+	for _, c := range changes {
+		n[c.GetRecord().GetId()]++
+	}
+	return n
+}
+
+// deviceRow is a device as the admin device list shows it.
+func deviceRow(t *testing.T, e *testenv.Env, id string) *pb.Device {
+	t.Helper()
+	admin, ctx := e.Admin()
+	resp := must[*pb.ListDevicesResponse](t)(admin.ListDevices(ctx, &pb.ListDevicesRequest{PageSize: 1000}))
+	for _, d := range resp.GetDevices() {
+		if d.GetId() == id {
+			return d
+		}
+	}
+	t.Fatalf("device %s not in the admin device list", id)
+	return nil
+}
+
+// A phone restored from an older copy of its database reuses numbers the
+// server applied after the copy was made. The server tells it so instead of
+// answering "applied" for other content; the phone renumbers its new work
+// after the server's last number, reads its scope again, and everything
+// lands exactly once: the 5 writes made after the restore, and the 10 made
+// between the copy and the restore, which come back to the phone. The
+// phone and the admin device list say it was restored.
+func TestRestoredPhoneLosesNothing(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	path := filepath.Join(t.TempDir(), "phone.db")
+	d := openPhone(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ok(t, d.Enroll(ctx, e.Code(testenv.Member), "phone"))
+	before := visits(t, d, "H001", "before the copy", 2)
+	testenv.Sync(t, d)
+	id := must[*syncer.Identity](t)(d.Identity()).DeviceID
+
+	ok(t, d.Close())
+	copyDB(t, path, path+".copy")
+	d = openPhone(t, path)
+	between := visits(t, d, "H002", "between copy and restore", 10)
+	if rep := testenv.Sync(t, d); rep.Applied != 10 {
+		t.Fatalf("sync after the copy applied %d, want 10", rep.Applied)
+	}
+
+	ok(t, d.Close())
+	copyDB(t, path+".copy", path) // the phone is restored from the copy
+	d = openPhone(t, path)
+	after := visits(t, d, "H003", "after the restore", 5)
+	testenv.Sync(t, d)
+
+	st := must[*syncer.Status](t)(d.Status())
+	if st.Pending != 0 || st.Rejected != 0 {
+		t.Fatalf("after the sync: %d pending, %d rejected, want none", st.Pending, st.Rejected)
+	}
+	if !strings.Contains(st.Notice, "restored from an older copy") || !strings.Contains(st.Notice, "5 unsent changes") {
+		t.Fatalf("notice %q: want one saying the phone was restored and its 5 changes were renumbered", st.Notice)
+	}
+	counts := changesOf(waitStream(t, e))
+	for _, ids := range [][]string{before, between, after} {
+		for _, rid := range ids {
+			if counts[rid] != 1 {
+				t.Fatalf("record %s: %d changes in the stream, want exactly 1", rid, counts[rid])
+			}
+			sameAsServer(t, e, d, rid)
+		}
+	}
+	for i, rid := range after {
+		if got := serverRecord(t, e, rid).GetFields()["needs"].GetValue(); got != fmt.Sprintf("after the restore %d", i) {
+			t.Fatalf("record %s on the server: needs %q", rid, got)
+		}
+	}
+	row := deviceRow(t, e, id)
+	if row.GetRestores() != 1 || row.GetRestoredMs() == 0 {
+		t.Fatalf("admin device list: restores %d at %d, want 1 restore with its time", row.GetRestores(), row.GetRestoredMs())
+	}
+	if row.GetLastSeq() != 17 {
+		t.Fatalf("device's last number on the server %d, want 17 (2 + 10 + 5)", row.GetLastSeq())
+	}
+
+	// The phone goes on normally: a later write lands, no new restore.
+	more := visits(t, d, "H001", "later", 1)
+	testenv.Sync(t, d)
+	sameAsServer(t, e, d, more[0])
+	if row := deviceRow(t, e, id); row.GetRestores() != 1 {
+		t.Fatalf("a normal sync after the restore counted another restore (%d)", row.GetRestores())
+	}
+}
+
+// Two phones running copies of one database at the same time (a cloned
+// phone) are told apart: the copy whose numbers went back renumbers its
+// work, and the other is stopped with an error IT support can act on,
+// keeping its work, which lands once the phone is enrolled again with a
+// new code. Nothing is lost, nothing is doubled.
+func TestClonedPhoneIsStoppedAndLosesNothing(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	dir := t.TempDir()
+	pathA, pathB := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
+	a := openPhone(t, pathA)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ok(t, a.Enroll(ctx, e.Code(testenv.Member), "phone"))
+	var all []string
+	all = append(all, visits(t, a, "H001", "first", 1)...)
+	testenv.Sync(t, a)
+	ok(t, a.Close())
+	copyDB(t, pathA, pathB)
+	a, b := openPhone(t, pathA), openPhone(t, pathB)
+
+	all = append(all, visits(t, a, "H001", "phone a", 2)...)
+	testenv.Sync(t, a)
+	all = append(all, visits(t, b, "H002", "phone b", 2)...)
+	testenv.Sync(t, b) // its numbers 2 and 3 carry other content: renumbered as 4 and 5
+	stopped := visits(t, a, "H003", "phone a, stopped", 1)
+	all = append(all, stopped...)
+	_, err := a.Sync(ctx)
+	if !errors.Is(err, syncer.ErrCloned) {
+		t.Fatalf("sync of the second copy: %v, want ErrCloned", err)
+	}
+	if !strings.Contains(err.Error(), "enroll this phone again") {
+		t.Fatalf("error %q does not say what to do", err)
+	}
+	st := must[*syncer.Status](t)(a.Status())
+	if st.Stopped != "cloned" || st.Pending != 1 {
+		t.Fatalf("stopped copy: stopped %q, %d pending; want cloned with its 1 change kept", st.Stopped, st.Pending)
+	}
+	if _, err := a.Sync(ctx); !errors.Is(err, syncer.ErrCloned) {
+		t.Fatalf("a stopped copy synced again: %v", err)
+	}
+	// B goes on.
+	all = append(all, visits(t, b, "H002", "phone b later", 1)...)
+	testenv.Sync(t, b)
+
+	// The stopped copy is enrolled again with a new code: its work lands.
+	ok(t, a.Enroll(ctx, e.Code(testenv.Member), "phone a again"))
+	testenv.Sync(t, a)
+	all = append(all, visits(t, a, "H003", "phone a re-enrolled", 1)...)
+	testenv.Sync(t, a)
+	testenv.Sync(t, b)
+
+	counts := changesOf(waitStream(t, e))
+	for _, rid := range all {
+		if counts[rid] != 1 {
+			t.Fatalf("record %s: %d changes in the stream, want exactly 1", rid, counts[rid])
+		}
+		serverRecord(t, e, rid)
+		sameAsServer(t, e, a, rid)
+		sameAsServer(t, e, b, rid)
+	}
+	for _, d := range []*syncer.Device{a, b} {
+		if st := must[*syncer.Status](t)(d.Status()); st.Pending != 0 || st.Rejected != 0 || st.Stopped != "" {
+			t.Fatalf("device %s: %d pending, %d rejected, stopped %q", st.DeviceID, st.Pending, st.Rejected, st.Stopped)
+		}
+	}
+}
+
+// A server restored from an older backup lost mutations it had
+// acknowledged. The devices that hold them (they keep acknowledged work
+// for a while) send them again at their next sync: the server then holds
+// every mutation any device saw acknowledged, nothing twice, and no device
+// is told to re-enroll.
+func TestServerRestoredFromBackupGetsAcknowledgedWorkAgain(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	m1, m2 := e.Device(testenv.Member), e.Device(testenv.Member2)
+	mine := map[*syncer.Device][]string{}
+	mine[m1] = visits(t, m1, "H001", "m1 before the backup", 2)
+	mine[m2] = visits(t, m2, "H004", "m2 before the backup", 2)
+	testenv.Sync(t, m1)
+	testenv.Sync(t, m2)
+
+	e.Stop()
+	db := filepath.Join(e.Dir, "fieldsync.db")
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	copyDB(t, db, backup)
+	e = restart(t, e)
+	mine[m1] = append(mine[m1], visits(t, m1, "H002", "m1 after the backup", 3)...)
+	mine[m2] = append(mine[m2], visits(t, m2, "H005", "m2 after the backup", 3)...)
+	testenv.Sync(t, m1)
+	testenv.Sync(t, m2)
+	last := mine[m2][len(mine[m2])-1]
+	if _, err := e.Store.Record(context.Background(), last); err != nil {
+		t.Fatalf("before the restore: %v", err)
+	}
+
+	e.Stop()
+	copyDB(t, backup, db) // the server is restored from the backup
+	e = restart(t, e)
+	if _, err := e.Store.Record(context.Background(), last); err == nil {
+		t.Fatal("the restored server still holds a record written after the backup: the test restored nothing")
+	}
+	// One round of syncs, no re-enrollment.
+	testenv.Sync(t, m1)
+	testenv.Sync(t, m2)
+	n := 0
+	for d, ids := range mine {
+		for _, rid := range ids {
+			sameAsServer(t, e, d, rid)
+			n++
+		}
+	}
+	recs := export(t, e)
+	nvisits := 0
+	for _, r := range recs {
+		if r.GetKind() == pb.Kind_KIND_VISIT {
+			nvisits++
+		}
+	}
+	if nvisits != n {
+		t.Fatalf("server holds %d visits, want %d", nvisits, n)
+	}
+	for _, d := range []*syncer.Device{m1, m2} {
+		st := must[*syncer.Status](t)(d.Status())
+		if st.Pending != 0 || st.Rejected != 0 {
+			t.Fatalf("device %s: %d pending, %d rejected", st.DeviceID, st.Pending, st.Rejected)
+		}
+		if !strings.Contains(st.Notice, "server was restored from a backup: 3 changes") {
+			t.Fatalf("device %s notice %q: want one saying its 3 lost changes were sent again", st.DeviceID, st.Notice)
+		}
+		if row := deviceRow(t, e, st.DeviceID); row.GetLastSeq() != 5 || row.GetRestores() != 0 {
+			t.Fatalf("device %s on the server: last %d, restores %d; want 5 and 0", st.DeviceID, row.GetLastSeq(), row.GetRestores())
+		}
+	}
+}
