@@ -8,11 +8,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
 	"github.com/fieldsync/fieldsync/syncer"
 )
 
@@ -220,11 +226,21 @@ func TestClonedPhoneIsStoppedAndLosesNothing(t *testing.T) {
 // acknowledged. The devices that hold them (they keep acknowledged work
 // for a while) send them again at their next sync: the server then holds
 // every mutation any device saw acknowledged, nothing twice, and no device
-// is told to re-enroll.
+// is told to re-enroll. Restored as is, the server keeps its lineage (and
+// takes cursors past its last change as 0); rebased (as syncd restore
+// does), it has a new lineage and the devices drop what it sent before and
+// read their scope again.
 func TestServerRestoredFromBackupGetsAcknowledgedWorkAgain(t *testing.T) {
+	for _, rebase := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rebase=%v", rebase), func(t *testing.T) { serverRestored(t, rebase) })
+	}
+}
+
+func serverRestored(t *testing.T, rebase bool) {
 	e := testenv.Start(t)
 	e.ImportSample()
 	m1, m2 := e.Device(testenv.Member), e.Device(testenv.Member2)
+	sec := e.Device(testenv.Secretary) // reads the whole village
 	mine := map[*syncer.Device][]string{}
 	mine[m1] = visits(t, m1, "H001", "m1 before the backup", 2)
 	mine[m2] = visits(t, m2, "H004", "m2 before the backup", 2)
@@ -240,6 +256,7 @@ func TestServerRestoredFromBackupGetsAcknowledgedWorkAgain(t *testing.T) {
 	mine[m2] = append(mine[m2], visits(t, m2, "H005", "m2 after the backup", 3)...)
 	testenv.Sync(t, m1)
 	testenv.Sync(t, m2)
+	testenv.Sync(t, sec)
 	last := mine[m2][len(mine[m2])-1]
 	if _, err := e.Store.Record(context.Background(), last); err != nil {
 		t.Fatalf("before the restore: %v", err)
@@ -247,23 +264,45 @@ func TestServerRestoredFromBackupGetsAcknowledgedWorkAgain(t *testing.T) {
 
 	e.Stop()
 	copyDB(t, backup, db) // the server is restored from the backup
+	if rebase {
+		st := must[*store.Server](t)(store.OpenServer(context.Background(), db))
+		must[store.Lineage](t)(st.Rebase(context.Background()))
+		ok(t, st.Close())
+	}
 	e = restart(t, e)
 	if _, err := e.Store.Record(context.Background(), last); err == nil {
 		t.Fatal("the restored server still holds a record written after the backup: the test restored nothing")
 	}
-	// One round of syncs, no re-enrollment.
-	testenv.Sync(t, m1)
+	// One round of syncs, no re-enrollment. The secretary comes first,
+	// with cursors past the restored server's last change; the members
+	// send their lost work in the other order than before, so the changes
+	// get other numbers than the secretary saw.
+	testenv.Sync(t, sec)
 	testenv.Sync(t, m2)
+	testenv.Sync(t, m1)
+	testenv.Sync(t, sec)
 	n := 0
 	for d, ids := range mine {
 		for _, rid := range ids {
 			sameAsServer(t, e, d, rid)
 			n++
 		}
+		for _, hh := range []string{"H001", "H002", "H003", "H004", "H005"} {
+			if _, err := d.Get(hh); err == nil {
+				sameAsServer(t, e, d, hh)
+			}
+		}
 	}
-	recs := export(t, e)
+	for _, hh := range []string{"H001", "H002", "H003"} { // read again after a new lineage
+		sameAsServer(t, e, m1, hh)
+	}
+	for _, ids := range mine {
+		for _, rid := range ids {
+			sameAsServer(t, e, sec, rid)
+		}
+	}
 	nvisits := 0
-	for _, r := range recs {
+	for _, r := range export(t, e) {
 		if r.GetKind() == pb.Kind_KIND_VISIT {
 			nvisits++
 		}
@@ -273,8 +312,8 @@ func TestServerRestoredFromBackupGetsAcknowledgedWorkAgain(t *testing.T) {
 	}
 	for _, d := range []*syncer.Device{m1, m2} {
 		st := must[*syncer.Status](t)(d.Status())
-		if st.Pending != 0 || st.Rejected != 0 {
-			t.Fatalf("device %s: %d pending, %d rejected", st.DeviceID, st.Pending, st.Rejected)
+		if st.Pending != 0 || st.Rejected != 0 || st.LastError != "" {
+			t.Fatalf("device %s: %d pending, %d rejected, last error %q", st.DeviceID, st.Pending, st.Rejected, st.LastError)
 		}
 		if !strings.Contains(st.Notice, "server was restored from a backup: 3 changes") {
 			t.Fatalf("device %s notice %q: want one saying its 3 lost changes were sent again", st.DeviceID, st.Notice)
@@ -282,5 +321,54 @@ func TestServerRestoredFromBackupGetsAcknowledgedWorkAgain(t *testing.T) {
 		if row := deviceRow(t, e, st.DeviceID); row.GetLastSeq() != 5 || row.GetRestores() != 0 {
 			t.Fatalf("device %s on the server: last %d, restores %d; want 5 and 0", st.DeviceID, row.GetLastSeq(), row.GetRestores())
 		}
+	}
+}
+
+// dropRestoreAnswer loses the first answer that tells a device its
+// numbering went back, after the server committed it.
+type dropRestoreAnswer struct{ done atomic.Bool }
+
+func (d *dropRestoreAnswer) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	if r, isSync := resp.(*pb.SyncResponse); isSync && err == nil && r.GetNumbering() == pb.Numbering_NUMBERING_DEVICE_BEHIND && d.done.CompareAndSwap(false, true) {
+		return nil, status.Error(codes.Unavailable, "test: answer lost after commit")
+	}
+	return resp, err
+}
+
+// A restored phone whose answer "your numbering went back" is lost asks
+// again with its old replica id: it is answered again, the same way, and
+// is not taken for a clone.
+func TestRestoredPhoneWithLostAnswerIsNoClone(t *testing.T) {
+	drop := &dropRestoreAnswer{}
+	e := testenv.Start(t, testenv.WithUnaryInterceptor(drop.intercept))
+	e.ImportSample()
+	path := filepath.Join(t.TempDir(), "phone.db")
+	d := openPhone(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ok(t, d.Enroll(ctx, e.Code(testenv.Member), "phone"))
+	testenv.Sync(t, d)
+	ok(t, d.Close())
+	copyDB(t, path, path+".copy")
+	d = openPhone(t, path)
+	between := visits(t, d, "H001", "between", 3)
+	testenv.Sync(t, d)
+	ok(t, d.Close())
+	copyDB(t, path+".copy", path)
+	d = openPhone(t, path)
+	after := visits(t, d, "H002", "after", 2)
+	if _, err := d.Sync(ctx); err == nil || errors.Is(err, syncer.ErrCloned) {
+		t.Fatalf("sync whose answer was lost: %v, want a retryable error", err)
+	}
+	if !drop.done.Load() {
+		t.Fatal("no answer said the numbering went back")
+	}
+	testenv.Sync(t, d)
+	for _, rid := range append(between, after...) {
+		sameAsServer(t, e, d, rid)
+	}
+	if row := deviceRow(t, e, must[*syncer.Identity](t)(d.Identity()).DeviceID); row.GetRestores() != 1 || row.GetLastSeq() != 5 {
+		t.Fatalf("admin device list: %d restores, last %d; want 1 and 5", row.GetRestores(), row.GetLastSeq())
 	}
 }
