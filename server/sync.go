@@ -54,12 +54,12 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 	// most once a minute per device, or when the app's version is new, or
 	// when its numbering or replica disagree with the server's (read first).
 	write := len(req.GetMutations()) > 0 || s.newVersion(c.deviceID, req.GetAppVersion()) || s.touchDue(c.deviceID)
-	if !write {
+	if !write && req.GetReplicaId() != "" { // an older device says nothing to check
 		last, replica, rerr := s.store.DeviceNumbering(ctx, c.deviceID)
 		switch {
 		case rerr != nil:
 			write = true // the writer's read says what is wrong
-		case req.GetReplicaId() != "" && (req.GetReplicaId() != replica || req.GetLastAckedSeq() != last):
+		case req.GetReplicaId() != replica || req.GetLastAckedSeq() != last:
 			write = true
 		default:
 			out.lastSeq = last
