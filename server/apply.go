@@ -30,12 +30,15 @@ func (s *Server) applyOne(tx *store.Tx, c *caller, m *pb.Mutation, hash []byte) 
 	case conflict:
 		res.Status, res.Reason = pb.MutationStatus_MUTATION_STATUS_CONFLICT, "met a concurrent change: kept as a conflict on the record for a person to settle"
 	}
-	var refused domain.ChainLink
-	if res.GetStatus() == pb.MutationStatus_MUTATION_STATUS_REJECTED && m.GetKind() == pb.Kind_KIND_EVENT {
-		// The device chains its next events on this one as on any other.
-		refused = domain.ChainLink{Prev: m.GetFields()["prev_hash"], Hash: m.GetFields()["hash"]}
+	var link domain.ChainLink
+	if m.GetKind() == pb.Kind_KIND_EVENT {
+		// The device chains its next events on this one, refused or not:
+		// a refused one stands in the stored chain (RefusedLinks), and the
+		// last one is where a restored copy chains its unsent events
+		// (ChainHead).
+		link = domain.ChainLink{Prev: m.GetFields()["prev_hash"], Hash: m.GetFields()["hash"]}
 	}
-	return res, tx.PutResult(c.deviceID, res, refused, hash)
+	return res, tx.PutResult(c.deviceID, res, link, hash)
 }
 
 func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain.Rejection, bool, error) {

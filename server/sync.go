@@ -106,6 +106,7 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 	}
 	resp.Results = out.results
 	resp.LastSeq, resp.Numbering, resp.ReplicaId, resp.Lineage = out.lastSeq, out.numbering, out.replicaID, s.store.Instance()
+	resp.ChainHead = out.chainHead
 	resp.ServerTimeMs = time.Now().UnixMilli()
 	resp.UserId, resp.Role, resp.VillageId = c.userID, c.role, c.villageID
 	return resp, nil
@@ -148,6 +149,7 @@ type pushed struct {
 	replicaID string       // the device's new replica id (with NUMBERING_DEVICE_BEHIND)
 	restored  bool         // this call found the device restored (counted once)
 	mismatch  uint64       // the number that was reused with other content, if any
+	chainHead string       // the device's last answered event (with NUMBERING_DEVICE_BEHIND)
 }
 
 // applyPush applies a device's mutations in order inside the writer's
@@ -235,6 +237,9 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 	}
 	out.lastSeq = last
 	if out.numbering == pb.Numbering_NUMBERING_DEVICE_BEHIND {
+		if out.chainHead, err = tx.ChainHead(c.deviceID); err != nil {
+			return out, err
+		}
 		if retried {
 			out.replicaID = st.ReplicaID // the answer it lost, again
 		} else {

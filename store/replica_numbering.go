@@ -154,3 +154,29 @@ func (t *RTx) DropBase() error {
 	}
 	return nil
 }
+
+// RewritePending calls fn on each pending mutation in order and stores the
+// ones it reports changed (their number must stay).
+func (t *RTx) RewritePending(fn func(*pb.Mutation) bool) error {
+	rows, err := t.Outbox(OutboxPending, 1<<30)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		seq := r.Mutation.GetSeq()
+		if !fn(r.Mutation) {
+			continue
+		}
+		if r.Mutation.GetSeq() != seq {
+			return fmt.Errorf("rewrite pending mutation %d: its number changed to %d", seq, r.Mutation.GetSeq())
+		}
+		body, err := proto.Marshal(r.Mutation)
+		if err != nil {
+			return err
+		}
+		if _, err := t.tx.ExecContext(t.ctx, "UPDATE outbox SET body = ? WHERE seq = ?", body, seq); err != nil {
+			return fmt.Errorf("rewrite pending mutation %d: %w", seq, err)
+		}
+	}
+	return nil
+}

@@ -156,12 +156,12 @@ func (t *Tx) RevokeDevice(deviceID string) error {
 
 // PutResult keeps the result of a device's mutation with its content hash
 // (MutationHash), so that a retry gets the same answer and other content
-// under the same number is noticed; for a refused event, refused is its
-// link in its device's chain (see RefusedLinks), else the zero link.
-func (t *Tx) PutResult(deviceID string, r *pb.MutationResult, refused domain.ChainLink, hash []byte) error {
+// under the same number is noticed; for an event, link is its place in its
+// device's chain (see RefusedLinks and ChainHead), else the zero link.
+func (t *Tx) PutResult(deviceID string, r *pb.MutationResult, link domain.ChainLink, hash []byte) error {
 	_, err := t.Exec(`INSERT OR REPLACE INTO mutation_results (device_id, seq, record_id, status, code, field, reason, chain_prev, chain_hash, hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason(), refused.Prev, refused.Hash, hash)
+		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason(), link.Prev, link.Hash, hash)
 	return err
 }
 
@@ -170,7 +170,8 @@ func (t *Tx) PutResult(deviceID string, r *pb.MutationResult, refused domain.Cha
 // events verify as a chain (domain.VerifyChain) although the refused ones
 // are not stored.
 func (s *Server) RefusedLinks(ctx context.Context) (map[string][]domain.ChainLink, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT device_id, chain_prev, chain_hash FROM mutation_results WHERE chain_hash != '' ORDER BY device_id, seq")
+	rows, err := s.r.QueryContext(ctx, "SELECT device_id, chain_prev, chain_hash FROM mutation_results WHERE chain_hash != '' AND status = ? ORDER BY device_id, seq",
+		int(pb.MutationStatus_MUTATION_STATUS_REJECTED))
 	if err != nil {
 		return nil, fmt.Errorf("read refused events: %w", err)
 	}
@@ -238,4 +239,17 @@ func (s *Server) DeviceNumbering(ctx context.Context, deviceID string) (lastSeq 
 		err = ErrNotFound
 	}
 	return lastSeq, replicaID, err
+}
+
+// ChainHead is the hash of the last event of a device the server answered
+// (applied or refused), "" if none: where the device's next event chains.
+// Events answered before results were kept for every mutation are not
+// seen.
+func (t *Tx) ChainHead(deviceID string) (string, error) {
+	var h string
+	err := t.QueryRow("SELECT chain_hash FROM mutation_results WHERE device_id = ? AND chain_hash != '' ORDER BY seq DESC LIMIT 1", deviceID).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return h, err
 }

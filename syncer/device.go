@@ -308,11 +308,22 @@ func (d *Device) Enroll(ctx context.Context, enrollment, deviceName string) erro
 	return d.db.Update(ctx, func(tx *store.RTx) error {
 		next := "1"
 		if stopped != "" {
-			n, err := reenroll(tx, existing, resp.GetDeviceId())
+			touched := map[string]bool{}
+			n, err := reenroll(tx, existing, resp.GetDeviceId(), touched)
 			if err != nil {
 				return err
 			}
 			next = itoa(int64(n))
+			ident, err := d.identity(tx)
+			if err != nil {
+				return err
+			}
+			ident.DeviceID, ident.UserID = resp.GetDeviceId(), resp.GetUserId()
+			for id := range touched { // events chained again
+				if err := d.recompute(tx, ident, id); err != nil {
+					return err
+				}
+			}
 		}
 		for k, v := range map[string]string{metaServer: addr, metaCA: en.CA, metaDeviceID: resp.GetDeviceId(), metaToken: resp.GetToken(),
 			metaUserID: resp.GetUserId(), metaUserName: resp.GetUserName(), metaRole: domain.RoleName(resp.GetRole()),

@@ -35,8 +35,9 @@ const maxRenumbers = 3
 // its results: the device's unanswered work, and what it holds past the
 // server's last number, is numbered again after that number and sent in
 // the next call. It reports whether it renumbered and whether the cursors
-// must go back to 0 (a restored phone reads its scope again).
-func adoptNumbering(tx *store.RTx, resp *pb.SyncResponse, now time.Time) (renumbered, resetCursors bool, err error) {
+// must go back to 0 (a restored phone reads its scope again). Records whose
+// pending events were chained again are added to touched.
+func adoptNumbering(tx *store.RTx, resp *pb.SyncResponse, now time.Time, touched map[string]bool) (renumbered, resetCursors bool, err error) {
 	n := resp.GetNumbering()
 	if n != pb.Numbering_NUMBERING_DEVICE_BEHIND && n != pb.Numbering_NUMBERING_SERVER_BEHIND {
 		return false, false, nil
@@ -57,6 +58,11 @@ func adoptNumbering(tx *store.RTx, resp *pb.SyncResponse, now time.Time) (renumb
 			if err := tx.SetMeta(metaReplica, id); err != nil {
 				return false, false, err
 			}
+		}
+		// The copy's chain head is older than the server's: its unsent
+		// events chain on the server's instead, or the chain would fork.
+		if err := rechain(tx, resp.GetChainHead(), touched); err != nil {
+			return false, false, err
 		}
 		resetCursors = true
 	} else {
@@ -120,7 +126,7 @@ func stopCloned(tx *store.RTx, err error, now time.Time) error {
 // pending and rejected ones are numbered again from 1, all pending (a
 // rejection is sent again and answered again: the new device's numbers must
 // have no holes). It returns the next number.
-func reenroll(tx *store.RTx, oldID, newID string) (uint64, error) {
+func reenroll(tx *store.RTx, oldID, newID string, touched map[string]bool) (uint64, error) {
 	if err := tx.DeleteAcked(); err != nil {
 		return 0, err
 	}
@@ -128,11 +134,41 @@ func reenroll(tx *store.RTx, oldID, newID string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// A new device starts a new chain: its events may not follow the old
+	// device's.
+	if err := rechain(tx, "", touched); err != nil {
+		return 0, err
+	}
 	if err := tx.SetMeta(metaStopped, ""); err != nil {
 		return 0, err
 	}
 	notice := fmt.Sprintf("enrolled again as device %s (was %s, stopped as a copy): %d unsent changes are sent as this device's", newID, oldID, r.Pending+r.Resent)
 	return r.Next, tx.SetMeta(metaNotice, notice)
+}
+
+// rechain chains the pending events again, in order, on head ("" starts a
+// chain), and makes the last of them (or head) the device's chain head.
+func rechain(tx *store.RTx, head string, touched map[string]bool) error {
+	prev := head
+	err := tx.RewritePending(func(m *pb.Mutation) bool {
+		if m.GetKind() != pb.Kind_KIND_EVENT || m.GetOp() != pb.Op_OP_CREATE {
+			return false
+		}
+		delete(m.Fields, "hash")
+		if prev != "" {
+			m.Fields["prev_hash"] = prev
+		} else {
+			delete(m.Fields, "prev_hash")
+		}
+		m.Fields["hash"] = domain.EventHash(m.Fields)
+		prev = m.Fields["hash"]
+		touched[m.GetRecordId()] = true
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return tx.SetMeta(metaChain, prev)
 }
 
 // newReplicaID names a copy of a device database.

@@ -351,7 +351,7 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 			}
 		}
 	}
-	renumbered, reset, err := adoptNumbering(tx, resp, d.opts.Now())
+	renumbered, reset, err := adoptNumbering(tx, resp, d.opts.Now(), touched)
 	if err != nil {
 		return false, err
 	}

@@ -1102,7 +1102,11 @@ type SyncResponse struct {
 	// The server database's lineage (the prefix of its change ids). When it
 	// changes, the server went back in time: the device resets its cursors
 	// and pulls everything again.
-	Lineage       string `protobuf:"bytes,14,opt,name=lineage,proto3" json:"lineage,omitempty"`
+	Lineage string `protobuf:"bytes,14,opt,name=lineage,proto3" json:"lineage,omitempty"`
+	// With NUMBERING_DEVICE_BEHIND: the hash of the device's last event the
+	// server answered ("" if none), which the device's unsent events chain
+	// on instead of the older head its restored copy had.
+	ChainHead     string `protobuf:"bytes,15,opt,name=chain_head,json=chainHead,proto3" json:"chain_head,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1231,6 +1235,13 @@ func (x *SyncResponse) GetReplicaId() string {
 func (x *SyncResponse) GetLineage() string {
 	if x != nil {
 		return x.Lineage
+	}
+	return ""
+}
+
+func (x *SyncResponse) GetChainHead() string {
+	if x != nil {
+		return x.ChainHead
 	}
 	return ""
 }
@@ -2799,7 +2810,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x14changed_cursors_only\x18\x06 \x01(\bR\x12changedCursorsOnly\x12$\n" +
 	"\x0elast_acked_seq\x18\a \x01(\x04R\flastAckedSeq\x12\x1d\n" +
 	"\n" +
-	"replica_id\x18\b \x01(\tR\treplicaId\"\xa0\x04\n" +
+	"replica_id\x18\b \x01(\tR\treplicaId\"\xbf\x04\n" +
 	"\fSyncResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.fieldsync.v1.MutationResultR\aresults\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.fieldsync.v1.RecordR\arecords\x12.\n" +
@@ -2817,7 +2828,9 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\tnumbering\x18\f \x01(\x0e2\x17.fieldsync.v1.NumberingR\tnumbering\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\r \x01(\tR\treplicaId\x12\x18\n" +
-	"\alineage\x18\x0e \x01(\tR\alineage\"\x0e\n" +
+	"\alineage\x18\x0e \x01(\tR\alineage\x12\x1d\n" +
+	"\n" +
+	"chain_head\x18\x0f \x01(\tR\tchainHead\"\x0e\n" +
 	"\fWatchRequest\")\n" +
 	"\rWatchResponse\x12\x18\n" +
 	"\abuckets\x18\x01 \x03(\tR\abuckets\"e\n" +
