@@ -147,7 +147,7 @@ type pushed struct {
 	lastSeq   uint64       // the device's last answered number, after the push
 	numbering pb.Numbering // set when the device's numbering and the server's disagree
 	replicaID string       // the device's new replica id (with NUMBERING_DEVICE_BEHIND)
-	restored  bool         // this call found the device restored (counted once)
+	restored  bool         // the restored copy took its new replica id in this call
 	mismatch  uint64       // the number that was reused with other content, if any
 	chainHead string       // the device's last answered event (with NUMBERING_DEVICE_BEHIND)
 }
@@ -166,11 +166,12 @@ type pushed struct {
 // A device that says which copy of its database it is (replica_id) and what
 // it saw acknowledged (last_acked_seq) is also checked when it pushes
 // nothing: acknowledged numbers the server has not answered mean the server
-// is behind; numbers answered that it never saw mean the device is. A
-// replica id other than the device's is a second copy of its database
-// syncing with the same credential (a clone), refused with errCloned; the
-// copy whose answer to a restore was lost asks again with its old id and
-// number and is answered again.
+// is behind; numbers answered that it never saw mean the device is. A copy
+// found behind is offered a new replica id; when it syncs with it, the id
+// becomes the device's and the restore is counted. Until then the device
+// keeps its id, so a late copy of an old request (which looks behind too)
+// changes nothing. Any other replica id is a second copy of the database
+// syncing with the same credential (a clone), refused with errCloned.
 func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed, error) {
 	var out pushed
 	st, err := tx.DeviceState(c.deviceID)
@@ -181,15 +182,18 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 		return out, errRevoked
 	}
 	replica := req.GetReplicaId()
-	retried := false // a copy asking again after a lost answer to its restore
 	switch {
 	case replica == "" || replica == st.ReplicaID:
 	case st.ReplicaID == "":
 		if err := tx.SetReplica(c.deviceID, replica); err != nil {
 			return out, err
 		}
-	case replica == st.PrevReplicaID && req.GetLastAckedSeq() == st.PrevAcked:
-		retried = true
+	case replica == st.OfferedReplicaID:
+		// The restored copy took the id it was offered: it is the device now.
+		if err := tx.MarkRestored(c.deviceID, replica); err != nil {
+			return out, err
+		}
+		out.restored = true
 	default:
 		return out, errCloned{got: replica, want: st.ReplicaID}
 	}
@@ -240,18 +244,14 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 		if out.chainHead, err = tx.ChainHead(c.deviceID); err != nil {
 			return out, err
 		}
-		if retried {
-			out.replicaID = st.ReplicaID // the answer it lost, again
-		} else {
-			out.replicaID, out.restored = domain.RandomToken(12), true
-			if err := tx.MarkRestored(c.deviceID, replica, req.GetLastAckedSeq(), out.replicaID); err != nil {
+		// One offer at a time: the copy that lost the answer, or a late
+		// old request, gets the same one.
+		if out.replicaID = st.OfferedReplicaID; out.replicaID == "" || out.restored {
+			out.replicaID = domain.RandomToken(12)
+			if err := tx.OfferReplica(c.deviceID, out.replicaID); err != nil {
 				return out, err
 			}
 		}
-	} else if retried {
-		// Its old id with numbers that are not behind: not the restored
-		// copy asking again but another copy of it.
-		return out, errCloned{got: replica, want: st.ReplicaID}
 	}
 	return out, tx.TouchDevice(c.deviceID, last, req.GetPendingCount(), req.GetAppVersion())
 }
@@ -262,11 +262,14 @@ func (s *Server) logNumbering(c *caller, req *pb.SyncRequest, out pushed) {
 	if len(req.GetMutations()) > 0 {
 		first = req.GetMutations()[0].GetSeq()
 	}
+	if out.restored {
+		s.log.Warn("restored device took its new replica id: counted as restored", "device", c.deviceID, "replica", req.GetReplicaId())
+	}
 	switch out.numbering {
 	case pb.Numbering_NUMBERING_DEVICE_BEHIND:
 		s.log.Warn("device numbering went back (its database was restored from an older copy): it renumbers its unsent work after the server's last number",
 			"device", c.deviceID, "server_last_seq", out.lastSeq, "device_last_acked_seq", req.GetLastAckedSeq(),
-			"first_seq_sent", first, "reused_seq", out.mismatch, "first_answer", out.restored)
+			"first_seq_sent", first, "reused_seq", out.mismatch, "offered_replica", out.replicaID)
 	case pb.Numbering_NUMBERING_SERVER_BEHIND:
 		s.log.Warn("server lost mutation numbers it had answered (restored from a backup?): the device sends its work again",
 			"device", c.deviceID, "server_last_seq", out.lastSeq, "device_last_acked_seq", req.GetLastAckedSeq(), "first_seq_sent", first)

@@ -94,14 +94,13 @@ ALTER TABLE mutation_results ADD COLUMN chain_hash TEXT NOT NULL DEFAULT '';`
 // is told from a late retry of the same mutation: the retry gets its old
 // answer, the other content never gets APPLIED. Rows and numbers from
 // before this migration have no hash and count as matching. Beside the
-// device: this copy's replica id (a clone syncing with the same credential
-// is refused), the one it had before its last restore with the number it
-// then reported (a retry after a lost answer is not a clone), and when and
-// how often its numbering went back.
+// device: the id of the copy of its database that syncs (another copy
+// syncing with the same credential is refused), the id offered to a copy
+// found restored (it becomes the device's when that copy uses it), and
+// when and how often its numbering went back.
 const numberingMigration = `ALTER TABLE mutation_results ADD COLUMN hash BLOB;
 ALTER TABLE devices ADD COLUMN replica_id TEXT NOT NULL DEFAULT '';
-ALTER TABLE devices ADD COLUMN prev_replica_id TEXT NOT NULL DEFAULT '';
-ALTER TABLE devices ADD COLUMN prev_acked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN offered_replica_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE devices ADD COLUMN restored_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN restores INTEGER NOT NULL DEFAULT 0;`
 

@@ -87,17 +87,16 @@ type DeviceState struct {
 	LastSeq   uint64
 	RevokedMs int64
 	// ReplicaID is the copy of the device database that syncs ("" until a
-	// device that sends one synced); PrevReplicaID and PrevAcked are the
-	// copy's id and last acknowledged number before its last restore.
-	ReplicaID, PrevReplicaID string
-	PrevAcked                uint64
+	// device that sends one synced); OfferedReplicaID the id offered to a
+	// copy found restored, not yet used by it.
+	ReplicaID, OfferedReplicaID string
 }
 
 // DeviceState reads a device's last applied mutation number and replica.
 func (t *Tx) DeviceState(deviceID string) (DeviceState, error) {
 	var d DeviceState
-	err := t.QueryRow("SELECT last_seq, revoked_ms, replica_id, prev_replica_id, prev_acked FROM devices WHERE id = ?", deviceID).
-		Scan(&d.LastSeq, &d.RevokedMs, &d.ReplicaID, &d.PrevReplicaID, &d.PrevAcked)
+	err := t.QueryRow("SELECT last_seq, revoked_ms, replica_id, offered_replica_id FROM devices WHERE id = ?", deviceID).
+		Scan(&d.LastSeq, &d.RevokedMs, &d.ReplicaID, &d.OfferedReplicaID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, ErrNotFound
 	}
@@ -118,13 +117,22 @@ func (t *Tx) SetReplica(deviceID, replicaID string) error {
 	return err
 }
 
-// MarkRestored records that a device's numbering went back (its database
-// was restored from an older copy): when, one more time, the copy's id and
-// last acknowledged number as it reported them, and the new replica id the
-// copy is given.
-func (t *Tx) MarkRestored(deviceID, prevReplica string, prevAcked uint64, newReplica string) error {
-	_, err := t.Exec(`UPDATE devices SET restored_ms = ?, restores = restores + 1, prev_replica_id = ?, prev_acked = ?, replica_id = ?
-		WHERE id = ?`, t.now.UnixMilli(), prevReplica, prevAcked, newReplica, deviceID)
+// OfferReplica offers a new replica id to a copy of a device database
+// whose numbering went back. The device's id does not change yet: a late
+// copy of an old request from the device in use gets the offer too, and
+// must not take its place.
+func (t *Tx) OfferReplica(deviceID, replicaID string) error {
+	_, err := t.Exec("UPDATE devices SET offered_replica_id = ? WHERE id = ?", replicaID, deviceID)
+	return err
+}
+
+// MarkRestored makes the offered replica id the device's, once the copy it
+// was offered to syncs with it, and records that the device's numbering
+// went back (its database was restored from an older copy): when, and one
+// more time.
+func (t *Tx) MarkRestored(deviceID, replicaID string) error {
+	_, err := t.Exec(`UPDATE devices SET restored_ms = ?, restores = restores + 1, replica_id = ?, offered_replica_id = ''
+		WHERE id = ?`, t.now.UnixMilli(), replicaID, deviceID)
 	return err
 }
 
