@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store"
@@ -60,6 +61,30 @@ func visits(t *testing.T, d *syncer.Device, household, tag string, n int) []stri
 	return ids
 }
 
+// event writes an event on d and returns its id.
+func event(t *testing.T, d *syncer.Device, subject string) string {
+	t.Helper()
+	return must[string](t)(d.Create("event", syncer.NewFields().Set("type", "meeting").Set("occurred_on", "2026-11-20").Set("subject", subject)))
+}
+
+// chainsVerify checks that each device's events on the server form one
+// chain, with no fork or gap.
+func chainsVerify(t *testing.T, e *testenv.Env) {
+	t.Helper()
+	by := map[string][]*pb.Record{}
+	for _, r := range export(t, e) {
+		if r.GetKind() == pb.Kind_KIND_EVENT {
+			by[r.GetOriginDeviceId()] = append(by[r.GetOriginDeviceId()], r)
+		}
+	}
+	links := must[map[string][]domain.ChainLink](t)(e.Store.RefusedLinks(context.Background()))
+	for dev, evs := range by {
+		if err := domain.VerifyChain(evs, links[dev]...); err != nil {
+			t.Errorf("event chain of device %s (%d events): %v", dev, len(evs), err)
+		}
+	}
+}
+
 // changesOf counts the stream's changes by record id.
 func changesOf(changes []*pb.Change) map[string]int {
 	n := map[string]int{}
@@ -99,13 +124,15 @@ func TestRestoredPhoneLosesNothing(t *testing.T) {
 	defer cancel()
 	ok(t, d.Enroll(ctx, e.Code(testenv.Member), "phone"))
 	before := visits(t, d, "H001", "before the copy", 2)
+	before = append(before, event(t, d, "before the copy"))
 	testenv.Sync(t, d)
 	id := must[*syncer.Identity](t)(d.Identity()).DeviceID
 
 	ok(t, d.Close())
 	copyDB(t, path, path+".copy")
 	d = openPhone(t, path)
-	between := visits(t, d, "H002", "between copy and restore", 10)
+	between := visits(t, d, "H002", "between copy and restore", 9)
+	between = append(between, event(t, d, "between copy and restore"))
 	if rep := testenv.Sync(t, d); rep.Applied != 10 {
 		t.Fatalf("sync after the copy applied %d, want 10", rep.Applied)
 	}
@@ -113,7 +140,8 @@ func TestRestoredPhoneLosesNothing(t *testing.T) {
 	ok(t, d.Close())
 	copyDB(t, path+".copy", path) // the phone is restored from the copy
 	d = openPhone(t, path)
-	after := visits(t, d, "H003", "after the restore", 5)
+	after := visits(t, d, "H003", "after the restore", 4)
+	after = append(after, event(t, d, "after the restore"))
 	testenv.Sync(t, d)
 
 	st := must[*syncer.Status](t)(d.Status())
@@ -132,23 +160,27 @@ func TestRestoredPhoneLosesNothing(t *testing.T) {
 			sameAsServer(t, e, d, rid)
 		}
 	}
-	for i, rid := range after {
+	for i, rid := range after[:4] {
 		if got := serverRecord(t, e, rid).GetFields()["needs"].GetValue(); got != fmt.Sprintf("after the restore %d", i) {
 			t.Fatalf("record %s on the server: needs %q", rid, got)
 		}
 	}
+	chainsVerify(t, e) // the event made after the restore follows the one made before it, not the copy's
 	row := deviceRow(t, e, id)
 	if row.GetRestores() != 1 || row.GetRestoredMs() == 0 {
 		t.Fatalf("admin device list: restores %d at %d, want 1 restore with its time", row.GetRestores(), row.GetRestoredMs())
 	}
-	if row.GetLastSeq() != 17 {
-		t.Fatalf("device's last number on the server %d, want 17 (2 + 10 + 5)", row.GetLastSeq())
+	if row.GetLastSeq() != 18 {
+		t.Fatalf("device's last number on the server %d, want 18 (3 + 10 + 5)", row.GetLastSeq())
 	}
 
 	// The phone goes on normally: a later write lands, no new restore.
 	more := visits(t, d, "H001", "later", 1)
+	more = append(more, event(t, d, "later"))
 	testenv.Sync(t, d)
 	sameAsServer(t, e, d, more[0])
+	sameAsServer(t, e, d, more[1])
+	chainsVerify(t, e)
 	if row := deviceRow(t, e, id); row.GetRestores() != 1 {
 		t.Fatalf("a normal sync after the restore counted another restore (%d)", row.GetRestores())
 	}
@@ -170,6 +202,7 @@ func TestClonedPhoneIsStoppedAndLosesNothing(t *testing.T) {
 	ok(t, a.Enroll(ctx, e.Code(testenv.Member), "phone"))
 	var all []string
 	all = append(all, visits(t, a, "H001", "first", 1)...)
+	all = append(all, event(t, a, "first"))
 	testenv.Sync(t, a)
 	ok(t, a.Close())
 	copyDB(t, pathA, pathB)
@@ -179,7 +212,10 @@ func TestClonedPhoneIsStoppedAndLosesNothing(t *testing.T) {
 	testenv.Sync(t, a)
 	all = append(all, visits(t, b, "H002", "phone b", 2)...)
 	testenv.Sync(t, b) // its numbers 2 and 3 carry other content: renumbered as 4 and 5
+	all = append(all, event(t, b, "phone b"))
+	testenv.Sync(t, b)
 	stopped := visits(t, a, "H003", "phone a, stopped", 1)
+	stopped = append(stopped, event(t, a, "phone a, stopped"))
 	all = append(all, stopped...)
 	_, err := a.Sync(ctx)
 	if !errors.Is(err, syncer.ErrCloned) {
@@ -189,8 +225,8 @@ func TestClonedPhoneIsStoppedAndLosesNothing(t *testing.T) {
 		t.Fatalf("error %q does not say what to do", err)
 	}
 	st := must[*syncer.Status](t)(a.Status())
-	if st.Stopped != "cloned" || st.Pending != 1 {
-		t.Fatalf("stopped copy: stopped %q, %d pending; want cloned with its 1 change kept", st.Stopped, st.Pending)
+	if st.Stopped != "cloned" || st.Pending != 2 {
+		t.Fatalf("stopped copy: stopped %q, %d pending; want cloned with its 2 changes kept", st.Stopped, st.Pending)
 	}
 	if _, err := a.Sync(ctx); !errors.Is(err, syncer.ErrCloned) {
 		t.Fatalf("a stopped copy synced again: %v", err)
@@ -220,6 +256,7 @@ func TestClonedPhoneIsStoppedAndLosesNothing(t *testing.T) {
 			t.Fatalf("device %s: %d pending, %d rejected, stopped %q", st.DeviceID, st.Pending, st.Rejected, st.Stopped)
 		}
 	}
+	chainsVerify(t, e)
 }
 
 // A server restored from an older backup lost mutations it had
