@@ -409,3 +409,51 @@ func TestRestoredPhoneWithLostAnswerIsNoClone(t *testing.T) {
 		t.Fatalf("admin device list: %d restores, last %d; want 1 and 5", row.GetRestores(), row.GetLastSeq())
 	}
 }
+
+// A phone restored from an older copy after the server's backup was taken,
+// then the server restored from that backup: the server does not know the
+// phone's new replica id, but the phone saw numbers acknowledged that the
+// server lost, so it is the device, not a clone. It sends what the server
+// lost, and nothing is lost.
+func TestPhoneRestoredThenServerRestored(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	path := filepath.Join(t.TempDir(), "phone.db")
+	d := openPhone(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ok(t, d.Enroll(ctx, e.Code(testenv.Member), "phone"))
+	all := visits(t, d, "H001", "first", 1)
+	testenv.Sync(t, d)
+	ok(t, d.Close())
+	copyDB(t, path, path+".copy")
+	d = openPhone(t, path)
+	all = append(all, visits(t, d, "H002", "second", 2)...)
+	testenv.Sync(t, d)
+
+	e.Stop()
+	db := filepath.Join(e.Dir, "fieldsync.db")
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	copyDB(t, db, backup)
+	e = restart(t, e)
+
+	ok(t, d.Close())
+	copyDB(t, path+".copy", path) // the phone is restored: a new replica id
+	d = openPhone(t, path)
+	all = append(all, visits(t, d, "H003", "after the phone's restore", 1)...)
+	testenv.Sync(t, d)
+	if st := must[*syncer.Status](t)(d.Status()); !strings.Contains(st.Notice, "restored from an older copy") {
+		t.Fatalf("notice %q: the phone's restore was not noticed", st.Notice)
+	}
+
+	e.Stop()
+	copyDB(t, backup, db) // the server is restored: it never saw the new replica id
+	e = restart(t, e)
+	testenv.Sync(t, d)
+	for _, rid := range all {
+		sameAsServer(t, e, d, rid)
+	}
+	if st := must[*syncer.Status](t)(d.Status()); st.Pending != 0 || st.Stopped != "" || !strings.Contains(st.Notice, "server was restored from a backup") {
+		t.Fatalf("phone after the server's restore: %d pending, stopped %q, notice %q", st.Pending, st.Stopped, st.Notice)
+	}
+}

@@ -148,6 +148,7 @@ type pushed struct {
 	numbering pb.Numbering // set when the device's numbering and the server's disagree
 	replicaID string       // the device's new replica id (with NUMBERING_DEVICE_BEHIND)
 	restored  bool         // the restored copy took its new replica id in this call
+	relost    bool         // the server went back and took the device's replica id from it
 	mismatch  uint64       // the number that was reused with other content, if any
 	chainHead string       // the device's last answered event (with NUMBERING_DEVICE_BEHIND)
 }
@@ -194,6 +195,14 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 			return out, err
 		}
 		out.restored = true
+	case req.GetLastAckedSeq() > st.LastSeq:
+		// The copy saw numbers acknowledged that this database does not
+		// hold: the database went back (restored from a backup) and may
+		// have lost the copy's id with them. It is the device.
+		if err := tx.SetReplica(c.deviceID, replica); err != nil {
+			return out, err
+		}
+		out.relost = true
 	default:
 		return out, errCloned{got: replica, want: st.ReplicaID}
 	}
@@ -264,6 +273,10 @@ func (s *Server) logNumbering(c *caller, req *pb.SyncRequest, out pushed) {
 	}
 	if out.restored {
 		s.log.Warn("restored device took its new replica id: counted as restored", "device", c.deviceID, "replica", req.GetReplicaId())
+	}
+	if out.relost {
+		s.log.Warn("device syncs with a replica id this database lost (it went back in time): taken as the device's",
+			"device", c.deviceID, "replica", req.GetReplicaId(), "device_last_acked_seq", req.GetLastAckedSeq())
 	}
 	switch out.numbering {
 	case pb.Numbering_NUMBERING_DEVICE_BEHIND:
