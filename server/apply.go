@@ -15,8 +15,11 @@ import (
 // permission table, scope, then the kind's merge rule. A rejection is a
 // result, kept for retries, never an error: the device's number advances
 // either way so that nothing queued behind it is blocked. An error means
-// the store failed and the whole push is undone.
-func (s *Server) applyOne(tx *store.Tx, c *caller, m *pb.Mutation) (*pb.MutationResult, error) {
+// the store failed and the whole push is undone. Every result is kept with
+// the mutation's content hash (store.MutationHash, taken before the merge
+// touches m), applied ones too: a retry gets it again, and other content
+// under the same number is told apart.
+func (s *Server) applyOne(tx *store.Tx, c *caller, m *pb.Mutation, hash []byte) (*pb.MutationResult, error) {
 	res := &pb.MutationResult{Seq: m.GetSeq(), RecordId: m.GetRecordId(), Status: pb.MutationStatus_MUTATION_STATUS_APPLIED}
 	rej, conflict, err := s.applyChecked(tx, c, m)
 	switch {
@@ -26,15 +29,16 @@ func (s *Server) applyOne(tx *store.Tx, c *caller, m *pb.Mutation) (*pb.Mutation
 		res.Status, res.Code, res.Field, res.Reason = pb.MutationStatus_MUTATION_STATUS_REJECTED, rej.Code, rej.Field, rej.Reason
 	case conflict:
 		res.Status, res.Reason = pb.MutationStatus_MUTATION_STATUS_CONFLICT, "met a concurrent change: kept as a conflict on the record for a person to settle"
-	default:
-		return res, nil
 	}
-	var refused domain.ChainLink
-	if res.GetStatus() == pb.MutationStatus_MUTATION_STATUS_REJECTED && m.GetKind() == pb.Kind_KIND_EVENT {
-		// The device chains its next events on this one as on any other.
-		refused = domain.ChainLink{Prev: m.GetFields()["prev_hash"], Hash: m.GetFields()["hash"]}
+	var link domain.ChainLink
+	if m.GetKind() == pb.Kind_KIND_EVENT {
+		// The device chains its next events on this one, refused or not:
+		// a refused one stands in the stored chain (RefusedLinks), and the
+		// last one is where a restored copy chains its unsent events
+		// (ChainHead).
+		link = domain.ChainLink{Prev: m.GetFields()["prev_hash"], Hash: m.GetFields()["hash"]}
 	}
-	return res, tx.PutResult(c.deviceID, res, refused)
+	return res, tx.PutResult(c.deviceID, res, link, hash)
 }
 
 func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain.Rejection, bool, error) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -22,12 +23,16 @@ type syncService struct {
 	s *Server
 }
 
-// errSeqGap is a push whose first new mutation is not the next number.
-type errSeqGap struct{ got, want uint64 }
+// errCloned refuses a call from a second copy of a device's database that
+// syncs with the same credential (a cloned phone).
+type errCloned struct{ got, want string }
 
-func (e errSeqGap) Error() string {
-	return fmt.Sprintf("mutations[].seq: got %d, the next expected for this device is %d", e.got, e.want)
+func (e errCloned) Error() string {
+	return fmt.Sprintf("replica_id: %s, but this device syncs as %s", e.got, e.want)
 }
+
+// ClonedReason is the ErrorInfo reason of the refusal of a cloned phone.
+const ClonedReason = "DEVICE_CLONED"
 
 var errRevoked = errors.New(ErrRevokedMessage)
 
@@ -42,25 +47,46 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 	if pageSize == 0 {
 		pageSize = DefaultPageSize
 	}
-	var results []*pb.MutationResult
+	var out pushed
 	var err error
 	// A call that pushes nothing (the pages of a large pull, a poll) writes
 	// nothing but the device's last contact: that fsync'd write is made at
-	// most once a minute per device, or when the app's version is new.
-	if len(req.GetMutations()) > 0 || s.newVersion(c.deviceID, req.GetAppVersion()) || s.touchDue(c.deviceID) {
+	// most once a minute per device, or when the app's version is new, or
+	// when its numbering or replica disagree with the server's (read first).
+	write := len(req.GetMutations()) > 0 || s.newVersion(c.deviceID, req.GetAppVersion()) || s.touchDue(c.deviceID)
+	if !write && req.GetReplicaId() != "" { // an older device says nothing to check
+		last, replica, rerr := s.store.DeviceNumbering(ctx, c.deviceID)
+		switch {
+		case rerr != nil:
+			write = true // the writer's read says what is wrong
+		case req.GetReplicaId() != replica || req.GetLastAckedSeq() != last:
+			write = true
+		default:
+			out.lastSeq = last
+		}
+	}
+	if write {
 		err = s.store.Write(ctx, func(tx *store.Tx) error {
 			var err error
-			results, err = s.applyPush(tx, c, req)
+			out, err = s.applyPush(tx, c, req)
 			return err
 		})
 		if err == nil && req.GetAppVersion() != "" {
 			s.versions.Store(c.deviceID, req.GetAppVersion())
 		}
+		if err == nil {
+			s.logNumbering(c, req, out)
+		}
 	}
-	var gap errSeqGap
+	var cloned errCloned
 	switch {
-	case errors.As(err, &gap):
-		return nil, status.Error(codes.FailedPrecondition, gap.Error()+": the device lost mutations it had numbered; re-enroll it")
+	case errors.As(err, &cloned):
+		s.log.Warn("cloned device refused: a second copy of its database syncs with the same credential",
+			"device", c.deviceID, "replica", cloned.got, "current_replica", cloned.want, "last_acked_seq", req.GetLastAckedSeq())
+		st, _ := status.New(codes.FailedPrecondition, cloned.Error()+": another copy of this phone's database syncs with the same credential; "+
+			"this copy is stopped; its unsent work is kept; re-enroll this phone with a new code to send it").
+			WithDetails(&errdetails.ErrorInfo{Reason: ClonedReason, Domain: "fieldsync.v1", Metadata: map[string]string{"device_id": c.deviceID}})
+		return nil, st.Err()
 	case errors.Is(err, errRevoked):
 		return nil, status.Error(codes.PermissionDenied, ErrRevokedMessage+": this device was cut off by an administrator; its local data is wiped")
 	case isDiskFull(err):
@@ -75,12 +101,14 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 	s.hub.rescope(c.deviceID, scope)
 	resp, sent, err := s.pull(ctx, scope, req.GetCursors(), pageSize, req.GetChangedCursorsOnly())
 	if err == nil {
-		err = s.addOwnWrites(ctx, resp, sent, scope, results)
+		err = s.addOwnWrites(ctx, resp, sent, scope, out.results)
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "read changes: %v; mutations were applied, retry to pull", err)
 	}
-	resp.Results = results
+	resp.Results = out.results
+	resp.LastSeq, resp.Numbering, resp.ReplicaId, resp.Lineage = out.lastSeq, out.numbering, out.replicaID, s.store.Instance()
+	resp.ChainHead = out.chainHead
 	resp.ServerTimeMs = time.Now().UnixMilli()
 	resp.UserId, resp.Role, resp.VillageId = c.userID, c.role, c.villageID
 	return resp, nil
@@ -115,39 +143,152 @@ func checkSyncRequest(req *pb.SyncRequest) error {
 	return nil
 }
 
+// pushed is what applyPush did.
+type pushed struct {
+	results   []*pb.MutationResult
+	lastSeq   uint64       // the device's last answered number, after the push
+	numbering pb.Numbering // set when the device's numbering and the server's disagree
+	replicaID string       // the device's new replica id (with NUMBERING_DEVICE_BEHIND)
+	restored  bool         // the restored copy took its new replica id in this call
+	relost    bool         // the server went back and took the device's replica id from it
+	mismatch  uint64       // the number that was reused with other content, if any
+	chainHead string       // the device's last answered event (with NUMBERING_DEVICE_BEHIND)
+}
+
 // applyPush applies a device's mutations in order inside the writer's
-// transaction. A mutation already applied (a retry) gets its first result
-// again; the next new one must be the device's next number.
-func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) ([]*pb.MutationResult, error) {
+// transaction. A mutation already answered gets its first result again if
+// it is the same mutation (a retry, however late: its content hash
+// matches); a number answered for other content means the device's
+// numbering went back (it was restored from an older copy): nothing more is
+// applied and the device is told so (NUMBERING_DEVICE_BEHIND), to renumber
+// its work after the server's last number. A first new number past the next
+// one means the server lost numbers it had answered (it was restored from a
+// backup): nothing is applied and the device is told to send again what it
+// holds past the server's last number (NUMBERING_SERVER_BEHIND).
+//
+// A device that says which copy of its database it is (replica_id) and what
+// it saw acknowledged (last_acked_seq) is also checked when it pushes
+// nothing: acknowledged numbers the server has not answered mean the server
+// is behind; numbers answered that it never saw mean the device is. A copy
+// found behind is offered a new replica id; when it syncs with it, the id
+// becomes the device's and the restore is counted. Until then the device
+// keeps its id, so a late copy of an old request (which looks behind too)
+// changes nothing. Any other replica id is a second copy of the database
+// syncing with the same credential (a clone), refused with errCloned.
+func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed, error) {
+	var out pushed
 	st, err := tx.DeviceState(c.deviceID)
 	if err != nil {
-		return nil, fmt.Errorf("device %s: %w", c.deviceID, err)
+		return out, fmt.Errorf("device %s: %w", c.deviceID, err)
 	}
 	if st.RevokedMs != 0 {
-		return nil, errRevoked
+		return out, errRevoked
+	}
+	replica := req.GetReplicaId()
+	switch {
+	case replica == "" || replica == st.ReplicaID:
+	case st.ReplicaID == "":
+		if err := tx.SetReplica(c.deviceID, replica); err != nil {
+			return out, err
+		}
+	case replica == st.OfferedReplicaID:
+		// The restored copy took the id it was offered: it is the device now.
+		if err := tx.MarkRestored(c.deviceID, replica); err != nil {
+			return out, err
+		}
+		out.restored = true
+	case req.GetLastAckedSeq() > st.LastSeq:
+		// The copy saw numbers acknowledged that this database does not
+		// hold: the database went back (restored from a backup) and may
+		// have lost the copy's id with them. It is the device.
+		if err := tx.SetReplica(c.deviceID, replica); err != nil {
+			return out, err
+		}
+		out.relost = true
+	default:
+		return out, errCloned{got: replica, want: st.ReplicaID}
 	}
 	last := st.LastSeq
-	results := make([]*pb.MutationResult, 0, len(req.GetMutations()))
+	out.results = make([]*pb.MutationResult, 0, len(req.GetMutations()))
+	var maxSeq uint64
 	for _, m := range req.GetMutations() {
+		maxSeq = m.GetSeq()
+		hash, err := store.MutationHash(m)
+		if err != nil {
+			return out, err
+		}
 		if m.GetSeq() <= last {
-			r, err := tx.Result(c.deviceID, m.GetSeq(), m.GetRecordId())
+			r, same, err := tx.Result(c.deviceID, m.GetSeq(), m.GetRecordId(), hash)
 			if err != nil {
-				return nil, err
+				return out, err
 			}
-			results = append(results, r)
+			if !same {
+				out.numbering, out.mismatch = pb.Numbering_NUMBERING_DEVICE_BEHIND, m.GetSeq()
+				break
+			}
+			out.results = append(out.results, r)
 			continue
 		}
 		if m.GetSeq() != last+1 {
-			return nil, errSeqGap{got: m.GetSeq(), want: last + 1}
+			// Mutations are consecutive (checkSyncRequest), so this is
+			// the first one past last: nothing was applied in this call.
+			out.numbering = pb.Numbering_NUMBERING_SERVER_BEHIND
+			break
 		}
-		r, err := s.applyOne(tx, c, m)
+		r, err := s.applyOne(tx, c, m, hash)
 		if err != nil {
-			return nil, err
+			return out, err
 		}
-		results = append(results, r)
+		out.results = append(out.results, r)
 		last = m.GetSeq()
 	}
-	return results, tx.TouchDevice(c.deviceID, last, req.GetPendingCount(), req.GetAppVersion())
+	if out.numbering == pb.Numbering_NUMBERING_UNSPECIFIED && replica != "" {
+		switch {
+		case max(maxSeq, req.GetLastAckedSeq()) < last:
+			out.numbering = pb.Numbering_NUMBERING_DEVICE_BEHIND
+		case req.GetLastAckedSeq() > last:
+			out.numbering = pb.Numbering_NUMBERING_SERVER_BEHIND
+		}
+	}
+	out.lastSeq = last
+	if out.numbering == pb.Numbering_NUMBERING_DEVICE_BEHIND {
+		if out.chainHead, err = tx.ChainHead(c.deviceID); err != nil {
+			return out, err
+		}
+		// One offer at a time: the copy that lost the answer, or a late
+		// old request, gets the same one.
+		if out.replicaID = st.OfferedReplicaID; out.replicaID == "" || out.restored {
+			out.replicaID = domain.RandomToken(12)
+			if err := tx.OfferReplica(c.deviceID, out.replicaID); err != nil {
+				return out, err
+			}
+		}
+	}
+	return out, tx.TouchDevice(c.deviceID, last, req.GetPendingCount(), req.GetAppVersion())
+}
+
+// logNumbering logs a device whose numbering disagreed with the server's.
+func (s *Server) logNumbering(c *caller, req *pb.SyncRequest, out pushed) {
+	var first uint64
+	if len(req.GetMutations()) > 0 {
+		first = req.GetMutations()[0].GetSeq()
+	}
+	if out.restored {
+		s.log.Warn("restored device took its new replica id: counted as restored", "device", c.deviceID, "replica", req.GetReplicaId())
+	}
+	if out.relost {
+		s.log.Warn("device syncs with a replica id this database lost (it went back in time): taken as the device's",
+			"device", c.deviceID, "replica", req.GetReplicaId(), "device_last_acked_seq", req.GetLastAckedSeq())
+	}
+	switch out.numbering {
+	case pb.Numbering_NUMBERING_DEVICE_BEHIND:
+		s.log.Warn("device numbering went back (its database was restored from an older copy): it renumbers its unsent work after the server's last number",
+			"device", c.deviceID, "server_last_seq", out.lastSeq, "device_last_acked_seq", req.GetLastAckedSeq(),
+			"first_seq_sent", first, "reused_seq", out.mismatch, "offered_replica", out.replicaID)
+	case pb.Numbering_NUMBERING_SERVER_BEHIND:
+		s.log.Warn("server lost mutation numbers it had answered (restored from a backup?): the device sends its work again",
+			"device", c.deviceID, "server_last_seq", out.lastSeq, "device_last_acked_seq", req.GetLastAckedSeq(), "first_seq_sent", first)
+	}
 }
 
 // scope lists the buckets a caller may read, sorted: the read side of the
@@ -183,8 +324,18 @@ func (s *Server) scope(ctx context.Context, c *caller) ([]string, error) {
 // (SyncRequest.changed_cursors_only).
 func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor, pageSize int, changedOnly bool) (*pb.SyncResponse, map[string]bool, error) {
 	have := make(map[string]uint64, len(cursors))
+	sentCur := make(map[string]uint64, len(cursors)) // as the device sent them
+	lastChange, known := s.store.LastChange()
 	for _, c := range cursors {
-		have[c.GetBucket()] = c.GetSeq()
+		seq := c.GetSeq()
+		sentCur[c.GetBucket()] = seq
+		if known && seq > lastChange {
+			// A cursor past the last change was given by an earlier self
+			// of this database (restored from a backup without a new
+			// lineage): the device reads the bucket again from the start.
+			seq = 0
+		}
+		have[c.GetBucket()] = seq
 	}
 	want := make([]store.Cursor, len(scope))
 	inScope := make(map[string]bool, len(scope))
@@ -253,7 +404,7 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 			// sent) may have used up what was read, not the bucket.
 			resp.More = true
 		}
-		if had, ok := have[b]; changedOnly && ok && had == at {
+		if had, ok := sentCur[b]; changedOnly && ok && had == at {
 			continue // the device has it
 		}
 		resp.Cursors = append(resp.Cursors, &pb.Cursor{Bucket: b, Seq: at})

@@ -156,3 +156,13 @@ func (s *Server) VerifyMemory(ctx context.Context) error {
 	}
 	return nil
 }
+
+// LastChange is the highest change number the database holds, as far as
+// the heads know it (ok false when they do not: a reload failed). A
+// device's cursor beyond it was given by an earlier self of the database
+// that went back in time (restored from a backup without a new lineage).
+func (s *Server) LastChange() (last uint64, ok bool) {
+	s.heads.mu.RLock()
+	defer s.heads.mu.RUnlock()
+	return s.heads.m[domain.AllBucket], !s.heads.unknown
+}

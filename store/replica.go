@@ -31,12 +31,17 @@ CREATE TABLE cursors (bucket TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROW
 -- Which buckets each record of base sits in, for purging what leaves scope.
 CREATE TABLE record_buckets (bucket TEXT NOT NULL, record_id TEXT NOT NULL, PRIMARY KEY (bucket, record_id)) WITHOUT ROWID;
 CREATE INDEX record_buckets_record ON record_buckets (record_id);
-`}
+`, ackedMigration}
 
 // Outbox statuses.
 const (
 	OutboxPending  = 0
 	OutboxRejected = 2
+	// OutboxAcked is a mutation the server applied, kept for a retention
+	// period in case the server goes back in time and loses it
+	// (replica_numbering.go). It is no part of the record's local view: the
+	// server's record holds it.
+	OutboxAcked = 3
 )
 
 // Replica is a device's local database.
@@ -166,12 +171,6 @@ func (t *RTx) AddOutbox(m *pb.Mutation, nowMs int64) error {
 	return err
 }
 
-// DoneOutbox removes an applied mutation.
-func (t *RTx) DoneOutbox(seq uint64) error {
-	_, err := t.tx.ExecContext(t.ctx, "DELETE FROM outbox WHERE seq = ?", seq)
-	return err
-}
-
 // RejectOutbox marks a mutation rejected for good, keeping it.
 func (t *RTx) RejectOutbox(seq uint64, code, field, reason string) error {
 	_, err := t.tx.ExecContext(t.ctx, "UPDATE outbox SET status = ?, code = ?, field = ?, reason = ? WHERE seq = ?", OutboxRejected, code, field, reason, seq)
@@ -207,9 +206,10 @@ func (t *RTx) Outbox(status, limit int) ([]OutboxRow, error) {
 	return scanOutbox(rows)
 }
 
-// OutboxFor lists a record's queued mutations, pending and rejected, in order.
+// OutboxFor lists a record's queued mutations, pending and rejected (not
+// acknowledged ones), in order.
 func (t *RTx) OutboxFor(recordID string) ([]OutboxRow, error) {
-	rows, err := t.tx.QueryContext(t.ctx, "SELECT "+outboxCols+" FROM outbox WHERE record_id = ? ORDER BY seq", recordID)
+	rows, err := t.tx.QueryContext(t.ctx, "SELECT "+outboxCols+" FROM outbox WHERE record_id = ? AND status != ? ORDER BY seq", recordID, OutboxAcked)
 	if err != nil {
 		return nil, err
 	}

@@ -61,7 +61,7 @@ CREATE TABLE mutation_results (
 CREATE TABLE enroll_codes (
 	code_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
 	used_ms INTEGER NOT NULL DEFAULT 0);
-`, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration, refusedLinkMigration}
+`, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration, refusedLinkMigration, numberingMigration}
 
 // goneMigration keeps a record's row in a bucket it left, marked gone with
 // the change number of the move: a device that still syncs that bucket
@@ -87,6 +87,22 @@ DROP INDEX record_buckets_record;`
 // stored chain shows a gap no one can tell from a deleted event.
 const refusedLinkMigration = `ALTER TABLE mutation_results ADD COLUMN chain_prev TEXT NOT NULL DEFAULT '';
 ALTER TABLE mutation_results ADD COLUMN chain_hash TEXT NOT NULL DEFAULT '';`
+
+// numberingMigration keeps a content hash of every mutation the server
+// answered, applied ones included (one row per device and number), so that
+// a number reused with other content (a phone restored from an older copy)
+// is told from a late retry of the same mutation: the retry gets its old
+// answer, the other content never gets APPLIED. Rows and numbers from
+// before this migration have no hash and count as matching. Beside the
+// device: the id of the copy of its database that syncs (another copy
+// syncing with the same credential is refused), the id offered to a copy
+// found restored (it becomes the device's when that copy uses it), and
+// when and how often its numbering went back.
+const numberingMigration = `ALTER TABLE mutation_results ADD COLUMN hash BLOB;
+ALTER TABLE devices ADD COLUMN replica_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN offered_replica_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN restored_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN restores INTEGER NOT NULL DEFAULT 0;`
 
 // Server is syncd's authoritative database.
 type Server struct {

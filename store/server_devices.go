@@ -1,12 +1,15 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -83,12 +86,17 @@ func (t *Tx) PutDevice(d *pb.Device, tokenHash string) error {
 type DeviceState struct {
 	LastSeq   uint64
 	RevokedMs int64
+	// ReplicaID is the copy of the device database that syncs ("" until a
+	// device that sends one synced); OfferedReplicaID the id offered to a
+	// copy found restored, not yet used by it.
+	ReplicaID, OfferedReplicaID string
 }
 
-// DeviceState reads a device's last applied mutation number.
+// DeviceState reads a device's last applied mutation number and replica.
 func (t *Tx) DeviceState(deviceID string) (DeviceState, error) {
 	var d DeviceState
-	err := t.QueryRow("SELECT last_seq, revoked_ms FROM devices WHERE id = ?", deviceID).Scan(&d.LastSeq, &d.RevokedMs)
+	err := t.QueryRow("SELECT last_seq, revoked_ms, replica_id, offered_replica_id FROM devices WHERE id = ?", deviceID).
+		Scan(&d.LastSeq, &d.RevokedMs, &d.ReplicaID, &d.OfferedReplicaID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, ErrNotFound
 	}
@@ -101,6 +109,43 @@ func (t *Tx) TouchDevice(deviceID string, lastSeq uint64, pending uint32, appVer
 	_, err := t.Exec(`UPDATE devices SET last_seq = ?, pending = ?, app_version = CASE WHEN ? = '' THEN app_version ELSE ? END,
 		last_seen_ms = ? WHERE id = ?`, lastSeq, pending, appVersion, appVersion, t.now.UnixMilli(), deviceID)
 	return err
+}
+
+// SetReplica records the replica id a device's database syncs with.
+func (t *Tx) SetReplica(deviceID, replicaID string) error {
+	_, err := t.Exec("UPDATE devices SET replica_id = ? WHERE id = ?", replicaID, deviceID)
+	return err
+}
+
+// OfferReplica offers a new replica id to a copy of a device database
+// whose numbering went back. The device's id does not change yet: a late
+// copy of an old request from the device in use gets the offer too, and
+// must not take its place.
+func (t *Tx) OfferReplica(deviceID, replicaID string) error {
+	_, err := t.Exec("UPDATE devices SET offered_replica_id = ? WHERE id = ?", replicaID, deviceID)
+	return err
+}
+
+// MarkRestored makes the offered replica id the device's, once the copy it
+// was offered to syncs with it, and records that the device's numbering
+// went back (its database was restored from an older copy): when, and one
+// more time.
+func (t *Tx) MarkRestored(deviceID, replicaID string) error {
+	_, err := t.Exec(`UPDATE devices SET restored_ms = ?, restores = restores + 1, replica_id = ?, offered_replica_id = ''
+		WHERE id = ?`, t.now.UnixMilli(), replicaID, deviceID)
+	return err
+}
+
+// MutationHash is what the server keeps of a mutation's content to tell a
+// retry from other content under the same number: the first 16 bytes of
+// the SHA-256 of its deterministic encoding (its number included).
+func MutationHash(m *pb.Mutation) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode mutation %d: %w", m.GetSeq(), err)
+	}
+	h := sha256.Sum256(b)
+	return h[:16], nil
 }
 
 // RevokeDevice marks a device revoked; ErrNotFound if there is none.
@@ -117,13 +162,14 @@ func (t *Tx) RevokeDevice(deviceID string) error {
 	return nil
 }
 
-// PutResult keeps the result of a mutation that was not simply applied;
-// for a refused event, refused is its link in its device's chain (see
-// RefusedLinks), else the zero link.
-func (t *Tx) PutResult(deviceID string, r *pb.MutationResult, refused domain.ChainLink) error {
-	_, err := t.Exec(`INSERT OR REPLACE INTO mutation_results (device_id, seq, record_id, status, code, field, reason, chain_prev, chain_hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason(), refused.Prev, refused.Hash)
+// PutResult keeps the result of a device's mutation with its content hash
+// (MutationHash), so that a retry gets the same answer and other content
+// under the same number is noticed; for an event, link is its place in its
+// device's chain (see RefusedLinks and ChainHead), else the zero link.
+func (t *Tx) PutResult(deviceID string, r *pb.MutationResult, link domain.ChainLink, hash []byte) error {
+	_, err := t.Exec(`INSERT OR REPLACE INTO mutation_results (device_id, seq, record_id, status, code, field, reason, chain_prev, chain_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason(), link.Prev, link.Hash, hash)
 	return err
 }
 
@@ -132,7 +178,8 @@ func (t *Tx) PutResult(deviceID string, r *pb.MutationResult, refused domain.Cha
 // events verify as a chain (domain.VerifyChain) although the refused ones
 // are not stored.
 func (s *Server) RefusedLinks(ctx context.Context) (map[string][]domain.ChainLink, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT device_id, chain_prev, chain_hash FROM mutation_results WHERE chain_hash != '' ORDER BY device_id, seq")
+	rows, err := s.r.QueryContext(ctx, "SELECT device_id, chain_prev, chain_hash FROM mutation_results WHERE chain_hash != '' AND status = ? ORDER BY device_id, seq",
+		int(pb.MutationStatus_MUTATION_STATUS_REJECTED))
 	if err != nil {
 		return nil, fmt.Errorf("read refused events: %w", err)
 	}
@@ -149,26 +196,33 @@ func (s *Server) RefusedLinks(ctx context.Context) (map[string][]domain.ChainLin
 	return out, rows.Err()
 }
 
-// Result returns the kept result of a device's mutation, or one saying
-// APPLIED if none was kept (it was applied plainly).
-func (t *Tx) Result(deviceID string, seq uint64, recordID string) (*pb.MutationResult, error) {
+// Result returns the kept result of a device's mutation number, and
+// whether the content hash kept with it matches hash: false means the
+// number was answered for other content, and the result must not be given
+// for this one. A number answered before hashes were kept (no row, or a
+// row without a hash) matches, and with no row it was applied plainly.
+func (t *Tx) Result(deviceID string, seq uint64, recordID string, hash []byte) (*pb.MutationResult, bool, error) {
 	r := &pb.MutationResult{Seq: seq, RecordId: recordID}
 	var status int
-	err := t.QueryRow("SELECT record_id, status, code, field, reason FROM mutation_results WHERE device_id = ? AND seq = ?", deviceID, seq).
-		Scan(&r.RecordId, &status, &r.Code, &r.Field, &r.Reason)
+	var kept []byte
+	err := t.QueryRow("SELECT record_id, status, code, field, reason, hash FROM mutation_results WHERE device_id = ? AND seq = ?", deviceID, seq).
+		Scan(&r.RecordId, &status, &r.Code, &r.Field, &r.Reason, &kept)
 	if errors.Is(err, sql.ErrNoRows) {
 		r.Status = pb.MutationStatus_MUTATION_STATUS_APPLIED
-		return r, nil
+		return r, true, nil
+	}
+	if err != nil {
+		return nil, false, err
 	}
 	r.Status = pb.MutationStatus(status)
-	return r, err
+	return r, len(kept) == 0 || bytes.Equal(kept, hash), nil
 }
 
 // ListDevices returns up to limit devices with ids after afterID, optionally
 // of one user.
 func (s *Server) ListDevices(ctx context.Context, userID, afterID string, limit int) ([]*pb.Device, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, user_id, name, app_version, enrolled_ms, last_seen_ms, last_seq, pending, revoked_ms
-		FROM devices WHERE id > ? AND (? = '' OR user_id = ?) ORDER BY id LIMIT ?`, afterID, userID, userID, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, user_id, name, app_version, enrolled_ms, last_seen_ms, last_seq, pending, revoked_ms,
+		restored_ms, restores FROM devices WHERE id > ? AND (? = '' OR user_id = ?) ORDER BY id LIMIT ?`, afterID, userID, userID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
@@ -176,10 +230,34 @@ func (s *Server) ListDevices(ctx context.Context, userID, afterID string, limit 
 	var out []*pb.Device
 	for rows.Next() {
 		d := &pb.Device{}
-		if err := rows.Scan(&d.Id, &d.UserId, &d.Name, &d.AppVersion, &d.EnrolledMs, &d.LastSeenMs, &d.LastSeq, &d.PendingCount, &d.RevokedMs); err != nil {
+		if err := rows.Scan(&d.Id, &d.UserId, &d.Name, &d.AppVersion, &d.EnrolledMs, &d.LastSeenMs, &d.LastSeq, &d.PendingCount, &d.RevokedMs, &d.RestoredMs, &d.Restores); err != nil {
 			return nil, err
 		}
 		out = append(out, d)
 	}
 	return out, rows.Err()
+}
+
+// DeviceNumbering reads, outside the writer, a device's last answered
+// mutation number and its replica id: a call that pushes nothing compares
+// them with what the device says before deciding it needs no write.
+func (s *Server) DeviceNumbering(ctx context.Context, deviceID string) (lastSeq uint64, replicaID string, err error) {
+	err = s.r.QueryRowContext(ctx, "SELECT last_seq, replica_id FROM devices WHERE id = ?", deviceID).Scan(&lastSeq, &replicaID)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	return lastSeq, replicaID, err
+}
+
+// ChainHead is the hash of the last event of a device the server answered
+// (applied or refused), "" if none: where the device's next event chains.
+// Events answered before results were kept for every mutation are not
+// seen.
+func (t *Tx) ChainHead(deviceID string) (string, error) {
+	var h string
+	err := t.QueryRow("SELECT chain_hash FROM mutation_results WHERE device_id = ? AND chain_hash != '' ORDER BY seq DESC LIMIT 1", deviceID).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return h, err
 }

@@ -31,6 +31,14 @@ var (
 	ErrNotFound = errors.New("no such record on this device")
 	// ErrCrashed is returned when Options.CrashPoint abandoned a commit.
 	ErrCrashed = errors.New("simulated crash before commit")
+	// ErrCloned is returned when the server found another copy of this
+	// device's database syncing with the same credential (a phone copied or
+	// restored onto a second phone, both in use): this copy stops syncing,
+	// keeps its unsent work, and sends it once enrolled again with a new
+	// code (Enroll).
+	ErrCloned = errors.New("this copy of the phone's database is stopped: another copy of it syncs with the same credential " +
+		"(the database was copied to or restored on a second phone); its unsent work is kept on this phone: " +
+		"ask your administrator for a new enrollment code and enroll this phone again to send it")
 )
 
 // Record states, as shown to the user.
@@ -77,6 +85,10 @@ const (
 	metaLastSync = "last_sync_ms"
 	metaLastErr  = "last_error"
 	metaChain    = "event_chain_head"
+	metaReplica  = "replica_id" // this copy of the database (numbering.go)
+	metaLineage  = "lineage"    // the server database's lineage at the last sync
+	metaNotice   = "notice"     // what the user should know of the last renumbering
+	metaStopped  = "stopped"    // "cloned": the server refused this copy
 )
 
 // Options tune a Device; the zero value is right for a phone.
@@ -262,8 +274,24 @@ func (d *Device) Enroll(ctx context.Context, enrollment, deviceName string) erro
 	}); err != nil {
 		return err
 	}
+	var stopped string
 	if existing != "" {
-		return fmt.Errorf("already enrolled as device %s: use a new device database to enroll again", existing)
+		if err := d.db.View(ctx, func(tx *store.RTx) error {
+			var err error
+			stopped, err = tx.Meta(metaStopped)
+			return err
+		}); err != nil {
+			return err
+		}
+		if stopped == "" {
+			return fmt.Errorf("already enrolled as device %s: use a new device database to enroll again", existing)
+		}
+		// A copy the server stopped as a clone enrolls again as a new
+		// device, keeping its unsent work (reenroll).
+		if d.conn != nil {
+			d.conn.Close()
+			d.conn = nil
+		}
 	}
 	addr := en.Addr
 	conn, err := d.dial(addr, en.CA)
@@ -278,9 +306,28 @@ func (d *Device) Enroll(ctx context.Context, enrollment, deviceName string) erro
 	}
 	d.clock = domain.NewClock(resp.GetDeviceId(), d.clock.Last(), 0, d.opts.Now)
 	return d.db.Update(ctx, func(tx *store.RTx) error {
+		next := "1"
+		if stopped != "" {
+			touched := map[string]bool{}
+			n, err := reenroll(tx, existing, resp.GetDeviceId(), touched)
+			if err != nil {
+				return err
+			}
+			next = itoa(int64(n))
+			ident, err := d.identity(tx)
+			if err != nil {
+				return err
+			}
+			ident.DeviceID, ident.UserID = resp.GetDeviceId(), resp.GetUserId()
+			for id := range touched { // events chained again
+				if err := d.recompute(tx, ident, id); err != nil {
+					return err
+				}
+			}
+		}
 		for k, v := range map[string]string{metaServer: addr, metaCA: en.CA, metaDeviceID: resp.GetDeviceId(), metaToken: resp.GetToken(),
 			metaUserID: resp.GetUserId(), metaUserName: resp.GetUserName(), metaRole: domain.RoleName(resp.GetRole()),
-			metaVillage: resp.GetVillageId(), metaNextSeq: "1"} {
+			metaVillage: resp.GetVillageId(), metaNextSeq: next, metaReplica: newReplicaID()} {
 			if err := tx.SetMeta(k, v); err != nil {
 				return err
 			}

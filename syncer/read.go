@@ -120,6 +120,17 @@ type Status struct {
 	LastSyncMs    int64
 	LastError     string
 	ClockOffsetMs int64
+	// Notice is what the user should know of the last time this phone's
+	// numbering was set right: its data was restored from an older copy,
+	// or the server was restored from a backup (with what was sent again).
+	Notice string
+	// Stopped says why this copy of the database syncs no more ("cloned":
+	// another copy syncs with the same credential; enroll again to send its
+	// work), or "".
+	Stopped string
+	// Acked is how many acknowledged mutations are kept, to be sent again
+	// if the server loses them.
+	Acked int
 }
 
 // Status returns the device's summary.
@@ -156,6 +167,15 @@ func (d *Device) Status() (*Status, error) {
 			return err
 		}
 		if st.ClockOffsetMs, err = tx.MetaInt(metaOffset); err != nil {
+			return err
+		}
+		if st.Notice, err = tx.Meta(metaNotice); err != nil {
+			return err
+		}
+		if st.Stopped, err = tx.Meta(metaStopped); err != nil {
+			return err
+		}
+		if st.Acked, err = tx.CountOutbox(store.OutboxAcked); err != nil {
 			return err
 		}
 		st.LastError, err = tx.Meta(metaLastErr)

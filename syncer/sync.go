@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -131,6 +132,14 @@ func (d *Device) Sync(ctx context.Context) (*Report, error) {
 	defer d.syncMu.Unlock()
 	rep := &Report{}
 	err := d.sync(ctx, rep)
+	if err == nil {
+		// Acknowledged mutations are kept for a while (numbering.go); what
+		// is past that goes. Best effort: the next sync trims again.
+		d.db.Update(context.Background(), func(tx *store.RTx) error {
+			_, err := tx.TrimAcked(d.opts.Now().Add(-ackedRetention).UnixMilli(), ackedKeep)
+			return err
+		})
+	}
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -148,12 +157,36 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		queued  []store.OutboxRow
 		cursors []*pb.Cursor
 		pending int
+		acked   uint64
+		replica string
 	)
-	waits, served := 0, 0
+	waits, served, renumbers := 0, 0, 0
+	if err := d.db.Update(ctx, func(tx *store.RTx) error {
+		// A database from before replica ids gets one.
+		if replica, err := tx.Meta(metaReplica); err != nil || replica != "" {
+			return err
+		}
+		return tx.SetMeta(metaReplica, newReplicaID())
+	}); err != nil {
+		return err
+	}
 	for page := 0; ; page++ {
 		if err := d.db.View(ctx, func(tx *store.RTx) error {
 			var err error
 			if ident, err = d.identity(tx); err != nil {
+				return err
+			}
+			if stopped, err := tx.Meta(metaStopped); err != nil || stopped != "" {
+				return cmp.Or(err, ErrCloned)
+			}
+			if replica, err = tx.Meta(metaReplica); err != nil {
+				return err
+			}
+			next, err := tx.MetaInt(metaNextSeq)
+			if err != nil {
+				return err
+			}
+			if acked, err = tx.LastAcked(uint64(next)); err != nil {
 				return err
 			}
 			if token, err = tx.Meta(metaToken); err != nil {
@@ -186,7 +219,7 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			appVersion = ""
 		}
 		req := &pb.SyncRequest{Cursors: cursors, PageSize: int32(d.opts.PageSize), AppVersion: appVersion,
-			PendingCount: uint32(pending - len(queued)), ChangedCursorsOnly: true}
+			PendingCount: uint32(pending - len(queued)), ChangedCursorsOnly: true, LastAckedSeq: acked, ReplicaId: replica}
 		for _, q := range queued {
 			req.Mutations = append(req.Mutations, q.Mutation)
 		}
@@ -201,6 +234,12 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 				// Out of the write-ahead log too, not only the main file.
 				d.db.Checkpoint(context.Background())
 				return ErrRevoked
+			}
+			if isCloned(err) {
+				if serr := d.db.Update(context.Background(), func(tx *store.RTx) error { return stopCloned(tx, err, d.opts.Now()) }); serr != nil {
+					return fmt.Errorf("%w; and marking it stopped failed: %v", ErrCloned, serr)
+				}
+				return ErrCloned
 			}
 			err = describe(err)
 			// A short wait the server asks for in the middle of a sync
@@ -224,8 +263,10 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			resp.Cursors, resp.LeftBuckets = wholeScope(cursors, resp), nil
 		}
 		purged := rep.Purged
+		again := false
 		if err := d.db.Update(ctx, func(tx *store.RTx) error {
-			if err := d.adopt(tx, ident, resp, sent, rep); err != nil {
+			var err error
+			if again, err = d.adopt(tx, ident, resp, sent, rep); err != nil {
 				return err
 			}
 			if d.crash("adopt") {
@@ -244,6 +285,14 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			// the log in too, so no copy stays in the -wal file. Best
 			// effort: a busy reader leaves it to the next sync.
 			d.db.Checkpoint(ctx)
+		}
+		if again {
+			// The numbering was set right, or the cursors reset: send the
+			// renumbered work and read again in the next call.
+			if renumbers++; renumbers > maxRenumbers {
+				return fmt.Errorf("the server said %d times in one sync that this device's numbering disagrees with its own (last %d): the work is kept on the device; report this to IT support", renumbers, resp.GetLastSeq())
+			}
+			continue
 		}
 		if !resp.GetMore() && len(queued) == pending {
 			return nil
@@ -275,10 +324,14 @@ func wholeScope(sent []*pb.Cursor, resp *pb.SyncResponse) []*pb.Cursor {
 	return out
 }
 
-// adopt commits one sync answer: results, records, cursors, purges and the
-// clock offset, in one local transaction.
-func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, sent time.Time, rep *Report) error {
+// adopt commits one sync answer: results, numbering, records, cursors,
+// purges and the clock offset, in one local transaction. It reports whether
+// the device must call again at once: its work was renumbered (its
+// numbering or the server's went back) or its cursors reset (the server's
+// lineage changed).
+func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, sent time.Time, rep *Report) (bool, error) {
 	touched := map[string]bool{}
+	nowMs := d.opts.Now().UnixMilli()
 	for _, r := range resp.GetResults() {
 		rep.Pushed++
 		touched[r.GetRecordId()] = true
@@ -286,17 +339,25 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 		case pb.MutationStatus_MUTATION_STATUS_REJECTED:
 			rep.Rejected++
 			if err := tx.RejectOutbox(r.GetSeq(), r.GetCode(), r.GetField(), r.GetReason()); err != nil {
-				return err
+				return false, err
 			}
 		default:
 			rep.Applied++
 			if r.GetStatus() == pb.MutationStatus_MUTATION_STATUS_CONFLICT {
 				rep.Conflicts++
 			}
-			if err := tx.DoneOutbox(r.GetSeq()); err != nil {
-				return err
+			if err := tx.AckOutbox(r.GetSeq(), nowMs); err != nil {
+				return false, err
 			}
 		}
+	}
+	renumbered, reset, err := adoptNumbering(tx, resp, d.opts.Now(), touched)
+	if err != nil {
+		return false, err
+	}
+	relined, err := adoptLineage(tx, resp)
+	if err != nil {
+		return false, err
 	}
 	var newest domain.HLC
 	for _, rec := range resp.GetRecords() {
@@ -306,11 +367,11 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 			lr, err = &store.LocalRecord{}, nil
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		lr.Base, lr.Local = rec, rec
 		if err := tx.PutRecord(lr); err != nil {
-			return err
+			return false, err
 		}
 		touched[rec.GetId()] = true
 		for _, f := range rec.GetFields() {
@@ -321,21 +382,31 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 	}
 	gone, err := tx.SetCursors(resp.GetCursors())
 	if err != nil {
-		return err
+		return false, err
+	}
+	if reset || relined {
+		if err := tx.ResetCursors(); err != nil {
+			return false, err
+		}
 	}
 	for _, id := range gone {
+		// Its acknowledged mutations carry the record's data: they leave
+		// with it, even where the user's unsent work on it stays.
+		if err := tx.DeleteAckedFor(id); err != nil {
+			return false, err
+		}
 		queued, err := tx.OutboxFor(id)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if len(queued) > 0 { // keep the user's own unsent work; drop the server's copy
 			lr, err := tx.Record(id)
 			if err != nil {
-				return err
+				return false, err
 			}
 			lr.Base = nil
 			if err := tx.PutRecord(lr); err != nil {
-				return err
+				return false, err
 			}
 			touched[id] = true
 			continue
@@ -343,12 +414,12 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 		rep.Purged++
 		delete(touched, id)
 		if err := tx.DeleteRecord(id); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for id := range touched {
 		if err := d.recompute(tx, ident, id); err != nil {
-			return err
+			return false, err
 		}
 	}
 	// The phone's clock may be hours or days off: keep the offset to the
@@ -375,10 +446,10 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 	}
 	for k, v := range meta {
 		if err := tx.SetMeta(k, v); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return renumbered || reset || relined, nil
 }
 
 // Run syncs in the background until ctx ends: at once, after every local
@@ -386,7 +457,8 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 // failure it backs off exponentially (with jitter) up to maxBackoff. When
 // the server asks the device to wait (a *RetryError), it waits at least
 // that long, local writes and pokes notwithstanding. It returns ErrRevoked
-// if the device is cut off, otherwise nil when ctx ends.
+// if the device is cut off, ErrCloned if this copy of its database was
+// stopped as a clone, otherwise nil when ctx ends.
 func (d *Device) Run(ctx context.Context, interval time.Duration) error {
 	const maxBackoff = 5 * time.Minute
 	backoff := time.Second
@@ -401,7 +473,7 @@ func (d *Device) Run(ctx context.Context, interval time.Duration) error {
 		wait := interval
 		var retry *RetryError
 		switch {
-		case errors.Is(err, ErrRevoked) || errors.Is(err, ErrNotEnrolled):
+		case errors.Is(err, ErrRevoked) || errors.Is(err, ErrNotEnrolled) || errors.Is(err, ErrCloned):
 			return err
 		case errors.As(err, &retry):
 			// The server is there and said when: wait that long, plus up to

@@ -312,13 +312,18 @@ type deviceJSON struct {
 	PendingCount uint32 `json:"pending"`
 	RevokedMs    int64  `json:"revoked_ms"`
 	Revoked      bool   `json:"revoked"`
+	// When the device's numbering last went back (its database restored
+	// from an older copy), and how often it did.
+	RestoredMs int64  `json:"restored_ms"`
+	Restores   uint32 `json:"restores"`
 }
 
 func adminDevices(ctx context.Context, c *cli, name string, args []string) error {
 	fs := c.newFlags(name, "[-user U] [--json]", `
 Lists enrolled devices (every page): id, user, name, app version, when last
 seen, the last mutation number applied, how many mutations the device said
-it still held, and whether it is revoked.`, `
+it still held, whether it is revoked, and when its database was last
+restored from an older copy (and how often: its numbering went back).`, `
 fieldctl admin devices
 fieldctl admin devices -user U-m1 --json`)
 	user := fs.String("user", "", "only this user's devices")
@@ -341,7 +346,7 @@ fieldctl admin devices -user U-m1 --json`)
 		for _, d := range resp.GetDevices() {
 			devs = append(devs, deviceJSON{ID: d.GetId(), UserID: d.GetUserId(), Name: d.GetName(), AppVersion: d.GetAppVersion(),
 				EnrolledMs: d.GetEnrolledMs(), LastSeenMs: d.GetLastSeenMs(), LastSeq: d.GetLastSeq(), PendingCount: d.GetPendingCount(),
-				RevokedMs: d.GetRevokedMs(), Revoked: d.GetRevokedMs() != 0})
+				RevokedMs: d.GetRevokedMs(), Revoked: d.GetRevokedMs() != 0, RestoredMs: d.GetRestoredMs(), Restores: d.GetRestores()})
 		}
 		if token = resp.GetNextPageToken(); token == "" {
 			break
@@ -350,13 +355,16 @@ fieldctl admin devices -user U-m1 --json`)
 	if *asJSON {
 		return writeJSON(c.stdout, devs)
 	}
-	t := newTable("ID", "USER", "NAME", "APP VERSION", "LAST SEEN", "LAST SEQ", "PENDING", "REVOKED")
+	t := newTable("ID", "USER", "NAME", "APP VERSION", "LAST SEEN", "LAST SEQ", "PENDING", "REVOKED", "RESTORED")
 	for _, d := range devs {
-		revoked := "no"
+		revoked, restored := "no", "no"
 		if d.Revoked {
 			revoked = fmtTime(d.RevokedMs)
 		}
-		t.add(d.ID, d.UserID, d.Name, d.AppVersion, fmtTime(d.LastSeenMs), fmt.Sprint(d.LastSeq), fmt.Sprint(d.PendingCount), revoked)
+		if d.Restores > 0 {
+			restored = fmt.Sprintf("%s (%dx)", fmtTime(d.RestoredMs), d.Restores)
+		}
+		t.add(d.ID, d.UserID, d.Name, d.AppVersion, fmtTime(d.LastSeenMs), fmt.Sprint(d.LastSeq), fmt.Sprint(d.PendingCount), revoked, restored)
 	}
 	return t.write(c.stdout)
 }

@@ -461,6 +461,11 @@ type statusJSON struct {
 	LastSync      string `json:"last_sync"`
 	LastError     string `json:"last_error"`
 	ClockOffsetMs int64  `json:"clock_offset_ms"`
+	// Notice: the phone's data or the server was restored, and what was
+	// sent again. Stopped: "cloned" if this copy syncs no more.
+	Notice  string `json:"notice"`
+	Stopped string `json:"stopped"`
+	Acked   int    `json:"acked_kept"`
 }
 
 func deviceStatus(ctx context.Context, c *cli, name string, args []string) error {
@@ -468,7 +473,9 @@ func deviceStatus(ctx context.Context, c *cli, name string, args []string) error
 Shows who this device is (device, user, role, server), how many changes
 wait to be sent or were refused, how many records it holds and how many
 are in conflict, when it last synced, the last sync error, and its clock's
-offset from the server's.`, `
+offset from the server's; a notice if this phone's data or the server was
+restored from an older copy (and what was sent again), and whether this
+copy was stopped because another copy syncs with the same credential.`, `
 fieldctl device -db phone.db status`)
 	asJSON := fs.Bool("json", false, "print a JSON object")
 	if err := parseCommand(name, fs, args); err != nil {
@@ -482,7 +489,7 @@ fieldctl device -db phone.db status`)
 		out := statusJSON{DeviceID: st.DeviceID, UserID: st.UserID, UserName: st.UserName, Role: st.Role, VillageID: st.VillageID,
 			Server: st.Server, Pending: st.Pending, Rejected: st.Rejected, Records: st.Records, Conflicts: st.Conflicts,
 			Buckets: st.Buckets, LastSyncMs: st.LastSyncMs, LastSync: rfc3339(st.LastSyncMs), LastError: st.LastError,
-			ClockOffsetMs: st.ClockOffsetMs}
+			ClockOffsetMs: st.ClockOffsetMs, Notice: st.Notice, Stopped: st.Stopped, Acked: st.Acked}
 		if *asJSON {
 			return writeJSON(c.stdout, out)
 		}
@@ -498,6 +505,12 @@ fieldctl device -db phone.db status`)
 		t.add("conflicts", fmt.Sprint(out.Conflicts))
 		t.add("last sync", fmtTime(out.LastSyncMs))
 		t.add("last error", out.LastError)
+		if out.Stopped != "" {
+			t.add("stopped", out.Stopped+": another copy of this phone's database syncs with the same credential; enroll again with a new code to send this copy's work")
+		}
+		if out.Notice != "" {
+			t.add("notice", out.Notice)
+		}
 		t.add("clock offset", (time.Duration(out.ClockOffsetMs) * time.Millisecond).String())
 		return t.write(c.stdout)
 	})

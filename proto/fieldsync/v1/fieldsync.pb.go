@@ -316,6 +316,65 @@ func (MutationStatus) EnumDescriptor() ([]byte, []int) {
 	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{4}
 }
 
+// Numbering says whether a device's mutation numbers and the server's agree.
+type Numbering int32
+
+const (
+	// They agree.
+	Numbering_NUMBERING_UNSPECIFIED Numbering = 0
+	// The device's numbering went back (it was restored from an older copy):
+	// numbers it sent again carry other content, or it has not seen numbers
+	// the server answered. Results stop before the first reused number; the
+	// device renumbers its unanswered work after last_seq, takes replica_id,
+	// resets its cursors and syncs again.
+	Numbering_NUMBERING_DEVICE_BEHIND Numbering = 1
+	// The server lost numbers it had answered (it was restored from a
+	// backup): nothing of the call was applied. The device sends again,
+	// numbered after last_seq, everything it holds that is past last_seq.
+	Numbering_NUMBERING_SERVER_BEHIND Numbering = 2
+)
+
+// Enum value maps for Numbering.
+var (
+	Numbering_name = map[int32]string{
+		0: "NUMBERING_UNSPECIFIED",
+		1: "NUMBERING_DEVICE_BEHIND",
+		2: "NUMBERING_SERVER_BEHIND",
+	}
+	Numbering_value = map[string]int32{
+		"NUMBERING_UNSPECIFIED":   0,
+		"NUMBERING_DEVICE_BEHIND": 1,
+		"NUMBERING_SERVER_BEHIND": 2,
+	}
+)
+
+func (x Numbering) Enum() *Numbering {
+	p := new(Numbering)
+	*p = x
+	return p
+}
+
+func (x Numbering) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Numbering) Descriptor() protoreflect.EnumDescriptor {
+	return file_fieldsync_v1_fieldsync_proto_enumTypes[5].Descriptor()
+}
+
+func (Numbering) Type() protoreflect.EnumType {
+	return &file_fieldsync_v1_fieldsync_proto_enumTypes[5]
+}
+
+func (x Numbering) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Numbering.Descriptor instead.
+func (Numbering) EnumDescriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{5}
+}
+
 // FieldValue is one field of a record with the hybrid logical clock of the
 // write that set it.
 type FieldValue struct {
@@ -903,8 +962,19 @@ type SyncRequest struct {
 	// syncs each visit as it is made sends its cursors and would get the same
 	// ones back, most of them unchanged, on every call.
 	ChangedCursorsOnly bool `protobuf:"varint,6,opt,name=changed_cursors_only,json=changedCursorsOnly,proto3" json:"changed_cursors_only,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The highest mutation number the server has answered to this device, as
+	// the device knows it (0 from a device that does not say). A server whose
+	// own number is lower lost numbers it had answered (it was restored from
+	// a backup); one whose number is higher answered numbers this copy of the
+	// device never saw (the device was restored from an older copy).
+	LastAckedSeq uint64 `protobuf:"varint,7,opt,name=last_acked_seq,json=lastAckedSeq,proto3" json:"last_acked_seq,omitempty"`
+	// A random id of this copy of the device's database ("" from a device
+	// that does not say). Two copies syncing with one credential (a cloned
+	// phone) are told apart by it: the second is refused with the error
+	// reason DEVICE_CLONED.
+	ReplicaId     string `protobuf:"bytes,8,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncRequest) Reset() {
@@ -979,6 +1049,20 @@ func (x *SyncRequest) GetChangedCursorsOnly() bool {
 	return false
 }
 
+func (x *SyncRequest) GetLastAckedSeq() uint64 {
+	if x != nil {
+		return x.LastAckedSeq
+	}
+	return 0
+}
+
+func (x *SyncRequest) GetReplicaId() string {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return ""
+}
+
 // SyncResponse answers a SyncRequest.
 type SyncResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1009,8 +1093,22 @@ type SyncResponse struct {
 	// ignores the request's flag and lists every cursor of the scope, as
 	// cursors says without the flag.
 	ChangedCursorsOnly bool `protobuf:"varint,10,opt,name=changed_cursors_only,json=changedCursorsOnly,proto3" json:"changed_cursors_only,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The last mutation number the server has answered for this device.
+	LastSeq uint64 `protobuf:"varint,11,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// Set when the device's and the server's numbering disagree.
+	Numbering Numbering `protobuf:"varint,12,opt,name=numbering,proto3,enum=fieldsync.v1.Numbering" json:"numbering,omitempty"`
+	// A new replica id the device takes (with NUMBERING_DEVICE_BEHIND).
+	ReplicaId string `protobuf:"bytes,13,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// The server database's lineage (the prefix of its change ids). When it
+	// changes, the server went back in time: the device resets its cursors
+	// and pulls everything again.
+	Lineage string `protobuf:"bytes,14,opt,name=lineage,proto3" json:"lineage,omitempty"`
+	// With NUMBERING_DEVICE_BEHIND: the hash of the device's last event the
+	// server answered ("" if none), which the device's unsent events chain
+	// on instead of the older head its restored copy had.
+	ChainHead     string `protobuf:"bytes,15,opt,name=chain_head,json=chainHead,proto3" json:"chain_head,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
@@ -1111,6 +1209,41 @@ func (x *SyncResponse) GetChangedCursorsOnly() bool {
 		return x.ChangedCursorsOnly
 	}
 	return false
+}
+
+func (x *SyncResponse) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *SyncResponse) GetNumbering() Numbering {
+	if x != nil {
+		return x.Numbering
+	}
+	return Numbering_NUMBERING_UNSPECIFIED
+}
+
+func (x *SyncResponse) GetReplicaId() string {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return ""
+}
+
+func (x *SyncResponse) GetLineage() string {
+	if x != nil {
+		return x.Lineage
+	}
+	return ""
+}
+
+func (x *SyncResponse) GetChainHead() string {
+	if x != nil {
+		return x.ChainHead
+	}
+	return ""
 }
 
 // WatchRequest opens a poke stream.
@@ -2087,8 +2220,12 @@ type Device struct {
 	// The last mutation number applied.
 	LastSeq uint64 `protobuf:"varint,7,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
 	// How many mutations the device said it still held at its last sync.
-	PendingCount  uint32 `protobuf:"varint,8,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
-	RevokedMs     int64  `protobuf:"varint,9,opt,name=revoked_ms,json=revokedMs,proto3" json:"revoked_ms,omitempty"`
+	PendingCount uint32 `protobuf:"varint,8,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
+	RevokedMs    int64  `protobuf:"varint,9,opt,name=revoked_ms,json=revokedMs,proto3" json:"revoked_ms,omitempty"`
+	// When the device's numbering last went back (restored from an older
+	// copy), and how often it did; 0 if never.
+	RestoredMs    int64  `protobuf:"varint,10,opt,name=restored_ms,json=restoredMs,proto3" json:"restored_ms,omitempty"`
+	Restores      uint32 `protobuf:"varint,11,opt,name=restores,proto3" json:"restores,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2182,6 +2319,20 @@ func (x *Device) GetPendingCount() uint32 {
 func (x *Device) GetRevokedMs() int64 {
 	if x != nil {
 		return x.RevokedMs
+	}
+	return 0
+}
+
+func (x *Device) GetRestoredMs() int64 {
+	if x != nil {
+		return x.RestoredMs
+	}
+	return 0
+}
+
+func (x *Device) GetRestores() uint32 {
+	if x != nil {
+		return x.Restores
 	}
 	return 0
 }
@@ -2648,7 +2799,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\"2\n" +
 	"\x06Cursor\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x88\x02\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xcd\x02\n" +
 	"\vSyncRequest\x124\n" +
 	"\tmutations\x18\x01 \x03(\v2\x16.fieldsync.v1.MutationR\tmutations\x12.\n" +
 	"\acursors\x18\x02 \x03(\v2\x14.fieldsync.v1.CursorR\acursors\x12\x1b\n" +
@@ -2656,7 +2807,10 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\vapp_version\x18\x04 \x01(\tR\n" +
 	"appVersion\x12#\n" +
 	"\rpending_count\x18\x05 \x01(\rR\fpendingCount\x120\n" +
-	"\x14changed_cursors_only\x18\x06 \x01(\bR\x12changedCursorsOnly\"\x95\x03\n" +
+	"\x14changed_cursors_only\x18\x06 \x01(\bR\x12changedCursorsOnly\x12$\n" +
+	"\x0elast_acked_seq\x18\a \x01(\x04R\flastAckedSeq\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\b \x01(\tR\treplicaId\"\xbf\x04\n" +
 	"\fSyncResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.fieldsync.v1.MutationResultR\aresults\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.fieldsync.v1.RecordR\arecords\x12.\n" +
@@ -2669,7 +2823,14 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"village_id\x18\b \x01(\tR\tvillageId\x12!\n" +
 	"\fleft_buckets\x18\t \x03(\tR\vleftBuckets\x120\n" +
 	"\x14changed_cursors_only\x18\n" +
-	" \x01(\bR\x12changedCursorsOnly\"\x0e\n" +
+	" \x01(\bR\x12changedCursorsOnly\x12\x19\n" +
+	"\blast_seq\x18\v \x01(\x04R\alastSeq\x125\n" +
+	"\tnumbering\x18\f \x01(\x0e2\x17.fieldsync.v1.NumberingR\tnumbering\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\r \x01(\tR\treplicaId\x12\x18\n" +
+	"\alineage\x18\x0e \x01(\tR\alineage\x12\x1d\n" +
+	"\n" +
+	"chain_head\x18\x0f \x01(\tR\tchainHead\"\x0e\n" +
 	"\fWatchRequest\")\n" +
 	"\rWatchResponse\x12\x18\n" +
 	"\abuckets\x18\x01 \x03(\tR\abuckets\"e\n" +
@@ -2743,7 +2904,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x1cCreateEnrollmentCodeResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1d\n" +
 	"\n" +
-	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"\x88\x02\n" +
+	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"\xc5\x02\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
@@ -2757,7 +2918,11 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\blast_seq\x18\a \x01(\x04R\alastSeq\x12#\n" +
 	"\rpending_count\x18\b \x01(\rR\fpendingCount\x12\x1d\n" +
 	"\n" +
-	"revoked_ms\x18\t \x01(\x03R\trevokedMs\"i\n" +
+	"revoked_ms\x18\t \x01(\x03R\trevokedMs\x12\x1f\n" +
+	"\vrestored_ms\x18\n" +
+	" \x01(\x03R\n" +
+	"restoredMs\x12\x1a\n" +
+	"\brestores\x18\v \x01(\rR\brestores\"i\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2812,7 +2977,11 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x1bMUTATION_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17MUTATION_STATUS_APPLIED\x10\x01\x12\x1c\n" +
 	"\x18MUTATION_STATUS_CONFLICT\x10\x02\x12\x1c\n" +
-	"\x18MUTATION_STATUS_REJECTED\x10\x032\x90\x01\n" +
+	"\x18MUTATION_STATUS_REJECTED\x10\x03*`\n" +
+	"\tNumbering\x12\x19\n" +
+	"\x15NUMBERING_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17NUMBERING_DEVICE_BEHIND\x10\x01\x12\x1b\n" +
+	"\x17NUMBERING_SERVER_BEHIND\x10\x022\x90\x01\n" +
 	"\vSyncService\x12=\n" +
 	"\x04Sync\x12\x19.fieldsync.v1.SyncRequest\x1a\x1a.fieldsync.v1.SyncResponse\x12B\n" +
 	"\x05Watch\x12\x1a.fieldsync.v1.WatchRequest\x1a\x1b.fieldsync.v1.WatchResponse0\x012T\n" +
@@ -2839,7 +3008,7 @@ func file_fieldsync_v1_fieldsync_proto_rawDescGZIP() []byte {
 	return file_fieldsync_v1_fieldsync_proto_rawDescData
 }
 
-var file_fieldsync_v1_fieldsync_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_fieldsync_v1_fieldsync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(Kind)(0),                            // 0: fieldsync.v1.Kind
@@ -2847,94 +3016,96 @@ var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(Role)(0),                            // 2: fieldsync.v1.Role
 	(UnitKind)(0),                        // 3: fieldsync.v1.UnitKind
 	(MutationStatus)(0),                  // 4: fieldsync.v1.MutationStatus
-	(*FieldValue)(nil),                   // 5: fieldsync.v1.FieldValue
-	(*Entry)(nil),                        // 6: fieldsync.v1.Entry
-	(*Conflict)(nil),                     // 7: fieldsync.v1.Conflict
-	(*Record)(nil),                       // 8: fieldsync.v1.Record
-	(*Mutation)(nil),                     // 9: fieldsync.v1.Mutation
-	(*MutationResult)(nil),               // 10: fieldsync.v1.MutationResult
-	(*Cursor)(nil),                       // 11: fieldsync.v1.Cursor
-	(*SyncRequest)(nil),                  // 12: fieldsync.v1.SyncRequest
-	(*SyncResponse)(nil),                 // 13: fieldsync.v1.SyncResponse
-	(*WatchRequest)(nil),                 // 14: fieldsync.v1.WatchRequest
-	(*WatchResponse)(nil),                // 15: fieldsync.v1.WatchResponse
-	(*EnrollRequest)(nil),                // 16: fieldsync.v1.EnrollRequest
-	(*EnrollResponse)(nil),               // 17: fieldsync.v1.EnrollResponse
-	(*Unit)(nil),                         // 18: fieldsync.v1.Unit
-	(*User)(nil),                         // 19: fieldsync.v1.User
-	(*Household)(nil),                    // 20: fieldsync.v1.Household
-	(*Assignment)(nil),                   // 21: fieldsync.v1.Assignment
-	(*ImportOrgRequest)(nil),             // 22: fieldsync.v1.ImportOrgRequest
-	(*RowError)(nil),                     // 23: fieldsync.v1.RowError
-	(*ImportOrgResponse)(nil),            // 24: fieldsync.v1.ImportOrgResponse
-	(*AssignHouseholdRequest)(nil),       // 25: fieldsync.v1.AssignHouseholdRequest
-	(*AssignHouseholdResponse)(nil),      // 26: fieldsync.v1.AssignHouseholdResponse
-	(*CreateEnrollmentCodeRequest)(nil),  // 27: fieldsync.v1.CreateEnrollmentCodeRequest
-	(*CreateEnrollmentCodeResponse)(nil), // 28: fieldsync.v1.CreateEnrollmentCodeResponse
-	(*Device)(nil),                       // 29: fieldsync.v1.Device
-	(*ListDevicesRequest)(nil),           // 30: fieldsync.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),          // 31: fieldsync.v1.ListDevicesResponse
-	(*RevokeDeviceRequest)(nil),          // 32: fieldsync.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),         // 33: fieldsync.v1.RevokeDeviceResponse
-	(*ExportRequest)(nil),                // 34: fieldsync.v1.ExportRequest
-	(*ExportResponse)(nil),               // 35: fieldsync.v1.ExportResponse
-	(*Change)(nil),                       // 36: fieldsync.v1.Change
-	nil,                                  // 37: fieldsync.v1.Record.FieldsEntry
-	nil,                                  // 38: fieldsync.v1.Mutation.FieldsEntry
-	nil,                                  // 39: fieldsync.v1.Mutation.BaseHlcEntry
+	(Numbering)(0),                       // 5: fieldsync.v1.Numbering
+	(*FieldValue)(nil),                   // 6: fieldsync.v1.FieldValue
+	(*Entry)(nil),                        // 7: fieldsync.v1.Entry
+	(*Conflict)(nil),                     // 8: fieldsync.v1.Conflict
+	(*Record)(nil),                       // 9: fieldsync.v1.Record
+	(*Mutation)(nil),                     // 10: fieldsync.v1.Mutation
+	(*MutationResult)(nil),               // 11: fieldsync.v1.MutationResult
+	(*Cursor)(nil),                       // 12: fieldsync.v1.Cursor
+	(*SyncRequest)(nil),                  // 13: fieldsync.v1.SyncRequest
+	(*SyncResponse)(nil),                 // 14: fieldsync.v1.SyncResponse
+	(*WatchRequest)(nil),                 // 15: fieldsync.v1.WatchRequest
+	(*WatchResponse)(nil),                // 16: fieldsync.v1.WatchResponse
+	(*EnrollRequest)(nil),                // 17: fieldsync.v1.EnrollRequest
+	(*EnrollResponse)(nil),               // 18: fieldsync.v1.EnrollResponse
+	(*Unit)(nil),                         // 19: fieldsync.v1.Unit
+	(*User)(nil),                         // 20: fieldsync.v1.User
+	(*Household)(nil),                    // 21: fieldsync.v1.Household
+	(*Assignment)(nil),                   // 22: fieldsync.v1.Assignment
+	(*ImportOrgRequest)(nil),             // 23: fieldsync.v1.ImportOrgRequest
+	(*RowError)(nil),                     // 24: fieldsync.v1.RowError
+	(*ImportOrgResponse)(nil),            // 25: fieldsync.v1.ImportOrgResponse
+	(*AssignHouseholdRequest)(nil),       // 26: fieldsync.v1.AssignHouseholdRequest
+	(*AssignHouseholdResponse)(nil),      // 27: fieldsync.v1.AssignHouseholdResponse
+	(*CreateEnrollmentCodeRequest)(nil),  // 28: fieldsync.v1.CreateEnrollmentCodeRequest
+	(*CreateEnrollmentCodeResponse)(nil), // 29: fieldsync.v1.CreateEnrollmentCodeResponse
+	(*Device)(nil),                       // 30: fieldsync.v1.Device
+	(*ListDevicesRequest)(nil),           // 31: fieldsync.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),          // 32: fieldsync.v1.ListDevicesResponse
+	(*RevokeDeviceRequest)(nil),          // 33: fieldsync.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),         // 34: fieldsync.v1.RevokeDeviceResponse
+	(*ExportRequest)(nil),                // 35: fieldsync.v1.ExportRequest
+	(*ExportResponse)(nil),               // 36: fieldsync.v1.ExportResponse
+	(*Change)(nil),                       // 37: fieldsync.v1.Change
+	nil,                                  // 38: fieldsync.v1.Record.FieldsEntry
+	nil,                                  // 39: fieldsync.v1.Mutation.FieldsEntry
+	nil,                                  // 40: fieldsync.v1.Mutation.BaseHlcEntry
 }
 var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 0: fieldsync.v1.Record.kind:type_name -> fieldsync.v1.Kind
-	37, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
-	6,  // 2: fieldsync.v1.Record.entries:type_name -> fieldsync.v1.Entry
-	7,  // 3: fieldsync.v1.Record.conflicts:type_name -> fieldsync.v1.Conflict
+	38, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
+	7,  // 2: fieldsync.v1.Record.entries:type_name -> fieldsync.v1.Entry
+	8,  // 3: fieldsync.v1.Record.conflicts:type_name -> fieldsync.v1.Conflict
 	0,  // 4: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
 	1,  // 5: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
-	38, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
-	39, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
+	39, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
+	40, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
 	4,  // 8: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
-	9,  // 9: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
-	11, // 10: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
-	10, // 11: fieldsync.v1.SyncResponse.results:type_name -> fieldsync.v1.MutationResult
-	8,  // 12: fieldsync.v1.SyncResponse.records:type_name -> fieldsync.v1.Record
-	11, // 13: fieldsync.v1.SyncResponse.cursors:type_name -> fieldsync.v1.Cursor
+	10, // 9: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
+	12, // 10: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
+	11, // 11: fieldsync.v1.SyncResponse.results:type_name -> fieldsync.v1.MutationResult
+	9,  // 12: fieldsync.v1.SyncResponse.records:type_name -> fieldsync.v1.Record
+	12, // 13: fieldsync.v1.SyncResponse.cursors:type_name -> fieldsync.v1.Cursor
 	2,  // 14: fieldsync.v1.SyncResponse.role:type_name -> fieldsync.v1.Role
-	2,  // 15: fieldsync.v1.EnrollResponse.role:type_name -> fieldsync.v1.Role
-	3,  // 16: fieldsync.v1.Unit.kind:type_name -> fieldsync.v1.UnitKind
-	2,  // 17: fieldsync.v1.User.role:type_name -> fieldsync.v1.Role
-	18, // 18: fieldsync.v1.ImportOrgRequest.units:type_name -> fieldsync.v1.Unit
-	19, // 19: fieldsync.v1.ImportOrgRequest.users:type_name -> fieldsync.v1.User
-	20, // 20: fieldsync.v1.ImportOrgRequest.households:type_name -> fieldsync.v1.Household
-	21, // 21: fieldsync.v1.ImportOrgRequest.assignments:type_name -> fieldsync.v1.Assignment
-	23, // 22: fieldsync.v1.ImportOrgResponse.errors:type_name -> fieldsync.v1.RowError
-	29, // 23: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.Device
-	0,  // 24: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
-	8,  // 25: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
-	8,  // 26: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
-	5,  // 27: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
-	12, // 28: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
-	14, // 29: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
-	16, // 30: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
-	22, // 31: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
-	25, // 32: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
-	27, // 33: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
-	30, // 34: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	32, // 35: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	34, // 36: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
-	13, // 37: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
-	15, // 38: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
-	17, // 39: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
-	24, // 40: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
-	26, // 41: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
-	28, // 42: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
-	31, // 43: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	33, // 44: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	35, // 45: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
-	37, // [37:46] is the sub-list for method output_type
-	28, // [28:37] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	5,  // 15: fieldsync.v1.SyncResponse.numbering:type_name -> fieldsync.v1.Numbering
+	2,  // 16: fieldsync.v1.EnrollResponse.role:type_name -> fieldsync.v1.Role
+	3,  // 17: fieldsync.v1.Unit.kind:type_name -> fieldsync.v1.UnitKind
+	2,  // 18: fieldsync.v1.User.role:type_name -> fieldsync.v1.Role
+	19, // 19: fieldsync.v1.ImportOrgRequest.units:type_name -> fieldsync.v1.Unit
+	20, // 20: fieldsync.v1.ImportOrgRequest.users:type_name -> fieldsync.v1.User
+	21, // 21: fieldsync.v1.ImportOrgRequest.households:type_name -> fieldsync.v1.Household
+	22, // 22: fieldsync.v1.ImportOrgRequest.assignments:type_name -> fieldsync.v1.Assignment
+	24, // 23: fieldsync.v1.ImportOrgResponse.errors:type_name -> fieldsync.v1.RowError
+	30, // 24: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.Device
+	0,  // 25: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
+	9,  // 26: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
+	9,  // 27: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
+	6,  // 28: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
+	13, // 29: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
+	15, // 30: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
+	17, // 31: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
+	23, // 32: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
+	26, // 33: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
+	28, // 34: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
+	31, // 35: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	33, // 36: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	35, // 37: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
+	14, // 38: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
+	16, // 39: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
+	18, // 40: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
+	25, // 41: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
+	27, // 42: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
+	29, // 43: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
+	32, // 44: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	34, // 45: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	36, // 46: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
+	38, // [38:47] is the sub-list for method output_type
+	29, // [29:38] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_fieldsync_proto_init() }
@@ -2947,7 +3118,7 @@ func file_fieldsync_v1_fieldsync_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_fieldsync_proto_rawDesc), len(file_fieldsync_v1_fieldsync_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   4,
