@@ -432,7 +432,7 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 	// domain.MaxFutureSkew), but only with nothing of its own unacknowledged:
 	// see domain.Clock.Resync.
 	if n, err := tx.CountOutbox(store.OutboxPending); err != nil {
-		return err
+		return false, err
 	} else if n == 0 && resp.GetServerTimeMs() > 0 {
 		d.clock.Resync(time.UnixMilli(resp.GetServerTimeMs()))
 	}
