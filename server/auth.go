@@ -111,7 +111,7 @@ func (s *Server) device(ctx context.Context) (*caller, error) {
 		return nil, status.Errorf(codes.Unavailable, "look up device: %v", err)
 	}
 	if d.RevokedMs != 0 {
-		return nil, status.Error(codes.PermissionDenied, ErrRevokedMessage+": this device was cut off by an administrator; its local data is wiped")
+		return nil, errRevokedStatus()
 	}
 	u, err := s.store.User(ctx, d.UserID)
 	if err != nil {

@@ -36,6 +36,11 @@ const ClonedReason = "DEVICE_CLONED"
 
 var errRevoked = errors.New(ErrRevokedMessage)
 
+// errRevokedStatus is the answer to every call of a revoked device.
+func errRevokedStatus() error {
+	return status.Error(codes.PermissionDenied, ErrRevokedMessage+": this device was cut off by an administrator; its local data is wiped")
+}
+
 // Sync applies the device's mutations, then answers with their results and
 // every change in its scope after its cursors, its own writes included.
 func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncResponse, error) {
@@ -88,7 +93,7 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 			WithDetails(&errdetails.ErrorInfo{Reason: ClonedReason, Domain: "fieldsync.v1", Metadata: map[string]string{"device_id": c.deviceID}})
 		return nil, st.Err()
 	case errors.Is(err, errRevoked):
-		return nil, status.Error(codes.PermissionDenied, ErrRevokedMessage+": this device was cut off by an administrator; its local data is wiped")
+		return nil, errRevokedStatus()
 	case isDiskFull(err):
 		return nil, s.diskFull("sync push", diskFullSync, err)
 	case err != nil:
@@ -467,6 +472,14 @@ func (x *syncService) Watch(_ *pb.WatchRequest, stream pb.SyncService_WatchServe
 	}
 	w := s.hub.add(c.deviceID, scope)
 	defer s.hub.remove(w)
+	// A revocation committed between this call's authentication and the
+	// line above dropped the device's watchers before this one was added:
+	// read the database again now that a later drop would reach it.
+	if revoked, err := s.store.DeviceRevoked(stream.Context(), c.deviceID); err != nil {
+		return status.Errorf(codes.Unavailable, "read device: %v", err)
+	} else if revoked {
+		return errRevokedStatus()
+	}
 	for {
 		select {
 		case buckets := <-w.ch:
@@ -476,7 +489,7 @@ func (x *syncService) Watch(_ *pb.WatchRequest, stream pb.SyncService_WatchServe
 		case <-stream.Context().Done():
 			return nil
 		case <-w.gone:
-			return status.Error(codes.PermissionDenied, ErrRevokedMessage+": this device was cut off by an administrator; its local data is wiped")
+			return errRevokedStatus()
 		case <-s.hub.closed:
 			return status.Error(codes.Unavailable, "server shutting down: reconnect later")
 		}

@@ -261,3 +261,14 @@ func (t *Tx) ChainHead(deviceID string) (string, error) {
 	}
 	return h, err
 }
+
+// DeviceRevoked reads from the database whether a device is revoked,
+// bypassing every cache.
+func (s *Server) DeviceRevoked(ctx context.Context, deviceID string) (bool, error) {
+	var revoked int64
+	err := s.r.QueryRowContext(ctx, "SELECT revoked_ms FROM devices WHERE id = ?", deviceID).Scan(&revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, ErrNotFound
+	}
+	return revoked != 0, err
+}
