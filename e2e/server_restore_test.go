@@ -363,6 +363,18 @@ func TestServerRestoredFromContinuousBackupKeepsEverythingAcknowledged(t *testin
 	if err := testenv.StreamMatchesDB(ctx, js, st); err != nil {
 		t.Fatalf("changelog after the restore: %v", err)
 	}
+	// The backup goes on after the restore: restored elsewhere (as onto a
+	// new machine), it holds every change the restored syncd committed.
+	last := must[uint64](t)(st.LastSeq(ctx))
+	again := t.TempDir()
+	out, err = exec.Command(bin, "restore", "-data", again, "-backup", filepath.Join(dir, "backup")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("second restore, from the backup made after the first: %v\n%s", err, out)
+	}
+	if want := fmt.Sprintf(": change %d,", last); !strings.Contains(string(out), want) || !strings.Contains(string(out), "(was "+newLineage+")") {
+		t.Fatalf("second restore: want the backup to reach change %d of lineage %s, the last the restored syncd committed:\n%s", last, newLineage, out)
+	}
+
 	// The secretary's events, sent again after the restore, still form
 	// one chain on the server.
 	links := must[map[string][]domain.ChainLink](t)(st.RefusedLinks(ctx))
