@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -442,4 +443,41 @@ func streamLineage(t *testing.T, addr string) string {
 		t.Fatalf("the changelog's last message (%d) carries no %s", info.State.LastSeq, domain.HeaderLineage)
 	}
 	return l
+}
+
+// A phone keeps acknowledged mutations for 30 days only. When the server is
+// restored from a backup older than what the phone still keeps, the phone
+// cannot send everything again: its notice says how many acknowledged
+// changes it no longer had, instead of "nothing was lost".
+func TestServerRestoreNoticeCountsWhatThePhoneNoLongerKept(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	var skew atomic.Int64 // how far the phone's clock is moved on
+	d := e.Device(testenv.Member, func(o *syncer.Options) {
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	visits(t, d, "H001", "before the backup", 2)
+	testenv.Sync(t, d)
+	e.Stop()
+	db := filepath.Join(e.Dir, "fieldsync.db")
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	copyDB(t, db, backup)
+	e = restart(t, e)
+	visits(t, d, "H002", "after the backup", 3)
+	testenv.Sync(t, d)
+	// 31 days on, a sync trims what was acknowledged more than 30 days ago.
+	skew.Store(int64(31 * 24 * time.Hour))
+	testenv.Sync(t, d)
+	if st := must[*syncer.Status](t)(d.Status()); st.Acked != 0 {
+		t.Fatalf("after 31 days the phone still keeps %d acknowledged mutations", st.Acked)
+	}
+
+	e.Stop()
+	copyDB(t, backup, db)
+	e = restart(t, e)
+	testenv.Sync(t, d)
+	st := must[*syncer.Status](t)(d.Status())
+	if strings.Contains(st.Notice, "nothing was lost") || !strings.Contains(st.Notice, "3 more it had acknowledged were no longer kept on this phone") {
+		t.Fatalf("notice %q: want it to say that 3 acknowledged changes were no longer kept, not that nothing was lost", st.Notice)
+	}
 }
