@@ -42,6 +42,18 @@ func adoptNumbering(tx *store.RTx, resp *pb.SyncResponse, now time.Time, touched
 	if n != pb.Numbering_NUMBERING_DEVICE_BEHIND && n != pb.Numbering_NUMBERING_SERVER_BEHIND {
 		return false, false, nil
 	}
+	// The last number the server answered, before renumbering: with what
+	// the device still keeps past the server's last, it tells how much of
+	// what the server lost the device can no longer send (trimmed after
+	// ackedRetention or ackedKeep).
+	next, err := tx.MetaInt(metaNextSeq)
+	if err != nil {
+		return false, false, err
+	}
+	answered, err := tx.LastAcked(uint64(next))
+	if err != nil {
+		return false, false, err
+	}
 	r, err := tx.Renumber(resp.GetLastSeq())
 	if err != nil {
 		return false, false, err
@@ -68,6 +80,10 @@ func adoptNumbering(tx *store.RTx, resp *pb.SyncResponse, now time.Time, touched
 	} else {
 		notice = fmt.Sprintf("%s: the server was restored from a backup: %d changes it had lost were sent again, with %d not sent before; nothing was lost",
 			when, r.Resent, r.Pending)
+		if last := resp.GetLastSeq(); answered > last && answered-last > uint64(r.Resent) {
+			notice = fmt.Sprintf("%s: the server was restored from a backup: %d changes it had lost were sent again, with %d not sent before; %d more it had acknowledged were no longer kept on this phone (kept %d days, at most %d) and are lost unless the server is restored from a later backup: tell IT support",
+				when, r.Resent, r.Pending, answered-last-uint64(r.Resent), int(ackedRetention/(24*time.Hour)), ackedKeep)
+		}
 	}
 	return true, resetCursors, tx.SetMeta(metaNotice, notice)
 }
