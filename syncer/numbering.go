@@ -42,6 +42,16 @@ func adoptNumbering(tx *store.RTx, resp *pb.SyncResponse, now time.Time, touched
 	if n != pb.Numbering_NUMBERING_DEVICE_BEHIND && n != pb.Numbering_NUMBERING_SERVER_BEHIND {
 		return false, false, nil
 	}
+	// What the device saw answered, before renumbering: the numbers past
+	// the server's last that it no longer keeps (trimmed) are lost.
+	next, err := tx.MetaInt(metaNextSeq)
+	if err != nil {
+		return false, false, err
+	}
+	acked, err := tx.LastAcked(uint64(next))
+	if err != nil {
+		return false, false, err
+	}
 	r, err := tx.Renumber(resp.GetLastSeq())
 	if err != nil {
 		return false, false, err
@@ -68,6 +78,11 @@ func adoptNumbering(tx *store.RTx, resp *pb.SyncResponse, now time.Time, touched
 	} else {
 		notice = fmt.Sprintf("%s: the server was restored from a backup: %d changes it had lost were sent again, with %d not sent before; nothing was lost",
 			when, r.Resent, r.Pending)
+		if lost := int64(acked) - int64(resp.GetLastSeq()) - int64(r.Resent); lost > 0 {
+			notice = fmt.Sprintf("%s: the server was restored from a backup: %d changes it had lost were sent again, with %d not sent before; "+
+				"%d older changes it lost are no longer kept on this phone (acknowledged work is kept up to %d days) and are lost: tell the server's operator",
+				when, r.Resent, r.Pending, lost, int(ackedRetention/(24*time.Hour)))
+		}
 	}
 	return true, resetCursors, tx.SetMeta(metaNotice, notice)
 }
