@@ -153,9 +153,11 @@ func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, 
 			return 0, &mismatch{what: fmt.Sprintf("the stream ends at %d, past the database's last change %d, and message %d cannot be read: %v", s.LastSeq, dbLast, dbLast+1, err)}, nil
 		}
 		id := msg.Header.Get(jetstream.MsgIDHeader)
+		// Only the database's own next change id there says it went back
+		// (message n = change n); another id of its lineage is junk.
 		return 0, &mismatch{
 			what:     fmt.Sprintf("the stream ends at %d, past the database's last change %d (message %d has id %q)", s.LastSeq, dbLast, dbLast+1, id),
-			wentBack: strings.HasPrefix(id, lineage+"-"),
+			wentBack: id == lineage+"-"+strconv.FormatUint(dbLast+1, 10),
 		}, nil
 	}
 	seqs := []uint64{s.LastSeq}

@@ -41,6 +41,13 @@ func (t *RTx) DeleteAckedFor(recordID string) error {
 	return err
 }
 
+// DeleteAckedOfUnheld deletes the acknowledged mutations of records the
+// device holds no server copy of.
+func (t *RTx) DeleteAckedOfUnheld() error {
+	_, err := t.tx.ExecContext(t.ctx, "DELETE FROM outbox WHERE status = ? AND record_id NOT IN (SELECT id FROM records WHERE base IS NOT NULL)", OutboxAcked)
+	return err
+}
+
 // DeleteAcked deletes every acknowledged mutation.
 func (t *RTx) DeleteAcked() error {
 	_, err := t.tx.ExecContext(t.ctx, "DELETE FROM outbox WHERE status = ?", OutboxAcked)

@@ -89,6 +89,7 @@ const (
 	metaLineage  = "lineage"    // the server database's lineage at the last sync
 	metaNotice   = "notice"     // what the user should know of the last renumbering
 	metaStopped  = "stopped"    // "cloned": the server refused this copy
+	metaReread   = "reread"     // "1": reading the scope again after a new lineage (numbering.go)
 )
 
 // Options tune a Device; the zero value is right for a phone.

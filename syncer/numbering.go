@@ -110,7 +110,27 @@ func adoptLineage(tx *store.RTx, resp *pb.SyncResponse) (bool, error) {
 	if had == "" {
 		return false, nil
 	}
-	return true, tx.DropBase()
+	if err := tx.DropBase(); err != nil {
+		return false, err
+	}
+	// Records dropped here that the new read does not bring back left the
+	// scope: their acknowledged mutations go once that read is done
+	// (endReread), as a purge takes them.
+	return true, tx.SetMeta(metaReread, "1")
+}
+
+// endReread, at the end of the read that follows a new lineage, deletes
+// the acknowledged mutations of records the device no longer holds from
+// the server: the read did not bring them back, so they left the scope,
+// and what those mutations carry must go with them.
+func endReread(tx *store.RTx) error {
+	if on, err := tx.Meta(metaReread); err != nil || on == "" {
+		return err
+	}
+	if err := tx.DeleteAckedOfUnheld(); err != nil {
+		return err
+	}
+	return tx.SetMeta(metaReread, "")
 }
 
 // isCloned reports whether a Sync error is the server's refusal of a

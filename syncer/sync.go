@@ -417,6 +417,11 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 			return false, err
 		}
 	}
+	if !reset && !relined && !resp.GetMore() {
+		if err := endReread(tx); err != nil {
+			return false, err
+		}
+	}
 	for id := range touched {
 		if err := d.recompute(tx, ident, id); err != nil {
 			return false, err
