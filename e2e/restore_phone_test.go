@@ -457,3 +457,46 @@ func TestPhoneRestoredThenServerRestored(t *testing.T) {
 		t.Fatalf("phone after the server's restore: %d pending, stopped %q, notice %q", st.Pending, st.Stopped, st.Notice)
 	}
 }
+
+// A copy stopped as a clone still answers for its device: when the device
+// is revoked (a phone sold or stolen), the stopped copy is wiped at its
+// next sync like any other, and is not left holding its records for good.
+func TestStoppedCloneOfARevokedDeviceIsWiped(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	dir := t.TempDir()
+	pathA, pathB := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
+	a := openPhone(t, pathA)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ok(t, a.Enroll(ctx, e.Code(testenv.Member), "phone"))
+	visits(t, a, "H001", "first", 1)
+	testenv.Sync(t, a)
+	ok(t, a.Close())
+	copyDB(t, pathA, pathB)
+	a, b := openPhone(t, pathA), openPhone(t, pathB)
+	visits(t, a, "H001", "phone a", 1)
+	testenv.Sync(t, a)
+	visits(t, b, "H002", "phone b", 1)
+	testenv.Sync(t, b)
+	visits(t, a, "H003", "phone a, stopped", 1)
+	if _, err := a.Sync(ctx); !errors.Is(err, syncer.ErrCloned) {
+		t.Fatalf("sync of the second copy: %v, want ErrCloned", err)
+	}
+	if n := len(must[[]*syncer.Item](t)(a.List("household"))); n == 0 {
+		t.Fatal("the stopped copy holds no household before the revocation: the test would prove nothing")
+	}
+	id := must[*syncer.Identity](t)(a.Identity())
+	admin, actx := e.Admin()
+	_, err := admin.RevokeDevice(actx, &pb.RevokeDeviceRequest{DeviceId: id.DeviceID})
+	ok(t, err)
+	if _, err := a.Sync(ctx); !errors.Is(err, syncer.ErrRevoked) {
+		t.Fatalf("sync of the stopped copy after revocation: %v, want ErrRevoked", err)
+	}
+	if items, err := a.List("household"); err == nil && len(items) > 0 {
+		t.Fatalf("the stopped copy of a revoked device still holds %d households", len(items))
+	}
+	if st, err := a.Status(); err == nil && st.Pending+st.Acked > 0 {
+		t.Fatalf("the stopped copy of a revoked device still holds %d pending and %d acknowledged mutations", st.Pending, st.Acked)
+	}
+}

@@ -1,7 +1,6 @@
 package syncer
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -159,6 +158,7 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		pending int
 		acked   uint64
 		replica string
+		stopped string
 	)
 	waits, served, renumbers := 0, 0, 0
 	if err := d.db.Update(ctx, func(tx *store.RTx) error {
@@ -176,8 +176,11 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			if ident, err = d.identity(tx); err != nil {
 				return err
 			}
-			if stopped, err := tx.Meta(metaStopped); err != nil || stopped != "" {
-				return cmp.Or(err, ErrCloned)
+			if token, err = tx.Meta(metaToken); err != nil {
+				return err
+			}
+			if stopped, err = tx.Meta(metaStopped); err != nil || stopped != "" {
+				return err
 			}
 			if replica, err = tx.Meta(metaReplica); err != nil {
 				return err
@@ -187,9 +190,6 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 				return err
 			}
 			if acked, err = tx.LastAcked(uint64(next)); err != nil {
-				return err
-			}
-			if token, err = tx.Meta(metaToken); err != nil {
 				return err
 			}
 			if queued, err = tx.Outbox(store.OutboxPending, pushBatch); err != nil {
@@ -212,6 +212,9 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		if err := d.ready(ctx, conn); err != nil {
 			return err
 		}
+		if stopped != "" {
+			return d.probeStopped(ctx, conn, token)
+		}
 		// The app's version once per connection (the server keeps it), and
 		// back only the cursors that moved: what a one-visit sync repeats.
 		appVersion := d.opts.AppVersion
@@ -227,13 +230,8 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		resp, err := pb.NewSyncServiceClient(conn).Sync(d.authed(ctx, token), req)
 		rep.Calls++
 		if err != nil {
-			if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied && strings.HasPrefix(st.Message(), "device revoked") {
-				if werr := d.db.Update(context.Background(), func(tx *store.RTx) error { return tx.Wipe() }); werr != nil {
-					return fmt.Errorf("revoked, and wiping failed: %w", werr)
-				}
-				// Out of the write-ahead log too, not only the main file.
-				d.db.Checkpoint(context.Background())
-				return ErrRevoked
+			if isRevoked(err) {
+				return d.wipe()
 			}
 			if isCloned(err) {
 				if serr := d.db.Update(context.Background(), func(tx *store.RTx) error { return stopCloned(tx, err, d.opts.Now()) }); serr != nil {
@@ -301,6 +299,37 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			return errors.New("sync did not finish after 100000 pages")
 		}
 	}
+}
+
+// isRevoked reports whether a call was refused because the device is
+// revoked.
+func isRevoked(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.PermissionDenied && strings.HasPrefix(st.Message(), "device revoked")
+}
+
+// wipe removes everything from a revoked device and returns ErrRevoked.
+func (d *Device) wipe() error {
+	if werr := d.db.Update(context.Background(), func(tx *store.RTx) error { return tx.Wipe() }); werr != nil {
+		return fmt.Errorf("revoked, and wiping failed: %w", werr)
+	}
+	// Out of the write-ahead log too, not only the main file.
+	d.db.Checkpoint(context.Background())
+	return ErrRevoked
+}
+
+// probeStopped is the only call a copy stopped as a clone still makes: it
+// sends nothing and says nothing of its numbering or replica id (so it
+// changes nothing on the server, even one restored from before replica
+// ids) and reads at most one record, which it drops. It is there so that a
+// revoked device's stopped copy (a phone sold or stolen) is wiped at its
+// next contact like any other copy. The copy stays stopped: ErrCloned.
+func (d *Device) probeStopped(ctx context.Context, conn *grpc.ClientConn, token string) error {
+	_, err := pb.NewSyncServiceClient(conn).Sync(d.authed(ctx, token), &pb.SyncRequest{PageSize: 1, ChangedCursorsOnly: true})
+	if isRevoked(err) {
+		return d.wipe()
+	}
+	return ErrCloned
 }
 
 // wholeScope turns the cursors of an answer to a changed_cursors_only
