@@ -99,5 +99,8 @@ func (s *Stats) add(o Stats) {
 	s.Revokes += o.Revokes
 	s.MediatorChanges += o.MediatorChanges
 	s.GridMoves += o.GridMoves
+	s.ServerRestores += o.ServerRestores
+	s.PhoneCopies += o.PhoneCopies
+	s.PhoneRestores += o.PhoneRestores
 	s.DeviceDays += o.DeviceDays
 }
