@@ -174,6 +174,10 @@ func (w *World) restorePhone() {
 	w.cfg.Log("step %d: %s restored from its older copy", w.stats.Steps, v.user)
 	w.closeDevice(v)
 	copyDB(w.t, v.path+".copy", v.path)
+	// Once: the same copy put back a second time is, to the server, a
+	// second phone running it beside the first restored one (which took a
+	// new replica id): a clone, stopped until enrolled again, as designed.
+	v.hasCopy = false
 	// The old phone's requests still in the network go with it, and the
 	// app starts afresh.
 	v.net.late, v.crashAt = nil, ""
