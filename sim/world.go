@@ -294,7 +294,7 @@ func (w *World) Run() Stats {
 			w.restoreServer()
 		case r < 64:
 			w.restorePhone()
-		case r < 66:
+		case r < 67:
 			w.copyPhone(w.pick())
 		default:
 			w.sync(w.pick())
