@@ -44,7 +44,9 @@
 // network do not outlive a restore (the server's connections die with it;
 // the restored phone's old requests with the old phone). A concurrent
 // edit lost to a restore before it reached the server is not checked. A
-// phone's copy is put back once: put back again, after the first restored
-// copy took its new replica id, it is to the server a second phone running
-// the same copy (a clone), stopped until enrolled again, by design.
+// phone's copy is put back once, and a restored phone is not copied again
+// before it has synced to the end: either way the copy would hold the
+// replica id the restored phone gives up at that sync, and putting it back
+// later is, to the server, a second phone running the same old copy (a
+// clone), stopped until enrolled again, by design.
 package sim

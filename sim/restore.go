@@ -153,6 +153,9 @@ func (w *World) restoreServer() {
 
 // copyPhone copies a device's database file, as a backup of the phone.
 func (w *World) copyPhone(v *device) {
+	if v.restored {
+		return // see doc.go: a copy of a restored phone before it synced is a clone's
+	}
 	w.stats.PhoneCopies++
 	w.cfg.Log("step %d: %s's database copied", w.stats.Steps, v.user)
 	w.closeDevice(v)
@@ -182,7 +185,7 @@ func (w *World) restorePhone() {
 	// Once: the same copy put back a second time is, to the server, a
 	// second phone running it beside the first restored one (which took a
 	// new replica id): a clone, stopped until enrolled again, as designed.
-	v.hasCopy = false
+	v.hasCopy, v.restored = false, true
 	// The old phone's requests still in the network go with it, and the
 	// app starts afresh.
 	v.net.late, v.crashAt = nil, ""

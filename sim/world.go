@@ -89,6 +89,9 @@ type device struct {
 	net     *faultyNet
 	crashAt string // "write" or "adopt": the app is killed there next time
 	hasCopy bool   // an older copy of its database is kept at path+".copy"
+	// restored: put back from its copy and not synced to the end since
+	// (it still holds the replica id it gives up at that sync).
+	restored bool
 }
 
 func (v *device) clock() time.Time { return v.w.now.Add(v.skew) }
@@ -324,6 +327,8 @@ func (w *World) sync(v *device) error {
 	if err != nil {
 		w.stats.FailedSyncs++
 		w.cfg.Log("step %d: %s sync: %v", w.stats.Steps, v.user, err)
+	} else {
+		v.restored = false
 	}
 	return err
 }
