@@ -20,8 +20,9 @@
 // fault puts the copy back over it. After either, reconcile recomputes
 // what must survive for each device: everything the server answered, plus
 // what the device still holds and will send again (acknowledged work is
-// kept 30 days), less what the server already holds (by its content
-// hash); an appended note must end on the server if the server holds it
+// kept 30 days, but leaves with a record that leaves the device's scope:
+// what the server then lost is gone, by design), less what the server
+// already holds (by its content hash); an appended note must end on the server if the server holds it
 // or the device will send it; a phone's writes after its copy that never
 // reached the server are gone, as they would be for a user.
 //
