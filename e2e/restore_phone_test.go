@@ -500,3 +500,52 @@ func TestStoppedCloneOfARevokedDeviceIsWiped(t *testing.T) {
 		t.Fatalf("the stopped copy of a revoked device still holds %d pending and %d acknowledged mutations", st.Pending, st.Acked)
 	}
 }
+
+// A phone restored from an older copy takes a new replica id at its next
+// sync, without writing anything; then the server is restored from a
+// backup taken before that sync, which knows only the old id. The phone
+// saw nothing acknowledged that the backup lacks, yet it is the device,
+// not a clone: it syncs on, and what it writes lands.
+func TestServerRestoredToBeforeAPhoneTookItsNewReplicaID(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	path := filepath.Join(t.TempDir(), "phone.db")
+	d := openPhone(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ok(t, d.Enroll(ctx, e.Code(testenv.Member), "phone"))
+	testenv.Sync(t, d)
+	ok(t, d.Close())
+	copyDB(t, path, path+".copy")
+	d = openPhone(t, path)
+	all := visits(t, d, "H001", "before the backup", 2)
+	testenv.Sync(t, d)
+
+	e.Stop()
+	db := filepath.Join(e.Dir, "fieldsync.db")
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	copyDB(t, db, backup)
+	e = restart(t, e)
+
+	ok(t, d.Close())
+	copyDB(t, path+".copy", path) // the phone is restored: it takes a new replica id
+	d = openPhone(t, path)
+	testenv.Sync(t, d)
+	if st := must[*syncer.Status](t)(d.Status()); !strings.Contains(st.Notice, "restored from an older copy") {
+		t.Fatalf("notice %q: the phone's restore was not noticed", st.Notice)
+	}
+
+	e.Stop()
+	copyDB(t, backup, db) // the server is restored: it knows the old replica id only
+	e = restart(t, e)
+	all = append(all, visits(t, d, "H002", "after both restores", 1)...)
+	if _, err := d.Sync(ctx); err != nil {
+		t.Fatalf("sync after the server's restore: %v; want the phone taken as the device", err)
+	}
+	for _, rid := range all {
+		sameAsServer(t, e, d, rid)
+	}
+	if st := must[*syncer.Status](t)(d.Status()); st.Pending != 0 || st.Stopped != "" {
+		t.Fatalf("phone after the server's restore: %d pending, stopped %q", st.Pending, st.Stopped)
+	}
+}

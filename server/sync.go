@@ -211,7 +211,22 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 		}
 		out.relost = true
 	default:
-		return out, errCloned{got: replica, want: st.ReplicaID}
+		// A copy gets a new id only from the server (an offer): one this
+		// database never knew was offered by a later self of it that was
+		// lost (restored from a backup taken before the copy took it,
+		// the copy having had nothing acknowledged since). It is the
+		// device. An id it knew, no longer the device's, is a clone.
+		known, err := tx.KnownReplica(c.deviceID, replica)
+		if err != nil {
+			return out, err
+		}
+		if known {
+			return out, errCloned{got: replica, want: st.ReplicaID}
+		}
+		if err := tx.SetReplica(c.deviceID, replica); err != nil {
+			return out, err
+		}
+		out.relost = true
 	}
 	last := st.LastSeq
 	out.results = make([]*pb.MutationResult, 0, len(req.GetMutations()))

@@ -57,6 +57,7 @@ func TestSim(t *testing.T) {
 		first, seeds = seed, 1
 	}
 	var total Stats
+	var withServerRestore, withPhoneRestore int // seeds that had one
 	start := time.Now()
 	for i := 0; i < seeds; i++ {
 		seed := first + uint64(i)
@@ -76,6 +77,12 @@ func TestSim(t *testing.T) {
 				t.Logf("new %v, run %v, check %v", t1.Sub(t0), t2.Sub(t1), time.Since(t2))
 			}
 			total.add(st)
+			if st.ServerRestores > 0 {
+				withServerRestore++
+			}
+			if st.PhoneRestores > 0 {
+				withPhoneRestore++
+			}
 			if seeds == 1 {
 				t.Logf("seed %d: %v", seed, st)
 			}
@@ -84,7 +91,7 @@ func TestSim(t *testing.T) {
 			t.Logf("seed %d failed; replay: go test ./sim -run TestSim -seed %d -v", seed, seed)
 		}
 	}
-	t.Logf("%d seeds in %v: %v", seeds, time.Since(start).Round(time.Millisecond), total)
+	t.Logf("%d seeds in %v: %v; %d seeds with a server restore, %d with a phone restore", seeds, time.Since(start).Round(time.Millisecond), total, withServerRestore, withPhoneRestore)
 }
 
 func (s *Stats) add(o Stats) {
@@ -99,5 +106,8 @@ func (s *Stats) add(o Stats) {
 	s.Revokes += o.Revokes
 	s.MediatorChanges += o.MediatorChanges
 	s.GridMoves += o.GridMoves
+	s.ServerRestores += o.ServerRestores
+	s.PhoneCopies += o.PhoneCopies
+	s.PhoneRestores += o.PhoneRestores
 	s.DeviceDays += o.DeviceDays
 }

@@ -214,6 +214,7 @@ func (w *World) concurrentEdit() {
 				sec.queued++
 				w.stats.Writes += 2
 				w.frozen[key] = va + "|" + vb
+				w.frozenBy[key] = [2]*device{m, sec}
 				return
 			}
 		}

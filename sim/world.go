@@ -34,6 +34,7 @@ type Config struct {
 // Stats says what a run did.
 type Stats struct {
 	Devices, Steps, Writes, Syncs, FailedSyncs, Restarts, AppKills, Reassigns, Revokes, MediatorChanges, GridMoves int
+	ServerRestores, PhoneCopies, PhoneRestores                                                                     int
 	DeviceDays                                                                                                     float64
 }
 
@@ -58,6 +59,14 @@ type World struct {
 	// frozen fields: a deliberate concurrent edit was made; nobody else
 	// writes them again, so the conflict must still be there at the end.
 	frozen map[string]string // "record/field" -> the two values, "a|b"
+	// frozenBy names the devices that made the two values; frozenLost
+	// the edits one of whose values went back in time with a restore
+	// before it reached the server (not checked).
+	frozenBy   map[string][2]*device
+	frozenLost map[string]bool
+	// snaps are the server's backups, oldest first; snapDir holds them.
+	snaps   []serverSnap
+	snapDir string
 }
 
 type device struct {
@@ -79,6 +88,10 @@ type device struct {
 	created []string
 	net     *faultyNet
 	crashAt string // "write" or "adopt": the app is killed there next time
+	hasCopy bool   // an older copy of its database is kept at path+".copy"
+	// restored: put back from its copy and not synced to the end since
+	// (it still holds the replica id it gives up at that sync).
+	restored bool
 }
 
 func (v *device) clock() time.Time { return v.w.now.Add(v.skew) }
@@ -88,7 +101,8 @@ func (v *device) clock() time.Time { return v.w.now.Add(v.skew) }
 func New(t testing.TB, cfg Config) *World {
 	t.Helper()
 	w := &World{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), links: map[string]string{}, frozen: map[string]string{},
-		grids: map[string]string{}, gridOf: map[string]string{}}
+		grids: map[string]string{}, gridOf: map[string]string{}, frozenBy: map[string][2]*device{}, frozenLost: map[string]bool{},
+		snapDir: t.TempDir()}
 	if w.cfg.Devices == 0 {
 		// Mostly small worlds, sometimes up to 50 devices.
 		w.cfg.Devices = 5 + w.rng.IntN(11)
@@ -255,6 +269,9 @@ func (w *World) Run() Stats {
 	for step := 0; step < w.cfg.Steps; step++ {
 		w.now = w.now.Add(time.Duration(w.rng.IntN(6*60)) * time.Minute) // minutes to hours
 		w.stats.Steps++
+		if w.rng.IntN(6) == 0 {
+			w.snapshotServer() // a backup, kept with its step
+		}
 		switch r := w.rng.IntN(100); {
 		case r < 2:
 			w.restartServer()
@@ -276,6 +293,12 @@ func (w *World) Run() Stats {
 			v.skew -= time.Duration(w.rng.IntN(24*60)) * time.Minute // the phone's clock jumps back
 		case r < 60:
 			w.work(w.pick())
+		case r < 62:
+			w.restoreServer()
+		case r < 64:
+			w.restorePhone()
+		case r < 67:
+			w.copyPhone(w.pick())
 		default:
 			w.sync(w.pick())
 		}
@@ -304,6 +327,8 @@ func (w *World) sync(v *device) error {
 	if err != nil {
 		w.stats.FailedSyncs++
 		w.cfg.Log("step %d: %s sync: %v", w.stats.Steps, v.user, err)
+	} else {
+		v.restored = false
 	}
 	return err
 }
@@ -351,6 +376,7 @@ func (w *World) reassign() {
 	}
 	w.links[h] = to
 	w.stats.Reassigns++
+	w.dropSnaps()
 }
 
 func gridName(id string) string { return "張家塆" + id }
@@ -380,6 +406,7 @@ func (w *World) moveGrid() {
 		}
 	}
 	w.stats.GridMoves++
+	w.dropSnaps()
 }
 
 func (w *World) revoke(v *device) {
@@ -393,6 +420,7 @@ func (w *World) revoke(v *device) {
 	}
 	v.revoked = true
 	w.stats.Revokes++
+	w.dropSnaps()
 	// Its next contact wipes it; its unsent work goes with it, by design.
 	v.net.off = true
 	if err := w.sync(v); err == nil || !strings.Contains(err.Error(), "revoked") {

@@ -275,3 +275,40 @@ func TestTrimAcked(t *testing.T) {
 		t.Fatalf("outbox %v, want %v", got, want)
 	}
 }
+
+// The database knows every replica id a device synced with or was offered,
+// and no other: an unknown one comes from a lost later self of it.
+func TestKnownReplicas(t *testing.T) {
+	s, _ := openServer(t)
+	ctx := context.Background()
+	err := s.Write(ctx, func(tx *store.Tx) error {
+		if err := tx.PutDevice(&pb.Device{Id: "d1", UserId: "U1", Name: "phone"}, "tok"); err != nil {
+			return err
+		}
+		if err := tx.SetReplica("d1", "first"); err != nil {
+			return err
+		}
+		if err := tx.OfferReplica("d1", "offered"); err != nil {
+			return err
+		}
+		if err := tx.MarkRestored("d1", "offered"); err != nil {
+			return err
+		}
+		for id, want := range map[string]bool{"first": true, "offered": true, "never": false} {
+			known, err := tx.KnownReplica("d1", id)
+			if err != nil {
+				return err
+			}
+			if known != want {
+				t.Errorf("replica %q known %v, want %v", id, known, want)
+			}
+		}
+		if known, err := tx.KnownReplica("d2", "first"); err != nil || known {
+			t.Errorf("another device's replica id known: %v %v", known, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -61,7 +61,7 @@ CREATE TABLE mutation_results (
 CREATE TABLE enroll_codes (
 	code_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
 	used_ms INTEGER NOT NULL DEFAULT 0);
-`, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration, refusedLinkMigration, numberingMigration}
+`, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration, refusedLinkMigration, numberingMigration, replicaHistoryMigration}
 
 // goneMigration keeps a record's row in a bucket it left, marked gone with
 // the change number of the move: a device that still syncs that bucket
@@ -103,6 +103,15 @@ ALTER TABLE devices ADD COLUMN replica_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE devices ADD COLUMN offered_replica_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE devices ADD COLUMN restored_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN restores INTEGER NOT NULL DEFAULT 0;`
+
+// replicaHistoryMigration keeps every replica id a device synced with or
+// was offered in this database (KnownReplica): an id it never knew can only
+// have been offered by a later self of the database that was lost (it was
+// restored from a backup), while a known one no longer current is a clone.
+const replicaHistoryMigration = `CREATE TABLE replica_ids (
+	device_id TEXT NOT NULL, replica_id TEXT NOT NULL, PRIMARY KEY (device_id, replica_id)) WITHOUT ROWID;
+INSERT OR IGNORE INTO replica_ids SELECT id, replica_id FROM devices WHERE replica_id != '';
+INSERT OR IGNORE INTO replica_ids SELECT id, offered_replica_id FROM devices WHERE offered_replica_id != '';`
 
 // Server is syncd's authoritative database.
 type Server struct {

@@ -113,8 +113,24 @@ func (t *Tx) TouchDevice(deviceID string, lastSeq uint64, pending uint32, appVer
 
 // SetReplica records the replica id a device's database syncs with.
 func (t *Tx) SetReplica(deviceID, replicaID string) error {
-	_, err := t.Exec("UPDATE devices SET replica_id = ? WHERE id = ?", replicaID, deviceID)
+	if _, err := t.Exec("UPDATE devices SET replica_id = ? WHERE id = ?", replicaID, deviceID); err != nil {
+		return err
+	}
+	return t.knowReplica(deviceID, replicaID)
+}
+
+// knowReplica adds a replica id to the ids the database knew for a device.
+func (t *Tx) knowReplica(deviceID, replicaID string) error {
+	_, err := t.Exec("INSERT OR IGNORE INTO replica_ids (device_id, replica_id) VALUES (?, ?)", deviceID, replicaID)
 	return err
+}
+
+// KnownReplica reports whether a device synced with, or was offered, a
+// replica id in this database.
+func (t *Tx) KnownReplica(deviceID, replicaID string) (bool, error) {
+	var n int
+	err := t.QueryRow("SELECT COUNT(*) FROM replica_ids WHERE device_id = ? AND replica_id = ?", deviceID, replicaID).Scan(&n)
+	return n > 0, err
 }
 
 // OfferReplica offers a new replica id to a copy of a device database
@@ -122,8 +138,10 @@ func (t *Tx) SetReplica(deviceID, replicaID string) error {
 // copy of an old request from the device in use gets the offer too, and
 // must not take its place.
 func (t *Tx) OfferReplica(deviceID, replicaID string) error {
-	_, err := t.Exec("UPDATE devices SET offered_replica_id = ? WHERE id = ?", replicaID, deviceID)
-	return err
+	if _, err := t.Exec("UPDATE devices SET offered_replica_id = ? WHERE id = ?", replicaID, deviceID); err != nil {
+		return err
+	}
+	return t.knowReplica(deviceID, replicaID)
 }
 
 // MarkRestored makes the offered replica id the device's, once the copy it
