@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -19,20 +17,15 @@ import (
 	"syscall"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
 	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store"
 )
 
-// The server under test is built from the same parts as cmd/syncd
-// (store.OpenServer, server.EmbeddedNATS, server.New, server.LoadOrCreateTLS,
-// a gRPC server with syncd's options and TLS) with every rate limit off
+// The server under test is assembled by the same function as cmd/syncd
+// (internal/syncd.Start: store, embedded NATS, server, TLS, relay, lock)
+// with no backup and every rate limit off
 // (as syncd -device-rate off -user-rate off -enroll-rate off). By default it runs in a child
 // process (this binary re-executed), so that its CPU time and peak RSS are
 // measured apart from the load generator's; -server inproc runs it in this
@@ -54,102 +47,35 @@ type endpoint struct {
 
 // benchServer is the server under test, in-process.
 type benchServer struct {
-	st          *store.Server
-	ns          *natsserver.Server
-	nc          *nats.Conn
-	srv         *server.Server
-	g           *grpc.Server
-	relayCancel context.CancelFunc
-	relayDone   chan error
-	serveDone   chan error
-	ep          endpoint
+	d  *syncd.Daemon
+	st *store.Server
+	ep endpoint
 }
 
-// startServer starts syncd's parts on files under dir.
+// startServer starts syncd's parts on files under dir, assembled as syncd
+// does (internal/syncd), with no backup.
 func startServer(ctx context.Context, dir string, logw io.Writer) (*benchServer, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	b := &benchServer{}
-	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	fail := func(err error) (*benchServer, error) {
-		lis.Close()
-		b.stop()
-		return nil, err
-	}
-	if b.st, err = store.OpenServer(ctx, filepath.Join(dir, "fieldsync.db")); err != nil {
-		return fail(err)
-	}
-	if b.ns, err = server.EmbeddedNATS(filepath.Join(dir, "nats"), "127.0.0.1", -1); err != nil {
-		return fail(err)
-	}
-	if b.nc, err = nats.Connect(b.ns.ClientURL(), nats.InProcessServer(b.ns), nats.MaxReconnects(-1)); err != nil {
-		return fail(err)
-	}
-	js, err := jetstream.New(b.nc)
-	if err != nil {
-		return fail(err)
-	}
 	token := "admin-" + domain.RandomToken(10)
-	b.srv = server.New(server.Config{
-		Store: b.st, JetStream: js, AdminTokenHash: store.HashSecret(token), Logger: log,
-		DeviceLimit: server.Unlimited, UserLimit: server.Unlimited, EnrollLimit: server.Unlimited,
-		MaxStreamsPerDevice: -1,
+	d, err := syncd.Start(ctx, syncd.Config{
+		Dir:        dir,
+		AdminToken: token,
+		Server: func(c *server.Config) {
+			c.DeviceLimit, c.UserLimit, c.EnrollLimit = server.Unlimited, server.Unlimited, server.Unlimited
+			c.MaxStreamsPerDevice = -1
+		},
+		Logger: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
-	tlsCfg, fp, err := server.LoadOrCreateTLS(filepath.Join(dir, "tls"), []string{"127.0.0.1", "localhost"})
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	b.g = grpc.NewServer(append(b.srv.GRPCOptions(), grpc.Creds(credentials.NewTLS(tlsCfg)))...)
-	b.srv.Register(b.g)
-	relayCtx, cancel := context.WithCancel(context.Background())
-	b.relayCancel, b.relayDone, b.serveDone = cancel, make(chan error, 1), make(chan error, 1)
-	go func() { b.relayDone <- b.srv.RunRelay(relayCtx) }()
-	go func() { b.serveDone <- b.g.Serve(lis) }()
-	b.ep = endpoint{Addr: lis.Addr().String(), CA: fp, Token: token, NATSURL: b.ns.ClientURL(), PID: os.Getpid()}
+	b := &benchServer{d: d, st: d.Store}
+	b.ep = endpoint{Addr: d.Addr, CA: d.CAFingerprint, Token: token, NATSURL: d.NATSURL, PID: os.Getpid()}
 	return b, nil
 }
 
 // stop shuts down in syncd's order: requests, relay (after it published
 // every committed change), database, NATS.
-func (b *benchServer) stop() error {
-	var errs []error
-	if b.srv != nil {
-		b.srv.Close()
-	}
-	if b.g != nil {
-		b.g.GracefulStop()
-		<-b.serveDone
-	}
-	if b.relayCancel != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		last, err := b.st.LastSeq(ctx)
-		if err == nil {
-			err = b.srv.Relay().WaitPublished(ctx, last)
-		}
-		cancel()
-		if err != nil {
-			errs = append(errs, err)
-		}
-		b.relayCancel()
-		<-b.relayDone
-	}
-	if b.st != nil {
-		errs = append(errs, b.st.Close())
-	}
-	if b.nc != nil {
-		b.nc.Close()
-	}
-	if b.ns != nil {
-		b.ns.Shutdown()
-		b.ns.WaitForShutdown()
-	}
-	return errors.Join(errs...)
-}
+func (b *benchServer) stop() error { return b.d.Stop() }
 
 // serverCtl is the load generator's handle on the server under test:
 // metrics, profiling, stop.

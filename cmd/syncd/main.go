@@ -14,29 +14,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/fieldsync/fieldsync/backup"
-	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/server"
-	"github.com/fieldsync/fieldsync/store"
 )
 
 func main() {
@@ -55,10 +47,6 @@ func main() {
 
 // errFlags marks a command line that the flag package has already reported.
 var errFlags = errors.New("bad command line")
-
-// stopTimeout bounds each step of shutdown that waits on others: in-flight
-// RPCs, then the relay catching up with the database.
-const stopTimeout = 10 * time.Second
 
 // config is syncd's command line.
 type config struct {
@@ -188,317 +176,58 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	// Listen before touching the data directory, so that a second syncd on
-	// the same address fails at once and changes nothing.
-	lis, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return listenError("-listen", cfg.listen, err, "another syncd running?")
-	}
-	defer lis.Close() // after Serve, a no-op
-	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
-	// Before anything in the directory is read or written: a second syncd
-	// on it stops here, having changed nothing.
-	lock, err := lockDataDir(cfg.data)
-	if err != nil {
-		return err
-	}
-	defer lock.unlock()
-	if fi, err := os.Stat(cfg.data); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("data directory is open to other users: it holds the admin credential and every record; chmod 700 it",
-			"dir", cfg.data, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
-	}
-	tokenFile := cfg.adminTokenFile
-	if tokenFile == "" {
-		tokenFile = filepath.Join(cfg.data, "admin.token")
-	}
-	token, created, err := adminToken(tokenFile, log)
-	if err != nil {
-		return err
-	}
-	if created {
-		fmt.Fprintf(stdout, "syncd: admin credential created in %s (keep it secret; fieldctl admin reads it)\n", tokenFile)
-	}
-
-	var creds []grpc.ServerOption
-	if !cfg.plaintext {
-		tlsDir := filepath.Join(cfg.data, "tls")
-		tlsCfg, fp, err := server.LoadOrCreateTLS(tlsDir, certHosts(lis.Addr(), cfg.tlsHosts))
-		if err != nil {
-			return fmt.Errorf("TLS: %w", err)
+	var tlsHosts []string
+	for _, h := range strings.Split(cfg.tlsHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			tlsHosts = append(tlsHosts, h)
 		}
-		creds = append(creds, grpc.Creds(credentials.NewTLS(tlsCfg)))
-		fmt.Fprintf(stdout, "syncd: TLS with CA %s, fingerprint %s (enrollment codes carry it; devices pin it)\n", filepath.Join(tlsDir, server.CAFile), fp)
-	} else {
-		fmt.Fprintln(stdout, "syncd: plain-text gRPC (-insecure-plaintext): loopback only, for development")
 	}
-
 	// Litestream reports each monitor it starts and each compaction at
 	// info: below warnings, only when asked for debug.
 	backupLevel := max(level, slog.LevelWarn)
 	if level < slog.LevelInfo {
 		backupLevel = level
 	}
-	d := &daemon{stdout: stdout, log: log, backupLog: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: backupLevel}))}
-	if err := d.start(ctx, cfg, natsHost, natsPort, token); err != nil {
-		return errors.Join(err, d.stop())
+	d, err := syncd.Start(ctx, syncd.Config{
+		Dir:             cfg.data,
+		Listen:          cfg.listen,
+		Plaintext:       cfg.plaintext,
+		TLSHosts:        tlsHosts,
+		NATSURL:         cfg.natsURL,
+		NATSHost:        natsHost,
+		NATSPort:        natsPort,
+		NATSMaxStore:    int64(cfg.natsMaxStore),
+		AdminTokenFile:  cfg.adminTokenFile,
+		Backup:          backupLocation(cfg.data, cfg.backup),
+		BackupInterval:  cfg.backupInterval,
+		BackupRetention: cfg.backupRetention,
+		BackupLogger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: backupLevel})),
+		Server: func(c *server.Config) {
+			c.DeviceLimit = cfg.deviceRate.limit()
+			c.UserLimit = cfg.userRate.limit()
+			c.EnrollLimit = cfg.enrollRate.limit()
+		},
+		Logger: log,
+		Out:    stdout,
+	})
+	if err != nil {
+		return err
 	}
-	d.g = grpc.NewServer(append(d.srv.GRPCOptions(), creds...)...)
-	d.srv.Register(d.g)
-	serveDone := make(chan error, 1)
-	fmt.Fprintf(stdout, "syncd: listening on %s\n", lis.Addr())
-	// Nothing is served before this: the kernel may queue connections on lis, but no RPC is answered until the database and NATS are open (start).
-	go func() { serveDone <- d.g.Serve(lis) }()
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(stdout, "syncd: stopping: finishing in-flight requests and publishing the changelog")
-	case serveErr = <-serveDone:
+	case serveErr = <-d.Serving():
 		if serveErr != nil {
 			serveErr = fmt.Errorf("serve gRPC: %w", serveErr)
 		}
 	}
-	if err := errors.Join(serveErr, d.stop()); err != nil {
+	if err := errors.Join(serveErr, d.Stop()); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "syncd: stopped cleanly")
 	return nil
-}
-
-// daemon holds what run starts; stop ends whatever of it was started.
-type daemon struct {
-	stdout    io.Writer
-	log       *slog.Logger
-	backupLog *slog.Logger
-
-	store    *store.Server
-	backup   *backup.Backup     // nil with -backup off
-	ns       *natsserver.Server // nil with an external NATS
-	nc       *nats.Conn
-	ncClosed chan struct{}
-	srv      *server.Server
-	g        *grpc.Server
-
-	relayCancel context.CancelFunc
-	relayDone   chan error
-}
-
-// start opens the database, starts or reaches NATS and starts the relay.
-func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPort int, adminToken string) error {
-	dbPath := filepath.Join(cfg.data, "fieldsync.db")
-	backupURL := backupLocation(cfg.data, cfg.backup)
-	var stOpts []store.ServerOption
-	if backupURL != "" {
-		stOpts = append(stOpts, store.ExternalCheckpoints())
-	}
-	st, err := store.OpenServer(ctx, dbPath, stOpts...)
-	if err != nil {
-		return fmt.Errorf("open database %s: %w", dbPath, err)
-	}
-	d.store = st
-	if backupURL != "" {
-		b, err := backup.Start(ctx, backup.Config{DBPath: dbPath, URL: backupURL, SyncInterval: cfg.backupInterval,
-			Retention: cfg.backupRetention, Logger: d.backupLog.With("component", "backup"), BetweenCommits: st.BetweenCommits})
-		if err != nil {
-			return fmt.Errorf("%w: fix -backup, or run without a backup with -backup off", err)
-		}
-		d.backup = b
-		where := "a directory on the same disk as the data: it undoes mistakes, not a lost disk; point -backup at another disk or at s3://"
-		if !backup.IsLocal(backupURL) {
-			where = "off this machine"
-		} else if cfg.backup != "" {
-			where = "a directory; on another disk it also survives the loss of the data's disk"
-		}
-		fmt.Fprintf(d.stdout, "syncd: backup to %s every %s, restorable for %s (%s)\n", backup.Redact(backupURL), cfg.backupInterval, cfg.backupRetention, where)
-	} else {
-		fmt.Fprintln(d.stdout, "syncd: no backup (-backup off): a lost or damaged disk loses the database")
-	}
-
-	natsURL := cfg.natsURL
-	opts := []nats.Option{
-		nats.Name("syncd"),
-		// Never give up: the relay resumes from SQLite whenever NATS is back.
-		nats.MaxReconnects(-1),
-		nats.DrainTimeout(stopTimeout),
-		nats.ClosedHandler(func(*nats.Conn) { close(d.ncClosed) }),
-	}
-	d.ncClosed = make(chan struct{})
-	if natsURL == "" {
-		storeDir := filepath.Join(cfg.data, "nats")
-		if natsPort > 0 {
-			// nats-server reports a busy port only by never becoming ready;
-			// find out now, with a message that says what to do.
-			l, err := net.Listen("tcp", net.JoinHostPort(natsHost, strconv.Itoa(natsPort)))
-			if err != nil {
-				return listenError("-nats-listen", cfg.natsListen, err,
-					"another syncd or nats-server running? point -nats at it, or")
-			}
-			l.Close()
-		}
-		ns, err := server.EmbeddedNATS(storeDir, natsHost, natsPort, server.WithJetStreamLimits(int64(cfg.natsMaxStore), 0))
-		if err != nil {
-			return err
-		}
-		d.ns = ns
-		natsURL = ns.ClientURL()
-		opts = append(opts, nats.InProcessServer(ns))
-		fmt.Fprintf(d.stdout, "syncd: nats on %s (embedded, JetStream store %s, at most %s)\n", natsURL, storeDir, server.ByteSize(ns.JetStreamConfig().MaxStore))
-	}
-	nc, err := nats.Connect(natsURL, opts...)
-	if err != nil {
-		if cfg.natsURL != "" {
-			return fmt.Errorf("connect to NATS at %s: %w: is it running? (leave -nats empty to embed one)", redactURLs(natsURL), err)
-		}
-		return fmt.Errorf("connect to embedded NATS: %w", err)
-	}
-	d.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	if cfg.natsURL != "" {
-		actx, cancel := context.WithTimeout(ctx, stopTimeout)
-		_, err := js.AccountInfo(actx)
-		cancel()
-		switch {
-		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
-			return fmt.Errorf("NATS at %s has no JetStream for this account: enable it (nats-server -js) or leave -nats empty to embed one", redactURLs(natsURL))
-		case err != nil:
-			d.log.Warn("JetStream not answering yet; the relay keeps trying", "err", err)
-		}
-		fmt.Fprintf(d.stdout, "syncd: nats on %s (external)\n", redactURLs(natsURL))
-	}
-	// fieldctl hq tail reads the URL from here. Written on every start, so
-	// that it is never a stale random port.
-	if err := os.WriteFile(filepath.Join(cfg.data, "nats.url"), []byte(natsURL), 0o600); err != nil {
-		return fmt.Errorf("write nats.url: %w", err)
-	}
-
-	d.srv = server.New(server.Config{
-		Store:          st,
-		JetStream:      js,
-		AdminTokenHash: store.HashSecret(adminToken),
-		Logger:         d.log,
-		DeviceLimit:    cfg.deviceRate.limit(),
-		UserLimit:      cfg.userRate.limit(),
-		EnrollLimit:    cfg.enrollRate.limit(),
-	})
-	if d.ns != nil {
-		d.srv.Relay().SetRecover(server.RecoverJetStream(d.ns, d.log))
-	}
-	// Check the changelog against the database before serving: a database
-	// that went back in time gets its new lineage before any new change.
-	cctx, ccancel := context.WithTimeout(ctx, stopTimeout)
-	if err := d.srv.Relay().Check(cctx); err != nil {
-		d.log.Warn("changelog not checked before serving; the relay keeps trying", "err", err)
-	}
-	ccancel()
-	// The relay outlives ctx: on a signal it must still publish what the
-	// last requests committed, so stop cancels it only after that.
-	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d.relayCancel = cancel
-	d.relayDone = make(chan error, 1)
-	go func() { d.relayDone <- d.srv.RunRelay(relayCtx) }()
-	return nil
-}
-
-// stop shuts down in the order that loses nothing: no new requests, the
-// in-flight ones finished, everything committed published, then the
-// database, the NATS connection and the embedded NATS closed.
-func (d *daemon) stop() error {
-	var errs []error
-	if d.srv != nil {
-		d.srv.Close() // ends Watch streams, which GracefulStop would wait for
-	}
-	if d.g != nil {
-		stopped := make(chan struct{})
-		go func() { d.g.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(stopTimeout):
-			d.log.Warn("requests still running after the stop timeout; cutting them off", "timeout", stopTimeout)
-			d.g.Stop()
-			<-stopped
-		}
-	}
-	if d.relayCancel != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-		last, err := d.store.LastSeq(ctx)
-		if err == nil {
-			err = d.srv.Relay().WaitPublished(ctx, last)
-		}
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("relay: %w (nothing is lost: the next start publishes the rest from the database)", err))
-		}
-		d.relayCancel()
-		<-d.relayDone
-	}
-	if d.store != nil {
-		if err := d.store.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close database: %w", err))
-		}
-	}
-	if d.backup != nil {
-		// After the database: its last writes are shipped before syncd exits.
-		if err := d.backup.Close(context.Background()); err != nil {
-			errs = append(errs, fmt.Errorf("%w (the backup lacks the last writes until syncd runs again)", err))
-		}
-	}
-	if d.nc != nil {
-		if err := d.nc.Drain(); err != nil {
-			d.nc.Close()
-		}
-		select {
-		case <-d.ncClosed:
-		case <-time.After(stopTimeout + time.Second):
-			d.nc.Close()
-		}
-	}
-	if d.ns != nil {
-		d.ns.Shutdown()
-		d.ns.WaitForShutdown()
-	}
-	return errors.Join(errs...)
-}
-
-// adminToken reads the admin credential from path, creating a random one
-// there (mode 0600) if the file does not exist.
-func adminToken(path string, log *slog.Logger) (token string, created bool, err error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			return "", false, fmt.Errorf("admin credential file %s is empty: delete it and syncd creates a new one", path)
-		}
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			log.Warn("admin credential file is readable by other users; chmod 600 it", "file", path, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
-		}
-		return token, false, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", false, fmt.Errorf("read admin credential: %w", err)
-	}
-	token = domain.RandomToken(20)
-	// O_EXCL: never overwrite a credential another process just wrote.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", false, fmt.Errorf("create admin credential: %w", err)
-	}
-	_, err = f.WriteString(token)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return "", false, fmt.Errorf("write admin credential %s: %w", path, err)
-	}
-	return token, true, nil
 }
 
 // checkLoopback refuses a non-loopback address unless allowed; why says
@@ -532,60 +261,6 @@ func parseNATSListen(addr string) (string, int, error) {
 		port = natsserver.RANDOM_PORT
 	}
 	return host, port, nil
-}
-
-// listenError turns a listen failure into advice.
-func listenError(flagName, addr string, err error, hint string) error {
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("listen %s: address already in use: %s choose another with %s", addr, hint, flagName)
-	}
-	if errors.Is(err, syscall.EACCES) {
-		return fmt.Errorf("listen %s: permission denied: ports below 1024 need privileges; choose another with %s", addr, flagName)
-	}
-	return fmt.Errorf("listen %s (%s): %w", addr, flagName, err)
-}
-
-// redactURLs hides credentials (user:password or a bare token) in a
-// comma-separated list of NATS URLs.
-func redactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
-			u.User = url.User("xxxxx")
-			parts[i] = u.String()
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-// certHosts lists what the server certificate must cover: the listen host
-// (every local address for an unspecified one), localhost, 127.0.0.1, and
-// the -tls-hosts names.
-func certHosts(addr net.Addr, extra string) []string {
-	hosts := []string{"localhost", "127.0.0.1"}
-	if ta, ok := addr.(*net.TCPAddr); ok {
-		if ta.IP.IsUnspecified() {
-			if addrs, err := net.InterfaceAddrs(); err == nil {
-				for _, a := range addrs {
-					if ipn, ok := a.(*net.IPNet); ok {
-						hosts = append(hosts, ipn.IP.String())
-					}
-				}
-			}
-			if name, err := os.Hostname(); err == nil {
-				hosts = append(hosts, name)
-			}
-		} else {
-			hosts = append(hosts, ta.IP.String())
-		}
-	}
-	for _, h := range strings.Split(extra, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			hosts = append(hosts, h)
-		}
-	}
-	slices.Sort(hosts)
-	return slices.Compact(hosts)
 }
 
 // backupLocation is where -backup says the backup goes: "" for off.

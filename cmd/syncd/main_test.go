@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
@@ -297,8 +298,8 @@ func TestRedactURLs(t *testing.T) {
 		"nats://tok@h:4222,nats://u:p@h2:4222": "nats://xxxxx@h:4222,nats://xxxxx@h2:4222",
 		"tls://h1:4222, tls://h2:4222":         "tls://h1:4222, tls://h2:4222",
 	} {
-		if got := redactURLs(in); got != want {
-			t.Errorf("redactURLs(%q) = %q, want %q", in, got, want)
+		if got := syncd.RedactURLs(in); got != want {
+			t.Errorf("syncd.RedactURLs(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
@@ -71,28 +72,28 @@ func TestSecondSyncdOnOneDataDirRefuses(t *testing.T) {
 // belong to open files, not processes), naming the holder.
 func TestLockDataDir(t *testing.T) {
 	dir := t.TempDir()
-	l, err := lockDataDir(dir)
+	l, err := syncd.LockDataDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = lockDataDir(dir)
-	if !errors.Is(err, errLocked) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
-		t.Fatalf("second lock: %v, want errLocked naming pid %d", err, os.Getpid())
+	_, err = syncd.LockDataDir(dir)
+	if !errors.Is(err, syncd.ErrLocked) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second lock: %v, want syncd.ErrLocked naming pid %d", err, os.Getpid())
 	}
 	var out bytes.Buffer
 	err = run(context.Background(), []string{"-data", dir, "-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:-1"}, &out, &out)
-	if !errors.Is(err, errLocked) {
-		t.Fatalf("syncd on a locked directory: %v, want errLocked", err)
+	if !errors.Is(err, syncd.ErrLocked) {
+		t.Fatalf("syncd on a locked directory: %v, want syncd.ErrLocked", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "fieldsync.db")); err == nil {
 		t.Error("syncd created the database in a directory another syncd holds")
 	}
-	if err := l.unlock(); err != nil {
+	if err := l.Unlock(); err != nil {
 		t.Fatal(err)
 	}
-	l, err = lockDataDir(dir)
+	l, err = syncd.LockDataDir(dir)
 	if err != nil {
 		t.Fatalf("lock after unlock: %v", err)
 	}
-	l.unlock()
+	l.Unlock()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/backup"
+	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/store"
 )
 
@@ -93,11 +94,11 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	lock, err := lockDataDir(cfg.data)
+	lock, err := syncd.LockDataDir(cfg.data)
 	if err != nil {
 		return err
 	}
-	defer lock.unlock()
+	defer lock.Unlock()
 
 	dbPath := filepath.Join(cfg.data, "fieldsync.db")
 	exists := false

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/backup"
 	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/syncd"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store"
 )
@@ -141,7 +142,7 @@ func TestRestoreRefuses(t *testing.T) {
 		{name: "no backup at the location given", data: empty, args: []string{"-backup", filepath.Join(empty, "nowhere")}, want: "nowhere holds no backup", is: backup.ErrNoBackup},
 		{name: "too old", data: withBackup, args: []string{"-force", "-timestamp", "2020-01-01T00:00:00Z"}, want: "nothing as old as 2020-01-01T00:00:00Z", is: backup.ErrNoBackup},
 		{name: "database exists", data: withBackup, want: "exists: syncd restore replaces it only with -force"},
-		{name: "syncd running", data: withBackup, args: []string{"-force"}, lock: true, want: "is in use by another syncd (pid " + strconv.Itoa(os.Getpid()), is: errLocked},
+		{name: "syncd running", data: withBackup, args: []string{"-force"}, lock: true, want: "is in use by another syncd (pid " + strconv.Itoa(os.Getpid()), is: syncd.ErrLocked},
 		{name: "timestamp", data: withBackup, args: []string{"-timestamp", "yesterday"}, want: "want RFC 3339"},
 		{name: "future", data: withBackup, args: []string{"-timestamp", time.Now().Add(time.Hour).Format(time.RFC3339)}, want: "in the future"},
 		{name: "backup off", data: withBackup, args: []string{"-backup", "off"}, want: "give the location"},
@@ -152,11 +153,11 @@ func TestRestoreRefuses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := listDir(t, tt.data)
 			if tt.lock {
-				l, err := lockDataDir(tt.data)
+				l, err := syncd.LockDataDir(tt.data)
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer l.unlock()
+				defer l.Unlock()
 			}
 			var out bytes.Buffer
 			err := run(context.Background(), append([]string{"restore", "-data", tt.data}, tt.args...), &out, &out)
@@ -181,7 +182,7 @@ func listDir(t *testing.T, dir string) string {
 	var b strings.Builder
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if e.Name() == lockFile {
+		if e.Name() == syncd.LockFile {
 			continue
 		}
 		fi, err := e.Info()

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/syncd"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store"
@@ -45,9 +45,10 @@ type Env struct {
 	// CAFingerprint is the pinned CA of the server's TLS ("" in plain text).
 	CAFingerprint string
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	conn   *grpc.ClientConn
+	// Daemon is the assembled server (internal/syncd), as syncd runs it.
+	Daemon *syncd.Daemon
+
+	conn *grpc.ClientConn
 }
 
 // Option changes how Start builds the environment.
@@ -121,64 +122,41 @@ func Start(t testing.TB, opts ...Option) *Env {
 		o.token = "admin-" + domain.RandomToken(10)
 	}
 	e := &Env{T: t, Dir: o.dir, AdminToken: o.token}
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	var err error
-	if e.NATS, err = server.EmbeddedNATS(filepath.Join(o.dir, "nats"), "127.0.0.1", -1); err != nil {
-		t.Fatal(err)
-	}
-	if e.NC, err = nats.Connect("", nats.InProcessServer(e.NATS)); err != nil {
-		t.Fatal(err)
-	}
-	if e.JS, err = jetstream.New(e.NC); err != nil {
-		t.Fatal(err)
-	}
-	if e.Store, err = store.OpenServer(ctx, filepath.Join(o.dir, "fieldsync.db")); err != nil {
-		t.Fatal(err)
-	}
-	cfg := server.Config{Store: e.Store, JetStream: e.JS, AdminTokenHash: store.HashSecret(e.AdminToken),
-		DeviceLimit: server.Unlimited, UserLimit: server.Unlimited, EnrollLimit: server.Unlimited}
-	if o.config != nil {
-		o.config(&cfg)
-	}
-	e.Server = server.New(cfg)
-	if r := e.Server.Relay(); r != nil {
-		// As syncd: the changelog checked (a database that went back in
-		// time rebased) before any request is served.
-		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-		err := r.Check(cctx)
-		ccancel()
-		if err != nil {
-			t.Fatalf("check the changelog: %v", err)
-		}
-	}
-	gopts := e.Server.GRPCOptions()
-	if len(o.unary) > 0 {
-		gopts = append(gopts, grpc.ChainUnaryInterceptor(o.unary...))
-	}
-	clientCreds := insecure.NewCredentials()
-	if !o.plaintext {
-		tlsCfg, fp, err := server.LoadOrCreateTLS(filepath.Join(o.dir, "tls"), []string{"127.0.0.1", "localhost"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.CAFingerprint = fp
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tlsCfg)))
-	}
-	e.GRPC = grpc.NewServer(gopts...)
-	e.Server.Register(e.GRPC)
 	lis, err := listen(o.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.Addr = lis.Addr().String()
+	var gopts []grpc.ServerOption
+	if len(o.unary) > 0 {
+		gopts = append(gopts, grpc.ChainUnaryInterceptor(o.unary...))
+	}
+	// The same assembly as syncd, with every rate limit off: every test
+	// device dials from the same loopback address.
+	d, err := syncd.Start(context.Background(), syncd.Config{
+		Dir:        o.dir,
+		Listener:   lis,
+		Plaintext:  o.plaintext,
+		AdminToken: o.token,
+		Server: func(c *server.Config) {
+			c.DeviceLimit, c.UserLimit, c.EnrollLimit = server.Unlimited, server.Unlimited, server.Unlimited
+			if o.config != nil {
+				o.config(c)
+			}
+		},
+		GRPCOptions: gopts,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Daemon = d
+	e.Store, e.Server, e.NATS, e.NC, e.JS, e.GRPC = d.Store, d.Server, d.NATS, d.NC, d.JS, d.GRPC
+	e.Addr, e.CAFingerprint = d.Addr, d.CAFingerprint
+	clientCreds := insecure.NewCredentials()
 	if !o.plaintext {
 		clientCreds = credentials.NewTLS(syncer.PinnedTLS(e.Addr, e.CAFingerprint))
 	}
-	e.wg.Add(2)
-	go func() { defer e.wg.Done(); e.GRPC.Serve(lis) }()
-	go func() { defer e.wg.Done(); e.Server.RunRelay(ctx) }()
 	if e.conn, err = grpc.NewClient(e.Addr, grpc.WithTransportCredentials(clientCreds)); err != nil {
+		d.Stop()
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Stop)
@@ -187,19 +165,14 @@ func Start(t testing.TB, opts ...Option) *Env {
 
 // Stop stops everything, in the order syncd does; it may be called twice.
 func (e *Env) Stop() {
-	if e.cancel == nil {
+	if e.Daemon == nil {
 		return
 	}
-	e.Server.Close()
-	e.GRPC.GracefulStop()
-	e.cancel()
-	e.wg.Wait()
 	e.conn.Close()
-	e.Store.Close()
-	e.NC.Close()
-	e.NATS.Shutdown()
-	e.NATS.WaitForShutdown()
-	e.cancel = nil
+	if err := e.Daemon.Stop(); err != nil {
+		e.T.Logf("stop the server: %v", err)
+	}
+	e.Daemon = nil
 }
 
 // Admin returns an admin client and a context carrying the admin token.

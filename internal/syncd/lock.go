@@ -1,4 +1,4 @@
-package main
+package syncd
 
 import (
 	"bytes"
@@ -9,23 +9,23 @@ import (
 	"strconv"
 )
 
-// lockFile is the name of the lock in the data directory. It holds the pid
+// LockFile is the name of the lock in the data directory. It holds the pid
 // of the syncd (or syncd restore) that holds it.
-const lockFile = "syncd.lock"
+const LockFile = "syncd.lock"
 
-// errLocked says that another process holds the data directory.
-var errLocked = errors.New("data directory in use")
+// ErrLocked says that another process holds the data directory.
+var ErrLocked = errors.New("data directory in use")
 
-// lockedErr is errLocked with the details.
+// lockedErr is ErrLocked with the details.
 type lockedErr struct{ msg string }
 
 func (e *lockedErr) Error() string        { return e.msg }
-func (e *lockedErr) Is(target error) bool { return target == errLocked }
+func (e *lockedErr) Is(target error) bool { return target == ErrLocked }
 
-// dataLock is the exclusive hold on a data directory: one syncd per
+// DataLock is the exclusive hold on a data directory: one syncd per
 // directory, since two would be two writers on one database and two
 // JetStream servers on one store.
-type dataLock struct {
+type DataLock struct {
 	f    *os.File
 	path string
 }
@@ -54,7 +54,7 @@ func readAll(f *os.File, path string) ([]byte, error) {
 }
 
 // writePID records who holds the lock.
-func (l *dataLock) writePID() error {
+func (l *DataLock) writePID() error {
 	if err := l.f.Truncate(0); err != nil {
 		return err
 	}
@@ -64,4 +64,4 @@ func (l *dataLock) writePID() error {
 	return l.f.Sync()
 }
 
-func lockPath(dir string) string { return filepath.Join(dir, lockFile) }
+func lockPath(dir string) string { return filepath.Join(dir, LockFile) }

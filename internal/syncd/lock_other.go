@@ -1,6 +1,6 @@
 //go:build !unix
 
-package main
+package syncd
 
 import (
 	"errors"
@@ -9,10 +9,10 @@ import (
 	"os"
 )
 
-// lockDataDir takes the lock on dir by creating the lock file exclusively.
+// LockDataDir takes the lock on dir by creating the lock file exclusively.
 // Without flock, a lock left by a syncd that crashed stays: the error says
 // to delete it once no syncd runs.
-func lockDataDir(dir string) (*dataLock, error) {
+func LockDataDir(dir string) (*DataLock, error) {
 	path := lockPath(dir)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
@@ -21,7 +21,7 @@ func lockDataDir(dir string) (*dataLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock data directory %s: %w", dir, err)
 	}
-	l := &dataLock{f: f, path: path}
+	l := &DataLock{f: f, path: path}
 	if err := l.writePID(); err != nil {
 		f.Close()
 		os.Remove(path)
@@ -30,7 +30,7 @@ func lockDataDir(dir string) (*dataLock, error) {
 	return l, nil
 }
 
-// unlock releases the lock by removing the file.
-func (l *dataLock) unlock() error {
+// Unlock releases the lock by removing the file.
+func (l *DataLock) Unlock() error {
 	return errors.Join(l.f.Close(), os.Remove(l.path))
 }

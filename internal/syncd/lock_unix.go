@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package syncd
 
 import (
 	"errors"
@@ -9,10 +9,10 @@ import (
 	"syscall"
 )
 
-// lockDataDir takes the exclusive lock on dir (which must exist), or fails
+// LockDataDir takes the exclusive lock on dir (which must exist), or fails
 // at once if another process holds it. The kernel releases a flock when
 // its holder exits, however it exits: a crashed syncd leaves no stale lock.
-func lockDataDir(dir string) (*dataLock, error) {
+func LockDataDir(dir string) (*DataLock, error) {
 	path := lockPath(dir)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -25,7 +25,7 @@ func lockDataDir(dir string) (*dataLock, error) {
 		}
 		return nil, fmt.Errorf("lock data directory %s (flock %s): %w", dir, path, err)
 	}
-	l := &dataLock{f: f, path: path}
+	l := &DataLock{f: f, path: path}
 	if err := l.writePID(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock data directory %s: write pid to %s: %w", dir, path, err)
@@ -33,8 +33,8 @@ func lockDataDir(dir string) (*dataLock, error) {
 	return l, nil
 }
 
-// unlock releases the lock. The file stays: removing it would let a third
+// Unlock releases the lock. The file stays: removing it would let a third
 // process lock a new file while a second still waits on the old one.
-func (l *dataLock) unlock() error {
+func (l *DataLock) Unlock() error {
 	return l.f.Close()
 }
