@@ -43,7 +43,9 @@ now, in version order. NDJSON writes one object a line:
    "entries":[...],"conflicts":[...],"buckets":[...]}
 CSV writes one row a record: id,kind,version,author_id and then every field
 name (sorted); entries (dispute notes and sessions) and conflicts are only in
-NDJSON. Apply records by id, keeping the highest version. The last version
+NDJSON. The CSV starts with a UTF-8 byte order mark (for Excel), and a cell
+that would run as a spreadsheet formula (=, +, -, @, tab...) starts with '.
+Apply records by id, keeping the highest version. The last version
 is printed on stderr: pass it as -after to fetch only what changed since.`, `
 fieldctl hq export -o all.ndjson
 fieldctl hq export -format csv -kind visit -o visits.csv
