@@ -124,9 +124,17 @@ func TestStoredControlCharactersPrintEscaped(t *testing.T) {
 		t.Errorf("admin audit:\n%q", audit)
 	}
 
+	// A new name with an escape sequence is refused, and the refusal
+	// shows it escaped.
+	db := filepath.Join(t.TempDir(), "member.db")
+	r := fieldctl(t, device(db, "enroll", "-name", "phone\x1b[2J", e.Code(testenv.Member))...)
+	if r.code != 1 || !strings.Contains(r.stderr, `device_name: character 6 is ESC, which starts terminal escape sequences (\x1b)`) ||
+		strings.ContainsAny(r.stderr, rawTerminal) {
+		t.Errorf("enroll with an escape sequence in the name: exit %d, stderr %q", r.code, r.stderr)
+	}
+
 	// A note may hold a line break and a direction override; both show
 	// as text, the line break as a line.
-	db := filepath.Join(t.TempDir(), "member.db")
 	ok(t, device(db, "enroll", e.Code(testenv.Member))...)
 	id := strings.TrimSpace(ok(t, device(db, "visit", "add", "-household", "H001", "-date", "2026-11-20",
 		"-needs", "屋頂漏水\n\u202etxt.exe\u0085")...))
