@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -155,14 +154,15 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 	return resp, nil
 }
 
+// checkText checks an imported name or phone number: one line of visible
+// text (domain.CheckDisplayText) of at most max bytes.
 func checkText(v string, max int, required bool) string {
-	switch {
-	case required && v == "":
+	if required && v == "" {
 		return "required"
-	case !utf8.ValidString(v):
-		return "not valid UTF-8 text"
-	case len(v) > max:
-		return fmt.Sprintf("%d bytes is too long: at most %d", len(v), max)
+	}
+	var te *domain.TextError
+	if errors.As(domain.CheckDisplayText("", v, max), &te) {
+		return te.Reason
 	}
 	return ""
 }
@@ -265,6 +265,9 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 		"phone": h.GetPhone(), "members": h.GetMembers(), "tags": h.GetTags()}
 	spec := domain.SpecOf(pb.Kind_KIND_HOUSEHOLD)
 	for _, name := range []string{"head", "address", "phone", "members", "tags"} {
+		if m := checkText(values[name], 0, false); m != "" {
+			return name, m, 0, nil // names people read in tables and spreadsheets
+		}
 		if values[name] == "" {
 			if spec.Field(name).Required {
 				return name, "required", 0, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,11 +25,11 @@ func (x *enrollService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*pb.
 	if code == "" || len(code) > 64 {
 		return nil, status.Error(codes.InvalidArgument, "code: missing or malformed: give the enrollment code your administrator issued (fieldctl admin enroll-code)")
 	}
-	if !utf8.ValidString(req.GetDeviceName()) || len(req.GetDeviceName()) > 200 {
-		return nil, status.Error(codes.InvalidArgument, "device_name: at most 200 bytes of UTF-8 text")
+	if err := domain.CheckDisplayText("device_name", req.GetDeviceName(), 200); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if len(req.GetAppVersion()) > 64 {
-		return nil, status.Error(codes.InvalidArgument, "app_version: at most 64 bytes")
+	if err := domain.CheckDisplayText("app_version", req.GetAppVersion(), 64); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	resp := &pb.EnrollResponse{DeviceId: "d" + domain.RandomToken(5), Token: domain.RandomToken(20)}
 	err := x.s.store.Write(ctx, func(tx *store.Tx) error {

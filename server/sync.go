@@ -129,8 +129,8 @@ func checkSyncRequest(req *pb.SyncRequest) error {
 	if p := req.GetPageSize(); p < 0 || p > MaxPageSize {
 		return status.Errorf(codes.InvalidArgument, "page_size: %d, want 0 (default %d) to %d", p, DefaultPageSize, MaxPageSize)
 	}
-	if len(req.GetAppVersion()) > 64 {
-		return status.Error(codes.InvalidArgument, "app_version: at most 64 bytes")
+	if err := domain.CheckDisplayText("app_version", req.GetAppVersion(), 64); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	for i, m := range req.GetMutations() {
 		if m.GetSeq() == 0 {

@@ -261,6 +261,11 @@ func (d *Device) ready(ctx context.Context, conn *grpc.ClientConn) error {
 // as fieldctl admin enroll-code prints it) for this device's credential. It
 // pins the server's CA for good.
 func (d *Device) Enroll(ctx context.Context, enrollment, deviceName string) error {
+	// The server refuses the same; checked here too so that the person
+	// typing the name hears it before the code is sent.
+	if err := domain.CheckDisplayText("device_name", deviceName, 200); err != nil {
+		return err
+	}
 	en, err := ParseEnrollment(enrollment)
 	if err != nil {
 		return err

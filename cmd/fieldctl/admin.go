@@ -186,7 +186,7 @@ fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token impo
 		}
 	} else {
 		for _, e := range errs {
-			fmt.Fprintln(c.stderr, e)
+			fmt.Fprintln(c.stderr, escapeLines(e.String()))
 		}
 		t := newTable()
 		t.add("units", fmt.Sprint(res.Units))

@@ -121,7 +121,8 @@ fieldctl device -db phone.db enroll -name "張國華的手機" 'fieldsync://10.0
 		}
 		return err
 	}
-	fmt.Fprintf(c.stdout, "enrolled %s as device %s of %s %s (%s) at %s\n", c.db, id.DeviceID, id.UserID, id.UserName, id.Role, id.Server)
+	fmt.Fprintf(c.stdout, "enrolled %s as device %s of %s %s (%s) at %s\n", c.db, domain.EscapeText(id.DeviceID), domain.EscapeText(id.UserID),
+		domain.EscapeText(id.UserName), domain.EscapeText(id.Role), domain.EscapeText(id.Server))
 	fmt.Fprintf(c.stderr, "next: fieldctl device -db %s sync\n", c.db)
 	return nil
 }
@@ -653,7 +654,7 @@ func (c *cli) watchSyncs(d *syncer.Device, base *syncer.Status, done <-chan stru
 		}
 		switch {
 		case st.LastError != "" && st.LastError != lastErr:
-			fmt.Fprintf(c.stdout, "%s sync failed: %s (retrying)\n", c.now().Format("15:04:05"), st.LastError)
+			fmt.Fprintf(c.stdout, "%s sync failed: %s (retrying)\n", c.now().Format("15:04:05"), escapeLines(st.LastError))
 		case st.LastError == "" && st.LastSyncMs != lastMs:
 			fmt.Fprintf(c.stdout, "%s synced: %d pending, %d rejected, %d records, %d conflicts\n",
 				time.UnixMilli(st.LastSyncMs).Format("15:04:05"), st.Pending, st.Rejected, st.Records, st.Conflicts)

@@ -43,7 +43,9 @@ now, in version order. NDJSON writes one object a line:
    "entries":[...],"conflicts":[...],"buckets":[...]}
 CSV writes one row a record: id,kind,version,author_id and then every field
 name (sorted); entries (dispute notes and sessions) and conflicts are only in
-NDJSON. Apply records by id, keeping the highest version. The last version
+NDJSON. The CSV starts with a UTF-8 byte order mark (for Excel), and a cell
+that would run as a spreadsheet formula (=, +, -, @, tab...) starts with '.
+Apply records by id, keeping the highest version. The last version
 is printed on stderr: pass it as -after to fetch only what changed since.`, `
 fieldctl hq export -o all.ndjson
 fieldctl hq export -format csv -kind visit -o visits.csv
@@ -142,8 +144,14 @@ fieldctl hq export -after 120345 -kind dispute,event`)
 	return nil
 }
 
+// utf8BOM starts the CSV: Excel reads a CSV without it in the system's
+// code page (GBK on Chinese Windows) and shows the Chinese as garbage.
+const utf8BOM = "\ufeff"
+
 // writeCSV writes one row a record: id, kind, version, author and every
-// field name that any record has, sorted.
+// field name that any record has, sorted. The file starts with a UTF-8
+// byte order mark, and every cell passes through domain.InertCSVCell so
+// that no text a device wrote runs as a formula in HQ's spreadsheet.
 func writeCSV(w io.Writer, recs []*pb.Record) error {
 	names := map[string]bool{}
 	for _, r := range recs {
@@ -156,8 +164,17 @@ func writeCSV(w io.Writer, recs []*pb.Record) error {
 		fields = append(fields, name)
 	}
 	sort.Strings(fields)
+	if _, err := io.WriteString(w, utf8BOM); err != nil {
+		return err
+	}
 	cw := csv.NewWriter(w)
-	if err := cw.Write(append([]string{"id", "kind", "version", "author_id"}, fields...)); err != nil {
+	write := func(row []string) error {
+		for i, s := range row {
+			row[i] = domain.InertCSVCell(s)
+		}
+		return cw.Write(row)
+	}
+	if err := write(append([]string{"id", "kind", "version", "author_id"}, fields...)); err != nil {
 		return err
 	}
 	row := make([]string, 4+len(fields))
@@ -166,7 +183,7 @@ func writeCSV(w io.Writer, recs []*pb.Record) error {
 		for i, name := range fields {
 			row[4+i] = r.GetFields()[name].GetValue()
 		}
-		if err := cw.Write(row); err != nil {
+		if err := write(row); err != nil {
 			return err
 		}
 	}
@@ -266,8 +283,10 @@ fieldctl hq tail -subject 'fieldsync.changes.*.dispute' --json`)
 			err = enc.Encode(changeJSON{Seq: ch.GetSeq(), ChangeID: ch.GetChangeId(), Subject: msg.Subject(), DeviceID: ch.GetDeviceId(),
 				UserID: ch.GetUserId(), CommittedMs: ch.GetCommittedMs(), Region: ch.GetRegion(), Record: toRecordJSON(rec)})
 		} else {
-			_, err = fmt.Fprintf(c.stdout, "%d %s %s %s %s v%d\n", ch.GetSeq(), ch.GetChangeId(), msg.Subject(),
-				rec.GetId(), domain.KindName(rec.GetKind()), rec.GetVersion())
+			// A change on the stream is not proof it came from syncd: its
+			// texts are escaped like any stored text.
+			_, err = fmt.Fprintf(c.stdout, "%d %s %s %s %s v%d\n", ch.GetSeq(), domain.EscapeText(ch.GetChangeId()), domain.EscapeText(msg.Subject()),
+				domain.EscapeText(rec.GetId()), domain.KindName(rec.GetKind()), rec.GetVersion())
 		}
 		if err != nil {
 			return err

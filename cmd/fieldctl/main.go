@@ -43,11 +43,11 @@ func exitCode(err error, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &ue):
 		if !ue.reported {
-			fmt.Fprintln(stderr, "fieldctl:", ue.msg)
+			fmt.Fprintln(stderr, "fieldctl:", escapeLines(ue.msg))
 		}
 		return 2
 	default:
-		fmt.Fprintln(stderr, "fieldctl:", err)
+		fmt.Fprintln(stderr, "fieldctl:", escapeLines(err.Error())) // server messages may quote stored text
 		return 1
 	}
 }

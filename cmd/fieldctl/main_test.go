@@ -603,7 +603,7 @@ func TestOfflineFieldWork(t *testing.T) {
 
 	t.Run("export csv", func(t *testing.T) {
 		out := ok(t, hq(e2, tok, "export", "-format", "csv", "-kind", "household")...)
-		rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+		rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(out, "\ufeff"))).ReadAll()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -166,7 +166,14 @@ func readCSV(path string, f orgFile, progress io.Writer) ([]csvRow, []rowError, 
 		return nil, nil, err
 	}
 	defer file.Close()
-	r := csv.NewReader(bufio.NewReaderSize(file, 1<<16))
+	br := bufio.NewReaderSize(file, 1<<16)
+	// Excel's "CSV UTF-8" (and our own export) starts with a byte order
+	// mark: skipped here, before the CSV reader, so that a quoted first
+	// header ("\ufeff\"id\"") reads too.
+	if b, _ := br.Peek(len(utf8BOM)); string(b) == utf8BOM {
+		br.Discard(len(utf8BOM))
+	}
+	r := csv.NewReader(br)
 	r.FieldsPerRecord = -1 // counted below, so that the error names the line
 	header, err := r.Read()
 	if errors.Is(err, io.EOF) {
@@ -239,9 +246,6 @@ func checkHeader(f orgFile, header []string) ([]string, error) {
 	cols := make([]string, len(header))
 	seen := map[string]bool{}
 	for i, h := range header {
-		if i == 0 {
-			h = strings.TrimPrefix(h, "\ufeff") // the byte order mark Excel writes
-		}
 		h = strings.ToLower(strings.TrimSpace(h))
 		switch {
 		case !known[h]:

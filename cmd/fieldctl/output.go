@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rivo/uniseg"
+
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
@@ -15,7 +17,7 @@ import (
 // writeJSON writes v as indented JSON. HTML escaping is off so that
 // Chinese text and "<", "&" stay as they are.
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(inertJSON{w})
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
@@ -23,9 +25,36 @@ func writeJSON(w io.Writer, v any) error {
 
 // newNDJSON returns an encoder that writes one compact JSON value a line.
 func newNDJSON(w io.Writer) *json.Encoder {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(inertJSON{w})
 	enc.SetEscapeHTML(false)
 	return enc
+}
+
+// inertJSON writes JSON with every domain.UnsafeRune that encoding/json
+// leaves raw (DEL, C1 controls, direction controls, U+FEFF; it escapes
+// C0 itself) written as \uXXXX, so that --json output on a terminal is as
+// inert as a table, and decodes to the same strings. json.Encoder hands
+// over each value in one Write, so no character is split between calls;
+// outside strings JSON is ASCII, so only string contents change.
+type inertJSON struct{ w io.Writer }
+
+func (j inertJSON) Write(p []byte) (int, error) {
+	s := string(p)
+	if strings.IndexFunc(s, func(r rune) bool { return r >= 0x7f && domain.UnsafeRune(r) }) < 0 {
+		return j.w.Write(p)
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r >= 0x7f && domain.UnsafeRune(r) {
+			fmt.Fprintf(&b, `\u%04x`, r)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	if _, err := io.WriteString(j.w, b.String()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // table writes aligned columns. Unlike text/tabwriter it pads by display
@@ -76,63 +105,51 @@ func (t *table) write(w io.Writer) error {
 	return err
 }
 
-// cellText keeps a table row on one line; everything else is left as is.
+// cellText keeps a table row on one line and its text inert: line breaks
+// and tabs become spaces, other control, direction and invisible
+// characters are shown escaped (domain.EscapeText).
 func cellText(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\t", " ").Replace(s)
+	return domain.EscapeText(strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\t", " ").Replace(s))
 }
 
-// displayWidth is how many terminal cells s takes: two for East Asian wide
-// and full-width characters, one for the rest.
+// escapeLines escapes text for a terminal like cellText, but keeps its
+// line breaks: for multi-line values (notes) and error messages.
+func escapeLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = domain.EscapeText(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// displayWidth is how many terminal cells s takes, counted by grapheme
+// cluster as terminals draw them (uniseg, after Unicode's East Asian Width
+// and emoji rules): two for Chinese and emoji, a ZWJ sequence or a flag
+// as one emoji, nothing for combining marks.
 func displayWidth(s string) int {
-	n := 0
-	for _, r := range s {
-		if isWide(r) {
-			n += 2
-		} else {
-			n++
-		}
-	}
-	return n
+	return uniseg.StringWidth(s)
 }
 
-func isWide(r rune) bool {
-	switch {
-	case r < 0x1100:
-		return false
-	case r <= 0x115f, // Hangul Jamo
-		r >= 0x2e80 && r <= 0x303e, // CJK radicals, punctuation
-		r >= 0x3041 && r <= 0x33ff, // kana, CJK compatibility
-		r >= 0x3400 && r <= 0x4dbf, // CJK extension A
-		r >= 0x4e00 && r <= 0x9fff, // CJK unified ideographs
-		r >= 0xa000 && r <= 0xa4cf, // Yi
-		r >= 0xac00 && r <= 0xd7a3, // Hangul syllables
-		r >= 0xf900 && r <= 0xfaff, // CJK compatibility ideographs
-		r >= 0xfe30 && r <= 0xfe4f, // CJK compatibility forms
-		r >= 0xff00 && r <= 0xff60, // full-width forms
-		r >= 0xffe0 && r <= 0xffe6,
-		r >= 0x1f300 && r <= 0x1f64f, // emoji
-		r >= 0x1f900 && r <= 0x1f9ff,
-		r >= 0x20000 && r <= 0x3fffd: // CJK extensions B and on
-		return true
-	}
-	return false
-}
-
-// clipText shortens s to about n display cells, for table summaries.
+// clipText shortens s to about n display cells, for table summaries. It
+// cuts between grapheme clusters, never inside an emoji sequence or
+// before a combining mark.
 func clipText(s string, n int) string {
 	if displayWidth(s) <= n {
 		return s
 	}
+	var b strings.Builder
 	w := 0
-	for i, r := range s {
-		if w += displayWidth(string(r)); w > n-1 {
-			return s[:i] + "…"
+	g := uniseg.NewGraphemes(s)
+	for g.Next() {
+		if w += g.Width(); w > n-1 {
+			break
 		}
+		b.WriteString(g.Str())
 	}
-	return s
+	return b.String() + "…"
 }
 
 // fmtTime renders Unix milliseconds in local time, or "never".
@@ -276,18 +293,19 @@ func writeRecord(w io.Writer, r *pb.Record, state, reason string) error {
 	}
 	for _, name := range append(names, extra...) {
 		v := r.GetFields()[name]
-		fmt.Fprintf(&b, "  %-*s  %s\n", width, name, indent(v.GetValue(), width+4))
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, domain.EscapeText(name), indent(escapeLines(v.GetValue()), width+4))
 	}
 	if len(r.GetEntries()) > 0 {
 		b.WriteString("\nentries:\n")
 		for _, e := range r.GetEntries() {
-			fmt.Fprintf(&b, "  %s  %s  %s\n    %s\n", e.GetField(), hlcTime(e.GetHlc()), e.GetAuthorId(), indent(e.GetText(), 4))
+			fmt.Fprintf(&b, "  %s  %s  %s\n    %s\n", domain.EscapeText(e.GetField()), hlcTime(e.GetHlc()), domain.EscapeText(e.GetAuthorId()), indent(escapeLines(e.GetText()), 4))
 		}
 	}
 	if len(r.GetConflicts()) > 0 {
 		b.WriteString("\nconflicts (the field holds the winner; these lost, for a person to settle):\n")
 		for _, c := range r.GetConflicts() {
-			fmt.Fprintf(&b, "  %s  %s  %s  (%s)\n    %s\n", c.GetField(), hlcTime(c.GetHlc()), c.GetAuthorId(), c.GetReason(), indent(c.GetValue(), 4))
+			fmt.Fprintf(&b, "  %s  %s  %s  (%s)\n    %s\n", domain.EscapeText(c.GetField()), hlcTime(c.GetHlc()), domain.EscapeText(c.GetAuthorId()),
+				domain.EscapeText(c.GetReason()), indent(escapeLines(c.GetValue()), 4))
 		}
 	}
 	_, err := io.WriteString(w, b.String())
