@@ -411,8 +411,9 @@ type auditJSON struct {
 func adminAudit(ctx context.Context, c *cli, name string, args []string) error {
 	fs := c.newFlags(name, "[-data DIR] [-after N] [-limit N] [-verify] [--json]", `
 Lists the audit log: every administrator's action (import, assign,
-enrollment code, revoke) and every device enrollment, in order, each with
-who, what, to what and a JSON detail. Enrollment codes are never logged,
+enrollment code, revoke, accounts) and every device enrollment, in order,
+each with who (admin:<account>, admin:owner for admin.token, or a device
+id), what, to what and a JSON detail. Enrollment codes are never logged,
 only a reference (code_ref) that matches the enrolling device's entry.
 
 The log is read from syncd's database in its data directory (syncd may be
