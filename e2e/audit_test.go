@@ -51,11 +51,11 @@ func TestAuditLogOfAdminActionsAndRevocation(t *testing.T) {
 		got = append(got, a)
 	}
 	want := []struct{ actor, action, target string }{
-		{"admin", "import_org", "org"},
-		{"admin", "create_enrollment_code", testenv.Member},
-		{"admin", "create_enrollment_code", testenv.Member2},
-		{"admin", "assign_household", "H001"},
-		{"admin", "revoke_device", id.DeviceID},
+		{"admin:owner", "import_org", "org"},
+		{"admin:owner", "create_enrollment_code", testenv.Member},
+		{"admin:owner", "create_enrollment_code", testenv.Member2},
+		{"admin:owner", "assign_household", "H001"},
+		{"admin:owner", "revoke_device", id.DeviceID},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d audit entries, want %d: %+v", len(got), len(want), got)

@@ -31,8 +31,15 @@ var adminWho = store.ChangeInfo{DeviceID: "admin", UserID: "admin"}
 // ImportOrg upserts units, users, households and assignments. Each bad row
 // is reported and skipped; the good rows are stored.
 func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) (*pb.ImportOrgResponse, error) {
+	c, err := adminFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.cityOnly("importing the org"); err != nil { // the org is city-wide
+		return nil, err
+	}
 	resp := &pb.ImportOrgResponse{}
-	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
+	err = x.s.store.Write(ctx, func(tx *store.Tx) error {
 		resp.Reset()
 		bad := func(table string, i int, field, format string, args ...any) {
 			resp.Errors = append(resp.Errors, &pb.RowError{Table: table, Index: int32(i), Field: field, Message: fmt.Sprintf(format, args...)})
@@ -141,7 +148,7 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 		// before any device is poked, every device's next call reads its
 		// caller again.
 		tx.AfterCommit(func() { x.s.auth.clear() })
-		return tx.Audit(store.AuditAdmin, store.AuditImportOrg, "org", auditDetail(map[string]any{
+		return tx.Audit(c.actor(), store.AuditImportOrg, "org", auditDetail(map[string]any{
 			"units": resp.Units, "users": resp.Users, "households": resp.Households,
 			"assignments": resp.Assignments, "records_moved": resp.RecordsMoved, "rejected": len(resp.Errors)}))
 	})
@@ -439,11 +446,19 @@ func checkAssignment(tx *store.Tx, householdID, memberID string) (field, msg str
 // The new member's devices get the household at their next sync; the old
 // member's devices purge it.
 func (x *adminService) AssignHousehold(ctx context.Context, req *pb.AssignHouseholdRequest) (*pb.AssignHouseholdResponse, error) {
+	c, err := adminFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
 	resp := &pb.AssignHouseholdResponse{}
 	var field, msg string
-	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
+	var denied error
+	err = x.s.store.Write(ctx, func(tx *store.Tx) error {
 		var err error
 		if field, msg, err = checkAssignment(tx, req.GetHouseholdId(), req.GetMemberId()); err != nil || msg != "" {
+			return err
+		}
+		if denied, err = c.mayAssign(tx, req.GetHouseholdId(), req.GetMemberId()); err != nil || denied != nil {
 			return err
 		}
 		if resp.PreviousMemberId, err = tx.Link(req.GetHouseholdId(), req.GetMemberId()); err != nil {
@@ -453,12 +468,14 @@ func (x *adminService) AssignHousehold(ctx context.Context, req *pb.AssignHouseh
 		// every call), but an admin change of the org clears the cache all
 		// the same.
 		tx.AfterCommit(func() { x.s.auth.clear() })
-		return tx.Audit(store.AuditAdmin, store.AuditAssignHousehold, req.GetHouseholdId(), auditDetail(map[string]any{
+		return tx.Audit(c.actor(), store.AuditAssignHousehold, req.GetHouseholdId(), auditDetail(map[string]any{
 			"member_id": req.GetMemberId(), "previous_member_id": resp.PreviousMemberId}))
 	})
 	switch {
 	case err != nil:
 		return nil, status.Errorf(codes.Unavailable, "assign: %v; retry", err)
+	case denied != nil:
+		return nil, denied
 	case msg != "":
 		return nil, status.Errorf(codes.InvalidArgument, "%s: %s", field, msg)
 	}
@@ -482,15 +499,22 @@ func (x *adminService) CreateEnrollmentCode(ctx context.Context, req *pb.CreateE
 	if ttl < 0 || ttl > MaxCodeTTL {
 		return nil, status.Errorf(codes.InvalidArgument, "ttl_seconds: %d, want 1 to %d (30 days)", req.GetTtlSeconds(), int64(MaxCodeTTL/time.Second))
 	}
+	c, err := adminFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
 	code := domain.RandomToken(10) // 80 random bits, 16 characters
 	resp := &pb.CreateEnrollmentCodeResponse{Code: code}
 	var unknown bool
-	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
-		if _, err := tx.User(req.GetUserId()); errors.Is(err, store.ErrNotFound) {
+	var denied error
+	err = x.s.store.Write(ctx, func(tx *store.Tx) error {
+		if u, err := tx.User(req.GetUserId()); errors.Is(err, store.ErrNotFound) {
 			unknown = true
 			return nil
 		} else if err != nil {
 			return err
+		} else if denied = c.mayAct(fmt.Sprintf("user %q", req.GetUserId()), u.TownID); denied != nil {
+			return nil
 		}
 		resp.ExpiresMs = tx.Now().Add(ttl).UnixMilli()
 		if err := tx.PutEnrollCode(store.HashSecret(code), req.GetUserId(), resp.ExpiresMs); err != nil {
@@ -498,7 +522,7 @@ func (x *adminService) CreateEnrollmentCode(ctx context.Context, req *pb.CreateE
 		}
 		// Never the code: only a reference to it (CodeRef) that matches
 		// the device's enroll_device entry.
-		return tx.Audit(store.AuditAdmin, store.AuditCreateEnrollmentCode, req.GetUserId(), auditDetail(map[string]any{
+		return tx.Audit(c.actor(), store.AuditCreateEnrollmentCode, req.GetUserId(), auditDetail(map[string]any{
 			"expires_ms": resp.ExpiresMs, "code_ref": CodeRef(code)}))
 	})
 	switch {
@@ -506,6 +530,8 @@ func (x *adminService) CreateEnrollmentCode(ctx context.Context, req *pb.CreateE
 		return nil, status.Errorf(codes.Unavailable, "create code: %v; retry", err)
 	case unknown:
 		return nil, status.Errorf(codes.NotFound, "user_id: unknown user %q: import the user first", req.GetUserId())
+	case denied != nil:
+		return nil, denied
 	}
 	return resp, nil
 }
@@ -523,7 +549,14 @@ func (x *adminService) ListDevices(ctx context.Context, req *pb.ListDevicesReque
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, "page_token: not a token this server gave: start again without it")
 	}
-	devs, err := x.s.store.ListDevices(ctx, req.GetUserId(), string(after), size+1)
+	c, err := adminFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	devs, err := x.listDevices(ctx, c, req.GetUserId(), string(after), size+1)
+	if status.Code(err) == codes.PermissionDenied { // out of a town administrator's scope
+		return nil, err
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "list devices: %v", err)
 	}
@@ -538,9 +571,17 @@ func (x *adminService) ListDevices(ctx context.Context, req *pb.ListDevicesReque
 // RevokeDevice cuts a device off: its next contact is refused and tells it
 // to wipe its local data.
 func (x *adminService) RevokeDevice(ctx context.Context, req *pb.RevokeDeviceRequest) (*pb.RevokeDeviceResponse, error) {
-	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
+	c, err := adminFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var denied error
+	err = x.s.store.Write(ctx, func(tx *store.Tx) error {
 		st, err := tx.DeviceState(req.GetDeviceId())
 		if err != nil {
+			return err
+		}
+		if denied, err = c.mayRevoke(tx, req.GetDeviceId()); err != nil || denied != nil {
 			return err
 		}
 		if err := tx.RevokeDevice(req.GetDeviceId()); err != nil {
@@ -549,7 +590,7 @@ func (x *adminService) RevokeDevice(ctx context.Context, req *pb.RevokeDeviceReq
 		// Once committed, before answering or poking: the device's very
 		// next call reads the store and is refused.
 		tx.AfterCommit(func() { x.s.auth.forgetDevice(req.GetDeviceId()) })
-		return tx.Audit(store.AuditAdmin, store.AuditRevokeDevice, req.GetDeviceId(), auditDetail(map[string]any{
+		return tx.Audit(c.actor(), store.AuditRevokeDevice, req.GetDeviceId(), auditDetail(map[string]any{
 			"already_revoked": st.RevokedMs != 0}))
 	})
 	switch {
@@ -557,6 +598,8 @@ func (x *adminService) RevokeDevice(ctx context.Context, req *pb.RevokeDeviceReq
 		return nil, status.Errorf(codes.NotFound, "device_id: unknown device %q (see fieldctl admin devices)", req.GetDeviceId())
 	case err != nil:
 		return nil, status.Errorf(codes.Unavailable, "revoke: %v; retry", err)
+	case denied != nil:
+		return nil, denied
 	}
 	x.s.hub.drop(req.GetDeviceId())
 	return &pb.RevokeDeviceResponse{}, nil

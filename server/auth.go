@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store"
 )
@@ -19,6 +20,8 @@ import (
 // caller is who is calling, as decided from the credential.
 type caller struct {
 	admin     bool
+	account   string            // an administrator's account name (domain.OwnerAccount for admin.token)
+	scope     domain.AdminScope // an administrator's scope
 	deviceID  string
 	userID    string
 	role      pb.Role
@@ -57,13 +60,19 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 	case "/fieldsync.v1.EnrollService":
 		return ctx, nil
 	case "/fieldsync.v1.AdminService":
-		if !s.isAdmin(bearer(ctx)) {
-			return nil, status.Error(codes.Unauthenticated, "admin credential missing or wrong: send \"authorization: Bearer <token>\" with the token from syncd's data directory (admin.token)")
+		c, err := s.adminCaller(ctx, bearer(ctx))
+		if errors.Is(err, errNotAdmin) {
+			return nil, status.Error(codes.Unauthenticated, "admin credential missing or wrong: send \"authorization: Bearer <token>\" with the token from syncd's data directory (admin.token) or your own administrator account's token")
 		}
-		return context.WithValue(ctx, callerKey{}, &caller{admin: true}), nil
+		if err != nil {
+			return nil, err
+		}
+		return context.WithValue(ctx, callerKey{}, c), nil
 	case "/fieldsync.v1.ExportService":
-		if s.isAdmin(bearer(ctx)) {
-			return context.WithValue(ctx, callerKey{}, &caller{admin: true}), nil
+		if c, err := s.adminCaller(ctx, bearer(ctx)); err == nil {
+			return context.WithValue(ctx, callerKey{}, c), nil
+		} else if !errors.Is(err, errNotAdmin) {
+			return nil, err
 		}
 		c, err := s.device(ctx)
 		if err != nil {

@@ -43,6 +43,7 @@ func TestReviewPokeAfterAuthCacheClear(t *testing.T) {
 		}
 	}
 	admin := &adminService{s: s}
+	actx := context.WithValue(ctx, callerKey{}, &caller{admin: true, account: "owner"}) // as authenticate sets it
 	org := &pb.ImportOrgRequest{
 		Units: []*pb.Unit{
 			{Id: "T01", Kind: pb.UnitKind_UNIT_KIND_TOWN, Name: "t"},
@@ -51,10 +52,10 @@ func TestReviewPokeAfterAuthCacheClear(t *testing.T) {
 		},
 		Users: []*pb.User{{Id: "U-sec", Name: "s", Role: pb.Role_ROLE_SECRETARY, UnitId: "V01"}},
 	}
-	if _, err := admin.ImportOrg(ctx, org); err != nil {
+	if _, err := admin.ImportOrg(actx, org); err != nil {
 		t.Fatal(err)
 	}
-	code, err := admin.CreateEnrollmentCode(ctx, &pb.CreateEnrollmentCodeRequest{UserId: "U-sec"})
+	code, err := admin.CreateEnrollmentCode(actx, &pb.CreateEnrollmentCodeRequest{UserId: "U-sec"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestReviewPokeAfterAuthCacheClear(t *testing.T) {
 	}
 	dctxp.Store(&dctx)
 	org.Users[0].UnitId = "V02" // the secretary moves to V02
-	if _, err := admin.ImportOrg(ctx, org); err != nil {
+	if _, err := admin.ImportOrg(actx, org); err != nil {
 		t.Fatal(err)
 	}
 	var seen *caller

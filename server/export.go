@@ -46,6 +46,11 @@ var exportRecordsField = (&pb.ExportResponse{}).ProtoReflect().Descriptor().Fiel
 // current one (gRPC compresses it here when the client asked for gzip,
 // which costs about as much as the read).
 func (x *exportService) Export(req *pb.ExportRequest, stream pb.ExportService_ExportServer) error {
+	// The export is the whole city (HQ's read model): a town administrator
+	// is refused rather than given a filtered stream (see adminExportScope).
+	if err := adminExportScope(stream.Context()); err != nil {
+		return err
+	}
 	for i, k := range req.GetKinds() {
 		if domain.SpecOf(k) == nil {
 			return status.Errorf(codes.InvalidArgument, "kinds[%d]: %v is not a kind", i, k)

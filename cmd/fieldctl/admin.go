@@ -17,7 +17,8 @@ func adminCommand() *command {
 		name:    "admin",
 		summary: "import the org, assign households, issue enrollment codes, manage devices, read the audit log",
 		about: `fieldctl admin talks to syncd with the admin credential, which syncd writes
-to <data>/admin.token when it first starts (sent as "authorization: Bearer").
+to <data>/admin.token when it first starts (sent as "authorization: Bearer"),
+or with a person's own administrator token (fieldctl admin accounts).
 fieldctl admin audit instead reads syncd's data directory on the server.`,
 		flags: serverFlags,
 		sub: []*command{
@@ -27,6 +28,7 @@ fieldctl admin audit instead reads syncd's data directory on the server.`,
 			{name: "devices", summary: "list enrolled devices", run: adminDevices},
 			{name: "revoke", summary: "cut a device off and wipe its data at its next contact", run: adminRevoke},
 			{name: "audit", summary: "list or verify the audit log, read from syncd's data directory", run: adminAudit},
+			accountsCommand(),
 		},
 	}
 }
@@ -409,8 +411,9 @@ type auditJSON struct {
 func adminAudit(ctx context.Context, c *cli, name string, args []string) error {
 	fs := c.newFlags(name, "[-data DIR] [-after N] [-limit N] [-verify] [--json]", `
 Lists the audit log: every administrator's action (import, assign,
-enrollment code, revoke) and every device enrollment, in order, each with
-who, what, to what and a JSON detail. Enrollment codes are never logged,
+enrollment code, revoke, accounts) and every device enrollment, in order,
+each with who (admin:<account>, admin:owner for admin.token, or a device
+id), what, to what and a JSON detail. Enrollment codes are never logged,
 only a reference (code_ref) that matches the enrolling device's entry.
 
 The log is read from syncd's database in its data directory (syncd may be

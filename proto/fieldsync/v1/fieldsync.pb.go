@@ -2741,6 +2741,465 @@ func (x *Change) GetRegion() string {
 	return ""
 }
 
+// AdminAccount is one administrator: a person, with a scope.
+type AdminAccount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The person's name or login; the audit log names them "admin:<name>".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The town (a unit of kind town) the account may act in; empty for the
+	// whole city.
+	TownId    string `protobuf:"bytes,2,opt,name=town_id,json=townId,proto3" json:"town_id,omitempty"`
+	CreatedMs int64  `protobuf:"varint,3,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	// The account that created it ("owner" for the admin.token credential).
+	CreatedBy string `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// When it was disabled; 0 while it is active.
+	DisabledMs    int64 `protobuf:"varint,5,opt,name=disabled_ms,json=disabledMs,proto3" json:"disabled_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminAccount) Reset() {
+	*x = AdminAccount{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminAccount) ProtoMessage() {}
+
+func (x *AdminAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminAccount.ProtoReflect.Descriptor instead.
+func (*AdminAccount) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AdminAccount) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AdminAccount) GetTownId() string {
+	if x != nil {
+		return x.TownId
+	}
+	return ""
+}
+
+func (x *AdminAccount) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *AdminAccount) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *AdminAccount) GetDisabledMs() int64 {
+	if x != nil {
+		return x.DisabledMs
+	}
+	return 0
+}
+
+// CreateAdminAccountRequest names the person and their scope.
+type CreateAdminAccountRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-64 printable characters, any script; unique.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Empty for a city-wide account, else the id of a town.
+	TownId        string `protobuf:"bytes,2,opt,name=town_id,json=townId,proto3" json:"town_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAdminAccountRequest) Reset() {
+	*x = CreateAdminAccountRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAdminAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAdminAccountRequest) ProtoMessage() {}
+
+func (x *CreateAdminAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAdminAccountRequest.ProtoReflect.Descriptor instead.
+func (*CreateAdminAccountRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CreateAdminAccountRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateAdminAccountRequest) GetTownId() string {
+	if x != nil {
+		return x.TownId
+	}
+	return ""
+}
+
+// CreateAdminAccountResponse carries the account's credential, shown this
+// once: the server keeps only its hash.
+type CreateAdminAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       *AdminAccount          `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	Token         string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAdminAccountResponse) Reset() {
+	*x = CreateAdminAccountResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAdminAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAdminAccountResponse) ProtoMessage() {}
+
+func (x *CreateAdminAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAdminAccountResponse.ProtoReflect.Descriptor instead.
+func (*CreateAdminAccountResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CreateAdminAccountResponse) GetAccount() *AdminAccount {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *CreateAdminAccountResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type ListAdminAccountsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdminAccountsRequest) Reset() {
+	*x = ListAdminAccountsRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdminAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdminAccountsRequest) ProtoMessage() {}
+
+func (x *ListAdminAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdminAccountsRequest.ProtoReflect.Descriptor instead.
+func (*ListAdminAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{35}
+}
+
+type ListAdminAccountsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Accounts      []*AdminAccount        `protobuf:"bytes,1,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdminAccountsResponse) Reset() {
+	*x = ListAdminAccountsResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdminAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdminAccountsResponse) ProtoMessage() {}
+
+func (x *ListAdminAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdminAccountsResponse.ProtoReflect.Descriptor instead.
+func (*ListAdminAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListAdminAccountsResponse) GetAccounts() []*AdminAccount {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+// DisableAdminAccountRequest cuts an account off: its credential is
+// refused from the next call on.
+type DisableAdminAccountRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableAdminAccountRequest) Reset() {
+	*x = DisableAdminAccountRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableAdminAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableAdminAccountRequest) ProtoMessage() {}
+
+func (x *DisableAdminAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableAdminAccountRequest.ProtoReflect.Descriptor instead.
+func (*DisableAdminAccountRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DisableAdminAccountRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DisableAdminAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       *AdminAccount          `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableAdminAccountResponse) Reset() {
+	*x = DisableAdminAccountResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableAdminAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableAdminAccountResponse) ProtoMessage() {}
+
+func (x *DisableAdminAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableAdminAccountResponse.ProtoReflect.Descriptor instead.
+func (*DisableAdminAccountResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DisableAdminAccountResponse) GetAccount() *AdminAccount {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+// EnableAdminAccountRequest makes a disabled account active again with a
+// new credential (the old one stays refused).
+type EnableAdminAccountRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableAdminAccountRequest) Reset() {
+	*x = EnableAdminAccountRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableAdminAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableAdminAccountRequest) ProtoMessage() {}
+
+func (x *EnableAdminAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableAdminAccountRequest.ProtoReflect.Descriptor instead.
+func (*EnableAdminAccountRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *EnableAdminAccountRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type EnableAdminAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       *AdminAccount          `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	Token         string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableAdminAccountResponse) Reset() {
+	*x = EnableAdminAccountResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableAdminAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableAdminAccountResponse) ProtoMessage() {}
+
+func (x *EnableAdminAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableAdminAccountResponse.ProtoReflect.Descriptor instead.
+func (*EnableAdminAccountResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *EnableAdminAccountResponse) GetAccount() *AdminAccount {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *EnableAdminAccountResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 var File_fieldsync_v1_fieldsync_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
@@ -2947,7 +3406,34 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x12\x17\n" +
 	"\auser_id\x18\x05 \x01(\tR\x06userId\x12!\n" +
 	"\fcommitted_ms\x18\x06 \x01(\x03R\vcommittedMs\x12\x16\n" +
-	"\x06region\x18\a \x01(\tR\x06region*b\n" +
+	"\x06region\x18\a \x01(\tR\x06region\"\x9a\x01\n" +
+	"\fAdminAccount\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
+	"\atown_id\x18\x02 \x01(\tR\x06townId\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\x03 \x01(\x03R\tcreatedMs\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x04 \x01(\tR\tcreatedBy\x12\x1f\n" +
+	"\vdisabled_ms\x18\x05 \x01(\x03R\n" +
+	"disabledMs\"H\n" +
+	"\x19CreateAdminAccountRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
+	"\atown_id\x18\x02 \x01(\tR\x06townId\"h\n" +
+	"\x1aCreateAdminAccountResponse\x124\n" +
+	"\aaccount\x18\x01 \x01(\v2\x1a.fieldsync.v1.AdminAccountR\aaccount\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"\x1a\n" +
+	"\x18ListAdminAccountsRequest\"S\n" +
+	"\x19ListAdminAccountsResponse\x126\n" +
+	"\baccounts\x18\x01 \x03(\v2\x1a.fieldsync.v1.AdminAccountR\baccounts\"0\n" +
+	"\x1aDisableAdminAccountRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"S\n" +
+	"\x1bDisableAdminAccountResponse\x124\n" +
+	"\aaccount\x18\x01 \x01(\v2\x1a.fieldsync.v1.AdminAccountR\aaccount\"/\n" +
+	"\x19EnableAdminAccountRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"h\n" +
+	"\x1aEnableAdminAccountResponse\x124\n" +
+	"\aaccount\x18\x01 \x01(\v2\x1a.fieldsync.v1.AdminAccountR\aaccount\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token*b\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_HOUSEHOLD\x10\x01\x12\x0e\n" +
@@ -2986,13 +3472,17 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x04Sync\x12\x19.fieldsync.v1.SyncRequest\x1a\x1a.fieldsync.v1.SyncResponse\x12B\n" +
 	"\x05Watch\x12\x1a.fieldsync.v1.WatchRequest\x1a\x1b.fieldsync.v1.WatchResponse0\x012T\n" +
 	"\rEnrollService\x12C\n" +
-	"\x06Enroll\x12\x1b.fieldsync.v1.EnrollRequest\x1a\x1c.fieldsync.v1.EnrollResponse2\xd6\x03\n" +
+	"\x06Enroll\x12\x1b.fieldsync.v1.EnrollRequest\x1a\x1c.fieldsync.v1.EnrollResponse2\xfa\x06\n" +
 	"\fAdminService\x12L\n" +
 	"\tImportOrg\x12\x1e.fieldsync.v1.ImportOrgRequest\x1a\x1f.fieldsync.v1.ImportOrgResponse\x12^\n" +
 	"\x0fAssignHousehold\x12$.fieldsync.v1.AssignHouseholdRequest\x1a%.fieldsync.v1.AssignHouseholdResponse\x12m\n" +
 	"\x14CreateEnrollmentCode\x12).fieldsync.v1.CreateEnrollmentCodeRequest\x1a*.fieldsync.v1.CreateEnrollmentCodeResponse\x12R\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\x12U\n" +
-	"\fRevokeDevice\x12!.fieldsync.v1.RevokeDeviceRequest\x1a\".fieldsync.v1.RevokeDeviceResponse2V\n" +
+	"\fRevokeDevice\x12!.fieldsync.v1.RevokeDeviceRequest\x1a\".fieldsync.v1.RevokeDeviceResponse\x12g\n" +
+	"\x12CreateAdminAccount\x12'.fieldsync.v1.CreateAdminAccountRequest\x1a(.fieldsync.v1.CreateAdminAccountResponse\x12d\n" +
+	"\x11ListAdminAccounts\x12&.fieldsync.v1.ListAdminAccountsRequest\x1a'.fieldsync.v1.ListAdminAccountsResponse\x12j\n" +
+	"\x13DisableAdminAccount\x12(.fieldsync.v1.DisableAdminAccountRequest\x1a).fieldsync.v1.DisableAdminAccountResponse\x12g\n" +
+	"\x12EnableAdminAccount\x12'.fieldsync.v1.EnableAdminAccountRequest\x1a(.fieldsync.v1.EnableAdminAccountResponse2V\n" +
 	"\rExportService\x12E\n" +
 	"\x06Export\x12\x1b.fieldsync.v1.ExportRequest\x1a\x1c.fieldsync.v1.ExportResponse0\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
@@ -3009,7 +3499,7 @@ func file_fieldsync_v1_fieldsync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_fieldsync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(Kind)(0),                            // 0: fieldsync.v1.Kind
 	(Op)(0),                              // 1: fieldsync.v1.Op
@@ -3049,19 +3539,28 @@ var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(*ExportRequest)(nil),                // 35: fieldsync.v1.ExportRequest
 	(*ExportResponse)(nil),               // 36: fieldsync.v1.ExportResponse
 	(*Change)(nil),                       // 37: fieldsync.v1.Change
-	nil,                                  // 38: fieldsync.v1.Record.FieldsEntry
-	nil,                                  // 39: fieldsync.v1.Mutation.FieldsEntry
-	nil,                                  // 40: fieldsync.v1.Mutation.BaseHlcEntry
+	(*AdminAccount)(nil),                 // 38: fieldsync.v1.AdminAccount
+	(*CreateAdminAccountRequest)(nil),    // 39: fieldsync.v1.CreateAdminAccountRequest
+	(*CreateAdminAccountResponse)(nil),   // 40: fieldsync.v1.CreateAdminAccountResponse
+	(*ListAdminAccountsRequest)(nil),     // 41: fieldsync.v1.ListAdminAccountsRequest
+	(*ListAdminAccountsResponse)(nil),    // 42: fieldsync.v1.ListAdminAccountsResponse
+	(*DisableAdminAccountRequest)(nil),   // 43: fieldsync.v1.DisableAdminAccountRequest
+	(*DisableAdminAccountResponse)(nil),  // 44: fieldsync.v1.DisableAdminAccountResponse
+	(*EnableAdminAccountRequest)(nil),    // 45: fieldsync.v1.EnableAdminAccountRequest
+	(*EnableAdminAccountResponse)(nil),   // 46: fieldsync.v1.EnableAdminAccountResponse
+	nil,                                  // 47: fieldsync.v1.Record.FieldsEntry
+	nil,                                  // 48: fieldsync.v1.Mutation.FieldsEntry
+	nil,                                  // 49: fieldsync.v1.Mutation.BaseHlcEntry
 }
 var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 0: fieldsync.v1.Record.kind:type_name -> fieldsync.v1.Kind
-	38, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
+	47, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
 	7,  // 2: fieldsync.v1.Record.entries:type_name -> fieldsync.v1.Entry
 	8,  // 3: fieldsync.v1.Record.conflicts:type_name -> fieldsync.v1.Conflict
 	0,  // 4: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
 	1,  // 5: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
-	39, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
-	40, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
+	48, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
+	49, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
 	4,  // 8: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
 	10, // 9: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
 	12, // 10: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
@@ -3082,30 +3581,42 @@ var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 25: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
 	9,  // 26: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
 	9,  // 27: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
-	6,  // 28: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
-	13, // 29: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
-	15, // 30: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
-	17, // 31: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
-	23, // 32: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
-	26, // 33: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
-	28, // 34: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
-	31, // 35: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	33, // 36: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	35, // 37: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
-	14, // 38: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
-	16, // 39: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
-	18, // 40: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
-	25, // 41: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
-	27, // 42: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
-	29, // 43: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
-	32, // 44: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	34, // 45: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	36, // 46: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
-	38, // [38:47] is the sub-list for method output_type
-	29, // [29:38] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	38, // 28: fieldsync.v1.CreateAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	38, // 29: fieldsync.v1.ListAdminAccountsResponse.accounts:type_name -> fieldsync.v1.AdminAccount
+	38, // 30: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	38, // 31: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	6,  // 32: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
+	13, // 33: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
+	15, // 34: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
+	17, // 35: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
+	23, // 36: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
+	26, // 37: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
+	28, // 38: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
+	31, // 39: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	33, // 40: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	39, // 41: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
+	41, // 42: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
+	43, // 43: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
+	45, // 44: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
+	35, // 45: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
+	14, // 46: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
+	16, // 47: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
+	18, // 48: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
+	25, // 49: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
+	27, // 50: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
+	29, // 51: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
+	32, // 52: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	34, // 53: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	40, // 54: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
+	42, // 55: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
+	44, // 56: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
+	46, // 57: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
+	36, // 58: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
+	46, // [46:59] is the sub-list for method output_type
+	33, // [33:46] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_fieldsync_proto_init() }
@@ -3119,7 +3630,7 @@ func file_fieldsync_v1_fieldsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_fieldsync_proto_rawDesc), len(file_fieldsync_v1_fieldsync_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   35,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

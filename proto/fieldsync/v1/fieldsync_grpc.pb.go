@@ -287,6 +287,10 @@ const (
 	AdminService_CreateEnrollmentCode_FullMethodName = "/fieldsync.v1.AdminService/CreateEnrollmentCode"
 	AdminService_ListDevices_FullMethodName          = "/fieldsync.v1.AdminService/ListDevices"
 	AdminService_RevokeDevice_FullMethodName         = "/fieldsync.v1.AdminService/RevokeDevice"
+	AdminService_CreateAdminAccount_FullMethodName   = "/fieldsync.v1.AdminService/CreateAdminAccount"
+	AdminService_ListAdminAccounts_FullMethodName    = "/fieldsync.v1.AdminService/ListAdminAccounts"
+	AdminService_DisableAdminAccount_FullMethodName  = "/fieldsync.v1.AdminService/DisableAdminAccount"
+	AdminService_EnableAdminAccount_FullMethodName   = "/fieldsync.v1.AdminService/EnableAdminAccount"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -301,6 +305,12 @@ type AdminServiceClient interface {
 	CreateEnrollmentCode(ctx context.Context, in *CreateEnrollmentCodeRequest, opts ...grpc.CallOption) (*CreateEnrollmentCodeResponse, error)
 	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
 	RevokeDevice(ctx context.Context, in *RevokeDeviceRequest, opts ...grpc.CallOption) (*RevokeDeviceResponse, error)
+	// Administrator accounts, one per person, each scoped to the city or one
+	// town. Only the owner credential or a city-scope account manages them.
+	CreateAdminAccount(ctx context.Context, in *CreateAdminAccountRequest, opts ...grpc.CallOption) (*CreateAdminAccountResponse, error)
+	ListAdminAccounts(ctx context.Context, in *ListAdminAccountsRequest, opts ...grpc.CallOption) (*ListAdminAccountsResponse, error)
+	DisableAdminAccount(ctx context.Context, in *DisableAdminAccountRequest, opts ...grpc.CallOption) (*DisableAdminAccountResponse, error)
+	EnableAdminAccount(ctx context.Context, in *EnableAdminAccountRequest, opts ...grpc.CallOption) (*EnableAdminAccountResponse, error)
 }
 
 type adminServiceClient struct {
@@ -361,6 +371,46 @@ func (c *adminServiceClient) RevokeDevice(ctx context.Context, in *RevokeDeviceR
 	return out, nil
 }
 
+func (c *adminServiceClient) CreateAdminAccount(ctx context.Context, in *CreateAdminAccountRequest, opts ...grpc.CallOption) (*CreateAdminAccountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateAdminAccountResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateAdminAccount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListAdminAccounts(ctx context.Context, in *ListAdminAccountsRequest, opts ...grpc.CallOption) (*ListAdminAccountsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAdminAccountsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListAdminAccounts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DisableAdminAccount(ctx context.Context, in *DisableAdminAccountRequest, opts ...grpc.CallOption) (*DisableAdminAccountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisableAdminAccountResponse)
+	err := c.cc.Invoke(ctx, AdminService_DisableAdminAccount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) EnableAdminAccount(ctx context.Context, in *EnableAdminAccountRequest, opts ...grpc.CallOption) (*EnableAdminAccountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnableAdminAccountResponse)
+	err := c.cc.Invoke(ctx, AdminService_EnableAdminAccount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -373,6 +423,12 @@ type AdminServiceServer interface {
 	CreateEnrollmentCode(context.Context, *CreateEnrollmentCodeRequest) (*CreateEnrollmentCodeResponse, error)
 	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
 	RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error)
+	// Administrator accounts, one per person, each scoped to the city or one
+	// town. Only the owner credential or a city-scope account manages them.
+	CreateAdminAccount(context.Context, *CreateAdminAccountRequest) (*CreateAdminAccountResponse, error)
+	ListAdminAccounts(context.Context, *ListAdminAccountsRequest) (*ListAdminAccountsResponse, error)
+	DisableAdminAccount(context.Context, *DisableAdminAccountRequest) (*DisableAdminAccountResponse, error)
+	EnableAdminAccount(context.Context, *EnableAdminAccountRequest) (*EnableAdminAccountResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -397,6 +453,18 @@ func (UnimplementedAdminServiceServer) ListDevices(context.Context, *ListDevices
 }
 func (UnimplementedAdminServiceServer) RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeDevice not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateAdminAccount(context.Context, *CreateAdminAccountRequest) (*CreateAdminAccountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateAdminAccount not implemented")
+}
+func (UnimplementedAdminServiceServer) ListAdminAccounts(context.Context, *ListAdminAccountsRequest) (*ListAdminAccountsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAdminAccounts not implemented")
+}
+func (UnimplementedAdminServiceServer) DisableAdminAccount(context.Context, *DisableAdminAccountRequest) (*DisableAdminAccountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableAdminAccount not implemented")
+}
+func (UnimplementedAdminServiceServer) EnableAdminAccount(context.Context, *EnableAdminAccountRequest) (*EnableAdminAccountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnableAdminAccount not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -509,6 +577,78 @@ func _AdminService_RevokeDevice_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CreateAdminAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateAdminAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateAdminAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateAdminAccount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateAdminAccount(ctx, req.(*CreateAdminAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListAdminAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAdminAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListAdminAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListAdminAccounts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListAdminAccounts(ctx, req.(*ListAdminAccountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DisableAdminAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableAdminAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DisableAdminAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DisableAdminAccount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DisableAdminAccount(ctx, req.(*DisableAdminAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_EnableAdminAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnableAdminAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).EnableAdminAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_EnableAdminAccount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).EnableAdminAccount(ctx, req.(*EnableAdminAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -535,6 +675,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeDevice",
 			Handler:    _AdminService_RevokeDevice_Handler,
+		},
+		{
+			MethodName: "CreateAdminAccount",
+			Handler:    _AdminService_CreateAdminAccount_Handler,
+		},
+		{
+			MethodName: "ListAdminAccounts",
+			Handler:    _AdminService_ListAdminAccounts_Handler,
+		},
+		{
+			MethodName: "DisableAdminAccount",
+			Handler:    _AdminService_DisableAdminAccount_Handler,
+		},
+		{
+			MethodName: "EnableAdminAccount",
+			Handler:    _AdminService_EnableAdminAccount_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
