@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -482,11 +483,13 @@ func (x *adminService) CreateEnrollmentCode(ctx context.Context, req *pb.CreateE
 	code := domain.RandomToken(10) // 80 random bits, 16 characters
 	resp := &pb.CreateEnrollmentCodeResponse{Code: code}
 	var unknown bool
+	var disabled int64
 	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
-		if _, err := tx.User(req.GetUserId()); errors.Is(err, store.ErrNotFound) {
+		var err error
+		if disabled, err = tx.UserDisabled(req.GetUserId()); errors.Is(err, store.ErrNotFound) {
 			unknown = true
 			return nil
-		} else if err != nil {
+		} else if err != nil || disabled != 0 {
 			return err
 		}
 		resp.ExpiresMs = tx.Now().Add(ttl).UnixMilli()
@@ -503,6 +506,8 @@ func (x *adminService) CreateEnrollmentCode(ctx context.Context, req *pb.CreateE
 		return nil, status.Errorf(codes.Unavailable, "create code: %v; retry", err)
 	case unknown:
 		return nil, status.Errorf(codes.NotFound, "user_id: unknown user %q: import the user first", req.GetUserId())
+	case disabled != 0:
+		return nil, status.Error(codes.FailedPrecondition, disabledMessage(req.GetUserId()))
 	}
 	return resp, nil
 }
@@ -543,11 +548,25 @@ func (x *adminService) RevokeDevice(ctx context.Context, req *pb.RevokeDeviceReq
 		if err := tx.RevokeDevice(req.GetDeviceId()); err != nil {
 			return err
 		}
+		// The person's codes made before the revocation go with the
+		// device: a second code issued with the first (or stolen with the
+		// phone) must not enroll a replacement nobody asked for. A code
+		// made after this works.
+		var cancelled []string
+		if st.RevokedMs == 0 {
+			user, err := tx.DeviceUser(req.GetDeviceId())
+			if err != nil {
+				return err
+			}
+			if cancelled, err = tx.CancelEnrollCodes(user, ""); err != nil {
+				return err
+			}
+		}
 		// Once committed, before answering or poking: the device's very
 		// next call reads the store and is refused.
 		tx.AfterCommit(func() { x.s.auth.forgetDevice(req.GetDeviceId()) })
 		return tx.Audit(store.AuditAdmin, store.AuditRevokeDevice, req.GetDeviceId(), auditDetail(map[string]any{
-			"already_revoked": st.RevokedMs != 0}))
+			"already_revoked": st.RevokedMs != 0, "cancelled_codes": strings.Join(cancelled, ",")}))
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -293,6 +293,15 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 	if backupURL != "" {
 		stOpts = append(stOpts, store.ExternalCheckpoints())
 	}
+	// The audit log's MAC key lives beside the database, not in it.
+	auditKey, created, err := store.LoadOrCreateAuditKey(filepath.Join(cfg.data, "audit.key"))
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(d.stdout, "syncd: created the audit log's key %s: back it up apart from the database\n", filepath.Join(cfg.data, "audit.key"))
+	}
+	stOpts = append(stOpts, store.WithAuditKey(auditKey))
 	st, err := store.OpenServer(ctx, dbPath, stOpts...)
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", dbPath, err)

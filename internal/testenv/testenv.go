@@ -133,7 +133,11 @@ func Start(t testing.TB, opts ...Option) *Env {
 	if e.JS, err = jetstream.New(e.NC); err != nil {
 		t.Fatal(err)
 	}
-	if e.Store, err = store.OpenServer(ctx, filepath.Join(o.dir, "fieldsync.db")); err != nil {
+	auditKey, _, err := store.LoadOrCreateAuditKey(filepath.Join(o.dir, "audit.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Store, err = store.OpenServer(ctx, filepath.Join(o.dir, "fieldsync.db"), store.WithAuditKey(auditKey)); err != nil {
 		t.Fatal(err)
 	}
 	cfg := server.Config{Store: e.Store, JetStream: e.JS, AdminTokenHash: store.HashSecret(e.AdminToken),

@@ -282,11 +282,15 @@ var EnrollService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AdminService_ImportOrg_FullMethodName            = "/fieldsync.v1.AdminService/ImportOrg"
-	AdminService_AssignHousehold_FullMethodName      = "/fieldsync.v1.AdminService/AssignHousehold"
-	AdminService_CreateEnrollmentCode_FullMethodName = "/fieldsync.v1.AdminService/CreateEnrollmentCode"
-	AdminService_ListDevices_FullMethodName          = "/fieldsync.v1.AdminService/ListDevices"
-	AdminService_RevokeDevice_FullMethodName         = "/fieldsync.v1.AdminService/RevokeDevice"
+	AdminService_ImportOrg_FullMethodName             = "/fieldsync.v1.AdminService/ImportOrg"
+	AdminService_AssignHousehold_FullMethodName       = "/fieldsync.v1.AdminService/AssignHousehold"
+	AdminService_CreateEnrollmentCode_FullMethodName  = "/fieldsync.v1.AdminService/CreateEnrollmentCode"
+	AdminService_ListDevices_FullMethodName           = "/fieldsync.v1.AdminService/ListDevices"
+	AdminService_RevokeDevice_FullMethodName          = "/fieldsync.v1.AdminService/RevokeDevice"
+	AdminService_DisableUser_FullMethodName           = "/fieldsync.v1.AdminService/DisableUser"
+	AdminService_EnableUser_FullMethodName            = "/fieldsync.v1.AdminService/EnableUser"
+	AdminService_ListEnrollmentCodes_FullMethodName   = "/fieldsync.v1.AdminService/ListEnrollmentCodes"
+	AdminService_CancelEnrollmentCodes_FullMethodName = "/fieldsync.v1.AdminService/CancelEnrollmentCodes"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -301,6 +305,14 @@ type AdminServiceClient interface {
 	CreateEnrollmentCode(ctx context.Context, in *CreateEnrollmentCodeRequest, opts ...grpc.CallOption) (*CreateEnrollmentCodeResponse, error)
 	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
 	RevokeDevice(ctx context.Context, in *RevokeDeviceRequest, opts ...grpc.CallOption) (*RevokeDeviceResponse, error)
+	// DisableUser revokes every device of a person (each wipes at its next
+	// contact), cancels their outstanding enrollment codes, and refuses new
+	// codes until EnableUser.
+	DisableUser(ctx context.Context, in *DisableUserRequest, opts ...grpc.CallOption) (*DisableUserResponse, error)
+	EnableUser(ctx context.Context, in *EnableUserRequest, opts ...grpc.CallOption) (*EnableUserResponse, error)
+	// ListEnrollmentCodes lists codes by reference, never the codes.
+	ListEnrollmentCodes(ctx context.Context, in *ListEnrollmentCodesRequest, opts ...grpc.CallOption) (*ListEnrollmentCodesResponse, error)
+	CancelEnrollmentCodes(ctx context.Context, in *CancelEnrollmentCodesRequest, opts ...grpc.CallOption) (*CancelEnrollmentCodesResponse, error)
 }
 
 type adminServiceClient struct {
@@ -361,6 +373,46 @@ func (c *adminServiceClient) RevokeDevice(ctx context.Context, in *RevokeDeviceR
 	return out, nil
 }
 
+func (c *adminServiceClient) DisableUser(ctx context.Context, in *DisableUserRequest, opts ...grpc.CallOption) (*DisableUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisableUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_DisableUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) EnableUser(ctx context.Context, in *EnableUserRequest, opts ...grpc.CallOption) (*EnableUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnableUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_EnableUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListEnrollmentCodes(ctx context.Context, in *ListEnrollmentCodesRequest, opts ...grpc.CallOption) (*ListEnrollmentCodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEnrollmentCodesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListEnrollmentCodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) CancelEnrollmentCodes(ctx context.Context, in *CancelEnrollmentCodesRequest, opts ...grpc.CallOption) (*CancelEnrollmentCodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelEnrollmentCodesResponse)
+	err := c.cc.Invoke(ctx, AdminService_CancelEnrollmentCodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -373,6 +425,14 @@ type AdminServiceServer interface {
 	CreateEnrollmentCode(context.Context, *CreateEnrollmentCodeRequest) (*CreateEnrollmentCodeResponse, error)
 	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
 	RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error)
+	// DisableUser revokes every device of a person (each wipes at its next
+	// contact), cancels their outstanding enrollment codes, and refuses new
+	// codes until EnableUser.
+	DisableUser(context.Context, *DisableUserRequest) (*DisableUserResponse, error)
+	EnableUser(context.Context, *EnableUserRequest) (*EnableUserResponse, error)
+	// ListEnrollmentCodes lists codes by reference, never the codes.
+	ListEnrollmentCodes(context.Context, *ListEnrollmentCodesRequest) (*ListEnrollmentCodesResponse, error)
+	CancelEnrollmentCodes(context.Context, *CancelEnrollmentCodesRequest) (*CancelEnrollmentCodesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -397,6 +457,18 @@ func (UnimplementedAdminServiceServer) ListDevices(context.Context, *ListDevices
 }
 func (UnimplementedAdminServiceServer) RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeDevice not implemented")
+}
+func (UnimplementedAdminServiceServer) DisableUser(context.Context, *DisableUserRequest) (*DisableUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableUser not implemented")
+}
+func (UnimplementedAdminServiceServer) EnableUser(context.Context, *EnableUserRequest) (*EnableUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnableUser not implemented")
+}
+func (UnimplementedAdminServiceServer) ListEnrollmentCodes(context.Context, *ListEnrollmentCodesRequest) (*ListEnrollmentCodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEnrollmentCodes not implemented")
+}
+func (UnimplementedAdminServiceServer) CancelEnrollmentCodes(context.Context, *CancelEnrollmentCodesRequest) (*CancelEnrollmentCodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelEnrollmentCodes not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -509,6 +581,78 @@ func _AdminService_RevokeDevice_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_DisableUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DisableUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DisableUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DisableUser(ctx, req.(*DisableUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_EnableUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnableUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).EnableUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_EnableUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).EnableUser(ctx, req.(*EnableUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListEnrollmentCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEnrollmentCodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListEnrollmentCodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListEnrollmentCodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListEnrollmentCodes(ctx, req.(*ListEnrollmentCodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_CancelEnrollmentCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelEnrollmentCodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CancelEnrollmentCodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CancelEnrollmentCodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CancelEnrollmentCodes(ctx, req.(*CancelEnrollmentCodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -535,6 +679,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeDevice",
 			Handler:    _AdminService_RevokeDevice_Handler,
+		},
+		{
+			MethodName: "DisableUser",
+			Handler:    _AdminService_DisableUser_Handler,
+		},
+		{
+			MethodName: "EnableUser",
+			Handler:    _AdminService_EnableUser_Handler,
+		},
+		{
+			MethodName: "ListEnrollmentCodes",
+			Handler:    _AdminService_ListEnrollmentCodes_Handler,
+		},
+		{
+			MethodName: "CancelEnrollmentCodes",
+			Handler:    _AdminService_CancelEnrollmentCodes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
