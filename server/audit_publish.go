@@ -132,21 +132,17 @@ func (p *auditPublisher) round(ctx context.Context) (progressed bool, err error)
 	}
 	var pos uint64
 	if head != nil {
-		es, err := p.store.AuditLog(ctx, head.Seq-1, 1)
-		if err != nil {
-			return false, err
-		}
-		if len(es) == 0 || es[0].Seq != head.Seq {
-			return false, fmt.Errorf("%w: entry %d was published, and the database has no such entry (entries removed, or the database restored from an older backup: to accept the loss of entries after a restore, purge stream %s and syncd publishes the log again)",
-				errAuditMismatch, head.Seq, domain.AuditStreamName)
-		}
-		if es[0].Link() != head.Link {
-			return false, fmt.Errorf("%w: entry %d differs from the one published (the log was cut back and written again, or rewritten)", errAuditMismatch, head.Seq)
-		}
 		pos = head.Seq
 	}
 	p.published.Store(pos)
 	for {
+		// The entry last published must still be in the database as it
+		// was: new entries are published only onto an unbroken log.
+		if head != nil {
+			if err := p.matches(ctx, head); err != nil {
+				return progressed, err
+			}
+		}
 		es, err := p.store.AuditLog(ctx, pos, 500)
 		if err != nil {
 			return progressed, err
@@ -159,14 +155,35 @@ func (p *auditPublisher) round(ctx context.Context) (progressed bool, err error)
 			}
 			continue
 		}
+		if head != nil && es[0].PrevHash == "" {
+			return progressed, fmt.Errorf("%w: entry %d starts a new log after entry %d was published", errAuditMismatch, es[0].Seq, head.Seq)
+		}
 		if err := p.publish(ctx, es, last); err != nil {
 			return progressed, err
 		}
 		progressed = true
 		last += uint64(len(es))
-		pos = es[len(es)-1].Seq
+		e := es[len(es)-1]
+		pos, head = e.Seq, &store.AuditHead{Seq: e.Seq, Link: e.Link(), TimeMs: e.TimeMs}
 		p.published.Store(pos)
 	}
+}
+
+// matches checks that the database still holds the published head's entry
+// as published.
+func (p *auditPublisher) matches(ctx context.Context, head *store.AuditHead) error {
+	es, err := p.store.AuditLog(ctx, head.Seq-1, 1)
+	if err != nil {
+		return err
+	}
+	if len(es) == 0 || es[0].Seq != head.Seq {
+		return fmt.Errorf("%w: entry %d was published, and the database has no such entry (entries removed, or the database restored from an older backup: to accept the loss of entries after a restore, purge stream %s and syncd publishes the log again)",
+			errAuditMismatch, head.Seq, domain.AuditStreamName)
+	}
+	if es[0].Link() != head.Link {
+		return fmt.Errorf("%w: entry %d differs from the one published (the log was cut back and written again, or rewritten)", errAuditMismatch, head.Seq)
+	}
+	return nil
 }
 
 // publish publishes es after stream sequence last and waits for every

@@ -93,14 +93,18 @@ func New(cfg Config) *Server {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
 		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1)}
 	}
-	cfg.Store.OnCommit = func(last uint64, buckets []string) {
-		s.hub.poke(buckets)
-		if s.relay != nil {
-			s.relay.Poke()
+	if s.audit != nil {
+		cfg.Store.OnAudit = func() {
 			select {
 			case s.audit.poke <- struct{}{}:
 			default:
 			}
+		}
+	}
+	cfg.Store.OnCommit = func(last uint64, buckets []string) {
+		s.hub.poke(buckets)
+		if s.relay != nil {
+			s.relay.Poke()
 		}
 	}
 	return s

@@ -122,6 +122,9 @@ func (t *Tx) Audit(actor, action, target, detail string) error {
 		metaAuditHead, fmt.Sprintf("%d %s", e.Seq, e.Hash)); err != nil {
 		return fmt.Errorf("audit: record the head: %w", err)
 	}
+	if t.onAudit != nil {
+		t.AfterCommit(t.onAudit)
+	}
 	return nil
 }
 
@@ -280,10 +283,10 @@ func verifyAudit(ctx context.Context, db *sql.DB, key []byte, published *AuditHe
 			if published.Seq > prev.Seq+1 {
 				missing = fmt.Sprintf("entries %d to %d are missing", prev.Seq+1, published.Seq)
 			}
-			return rep, &AuditError{Seq: prev.Seq + 1, Problem: fmt.Sprintf("removed: the log ends at entry %d, but entry %d was published to the changelog at %s: %s",
+			return rep, &AuditError{Seq: prev.Seq + 1, Problem: fmt.Sprintf("removed: the log ends at entry %d, but entry %d was published outside the database (NATS stream FIELDSYNC_AUDIT) at %s: %s",
 				prev.Seq, published.Seq, time.UnixMilli(published.TimeMs).UTC().Format(time.RFC3339), missing)}
 		case atPublished == nil || atPublished.Link() != published.Link:
-			return rep, &AuditError{Seq: published.Seq, Problem: "replaced: it does not match the entry published to the changelog (the log was cut back and written again, or rewritten)"}
+			return rep, &AuditError{Seq: published.Seq, Problem: "replaced: it does not match the entry published outside the database (NATS stream FIELDSYNC_AUDIT; the log was cut back and written again, or rewritten)"}
 		}
 		rep.Unpublished = prev.Seq - published.Seq
 	} else if published != nil {

@@ -137,6 +137,10 @@ type Server struct {
 	// OnCommit, if set before the first write, is called by the writer after
 	// each commit with the highest change number and the buckets changed.
 	OnCommit func(lastSeq uint64, buckets []string)
+	// OnAudit, if set before the first write, is called by the writer after
+	// each commit that appended to the audit log (the audit publisher's
+	// poke; OnCommit runs only for commits that changed buckets).
+	OnAudit func()
 }
 
 type job struct {
@@ -358,7 +362,7 @@ func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 		*nextSeq = uint64(max.Int64) + 1
 	}
 	defer s.w.prepare(ctx) // after the transaction ends: the connection is free
-	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.Instance(), nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}, stmts: s.w, auditKey: s.auditKey}
+	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.Instance(), nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}, stmts: s.w, auditKey: s.auditKey, onAudit: s.OnAudit}
 	errs := make([]error, len(batch))
 	if err := batch[0].fn(tx); err != nil {
 		sqlTx.Rollback()
@@ -447,6 +451,7 @@ type Tx struct {
 	bound    map[string]*sql.Stmt // prepared statements bound to tx
 	stmts    *writeStmts
 	auditKey []byte // Server.auditKey
+	onAudit  func() // Server.OnAudit
 }
 
 // AfterCommit runs fn once the transaction has committed, in the writer,
