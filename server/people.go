@@ -173,6 +173,8 @@ func (x *adminService) CancelEnrollmentCodes(ctx context.Context, req *pb.Cancel
 		return nil, status.Errorf(codes.NotFound, "code_ref: no enrollment code %s (see fieldctl admin codes list)", ref)
 	case errors.Is(err, store.ErrNotFound):
 		return nil, status.Errorf(codes.NotFound, "user_id: unknown user %q (the id from users.csv)", user)
+	case errors.Is(err, store.ErrAmbiguousCodeRef):
+		return nil, status.Errorf(codes.FailedPrecondition, "code_ref: %s names two codes: cancel the user's codes with user_id instead (fieldctl admin codes cancel --user U)", ref)
 	case err != nil:
 		return nil, status.Errorf(codes.Unavailable, "cancel codes: %v; nothing was changed, retry", err)
 	case refused != "":

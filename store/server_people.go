@@ -11,6 +11,10 @@ import (
 // administrator cancelled, or that was cancelled with its user's devices.
 var ErrCodeCancelled = errors.New("enrollment code cancelled")
 
+// ErrAmbiguousCodeRef: two codes share a reference (one chance in 2^48
+// per pair).
+var ErrAmbiguousCodeRef = errors.New("code reference names two codes")
+
 // UserDisabled returns when a user was disabled (0: not disabled);
 // ErrNotFound if there is no such user.
 func (t *Tx) UserDisabled(userID string) (int64, error) {
@@ -129,7 +133,7 @@ func (t *Tx) EnrollCodeByRef(ref string) (EnrollCode, error) {
 	case 1:
 		return c, nil
 	}
-	return c, fmt.Errorf("code reference %s names two codes: cancel them with -user", ref)
+	return c, ErrAmbiguousCodeRef
 }
 
 // CancelEnrollCodes cancels the outstanding codes (unused, not cancelled,
