@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -507,14 +508,19 @@ func (x *adminService) CreateEnrollmentCode(ctx context.Context, req *pb.CreateE
 	resp := &pb.CreateEnrollmentCodeResponse{Code: code}
 	var unknown bool
 	var denied error
+	var disabled int64
 	err = x.s.store.Write(ctx, func(tx *store.Tx) error {
-		if u, err := tx.User(req.GetUserId()); errors.Is(err, store.ErrNotFound) {
+		u, err := tx.User(req.GetUserId())
+		if errors.Is(err, store.ErrNotFound) {
 			unknown = true
 			return nil
 		} else if err != nil {
 			return err
 		} else if denied = c.mayAct(fmt.Sprintf("user %q", req.GetUserId()), u.TownID); denied != nil {
 			return nil
+		}
+		if disabled, err = tx.UserDisabled(req.GetUserId()); err != nil || disabled != 0 {
+			return err
 		}
 		resp.ExpiresMs = tx.Now().Add(ttl).UnixMilli()
 		if err := tx.PutEnrollCode(store.HashSecret(code), req.GetUserId(), resp.ExpiresMs); err != nil {
@@ -532,6 +538,8 @@ func (x *adminService) CreateEnrollmentCode(ctx context.Context, req *pb.CreateE
 		return nil, status.Errorf(codes.NotFound, "user_id: unknown user %q: import the user first", req.GetUserId())
 	case denied != nil:
 		return nil, denied
+	case disabled != 0:
+		return nil, status.Error(codes.FailedPrecondition, disabledMessage(req.GetUserId()))
 	}
 	return resp, nil
 }
@@ -587,11 +595,25 @@ func (x *adminService) RevokeDevice(ctx context.Context, req *pb.RevokeDeviceReq
 		if err := tx.RevokeDevice(req.GetDeviceId()); err != nil {
 			return err
 		}
+		// The person's codes made before the revocation go with the
+		// device: a second code issued with the first (or stolen with the
+		// phone) must not enroll a replacement nobody asked for. A code
+		// made after this works.
+		var cancelled []string
+		if st.RevokedMs == 0 {
+			user, err := tx.DeviceUser(req.GetDeviceId())
+			if err != nil {
+				return err
+			}
+			if cancelled, err = tx.CancelEnrollCodes(user, ""); err != nil {
+				return err
+			}
+		}
 		// Once committed, before answering or poking: the device's very
 		// next call reads the store and is refused.
 		tx.AfterCommit(func() { x.s.auth.forgetDevice(req.GetDeviceId()) })
 		return tx.Audit(c.actor(), store.AuditRevokeDevice, req.GetDeviceId(), auditDetail(map[string]any{
-			"already_revoked": st.RevokedMs != 0}))
+			"already_revoked": st.RevokedMs != 0, "cancelled_codes": strings.Join(cancelled, ",")}))
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -41,6 +42,11 @@ func (x *enrollService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*pb.
 		if err != nil {
 			return err
 		}
+		// Codes are cancelled when their user is disabled; this catches
+		// one that slipped past.
+		if disabled, err := tx.UserDisabled(userID); err != nil || disabled != 0 {
+			return cmp.Or(err, store.ErrCodeCancelled)
+		}
 		resp.UserId, resp.UserName, resp.Role, resp.VillageId = userID, u.User.GetName(), u.User.GetRole(), u.VillageID
 		if err := tx.PutDevice(&pb.Device{Id: resp.DeviceId, UserId: userID, Name: req.GetDeviceName(),
 			AppVersion: req.GetAppVersion(), EnrolledMs: tx.Now().UnixMilli()}, store.HashSecret(resp.Token)); err != nil {
@@ -54,6 +60,8 @@ func (x *enrollService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*pb.
 		return nil, status.Error(codes.NotFound, "code: unknown enrollment code: check it, or ask your administrator for a new one")
 	case errors.Is(err, store.ErrCodeUsed):
 		return nil, status.Error(codes.FailedPrecondition, "code: already used to enroll a device: each code enrolls one device; ask for a new one")
+	case errors.Is(err, store.ErrCodeCancelled):
+		return nil, status.Error(codes.FailedPrecondition, "code: cancelled by the administrator: ask them for a new one")
 	case errors.Is(err, store.ErrCodeExpired):
 		return nil, status.Error(codes.FailedPrecondition, "code: expired: ask your administrator for a new one")
 	case isDiskFull(err):

@@ -65,7 +65,8 @@ type Server struct {
 	store  *store.Server
 	hub    *hub
 	relay  *Relay
-	clock  *domain.Clock // for administrators' writes
+	audit  *auditPublisher // nil without JetStream
+	clock  *domain.Clock   // for administrators' writes
 	log    *slog.Logger
 	limits *limits
 	// auth remembers device credentials for a few seconds (nil: off).
@@ -90,6 +91,15 @@ func New(cfg Config) *Server {
 		auth: newAuthCache(authCacheTTL, authCacheMax)}
 	if cfg.JetStream != nil {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
+		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1)}
+	}
+	if s.audit != nil {
+		cfg.Store.OnAudit = func() {
+			select {
+			case s.audit.poke <- struct{}{}:
+			default:
+			}
+		}
 	}
 	cfg.Store.OnCommit = func(last uint64, buckets []string) {
 		s.hub.poke(buckets)
@@ -145,11 +155,16 @@ func (s *Server) Register(g *grpc.Server) {
 // them.
 func (s *Server) Close() { s.hub.close() }
 
-// RunRelay publishes the changelog until ctx ends (no-op without JetStream).
+// RunRelay publishes the changelog, and the audit log's heads, until ctx
+// ends (no-op without JetStream).
 func (s *Server) RunRelay(ctx context.Context) error {
 	if s.relay == nil {
 		<-ctx.Done()
 		return nil
 	}
-	return s.relay.Run(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); s.audit.run(ctx) }()
+	err := s.relay.Run(ctx)
+	<-done
+	return err
 }

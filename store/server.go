@@ -62,7 +62,8 @@ CREATE TABLE enroll_codes (
 	code_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
 	used_ms INTEGER NOT NULL DEFAULT 0);
 `, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration, refusedLinkMigration, numberingMigration, replicaHistoryMigration,
-	adminAccountMigration}
+	adminAccountMigration,
+	accountabilityMigration}
 
 // goneMigration keeps a record's row in a bucket it left, marked gone with
 // the change number of the move: a device that still syncs that bucket
@@ -121,6 +122,7 @@ type Server struct {
 	r        *readStmts             // readers, with prepared statements
 	w        *writeStmts            // the writer's prepared statements
 	instance atomic.Pointer[string] // the lineage: change ids are <lineage>-<seq> (lineage.go)
+	auditKey []byte                 // MAC key of new audit entries (WithAuditKey); nil: none
 
 	heads heads     // each bucket's highest change number (heads.go)
 	links linkCache // members' linked households (links.go)
@@ -136,6 +138,10 @@ type Server struct {
 	// OnCommit, if set before the first write, is called by the writer after
 	// each commit with the highest change number and the buckets changed.
 	OnCommit func(lastSeq uint64, buckets []string)
+	// OnAudit, if set before the first write, is called by the writer after
+	// each commit that appended to the audit log (the audit publisher's
+	// poke; OnCommit runs only for commits that changed buckets).
+	OnAudit func()
 }
 
 type job struct {
@@ -161,6 +167,7 @@ type ServerOption func(*serverOptions)
 
 type serverOptions struct {
 	writerPragmas []string
+	auditKey      []byte // WithAuditKey
 }
 
 // ExternalCheckpoints leaves the WAL's checkpoints to a backup that runs
@@ -184,7 +191,13 @@ func OpenServer(ctx context.Context, path string, opts ...ServerOption) (*Server
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{db: db, path: path, jobs: make(chan job, maxBatch), between: make(chan func()), quit: make(chan struct{}), done: make(chan struct{}),
+	if o.auditKey != nil {
+		if err := checkAuditKey(ctx, db.W, o.auditKey); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	s := &Server{db: db, path: path, auditKey: o.auditKey, jobs: make(chan job, maxBatch), between: make(chan func()), quit: make(chan struct{}), done: make(chan struct{}),
 		r: &readStmts{db: db.R}, w: &writeStmts{db: db.W, stmts: map[string]*sql.Stmt{}, pending: map[string]bool{}}}
 	var instance string
 	if err := db.W.QueryRowContext(ctx, "SELECT value FROM meta WHERE key='instance'").Scan(&instance); errors.Is(err, sql.ErrNoRows) {
@@ -350,7 +363,7 @@ func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 		*nextSeq = uint64(max.Int64) + 1
 	}
 	defer s.w.prepare(ctx) // after the transaction ends: the connection is free
-	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.Instance(), nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}, stmts: s.w}
+	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.Instance(), nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}, stmts: s.w, auditKey: s.auditKey, onAudit: s.OnAudit}
 	errs := make([]error, len(batch))
 	if err := batch[0].fn(tx); err != nil {
 		sqlTx.Rollback()
@@ -438,6 +451,8 @@ type Tx struct {
 	after    []func()             // AfterCommit
 	bound    map[string]*sql.Stmt // prepared statements bound to tx
 	stmts    *writeStmts
+	auditKey []byte // Server.auditKey
+	onAudit  func() // Server.OnAudit
 }
 
 // AfterCommit runs fn once the transaction has committed, in the writer,

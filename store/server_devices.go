@@ -43,7 +43,7 @@ func (s *Server) DeviceByToken(ctx context.Context, tokenHash string) (DeviceAut
 
 // PutEnrollCode stores a new enrollment code's hash.
 func (t *Tx) PutEnrollCode(codeHash, userID string, expiresMs int64) error {
-	_, err := t.Exec("INSERT INTO enroll_codes (code_hash, user_id, expires_ms) VALUES (?, ?, ?)", codeHash, userID, expiresMs)
+	_, err := t.Exec("INSERT INTO enroll_codes (code_hash, user_id, expires_ms, created_ms) VALUES (?, ?, ?, ?)", codeHash, userID, expiresMs, t.now.UnixMilli())
 	return err
 }
 
@@ -56,11 +56,12 @@ var (
 )
 
 // UseEnrollCode marks a code used and returns its user. ErrNotFound,
-// ErrCodeUsed or ErrCodeExpired say why a code does not work.
+// ErrCodeUsed, ErrCodeCancelled or ErrCodeExpired say why a code does not
+// work.
 func (t *Tx) UseEnrollCode(codeHash string, nowMs int64) (string, error) {
 	var userID string
-	var expires, used int64
-	err := t.QueryRow("SELECT user_id, expires_ms, used_ms FROM enroll_codes WHERE code_hash = ?", codeHash).Scan(&userID, &expires, &used)
+	var expires, used, cancelled int64
+	err := t.QueryRow("SELECT user_id, expires_ms, used_ms, cancelled_ms FROM enroll_codes WHERE code_hash = ?", codeHash).Scan(&userID, &expires, &used, &cancelled)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return "", ErrNotFound
@@ -68,6 +69,8 @@ func (t *Tx) UseEnrollCode(codeHash string, nowMs int64) (string, error) {
 		return "", err
 	case used != 0:
 		return "", ErrCodeUsed
+	case cancelled != 0:
+		return "", ErrCodeCancelled
 	case nowMs > expires:
 		return "", ErrCodeExpired
 	}

@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store"
 	"github.com/fieldsync/fieldsync/syncer"
 )
@@ -29,6 +35,8 @@ fieldctl admin audit instead reads syncd's data directory on the server.`,
 			{name: "revoke", summary: "cut a device off and wipe its data at its next contact", run: adminRevoke},
 			{name: "audit", summary: "list or verify the audit log, read from syncd's data directory", run: adminAudit},
 			accountsCommand(),
+			usersCommand(),
+			codesCommand(),
 		},
 	}
 }
@@ -406,6 +414,7 @@ type auditJSON struct {
 	Detail   string `json:"detail"`
 	PrevHash string `json:"prev_hash"`
 	Hash     string `json:"hash"`
+	Mac      string `json:"mac"` // "" for an entry from before the audit key
 }
 
 func adminAudit(ctx context.Context, c *cli, name string, args []string) error {
@@ -418,16 +427,24 @@ only a reference (code_ref) that matches the enrolling device's entry.
 
 The log is read from syncd's database in its data directory (syncd may be
 running; nothing is written), so run this on the server. Each entry carries
-the SHA-256 of its content and of the entry before it; -verify checks the
-whole chain and exits with status 1, naming the entry, if an entry was
-altered or removed.`, `
+the SHA-256 of its content and of the entry before it, and an HMAC of that
+under the key in <data>/audit.key, which is not in the database. syncd
+publishes each entry's number and MAC to its NATS (stream FIELDSYNC_AUDIT).
+
+-verify checks the whole chain and every MAC with the key, and compares the
+log with the last entry published to NATS; it exits with status 1, naming
+the entry, if an entry was altered, removed, or cut off the end. Entries
+from before the key (older syncd) are checked by hash only ("unkeyed").`, `
 fieldctl admin audit -data /srv/fieldsync/data
 fieldctl admin audit -data ./data -verify
 fieldctl admin audit -after 120 --json`)
 	data := fs.String("data", "./data", "syncd's data `directory` (holding fieldsync.db)")
 	after := fs.Uint64("after", 0, "list the entries after this `seq`")
 	limit := fs.Int("limit", 0, "list at most `N` entries (0: all)")
-	verify := fs.Bool("verify", false, "check the hash chain instead of listing")
+	verify := fs.Bool("verify", false, "check the hash chain, the MACs and the published head instead of listing")
+	keyFile := fs.String("key-file", "", "the audit key `file` for -verify (default <data>/audit.key)")
+	natsURL := fs.String("nats", "", "NATS `URL` to read the published head from, for -verify (default: from <data>/nats.url)")
+	noNATS := fs.Bool("no-nats", false, "with -verify, check the database alone: entries cut off the end then go unseen")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
@@ -442,7 +459,7 @@ fieldctl admin audit -after 120 --json`)
 	}
 	defer al.Close()
 	if *verify {
-		return auditVerify(ctx, c, al, *asJSON)
+		return auditVerify(ctx, c, al, auditSources{data: *data, keyFile: *keyFile, natsURL: *natsURL, noNATS: *noNATS}, *asJSON)
 	}
 	entries := []auditJSON{}
 	for at := *after; ; {
@@ -459,7 +476,7 @@ fieldctl admin audit -after 120 --json`)
 		}
 		for _, e := range es {
 			entries = append(entries, auditJSON{Seq: e.Seq, TimeMs: e.TimeMs, Time: rfc3339(e.TimeMs), Actor: e.Actor,
-				Action: e.Action, Target: e.Target, Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash})
+				Action: e.Action, Target: e.Target, Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash, Mac: e.Mac})
 			at = e.Seq
 		}
 		if len(es) < page {
@@ -476,14 +493,66 @@ fieldctl admin audit -after 120 --json`)
 	return t.write(c.stdout)
 }
 
-func auditVerify(ctx context.Context, c *cli, al *store.AuditReader, asJSON bool) error {
-	last, err := al.Verify(ctx)
+// auditSources say where -verify finds what lies outside the database.
+type auditSources struct {
+	data, keyFile, natsURL string
+	noNATS                 bool
+}
+
+// auditAnchor reads the audit key and the last head published to NATS.
+func auditAnchor(ctx context.Context, src auditSources) ([]byte, *store.AuditHead, error) {
+	keyFile := src.keyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(src.data, "audit.key")
+	}
+	key, err := store.ReadAuditKey(keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (-key-file names it; syncd makes it at its first start: restore it from its backup)", err)
+	}
+	if src.noNATS {
+		return key, nil, nil
+	}
+	url := src.natsURL
+	if url == "" {
+		b, err := os.ReadFile(filepath.Join(src.data, "nats.url"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the NATS URL: %w (give -nats URL, or -no-nats to check the database alone)", err)
+		}
+		url = strings.TrimSpace(string(b))
+	}
+	nc, err := nats.Connect(url, nats.Name("fieldctl admin audit"), nats.Timeout(10*time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (is syncd running? give -nats URL, or -no-nats to check the database alone)", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	head, err := server.LatestAuditHead(ctx, js)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (or -no-nats to check the database alone)", err)
+	}
+	return key, head, nil
+}
+
+func auditVerify(ctx context.Context, c *cli, al *store.AuditReader, src auditSources, asJSON bool) error {
+	key, head, err := auditAnchor(ctx, src)
+	if err != nil {
+		return err
+	}
+	rep, err := al.Check(ctx, key, head)
+	last := rep.Last
 	var broken *store.AuditError
 	if err != nil && !errors.As(err, &broken) {
 		return err
 	}
 	if asJSON {
-		out := map[string]any{"ok": err == nil, "entries": last.Seq, "head_seq": last.Seq, "head_hash": last.Hash}
+		out := map[string]any{"ok": err == nil, "entries": last.Seq, "head_seq": last.Seq, "head_hash": last.Hash, "head_mac": last.Mac,
+			"unkeyed": rep.Unkeyed, "published_seq": nil, "unpublished": rep.Unpublished}
+		if head != nil {
+			out["published_seq"] = head.Seq
+		}
 		if broken != nil {
 			out = map[string]any{"ok": false, "verified": last.Seq, "seq": broken.Seq, "problem": broken.Problem}
 		}
@@ -493,6 +562,17 @@ func auditVerify(ctx context.Context, c *cli, al *store.AuditReader, asJSON bool
 	} else if err == nil {
 		fmt.Fprintf(c.stdout, "audit log intact: %s; last entry %d (%s) hash %s\n",
 			plural(int(last.Seq), "entry", "entries"), last.Seq, fmtTime(last.TimeMs), last.Hash)
+		if rep.Unkeyed > 0 {
+			fmt.Fprintf(c.stdout, "entries 1 to %d are unkeyed (written before the audit key): checked by hash only\n", rep.Unkeyed)
+		}
+		switch {
+		case src.noNATS:
+			fmt.Fprintln(c.stdout, "not compared with NATS (-no-nats): entries cut off the end would not show")
+		case head == nil:
+			fmt.Fprintln(c.stdout, "no head published to NATS yet (stream FIELDSYNC_AUDIT): entries cut off the end would not show")
+		default:
+			fmt.Fprintf(c.stdout, "matches the head published to NATS (entry %d); %s not yet published\n", head.Seq, plural(int(rep.Unpublished), "entry", "entries"))
+		}
 	}
 	if broken != nil {
 		good := "no entry before it checks out"

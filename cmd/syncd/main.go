@@ -110,7 +110,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 		fmt.Fprint(fs.Output(), usageIntro)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.data, "data", c.data, "data `directory` (created mode 0700): the database fieldsync.db, the embedded NATS store, admin.token and nats.url")
+	fs.StringVar(&c.data, "data", c.data, "data `directory` (created mode 0700): the database fieldsync.db, the embedded NATS store, admin.token, audit.key and nats.url")
 	fs.StringVar(&c.listen, "listen", c.listen, "gRPC listen `address`; port 0 picks a free one (the address is printed)")
 	fs.BoolVar(&c.insecureListenAny, "insecure-listen-any", c.insecureListenAny, "allow a non-loopback -nats-listen although the embedded NATS has no authentication: only on a private network")
 	fs.BoolVar(&c.plaintext, "insecure-plaintext", c.plaintext, "serve gRPC without TLS (development only; -listen must be loopback)")

@@ -83,7 +83,11 @@ func TestSyncd(t *testing.T) {
 		if got, _ := os.ReadFile(filepath.Join(data, "nats.url")); strings.TrimSpace(string(got)) != m[1] {
 			t.Errorf("nats.url holds %q, want %q", got, m[1])
 		}
-		for path, want := range map[string]os.FileMode{data: 0o700, tokenFile: 0o600} {
+		// The audit log's key, outside the database.
+		if want := "syncd: created the audit log's key " + filepath.Join(data, "audit.key"); !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q; got:\n%s", want, out)
+		}
+		for path, want := range map[string]os.FileMode{data: 0o700, tokenFile: 0o600, filepath.Join(data, "audit.key"): 0o600} {
 			fi, err := os.Stat(path)
 			if err != nil {
 				t.Fatal(err)

@@ -46,7 +46,8 @@ const StopTimeout = 10 * time.Second
 // default, except Dir, which is required.
 type Config struct {
 	// Dir is the data directory: the database fieldsync.db, the embedded
-	// NATS store, the TLS files, admin.token, nats.url and the lock.
+	// NATS store, the TLS files, admin.token, audit.key, nats.url and the
+	// lock.
 	Dir string
 
 	// Listen is the gRPC address (default 127.0.0.1:0, a free port);
@@ -257,6 +258,16 @@ func (d *Daemon) openStore(ctx context.Context) error {
 	if cfg.Backup != "" {
 		stOpts = append(stOpts, store.ExternalCheckpoints())
 	}
+	// The audit log's MAC key lives beside the database, not in it.
+	keyPath := filepath.Join(cfg.Dir, "audit.key")
+	auditKey, created, err := store.LoadOrCreateAuditKey(keyPath)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(d.out, "syncd: created the audit log's key %s: back it up apart from the database\n", keyPath)
+	}
+	stOpts = append(stOpts, store.WithAuditKey(auditKey))
 	st, err := store.OpenServer(ctx, dbPath, stOpts...)
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", dbPath, err)

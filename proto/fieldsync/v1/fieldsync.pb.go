@@ -3200,6 +3200,511 @@ func (x *EnableAdminAccountResponse) GetToken() string {
 	return ""
 }
 
+// DisableUserRequest names the person to disable.
+type DisableUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableUserRequest) Reset() {
+	*x = DisableUserRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableUserRequest) ProtoMessage() {}
+
+func (x *DisableUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableUserRequest.ProtoReflect.Descriptor instead.
+func (*DisableUserRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *DisableUserRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// DisableUserResponse says what disabling did.
+type DisableUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The devices revoked now (devices revoked before are not listed).
+	RevokedDeviceIds []string `protobuf:"bytes,1,rep,name=revoked_device_ids,json=revokedDeviceIds,proto3" json:"revoked_device_ids,omitempty"`
+	// References of the enrollment codes cancelled now.
+	CancelledCodeRefs []string `protobuf:"bytes,2,rep,name=cancelled_code_refs,json=cancelledCodeRefs,proto3" json:"cancelled_code_refs,omitempty"`
+	// When the user was disabled before this call (0: they were not).
+	AlreadyDisabledMs int64 `protobuf:"varint,3,opt,name=already_disabled_ms,json=alreadyDisabledMs,proto3" json:"already_disabled_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DisableUserResponse) Reset() {
+	*x = DisableUserResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableUserResponse) ProtoMessage() {}
+
+func (x *DisableUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableUserResponse.ProtoReflect.Descriptor instead.
+func (*DisableUserResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *DisableUserResponse) GetRevokedDeviceIds() []string {
+	if x != nil {
+		return x.RevokedDeviceIds
+	}
+	return nil
+}
+
+func (x *DisableUserResponse) GetCancelledCodeRefs() []string {
+	if x != nil {
+		return x.CancelledCodeRefs
+	}
+	return nil
+}
+
+func (x *DisableUserResponse) GetAlreadyDisabledMs() int64 {
+	if x != nil {
+		return x.AlreadyDisabledMs
+	}
+	return 0
+}
+
+// EnableUserRequest names the person to enable again.
+type EnableUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableUserRequest) Reset() {
+	*x = EnableUserRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableUserRequest) ProtoMessage() {}
+
+func (x *EnableUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableUserRequest.ProtoReflect.Descriptor instead.
+func (*EnableUserRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *EnableUserRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// EnableUserResponse: the person's revoked devices stay revoked; new
+// enrollment codes work again.
+type EnableUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the user had been disabled (0: they were not).
+	DisabledMs    int64 `protobuf:"varint,1,opt,name=disabled_ms,json=disabledMs,proto3" json:"disabled_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableUserResponse) Reset() {
+	*x = EnableUserResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableUserResponse) ProtoMessage() {}
+
+func (x *EnableUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableUserResponse.ProtoReflect.Descriptor instead.
+func (*EnableUserResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *EnableUserResponse) GetDisabledMs() int64 {
+	if x != nil {
+		return x.DisabledMs
+	}
+	return 0
+}
+
+// ListEnrollmentCodesRequest pages through enrollment codes in the order
+// they were made.
+type ListEnrollmentCodesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this user's codes, if set.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// 0 means 100; at most 1000.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEnrollmentCodesRequest) Reset() {
+	*x = ListEnrollmentCodesRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEnrollmentCodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEnrollmentCodesRequest) ProtoMessage() {}
+
+func (x *ListEnrollmentCodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEnrollmentCodesRequest.ProtoReflect.Descriptor instead.
+func (*ListEnrollmentCodesRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListEnrollmentCodesRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ListEnrollmentCodesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListEnrollmentCodesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// EnrollmentCode is what the server keeps of a code: never the code.
+type EnrollmentCode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first 12 hex digits of the code's SHA-256: the audit log's
+	// code_ref.
+	CodeRef string `protobuf:"bytes,1,opt,name=code_ref,json=codeRef,proto3" json:"code_ref,omitempty"`
+	UserId  string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// 0 for codes made before the server kept it.
+	CreatedMs int64 `protobuf:"varint,3,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	ExpiresMs int64 `protobuf:"varint,4,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	// When it enrolled a device (0: not used).
+	UsedMs int64 `protobuf:"varint,5,opt,name=used_ms,json=usedMs,proto3" json:"used_ms,omitempty"`
+	// When it was cancelled (0: not cancelled).
+	CancelledMs   int64 `protobuf:"varint,6,opt,name=cancelled_ms,json=cancelledMs,proto3" json:"cancelled_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollmentCode) Reset() {
+	*x = EnrollmentCode{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollmentCode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollmentCode) ProtoMessage() {}
+
+func (x *EnrollmentCode) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollmentCode.ProtoReflect.Descriptor instead.
+func (*EnrollmentCode) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *EnrollmentCode) GetCodeRef() string {
+	if x != nil {
+		return x.CodeRef
+	}
+	return ""
+}
+
+func (x *EnrollmentCode) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *EnrollmentCode) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *EnrollmentCode) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
+
+func (x *EnrollmentCode) GetUsedMs() int64 {
+	if x != nil {
+		return x.UsedMs
+	}
+	return 0
+}
+
+func (x *EnrollmentCode) GetCancelledMs() int64 {
+	if x != nil {
+		return x.CancelledMs
+	}
+	return 0
+}
+
+type ListEnrollmentCodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Codes         []*EnrollmentCode      `protobuf:"bytes,1,rep,name=codes,proto3" json:"codes,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEnrollmentCodesResponse) Reset() {
+	*x = ListEnrollmentCodesResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEnrollmentCodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEnrollmentCodesResponse) ProtoMessage() {}
+
+func (x *ListEnrollmentCodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEnrollmentCodesResponse.ProtoReflect.Descriptor instead.
+func (*ListEnrollmentCodesResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListEnrollmentCodesResponse) GetCodes() []*EnrollmentCode {
+	if x != nil {
+		return x.Codes
+	}
+	return nil
+}
+
+func (x *ListEnrollmentCodesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// CancelEnrollmentCodesRequest cancels one code by reference, or every
+// outstanding code of a user: exactly one of the two.
+type CancelEnrollmentCodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CodeRef       string                 `protobuf:"bytes,1,opt,name=code_ref,json=codeRef,proto3" json:"code_ref,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelEnrollmentCodesRequest) Reset() {
+	*x = CancelEnrollmentCodesRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelEnrollmentCodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelEnrollmentCodesRequest) ProtoMessage() {}
+
+func (x *CancelEnrollmentCodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelEnrollmentCodesRequest.ProtoReflect.Descriptor instead.
+func (*CancelEnrollmentCodesRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *CancelEnrollmentCodesRequest) GetCodeRef() string {
+	if x != nil {
+		return x.CodeRef
+	}
+	return ""
+}
+
+func (x *CancelEnrollmentCodesRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type CancelEnrollmentCodesResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	CancelledCodeRefs []string               `protobuf:"bytes,1,rep,name=cancelled_code_refs,json=cancelledCodeRefs,proto3" json:"cancelled_code_refs,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CancelEnrollmentCodesResponse) Reset() {
+	*x = CancelEnrollmentCodesResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelEnrollmentCodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelEnrollmentCodesResponse) ProtoMessage() {}
+
+func (x *CancelEnrollmentCodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelEnrollmentCodesResponse.ProtoReflect.Descriptor instead.
+func (*CancelEnrollmentCodesResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *CancelEnrollmentCodesResponse) GetCancelledCodeRefs() []string {
+	if x != nil {
+		return x.CancelledCodeRefs
+	}
+	return nil
+}
+
 var File_fieldsync_v1_fieldsync_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
@@ -3433,7 +3938,40 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"h\n" +
 	"\x1aEnableAdminAccountResponse\x124\n" +
 	"\aaccount\x18\x01 \x01(\v2\x1a.fieldsync.v1.AdminAccountR\aaccount\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\tR\x05token*b\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"-\n" +
+	"\x12DisableUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\xa3\x01\n" +
+	"\x13DisableUserResponse\x12,\n" +
+	"\x12revoked_device_ids\x18\x01 \x03(\tR\x10revokedDeviceIds\x12.\n" +
+	"\x13cancelled_code_refs\x18\x02 \x03(\tR\x11cancelledCodeRefs\x12.\n" +
+	"\x13already_disabled_ms\x18\x03 \x01(\x03R\x11alreadyDisabledMs\",\n" +
+	"\x11EnableUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"5\n" +
+	"\x12EnableUserResponse\x12\x1f\n" +
+	"\vdisabled_ms\x18\x01 \x01(\x03R\n" +
+	"disabledMs\"q\n" +
+	"\x1aListEnrollmentCodesRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xbe\x01\n" +
+	"\x0eEnrollmentCode\x12\x19\n" +
+	"\bcode_ref\x18\x01 \x01(\tR\acodeRef\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\x03 \x01(\x03R\tcreatedMs\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\x04 \x01(\x03R\texpiresMs\x12\x17\n" +
+	"\aused_ms\x18\x05 \x01(\x03R\x06usedMs\x12!\n" +
+	"\fcancelled_ms\x18\x06 \x01(\x03R\vcancelledMs\"y\n" +
+	"\x1bListEnrollmentCodesResponse\x122\n" +
+	"\x05codes\x18\x01 \x03(\v2\x1c.fieldsync.v1.EnrollmentCodeR\x05codes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"R\n" +
+	"\x1cCancelEnrollmentCodesRequest\x12\x19\n" +
+	"\bcode_ref\x18\x01 \x01(\tR\acodeRef\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"O\n" +
+	"\x1dCancelEnrollmentCodesResponse\x12.\n" +
+	"\x13cancelled_code_refs\x18\x01 \x03(\tR\x11cancelledCodeRefs*b\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_HOUSEHOLD\x10\x01\x12\x0e\n" +
@@ -3472,7 +4010,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x04Sync\x12\x19.fieldsync.v1.SyncRequest\x1a\x1a.fieldsync.v1.SyncResponse\x12B\n" +
 	"\x05Watch\x12\x1a.fieldsync.v1.WatchRequest\x1a\x1b.fieldsync.v1.WatchResponse0\x012T\n" +
 	"\rEnrollService\x12C\n" +
-	"\x06Enroll\x12\x1b.fieldsync.v1.EnrollRequest\x1a\x1c.fieldsync.v1.EnrollResponse2\xfa\x06\n" +
+	"\x06Enroll\x12\x1b.fieldsync.v1.EnrollRequest\x1a\x1c.fieldsync.v1.EnrollResponse2\xfd\t\n" +
 	"\fAdminService\x12L\n" +
 	"\tImportOrg\x12\x1e.fieldsync.v1.ImportOrgRequest\x1a\x1f.fieldsync.v1.ImportOrgResponse\x12^\n" +
 	"\x0fAssignHousehold\x12$.fieldsync.v1.AssignHouseholdRequest\x1a%.fieldsync.v1.AssignHouseholdResponse\x12m\n" +
@@ -3482,7 +4020,12 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x12CreateAdminAccount\x12'.fieldsync.v1.CreateAdminAccountRequest\x1a(.fieldsync.v1.CreateAdminAccountResponse\x12d\n" +
 	"\x11ListAdminAccounts\x12&.fieldsync.v1.ListAdminAccountsRequest\x1a'.fieldsync.v1.ListAdminAccountsResponse\x12j\n" +
 	"\x13DisableAdminAccount\x12(.fieldsync.v1.DisableAdminAccountRequest\x1a).fieldsync.v1.DisableAdminAccountResponse\x12g\n" +
-	"\x12EnableAdminAccount\x12'.fieldsync.v1.EnableAdminAccountRequest\x1a(.fieldsync.v1.EnableAdminAccountResponse2V\n" +
+	"\x12EnableAdminAccount\x12'.fieldsync.v1.EnableAdminAccountRequest\x1a(.fieldsync.v1.EnableAdminAccountResponse\x12R\n" +
+	"\vDisableUser\x12 .fieldsync.v1.DisableUserRequest\x1a!.fieldsync.v1.DisableUserResponse\x12O\n" +
+	"\n" +
+	"EnableUser\x12\x1f.fieldsync.v1.EnableUserRequest\x1a .fieldsync.v1.EnableUserResponse\x12j\n" +
+	"\x13ListEnrollmentCodes\x12(.fieldsync.v1.ListEnrollmentCodesRequest\x1a).fieldsync.v1.ListEnrollmentCodesResponse\x12p\n" +
+	"\x15CancelEnrollmentCodes\x12*.fieldsync.v1.CancelEnrollmentCodesRequest\x1a+.fieldsync.v1.CancelEnrollmentCodesResponse2V\n" +
 	"\rExportService\x12E\n" +
 	"\x06Export\x12\x1b.fieldsync.v1.ExportRequest\x1a\x1c.fieldsync.v1.ExportResponse0\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
@@ -3499,68 +4042,77 @@ func file_fieldsync_v1_fieldsync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_fieldsync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
-	(Kind)(0),                            // 0: fieldsync.v1.Kind
-	(Op)(0),                              // 1: fieldsync.v1.Op
-	(Role)(0),                            // 2: fieldsync.v1.Role
-	(UnitKind)(0),                        // 3: fieldsync.v1.UnitKind
-	(MutationStatus)(0),                  // 4: fieldsync.v1.MutationStatus
-	(Numbering)(0),                       // 5: fieldsync.v1.Numbering
-	(*FieldValue)(nil),                   // 6: fieldsync.v1.FieldValue
-	(*Entry)(nil),                        // 7: fieldsync.v1.Entry
-	(*Conflict)(nil),                     // 8: fieldsync.v1.Conflict
-	(*Record)(nil),                       // 9: fieldsync.v1.Record
-	(*Mutation)(nil),                     // 10: fieldsync.v1.Mutation
-	(*MutationResult)(nil),               // 11: fieldsync.v1.MutationResult
-	(*Cursor)(nil),                       // 12: fieldsync.v1.Cursor
-	(*SyncRequest)(nil),                  // 13: fieldsync.v1.SyncRequest
-	(*SyncResponse)(nil),                 // 14: fieldsync.v1.SyncResponse
-	(*WatchRequest)(nil),                 // 15: fieldsync.v1.WatchRequest
-	(*WatchResponse)(nil),                // 16: fieldsync.v1.WatchResponse
-	(*EnrollRequest)(nil),                // 17: fieldsync.v1.EnrollRequest
-	(*EnrollResponse)(nil),               // 18: fieldsync.v1.EnrollResponse
-	(*Unit)(nil),                         // 19: fieldsync.v1.Unit
-	(*User)(nil),                         // 20: fieldsync.v1.User
-	(*Household)(nil),                    // 21: fieldsync.v1.Household
-	(*Assignment)(nil),                   // 22: fieldsync.v1.Assignment
-	(*ImportOrgRequest)(nil),             // 23: fieldsync.v1.ImportOrgRequest
-	(*RowError)(nil),                     // 24: fieldsync.v1.RowError
-	(*ImportOrgResponse)(nil),            // 25: fieldsync.v1.ImportOrgResponse
-	(*AssignHouseholdRequest)(nil),       // 26: fieldsync.v1.AssignHouseholdRequest
-	(*AssignHouseholdResponse)(nil),      // 27: fieldsync.v1.AssignHouseholdResponse
-	(*CreateEnrollmentCodeRequest)(nil),  // 28: fieldsync.v1.CreateEnrollmentCodeRequest
-	(*CreateEnrollmentCodeResponse)(nil), // 29: fieldsync.v1.CreateEnrollmentCodeResponse
-	(*Device)(nil),                       // 30: fieldsync.v1.Device
-	(*ListDevicesRequest)(nil),           // 31: fieldsync.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),          // 32: fieldsync.v1.ListDevicesResponse
-	(*RevokeDeviceRequest)(nil),          // 33: fieldsync.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),         // 34: fieldsync.v1.RevokeDeviceResponse
-	(*ExportRequest)(nil),                // 35: fieldsync.v1.ExportRequest
-	(*ExportResponse)(nil),               // 36: fieldsync.v1.ExportResponse
-	(*Change)(nil),                       // 37: fieldsync.v1.Change
-	(*AdminAccount)(nil),                 // 38: fieldsync.v1.AdminAccount
-	(*CreateAdminAccountRequest)(nil),    // 39: fieldsync.v1.CreateAdminAccountRequest
-	(*CreateAdminAccountResponse)(nil),   // 40: fieldsync.v1.CreateAdminAccountResponse
-	(*ListAdminAccountsRequest)(nil),     // 41: fieldsync.v1.ListAdminAccountsRequest
-	(*ListAdminAccountsResponse)(nil),    // 42: fieldsync.v1.ListAdminAccountsResponse
-	(*DisableAdminAccountRequest)(nil),   // 43: fieldsync.v1.DisableAdminAccountRequest
-	(*DisableAdminAccountResponse)(nil),  // 44: fieldsync.v1.DisableAdminAccountResponse
-	(*EnableAdminAccountRequest)(nil),    // 45: fieldsync.v1.EnableAdminAccountRequest
-	(*EnableAdminAccountResponse)(nil),   // 46: fieldsync.v1.EnableAdminAccountResponse
-	nil,                                  // 47: fieldsync.v1.Record.FieldsEntry
-	nil,                                  // 48: fieldsync.v1.Mutation.FieldsEntry
-	nil,                                  // 49: fieldsync.v1.Mutation.BaseHlcEntry
+	(Kind)(0),                             // 0: fieldsync.v1.Kind
+	(Op)(0),                               // 1: fieldsync.v1.Op
+	(Role)(0),                             // 2: fieldsync.v1.Role
+	(UnitKind)(0),                         // 3: fieldsync.v1.UnitKind
+	(MutationStatus)(0),                   // 4: fieldsync.v1.MutationStatus
+	(Numbering)(0),                        // 5: fieldsync.v1.Numbering
+	(*FieldValue)(nil),                    // 6: fieldsync.v1.FieldValue
+	(*Entry)(nil),                         // 7: fieldsync.v1.Entry
+	(*Conflict)(nil),                      // 8: fieldsync.v1.Conflict
+	(*Record)(nil),                        // 9: fieldsync.v1.Record
+	(*Mutation)(nil),                      // 10: fieldsync.v1.Mutation
+	(*MutationResult)(nil),                // 11: fieldsync.v1.MutationResult
+	(*Cursor)(nil),                        // 12: fieldsync.v1.Cursor
+	(*SyncRequest)(nil),                   // 13: fieldsync.v1.SyncRequest
+	(*SyncResponse)(nil),                  // 14: fieldsync.v1.SyncResponse
+	(*WatchRequest)(nil),                  // 15: fieldsync.v1.WatchRequest
+	(*WatchResponse)(nil),                 // 16: fieldsync.v1.WatchResponse
+	(*EnrollRequest)(nil),                 // 17: fieldsync.v1.EnrollRequest
+	(*EnrollResponse)(nil),                // 18: fieldsync.v1.EnrollResponse
+	(*Unit)(nil),                          // 19: fieldsync.v1.Unit
+	(*User)(nil),                          // 20: fieldsync.v1.User
+	(*Household)(nil),                     // 21: fieldsync.v1.Household
+	(*Assignment)(nil),                    // 22: fieldsync.v1.Assignment
+	(*ImportOrgRequest)(nil),              // 23: fieldsync.v1.ImportOrgRequest
+	(*RowError)(nil),                      // 24: fieldsync.v1.RowError
+	(*ImportOrgResponse)(nil),             // 25: fieldsync.v1.ImportOrgResponse
+	(*AssignHouseholdRequest)(nil),        // 26: fieldsync.v1.AssignHouseholdRequest
+	(*AssignHouseholdResponse)(nil),       // 27: fieldsync.v1.AssignHouseholdResponse
+	(*CreateEnrollmentCodeRequest)(nil),   // 28: fieldsync.v1.CreateEnrollmentCodeRequest
+	(*CreateEnrollmentCodeResponse)(nil),  // 29: fieldsync.v1.CreateEnrollmentCodeResponse
+	(*Device)(nil),                        // 30: fieldsync.v1.Device
+	(*ListDevicesRequest)(nil),            // 31: fieldsync.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),           // 32: fieldsync.v1.ListDevicesResponse
+	(*RevokeDeviceRequest)(nil),           // 33: fieldsync.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),          // 34: fieldsync.v1.RevokeDeviceResponse
+	(*ExportRequest)(nil),                 // 35: fieldsync.v1.ExportRequest
+	(*ExportResponse)(nil),                // 36: fieldsync.v1.ExportResponse
+	(*Change)(nil),                        // 37: fieldsync.v1.Change
+	(*AdminAccount)(nil),                  // 38: fieldsync.v1.AdminAccount
+	(*CreateAdminAccountRequest)(nil),     // 39: fieldsync.v1.CreateAdminAccountRequest
+	(*CreateAdminAccountResponse)(nil),    // 40: fieldsync.v1.CreateAdminAccountResponse
+	(*ListAdminAccountsRequest)(nil),      // 41: fieldsync.v1.ListAdminAccountsRequest
+	(*ListAdminAccountsResponse)(nil),     // 42: fieldsync.v1.ListAdminAccountsResponse
+	(*DisableAdminAccountRequest)(nil),    // 43: fieldsync.v1.DisableAdminAccountRequest
+	(*DisableAdminAccountResponse)(nil),   // 44: fieldsync.v1.DisableAdminAccountResponse
+	(*EnableAdminAccountRequest)(nil),     // 45: fieldsync.v1.EnableAdminAccountRequest
+	(*EnableAdminAccountResponse)(nil),    // 46: fieldsync.v1.EnableAdminAccountResponse
+	(*DisableUserRequest)(nil),            // 47: fieldsync.v1.DisableUserRequest
+	(*DisableUserResponse)(nil),           // 48: fieldsync.v1.DisableUserResponse
+	(*EnableUserRequest)(nil),             // 49: fieldsync.v1.EnableUserRequest
+	(*EnableUserResponse)(nil),            // 50: fieldsync.v1.EnableUserResponse
+	(*ListEnrollmentCodesRequest)(nil),    // 51: fieldsync.v1.ListEnrollmentCodesRequest
+	(*EnrollmentCode)(nil),                // 52: fieldsync.v1.EnrollmentCode
+	(*ListEnrollmentCodesResponse)(nil),   // 53: fieldsync.v1.ListEnrollmentCodesResponse
+	(*CancelEnrollmentCodesRequest)(nil),  // 54: fieldsync.v1.CancelEnrollmentCodesRequest
+	(*CancelEnrollmentCodesResponse)(nil), // 55: fieldsync.v1.CancelEnrollmentCodesResponse
+	nil,                                   // 56: fieldsync.v1.Record.FieldsEntry
+	nil,                                   // 57: fieldsync.v1.Mutation.FieldsEntry
+	nil,                                   // 58: fieldsync.v1.Mutation.BaseHlcEntry
 }
 var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 0: fieldsync.v1.Record.kind:type_name -> fieldsync.v1.Kind
-	47, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
+	56, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
 	7,  // 2: fieldsync.v1.Record.entries:type_name -> fieldsync.v1.Entry
 	8,  // 3: fieldsync.v1.Record.conflicts:type_name -> fieldsync.v1.Conflict
 	0,  // 4: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
 	1,  // 5: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
-	48, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
-	49, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
+	57, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
+	58, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
 	4,  // 8: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
 	10, // 9: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
 	12, // 10: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
@@ -3585,38 +4137,47 @@ var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	38, // 29: fieldsync.v1.ListAdminAccountsResponse.accounts:type_name -> fieldsync.v1.AdminAccount
 	38, // 30: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
 	38, // 31: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	6,  // 32: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
-	13, // 33: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
-	15, // 34: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
-	17, // 35: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
-	23, // 36: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
-	26, // 37: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
-	28, // 38: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
-	31, // 39: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	33, // 40: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	39, // 41: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
-	41, // 42: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
-	43, // 43: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
-	45, // 44: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
-	35, // 45: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
-	14, // 46: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
-	16, // 47: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
-	18, // 48: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
-	25, // 49: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
-	27, // 50: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
-	29, // 51: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
-	32, // 52: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	34, // 53: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	40, // 54: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
-	42, // 55: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
-	44, // 56: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
-	46, // 57: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
-	36, // 58: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
-	46, // [46:59] is the sub-list for method output_type
-	33, // [33:46] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	52, // 32: fieldsync.v1.ListEnrollmentCodesResponse.codes:type_name -> fieldsync.v1.EnrollmentCode
+	6,  // 33: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
+	13, // 34: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
+	15, // 35: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
+	17, // 36: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
+	23, // 37: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
+	26, // 38: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
+	28, // 39: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
+	31, // 40: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	33, // 41: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	39, // 42: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
+	41, // 43: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
+	43, // 44: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
+	45, // 45: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
+	47, // 46: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
+	49, // 47: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
+	51, // 48: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
+	54, // 49: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
+	35, // 50: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
+	14, // 51: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
+	16, // 52: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
+	18, // 53: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
+	25, // 54: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
+	27, // 55: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
+	29, // 56: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
+	32, // 57: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	34, // 58: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	40, // 59: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
+	42, // 60: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
+	44, // 61: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
+	46, // 62: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
+	48, // 63: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
+	50, // 64: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
+	53, // 65: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
+	55, // 66: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
+	36, // 67: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
+	51, // [51:68] is the sub-list for method output_type
+	34, // [34:51] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_fieldsync_proto_init() }
@@ -3630,7 +4191,7 @@ func file_fieldsync_v1_fieldsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_fieldsync_proto_rawDesc), len(file_fieldsync_v1_fieldsync_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   44,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

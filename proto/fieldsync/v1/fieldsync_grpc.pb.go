@@ -282,15 +282,19 @@ var EnrollService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AdminService_ImportOrg_FullMethodName            = "/fieldsync.v1.AdminService/ImportOrg"
-	AdminService_AssignHousehold_FullMethodName      = "/fieldsync.v1.AdminService/AssignHousehold"
-	AdminService_CreateEnrollmentCode_FullMethodName = "/fieldsync.v1.AdminService/CreateEnrollmentCode"
-	AdminService_ListDevices_FullMethodName          = "/fieldsync.v1.AdminService/ListDevices"
-	AdminService_RevokeDevice_FullMethodName         = "/fieldsync.v1.AdminService/RevokeDevice"
-	AdminService_CreateAdminAccount_FullMethodName   = "/fieldsync.v1.AdminService/CreateAdminAccount"
-	AdminService_ListAdminAccounts_FullMethodName    = "/fieldsync.v1.AdminService/ListAdminAccounts"
-	AdminService_DisableAdminAccount_FullMethodName  = "/fieldsync.v1.AdminService/DisableAdminAccount"
-	AdminService_EnableAdminAccount_FullMethodName   = "/fieldsync.v1.AdminService/EnableAdminAccount"
+	AdminService_ImportOrg_FullMethodName             = "/fieldsync.v1.AdminService/ImportOrg"
+	AdminService_AssignHousehold_FullMethodName       = "/fieldsync.v1.AdminService/AssignHousehold"
+	AdminService_CreateEnrollmentCode_FullMethodName  = "/fieldsync.v1.AdminService/CreateEnrollmentCode"
+	AdminService_ListDevices_FullMethodName           = "/fieldsync.v1.AdminService/ListDevices"
+	AdminService_RevokeDevice_FullMethodName          = "/fieldsync.v1.AdminService/RevokeDevice"
+	AdminService_CreateAdminAccount_FullMethodName    = "/fieldsync.v1.AdminService/CreateAdminAccount"
+	AdminService_ListAdminAccounts_FullMethodName     = "/fieldsync.v1.AdminService/ListAdminAccounts"
+	AdminService_DisableAdminAccount_FullMethodName   = "/fieldsync.v1.AdminService/DisableAdminAccount"
+	AdminService_EnableAdminAccount_FullMethodName    = "/fieldsync.v1.AdminService/EnableAdminAccount"
+	AdminService_DisableUser_FullMethodName           = "/fieldsync.v1.AdminService/DisableUser"
+	AdminService_EnableUser_FullMethodName            = "/fieldsync.v1.AdminService/EnableUser"
+	AdminService_ListEnrollmentCodes_FullMethodName   = "/fieldsync.v1.AdminService/ListEnrollmentCodes"
+	AdminService_CancelEnrollmentCodes_FullMethodName = "/fieldsync.v1.AdminService/CancelEnrollmentCodes"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -311,6 +315,14 @@ type AdminServiceClient interface {
 	ListAdminAccounts(ctx context.Context, in *ListAdminAccountsRequest, opts ...grpc.CallOption) (*ListAdminAccountsResponse, error)
 	DisableAdminAccount(ctx context.Context, in *DisableAdminAccountRequest, opts ...grpc.CallOption) (*DisableAdminAccountResponse, error)
 	EnableAdminAccount(ctx context.Context, in *EnableAdminAccountRequest, opts ...grpc.CallOption) (*EnableAdminAccountResponse, error)
+	// DisableUser revokes every device of a person (each wipes at its next
+	// contact), cancels their outstanding enrollment codes, and refuses new
+	// codes until EnableUser.
+	DisableUser(ctx context.Context, in *DisableUserRequest, opts ...grpc.CallOption) (*DisableUserResponse, error)
+	EnableUser(ctx context.Context, in *EnableUserRequest, opts ...grpc.CallOption) (*EnableUserResponse, error)
+	// ListEnrollmentCodes lists codes by reference, never the codes.
+	ListEnrollmentCodes(ctx context.Context, in *ListEnrollmentCodesRequest, opts ...grpc.CallOption) (*ListEnrollmentCodesResponse, error)
+	CancelEnrollmentCodes(ctx context.Context, in *CancelEnrollmentCodesRequest, opts ...grpc.CallOption) (*CancelEnrollmentCodesResponse, error)
 }
 
 type adminServiceClient struct {
@@ -411,6 +423,46 @@ func (c *adminServiceClient) EnableAdminAccount(ctx context.Context, in *EnableA
 	return out, nil
 }
 
+func (c *adminServiceClient) DisableUser(ctx context.Context, in *DisableUserRequest, opts ...grpc.CallOption) (*DisableUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisableUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_DisableUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) EnableUser(ctx context.Context, in *EnableUserRequest, opts ...grpc.CallOption) (*EnableUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnableUserResponse)
+	err := c.cc.Invoke(ctx, AdminService_EnableUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListEnrollmentCodes(ctx context.Context, in *ListEnrollmentCodesRequest, opts ...grpc.CallOption) (*ListEnrollmentCodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEnrollmentCodesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListEnrollmentCodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) CancelEnrollmentCodes(ctx context.Context, in *CancelEnrollmentCodesRequest, opts ...grpc.CallOption) (*CancelEnrollmentCodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelEnrollmentCodesResponse)
+	err := c.cc.Invoke(ctx, AdminService_CancelEnrollmentCodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -429,6 +481,14 @@ type AdminServiceServer interface {
 	ListAdminAccounts(context.Context, *ListAdminAccountsRequest) (*ListAdminAccountsResponse, error)
 	DisableAdminAccount(context.Context, *DisableAdminAccountRequest) (*DisableAdminAccountResponse, error)
 	EnableAdminAccount(context.Context, *EnableAdminAccountRequest) (*EnableAdminAccountResponse, error)
+	// DisableUser revokes every device of a person (each wipes at its next
+	// contact), cancels their outstanding enrollment codes, and refuses new
+	// codes until EnableUser.
+	DisableUser(context.Context, *DisableUserRequest) (*DisableUserResponse, error)
+	EnableUser(context.Context, *EnableUserRequest) (*EnableUserResponse, error)
+	// ListEnrollmentCodes lists codes by reference, never the codes.
+	ListEnrollmentCodes(context.Context, *ListEnrollmentCodesRequest) (*ListEnrollmentCodesResponse, error)
+	CancelEnrollmentCodes(context.Context, *CancelEnrollmentCodesRequest) (*CancelEnrollmentCodesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -465,6 +525,18 @@ func (UnimplementedAdminServiceServer) DisableAdminAccount(context.Context, *Dis
 }
 func (UnimplementedAdminServiceServer) EnableAdminAccount(context.Context, *EnableAdminAccountRequest) (*EnableAdminAccountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EnableAdminAccount not implemented")
+}
+func (UnimplementedAdminServiceServer) DisableUser(context.Context, *DisableUserRequest) (*DisableUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableUser not implemented")
+}
+func (UnimplementedAdminServiceServer) EnableUser(context.Context, *EnableUserRequest) (*EnableUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnableUser not implemented")
+}
+func (UnimplementedAdminServiceServer) ListEnrollmentCodes(context.Context, *ListEnrollmentCodesRequest) (*ListEnrollmentCodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEnrollmentCodes not implemented")
+}
+func (UnimplementedAdminServiceServer) CancelEnrollmentCodes(context.Context, *CancelEnrollmentCodesRequest) (*CancelEnrollmentCodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelEnrollmentCodes not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -649,6 +721,78 @@ func _AdminService_EnableAdminAccount_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_DisableUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DisableUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DisableUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DisableUser(ctx, req.(*DisableUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_EnableUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnableUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).EnableUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_EnableUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).EnableUser(ctx, req.(*EnableUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListEnrollmentCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEnrollmentCodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListEnrollmentCodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListEnrollmentCodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListEnrollmentCodes(ctx, req.(*ListEnrollmentCodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_CancelEnrollmentCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelEnrollmentCodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CancelEnrollmentCodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CancelEnrollmentCodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CancelEnrollmentCodes(ctx, req.(*CancelEnrollmentCodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -691,6 +835,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EnableAdminAccount",
 			Handler:    _AdminService_EnableAdminAccount_Handler,
+		},
+		{
+			MethodName: "DisableUser",
+			Handler:    _AdminService_DisableUser_Handler,
+		},
+		{
+			MethodName: "EnableUser",
+			Handler:    _AdminService_EnableUser_Handler,
+		},
+		{
+			MethodName: "ListEnrollmentCodes",
+			Handler:    _AdminService_ListEnrollmentCodes_Handler,
+		},
+		{
+			MethodName: "CancelEnrollmentCodes",
+			Handler:    _AdminService_CancelEnrollmentCodes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
