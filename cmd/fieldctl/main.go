@@ -35,9 +35,11 @@ func main() {
 }
 
 // exitCode reports err on stderr and returns the process status: 0 for
-// success and -h, 2 for a command line mistake, 1 for anything else.
+// success and -h, 2 for a command line mistake, 3 for a sync that the
+// server refused some work in (exitRejected), 1 for anything else.
 func exitCode(err error, stderr io.Writer) int {
 	var ue *usageError
+	var se *statusError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
@@ -46,6 +48,9 @@ func exitCode(err error, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "fieldctl:", ue.msg)
 		}
 		return 2
+	case errors.As(err, &se):
+		fmt.Fprintln(stderr, "fieldctl:", se.msg)
+		return se.code
 	default:
 		fmt.Fprintln(stderr, "fieldctl:", err)
 		return 1
@@ -60,6 +65,18 @@ type usageError struct {
 }
 
 func (e *usageError) Error() string { return e.msg }
+
+// exitRejected is the status of a sync that went through but in which the
+// server refused some of the device's work for good.
+const exitRejected = 3
+
+// statusError is an outcome with an exit status of its own.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
