@@ -61,7 +61,8 @@ func ServerWriterDSN(path string) string { return dsn(path, false) }
 
 // OpenDB opens path (creating it) and applies migrations in order; each
 // migration runs once, tracked by PRAGMA user_version. A database whose
-// version is newer than len(migrations) is refused (*SchemaTooNewError).
+// version is newer than len(migrations) is refused (*SchemaTooNewError),
+// unless migrations is empty: a plain open, for tools and tests.
 func OpenDB(ctx context.Context, path string, migrations []string, readers int) (*DB, error) {
 	return openDB(ctx, path, nil, migrations, readers)
 }

@@ -76,7 +76,7 @@ func checkSchema(ctx context.Context, db *sql.DB, path string, k *dbKind, known 
 			return 0, &WrongDatabaseError{Path: path, Is: is.name, Want: k.name, hint: hint}
 		}
 	}
-	if version > known {
+	if version > known && (known > 0 || k != nil) {
 		program := "program"
 		if k != nil {
 			program = k.program

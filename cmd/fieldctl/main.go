@@ -132,6 +132,12 @@ device in a local database file, and HQ's export and changelog reader.`,
 
 // dispatch parses a group's flags and runs the command named next.
 func (c *cli) dispatch(ctx context.Context, path string, cmd *command, args []string) error {
+	return c.dispatchIn(ctx, path, cmd, args, nil)
+}
+
+// dispatchIn is dispatch below the groups whose flag sets are in groups
+// (outermost first): their flags are also taken after the command's name.
+func (c *cli) dispatchIn(ctx context.Context, path string, cmd *command, args []string, groups []*flag.FlagSet) error {
 	fs := flag.NewFlagSet(path, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	if cmd.flags != nil {
@@ -174,10 +180,15 @@ func (c *cli) dispatch(ctx context.Context, path string, cmd *command, args []st
 		if s.name != name {
 			continue
 		}
+		groups := append(groups, fs)
 		if s.run != nil {
-			return s.run(ctx, c, path+" "+name, fs.Args()[1:])
+			rest, err := groupFlags(path+" "+name, groups, fs.Args()[1:])
+			if err != nil {
+				return err
+			}
+			return flagHint(path+" "+name, s.run(ctx, c, path+" "+name, rest))
 		}
-		return c.dispatch(ctx, path+" "+name, s, fs.Args()[1:])
+		return c.dispatchIn(ctx, path+" "+name, s, fs.Args()[1:], groups)
 	}
 	names := make([]string, len(cmd.sub))
 	for i, s := range cmd.sub {
@@ -287,4 +298,77 @@ func parseCommand(name string, fs *flag.FlagSet, args []string, need ...string) 
 		return required(name, fs, need...)
 	}
 	return nil
+}
+
+// groupFlags takes out of a command's arguments the flags of its groups
+// (fieldctl admin devices -server X is fieldctl admin -server X devices),
+// sets them and returns the rest. The groups' flags are looked up from the
+// innermost group out; a "--" ends the flags.
+func groupFlags(name string, groups []*flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(rest, args[i:]...), nil
+		}
+		flagName, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		var fs *flag.FlagSet
+		var f *flag.Flag
+		for j := len(groups) - 1; j >= 0 && strings.HasPrefix(a, "-") && a != "-"; j-- {
+			if f = groups[j].Lookup(flagName); f != nil {
+				fs = groups[j]
+				break
+			}
+		}
+		if f == nil {
+			rest = append(rest, a)
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() && !hasValue {
+			value, hasValue = "true", true
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				return nil, usagef("%s: flag needs an argument: -%s", short(name), flagName)
+			}
+			i++
+			value = args[i]
+		}
+		if err := fs.Set(flagName, value); err != nil {
+			return nil, usagef("%s: invalid value %q for flag -%s: %v", short(name), value, flagName, err)
+		}
+	}
+	return rest, nil
+}
+
+// flagHint adds to "flag provided but not defined" for a flag of another
+// group of commands where that flag belongs.
+func flagHint(name string, err error) error {
+	var ue *usageError
+	if !errors.As(err, &ue) {
+		return err
+	}
+	_, flagName, ok := strings.Cut(ue.msg, "flag provided but not defined: -")
+	if !ok {
+		return err
+	}
+	var in []string
+	for _, g := range rootCommand().sub {
+		if g.flags == nil {
+			continue
+		}
+		fs := flag.NewFlagSet(g.name, flag.ContinueOnError)
+		g.flags(fs, &cli{})
+		if fs.Lookup(flagName) != nil {
+			in = append(in, "fieldctl "+g.name)
+		}
+	}
+	if len(in) == 0 {
+		return err
+	}
+	msg := fmt.Sprintf("%s: -%s is a flag of %s commands, not of this one", short(name), flagName, strings.Join(in, " and "))
+	if flagName == "server" && strings.HasPrefix(name, "fieldctl device") {
+		msg += ": a device syncs with the server its enrollment code named (fieldctl device status shows it)"
+	}
+	return &usageError{msg: msg}
 }
