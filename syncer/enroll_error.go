@@ -16,7 +16,7 @@ func describeEnroll(addr string, err error) error {
 		return err
 	}
 	if after, ok := retryInfo(st); ok {
-		return fmt.Errorf("the server asked to wait %v before enrolling again (%s): nothing was enrolled; enroll again after that with the same code", after, st.Message())
+		return &enrollWait{&RetryError{After: after, Reason: st.Message()}}
 	}
 	switch st.Code() {
 	case codes.Unavailable:
@@ -26,3 +26,13 @@ func describeEnroll(addr string, err error) error {
 	}
 	return describe(err)
 }
+
+// enrollWait is a *RetryError (errors.As finds it) told in an enrollment's
+// words.
+type enrollWait struct{ re *RetryError }
+
+func (e *enrollWait) Error() string {
+	return fmt.Sprintf("the server asked to wait %v before enrolling again (%s): nothing was enrolled; enroll again after that with the same code", e.re.After, e.re.Reason)
+}
+
+func (e *enrollWait) Unwrap() error { return e.re }
