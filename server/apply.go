@@ -198,10 +198,7 @@ func (s *Server) placeNew(tx *store.Tx, c *caller, m *pb.Mutation) (store.Record
 		if err != nil {
 			return meta, nil, err
 		}
-		if linked != c.userID {
-			return meta, &domain.Rejection{Code: domain.CodePermissionDenied, Field: "visit.household_id", Reason: "household " + hid + " is not linked to you"}, nil
-		}
-		return meta, nil, nil
+		return meta, domain.CheckVisitLink(c.userID, hid, linked), nil
 	case pb.Kind_KIND_DISPUTE, pb.Kind_KIND_EVENT:
 		vid := f["village_id"]
 		u, err := tx.Unit(vid)

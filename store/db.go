@@ -60,13 +60,17 @@ func dsn(path string, readOnly bool, pragmas ...string) string {
 func ServerWriterDSN(path string) string { return dsn(path, false) }
 
 // OpenDB opens path (creating it) and applies migrations in order; each
-// migration runs once, tracked by PRAGMA user_version.
+// migration runs once, tracked by PRAGMA user_version. A database whose
+// version is newer than len(migrations) is refused (*SchemaTooNewError),
+// unless migrations is empty: a plain open, for tools and tests.
 func OpenDB(ctx context.Context, path string, migrations []string, readers int) (*DB, error) {
-	return openDB(ctx, path, migrations, readers)
+	return openDB(ctx, path, nil, migrations, readers)
 }
 
-// openDB is OpenDB with more pragmas for the writer connection.
-func openDB(ctx context.Context, path string, migrations []string, readers int, writerPragmas ...string) (*DB, error) {
+// openDB is OpenDB for a database of kind k (nil: any), with more pragmas
+// for the writer connection. A database of another kind is refused
+// (*WrongDatabaseError) before anything is written to it.
+func openDB(ctx context.Context, path string, k *dbKind, migrations []string, readers int, writerPragmas ...string) (*DB, error) {
 	w, err := sql.Open("sqlite", dsn(path, false, writerPragmas...))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -74,9 +78,20 @@ func openDB(ctx context.Context, path string, migrations []string, readers int, 
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
+	appID, err := checkSchema(ctx, w, path, k, len(migrations))
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
 	if err := migrate(ctx, w, migrations); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+	if k != nil && appID != k.appID {
+		if _, err := w.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", k.appID)); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("mark %s as a %s: %w", path, k.name, err)
+		}
 	}
 	r, err := sql.Open("sqlite", dsn(path, true))
 	if err != nil {

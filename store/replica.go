@@ -56,7 +56,7 @@ type Replica struct{ db *DB }
 
 // OpenReplica opens (creating) a device database.
 func OpenReplica(ctx context.Context, path string) (*Replica, error) {
-	db, err := OpenDB(ctx, path, replicaMigrations, 2)
+	db, err := openDB(ctx, path, deviceDB, replicaMigrations, 2)
 	if err != nil {
 		return nil, err
 	}

@@ -187,7 +187,7 @@ func OpenServer(ctx context.Context, path string, opts ...ServerOption) (*Server
 	for _, opt := range opts {
 		opt(&o)
 	}
-	db, err := openDB(ctx, path, serverMigrations, 8, o.writerPragmas...)
+	db, err := openDB(ctx, path, serverDB, serverMigrations, 8, o.writerPragmas...)
 	if err != nil {
 		return nil, err
 	}

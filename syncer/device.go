@@ -308,7 +308,7 @@ func (d *Device) Enroll(ctx context.Context, enrollment, deviceName string) erro
 	if err != nil {
 		conn.Close()
 		d.conn = nil
-		return fmt.Errorf("enroll at %s: %w", addr, describe(err))
+		return fmt.Errorf("enroll at %s: %w", addr, describeEnroll(addr, err))
 	}
 	d.clock = domain.NewClock(resp.GetDeviceId(), d.clock.Last(), 0, d.opts.Now)
 	return d.db.Update(ctx, func(tx *store.RTx) error {

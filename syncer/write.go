@@ -157,6 +157,11 @@ func (d *Device) write(build func(*store.RTx, *Identity, *pb.Mutation) error) er
 		if r := domain.CheckWrite(role, m); r != nil {
 			return r
 		}
+		if r, err := checkKnownLink(tx, role, ident, m); err != nil {
+			return err
+		} else if r != nil {
+			return r
+		}
 		cur, err := localView(tx, m.GetRecordId())
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
@@ -239,4 +244,30 @@ func (d *Device) recompute(tx *store.RTx, ident *Identity, id string) error {
 	}
 	lr.Local, lr.State, lr.Reason, lr.UpdatedMs = view, state, reason, d.opts.Now().UnixMilli()
 	return tx.PutRecord(lr)
+}
+
+// checkKnownLink refuses a member's new visit to a household that the
+// device knows is not linked to the member: a member's scope holds the
+// bucket of each linked household (domain.ScopeBuckets), and the device
+// keeps the scope of its last sync as its cursors. A device that never
+// synced knows no links and leaves the check to the server.
+func checkKnownLink(tx *store.RTx, role pb.Role, ident *Identity, m *pb.Mutation) (*domain.Rejection, error) {
+	if role != pb.Role_ROLE_MEMBER || m.GetKind() != pb.Kind_KIND_VISIT || m.GetOp() != pb.Op_OP_CREATE {
+		return nil, nil
+	}
+	cursors, err := tx.Cursors()
+	if err != nil || len(cursors) == 0 {
+		return nil, err
+	}
+	hid, linked := m.GetFields()["household_id"], ""
+	for _, c := range cursors {
+		if c.GetBucket() == domain.HouseholdBucket(hid) {
+			linked = ident.UserID
+		}
+	}
+	r := domain.CheckVisitLink(ident.UserID, hid, linked)
+	if r != nil {
+		r.Reason += " (as of this device's last sync: if it was just assigned to you, sync first)"
+	}
+	return r, nil
 }

@@ -563,26 +563,59 @@ func deviceSync(ctx context.Context, c *cli, name string, args []string) error {
 	fs := c.newFlags(name, "", `
 Syncs once: sends every pending change and receives every change in the
 user's scope, page by page. If syncd cannot be reached the work stays on
-the device, to be sent at the next sync.`, `
+the device, to be sent at the next sync.
+Changes the server refused for good in this sync are listed on standard
+error with their reasons (all of them: fieldctl device rejections).
+Exit status: 0 synced; 3 synced, but the server refused some changes;
+1 the sync failed (the work stays on the device); 2 a command line mistake.`, `
 fieldctl device -db phone.db sync`)
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
 	return c.withDevice(func(d *syncer.Device) error {
+		before, err := d.Rejections()
+		if err != nil {
+			return err
+		}
 		rep, err := d.Sync(ctx)
 		if err != nil {
 			return syncError(err)
 		}
 		fmt.Fprintf(c.stdout, "synced: sent %d (applied %d, conflicts %d, rejected %d), received %d, removed %d, %s\n",
 			rep.Pushed, rep.Applied, rep.Conflicts, rep.Rejected, rep.Pulled, rep.Purged, plural(rep.Calls, "round trip", "round trips"))
-		if rep.Rejected > 0 {
-			fmt.Fprintf(c.stderr, "fieldctl: the server refused %s: see fieldctl device -db %s rejections\n", plural(rep.Rejected, "change", "changes"), c.db)
-		}
 		if rep.Conflicts > 0 {
 			fmt.Fprintf(c.stderr, "fieldctl: %s met concurrent edits, kept as conflicts: see fieldctl device -db %s list\n", plural(rep.Conflicts, "change", "changes"), c.db)
 		}
-		return nil
+		if rep.Rejected == 0 {
+			return nil
+		}
+		return c.newRejections(d, before, rep.Rejected)
 	})
+}
+
+// newRejections lists on stderr the rejections that are not in before,
+// and returns the exit status of a sync with rejected work.
+func (c *cli) newRejections(d *syncer.Device, before []*syncer.Rejection, n int) error {
+	old := map[uint64]bool{}
+	for _, r := range before {
+		old[r.Seq] = true
+	}
+	after, err := d.Rejections()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "fieldctl: the server refused %s; kept on the device, shown on their records:\n", plural(n, "change", "changes"))
+	t := newTable("SEQ", "RECORD", "KIND", "OP", "CODE", "FIELD", "REASON")
+	for _, r := range after {
+		if !old[r.Seq] {
+			t.add(fmt.Sprint(r.Seq), r.RecordID, r.Kind, r.Op, r.Code, r.Field, r.Reason)
+		}
+	}
+	if err := t.write(c.stderr); err != nil {
+		return err
+	}
+	return &statusError{code: exitRejected, msg: fmt.Sprintf("synced, but the server refused %s (exit status %d): fix them or tell the administrator; all refusals: fieldctl device -db %s rejections",
+		plural(n, "change", "changes"), exitRejected, c.db)}
 }
 
 // syncError makes sure a failed sync says that nothing was lost.

@@ -204,19 +204,25 @@ type changeJSON struct {
 }
 
 func hqTail(ctx context.Context, c *cli, name string, args []string) error {
-	fs := c.newFlags(name, "[-nats URL] [-subject S] [-from-start] [-n N] [--json]", `
-Follows the changelog stream `+domain.StreamName+` with an ordered consumer and
+	fs := c.newFlags(name, "[-nats URL] [-subject S] [-from-start] [-n N] [-f] [--json]", `
+Reads the changelog stream `+domain.StreamName+` with an ordered consumer and
 prints one line per change: change number, change id, subject, record id,
 kind and version. Subjects are fieldsync.changes.<town>.<kind>: filter a
 town with fieldsync.changes.T01.> or a kind with fieldsync.changes.*.visit.
 Without -nats it reads the URL syncd wrote to ./data/nats.url, else uses
-`+defaultNATSURL+`. Runs until Ctrl-C, or until -n changes are printed.`, `
+`+defaultNATSURL+`.
+As tail: -n N prints the last N changes in the stream (the first N with
+-from-start), fewer if fewer exist, and exits; -f then keeps printing new
+changes until Ctrl-C. Without -n it follows until Ctrl-C: new changes only,
+or every change with -from-start.`, `
+fieldctl hq tail -n 20
 fieldctl hq tail -from-start -n 100
-fieldctl hq tail -subject 'fieldsync.changes.*.dispute' --json`)
+fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json`)
 	natsURL := fs.String("nats", "", "NATS `URL` (default: from ./data/nats.url, else "+defaultNATSURL+")")
 	subject := fs.String("subject", domain.SubjectPrefix+".>", "only changes on this `subject` (wildcards * and >)")
 	fromStart := fs.Bool("from-start", false, "start at the first change in the stream instead of the next new one")
-	limit := fs.Int("n", 0, "stop after this many changes (0: run until interrupted)")
+	limit := fs.Int("n", 0, "print the last `N` changes that exist (the first N with -from-start) and exit (0: follow)")
+	follow := fs.Bool("f", false, "with -n: after those, keep printing new changes until Ctrl-C")
 	asJSON := fs.Bool("json", false, "print one JSON object a change (NDJSON)")
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
@@ -252,9 +258,52 @@ fieldctl hq tail -subject 'fieldsync.changes.*.dispute' --json`)
 	if err != nil {
 		return fmt.Errorf("stream %s on %s: %w", domain.StreamName, url, err)
 	}
+	enc := newNDJSON(c.stdout)
+	show := func(msg jetstream.Msg) error {
+		ch := &pb.Change{}
+		if err := proto.Unmarshal(msg.Data(), ch); err != nil {
+			return fmt.Errorf("change on %s: not a fieldsync.v1.Change: %w", msg.Subject(), err)
+		}
+		rec := ch.GetRecord()
+		if *asJSON {
+			return enc.Encode(changeJSON{Seq: ch.GetSeq(), ChangeID: ch.GetChangeId(), Subject: msg.Subject(), DeviceID: ch.GetDeviceId(),
+				UserID: ch.GetUserId(), CommittedMs: ch.GetCommittedMs(), Region: ch.GetRegion(), Record: toRecordJSON(rec)})
+		}
+		// A change on the stream is not proof it came from syncd: its
+		// texts are escaped like any stored text.
+		_, err := fmt.Fprintf(c.stdout, "%d %s %s %s %s v%d\n", ch.GetSeq(), domain.EscapeText(ch.GetChangeId()), domain.EscapeText(msg.Subject()),
+			domain.EscapeText(rec.GetId()), domain.KindName(rec.GetKind()), rec.GetVersion())
+		return err
+	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{*subject}, DeliverPolicy: jetstream.DeliverNewPolicy}
 	if *fromStart {
 		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	}
+	if *limit > 0 {
+		// The changes that exist now: the stream's last one bounds them,
+		// so that the command ends even when fewer than -n exist.
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("stream %s on %s: %w", domain.StreamName, url, err)
+		}
+		first, last := info.State.FirstSeq, info.State.LastSeq
+		var backlog []jetstream.Msg
+		if last > 0 {
+			if backlog, err = tailBacklog(ctx, stream, *subject, first, last, *limit, *fromStart); err != nil {
+				return fmt.Errorf("read changelog: %w", err)
+			}
+		}
+		for _, msg := range backlog {
+			if err := show(msg); err != nil {
+				return err
+			}
+		}
+		if !*follow || ctx.Err() != nil {
+			return nil
+		}
+		// Follow from just after what existed: nothing published meanwhile
+		// is missed.
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
 	}
 	cons, err := stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
@@ -265,8 +314,7 @@ fieldctl hq tail -subject 'fieldsync.changes.*.dispute' --json`)
 		return fmt.Errorf("consume %s: %w", *subject, err)
 	}
 	defer it.Stop()
-	enc := newNDJSON(c.stdout)
-	for n := 0; *limit == 0 || n < *limit; n++ {
+	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if ctx.Err() != nil {
 			return nil // interrupted: a normal end
@@ -274,23 +322,69 @@ fieldctl hq tail -subject 'fieldsync.changes.*.dispute' --json`)
 		if err != nil {
 			return fmt.Errorf("read changelog: %w", err)
 		}
-		ch := &pb.Change{}
-		if err := proto.Unmarshal(msg.Data(), ch); err != nil {
-			return fmt.Errorf("change on %s: not a fieldsync.v1.Change: %w", msg.Subject(), err)
-		}
-		rec := ch.GetRecord()
-		if *asJSON {
-			err = enc.Encode(changeJSON{Seq: ch.GetSeq(), ChangeID: ch.GetChangeId(), Subject: msg.Subject(), DeviceID: ch.GetDeviceId(),
-				UserID: ch.GetUserId(), CommittedMs: ch.GetCommittedMs(), Region: ch.GetRegion(), Record: toRecordJSON(rec)})
-		} else {
-			// A change on the stream is not proof it came from syncd: its
-			// texts are escaped like any stored text.
-			_, err = fmt.Fprintf(c.stdout, "%d %s %s %s %s v%d\n", ch.GetSeq(), domain.EscapeText(ch.GetChangeId()), domain.EscapeText(msg.Subject()),
-				domain.EscapeText(rec.GetId()), domain.KindName(rec.GetKind()), rec.GetVersion())
-		}
-		if err != nil {
+		if err := show(msg); err != nil {
 			return err
 		}
 	}
-	return nil
+}
+
+// tailBacklog returns up to n changes on subject among the stream's
+// sequences first..last: the first n if fromStart, else the last n. For
+// the last n it reads a window back from last, widened until it holds n
+// matching changes or reaches first, so a narrow subject does not read
+// the whole stream unless it must.
+func tailBacklog(ctx context.Context, stream jetstream.Stream, subject string, first, last uint64, n int, fromStart bool) ([]jetstream.Msg, error) {
+	if fromStart {
+		return readRange(ctx, stream, subject, first, last, n)
+	}
+	for window := uint64(n); ; window *= 4 {
+		start := first
+		if last-first+1 > window {
+			start = last - window + 1
+		}
+		msgs, err := readRange(ctx, stream, subject, start, last, 0)
+		if err != nil {
+			return nil, err
+		}
+		if len(msgs) >= n || start == first {
+			return msgs[max(0, len(msgs)-n):], nil
+		}
+	}
+}
+
+// readRange reads the changes on subject with stream sequences from..to
+// (at most limit of them if limit > 0). It never waits for a new change.
+func readRange(ctx context.Context, stream jetstream.Stream, subject string, from, to uint64, limit int) ([]jetstream.Msg, error) {
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject},
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, err
+	}
+	defer it.Stop()
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		return nil, nil // nothing on subject from there on
+	}
+	var msgs []jetstream.Msg
+	for limit == 0 || len(msgs) < limit {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return msgs, err
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return msgs, err
+		}
+		if meta.Sequence.Stream > to {
+			break
+		}
+		msgs = append(msgs, msg)
+		if meta.Sequence.Stream == to || meta.NumPending == 0 {
+			break
+		}
+	}
+	return msgs, nil
 }

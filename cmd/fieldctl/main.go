@@ -35,9 +35,11 @@ func main() {
 }
 
 // exitCode reports err on stderr and returns the process status: 0 for
-// success and -h, 2 for a command line mistake, 1 for anything else.
+// success and -h, 2 for a command line mistake, 3 for a sync that the
+// server refused some work in (exitRejected), 1 for anything else.
 func exitCode(err error, stderr io.Writer) int {
 	var ue *usageError
+	var se *statusError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
@@ -46,6 +48,9 @@ func exitCode(err error, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "fieldctl:", escapeLines(ue.msg))
 		}
 		return 2
+	case errors.As(err, &se):
+		fmt.Fprintln(stderr, "fieldctl:", se.msg)
+		return se.code
 	default:
 		fmt.Fprintln(stderr, "fieldctl:", escapeLines(err.Error())) // server messages may quote stored text
 		return 1
@@ -60,6 +65,18 @@ type usageError struct {
 }
 
 func (e *usageError) Error() string { return e.msg }
+
+// exitRejected is the status of a sync that went through but in which the
+// server refused some of the device's work for good.
+const exitRejected = 3
+
+// statusError is an outcome with an exit status of its own.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
@@ -115,6 +132,12 @@ device in a local database file, and HQ's export and changelog reader.`,
 
 // dispatch parses a group's flags and runs the command named next.
 func (c *cli) dispatch(ctx context.Context, path string, cmd *command, args []string) error {
+	return c.dispatchIn(ctx, path, cmd, args, nil)
+}
+
+// dispatchIn is dispatch below the groups whose flag sets are in groups
+// (outermost first): their flags are also taken after the command's name.
+func (c *cli) dispatchIn(ctx context.Context, path string, cmd *command, args []string, groups []*flag.FlagSet) error {
 	fs := flag.NewFlagSet(path, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	if cmd.flags != nil {
@@ -157,10 +180,15 @@ func (c *cli) dispatch(ctx context.Context, path string, cmd *command, args []st
 		if s.name != name {
 			continue
 		}
+		groups := append(groups, fs)
 		if s.run != nil {
-			return s.run(ctx, c, path+" "+name, fs.Args()[1:])
+			rest, err := groupFlags(path+" "+name, groups, fs.Args()[1:])
+			if err != nil {
+				return err
+			}
+			return flagHint(path+" "+name, s.run(ctx, c, path+" "+name, rest))
 		}
-		return c.dispatch(ctx, path+" "+name, s, fs.Args()[1:])
+		return c.dispatchIn(ctx, path+" "+name, s, fs.Args()[1:], groups)
 	}
 	names := make([]string, len(cmd.sub))
 	for i, s := range cmd.sub {
@@ -270,4 +298,77 @@ func parseCommand(name string, fs *flag.FlagSet, args []string, need ...string) 
 		return required(name, fs, need...)
 	}
 	return nil
+}
+
+// groupFlags takes out of a command's arguments the flags of its groups
+// (fieldctl admin devices -server X is fieldctl admin -server X devices),
+// sets them and returns the rest. The groups' flags are looked up from the
+// innermost group out; a "--" ends the flags.
+func groupFlags(name string, groups []*flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(rest, args[i:]...), nil
+		}
+		flagName, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		var fs *flag.FlagSet
+		var f *flag.Flag
+		for j := len(groups) - 1; j >= 0 && strings.HasPrefix(a, "-") && a != "-"; j-- {
+			if f = groups[j].Lookup(flagName); f != nil {
+				fs = groups[j]
+				break
+			}
+		}
+		if f == nil {
+			rest = append(rest, a)
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() && !hasValue {
+			value, hasValue = "true", true
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				return nil, usagef("%s: flag needs an argument: -%s", short(name), flagName)
+			}
+			i++
+			value = args[i]
+		}
+		if err := fs.Set(flagName, value); err != nil {
+			return nil, usagef("%s: invalid value %q for flag -%s: %v", short(name), value, flagName, err)
+		}
+	}
+	return rest, nil
+}
+
+// flagHint adds to "flag provided but not defined" for a flag of another
+// group of commands where that flag belongs.
+func flagHint(name string, err error) error {
+	var ue *usageError
+	if !errors.As(err, &ue) {
+		return err
+	}
+	_, flagName, ok := strings.Cut(ue.msg, "flag provided but not defined: -")
+	if !ok {
+		return err
+	}
+	var in []string
+	for _, g := range rootCommand().sub {
+		if g.flags == nil {
+			continue
+		}
+		fs := flag.NewFlagSet(g.name, flag.ContinueOnError)
+		g.flags(fs, &cli{})
+		if fs.Lookup(flagName) != nil {
+			in = append(in, "fieldctl "+g.name)
+		}
+	}
+	if len(in) == 0 {
+		return err
+	}
+	msg := fmt.Sprintf("%s: -%s is a flag of %s commands, not of this one", short(name), flagName, strings.Join(in, " and "))
+	if flagName == "server" && strings.HasPrefix(name, "fieldctl device") {
+		msg += ": a device syncs with the server its enrollment code named (fieldctl device status shows it)"
+	}
+	return &usageError{msg: msg}
 }

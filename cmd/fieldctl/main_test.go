@@ -400,6 +400,10 @@ func TestOfflineFieldWork(t *testing.T) {
 		t.Errorf("devices: %+v", devs)
 	}
 
+	// H0005 goes to another member; the member's device, not synced
+	// since, still believes it linked.
+	ok(t, admin(e1, tok, "assign", "-household", "H0005", "-member", "U-m2")...)
+
 	// syncd stops: the field work goes on.
 	e1.Stop()
 	const needs = "屋頂漏水，需要修繕；孫子上學要助學金 <急> & \"盡快\""
@@ -419,8 +423,14 @@ func TestOfflineFieldWork(t *testing.T) {
 	if out := ok(t, device(member, "household", "edit", "-id", "H0002", "-needs", "冬季取暖困難")...); out != "H0002 changed: pending until the next sync\n" {
 		t.Errorf("household edit: %q", out)
 	}
-	// H0006 is not linked to this member: accepted here, refused by syncd.
-	stray := strings.TrimSpace(ok(t, device(member, "visit", "add", "-household", "H0006", "-date", "2026-11-21")...))
+	// H0006 is not linked to this member, as the device knows since its
+	// sync: refused here. H0005 was linked at that sync: accepted here,
+	// refused by syncd.
+	r = fieldctl(t, device(member, "visit", "add", "-household", "H0006", "-date", "2026-11-21")...)
+	if r.code != 1 || !strings.HasPrefix(r.stderr, "fieldctl: visit.household_id: household H0006 is not linked to you") {
+		t.Errorf("visit to an unlinked household: exit %d, stderr %q", r.code, r.stderr)
+	}
+	stray := strings.TrimSpace(ok(t, device(member, "visit", "add", "-household", "H0005", "-date", "2026-11-21")...))
 
 	dispute := strings.TrimSpace(ok(t, device(mediator, "dispute", "open", "-category", "quarrel",
 		"-title", "宅基地邊界爭吵", "-parties", "周大海；胡小林")...))
@@ -484,8 +494,9 @@ func TestOfflineFieldWork(t *testing.T) {
 	// syncd is back on the same files and address, with the same
 	// credential; the devices keep the address they enrolled with.
 	e2 := testenv.Start(t, testenv.WithDir(e1.Dir), testenv.WithAddr(e1.Addr), testenv.WithAdminToken(e1.AdminToken))
-	if out := ok(t, device(member, "sync")...); !strings.HasPrefix(out, "synced: sent 4 (applied 3, conflicts 0, rejected 1)") {
-		t.Errorf("member sync: %q", out)
+	if r := fieldctl(t, device(member, "sync")...); r.code != exitRejected || !strings.HasPrefix(r.stdout, "synced: sent 4 (applied 3, conflicts 0, rejected 1)") ||
+		!strings.Contains(r.stderr, stray) {
+		t.Errorf("member sync: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	decode(t, ok(t, device(member, "list", "--json")...), &items)
 	byID := map[string]recordJSON{}
@@ -497,13 +508,13 @@ func TestOfflineFieldWork(t *testing.T) {
 			t.Errorf("after sync %s: state %q version %d", id, it.State, it.Version)
 		}
 	}
-	if it := byID[stray]; it.State != "rejected" || it.Reason != "visit.household_id: household H0006 is not linked to you" {
+	if it := byID[stray]; it.State != "rejected" || it.Reason != "visit.household_id: household H0005 is not linked to you" {
 		t.Errorf("stray visit: %+v", it)
 	}
 	var rejs []rejectionJSON
 	decode(t, ok(t, device(member, "rejections", "--json")...), &rejs)
 	if len(rejs) != 1 || rejs[0] != (rejectionJSON{Seq: 3, RecordID: stray, Kind: "visit", Op: "create", Code: "permission_denied",
-		Field: "visit.household_id", Reason: "household H0006 is not linked to you"}) {
+		Field: "visit.household_id", Reason: "household H0005 is not linked to you"}) {
 		t.Errorf("rejections: %+v", rejs)
 	}
 	decode(t, ok(t, device(member, "status", "--json")...), &st)

@@ -33,7 +33,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stopWatch := stopWithGoRun(ctx, os.Stderr) // go run dies on SIGTERM without passing it on
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopWatch()
 	stop()
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
