@@ -35,6 +35,8 @@ import (
 
 	"github.com/fieldsync/fieldsync/backup"
 	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/buildinfo"
+	"github.com/fieldsync/fieldsync/internal/cliflags"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store"
 )
@@ -78,6 +80,10 @@ type config struct {
 	backup            string // empty: <data>/backup; "off": none
 	backupInterval    time.Duration
 	backupRetention   time.Duration
+	logFormat         string
+	metricsListen     string // empty: no metrics listener
+	reflection        bool
+	version           bool
 }
 
 // defaultConfig holds every default in one place.
@@ -87,6 +93,7 @@ func defaultConfig() config {
 		listen:     "127.0.0.1:7443",
 		natsListen: "127.0.0.1:4222",
 		logLevel:   "info",
+		logFormat:  "text",
 		deviceRate: newRateFlag(server.DefaultDeviceLimit),
 		userRate:   newRateFlag(server.DefaultUserLimit),
 		enrollRate: newRateFlag(server.DefaultEnrollLimit),
@@ -121,6 +128,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageIntro)
 		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), "\n"+cliflags.Usage("SYNCD", "nats-max-store"))
 	}
 	fs.StringVar(&c.data, "data", c.data, "data `directory` (created mode 0700): the database fieldsync.db, the embedded NATS store, admin.token and nats.url")
 	fs.StringVar(&c.listen, "listen", c.listen, "gRPC listen `address`; port 0 picks a free one (the address is printed)")
@@ -131,7 +139,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.natsListen, "nats-listen", c.natsListen, "client `address` of the embedded NATS; port 0 or -1 picks a free one (written to <data>/nats.url)")
 	fs.Var(&c.natsMaxStore, "nats-max-store", "`size` the embedded JetStream may store, e.g. 500GiB (default "+server.ByteSize(server.DefaultNATSMaxStore).String()+"): fixed here, not taken from the disk's free space at start")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", c.adminTokenFile, "`file` holding the admin credential, created (mode 0600) on first start if missing (default <data>/admin.token)")
-	fs.StringVar(&c.logLevel, "log-level", c.logLevel, "log `level` on stderr: debug, info, warn or error")
+	fs.Var(cliflags.Checked(&c.logLevel, checkLogLevel), "log-level", "log `level` on stderr: debug, info, warn or error")
 	const over = ": N/s or N/m, optional ,burst=B (else the default's), or off. A call over it gets ResourceExhausted with a RetryInfo saying how long to wait, which the syncer honours"
 	fs.Var(&c.deviceRate, "device-rate", "rate `limit` on each device's sync calls"+over)
 	fs.Var(&c.userRate, "user-rate", "rate `limit` on the sync calls of all one user's devices together"+over)
@@ -139,6 +147,10 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.backupInterval, "backup-interval", c.backupInterval, "how often committed writes are shipped to the backup: the most a restore can lose")
 	fs.DurationVar(&c.backupRetention, "backup-retention", c.backupRetention, "how far back syncd restore -timestamp can go")
 	fs.Var(&c.enrollRate, "enroll-rate", "rate `limit` on failed Enroll calls (bad codes) per IP address or IPv6 /64, to slow code guessing (successful ones are free)"+over)
+	fs.Var(cliflags.Checked(&c.logFormat, cliflags.OneOf("text", "json")), "log-format", "log `format` on stderr: text, or json (one object a line, for log collectors)")
+	fs.StringVar(&c.metricsListen, "metrics-listen", c.metricsListen, "HTTP `address` serving Prometheus metrics at /metrics and a health check at /healthz, e.g. 127.0.0.1:9464 (default off; no TLS and no credential: keep it on loopback or a management network)")
+	fs.BoolVar(&c.reflection, "reflection", c.reflection, "serve gRPC server reflection (grpcurl lists and describes the services without the .proto), without a credential")
+	fs.BoolVar(&c.version, "version", c.version, "print the version (module, VCS revision and time, Go) and exit")
 	return fs
 }
 
@@ -155,6 +167,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return fmt.Errorf("%w: %v", errFlags, err)
 	}
+	if err := cliflags.ApplyEnv(fs, "SYNCD"); err != nil {
+		return err
+	}
+	if cfg.version {
+		fmt.Fprintln(stdout, buildinfo.Line("syncd"))
+		return nil
+	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: syncd takes flags, or the command restore (see syncd -h)", fs.Arg(0))
 	}
@@ -162,7 +181,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", cfg.logLevel)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logHandler, err := newLogHandler(stderr, cfg.logFormat, level)
+	if err != nil {
+		return err
+	}
+	log := slog.New(logHandler)
 
 	if _, _, err := net.SplitHostPort(cfg.listen); err != nil {
 		return fmt.Errorf("-listen %q: %v: want host:port, e.g. 127.0.0.1:7443", cfg.listen, err)
@@ -195,6 +218,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return listenError("-listen", cfg.listen, err, "another syncd running?")
 	}
 	defer lis.Close() // after Serve, a no-op
+	metrics, err := listenMetrics(cfg.metricsListen)
+	if err != nil {
+		return err
+	}
+	defer metrics.close()
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -240,12 +268,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if level < slog.LevelInfo {
 		backupLevel = level
 	}
-	d := &daemon{stdout: stdout, log: log, backupLog: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: backupLevel}))}
+	backupHandler, _ := newLogHandler(stderr, cfg.logFormat, backupLevel)
+	d := &daemon{stdout: stdout, log: log, backupLog: slog.New(backupHandler), metrics: metrics.metricsOf()}
 	if err := d.start(ctx, cfg, natsHost, natsPort, token); err != nil {
 		return errors.Join(err, d.stop())
 	}
 	d.g = grpc.NewServer(append(d.srv.GRPCOptions(), creds...)...)
 	d.srv.Register(d.g)
+	metrics.serve(d.srv, stdout)
 	serveDone := make(chan error, 1)
 	fmt.Fprintf(stdout, "syncd: listening on %s\n", lis.Addr())
 	// Nothing is served before this: the kernel may queue connections on lis, but no RPC is answered until the database and NATS are open (start).
@@ -280,6 +310,7 @@ type daemon struct {
 	ncClosed chan struct{}
 	srv      *server.Server
 	g        *grpc.Server
+	metrics  *server.Metrics // nil without -metrics-listen
 
 	relayCancel context.CancelFunc
 	relayDone   chan error
@@ -384,6 +415,8 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 		DeviceLimit:    cfg.deviceRate.limit(),
 		UserLimit:      cfg.userRate.limit(),
 		EnrollLimit:    cfg.enrollRate.limit(),
+		Metrics:        d.metrics,
+		Reflection:     cfg.reflection,
 	})
 	if d.ns != nil {
 		d.srv.Relay().SetRecover(server.RecoverJetStream(d.ns, d.log))

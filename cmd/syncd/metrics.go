@@ -1,0 +1,116 @@
+package main
+
+// The operability wiring of syncd: its logger (-log-format), the metrics
+// and health listener (-metrics-listen). Kept apart from main.go so that it
+// moves in one piece when the daemon is assembled elsewhere.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/fieldsync/fieldsync/internal/buildinfo"
+	"github.com/fieldsync/fieldsync/server"
+)
+
+// newLogHandler is syncd's log handler on w: text (logfmt-like) or json
+// (one JSON object a line, for log collectors).
+func newLogHandler(w io.Writer, format string, level slog.Leveler) (slog.Handler, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+// checkLogLevel accepts what slog does: debug, info, warn or error (and
+// offsets such as warn+2).
+func checkLogLevel(v string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		return fmt.Errorf("%q: want debug, info, warn or error", v)
+	}
+	return nil
+}
+
+// metricsServer serves /metrics (Prometheus) and /healthz over plain HTTP
+// on its own listener, apart from gRPC: a scraper needs no TLS client
+// certificate pinning nor credential, and the listener can stay on
+// loopback or a management network while gRPC faces the field.
+type metricsServer struct {
+	lis     net.Listener
+	metrics *server.Metrics
+	http    *http.Server
+	done    chan error
+}
+
+// listenMetrics listens on addr for the metrics; "" is off (nil, nil). It
+// runs before the data directory is touched, so that a busy port fails
+// at once.
+func listenMetrics(addr string) (*metricsServer, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, listenError("-metrics-listen", addr, err, "another syncd running?")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bi := buildinfo.Read()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fieldsync_build_info",
+		Help: "Always 1; the labels say which build of syncd runs."}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(bi.Version, bi.Revision, bi.Go).Set(1)
+	reg.MustRegister(build)
+	return &metricsServer{lis: lis, metrics: server.NewMetrics(reg)}, nil
+}
+
+// serve starts answering: /metrics and /healthz (200 SERVING, 503 while
+// syncd stops).
+func (m *metricsServer) serve(srv *server.Server, stdout io.Writer) {
+	if m == nil {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.metrics.Handler())
+	mux.Handle("/healthz", srv.HealthHandler())
+	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.done = make(chan error, 1)
+	fmt.Fprintf(stdout, "syncd: metrics on http://%s/metrics, health on /healthz\n", m.lis.Addr())
+	go func() { m.done <- m.http.Serve(m.lis) }()
+}
+
+// close stops the listener (last: a scrape during shutdown still answers).
+func (m *metricsServer) close() {
+	if m == nil {
+		return
+	}
+	if m.http == nil {
+		m.lis.Close()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := m.http.Shutdown(ctx); err != nil {
+		m.http.Close()
+	}
+	<-m.done // http.ErrServerClosed
+}
+
+// metricsOf is the Metrics to give the server (nil when off).
+func (m *metricsServer) metricsOf() *server.Metrics {
+	if m == nil {
+		return nil
+	}
+	return m.metrics
+}
