@@ -2,15 +2,18 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 
+	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
 
@@ -189,10 +192,12 @@ var (
 		"Enrolled devices, not revoked, that have not synced for more than the given number of days (never synced: counted from enrollment).", []string{"days"}, nil)
 	devicesDesc = prometheus.NewDesc("fieldsync_devices_enrolled",
 		"Enrolled devices, not revoked.", nil, nil)
+	consumerLagDesc = prometheus.NewDesc("fieldsync_changelog_consumer_lag_messages",
+		"Changelog messages a consumer of the stream (HQ's durable consumers) has not acknowledged yet: not delivered plus delivered and unacknowledged.", []string{"consumer"}, nil)
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{commitsDesc, writesDesc, busyDesc, lastSeqDesc, publishedDesc, relayLagDesc, staleDesc, devicesDesc} {
+	for _, d := range []*prometheus.Desc{commitsDesc, writesDesc, busyDesc, lastSeqDesc, publishedDesc, relayLagDesc, staleDesc, devicesDesc, consumerLagDesc} {
 		ch <- d
 	}
 }
@@ -222,6 +227,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), staleQueryTimeout)
 	defer cancel()
+	c.collectConsumers(ctx, s, ch)
 	now := time.Now()
 	cutoffs := make([]int64, len(StaleDeviceDays))
 	for i, d := range StaleDeviceDays {
@@ -235,5 +241,27 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(total))
 	for i, d := range StaleDeviceDays {
 		ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, float64(stale[i]), strconv.Itoa(d))
+	}
+}
+
+// collectConsumers reports how far each consumer of the changelog stream
+// is behind (the stream lag HQ sees).
+func (c *storeCollector) collectConsumers(ctx context.Context, s *Server, ch chan<- prometheus.Metric) {
+	if s.cfg.JetStream == nil {
+		return
+	}
+	st, err := s.cfg.JetStream.Stream(ctx, domain.StreamName)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			ch <- prometheus.NewInvalidMetric(consumerLagDesc, err)
+		}
+		return
+	}
+	l := st.ListConsumers(ctx)
+	for ci := range l.Info() {
+		ch <- prometheus.MustNewConstMetric(consumerLagDesc, prometheus.GaugeValue, float64(ci.NumPending)+float64(ci.NumAckPending), ci.Name)
+	}
+	if err := l.Err(); err != nil {
+		ch <- prometheus.NewInvalidMetric(consumerLagDesc, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	_ "modernc.org/sqlite"
 
+	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
@@ -149,6 +152,19 @@ func TestMetricsCountSyncsAndMutations(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "relay lag 0", func() bool {
 		return value(scrape(t, url), "fieldsync_relay_lag_changes") == 0
 	})
+
+	// HQ's durable consumer, which has read nothing: it lags by the whole
+	// changelog.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.JS.CreateOrUpdateConsumer(ctx, domain.StreamName, jetstream.ConsumerConfig{Durable: "hq", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	fams := scrape(t, url)
+	last := value(fams, "fieldsync_store_last_change_seq")
+	if lag := value(fams, "fieldsync_changelog_consumer_lag_messages", "consumer", "hq"); last <= 0 || lag != last {
+		t.Errorf("fieldsync_changelog_consumer_lag_messages{consumer=hq} = %v, want the %v changes it has not read", lag, last)
+	}
 }
 
 // Refusals are counted: a wrong credential, a bad enrollment code.
@@ -222,7 +238,8 @@ func listServices(t *testing.T, conn *grpc.ClientConn) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := st.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+	// A Send to a stream the server already ended says io.EOF; Recv says why.
+	if err := st.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil && err != io.EOF {
 		return nil, err
 	}
 	resp, err := st.Recv()
