@@ -73,14 +73,33 @@ func (s *Server) observe(ctx context.Context, method string, stream bool, ci *ca
 			who = "admin"
 		}
 	}
-	if serverSide(code) {
+	if serverSide(code) && !(stream && s.stopping()) {
 		s.log.Warn("request failed on the server", "method", method, "peer", peerAddr(ctx), "caller", who,
 			"code", code.String(), "duration", d, "err", status.Convert(err).Message())
 	} else if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.Debug("rpc", "method", method, "peer", peerAddr(ctx), "caller", who, "code", code.String(), "duration", d)
 	}
+	if ci.caller != nil && code == codes.PermissionDenied && strings.HasPrefix(status.Convert(err).Message(), ErrRevokedMessage) {
+		// Revoked after its credential passed (a Sync, a Watch): the
+		// credential check did not see it.
+		s.credentialRefused(ctx, method, err)
+	}
 	if method == pb.EnrollService_Enroll_FullMethodName && failedEnrollment(err) {
 		s.logRefusal("enroll", peerKey(ctx), "enrollment failed", "peer", peerAddr(ctx), "err", status.Convert(err).Message())
+	}
+}
+
+// stopping says whether Close was called: the Watch streams it ends answer
+// Unavailable, which is no failure to warn about, once per phone.
+func (s *Server) stopping() bool {
+	if s.hub == nil {
+		return false
+	}
+	select {
+	case <-s.hub.closed:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
@@ -83,7 +84,9 @@ next:
 	return -1
 }
 
-func withMetrics(t *testing.T) (testenv.Option, string) {
+// withMetrics gives the server metrics, served over HTTP at the URL
+// returned, and logs to logs if not nil.
+func withMetrics(t *testing.T, logs *logBuffer) (testenv.Option, string) {
 	reg := prometheus.NewRegistry()
 	m := server.NewMetrics(reg)
 	h := httptest.NewServer(m.Handler())
@@ -91,13 +94,16 @@ func withMetrics(t *testing.T) (testenv.Option, string) {
 	return testenv.WithServerConfig(func(c *server.Config) {
 		c.DeviceLimit, c.UserLimit, c.EnrollLimit = server.Unlimited, server.Unlimited, server.Unlimited
 		c.Metrics = m
+		if logs != nil {
+			c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		}
 	}), h.URL + "/metrics"
 }
 
 // A sync moves the sync, mutation and latency metrics, read over HTTP as
 // Prometheus scrapes them.
 func TestMetricsCountSyncsAndMutations(t *testing.T) {
-	opt, url := withMetrics(t)
+	opt, url := withMetrics(t, nil)
 	e := testenv.Start(t, opt)
 	e.ImportSample()
 	before := scrape(t, url)
@@ -167,9 +173,11 @@ func TestMetricsCountSyncsAndMutations(t *testing.T) {
 	}
 }
 
-// Refusals are counted: a wrong credential, a bad enrollment code.
-func TestMetricsCountRefusals(t *testing.T) {
-	opt, url := withMetrics(t)
+// Refusals are counted and logged: a missing admin credential, a bad
+// enrollment code, a revoked device calling again.
+func TestRefusalsCountedAndLogged(t *testing.T) {
+	logs := &logBuffer{}
+	opt, url := withMetrics(t, logs)
 	e := testenv.Start(t, opt)
 	e.ImportSample()
 	ctx := context.Background()
@@ -181,7 +189,40 @@ func TestMetricsCountRefusals(t *testing.T) {
 	if status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("admin call without credential: %v", err)
 	}
+
+	enrolled, err := pb.NewEnrollServiceClient(e.Conn()).Enroll(ctx, &pb.EnrollRequest{Code: e.Secret(testenv.Member)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+enrolled.GetToken())
+	phone := pb.NewSyncServiceClient(e.Conn())
+	if _, err := phone.Sync(dctx, &pb.SyncRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	admin, actx := e.Admin()
+	if _, err := admin.RevokeDevice(actx, &pb.RevokeDeviceRequest{DeviceId: enrolled.GetDeviceId()}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // a revoked phone that keeps calling
+		if _, err := phone.Sync(dctx, &pb.SyncRequest{}); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("sync of a revoked device: %v", err)
+		}
+	}
+
 	fams := scrape(t, url)
+	if v := value(fams, "fieldsync_credential_refusals_total", "reason", "revoked"); v != 3 {
+		t.Errorf("fieldsync_credential_refusals_total{reason=revoked} = %v, want 3", v)
+	}
+	log := logs.String()
+	for _, want := range []string{
+		`msg="credential refused" reason=revoked method=/fieldsync.v1.SyncService/Sync`,
+		`msg="credential refused" reason=admin`,
+		`msg="enrollment failed"`,
+	} {
+		if strings.Count(log, want) != 1 {
+			t.Errorf("log has %d lines with %q, want 1 (once a minute per source); log:\n%s", strings.Count(log, want), want, log)
+		}
+	}
 	if v := value(fams, "fieldsync_enrollments_total", "result", "failed"); v != 1 {
 		t.Errorf("fieldsync_enrollments_total{result=failed} = %v, want 1", v)
 	}
