@@ -371,3 +371,30 @@ func TestServerSideErrorLoggedAtWarn(t *testing.T) {
 		t.Errorf("no debug request line for the first sync with its device and peer; log:\n%s", logs.String())
 	}
 }
+
+// BenchmarkSyncPullObserved is BenchmarkSyncPull's poll with the metrics
+// off and on, and the debug request log on: what observing every call
+// costs.
+func BenchmarkSyncPullObserved(b *testing.B) {
+	for _, mode := range []string{"metrics=off", "metrics=on", "metrics=on,log=debug"} {
+		b.Run(mode, func(b *testing.B) {
+			e := testenv.Start(b, testenv.WithServerConfig(func(c *server.Config) {
+				c.DeviceLimit, c.UserLimit, c.EnrollLimit = server.Unlimited, server.Unlimited, server.Unlimited
+				if mode != "metrics=off" {
+					c.Metrics = server.NewMetrics(prometheus.NewRegistry())
+				}
+				if strings.Contains(mode, "debug") {
+					c.Logger = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
+				}
+			}))
+			e.ImportSample()
+			d := benchEnroll(b, e, testenv.Member)
+			d.sync(b, nil)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				d.sync(b, nil)
+			}
+		})
+	}
+}
