@@ -122,9 +122,8 @@ func (s *Server) Relay() *Relay { return s.relay }
 
 // GRPCOptions are the options syncd's gRPC server runs with: the
 // interceptors (metrics and logs, then server deadline, then credential,
-// then rate limits),
-// message size limits, keepalive enforcement and no per-connection read
-// buffer.
+// then rate limits), message size limits, keepalive enforcement and no
+// per-connection read buffer.
 func (s *Server) GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryObserve, s.unaryDeadline, s.unaryAuth, s.unaryLimit),
