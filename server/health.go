@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
@@ -23,12 +24,41 @@ var healthServices = []string{"",
 // SERVING from here on (the database is open: New needs it) and
 // NOT_SERVING once Close starts the shutdown.
 func (s *Server) registerOps(g *grpc.Server) {
-	healthpb.RegisterHealthServer(g, s.health)
+	healthpb.RegisterHealthServer(g, &healthService{Server: s.health, closed: s.hub.closed})
 	for _, name := range healthServices {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	if s.cfg.Reflection {
 		reflection.Register(g)
+	}
+}
+
+// healthService is grpc's health server with a Watch that ends when the
+// server closes, after saying NOT_SERVING: grpc's own Watch lasts as long
+// as its client wants, so a load balancer watching would hold a graceful
+// stop to its timeout. syncd's statuses change only then (SERVING from
+// Register, NOT_SERVING from Close).
+type healthService struct {
+	*health.Server
+	closed <-chan struct{}
+}
+
+func (h *healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	st := healthpb.HealthCheckResponse_SERVICE_UNKNOWN
+	if resp, err := h.Check(stream.Context(), req); err == nil {
+		st = resp.GetStatus()
+	}
+	if err := stream.Send(&healthpb.HealthCheckResponse{Status: st}); err != nil {
+		return err
+	}
+	select {
+	case <-stream.Context().Done():
+		return nil
+	case <-h.closed:
+		if st == healthpb.HealthCheckResponse_SERVICE_UNKNOWN {
+			return nil
+		}
+		return stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING})
 	}
 }
 

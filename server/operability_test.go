@@ -261,7 +261,23 @@ func TestHealthAnswersWithoutCredential(t *testing.T) {
 			t.Fatalf("health %q: %v, want SERVING", svc, resp.GetStatus())
 		}
 	}
+	watch, err := h.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := watch.Recv(); err != nil || first.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health watch: %v, %v; want SERVING", first, err)
+	}
+
 	e.Server.Close() // what syncd does first when it stops
+	// A watcher hears NOT_SERVING, then its stream ends: it must not hold
+	// the graceful stop up.
+	if next, err := watch.Recv(); err != nil || next.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health watch at shutdown: %v, %v; want NOT_SERVING", next, err)
+	}
+	if _, err := watch.Recv(); err != io.EOF {
+		t.Fatalf("health watch after NOT_SERVING: %v; want the stream ended", err)
+	}
 	resp, err := h.Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
