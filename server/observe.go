@@ -73,7 +73,10 @@ func (s *Server) observe(ctx context.Context, method string, stream bool, ci *ca
 			who = "admin"
 		}
 	}
-	if serverSide(code) && !(stream && s.stopping()) {
+	// A call the client gave up on (a phone losing signal) fails with
+	// whatever the server was doing, usually Unavailable: not a server
+	// failure; nor are the Watch streams a stop ends.
+	if serverSide(code) && ctx.Err() == nil && !(stream && s.stopping()) {
 		s.log.Warn("request failed on the server", "method", method, "peer", peerAddr(ctx), "caller", who,
 			"code", code.String(), "duration", d, "err", status.Convert(err).Message())
 	} else if s.log.Enabled(ctx, slog.LevelDebug) {
