@@ -89,6 +89,9 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		}
 		return context.WithValue(ctx, callerKey{}, c), nil
 	}
+	if s.openService(service) {
+		return ctx, nil
+	}
 	return nil, status.Errorf(codes.Unimplemented, "unknown service %s", service)
 }
 
@@ -132,11 +135,13 @@ func (s *Server) device(ctx context.Context) (*caller, error) {
 }
 
 func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := s.authenticate(ctx, info.FullMethod)
+	actx, err := s.authenticate(ctx, info.FullMethod)
 	if err != nil {
+		s.credentialRefused(ctx, info.FullMethod, err)
 		return nil, err
 	}
-	return handler(ctx, req)
+	noteCaller(actx, callerFrom(actx))
+	return handler(actx, req)
 }
 
 type authStream struct {
@@ -149,7 +154,9 @@ func (a *authStream) Context() context.Context { return a.ctx }
 func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx, err := s.authenticate(ss.Context(), info.FullMethod)
 	if err != nil {
+		s.credentialRefused(ss.Context(), info.FullMethod, err)
 		return err
 	}
+	noteCaller(ctx, callerFrom(ctx))
 	return handler(srv, &authStream{ServerStream: ss, ctx: ctx})
 }

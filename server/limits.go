@@ -283,12 +283,15 @@ func (s *Server) admit(ctx context.Context, method string) error {
 		cancelAt(rd, now)
 		cancelAt(ru, now)
 		if dd >= du {
+			s.rateLimited(ctx, "device", c.deviceID, method)
 			return retryAfter(dd, "rate limit: this device sent too many requests (%v); its work is kept on it and syncs after the wait", l.deviceLimit)
 		}
+		s.rateLimited(ctx, "user", c.userID, method)
 		return retryAfter(du, "rate limit: the devices of user %s together sent too many requests (%v); the work is kept on the device and syncs after the wait", c.userID, l.userLimit)
 	case method == pb.EnrollService_Enroll_FullMethodName:
 		addr := peerKey(ctx)
 		if d := l.enroll.wait(addr, now); d > 0 {
+			s.rateLimited(ctx, "enroll", addr, method)
 			return retryAfter(d, "rate limit: too many failed enrollment attempts from %s (%v); check the code against the one the administrator issued, then try again", addr, l.enrollLimit)
 		}
 	}
@@ -373,6 +376,7 @@ func (s *Server) streamLimit(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 		return handler(srv, ss)
 	}
 	if !s.limits.openStream(c.deviceID) {
+		s.rateLimited(ss.Context(), "streams", c.deviceID, info.FullMethod)
 		return status.Errorf(codes.ResourceExhausted, "this device already holds %d open Watch streams, the most allowed: close one before opening another", s.limits.maxStreams)
 	}
 	defer s.limits.closeStream(c.deviceID)

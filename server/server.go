@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/fieldsync/fieldsync/domain"
@@ -57,6 +58,14 @@ type Config struct {
 	// MaxStreamsPerDevice caps the Watch streams one device holds open
 	// (0: DefaultMaxStreamsPerDevice; negative: no cap).
 	MaxStreamsPerDevice int
+
+	// Metrics, if set, records this server's calls and reads its store
+	// and relay at each scrape (NewMetrics; one Server per Metrics).
+	Metrics *Metrics
+	// Reflection registers gRPC server reflection (grpcurl lists and
+	// describes the services without the .proto), callable without a
+	// credential.
+	Reflection bool
 }
 
 // Server holds syncd's services.
@@ -79,6 +88,11 @@ type Server struct {
 	versions sync.Map
 	// diskFullLog rate-limits the log of writes failed on a full disk.
 	diskFullLog diskFullLog
+	// metrics records calls (nil: none); health is grpc.health.v1;
+	// refusals rate-limits the log of refused calls (observe.go).
+	metrics  *Metrics
+	health   *health.Server
+	refusals refusalLog
 }
 
 // New makes a Server. Call Run to start the relay and Register to serve.
@@ -88,7 +102,10 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, hub: newHub(), log: cfg.Logger,
 		clock: domain.NewClock("admin", domain.HLC{}, 0, nil), limits: newLimits(&cfg),
-		auth: newAuthCache(authCacheTTL, authCacheMax)}
+		auth: newAuthCache(authCacheTTL, authCacheMax), metrics: cfg.Metrics, health: health.NewServer()}
+	if cfg.Metrics != nil {
+		cfg.Metrics.server.Store(s)
+	}
 	if cfg.JetStream != nil {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
 		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1)}
@@ -114,13 +131,13 @@ func New(cfg Config) *Server {
 func (s *Server) Relay() *Relay { return s.relay }
 
 // GRPCOptions are the options syncd's gRPC server runs with: the
-// interceptors (server deadline, then credential, then rate limits),
-// message size limits, keepalive enforcement and no per-connection read
-// buffer.
+// interceptors (metrics and logs, then server deadline, then credential,
+// then rate limits), message size limits, keepalive enforcement and no
+// per-connection read buffer.
 func (s *Server) GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryDeadline, s.unaryAuth, s.unaryLimit),
-		grpc.ChainStreamInterceptor(s.streamAuth, s.streamLimit),
+		grpc.ChainUnaryInterceptor(s.unaryObserve, s.unaryDeadline, s.unaryAuth, s.unaryLimit),
+		grpc.ChainStreamInterceptor(s.streamObserve, s.streamAuth, s.streamLimit),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
@@ -149,11 +166,15 @@ func (s *Server) Register(g *grpc.Server) {
 	pb.RegisterEnrollServiceServer(g, &enrollService{s: s})
 	pb.RegisterAdminServiceServer(g, &adminService{s: s})
 	pb.RegisterExportServiceServer(g, &exportService{s: s})
+	s.registerOps(g)
 }
 
 // Close ends open Watch streams so that a graceful stop does not wait for
-// them.
-func (s *Server) Close() { s.hub.close() }
+// them, and turns health to NOT_SERVING.
+func (s *Server) Close() {
+	s.health.Shutdown()
+	s.hub.close()
+}
 
 // RunRelay publishes the changelog, and the audit log's heads, until ctx
 // ends (no-op without JetStream).

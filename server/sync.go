@@ -81,6 +81,7 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 		}
 		if err == nil {
 			s.logNumbering(c, req, out)
+			s.metrics.countMutations(out.results[len(out.results)-out.fresh:])
 		}
 	}
 	var cloned errCloned
@@ -158,6 +159,7 @@ type pushed struct {
 	relost    bool         // the server went back and took the device's replica id from it
 	mismatch  uint64       // the number that was reused with other content, if any
 	chainHead string       // the device's last answered event (with NUMBERING_DEVICE_BEHIND)
+	fresh     int          // the last fresh results answer mutations applied in this call (not retries)
 }
 
 // applyPush applies a device's mutations in order inside the writer's
@@ -260,6 +262,7 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 			return out, err
 		}
 		out.results = append(out.results, r)
+		out.fresh++
 		last = m.GetSeq()
 	}
 	if out.numbering == pb.Numbering_NUMBERING_UNSPECIFIED && replica != "" {

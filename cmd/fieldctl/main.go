@@ -22,6 +22,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fieldsync/fieldsync/internal/buildinfo"
+	"github.com/fieldsync/fieldsync/internal/cliflags"
 )
 
 // appVersion is sent to syncd and shown in fieldctl admin devices.
@@ -93,6 +96,7 @@ type cli struct {
 	caFile    string // syncd's CA to pin (admin, hq); "" = tls/ca.pem beside tokenFile
 	plaintext bool   // no TLS (admin, hq), for syncd -insecure-plaintext
 	db        string // the device database (device)
+	version   bool   // -version: print the build and exit
 }
 
 // Defaults, in one place.
@@ -125,7 +129,13 @@ func rootCommand() *command {
 	return &command{
 		name: "fieldctl",
 		about: `fieldctl is fieldsync's command line: the administrator's tools, a field
-device in a local database file, and HQ's export and changelog reader.`,
+device in a local database file, and HQ's export and changelog reader.
+The groups' flags can also be set from the environment (FIELDCTL_SERVER,
+FIELDCTL_TOKEN_FILE, FIELDCTL_CA_FILE, FIELDCTL_PLAINTEXT, FIELDCTL_DB); a
+flag on the command line wins.`,
+		flags: func(fs *flag.FlagSet, c *cli) {
+			fs.BoolVar(&c.version, "version", c.version, "print fieldctl's version (module, VCS revision and time, Go) and exit")
+		},
 		sub: []*command{adminCommand(), deviceCommand(), hqCommand()},
 	}
 }
@@ -162,11 +172,21 @@ func (c *cli) dispatchIn(ctx context.Context, path string, cmd *command, args []
 		if hasFlags {
 			fmt.Fprintf(w, "\nFlags:\n")
 			fs.PrintDefaults()
+			if path != "fieldctl" {
+				fmt.Fprintf(w, "\n%s", cliflags.Usage("FIELDCTL", "token-file"))
+			}
 		}
 		fmt.Fprintf(w, "\nRun '%s <command> -h' for a command's flags and an example.\n", path)
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if err := cliflags.ApplyEnv(fs, "FIELDCTL"); err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	if c.version {
+		fmt.Fprintln(c.stdout, buildinfo.Line("fieldctl"))
+		return nil
 	}
 	if fs.NArg() == 0 || fs.Arg(0) == "help" {
 		fs.Usage()

@@ -102,7 +102,7 @@ func TestHelpAndUsage(t *testing.T) {
 		contains []string // in stderr
 	}{
 		{[]string{"-h"}, 0, []string{"admin", "device", "hq", "Commands:"}},
-		{[]string{"help"}, 0, []string{"Usage: fieldctl <command>"}},
+		{[]string{"help"}, 0, []string{"Usage: fieldctl [flags] <command>"}},
 		{[]string{"admin", "-h"}, 0, []string{"import", "assign", "enroll-code", "devices", "revoke", "-token-file", "admin.token"}},
 		{[]string{"device", "-h"}, 0, []string{"enroll", "visit", "household", "dispute", "event", "list", "show", "status", "rejections", "sync", "run", "-db"}},
 		{[]string{"device", "dispute", "-h"}, 0, []string{"open", "status", "note", "session", "edit"}},

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/fieldsync/fieldsync/internal/buildinfo"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncer"
 )
@@ -73,6 +74,7 @@ type config struct {
 	importBatch                int
 	seed                       uint64
 	skipLimits                 bool
+	version                    bool
 }
 
 var scenarioNames = []string{"bootstrap", "storm", "burst", "trickle", "single"}
@@ -153,6 +155,7 @@ Flags:
 	fs.IntVar(&c.importBatch, "import-batch", 5000, "rows per ImportOrg call")
 	fs.Uint64Var(&c.seed, "seed", 1, "random seed for the city")
 	fs.BoolVar(&c.skipLimits, "skip-limits", false, "do not measure the parts' limits")
+	fs.BoolVar(&c.version, "version", false, "print syncbench's version (module, VCS revision and time, Go) and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -232,6 +235,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.version {
+		fmt.Fprintln(stdout, buildinfo.Line("syncbench"))
+		return nil
 	}
 	spec := citySpec{
 		Households: cfg.households, Members: cfg.members, Grids: cfg.grids,

@@ -27,6 +27,8 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/fieldsync/fieldsync/backup"
+	"github.com/fieldsync/fieldsync/internal/buildinfo"
+	"github.com/fieldsync/fieldsync/internal/cliflags"
 	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/server"
 )
@@ -68,6 +70,10 @@ type config struct {
 	backup            string // empty: <data>/backup; "off": none
 	backupInterval    time.Duration
 	backupRetention   time.Duration
+	logFormat         string
+	metricsListen     string // empty: no metrics listener
+	reflection        bool
+	version           bool
 }
 
 // defaultConfig holds every default in one place.
@@ -77,6 +83,7 @@ func defaultConfig() config {
 		listen:     "127.0.0.1:7443",
 		natsListen: "127.0.0.1:4222",
 		logLevel:   "info",
+		logFormat:  "text",
 		deviceRate: newRateFlag(server.DefaultDeviceLimit),
 		userRate:   newRateFlag(server.DefaultUserLimit),
 		enrollRate: newRateFlag(server.DefaultEnrollLimit),
@@ -111,6 +118,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageIntro)
 		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), "\n"+cliflags.Usage("SYNCD", "nats-max-store"))
 	}
 	fs.StringVar(&c.data, "data", c.data, "data `directory` (created mode 0700): the database fieldsync.db, the embedded NATS store, admin.token, audit.key and nats.url")
 	fs.StringVar(&c.listen, "listen", c.listen, "gRPC listen `address`; port 0 picks a free one (the address is printed)")
@@ -121,7 +129,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.natsListen, "nats-listen", c.natsListen, "client `address` of the embedded NATS; port 0 or -1 picks a free one (written to <data>/nats.url)")
 	fs.Var(&c.natsMaxStore, "nats-max-store", "`size` the embedded JetStream may store, e.g. 500GiB (default "+server.ByteSize(server.DefaultNATSMaxStore).String()+"): fixed here, not taken from the disk's free space at start")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", c.adminTokenFile, "`file` holding the admin credential, created (mode 0600) on first start if missing (default <data>/admin.token)")
-	fs.StringVar(&c.logLevel, "log-level", c.logLevel, "log `level` on stderr: debug, info, warn or error")
+	fs.Var(cliflags.Checked(&c.logLevel, checkLogLevel), "log-level", "log `level` on stderr: debug, info, warn or error")
 	const over = ": N/s or N/m, optional ,burst=B (else the default's), or off. A call over it gets ResourceExhausted with a RetryInfo saying how long to wait, which the syncer honours"
 	fs.Var(&c.deviceRate, "device-rate", "rate `limit` on each device's sync calls"+over)
 	fs.Var(&c.userRate, "user-rate", "rate `limit` on the sync calls of all one user's devices together"+over)
@@ -129,6 +137,10 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.backupInterval, "backup-interval", c.backupInterval, "how often committed writes are shipped to the backup: the most a restore can lose")
 	fs.DurationVar(&c.backupRetention, "backup-retention", c.backupRetention, "how far back syncd restore -timestamp can go")
 	fs.Var(&c.enrollRate, "enroll-rate", "rate `limit` on failed Enroll calls (bad codes) per IP address or IPv6 /64, to slow code guessing (successful ones are free)"+over)
+	fs.Var(cliflags.Checked(&c.logFormat, cliflags.OneOf("text", "json")), "log-format", "log `format` on stderr: text, or json (one object a line, for log collectors)")
+	fs.StringVar(&c.metricsListen, "metrics-listen", c.metricsListen, "HTTP `address` serving Prometheus metrics at /metrics and a health check at /healthz, e.g. 127.0.0.1:9464 (default off; no TLS and no credential: keep it on loopback or a management network)")
+	fs.BoolVar(&c.reflection, "reflection", c.reflection, "serve gRPC server reflection (grpcurl lists and describes the services without the .proto), without a credential")
+	fs.BoolVar(&c.version, "version", c.version, "print the version (module, VCS revision and time, Go) and exit")
 	return fs
 }
 
@@ -145,6 +157,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return fmt.Errorf("%w: %v", errFlags, err)
 	}
+	if err := cliflags.ApplyEnv(fs, "SYNCD"); err != nil {
+		return err
+	}
+	if cfg.version {
+		fmt.Fprintln(stdout, buildinfo.Line("syncd"))
+		return nil
+	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: syncd takes flags, or the command restore (see syncd -h)", fs.Arg(0))
 	}
@@ -152,7 +171,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", cfg.logLevel)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logHandler, err := newLogHandler(stderr, cfg.logFormat, level)
+	if err != nil {
+		return err
+	}
+	log := slog.New(logHandler)
 
 	if _, _, err := net.SplitHostPort(cfg.listen); err != nil {
 		return fmt.Errorf("-listen %q: %v: want host:port, e.g. 127.0.0.1:7443", cfg.listen, err)
@@ -190,6 +213,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if level < slog.LevelInfo {
 		backupLevel = level
 	}
+	backupHandler, _ := newLogHandler(stderr, cfg.logFormat, backupLevel)
 	d, err := syncd.Start(ctx, syncd.Config{
 		Dir:             cfg.data,
 		Listen:          cfg.listen,
@@ -203,7 +227,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Backup:          backupLocation(cfg.data, cfg.backup),
 		BackupInterval:  cfg.backupInterval,
 		BackupRetention: cfg.backupRetention,
-		BackupLogger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: backupLevel})),
+		BackupLogger:    slog.New(backupHandler),
+		MetricsListen:   cfg.metricsListen,
+		Reflection:      cfg.reflection,
 		Server: func(c *server.Config) {
 			c.DeviceLimit = cfg.deviceRate.limit()
 			c.UserLimit = cfg.userRate.limit()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/backup"
+	"github.com/fieldsync/fieldsync/internal/cliflags"
 	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/store"
 )
@@ -52,6 +53,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), restoreUsage)
 		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), "\n-data and -backup can also be set from SYNCD_DATA and SYNCD_BACKUP, as for syncd;\na flag on the command line wins.\n")
 	}
 	fs.StringVar(&cfg.data, "data", cfg.data, "syncd's data `directory`: the database is restored to <data>/fieldsync.db (created if missing)")
 	fs.StringVar(&cfg.backup, "backup", cfg.backup, "the `location` of the backup, as given to syncd -backup: a directory, s3://bucket/path or nats://host:port/bucket (default <data>/backup)")
@@ -62,6 +64,11 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		return fmt.Errorf("%w: %v", errFlags, err)
+	}
+	// -data and -backup from the same variables as syncd's; a restore's
+	// own choices only from its command line.
+	if err := cliflags.ApplyEnv(fs, "SYNCD", "timestamp", "force"); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("restore: unexpected argument %q: it takes only flags (see syncd restore -h)", fs.Arg(0))

@@ -87,6 +87,12 @@ type Config struct {
 	Server      func(*server.Config)
 	GRPCOptions []grpc.ServerOption
 
+	// MetricsListen is the plain-HTTP address serving Prometheus metrics at
+	// /metrics and the health at /healthz; empty for none. Reflection
+	// serves gRPC server reflection.
+	MetricsListen string
+	Reflection    bool
+
 	// Logger gets the logs (default: none); Out gets the lines an operator
 	// reads at start ("syncd: listening on …"; default: none).
 	Logger *slog.Logger
@@ -114,6 +120,7 @@ type Daemon struct {
 	out       io.Writer
 	lock      *DataLock
 	lis       net.Listener
+	metrics   *metricsServer // nil without MetricsListen
 	ncClosed  chan struct{}
 	serveDone chan error
 
@@ -158,6 +165,11 @@ func (d *Daemon) start(ctx context.Context) error {
 		d.lis = lis
 	}
 	d.Addr = d.lis.Addr().String()
+	metrics, err := listenMetrics(cfg.MetricsListen)
+	if err != nil {
+		return err
+	}
+	d.metrics = metrics
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -214,6 +226,8 @@ func (d *Daemon) start(ctx context.Context) error {
 		JetStream:      d.JS,
 		AdminTokenHash: store.HashSecret(d.AdminToken),
 		Logger:         d.log,
+		Metrics:        d.metrics.metricsOf(),
+		Reflection:     cfg.Reflection,
 	}
 	if cfg.Server != nil {
 		cfg.Server(&scfg)
@@ -241,6 +255,7 @@ func (d *Daemon) start(ctx context.Context) error {
 
 	d.GRPC = grpc.NewServer(append(append(d.Server.GRPCOptions(), creds...), cfg.GRPCOptions...)...)
 	d.Server.Register(d.GRPC)
+	d.metrics.serve(d.Server, d.out)
 	d.serveDone = make(chan error, 1)
 	fmt.Fprintf(d.out, "syncd: listening on %s\n", d.Addr)
 	// Nothing is served before this: the kernel may queue connections on
@@ -447,6 +462,8 @@ func (d *Daemon) Stop() error {
 		d.NATS.Shutdown()
 		d.NATS.WaitForShutdown()
 	}
+	// Last: a scrape or health probe during the stop still answers.
+	d.metrics.close()
 	if d.lock != nil {
 		if err := d.lock.Unlock(); err != nil {
 			errs = append(errs, fmt.Errorf("unlock data directory: %w", err))
