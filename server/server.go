@@ -57,6 +57,14 @@ type Config struct {
 	// MaxStreamsPerDevice caps the Watch streams one device holds open
 	// (0: DefaultMaxStreamsPerDevice; negative: no cap).
 	MaxStreamsPerDevice int
+	// DeviceQuota bounds what each device pushes in a day (a calendar day
+	// in China time), UserQuota what all of one user's devices push
+	// together. The zero value is the default (DefaultDeviceQuota,
+	// DefaultUserQuota); NoQuota turns one off. See Quota.
+	DeviceQuota Quota
+	UserQuota   Quota
+	// QuotaClock, if set, is the quotas' clock (tests: a day passes).
+	QuotaClock func() time.Time
 }
 
 // Server holds syncd's services.
@@ -68,6 +76,7 @@ type Server struct {
 	clock  *domain.Clock // for administrators' writes
 	log    *slog.Logger
 	limits *limits
+	quota  *quotas
 	// auth remembers device credentials for a few seconds (nil: off).
 	auth *authCache
 	// touched: device id -> when a pull-only call last wrote its contact.
@@ -86,7 +95,7 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, hub: newHub(), log: cfg.Logger,
-		clock: domain.NewClock("admin", domain.HLC{}, 0, nil), limits: newLimits(&cfg),
+		clock: domain.NewClock("admin", domain.HLC{}, 0, nil), limits: newLimits(&cfg), quota: newQuotas(&cfg),
 		auth: newAuthCache(authCacheTTL, authCacheMax)}
 	if cfg.JetStream != nil {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
