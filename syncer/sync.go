@@ -306,7 +306,11 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			}
 			continue
 		}
-		if !resp.GetMore() && (pullOnly || len(queued) == pending) {
+		// A server answers fewer mutations than were sent when the rest is
+		// over a daily quota: the next call sends the rest, and learns
+		// how long it waits.
+		short := len(resp.GetResults()) > 0 && len(resp.GetResults()) < len(queued)
+		if !resp.GetMore() && (pullOnly || (len(queued) == pending && !short)) {
 			if pullOnly && pending > 0 {
 				return d.quotaWait()
 			}
