@@ -75,6 +75,8 @@ type config struct {
 	deviceRate        rateFlag
 	userRate          rateFlag
 	enrollRate        rateFlag
+	deviceQuota       quotaFlag // quota.go; the zero value is the default
+	userQuota         quotaFlag
 	backup            string // empty: <data>/backup; "off": none
 	backupInterval    time.Duration
 	backupRetention   time.Duration
@@ -139,6 +141,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.backupInterval, "backup-interval", c.backupInterval, "how often committed writes are shipped to the backup: the most a restore can lose")
 	fs.DurationVar(&c.backupRetention, "backup-retention", c.backupRetention, "how far back syncd restore -timestamp can go")
 	fs.Var(&c.enrollRate, "enroll-rate", "rate `limit` on failed Enroll calls (bad codes) per IP address or IPv6 /64, to slow code guessing (successful ones are free)"+over)
+	c.quotaFlags(fs)
 	return fs
 }
 
@@ -384,6 +387,8 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 		DeviceLimit:    cfg.deviceRate.limit(),
 		UserLimit:      cfg.userRate.limit(),
 		EnrollLimit:    cfg.enrollRate.limit(),
+		DeviceQuota:    cfg.deviceQuota.quota(),
+		UserQuota:      cfg.userQuota.quota(),
 	})
 	if d.ns != nil {
 		d.srv.Relay().SetRecover(server.RecoverJetStream(d.ns, d.log))
