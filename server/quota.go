@@ -133,9 +133,10 @@ func (s *Server) QuotaDay() int {
 	return day
 }
 
-// QuotaRefusals counts, since syncd started, the pushes that held
-// mutations back because the device's (device) or its user's (user) daily
-// quota was used up: for metrics.
+// QuotaRefusals counts, since syncd started, the pushes refused
+// (ResourceExhausted) because the device's (device) or its user's (user)
+// daily quota was used up: for metrics. The device list shows the same
+// refusals per device and day (Device.quota_refusals_today).
 func (s *Server) QuotaRefusals() (device, user uint64) {
 	return s.quota.refusedDevice.Load(), s.quota.refusedUser.Load()
 }
@@ -211,19 +212,23 @@ func (p *quotaPush) save(tx *store.Tx) error {
 	if p == nil || (p.add.Records == 0 && p.held == 0) {
 		return nil
 	}
-	if p.held > 0 {
-		p.add.Refusals = 1
+	if p.held > 0 && p.applied == 0 {
+		p.add.Refusals = 1 // answered ResourceExhausted (Sync)
 	}
 	return tx.AddQuotaUsage(p.device, p.user, p.day, p.add, p.first)
 }
 
-// refused counts and logs (at most every quotaLogEvery per device) a push
-// that held mutations back.
+// quotaRefused logs (at most every quotaLogEvery per device) a push that
+// held mutations back, and counts it if nothing of it fitted (the push is
+// refused; a device whose push fits in part sends the rest next, and is
+// refused then).
 func (s *Server) quotaRefused(c *caller, p *quotaPush) {
 	q := s.quota
-	if p.by == "device" {
+	switch {
+	case p.applied > 0:
+	case p.by == "device":
 		q.refusedDevice.Add(1)
-	} else {
+	default:
 		q.refusedUser.Add(1)
 	}
 	now := q.now()

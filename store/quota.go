@@ -24,7 +24,7 @@ CREATE INDEX quota_usage_user ON quota_usage (user_id, day);`
 type QuotaUsage struct {
 	Records  int64 // mutations answered
 	Bytes    int64 // their size as received
-	Refusals int64 // pushes that held mutations back for a quota
+	Refusals int64 // pushes refused for a quota
 }
 
 // QuotaUsage reads a device's usage of day, whether it has a row for that

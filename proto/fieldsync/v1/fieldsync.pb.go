@@ -2228,8 +2228,8 @@ type Device struct {
 	Restores   uint32 `protobuf:"varint,11,opt,name=restores,proto3" json:"restores,omitempty"`
 	// What the device pushed on the current quota day (a calendar day in
 	// China time, UTC+8): mutations the server answered, their bytes as
-	// received, and the pushes that held mutations back for being over the
-	// device's or its user's daily quota.
+	// received, and the pushes refused (ResourceExhausted) for being over
+	// the device's or its user's daily quota.
 	QuotaRecordsToday  int64 `protobuf:"varint,12,opt,name=quota_records_today,json=quotaRecordsToday,proto3" json:"quota_records_today,omitempty"`
 	QuotaBytesToday    int64 `protobuf:"varint,13,opt,name=quota_bytes_today,json=quotaBytesToday,proto3" json:"quota_bytes_today,omitempty"`
 	QuotaRefusalsToday int64 `protobuf:"varint,14,opt,name=quota_refusals_today,json=quotaRefusalsToday,proto3" json:"quota_refusals_today,omitempty"`
