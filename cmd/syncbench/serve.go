@@ -33,7 +33,7 @@ import (
 // The server under test is built from the same parts as cmd/syncd
 // (store.OpenServer, server.EmbeddedNATS, server.New, server.LoadOrCreateTLS,
 // a gRPC server with syncd's options and TLS) with every rate limit off
-// (as syncd -device-rate off -user-rate off -enroll-rate off). By default it runs in a child
+// (as syncd -device-rate off -user-rate off -enroll-rate off -device-quota off -user-quota off). By default it runs in a child
 // process (this binary re-executed), so that its CPU time and peak RSS are
 // measured apart from the load generator's; -server inproc runs it in this
 // process instead (the smoke test does).
@@ -98,6 +98,7 @@ func startServer(ctx context.Context, dir string, logw io.Writer) (*benchServer,
 	b.srv = server.New(server.Config{
 		Store: b.st, JetStream: js, AdminTokenHash: store.HashSecret(token), Logger: log,
 		DeviceLimit: server.Unlimited, UserLimit: server.Unlimited, EnrollLimit: server.Unlimited,
+		DeviceQuota: server.NoQuota, UserQuota: server.NoQuota,
 		MaxStreamsPerDevice: -1,
 	})
 	tlsCfg, fp, err := server.LoadOrCreateTLS(filepath.Join(dir, "tls"), []string{"127.0.0.1", "localhost"})

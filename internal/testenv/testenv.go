@@ -137,7 +137,8 @@ func Start(t testing.TB, opts ...Option) *Env {
 		t.Fatal(err)
 	}
 	cfg := server.Config{Store: e.Store, JetStream: e.JS, AdminTokenHash: store.HashSecret(e.AdminToken),
-		DeviceLimit: server.Unlimited, UserLimit: server.Unlimited, EnrollLimit: server.Unlimited}
+		DeviceLimit: server.Unlimited, UserLimit: server.Unlimited, EnrollLimit: server.Unlimited,
+		DeviceQuota: server.NoQuota, UserQuota: server.NoQuota}
 	if o.config != nil {
 		o.config(&cfg)
 	}
