@@ -232,3 +232,40 @@ func TestDeviceByteQuotaHoldsTheMutationsPastIt(t *testing.T) {
 		t.Fatalf("server has %d visits, want 4", got)
 	}
 }
+
+// Run, the app's sync loop, does not sit out the hours until midnight when
+// the daily quota holds its push: it goes on pulling when the server pokes
+// it, and holds only the push.
+func TestRunOverTheDailyQuotaStillPullsWhenPoked(t *testing.T) {
+	clock := &quotaClock{}
+	clock.at(time.Date(2026, 12, 7, 9, 0, 0, 0, server.QuotaZone))
+	e := quotaEnv(t, clock)
+	e.ImportSample()
+	onClock := func(o *syncer.Options) { o.Now = clock.now }
+	phone := e.Device(testenv.Member, onClock)
+	sec := e.Device(testenv.Secretary, onClock)
+	testenv.Sync(t, sec)
+	queueVisits(t, phone, 4, "backlog")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- phone.Run(ctx, time.Hour) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	testenv.WaitFor(t, 20*time.Second, "the phone to push up to its quota", func() bool {
+		st, err := phone.Status()
+		return err == nil && st.Pending == 1 && st.LastError != ""
+	})
+	ok(t, sec.Update("H001", syncer.NewFields().Set("phone", "13900000010")))
+	testenv.Sync(t, sec)
+	testenv.WaitFor(t, 20*time.Second, "the phone over its quota to pull the secretary's change", func() bool {
+		h, err := phone.Get("H001")
+		return err == nil && h.Field("phone") == "13900000010"
+	})
+	if got := pending(t, phone); got != 1 {
+		t.Fatalf("the phone holds %d unsent mutations, want 1", got)
+	}
+}
