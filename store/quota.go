@@ -2,9 +2,7 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 )
 
@@ -28,21 +26,16 @@ type QuotaUsage struct {
 }
 
 // QuotaUsage reads a device's usage of day, whether it has a row for that
-// day, and the sum over all of its user's devices.
+// day, and the sum over all of its user's devices (one read of the user's
+// few rows).
 func (t *Tx) QuotaUsage(deviceID, userID string, day int) (device, user QuotaUsage, found bool, err error) {
-	err = t.QueryRow("SELECT records, bytes, refusals FROM quota_usage WHERE device_id = ? AND day = ?", deviceID, day).
-		Scan(&device.Records, &device.Bytes, &device.Refusals)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		err = nil
-	case err != nil:
-		return device, user, false, err
-	default:
-		found = true
-	}
-	err = t.QueryRow("SELECT COALESCE(SUM(records), 0), COALESCE(SUM(bytes), 0), COALESCE(SUM(refusals), 0) FROM quota_usage WHERE user_id = ? AND day = ?",
-		userID, day).Scan(&user.Records, &user.Bytes, &user.Refusals)
-	return device, user, found, err
+	var n int
+	err = t.QueryRow(`SELECT COALESCE(SUM(records), 0), COALESCE(SUM(bytes), 0), COALESCE(SUM(refusals), 0),
+		COALESCE(SUM(records) FILTER (WHERE device_id = ?1), 0), COALESCE(SUM(bytes) FILTER (WHERE device_id = ?1), 0),
+		COALESCE(SUM(refusals) FILTER (WHERE device_id = ?1), 0), COUNT(*) FILTER (WHERE device_id = ?1)
+		FROM quota_usage WHERE user_id = ?2 AND day = ?3`, deviceID, userID, day).
+		Scan(&user.Records, &user.Bytes, &user.Refusals, &device.Records, &device.Bytes, &device.Refusals, &n)
+	return device, user, n > 0, err
 }
 
 // AddQuotaUsage adds to a device's usage of day. first says the device had
