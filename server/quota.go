@@ -90,6 +90,17 @@ func FormatBytes(n int64) string {
 	return strconv.FormatInt(n, 10) + "B"
 }
 
+// approxBytes writes a byte count for people: 12129873 is "11.6MiB".
+func approxBytes(n int64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%dB", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+}
+
 // quotas are the server's daily quotas and their refusals, from Config.
 type quotas struct {
 	device, user Quota
@@ -260,7 +271,7 @@ func (p *quotaPush) status(now time.Time) error {
 	msg := fmt.Sprintf("daily quota: %s pushed %d records (%s) today, the most allowed is %v; "+
 		"the %d records of this push and the rest of the unsent work are kept on the device and sync after %s China time "+
 		"(the counts start again at midnight); the device still receives changes; retry in %v",
-		who, p.usedRecords, FormatBytes(p.usedBytes), p.limit, p.held, p.ends.Format("2006-01-02 15:04"), wait)
+		who, p.usedRecords, approxBytes(p.usedBytes), p.limit, p.held, p.ends.Format("2006-01-02 15:04"), wait)
 	st, err := status.New(codes.ResourceExhausted, msg).WithDetails(
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)},
 		&errdetails.ErrorInfo{Reason: QuotaReason, Domain: "fieldsync.v1", Metadata: map[string]string{
