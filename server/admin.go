@@ -573,6 +573,9 @@ func (x *adminService) ListDevices(ctx context.Context, req *pb.ListDevicesReque
 		resp.Devices = devs[:size]
 		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(devs[size-1].GetId()))
 	}
+	if err := x.s.addQuotaUsage(ctx, resp.Devices); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "list devices: %v", err)
+	}
 	return resp, nil
 }
 

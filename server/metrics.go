@@ -97,8 +97,8 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, ErrorHandling: promhttp.ContinueOnError})
 }
 
-// QuotaRefused counts a request refused for a quota (e.g.
-// "device_records", "user_bytes"): fieldsync_quota_refusals_total{quota}.
+// QuotaRefused counts a push refused for a daily quota, by which quota
+// ("device" or "user"): fieldsync_quota_refusals_total{quota}.
 // Safe on a nil *Metrics.
 func (m *Metrics) QuotaRefused(quota string) {
 	if m != nil {

@@ -145,12 +145,6 @@ func (s *Server) rateLimited(ctx context.Context, limit, who, method string) {
 	s.logRefusal("rate/"+limit, who, "rate limit refused a call", "limit", limit, "key", who, "method", method, "peer", peerAddr(ctx))
 }
 
-// quotaRefused counts and logs a request refused for a quota (e.g. quota
-// "device_records", who the device id).
-func (s *Server) quotaRefused(ctx context.Context, quota, who, method string) {
-	s.metrics.QuotaRefused(quota)
-	s.logRefusal("quota/"+quota, who, "quota refused a request", "quota", quota, "key", who, "method", method, "peer", peerAddr(ctx))
-}
 
 // refusalLogEvery is how often one kind of refusal from one source is
 // logged: a broken or hostile client repeats its call many times a second,

@@ -66,6 +66,14 @@ type Config struct {
 	// describes the services without the .proto), callable without a
 	// credential.
 	Reflection bool
+	// DeviceQuota bounds what each device pushes in a day (a calendar day
+	// in China time), UserQuota what all of one user's devices push
+	// together. The zero value is the default (DefaultDeviceQuota,
+	// DefaultUserQuota); NoQuota turns one off. See Quota.
+	DeviceQuota Quota
+	UserQuota   Quota
+	// QuotaClock, if set, is the quotas' clock (tests: a day passes).
+	QuotaClock func() time.Time
 }
 
 // Server holds syncd's services.
@@ -78,6 +86,7 @@ type Server struct {
 	clock  *domain.Clock   // for administrators' writes
 	log    *slog.Logger
 	limits *limits
+	quota  *quotas
 	// auth remembers device credentials for a few seconds (nil: off).
 	auth *authCache
 	// touched: device id -> when a pull-only call last wrote its contact.
@@ -101,7 +110,7 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, hub: newHub(), log: cfg.Logger,
-		clock: domain.NewClock("admin", domain.HLC{}, 0, nil), limits: newLimits(&cfg),
+		clock: domain.NewClock("admin", domain.HLC{}, 0, nil), limits: newLimits(&cfg), quota: newQuotas(&cfg),
 		auth: newAuthCache(authCacheTTL, authCacheMax), metrics: cfg.Metrics, health: health.NewServer()}
 	if cfg.Metrics != nil {
 		cfg.Metrics.server.Store(s)

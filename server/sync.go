@@ -83,6 +83,15 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 			s.logNumbering(c, req, out)
 			s.metrics.countMutations(out.results[len(out.results)-out.fresh:])
 		}
+		if err == nil && out.quota != nil && out.quota.held > 0 {
+			s.quotaRefused(c, out.quota)
+			if out.quota.applied == 0 && out.numbering == pb.Numbering_NUMBERING_UNSPECIFIED {
+				// Nothing fitted: refused like a rate limit, with the wait.
+				// (Part of a push that fits is applied and answered; the
+				// device's next call, with the rest, ends here.)
+				return nil, out.quota.status(s.quota.now())
+			}
+		}
 	}
 	var cloned errCloned
 	switch {
@@ -160,6 +169,7 @@ type pushed struct {
 	mismatch  uint64       // the number that was reused with other content, if any
 	chainHead string       // the device's last answered event (with NUMBERING_DEVICE_BEHIND)
 	fresh     int          // the last fresh results answer mutations applied in this call (not retries)
+	quota     *quotaPush   // the push counted against the daily quotas (nil: quotas off)
 }
 
 // applyPush applies a device's mutations in order inside the writer's
@@ -233,7 +243,8 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 	last := st.LastSeq
 	out.results = make([]*pb.MutationResult, 0, len(req.GetMutations()))
 	var maxSeq uint64
-	for _, m := range req.GetMutations() {
+	out.quota = s.quota.push(c)
+	for i, m := range req.GetMutations() {
 		maxSeq = m.GetSeq()
 		hash, err := store.MutationHash(m)
 		if err != nil {
@@ -255,6 +266,14 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 			// Mutations are consecutive (checkSyncRequest), so this is
 			// the first one past last: nothing was applied in this call.
 			out.numbering = pb.Numbering_NUMBERING_SERVER_BEHIND
+			break
+		}
+		if fits, err := out.quota.fits(tx, m); err != nil {
+			return out, err
+		} else if !fits {
+			// Over a daily quota: this and the rest stay on the device,
+			// unanswered, in order (quota.go).
+			out.quota.held = len(req.GetMutations()) - i
 			break
 		}
 		r, err := s.applyOne(tx, c, m, hash)
@@ -287,7 +306,14 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 			}
 		}
 	}
-	return out, tx.TouchDevice(c.deviceID, last, req.GetPendingCount(), req.GetAppVersion())
+	pending := req.GetPendingCount()
+	if out.quota != nil {
+		if err := out.quota.save(tx); err != nil {
+			return out, err
+		}
+		pending += uint32(out.quota.held)
+	}
+	return out, tx.TouchDevice(c.deviceID, last, pending, req.GetAppVersion())
 }
 
 // logNumbering logs a device whose numbering disagreed with the server's.

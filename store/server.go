@@ -63,7 +63,8 @@ CREATE TABLE enroll_codes (
 	used_ms INTEGER NOT NULL DEFAULT 0);
 `, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration, refusedLinkMigration, numberingMigration, replicaHistoryMigration,
 	adminAccountMigration,
-	accountabilityMigration}
+	accountabilityMigration,
+	quotaMigration}
 
 // goneMigration keeps a record's row in a bucket it left, marked gone with
 // the change number of the move: a device that still syncs that bucket

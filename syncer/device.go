@@ -128,6 +128,12 @@ type Device struct {
 	versionSentOn *grpc.ClientConn
 	wake          chan struct{} // a local write happened: sync soon
 	closed        bool
+
+	// quotaHeld is the server's last refusal of a push for a daily quota,
+	// quotaUntil when it ends (syncMu guards both): until then syncs only
+	// pull (quota.go).
+	quotaHeld  *RetryError
+	quotaUntil time.Time
 }
 
 // Open opens (creating) the device database at path.

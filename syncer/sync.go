@@ -50,6 +50,9 @@ type Report struct {
 type RetryError struct {
 	After  time.Duration // how long the server asked the device to wait
 	Reason string        // the server's words
+	// Quota says the device (or its user) pushed its daily quota: syncs
+	// until After only pull, and the work is pushed after it.
+	Quota bool
 }
 
 func (e *RetryError) Error() string {
@@ -93,7 +96,7 @@ func describe(err error) error {
 		return err
 	}
 	if after, ok := retryInfo(st); ok {
-		return &RetryError{After: after, Reason: st.Message()}
+		return &RetryError{After: after, Reason: st.Message(), Quota: isQuota(st)}
 	}
 	switch st.Code() {
 	case codes.Unavailable:
@@ -161,6 +164,7 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		stopped string
 	)
 	waits, served, renumbers := 0, 0, 0
+	pullOnly := d.quotaHeld != nil && d.opts.Now().Before(d.quotaUntil)
 	if err := d.db.Update(ctx, func(tx *store.RTx) error {
 		// A database from before replica ids gets one.
 		if replica, err := tx.Meta(metaReplica); err != nil || replica != "" {
@@ -215,6 +219,9 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		if stopped != "" {
 			return d.probeStopped(ctx, conn, token)
 		}
+		if pullOnly {
+			queued = nil // over a daily quota: the work waits on the device
+		}
 		// The app's version once per connection (the server keeps it), and
 		// back only the cursors that moved: what a one-visit sync repeats.
 		appVersion := d.opts.AppVersion
@@ -240,6 +247,13 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 				return ErrCloned
 			}
 			err = describe(err)
+			var qe *RetryError
+			if errors.As(err, &qe) && qe.Quota && !pullOnly {
+				// Over a daily quota: the push waits on the device until
+				// the quota day ends; pull now what the others wrote.
+				d.quotaHeld, d.quotaUntil, pullOnly = qe, d.opts.Now().Add(qe.After), true
+				continue
+			}
 			// A short wait the server asks for in the middle of a sync
 			// that is getting through (a large first sync meets the rate
 			// limit) is waited out here; a refusal of the first call is
@@ -292,7 +306,14 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			}
 			continue
 		}
-		if !resp.GetMore() && len(queued) == pending {
+		// A server answers fewer mutations than were sent when the rest is
+		// over a daily quota: the next call sends the rest, and learns
+		// how long it waits.
+		short := len(resp.GetResults()) > 0 && len(resp.GetResults()) < len(queued)
+		if !resp.GetMore() && (pullOnly || (len(queued) == pending && !short)) {
+			if pullOnly && pending > 0 {
+				return d.quotaWait()
+			}
 			return nil
 		}
 		if page > 100000 {
@@ -509,6 +530,11 @@ func (d *Device) Run(ctx context.Context, interval time.Duration) error {
 		switch {
 		case errors.Is(err, ErrRevoked) || errors.Is(err, ErrNotEnrolled) || errors.Is(err, ErrCloned):
 			return err
+		case errors.As(err, &retry) && retry.Quota:
+			// Over a daily quota: syncs go on as usual but only pull (sync
+			// holds the push back until the quota day ends).
+			wait = min(interval, max(retry.After, minRetryWait))
+			backoff, retry = time.Second, nil
 		case errors.As(err, &retry):
 			// The server is there and said when: wait that long, plus up to
 			// a tenth more so that a user's devices do not come back

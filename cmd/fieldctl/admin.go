@@ -326,6 +326,11 @@ type deviceJSON struct {
 	// from an older copy), and how often it did.
 	RestoredMs int64  `json:"restored_ms"`
 	Restores   uint32 `json:"restores"`
+	// What it pushed on the current quota day (China time): mutations,
+	// their bytes, and pushes held back for a daily quota.
+	QuotaRecordsToday  int64 `json:"quota_records_today"`
+	QuotaBytesToday    int64 `json:"quota_bytes_today"`
+	QuotaRefusalsToday int64 `json:"quota_refusals_today"`
 }
 
 func adminDevices(ctx context.Context, c *cli, name string, args []string) error {
@@ -333,7 +338,10 @@ func adminDevices(ctx context.Context, c *cli, name string, args []string) error
 Lists enrolled devices (every page): id, user, name, app version, when last
 seen, the last mutation number applied, how many mutations the device said
 it still held, whether it is revoked, and when its database was last
-restored from an older copy (and how often: its numbering went back).`, `
+restored from an older copy (and how often: its numbering went back).
+TODAY is what the device pushed on the current quota day (a calendar day
+in China time): records and bytes, and "held N" for the N pushes the daily
+quota held back (syncd -device-quota, -user-quota).`, `
 fieldctl admin devices
 fieldctl admin devices -user U-m1 --json`)
 	user := fs.String("user", "", "only this user's devices")
@@ -356,7 +364,8 @@ fieldctl admin devices -user U-m1 --json`)
 		for _, d := range resp.GetDevices() {
 			devs = append(devs, deviceJSON{ID: d.GetId(), UserID: d.GetUserId(), Name: d.GetName(), AppVersion: d.GetAppVersion(),
 				EnrolledMs: d.GetEnrolledMs(), LastSeenMs: d.GetLastSeenMs(), LastSeq: d.GetLastSeq(), PendingCount: d.GetPendingCount(),
-				RevokedMs: d.GetRevokedMs(), Revoked: d.GetRevokedMs() != 0, RestoredMs: d.GetRestoredMs(), Restores: d.GetRestores()})
+				RevokedMs: d.GetRevokedMs(), Revoked: d.GetRevokedMs() != 0, RestoredMs: d.GetRestoredMs(), Restores: d.GetRestores(),
+				QuotaRecordsToday: d.GetQuotaRecordsToday(), QuotaBytesToday: d.GetQuotaBytesToday(), QuotaRefusalsToday: d.GetQuotaRefusalsToday()})
 		}
 		if token = resp.GetNextPageToken(); token == "" {
 			break
@@ -365,7 +374,7 @@ fieldctl admin devices -user U-m1 --json`)
 	if *asJSON {
 		return writeJSON(c.stdout, devs)
 	}
-	t := newTable("ID", "USER", "NAME", "APP VERSION", "LAST SEEN", "LAST SEQ", "PENDING", "REVOKED", "RESTORED")
+	t := newTable("ID", "USER", "NAME", "APP VERSION", "LAST SEEN", "LAST SEQ", "PENDING", "REVOKED", "RESTORED", "TODAY")
 	for _, d := range devs {
 		revoked, restored := "no", "no"
 		if d.Revoked {
@@ -374,7 +383,7 @@ fieldctl admin devices -user U-m1 --json`)
 		if d.Restores > 0 {
 			restored = fmt.Sprintf("%s (%dx)", fmtTime(d.RestoredMs), d.Restores)
 		}
-		t.add(d.ID, d.UserID, d.Name, d.AppVersion, fmtTime(d.LastSeenMs), fmt.Sprint(d.LastSeq), fmt.Sprint(d.PendingCount), revoked, restored)
+		t.add(d.ID, d.UserID, d.Name, d.AppVersion, fmtTime(d.LastSeenMs), fmt.Sprint(d.LastSeq), fmt.Sprint(d.PendingCount), revoked, restored, quotaToday(d))
 	}
 	return t.write(c.stdout)
 }
@@ -582,4 +591,25 @@ func auditVerify(ctx context.Context, c *cli, al *store.AuditReader, src auditSo
 		return fmt.Errorf("%w; %s: compare with a backup of the database to see what was changed", broken, good)
 	}
 	return nil
+}
+
+// quotaToday is a device's use of its daily quota: "12 rec, 40KiB" and
+// ", held 3" when pushes were held back.
+func quotaToday(d deviceJSON) string {
+	s := fmt.Sprintf("%d rec, %s", d.QuotaRecordsToday, fmtBytes(d.QuotaBytesToday))
+	if d.QuotaRefusalsToday > 0 {
+		s += fmt.Sprintf(", held %d", d.QuotaRefusalsToday)
+	}
+	return s
+}
+
+// fmtBytes writes a byte count rounded to B, KiB or MiB.
+func fmtBytes(n int64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%dB", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
 }

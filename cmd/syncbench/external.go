@@ -33,7 +33,7 @@ import (
 // (-syncd-pid, or the local process listening on -addr's port).
 
 // rateLimitAdvice is what to do when syncd's rate limits get in the way.
-const rateLimitAdvice = "start syncd with -device-rate off -user-rate off -enroll-rate off for benchmarking"
+const rateLimitAdvice = "start syncd with -device-rate off -user-rate off -enroll-rate off -device-quota off -user-quota off for benchmarking"
 
 // externalCtl is the handle on a separately started syncd.
 type externalCtl struct {

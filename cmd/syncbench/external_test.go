@@ -41,7 +41,7 @@ func TestExternalSyncd(t *testing.T) {
 	defer cancel()
 
 	data := filepath.Join(t.TempDir(), "data")
-	p := startSyncd(t, bin, data, "-device-rate", "off", "-user-rate", "off", "-enroll-rate", "off")
+	p := startSyncd(t, bin, data, "-device-rate", "off", "-user-rate", "off", "-enroll-rate", "off", "-device-quota", "off", "-user-quota", "off")
 	ext := []string{"-server", "external", "-addr", p.Addr, "-syncd-data", data}
 
 	t.Run("run", func(t *testing.T) {

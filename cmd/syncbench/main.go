@@ -103,7 +103,7 @@ bootstrap and storm; its post-quantum key shares are about 2.3 KB).
 
 -server external runs against a real syncd started separately, on a fresh
 (empty) -data directory, with its rate limits off:
-  syncd -data /tmp/bench-data -device-rate off -user-rate off -enroll-rate off
+  syncd -data /tmp/bench-data -device-rate off -user-rate off -enroll-rate off -device-quota off -user-quota off
   syncbench -server external -addr 127.0.0.1:7443 -syncd-data /tmp/bench-data -syncd-pid $(pgrep syncd)
 syncbench reads syncd's admin.token, tls/ca.pem and nats.url from -syncd-data,
 and stops with an error at the first call a rate limit refuses
@@ -147,7 +147,7 @@ Flags:
 	fs.StringVar(&c.genprofile, "gen-cpuprofile", "", "write the load generator's own CPU profile over the scenarios to `file` (what the devices' side costs)")
 	fs.StringVar(&c.serverMode, "server", "process", "where the server runs: process (syncd's parts in a child process, measured apart), inproc (in this process), or external (a syncd started separately: -addr, -syncd-data, -syncd-pid)")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:7443", "with -server external: syncd's gRPC `address` (its -listen)")
-	fs.StringVar(&c.syncdData, "syncd-data", "", "with -server external: syncd's -data `directory`, for admin.token, tls/ca.pem and nats.url; syncd must have started on it empty, with -device-rate off -user-rate off -enroll-rate off")
+	fs.StringVar(&c.syncdData, "syncd-data", "", "with -server external: syncd's -data `directory`, for admin.token, tls/ca.pem and nats.url; syncd must have started on it empty, with -device-rate off -user-rate off -enroll-rate off -device-quota off -user-quota off")
 	fs.IntVar(&c.syncdPID, "syncd-pid", 0, "with -server external: syncd's `pid`, to measure its CPU and peak RSS from /proc (0: the local process listening on -addr's port, if any; else not measured)")
 	fs.StringVar(&c.dir, "dir", "", "working directory for the server's files and the real devices (default a temporary one, removed)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the working directory")

@@ -26,7 +26,7 @@ import (
 // The server under test is assembled by the same function as cmd/syncd
 // (internal/syncd.Start: store, embedded NATS, server, TLS, relay, lock)
 // with no backup and every rate limit off
-// (as syncd -device-rate off -user-rate off -enroll-rate off). By default it runs in a child
+// (as syncd -device-rate off -user-rate off -enroll-rate off -device-quota off -user-quota off). By default it runs in a child
 // process (this binary re-executed), so that its CPU time and peak RSS are
 // measured apart from the load generator's; -server inproc runs it in this
 // process instead (the smoke test does).
@@ -61,6 +61,7 @@ func startServer(ctx context.Context, dir string, logw io.Writer) (*benchServer,
 		AdminToken: token,
 		Server: func(c *server.Config) {
 			c.DeviceLimit, c.UserLimit, c.EnrollLimit = server.Unlimited, server.Unlimited, server.Unlimited
+			c.DeviceQuota, c.UserQuota = server.NoQuota, server.NoQuota
 			c.MaxStreamsPerDevice = -1
 		},
 		Logger: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})),

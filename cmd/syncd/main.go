@@ -67,6 +67,8 @@ type config struct {
 	deviceRate        rateFlag
 	userRate          rateFlag
 	enrollRate        rateFlag
+	deviceQuota       quotaFlag // quota.go; the zero value is the default
+	userQuota         quotaFlag
 	backup            string // empty: <data>/backup; "off": none
 	backupInterval    time.Duration
 	backupRetention   time.Duration
@@ -141,6 +143,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.metricsListen, "metrics-listen", c.metricsListen, "HTTP `address` serving Prometheus metrics at /metrics and a health check at /healthz, e.g. 127.0.0.1:9464 (default off; no TLS and no credential: keep it on loopback or a management network)")
 	fs.BoolVar(&c.reflection, "reflection", c.reflection, "serve gRPC server reflection (grpcurl lists and describes the services without the .proto), without a credential")
 	fs.BoolVar(&c.version, "version", c.version, "print the version (module, VCS revision and time, Go) and exit")
+	c.quotaFlags(fs)
 	return fs
 }
 

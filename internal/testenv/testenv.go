@@ -130,8 +130,9 @@ func Start(t testing.TB, opts ...Option) *Env {
 	if len(o.unary) > 0 {
 		gopts = append(gopts, grpc.ChainUnaryInterceptor(o.unary...))
 	}
-	// The same assembly as syncd, with every rate limit off: every test
-	// device dials from the same loopback address.
+	// The same assembly as syncd, with every rate limit and quota off:
+	// every test device dials from the same loopback address, and tests
+	// that need a limit or a quota set it.
 	d, err := syncd.Start(context.Background(), syncd.Config{
 		Dir:        o.dir,
 		Listener:   lis,
@@ -139,6 +140,7 @@ func Start(t testing.TB, opts ...Option) *Env {
 		AdminToken: o.token,
 		Server: func(c *server.Config) {
 			c.DeviceLimit, c.UserLimit, c.EnrollLimit = server.Unlimited, server.Unlimited, server.Unlimited
+			c.DeviceQuota, c.UserQuota = server.NoQuota, server.NoQuota
 			if o.config != nil {
 				o.config(c)
 			}

@@ -2224,10 +2224,17 @@ type Device struct {
 	RevokedMs    int64  `protobuf:"varint,9,opt,name=revoked_ms,json=revokedMs,proto3" json:"revoked_ms,omitempty"`
 	// When the device's numbering last went back (restored from an older
 	// copy), and how often it did; 0 if never.
-	RestoredMs    int64  `protobuf:"varint,10,opt,name=restored_ms,json=restoredMs,proto3" json:"restored_ms,omitempty"`
-	Restores      uint32 `protobuf:"varint,11,opt,name=restores,proto3" json:"restores,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RestoredMs int64  `protobuf:"varint,10,opt,name=restored_ms,json=restoredMs,proto3" json:"restored_ms,omitempty"`
+	Restores   uint32 `protobuf:"varint,11,opt,name=restores,proto3" json:"restores,omitempty"`
+	// What the device pushed on the current quota day (a calendar day in
+	// China time, UTC+8): mutations the server answered, their bytes as
+	// received, and the pushes refused (ResourceExhausted) for being over
+	// the device's or its user's daily quota.
+	QuotaRecordsToday  int64 `protobuf:"varint,12,opt,name=quota_records_today,json=quotaRecordsToday,proto3" json:"quota_records_today,omitempty"`
+	QuotaBytesToday    int64 `protobuf:"varint,13,opt,name=quota_bytes_today,json=quotaBytesToday,proto3" json:"quota_bytes_today,omitempty"`
+	QuotaRefusalsToday int64 `protobuf:"varint,14,opt,name=quota_refusals_today,json=quotaRefusalsToday,proto3" json:"quota_refusals_today,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
@@ -2333,6 +2340,27 @@ func (x *Device) GetRestoredMs() int64 {
 func (x *Device) GetRestores() uint32 {
 	if x != nil {
 		return x.Restores
+	}
+	return 0
+}
+
+func (x *Device) GetQuotaRecordsToday() int64 {
+	if x != nil {
+		return x.QuotaRecordsToday
+	}
+	return 0
+}
+
+func (x *Device) GetQuotaBytesToday() int64 {
+	if x != nil {
+		return x.QuotaBytesToday
+	}
+	return 0
+}
+
+func (x *Device) GetQuotaRefusalsToday() int64 {
+	if x != nil {
+		return x.QuotaRefusalsToday
 	}
 	return 0
 }
@@ -3868,7 +3896,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x1cCreateEnrollmentCodeResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1d\n" +
 	"\n" +
-	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"\xc5\x02\n" +
+	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"\xd3\x03\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
@@ -3886,7 +3914,10 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\vrestored_ms\x18\n" +
 	" \x01(\x03R\n" +
 	"restoredMs\x12\x1a\n" +
-	"\brestores\x18\v \x01(\rR\brestores\"i\n" +
+	"\brestores\x18\v \x01(\rR\brestores\x12.\n" +
+	"\x13quota_records_today\x18\f \x01(\x03R\x11quotaRecordsToday\x12*\n" +
+	"\x11quota_bytes_today\x18\r \x01(\x03R\x0fquotaBytesToday\x120\n" +
+	"\x14quota_refusals_today\x18\x0e \x01(\x03R\x12quotaRefusalsToday\"i\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
