@@ -145,7 +145,6 @@ func (s *Server) rateLimited(ctx context.Context, limit, who, method string) {
 	s.logRefusal("rate/"+limit, who, "rate limit refused a call", "limit", limit, "key", who, "method", method, "peer", peerAddr(ctx))
 }
 
-
 // refusalLogEvery is how often one kind of refusal from one source is
 // logged: a broken or hostile client repeats its call many times a second,
 // and one line a minute with a count says as much.
