@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,7 +61,8 @@ func TestExternalSyncd(t *testing.T) {
 		if l, _ := seen["limits"]["limits"].(map[string]any); l == nil || l["jetstream_async_publish_per_s"].(float64) == 0 {
 			t.Errorf("limits not measured: %v", seen["limits"])
 		}
-		// The JetStream limit's scratch stream is gone: only the changelog remains.
+		// The JetStream limit's scratch stream is gone: only syncd's own
+		// streams remain (the changelog and the audit heads).
 		url, err := os.ReadFile(filepath.Join(data, "nats.url"))
 		if err != nil {
 			t.Fatal(err)
@@ -78,8 +80,9 @@ func TestExternalSyncd(t *testing.T) {
 		for n := range js.StreamNames(ctx).Name() {
 			names = append(names, n)
 		}
-		if len(names) != 1 || names[0] != domain.StreamName {
-			t.Errorf("streams on syncd's NATS after the run: %q, want only %s", names, domain.StreamName)
+		slices.Sort(names)
+		if want := []string{domain.AuditStreamName, domain.StreamName}; !slices.Equal(names, want) {
+			t.Errorf("streams on syncd's NATS after the run: %q, want only syncd's own %q", names, want)
 		}
 		if storm := seen["storm"]; storm != nil {
 			if storm["mutations"].(float64) == 0 {

@@ -237,6 +237,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			c.DeviceLimit = cfg.deviceRate.limit()
 			c.UserLimit = cfg.userRate.limit()
 			c.EnrollLimit = cfg.enrollRate.limit()
+			c.DeviceQuota = cfg.deviceQuota.quota()
+			c.UserQuota = cfg.userQuota.quota()
 		},
 		Logger: log,
 		Out:    stdout,
