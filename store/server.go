@@ -61,7 +61,7 @@ CREATE TABLE mutation_results (
 CREATE TABLE enroll_codes (
 	code_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
 	used_ms INTEGER NOT NULL DEFAULT 0);
-`, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration, refusedLinkMigration, numberingMigration, replicaHistoryMigration}
+`, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration, refusedLinkMigration, numberingMigration, replicaHistoryMigration, hqCredentialMigration}
 
 // goneMigration keeps a record's row in a bucket it left, marked gone with
 // the change number of the move: a device that still syncs that bucket

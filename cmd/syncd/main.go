@@ -78,6 +78,7 @@ type config struct {
 	backup            string // empty: <data>/backup; "off": none
 	backupInterval    time.Duration
 	backupRetention   time.Duration
+	nats              natsFlags // nats_flags.go
 }
 
 // defaultConfig holds every default in one place.
@@ -124,7 +125,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(&c.data, "data", c.data, "data `directory` (created mode 0700): the database fieldsync.db, the embedded NATS store, admin.token and nats.url")
 	fs.StringVar(&c.listen, "listen", c.listen, "gRPC listen `address`; port 0 picks a free one (the address is printed)")
-	fs.BoolVar(&c.insecureListenAny, "insecure-listen-any", c.insecureListenAny, "allow a non-loopback -nats-listen although the embedded NATS has no authentication: only on a private network")
+	fs.BoolVar(&c.insecureListenAny, "insecure-listen-any", c.insecureListenAny, "no longer needed and ignored: the embedded NATS authenticates every connection and uses TLS beyond loopback")
 	fs.BoolVar(&c.plaintext, "insecure-plaintext", c.plaintext, "serve gRPC without TLS (development only; -listen must be loopback)")
 	fs.StringVar(&c.tlsHosts, "tls-hosts", c.tlsHosts, "comma-separated host `names` and IPs the server certificate covers besides the -listen host, localhost and 127.0.0.1 (a -listen on 0.0.0.0 covers every local address)")
 	fs.StringVar(&c.natsURL, "nats", c.natsURL, "`URL` of an external NATS with JetStream (e.g. nats://10.0.0.5:4222); empty embeds a nats-server")
@@ -138,6 +139,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.backup, "backup", c.backup, "where the database is backed up continuously: a `directory`, s3://bucket/path (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the usual AWS chain; ?endpoint=host:port for other S3-compatible storage), nats://host:port/bucket (a JetStream object store), or off (default <data>/backup: on the same disk, it undoes mistakes but does not survive the disk)")
 	fs.DurationVar(&c.backupInterval, "backup-interval", c.backupInterval, "how often committed writes are shipped to the backup: the most a restore can lose")
 	fs.DurationVar(&c.backupRetention, "backup-retention", c.backupRetention, "how far back syncd restore -timestamp can go")
+	c.nats.register(fs)
 	fs.Var(&c.enrollRate, "enroll-rate", "rate `limit` on failed Enroll calls (bad codes) per IP address or IPv6 /64, to slow code guessing (successful ones are free)"+over)
 	return fs
 }
@@ -158,6 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: syncd takes flags, or the command restore (see syncd -h)", fs.Arg(0))
 	}
+	cfg.nats.explicit(fs)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", cfg.logLevel)
@@ -181,11 +184,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if natsHost, natsPort, err = parseNATSListen(cfg.natsListen); err != nil {
 			return err
 		}
-		if err := checkLoopback("-nats-listen", cfg.natsListen, cfg.insecureListenAny,
-			"the embedded NATS has no authentication, so anyone who can reach it reads the whole changelog",
-			"listen on 127.0.0.1, or pass -insecure-listen-any if the network is otherwise protected (a VPN)"); err != nil {
-			return err
-		}
+	}
+	if cfg.insecureListenAny {
+		log.Warn("-insecure-listen-any is no longer needed and is ignored: the embedded NATS authenticates every connection (NKeys) and uses TLS beyond loopback")
 	}
 
 	// Listen before touching the data directory, so that a second syncd on
@@ -276,6 +277,7 @@ type daemon struct {
 	store    *store.Server
 	backup   *backup.Backup     // nil with -backup off
 	ns       *natsserver.Server // nil with an external NATS
+	natsAuth *server.NATSAuth   // nil with an external NATS
 	nc       *nats.Conn
 	ncClosed chan struct{}
 	srv      *server.Server
@@ -337,14 +339,25 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 			}
 			l.Close()
 		}
-		ns, err := server.EmbeddedNATS(storeDir, natsHost, natsPort, server.WithJetStreamLimits(int64(cfg.natsMaxStore), 0))
+		nopts, auth, err := embeddedNATSAuth(ctx, cfg, st, natsHost, d.stdout)
+		if err != nil {
+			return err
+		}
+		d.natsAuth = auth
+		ns, err := server.EmbeddedNATS(storeDir, natsHost, natsPort, append(nopts, server.WithJetStreamLimits(int64(cfg.natsMaxStore), 0))...)
 		if err != nil {
 			return err
 		}
 		d.ns = ns
 		natsURL = ns.ClientURL()
-		opts = append(opts, nats.InProcessServer(ns))
+		opts = append(opts, nats.InProcessServer(ns), auth.ConnectOption())
 		fmt.Fprintf(d.stdout, "syncd: nats on %s (embedded, JetStream store %s, at most %s)\n", natsURL, storeDir, server.ByteSize(ns.JetStreamConfig().MaxStore))
+	} else {
+		xopts, err := cfg.nats.clientOptions()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, xopts...)
 	}
 	nc, err := nats.Connect(natsURL, opts...)
 	if err != nil {
@@ -384,6 +397,8 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 		DeviceLimit:    cfg.deviceRate.limit(),
 		UserLimit:      cfg.userRate.limit(),
 		EnrollLimit:    cfg.enrollRate.limit(),
+		NATSAuth:       d.natsAuth,
+		StreamLimits:   cfg.nats.limits,
 	})
 	if d.ns != nil {
 		d.srv.Relay().SetRecover(server.RecoverJetStream(d.ns, d.log))
@@ -394,6 +409,7 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 	if err := d.srv.Relay().Check(cctx); err != nil {
 		d.log.Warn("changelog not checked before serving; the relay keeps trying", "err", err)
 	}
+	fmt.Fprintf(d.stdout, "syncd: changelog %s\n", server.DescribeStream(d.srv.Relay().StreamSettings()))
 	ccancel()
 	// The relay outlives ctx: on a signal it must still publish what the
 	// last requests committed, so stop cancels it only after that.

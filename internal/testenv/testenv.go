@@ -37,7 +37,8 @@ type Env struct {
 	Store      *store.Server
 	Server     *server.Server
 	NATS       *natsserver.Server
-	NC         *nats.Conn
+	NC         *nats.Conn // syncd's own NATS user
+	NATSAuth   *server.NATSAuth
 	JS         jetstream.JetStream
 	GRPC       *grpc.Server
 	Addr       string
@@ -124,19 +125,23 @@ func Start(t testing.TB, opts ...Option) *Env {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	var err error
-	if e.NATS, err = server.EmbeddedNATS(filepath.Join(o.dir, "nats"), "127.0.0.1", -1); err != nil {
+	if e.Store, err = store.OpenServer(ctx, filepath.Join(o.dir, "fieldsync.db")); err != nil {
 		t.Fatal(err)
 	}
-	if e.NC, err = nats.Connect("", nats.InProcessServer(e.NATS)); err != nil {
+	// As syncd: NATS with authentication (nats_auth.go in testenv's hq.go).
+	if e.NATSAuth, err = natsAuth(ctx, o.dir, e.Store); err != nil {
+		t.Fatal(err)
+	}
+	if e.NATS, err = server.EmbeddedNATS(filepath.Join(o.dir, "nats"), "127.0.0.1", -1, server.WithAuth(e.NATSAuth)); err != nil {
+		t.Fatal(err)
+	}
+	if e.NC, err = nats.Connect("", nats.InProcessServer(e.NATS), e.NATSAuth.ConnectOption()); err != nil {
 		t.Fatal(err)
 	}
 	if e.JS, err = jetstream.New(e.NC); err != nil {
 		t.Fatal(err)
 	}
-	if e.Store, err = store.OpenServer(ctx, filepath.Join(o.dir, "fieldsync.db")); err != nil {
-		t.Fatal(err)
-	}
-	cfg := server.Config{Store: e.Store, JetStream: e.JS, AdminTokenHash: store.HashSecret(e.AdminToken),
+	cfg := server.Config{Store: e.Store, JetStream: e.JS, AdminTokenHash: store.HashSecret(e.AdminToken), NATSAuth: e.NATSAuth,
 		DeviceLimit: server.Unlimited, UserLimit: server.Unlimited, EnrollLimit: server.Unlimited}
 	if o.config != nil {
 		o.config(&cfg)

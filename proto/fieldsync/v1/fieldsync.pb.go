@@ -2741,6 +2741,343 @@ func (x *Change) GetRegion() string {
 	return ""
 }
 
+// An HQ consumer's credential for the embedded NATS.
+type HQCredential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The NKey user public key (U...).
+	PublicKey string `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	CreatedMs int64  `protobuf:"varint,3,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	// 0 while in use.
+	RevokedMs     int64 `protobuf:"varint,4,opt,name=revoked_ms,json=revokedMs,proto3" json:"revoked_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HQCredential) Reset() {
+	*x = HQCredential{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HQCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HQCredential) ProtoMessage() {}
+
+func (x *HQCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HQCredential.ProtoReflect.Descriptor instead.
+func (*HQCredential) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *HQCredential) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HQCredential) GetPublicKey() string {
+	if x != nil {
+		return x.PublicKey
+	}
+	return ""
+}
+
+func (x *HQCredential) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *HQCredential) GetRevokedMs() int64 {
+	if x != nil {
+		return x.RevokedMs
+	}
+	return 0
+}
+
+type AddHQCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-64 letters, digits, '-', '_' or '.'.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddHQCredentialRequest) Reset() {
+	*x = AddHQCredentialRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddHQCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddHQCredentialRequest) ProtoMessage() {}
+
+func (x *AddHQCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddHQCredentialRequest.ProtoReflect.Descriptor instead.
+func (*AddHQCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AddHQCredentialRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type AddHQCredentialResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Credential *HQCredential          `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	// The NKey seed (SU...): the secret HQ connects with. Shown once.
+	Seed          string `protobuf:"bytes,2,opt,name=seed,proto3" json:"seed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddHQCredentialResponse) Reset() {
+	*x = AddHQCredentialResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddHQCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddHQCredentialResponse) ProtoMessage() {}
+
+func (x *AddHQCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddHQCredentialResponse.ProtoReflect.Descriptor instead.
+func (*AddHQCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *AddHQCredentialResponse) GetCredential() *HQCredential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+func (x *AddHQCredentialResponse) GetSeed() string {
+	if x != nil {
+		return x.Seed
+	}
+	return ""
+}
+
+type ListHQCredentialsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHQCredentialsRequest) Reset() {
+	*x = ListHQCredentialsRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHQCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHQCredentialsRequest) ProtoMessage() {}
+
+func (x *ListHQCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHQCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*ListHQCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{35}
+}
+
+type ListHQCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Credentials   []*HQCredential        `protobuf:"bytes,1,rep,name=credentials,proto3" json:"credentials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHQCredentialsResponse) Reset() {
+	*x = ListHQCredentialsResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHQCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHQCredentialsResponse) ProtoMessage() {}
+
+func (x *ListHQCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHQCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*ListHQCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListHQCredentialsResponse) GetCredentials() []*HQCredential {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+type RevokeHQCredentialRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeHQCredentialRequest) Reset() {
+	*x = RevokeHQCredentialRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeHQCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeHQCredentialRequest) ProtoMessage() {}
+
+func (x *RevokeHQCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeHQCredentialRequest.ProtoReflect.Descriptor instead.
+func (*RevokeHQCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RevokeHQCredentialRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RevokeHQCredentialResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	AlreadyRevoked bool                   `protobuf:"varint,1,opt,name=already_revoked,json=alreadyRevoked,proto3" json:"already_revoked,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RevokeHQCredentialResponse) Reset() {
+	*x = RevokeHQCredentialResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeHQCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeHQCredentialResponse) ProtoMessage() {}
+
+func (x *RevokeHQCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeHQCredentialResponse.ProtoReflect.Descriptor instead.
+func (*RevokeHQCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RevokeHQCredentialResponse) GetAlreadyRevoked() bool {
+	if x != nil {
+		return x.AlreadyRevoked
+	}
+	return false
+}
+
 var File_fieldsync_v1_fieldsync_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
@@ -2947,7 +3284,29 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x12\x17\n" +
 	"\auser_id\x18\x05 \x01(\tR\x06userId\x12!\n" +
 	"\fcommitted_ms\x18\x06 \x01(\x03R\vcommittedMs\x12\x16\n" +
-	"\x06region\x18\a \x01(\tR\x06region*b\n" +
+	"\x06region\x18\a \x01(\tR\x06region\"\x7f\n" +
+	"\fHQCredential\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\tR\tpublicKey\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\x03 \x01(\x03R\tcreatedMs\x12\x1d\n" +
+	"\n" +
+	"revoked_ms\x18\x04 \x01(\x03R\trevokedMs\",\n" +
+	"\x16AddHQCredentialRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"i\n" +
+	"\x17AddHQCredentialResponse\x12:\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x1a.fieldsync.v1.HQCredentialR\n" +
+	"credential\x12\x12\n" +
+	"\x04seed\x18\x02 \x01(\tR\x04seed\"\x1a\n" +
+	"\x18ListHQCredentialsRequest\"Y\n" +
+	"\x19ListHQCredentialsResponse\x12<\n" +
+	"\vcredentials\x18\x01 \x03(\v2\x1a.fieldsync.v1.HQCredentialR\vcredentials\"/\n" +
+	"\x19RevokeHQCredentialRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"E\n" +
+	"\x1aRevokeHQCredentialResponse\x12'\n" +
+	"\x0falready_revoked\x18\x01 \x01(\bR\x0ealreadyRevoked*b\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_HOUSEHOLD\x10\x01\x12\x0e\n" +
@@ -2986,13 +3345,16 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x04Sync\x12\x19.fieldsync.v1.SyncRequest\x1a\x1a.fieldsync.v1.SyncResponse\x12B\n" +
 	"\x05Watch\x12\x1a.fieldsync.v1.WatchRequest\x1a\x1b.fieldsync.v1.WatchResponse0\x012T\n" +
 	"\rEnrollService\x12C\n" +
-	"\x06Enroll\x12\x1b.fieldsync.v1.EnrollRequest\x1a\x1c.fieldsync.v1.EnrollResponse2\xd6\x03\n" +
+	"\x06Enroll\x12\x1b.fieldsync.v1.EnrollRequest\x1a\x1c.fieldsync.v1.EnrollResponse2\x85\x06\n" +
 	"\fAdminService\x12L\n" +
 	"\tImportOrg\x12\x1e.fieldsync.v1.ImportOrgRequest\x1a\x1f.fieldsync.v1.ImportOrgResponse\x12^\n" +
 	"\x0fAssignHousehold\x12$.fieldsync.v1.AssignHouseholdRequest\x1a%.fieldsync.v1.AssignHouseholdResponse\x12m\n" +
 	"\x14CreateEnrollmentCode\x12).fieldsync.v1.CreateEnrollmentCodeRequest\x1a*.fieldsync.v1.CreateEnrollmentCodeResponse\x12R\n" +
 	"\vListDevices\x12 .fieldsync.v1.ListDevicesRequest\x1a!.fieldsync.v1.ListDevicesResponse\x12U\n" +
-	"\fRevokeDevice\x12!.fieldsync.v1.RevokeDeviceRequest\x1a\".fieldsync.v1.RevokeDeviceResponse2V\n" +
+	"\fRevokeDevice\x12!.fieldsync.v1.RevokeDeviceRequest\x1a\".fieldsync.v1.RevokeDeviceResponse\x12^\n" +
+	"\x0fAddHQCredential\x12$.fieldsync.v1.AddHQCredentialRequest\x1a%.fieldsync.v1.AddHQCredentialResponse\x12d\n" +
+	"\x11ListHQCredentials\x12&.fieldsync.v1.ListHQCredentialsRequest\x1a'.fieldsync.v1.ListHQCredentialsResponse\x12g\n" +
+	"\x12RevokeHQCredential\x12'.fieldsync.v1.RevokeHQCredentialRequest\x1a(.fieldsync.v1.RevokeHQCredentialResponse2V\n" +
 	"\rExportService\x12E\n" +
 	"\x06Export\x12\x1b.fieldsync.v1.ExportRequest\x1a\x1c.fieldsync.v1.ExportResponse0\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
@@ -3009,7 +3371,7 @@ func file_fieldsync_v1_fieldsync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_fieldsync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(Kind)(0),                            // 0: fieldsync.v1.Kind
 	(Op)(0),                              // 1: fieldsync.v1.Op
@@ -3049,19 +3411,26 @@ var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(*ExportRequest)(nil),                // 35: fieldsync.v1.ExportRequest
 	(*ExportResponse)(nil),               // 36: fieldsync.v1.ExportResponse
 	(*Change)(nil),                       // 37: fieldsync.v1.Change
-	nil,                                  // 38: fieldsync.v1.Record.FieldsEntry
-	nil,                                  // 39: fieldsync.v1.Mutation.FieldsEntry
-	nil,                                  // 40: fieldsync.v1.Mutation.BaseHlcEntry
+	(*HQCredential)(nil),                 // 38: fieldsync.v1.HQCredential
+	(*AddHQCredentialRequest)(nil),       // 39: fieldsync.v1.AddHQCredentialRequest
+	(*AddHQCredentialResponse)(nil),      // 40: fieldsync.v1.AddHQCredentialResponse
+	(*ListHQCredentialsRequest)(nil),     // 41: fieldsync.v1.ListHQCredentialsRequest
+	(*ListHQCredentialsResponse)(nil),    // 42: fieldsync.v1.ListHQCredentialsResponse
+	(*RevokeHQCredentialRequest)(nil),    // 43: fieldsync.v1.RevokeHQCredentialRequest
+	(*RevokeHQCredentialResponse)(nil),   // 44: fieldsync.v1.RevokeHQCredentialResponse
+	nil,                                  // 45: fieldsync.v1.Record.FieldsEntry
+	nil,                                  // 46: fieldsync.v1.Mutation.FieldsEntry
+	nil,                                  // 47: fieldsync.v1.Mutation.BaseHlcEntry
 }
 var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 0: fieldsync.v1.Record.kind:type_name -> fieldsync.v1.Kind
-	38, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
+	45, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
 	7,  // 2: fieldsync.v1.Record.entries:type_name -> fieldsync.v1.Entry
 	8,  // 3: fieldsync.v1.Record.conflicts:type_name -> fieldsync.v1.Conflict
 	0,  // 4: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
 	1,  // 5: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
-	39, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
-	40, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
+	46, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
+	47, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
 	4,  // 8: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
 	10, // 9: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
 	12, // 10: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
@@ -3082,30 +3451,38 @@ var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 25: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
 	9,  // 26: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
 	9,  // 27: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
-	6,  // 28: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
-	13, // 29: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
-	15, // 30: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
-	17, // 31: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
-	23, // 32: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
-	26, // 33: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
-	28, // 34: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
-	31, // 35: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	33, // 36: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	35, // 37: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
-	14, // 38: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
-	16, // 39: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
-	18, // 40: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
-	25, // 41: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
-	27, // 42: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
-	29, // 43: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
-	32, // 44: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	34, // 45: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	36, // 46: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
-	38, // [38:47] is the sub-list for method output_type
-	29, // [29:38] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	38, // 28: fieldsync.v1.AddHQCredentialResponse.credential:type_name -> fieldsync.v1.HQCredential
+	38, // 29: fieldsync.v1.ListHQCredentialsResponse.credentials:type_name -> fieldsync.v1.HQCredential
+	6,  // 30: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
+	13, // 31: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
+	15, // 32: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
+	17, // 33: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
+	23, // 34: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
+	26, // 35: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
+	28, // 36: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
+	31, // 37: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	33, // 38: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	39, // 39: fieldsync.v1.AdminService.AddHQCredential:input_type -> fieldsync.v1.AddHQCredentialRequest
+	41, // 40: fieldsync.v1.AdminService.ListHQCredentials:input_type -> fieldsync.v1.ListHQCredentialsRequest
+	43, // 41: fieldsync.v1.AdminService.RevokeHQCredential:input_type -> fieldsync.v1.RevokeHQCredentialRequest
+	35, // 42: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
+	14, // 43: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
+	16, // 44: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
+	18, // 45: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
+	25, // 46: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
+	27, // 47: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
+	29, // 48: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
+	32, // 49: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	34, // 50: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	40, // 51: fieldsync.v1.AdminService.AddHQCredential:output_type -> fieldsync.v1.AddHQCredentialResponse
+	42, // 52: fieldsync.v1.AdminService.ListHQCredentials:output_type -> fieldsync.v1.ListHQCredentialsResponse
+	44, // 53: fieldsync.v1.AdminService.RevokeHQCredential:output_type -> fieldsync.v1.RevokeHQCredentialResponse
+	36, // 54: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
+	43, // [43:55] is the sub-list for method output_type
+	31, // [31:43] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_fieldsync_proto_init() }
@@ -3119,7 +3496,7 @@ func file_fieldsync_v1_fieldsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_fieldsync_proto_rawDesc), len(file_fieldsync_v1_fieldsync_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   35,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -287,6 +287,9 @@ const (
 	AdminService_CreateEnrollmentCode_FullMethodName = "/fieldsync.v1.AdminService/CreateEnrollmentCode"
 	AdminService_ListDevices_FullMethodName          = "/fieldsync.v1.AdminService/ListDevices"
 	AdminService_RevokeDevice_FullMethodName         = "/fieldsync.v1.AdminService/RevokeDevice"
+	AdminService_AddHQCredential_FullMethodName      = "/fieldsync.v1.AdminService/AddHQCredential"
+	AdminService_ListHQCredentials_FullMethodName    = "/fieldsync.v1.AdminService/ListHQCredentials"
+	AdminService_RevokeHQCredential_FullMethodName   = "/fieldsync.v1.AdminService/RevokeHQCredential"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -301,6 +304,11 @@ type AdminServiceClient interface {
 	CreateEnrollmentCode(ctx context.Context, in *CreateEnrollmentCodeRequest, opts ...grpc.CallOption) (*CreateEnrollmentCodeResponse, error)
 	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
 	RevokeDevice(ctx context.Context, in *RevokeDeviceRequest, opts ...grpc.CallOption) (*RevokeDeviceResponse, error)
+	// HQ consumers' credentials for the embedded NATS (read-only on the
+	// changelog). Add returns the NKey seed, once: it is never stored.
+	AddHQCredential(ctx context.Context, in *AddHQCredentialRequest, opts ...grpc.CallOption) (*AddHQCredentialResponse, error)
+	ListHQCredentials(ctx context.Context, in *ListHQCredentialsRequest, opts ...grpc.CallOption) (*ListHQCredentialsResponse, error)
+	RevokeHQCredential(ctx context.Context, in *RevokeHQCredentialRequest, opts ...grpc.CallOption) (*RevokeHQCredentialResponse, error)
 }
 
 type adminServiceClient struct {
@@ -361,6 +369,36 @@ func (c *adminServiceClient) RevokeDevice(ctx context.Context, in *RevokeDeviceR
 	return out, nil
 }
 
+func (c *adminServiceClient) AddHQCredential(ctx context.Context, in *AddHQCredentialRequest, opts ...grpc.CallOption) (*AddHQCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddHQCredentialResponse)
+	err := c.cc.Invoke(ctx, AdminService_AddHQCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListHQCredentials(ctx context.Context, in *ListHQCredentialsRequest, opts ...grpc.CallOption) (*ListHQCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHQCredentialsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListHQCredentials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeHQCredential(ctx context.Context, in *RevokeHQCredentialRequest, opts ...grpc.CallOption) (*RevokeHQCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeHQCredentialResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeHQCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -373,6 +411,11 @@ type AdminServiceServer interface {
 	CreateEnrollmentCode(context.Context, *CreateEnrollmentCodeRequest) (*CreateEnrollmentCodeResponse, error)
 	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
 	RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error)
+	// HQ consumers' credentials for the embedded NATS (read-only on the
+	// changelog). Add returns the NKey seed, once: it is never stored.
+	AddHQCredential(context.Context, *AddHQCredentialRequest) (*AddHQCredentialResponse, error)
+	ListHQCredentials(context.Context, *ListHQCredentialsRequest) (*ListHQCredentialsResponse, error)
+	RevokeHQCredential(context.Context, *RevokeHQCredentialRequest) (*RevokeHQCredentialResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -397,6 +440,15 @@ func (UnimplementedAdminServiceServer) ListDevices(context.Context, *ListDevices
 }
 func (UnimplementedAdminServiceServer) RevokeDevice(context.Context, *RevokeDeviceRequest) (*RevokeDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeDevice not implemented")
+}
+func (UnimplementedAdminServiceServer) AddHQCredential(context.Context, *AddHQCredentialRequest) (*AddHQCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddHQCredential not implemented")
+}
+func (UnimplementedAdminServiceServer) ListHQCredentials(context.Context, *ListHQCredentialsRequest) (*ListHQCredentialsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHQCredentials not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeHQCredential(context.Context, *RevokeHQCredentialRequest) (*RevokeHQCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeHQCredential not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -509,6 +561,60 @@ func _AdminService_RevokeDevice_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_AddHQCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddHQCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).AddHQCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_AddHQCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).AddHQCredential(ctx, req.(*AddHQCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListHQCredentials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHQCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListHQCredentials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListHQCredentials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListHQCredentials(ctx, req.(*ListHQCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeHQCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeHQCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeHQCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeHQCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeHQCredential(ctx, req.(*RevokeHQCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -535,6 +641,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeDevice",
 			Handler:    _AdminService_RevokeDevice_Handler,
+		},
+		{
+			MethodName: "AddHQCredential",
+			Handler:    _AdminService_AddHQCredential_Handler,
+		},
+		{
+			MethodName: "ListHQCredentials",
+			Handler:    _AdminService_ListHQCredentials_Handler,
+		},
+		{
+			MethodName: "RevokeHQCredential",
+			Handler:    _AdminService_RevokeHQCredential_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+// natsFlags: the credentials for an external NATS, and the changelog
+// stream's limits.
+type natsFlags struct {
+	creds, nkey, ca, cert, key string
+	maxAge                     time.Duration
+	maxBytes                   server.ByteSize
+	limits                     server.StreamLimits // from maxAge, maxBytes and which were given
+}
+
+func (n *natsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&n.creds, "nats-creds", "", "with -nats: a NATS .creds `file` (user JWT and NKey seed) to connect with")
+	fs.StringVar(&n.nkey, "nats-nkey", "", "with -nats: a `file` holding an NKey user seed (SU...) to connect with")
+	fs.StringVar(&n.ca, "nats-ca", "", "with -nats: the CA certificate `file` (PEM) the NATS server's TLS certificate is checked against; with it, the connection uses TLS")
+	fs.StringVar(&n.cert, "nats-cert", "", "with -nats: a client certificate `file` (PEM) for NATS servers that verify clients (with -nats-key)")
+	fs.StringVar(&n.key, "nats-key", "", "with -nats: the client certificate's key `file` (PEM)")
+	fs.DurationVar(&n.maxAge, "changelog-max-age", server.DefaultChangelogMaxAge, "the changelog stream drops changes older than this `duration` (e.g. 8760h for a year; 0: never). Applied to an existing stream only when given; otherwise its own setting is kept")
+	fs.Var(&n.maxBytes, "changelog-max-bytes", "the changelog stream drops its oldest changes beyond this `size` (default "+server.ByteSize(server.DefaultChangelogMaxBytes).String()+", below -nats-max-store). Applied to an existing stream only when given; otherwise its own setting is kept")
+}
+
+// explicit notes which stream limits were given on the command line:
+// those are applied to an existing stream, whose other settings (an
+// operator's nats stream edit) are kept.
+func (n *natsFlags) explicit(fs *flag.FlagSet) {
+	n.limits = server.StreamLimits{MaxAge: n.maxAge, MaxBytes: int64(n.maxBytes)}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "changelog-max-age":
+			n.limits.SetMaxAge = true
+		case "changelog-max-bytes":
+			n.limits.SetMaxBytes = true
+		}
+	})
+}
+
+// clientOptions are the options of the connection to an external NATS.
+func (n *natsFlags) clientOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	if n.creds != "" && n.nkey != "" {
+		return nil, errors.New("-nats-creds and -nats-nkey: give one (a .creds file holds its own NKey seed)")
+	}
+	if n.creds != "" {
+		if _, err := os.Stat(n.creds); err != nil {
+			return nil, fmt.Errorf("-nats-creds: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(n.creds))
+	}
+	if n.nkey != "" {
+		b, err := os.ReadFile(n.nkey)
+		if err != nil {
+			return nil, fmt.Errorf("-nats-nkey: %w", err)
+		}
+		kp, err := server.ParseNKeySeed(b)
+		if err != nil {
+			return nil, fmt.Errorf("-nats-nkey %s: %w", n.nkey, err)
+		}
+		opts = append(opts, server.NKeyOption(kp))
+	}
+	if n.ca != "" {
+		opts = append(opts, nats.RootCAs(n.ca))
+	}
+	if (n.cert == "") != (n.key == "") {
+		return nil, errors.New("-nats-cert and -nats-key go together: give both or neither")
+	}
+	if n.cert != "" {
+		opts = append(opts, nats.ClientCert(n.cert, n.key))
+	}
+	return opts, nil
+}
+
+// embeddedNATSAuth is the embedded NATS's authentication: syncd's own
+// NKey (made on first start in <data>/nats-syncd.nk, which an operator
+// may use with natscli), the HQ credentials from the database, and TLS
+// with syncd's CA when it listens beyond loopback.
+func embeddedNATSAuth(ctx context.Context, cfg config, st *store.Server, natsHost string, stdout io.Writer) ([]server.NATSOption, *server.NATSAuth, error) {
+	if cfg.nats.creds != "" || cfg.nats.nkey != "" || cfg.nats.ca != "" || cfg.nats.cert != "" {
+		return nil, nil, errors.New("-nats-creds, -nats-nkey, -nats-ca and -nats-cert are for an external NATS (-nats URL); the embedded one makes its own (see fieldctl admin hq-credential)")
+	}
+	seedFile := filepath.Join(cfg.data, "nats-syncd.nk")
+	kp, created, err := server.LoadOrCreateNKey(seedFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("syncd's NATS key: %w", err)
+	}
+	if created {
+		fmt.Fprintf(stdout, "syncd: NATS key created in %s (syncd's own NATS user, every right: keep it secret)\n", seedFile)
+	}
+	hq, err := server.HQUsers(ctx, st)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read HQ credentials: %w", err)
+	}
+	auth := server.NewNATSAuth(kp, hq)
+	opts := []server.NATSOption{server.WithAuth(auth)}
+	if ip := net.ParseIP(natsHost); natsHost != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		tlsDir := filepath.Join(cfg.data, "tls")
+		tlsCfg, err := server.LoadOrCreateNATSTLS(tlsDir, certHosts(&net.TCPAddr{IP: ip}, cfg.tlsHosts+","+natsHost))
+		if err != nil {
+			return nil, nil, fmt.Errorf("NATS TLS: %w", err)
+		}
+		opts = append(opts, server.WithTLS(tlsCfg))
+		fmt.Fprintf(stdout, "syncd: nats requires TLS on %s (certificate from CA %s: clients pass it, e.g. nats --tlsca, fieldctl hq tail -nats-ca)\n", natsHost, filepath.Join(tlsDir, server.CAFile))
+	}
+	fmt.Fprintf(stdout, "syncd: nats authenticates every connection: %d HQ credential(s) (fieldctl admin hq-credential)\n", len(hq))
+	return opts, auth, nil
+}
