@@ -27,6 +27,7 @@ fieldctl admin audit instead reads syncd's data directory on the server.`,
 			{name: "devices", summary: "list enrolled devices", run: adminDevices},
 			{name: "revoke", summary: "cut a device off and wipe its data at its next contact", run: adminRevoke},
 			{name: "audit", summary: "list or verify the audit log, read from syncd's data directory", run: adminAudit},
+			hqCredentialCommand(),
 		},
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -201,6 +200,7 @@ fieldctl hq tail -subject 'fieldsync.changes.*.dispute' --json`)
 	fromStart := fs.Bool("from-start", false, "start at the first change in the stream instead of the next new one")
 	limit := fs.Int("n", 0, "stop after this many changes (0: run until interrupted)")
 	asJSON := fs.Bool("json", false, "print one JSON object a change (NDJSON)")
+	conn := addNATSConnFlags(fs)
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
@@ -219,9 +219,13 @@ fieldctl hq tail -subject 'fieldsync.changes.*.dispute' --json`)
 			return fmt.Errorf("read %s: %w", defaultNATSFile, err)
 		}
 	}
-	nc, err := nats.Connect(url, nats.Name("fieldctl hq tail"), nats.Timeout(10*time.Second))
+	opts, err := conn.options("fieldctl hq tail")
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w (is syncd running? -nats sets the URL)", url, err)
+		return err
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w (is syncd running? -nats sets the URL; -nats-nkey the credential, -nats-ca the CA for TLS)", url, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
