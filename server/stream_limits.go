@@ -166,8 +166,12 @@ func DescribeStream(cfg *jetstream.StreamConfig) string {
 	if cfg.MaxMsgs > 0 {
 		msgs = fmt.Sprintf(", max %d messages", cfg.MaxMsgs)
 	}
+	discard := "old"
+	if cfg.Discard == jetstream.DiscardNew {
+		discard = "new"
+	}
 	return fmt.Sprintf("stream %s: subjects %s, %s storage, %s retention, %s, %s%s, discard %s, duplicate window %s",
-		cfg.Name, strings.Join(cfg.Subjects, ","), cfg.Storage, cfg.Retention, age, size, msgs, cfg.Discard, cfg.Duplicates)
+		cfg.Name, strings.Join(cfg.Subjects, ","), strings.ToLower(cfg.Storage.String()), strings.ToLower(cfg.Retention.String()), age, size, msgs, discard, cfg.Duplicates)
 }
 
 // trimmedByLimits says whether the stream's head up to message seq (gone)

@@ -350,6 +350,7 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 		}
 		d.ns = ns
 		natsURL = ns.ClientURL()
+		// In process: no TLS to check even when the listener requires it.
 		opts = append(opts, nats.InProcessServer(ns), auth.ConnectOption())
 		fmt.Fprintf(d.stdout, "syncd: nats on %s (embedded, JetStream store %s, at most %s)\n", natsURL, storeDir, server.ByteSize(ns.JetStreamConfig().MaxStore))
 	} else {
@@ -359,7 +360,11 @@ func (d *daemon) start(ctx context.Context, cfg config, natsHost string, natsPor
 		}
 		opts = append(opts, xopts...)
 	}
-	nc, err := nats.Connect(natsURL, opts...)
+	connectURL := natsURL
+	if d.ns != nil {
+		connectURL = "" // in process (a tls:// URL would make the client check a certificate)
+	}
+	nc, err := nats.Connect(connectURL, opts...)
 	if err != nil {
 		if cfg.natsURL != "" {
 			return fmt.Errorf("connect to NATS at %s: %w: is it running? (leave -nats empty to embed one)", redactURLs(natsURL), err)

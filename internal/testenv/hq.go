@@ -69,3 +69,15 @@ func (e *Env) HQNATS(t testing.TB, opts ...nats.Option) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
+
+// SyncdNATS authenticates a connection to the embedded NATS of a syncd
+// process whose data directory is dataDir, as syncd's own user (the key
+// syncd keeps in <data>/nats-syncd.nk).
+func SyncdNATS(t testing.TB, dataDir string) nats.Option {
+	t.Helper()
+	opt, err := nats.NkeyOptionFromSeed(filepath.Join(dataDir, "nats-syncd.nk"))
+	if err != nil {
+		t.Fatalf("syncd's NATS key: %v", err)
+	}
+	return opt
+}
