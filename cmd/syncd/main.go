@@ -161,6 +161,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected argument %q: syncd takes flags, or the command restore (see syncd -h)", fs.Arg(0))
 	}
 	cfg.nats.explicit(fs)
+	if err := cfg.nats.check(cfg.natsURL != "", int64(cfg.natsMaxStore)); err != nil {
+		return err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", cfg.logLevel)

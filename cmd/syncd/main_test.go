@@ -212,6 +212,7 @@ func TestRunRefuses(t *testing.T) {
 		{name: "rate", args: []string{"-device-rate", "5/x"}, wantFlags: true},
 		{name: "plain text not on loopback", args: []string{"-listen", "0.0.0.0:0", "-insecure-plaintext"}, want: "plain text is only for loopback"},
 		{name: "listen malformed", args: []string{"-listen", "7443"}, want: "want host:port"},
+		{name: "changelog larger than the store", args: []string{"-changelog-max-bytes", "64GiB"}, want: "must be below -nats-max-store 64GiB"},
 		{name: "nats credentials without -nats", args: []string{"-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:-1", "-nats-nkey", "x.nk"},
 			want: "for an external NATS", writes: true},
 		{name: "nats-listen bad port", args: []string{"-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:x"}, want: "port must be"},

@@ -110,3 +110,45 @@ func TestSyncdNATSBeyondLoopbackRequiresTLSAndACredential(t *testing.T) {
 		t.Fatalf("HQ stream info over TLS: %v", err)
 	}
 }
+
+// An external NATS that wants a credential and TLS: syncd connects with
+// -nats-nkey and -nats-ca, and is refused without them.
+func TestSyncdExternalNATSWithNKeyAndTLS(t *testing.T) {
+	dir := t.TempDir()
+	tlsCfg, err := server.LoadOrCreateNATSTLS(filepath.Join(dir, "tls"), []string{"127.0.0.1", "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _, err := server.LoadOrCreateNKey(filepath.Join(dir, "syncd.nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := server.EmbeddedNATS(filepath.Join(dir, "js"), "127.0.0.1", -1, server.WithAuth(server.NewNATSAuth(kp, nil)), server.WithTLS(tlsCfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	url := strings.Replace(ns.ClientURL(), "0.0.0.0", "127.0.0.1", 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = run(ctx, []string{"-data", t.TempDir(), "-listen", "127.0.0.1:0", "-nats", url, "-nats-ca", filepath.Join(dir, "tls", server.CAFile)}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Errorf("without -nats-nkey: %v, want an authorization error", err)
+	}
+
+	var stdout syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-data", t.TempDir(), "-listen", "127.0.0.1:0", "-nats", url, "-log-level", "warn",
+			"-nats-nkey", filepath.Join(dir, "syncd.nk"), "-nats-ca", filepath.Join(dir, "tls", server.CAFile)}, &stdout, io.Discard)
+	}()
+	waitFor(t, &stdout, listeningRE, done)
+	if want := "(external)\n"; !strings.Contains(stdout.String(), want) {
+		t.Errorf("stdout lacks %q; got:\n%s", want, stdout.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}

@@ -51,6 +51,23 @@ func (n *natsFlags) explicit(fs *flag.FlagSet) {
 	})
 }
 
+// check refuses limits that cannot work: a negative age, or a stream
+// allowed to grow as large as the embedded store (the store would refuse
+// the relay before the stream drops anything).
+func (n *natsFlags) check(external bool, maxStore int64) error {
+	if n.maxAge < 0 {
+		return fmt.Errorf("-changelog-max-age %s: want 0 (keep every change) or a positive duration such as 8760h", n.maxAge)
+	}
+	if maxStore <= 0 {
+		maxStore = server.DefaultNATSMaxStore
+	}
+	if !external && n.limits.MaxBytes > 0 && n.limits.MaxBytes >= maxStore {
+		return fmt.Errorf("-changelog-max-bytes %s: must be below -nats-max-store %s, so that the stream drops its oldest changes before the store is full and refuses new ones",
+			server.ByteSize(n.limits.MaxBytes), server.ByteSize(maxStore))
+	}
+	return nil
+}
+
 // clientOptions are the options of the connection to an external NATS.
 func (n *natsFlags) clientOptions() ([]nats.Option, error) {
 	var opts []nats.Option
