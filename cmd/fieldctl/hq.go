@@ -219,7 +219,7 @@ fieldctl hq tail -subject 'fieldsync.changes.*.dispute' --json`)
 			return fmt.Errorf("read %s: %w", defaultNATSFile, err)
 		}
 	}
-	opts, err := conn.options("fieldctl hq tail")
+	opts, err := conn.options("fieldctl hq tail", url)
 	if err != nil {
 		return err
 	}

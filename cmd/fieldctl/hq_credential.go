@@ -172,7 +172,7 @@ func addNATSConnFlags(fs interface {
 	return natsConnFlags{
 		nkey:  fs.String("nats-nkey", "", "NKey seed `file` to connect with (fieldctl admin hq-credential add writes one; default: ./data/nats-syncd.nk when readable, syncd's own key on its machine)"),
 		creds: fs.String("nats-creds", "", "a NATS .creds `file` to connect with (an external NATS)"),
-		ca:    fs.String("nats-ca", "", "CA certificate `file` (PEM) the NATS server's certificate is checked against, e.g. syncd's <data>/tls/ca.pem; needed when syncd's NATS listens beyond loopback"),
+		ca:    fs.String("nats-ca", "", "CA certificate `file` (PEM) the NATS server's certificate is checked against: syncd's <data>/tls/ca.pem, needed when its NATS listens beyond loopback (default for a tls:// URL: ./data/tls/ca.pem when readable)"),
 	}
 }
 
@@ -180,8 +180,12 @@ func addNATSConnFlags(fs interface {
 // uses when given none (as the admin token, read from ./data).
 const defaultNATSKey = "./data/nats-syncd.nk"
 
-// options are the connection options the flags name.
-func (f natsConnFlags) options(name string) ([]nats.Option, error) {
+// defaultNATSCA is syncd's CA, which fieldctl on syncd's machine trusts
+// for a tls:// URL when given no -nats-ca.
+const defaultNATSCA = "./data/tls/ca.pem"
+
+// options are the options of a connection to url that the flags name.
+func (f natsConnFlags) options(name, url string) ([]nats.Option, error) {
 	opts := []nats.Option{nats.Name(name), nats.Timeout(10 * time.Second)}
 	if *f.nkey != "" && *f.creds != "" {
 		return nil, usagef("-nats-nkey and -nats-creds: give one")
@@ -202,8 +206,12 @@ func (f natsConnFlags) options(name string) ([]nats.Option, error) {
 	if *f.creds != "" {
 		opts = append(opts, nats.UserCredentials(*f.creds))
 	}
-	if *f.ca != "" {
-		opts = append(opts, nats.RootCAs(*f.ca))
+	ca := *f.ca
+	if _, err := os.Stat(defaultNATSCA); ca == "" && err == nil && strings.HasPrefix(url, "tls://") {
+		ca = defaultNATSCA
+	}
+	if ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
 	}
 	return opts, nil
 }
