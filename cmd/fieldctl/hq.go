@@ -186,7 +186,7 @@ type changeJSON struct {
 }
 
 func hqTail(ctx context.Context, c *cli, name string, args []string) error {
-	fs := c.newFlags(name, "[-nats URL] [-subject S] [-from-start] [-n N] [--json]", `
+	fs := c.newFlags(name, "[-nats URL] [-nats-nkey FILE] [-nats-ca FILE] [-subject S] [-from-start] [-n N] [--json]", `
 Follows the changelog stream `+domain.StreamName+` with an ordered consumer and
 prints one line per change: change number, change id, subject, record id,
 kind and version. Subjects are fieldsync.changes.<town>.<kind>: filter a
