@@ -175,7 +175,7 @@ func TestKill9DuringPushesLosesNothing(t *testing.T) {
 
 	// The changelog: once the relay catches up, one message per change, in
 	// order.
-	nc := must[*nats.Conn](t)(nats.Connect("nats://" + natsAddr))
+	nc := must[*nats.Conn](t)(nats.Connect("nats://"+natsAddr, testenv.SyncdNATS(t, dir)))
 	defer nc.Close()
 	js := must[jetstream.JetStream](t)(jetstream.New(nc))
 	last := uint64(countChanges(t, adminCtx, conn))

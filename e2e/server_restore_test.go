@@ -191,7 +191,7 @@ func TestServerRestoredFromContinuousBackupKeepsEverythingAcknowledged(t *testin
 	defer stopPhones()
 
 	// The moment to restore to: once the server has a few hundred changes.
-	nc := must[*nats.Conn](t)(nats.Connect("nats://" + natsAddr))
+	nc := must[*nats.Conn](t)(nats.Connect("nats://"+natsAddr, testenv.SyncdNATS(t, dir)))
 	defer nc.Close()
 	published := func() int { // cheaper to poll than an export; the relay follows closely
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -227,7 +227,7 @@ func TestServerRestoredFromContinuousBackupKeepsEverythingAcknowledged(t *testin
 		t.FailNow()
 	}
 	before := countChanges(t, adminCtx, conn)
-	oldLineage := streamLineage(t, natsAddr)
+	oldLineage := streamLineage(t, natsAddr, dir)
 
 	proc.Stop(t, syscall.SIGTERM)
 	if !strings.Contains(proc.Output(), "stopped cleanly") {
@@ -427,10 +427,10 @@ func ackedNotes(phones []*fieldPhone) []string {
 }
 
 // streamLineage reads the Fieldsync-Lineage of the changelog's last
-// message on the NATS at addr.
-func streamLineage(t *testing.T, addr string) string {
+// message on the NATS at addr of the syncd of data directory dir.
+func streamLineage(t *testing.T, addr, dir string) string {
 	t.Helper()
-	nc := must[*nats.Conn](t)(nats.Connect("nats://" + addr))
+	nc := must[*nats.Conn](t)(nats.Connect("nats://"+addr, testenv.SyncdNATS(t, dir)))
 	defer nc.Close()
 	js := must[jetstream.JetStream](t)(jetstream.New(nc))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

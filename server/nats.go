@@ -56,8 +56,12 @@ func EmbeddedNATS(dir, host string, port int, opts ...NATSOption) (*natsserver.S
 		f(o)
 	}
 	ns, err := natsserver.NewServer(o)
+	a, _ := authByOpts.LoadAndDelete(o)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if a != nil {
+		a.(*NATSAuth).started(ns)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {

@@ -41,6 +41,13 @@ type Relay struct {
 	// recoverNATS, if set, is called after the relay failed several rounds in
 	// a row (SetRecover).
 	recoverNATS atomic.Pointer[func(ctx context.Context) error]
+
+	// limits: the stream's limits (stream_limits.go); limitsApplied: the
+	// explicit ones were applied once; lastConfig: the stream's settings
+	// as last seen, for a rebuild to keep them.
+	limits        StreamLimits
+	limitsApplied atomic.Bool
+	lastConfig    atomic.Pointer[jetstream.StreamConfig]
 }
 
 // SetRecover sets what brings the NATS side back without a restart, called
@@ -82,16 +89,15 @@ func StreamConfig() jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  30 * time.Second,
+		Discard:     jetstream.DiscardOld,
 	}
 }
 
-// EnsureStream creates or updates the changelog stream.
+// EnsureStream creates the changelog stream with the default limits, or
+// brings an existing one to what the relay needs, keeping its limits (see
+// StreamLimits).
 func EnsureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
-	st, err := js.CreateOrUpdateStream(ctx, StreamConfig())
-	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", domain.StreamName, err)
-	}
-	return st, nil
+	return ensureStream(ctx, js, StreamLimits{}, false, nil)
 }
 
 // Run publishes until ctx ends, retrying with backoff while NATS is away.
@@ -143,7 +149,7 @@ const recoverAfter = 2
 // runOnce checks the stream and publishes until an error, which it
 // returns, with whether it published anything.
 func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
-	st, err := EnsureStream(ctx, r.js)
+	st, err := r.ensureStream(ctx)
 	if err != nil {
 		return false, err
 	}

@@ -34,7 +34,7 @@ const checkSamples = 32
 // The republishing after a rebuild is left to Run. Call it before Run,
 // not beside it.
 func (r *Relay) Check(ctx context.Context) error {
-	st, err := EnsureStream(ctx, r.js)
+	st, err := r.ensureStream(ctx)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (r *Relay) rebuild(ctx context.Context) error {
 		}
 		return &refusalError{fmt.Errorf("cannot delete stream %s to rebuild it from the database: %w; give syncd's NATS user the right to delete it, or delete it yourself (nats stream rm %s -f) and syncd rebuilds it", domain.StreamName, err, domain.StreamName)}
 	}
-	if _, err := EnsureStream(ctx, r.js); err != nil {
+	if _, err := r.ensureStream(ctx); err != nil {
 		return &refusalError{fmt.Errorf("deleted stream %s to rebuild it but cannot create it again: %w; create it yourself or check the NATS account's JetStream limits", domain.StreamName, err)}
 	}
 	return nil
@@ -128,6 +128,19 @@ func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, 
 		return 0, nil, &dbError{fmt.Errorf("read the last change: %w", err)}
 	}
 	s := info.State
+	// first: where the stream may start. Past 1 only when its own limits
+	// can have trimmed its head (DiscardOld): the relay goes on after the
+	// last message, and message n is still change n.
+	first := uint64(1)
+	if s.FirstSeq > 1 && s.LastSeq <= dbLast {
+		trimmed, err := r.trimmedByLimits(ctx, info, s.FirstSeq-1)
+		if err != nil {
+			return 0, nil, err
+		}
+		if trimmed {
+			first = s.FirstSeq
+		}
+	}
 	switch {
 	case s.LastSeq == 0 && s.Msgs == 0:
 		// A new stream, or one whose store lost everything (a block
@@ -136,11 +149,14 @@ func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, 
 			r.log.Warn("relay: the changelog stream is empty; publishing every change from the database", "stream", domain.StreamName, "changes", dbLast)
 		}
 		return 0, nil, nil
+	case s.Msgs == 0 && first > 1:
+		// Every message aged out: the relay goes on after the last.
+		return s.LastSeq, nil, nil
 	case s.Msgs == 0:
 		return 0, &mismatch{what: fmt.Sprintf("the stream is empty after sequence %d (purged)", s.LastSeq)}, nil
-	case s.FirstSeq != 1:
-		// No limits exist on the stream, so nothing trims it but a person.
-		return 0, &mismatch{what: fmt.Sprintf("the stream starts at sequence %d, not 1 (purged or trimmed)", s.FirstSeq)}, nil
+	case s.FirstSeq != first && s.LastSeq <= dbLast:
+		// Not trimmed by the stream's limits: a person did it.
+		return 0, &mismatch{what: fmt.Sprintf("the stream starts at sequence %d, not %d (purged or trimmed beyond its limits)", s.FirstSeq, first)}, nil
 	case s.NumDeleted > 0 || s.Msgs != s.LastSeq-s.FirstSeq+1:
 		return 0, &mismatch{what: fmt.Sprintf("the stream holds %d messages in sequences %d..%d (%d deleted)", s.Msgs, s.FirstSeq, s.LastSeq, s.NumDeleted)}, nil
 	case s.LastSeq > dbLast:
@@ -150,7 +166,11 @@ func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, 
 			if cantTell(err) {
 				return 0, nil, fmt.Errorf("read message %d: %w", dbLast+1, err)
 			}
-			return 0, &mismatch{what: fmt.Sprintf("the stream ends at %d, past the database's last change %d, and message %d cannot be read: %v", s.LastSeq, dbLast, dbLast+1, err)}, nil
+			// Trimmed away (the stream's limits), it cannot tell whose it
+			// was: a new lineage costs consumers a reload, a change id
+			// naming two contents costs them data.
+			return 0, &mismatch{what: fmt.Sprintf("the stream ends at %d, past the database's last change %d, and message %d cannot be read: %v", s.LastSeq, dbLast, dbLast+1, err),
+				wentBack: dbLast+1 < s.FirstSeq}, nil
 		}
 		id := msg.Header.Get(jetstream.MsgIDHeader)
 		// Only the database's own next change id there says it went back
@@ -162,7 +182,7 @@ func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, 
 	}
 	seqs := []uint64{s.LastSeq}
 	if whole {
-		seqs = sampleSeqs(s.LastSeq, checkSamples)
+		seqs = sampleSeqs(first, s.LastSeq, checkSamples)
 	}
 	for _, seq := range seqs {
 		bad, err := r.compare(ctx, st, seq, lineage)
@@ -173,16 +193,16 @@ func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, 
 	return s.LastSeq, nil, nil
 }
 
-// sampleSeqs is 1, last and n sequences spread evenly between them.
-func sampleSeqs(last uint64, n int) []uint64 {
-	out := []uint64{1}
+// sampleSeqs is first, last and n sequences spread evenly between them.
+func sampleSeqs(first, last uint64, n int) []uint64 {
+	out := []uint64{first}
 	for i := 1; i <= n; i++ {
-		seq := 1 + (last-1)*uint64(i)/uint64(n+1)
+		seq := first + (last-first)*uint64(i)/uint64(n+1)
 		if seq > out[len(out)-1] && seq < last {
 			out = append(out, seq)
 		}
 	}
-	if last > 1 {
+	if last > first {
 		out = append(out, last)
 	}
 	return out

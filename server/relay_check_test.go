@@ -88,11 +88,11 @@ func waitStreamMatchesDBWithin(t *testing.T, e *testenv.Env, logs *logBuffer, wi
 	}
 }
 
-// otherConn is a connection that is not syncd's: what an operator's nats
-// CLI or a misconfigured publisher would use.
+// otherConn is a connection that is not the relay's: an operator's nats
+// CLI with syncd's key (no other user may change the stream).
 func otherConn(t *testing.T, e *testenv.Env) (jetstream.JetStream, jetstream.Stream) {
 	t.Helper()
-	nc, err := nats.Connect(e.NATS.ClientURL())
+	nc, err := nats.Connect(e.NATS.ClientURL(), e.NATSAuth.ConnectOption())
 	if err != nil {
 		t.Fatal(err)
 	}

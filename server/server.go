@@ -55,6 +55,12 @@ type Config struct {
 	DeviceLimit RateLimit
 	UserLimit   RateLimit
 	EnrollLimit RateLimit
+	// NATSAuth, if set, is the embedded NATS's users: the HQ credential
+	// RPCs change its HQ users (nil: an external NATS, whose users are
+	// managed there; the RPCs answer FailedPrecondition).
+	NATSAuth *NATSAuth
+	// StreamLimits are the changelog stream's limits (stream_limits.go).
+	StreamLimits StreamLimits
 	// MaxStreamsPerDevice caps the Watch streams one device holds open
 	// (0: DefaultMaxStreamsPerDevice; negative: no cap).
 	MaxStreamsPerDevice int
@@ -95,6 +101,8 @@ type Server struct {
 	// device sends its version once per connection; a new one is written
 	// even by a call that would write nothing else).
 	versions sync.Map
+	// hqMu orders reading the HQ credentials and applying them to NATS.
+	hqMu sync.Mutex
 	// diskFullLog rate-limits the log of writes failed on a full disk.
 	diskFullLog diskFullLog
 	// metrics records calls (nil: none); health is grpc.health.v1;
@@ -117,6 +125,7 @@ func New(cfg Config) *Server {
 	}
 	if cfg.JetStream != nil {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
+		s.relay.limits = cfg.StreamLimits
 		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1)}
 	}
 	if s.audit != nil {

@@ -49,9 +49,9 @@ func LoadOrCreateTLS(dir string, hosts []string) (*tls.Config, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	leaf, err := loadServerCert(dir, ca, hosts)
+	leaf, err := loadServerCert(dir, serverFile, serverKeyFile, ca, hosts)
 	if err != nil {
-		if leaf, err = createServerCert(dir, ca, caKey, hosts); err != nil {
+		if leaf, err = createServerCert(dir, serverFile, serverKeyFile, ca, caKey, hosts); err != nil {
 			return nil, "", err
 		}
 	}
@@ -139,8 +139,8 @@ func serial() *big.Int {
 
 // loadServerCert loads the server certificate if it was made by ca, covers
 // every host and is not near expiry.
-func loadServerCert(dir string, ca *x509.Certificate, hosts []string) (tls.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, serverFile), filepath.Join(dir, serverKeyFile))
+func loadServerCert(dir, certFile, keyFile string, ca *x509.Certificate, hosts []string) (tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
 	if err != nil {
 		return cert, err
 	}
@@ -160,7 +160,7 @@ func loadServerCert(dir string, ca *x509.Certificate, hosts []string) (tls.Certi
 	return cert, nil
 }
 
-func createServerCert(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) (tls.Certificate, error) {
+func createServerCert(dir, certFile, keyFile string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -188,10 +188,10 @@ func createServerCert(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey,
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writePEM(filepath.Join(dir, serverKeyFile), "EC PRIVATE KEY", keyDER, 0o600); err != nil {
+	if err := writePEM(filepath.Join(dir, keyFile), "EC PRIVATE KEY", keyDER, 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writePEM(filepath.Join(dir, serverFile), "CERTIFICATE", der, 0o644); err != nil {
+	if err := writePEM(filepath.Join(dir, certFile), "CERTIFICATE", der, 0o644); err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{der, ca.Raw}, PrivateKey: key}, nil

@@ -64,7 +64,8 @@ CREATE TABLE enroll_codes (
 `, auditMigration, goneMigration, bucketIndexMigration, allBucketMigration, refusedLinkMigration, numberingMigration, replicaHistoryMigration,
 	adminAccountMigration,
 	accountabilityMigration,
-	quotaMigration}
+	quotaMigration,
+	hqCredentialMigration}
 
 // goneMigration keeps a record's row in a bucket it left, marked gone with
 // the change number of the move: a device that still syncs that bucket

@@ -37,6 +37,7 @@ fieldctl admin audit instead reads syncd's data directory on the server.`,
 			accountsCommand(),
 			usersCommand(),
 			codesCommand(),
+			hqCredentialCommand(),
 		},
 	}
 }

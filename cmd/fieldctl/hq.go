@@ -11,7 +11,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -204,7 +203,7 @@ type changeJSON struct {
 }
 
 func hqTail(ctx context.Context, c *cli, name string, args []string) error {
-	fs := c.newFlags(name, "[-nats URL] [-subject S] [-from-start] [-n N] [-f] [--json]", `
+	fs := c.newFlags(name, "[-nats URL] [-nats-nkey FILE] [-nats-ca FILE] [-subject S] [-from-start] [-n N] [-f] [--json]", `
 Reads the changelog stream `+domain.StreamName+` with an ordered consumer and
 prints one line per change: change number, change id, subject, record id,
 kind and version. Subjects are fieldsync.changes.<town>.<kind>: filter a
@@ -224,6 +223,7 @@ fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json`)
 	limit := fs.Int("n", 0, "print the last `N` changes that exist (the first N with -from-start) and exit (0: follow)")
 	follow := fs.Bool("f", false, "with -n: after those, keep printing new changes until Ctrl-C")
 	asJSON := fs.Bool("json", false, "print one JSON object a change (NDJSON)")
+	conn := addNATSConnFlags(fs)
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
@@ -242,9 +242,13 @@ fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json`)
 			return fmt.Errorf("read %s: %w", defaultNATSFile, err)
 		}
 	}
-	nc, err := nats.Connect(url, nats.Name("fieldctl hq tail"), nats.Timeout(10*time.Second))
+	opts, err := conn.options("fieldctl hq tail", url)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w (is syncd running? -nats sets the URL)", url, err)
+		return err
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w (is syncd running? -nats sets the URL; -nats-nkey the credential, -nats-ca the CA for TLS)", url, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -644,7 +644,9 @@ func TestOfflineFieldWork(t *testing.T) {
 		if err := e2.Server.Relay().WaitPublished(t.Context(), last); err != nil {
 			t.Fatal(err)
 		}
-		out := ok(t, "hq", "tail", "-nats", e2.NATS.ClientURL(), "-from-start", "-n", strconvU(last), "--json")
+		// With an HQ credential, as HQ on another machine would.
+		nk := e2.HQCredential(t, "hq-tail")
+		out := ok(t, "hq", "tail", "-nats", e2.NATS.ClientURL(), "-nats-nkey", nk, "-from-start", "-n", strconvU(last), "--json")
 		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 		if uint64(len(lines)) != last {
 			t.Fatalf("%d lines, want %d", len(lines), last)
@@ -667,7 +669,7 @@ func TestOfflineFieldWork(t *testing.T) {
 			t.Errorf("the visit's change: %+v", visitChange)
 		}
 		// A subject filter and the line format.
-		out = ok(t, "hq", "tail", "-nats", e2.NATS.ClientURL(), "-from-start", "-n", "1", "-subject", "fieldsync.changes.*.dispute")
+		out = ok(t, "hq", "tail", "-nats", e2.NATS.ClientURL(), "-nats-nkey", nk, "-from-start", "-n", "1", "-subject", "fieldsync.changes.*.dispute")
 		f := strings.Fields(out)
 		if len(f) != 6 || f[2] != "fieldsync.changes.T01.dispute" || f[3] != dispute || f[4] != "dispute" || !strings.HasPrefix(f[5], "v") {
 			t.Errorf("tail line: %q", out)

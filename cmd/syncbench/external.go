@@ -70,6 +70,10 @@ func connectExternal(addr, dataDir string, pid int, stderr io.Writer) (*external
 	if c.ep.NATSURL = strings.TrimSpace(string(b)); c.ep.NATSURL == "" {
 		return nil, fmt.Errorf("%s is empty", filepath.Join(dataDir, "nats.url"))
 	}
+	// syncd's own NATS key: its embedded NATS takes no connection without one.
+	if key := filepath.Join(dataDir, "nats-syncd.nk"); fileExists(key) {
+		c.ep.NATSKey = key
+	}
 
 	found, ferr := findListener(addr)
 	switch {

@@ -67,7 +67,7 @@ func TestExternalSyncd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc, err := nats.Connect(string(url))
+		nc, err := nats.Connect(string(url), testenv.SyncdNATS(t, data))
 		if err != nil {
 			t.Fatal(err)
 		}

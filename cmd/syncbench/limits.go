@@ -148,8 +148,8 @@ CREATE TABLE changes (seq INTEGER PRIMARY KEY, subject TEXT NOT NULL, body BLOB 
 // stream of its own on the server's NATS (file storage, like the
 // changelog), with a Nats-Msg-Id each, waits for every acknowledgement,
 // and deletes the stream.
-func measureJetStream(ctx context.Context, natsURL string, n int, l *limits) error {
-	nc, err := nats.Connect(natsURL)
+func measureJetStream(ctx context.Context, natsURL, natsKey string, n int, l *limits) error {
+	nc, err := connectNATS(natsURL, natsKey)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -320,7 +319,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer adminConn.Close()
-	nc, err := nats.Connect(ep.NATSURL)
+	nc, err := connectNATS(ep.NATSURL, ep.NATSKey)
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
@@ -464,7 +463,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := measureSQLite(ctx, dir, n, l); err != nil {
 			fmt.Fprintln(stderr, "syncbench: sqlite limit:", err)
 		}
-		if err := measureJetStream(ctx, ep.NATSURL, n, l); err != nil {
+		if err := measureJetStream(ctx, ep.NATSURL, ep.NATSKey, n, l); err != nil {
 			fmt.Fprintln(stderr, "syncbench: jetstream limit:", err)
 		}
 		rep.Limits = l

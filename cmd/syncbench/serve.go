@@ -40,6 +40,9 @@ type endpoint struct {
 	CA      string `json:"ca"`
 	Token   string `json:"token"`
 	NATSURL string `json:"nats"`
+	// NATSKey: the NKey seed file to connect with (syncd's own key, read
+	// from its data directory); empty for an unauthenticated NATS.
+	NATSKey string `json:"nats_key,omitempty"`
 	PID     int    `json:"pid"`
 	// trip stops the run at the first call a rate limit refused.
 	trip *rateTrip

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/fieldsync/fieldsync/backup"
 	"github.com/fieldsync/fieldsync/internal/buildinfo"
@@ -76,6 +77,7 @@ type config struct {
 	metricsListen     string // empty: no metrics listener
 	reflection        bool
 	version           bool
+	nats              natsFlags // nats_flags.go
 }
 
 // defaultConfig holds every default in one place.
@@ -124,7 +126,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(&c.data, "data", c.data, "data `directory` (created mode 0700): the database fieldsync.db, the embedded NATS store, admin.token, audit.key and nats.url")
 	fs.StringVar(&c.listen, "listen", c.listen, "gRPC listen `address`; port 0 picks a free one (the address is printed)")
-	fs.BoolVar(&c.insecureListenAny, "insecure-listen-any", c.insecureListenAny, "allow a non-loopback -nats-listen although the embedded NATS has no authentication: only on a private network")
+	fs.BoolVar(&c.insecureListenAny, "insecure-listen-any", c.insecureListenAny, "no longer needed and ignored: the embedded NATS authenticates every connection and uses TLS beyond loopback")
 	fs.BoolVar(&c.plaintext, "insecure-plaintext", c.plaintext, "serve gRPC without TLS (development only; -listen must be loopback)")
 	fs.StringVar(&c.tlsHosts, "tls-hosts", c.tlsHosts, "comma-separated host `names` and IPs the server certificate covers besides the -listen host, localhost and 127.0.0.1 (a -listen on 0.0.0.0 covers every local address)")
 	fs.StringVar(&c.natsURL, "nats", c.natsURL, "`URL` of an external NATS with JetStream (e.g. nats://10.0.0.5:4222); empty embeds a nats-server")
@@ -138,6 +140,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.backup, "backup", c.backup, "where the database is backed up continuously: a `directory`, s3://bucket/path (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the usual AWS chain; ?endpoint=host:port for other S3-compatible storage), nats://host:port/bucket (a JetStream object store), or off (default <data>/backup: on the same disk, it undoes mistakes but does not survive the disk)")
 	fs.DurationVar(&c.backupInterval, "backup-interval", c.backupInterval, "how often committed writes are shipped to the backup: the most a restore can lose")
 	fs.DurationVar(&c.backupRetention, "backup-retention", c.backupRetention, "how far back syncd restore -timestamp can go")
+	c.nats.register(fs)
 	fs.Var(&c.enrollRate, "enroll-rate", "rate `limit` on failed Enroll calls (bad codes) per IP address or IPv6 /64, to slow code guessing (successful ones are free)"+over)
 	fs.Var(cliflags.Checked(&c.logFormat, cliflags.OneOf("text", "json")), "log-format", "log `format` on stderr: text, or json (one object a line, for log collectors)")
 	fs.StringVar(&c.metricsListen, "metrics-listen", c.metricsListen, "HTTP `address` serving Prometheus metrics at /metrics and a health check at /healthz, e.g. 127.0.0.1:9464 (default off; no TLS and no credential: keep it on loopback or a management network)")
@@ -170,6 +173,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: syncd takes flags, or the command restore (see syncd -h)", fs.Arg(0))
 	}
+	cfg.nats.explicit(fs)
+	if err := cfg.nats.check(cfg.natsURL != "", int64(cfg.natsMaxStore)); err != nil {
+		return err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("-log-level %q: want debug, info, warn or error", cfg.logLevel)
@@ -192,16 +199,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var natsHost string
 	var natsPort int
+	var natsOpts []nats.Option
 	if cfg.natsURL == "" {
 		var err error
 		if natsHost, natsPort, err = parseNATSListen(cfg.natsListen); err != nil {
 			return err
 		}
-		if err := checkLoopback("-nats-listen", cfg.natsListen, cfg.insecureListenAny,
-			"the embedded NATS has no authentication, so anyone who can reach it reads the whole changelog",
-			"listen on 127.0.0.1, or pass -insecure-listen-any if the network is otherwise protected (a VPN)"); err != nil {
-			return err
+		if n := cfg.nats; n.creds != "" || n.nkey != "" || n.ca != "" || n.cert != "" {
+			return errors.New("-nats-creds, -nats-nkey, -nats-ca and -nats-cert are for an external NATS (-nats URL); the embedded one makes its own (see fieldctl admin hq-credential)")
 		}
+	} else if natsOpts, err = cfg.nats.clientOptions(); err != nil {
+		return err
+	}
+	if cfg.insecureListenAny {
+		log.Warn("-insecure-listen-any is no longer needed and is ignored: the embedded NATS authenticates every connection (NKeys) and uses TLS beyond loopback")
 	}
 
 	var tlsHosts []string
@@ -226,6 +237,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		NATSHost:        natsHost,
 		NATSPort:        natsPort,
 		NATSMaxStore:    int64(cfg.natsMaxStore),
+		NATSOptions:     natsOpts,
+		StreamLimits:    cfg.nats.limits,
 		AdminTokenFile:  cfg.adminTokenFile,
 		Backup:          backupLocation(cfg.data, cfg.backup),
 		BackupInterval:  cfg.backupInterval,

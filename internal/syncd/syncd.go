@@ -69,6 +69,15 @@ type Config struct {
 	NATSHost     string
 	NATSPort     int
 	NATSMaxStore int64
+	// NATSOptions are added to the connection to an external NATS (its
+	// credentials and TLS). The embedded NATS authenticates every
+	// connection: syncd's own NKey (<Dir>/nats-syncd.nk, made on first
+	// start) and the HQ credentials in the database; beyond loopback it
+	// requires TLS with syncd's CA.
+	NATSOptions []nats.Option
+	// StreamLimits are the changelog stream's limits; those not marked as
+	// set keep an existing stream's own.
+	StreamLimits server.StreamLimits
 
 	// AdminToken is the admin credential; empty reads AdminTokenFile
 	// (default <Dir>/admin.token), creating it if missing.
@@ -104,10 +113,12 @@ type Daemon struct {
 	Store  *store.Server
 	Server *server.Server
 	NATS   *natsserver.Server // nil with an external NATS
-	NC     *nats.Conn
-	JS     jetstream.JetStream
-	GRPC   *grpc.Server
-	Backup *backup.Backup // nil without a backup
+	// NATSAuth is the embedded NATS's users (nil with an external NATS).
+	NATSAuth *server.NATSAuth
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	GRPC     *grpc.Server
+	Backup   *backup.Backup // nil without a backup
 
 	Addr       string // the gRPC address it listens on
 	NATSURL    string // the URL NATS clients use
@@ -228,6 +239,8 @@ func (d *Daemon) start(ctx context.Context) error {
 		Logger:         d.log,
 		Metrics:        d.metrics.metricsOf(),
 		Reflection:     cfg.Reflection,
+		NATSAuth:       d.NATSAuth,
+		StreamLimits:   cfg.StreamLimits,
 	}
 	if cfg.Server != nil {
 		cfg.Server(&scfg)
@@ -246,6 +259,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	if err != nil {
 		d.log.Warn("changelog not checked before serving; the relay keeps trying", "err", err)
 	}
+	fmt.Fprintf(d.out, "syncd: changelog %s\n", server.DescribeStream(d.Server.Relay().StreamSettings()))
 	// The relay outlives ctx: on a signal it must still publish what the
 	// last requests committed, so Stop cancels it only after that.
 	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -352,16 +366,28 @@ func (d *Daemon) connectNATS(ctx context.Context) error {
 			}
 			l.Close()
 		}
-		ns, err := server.EmbeddedNATS(storeDir, host, port, server.WithJetStreamLimits(cfg.NATSMaxStore, 0))
+		nopts, auth, err := d.embeddedNATSAuth(ctx, host)
+		if err != nil {
+			return err
+		}
+		d.NATSAuth = auth
+		ns, err := server.EmbeddedNATS(storeDir, host, port, append(nopts, server.WithJetStreamLimits(cfg.NATSMaxStore, 0))...)
 		if err != nil {
 			return err
 		}
 		d.NATS = ns
 		natsURL = ns.ClientURL()
-		opts = append(opts, nats.InProcessServer(ns))
+		// In process: no TLS to check even when the listener requires it.
+		opts = append(opts, nats.InProcessServer(ns), auth.ConnectOption())
 		fmt.Fprintf(d.out, "syncd: nats on %s (embedded, JetStream store %s, at most %s)\n", natsURL, storeDir, server.ByteSize(ns.JetStreamConfig().MaxStore))
 	}
-	nc, err := nats.Connect(natsURL, opts...)
+	connectURL := natsURL
+	if d.NATS != nil {
+		connectURL = "" // in process (a tls:// URL would make the client check a certificate)
+	} else {
+		opts = append(opts, cfg.NATSOptions...)
+	}
+	nc, err := nats.Connect(connectURL, opts...)
 	if err != nil {
 		close(d.ncClosed) // never connected: nothing to wait for
 		if cfg.NATSURL != "" {
@@ -392,6 +418,38 @@ func (d *Daemon) connectNATS(ctx context.Context) error {
 		return fmt.Errorf("write nats.url: %w", err)
 	}
 	return nil
+}
+
+// embeddedNATSAuth is the embedded NATS's authentication: syncd's own
+// NKey (made on first start in <Dir>/nats-syncd.nk, which an operator may
+// use with natscli), the HQ credentials from the database, and TLS with
+// syncd's CA when it listens beyond loopback.
+func (d *Daemon) embeddedNATSAuth(ctx context.Context, natsHost string) ([]server.NATSOption, *server.NATSAuth, error) {
+	seedFile := filepath.Join(d.cfg.Dir, "nats-syncd.nk")
+	kp, created, err := server.LoadOrCreateNKey(seedFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("syncd's NATS key: %w", err)
+	}
+	if created {
+		fmt.Fprintf(d.out, "syncd: NATS key created in %s (syncd's own NATS user, every right: keep it secret)\n", seedFile)
+	}
+	hq, err := server.HQUsers(ctx, d.Store)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read HQ credentials: %w", err)
+	}
+	auth := server.NewNATSAuth(kp, hq)
+	opts := []server.NATSOption{server.WithAuth(auth)}
+	if ip := net.ParseIP(natsHost); natsHost != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		tlsDir := filepath.Join(d.cfg.Dir, "tls")
+		tlsCfg, err := server.LoadOrCreateNATSTLS(tlsDir, certHosts(&net.TCPAddr{IP: ip}, append(slices.Clone(d.cfg.TLSHosts), natsHost)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("NATS TLS: %w", err)
+		}
+		opts = append(opts, server.WithTLS(tlsCfg))
+		fmt.Fprintf(d.out, "syncd: nats requires TLS on %s (certificate from CA %s: clients pass it, e.g. nats --tlsca, fieldctl hq tail -nats-ca)\n", natsHost, filepath.Join(tlsDir, server.CAFile))
+	}
+	fmt.Fprintf(d.out, "syncd: nats authenticates every connection: %d HQ credential(s) (fieldctl admin hq-credential)\n", len(hq))
+	return opts, auth, nil
 }
 
 // Serving is closed, after its error is sent, when gRPC stops serving

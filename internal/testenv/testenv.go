@@ -37,7 +37,8 @@ type Env struct {
 	Store      *store.Server
 	Server     *server.Server
 	NATS       *natsserver.Server
-	NC         *nats.Conn
+	NC         *nats.Conn // syncd's own NATS user
+	NATSAuth   *server.NATSAuth
 	JS         jetstream.JetStream
 	GRPC       *grpc.Server
 	Addr       string
@@ -152,6 +153,7 @@ func Start(t testing.TB, opts ...Option) *Env {
 	}
 	e.Daemon = d
 	e.Store, e.Server, e.NATS, e.NC, e.JS, e.GRPC = d.Store, d.Server, d.NATS, d.NC, d.JS, d.GRPC
+	e.NATSAuth = d.NATSAuth
 	e.Addr, e.CAFingerprint = d.Addr, d.CAFingerprint
 	clientCreds := insecure.NewCredentials()
 	if !o.plaintext {

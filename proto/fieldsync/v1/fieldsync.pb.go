@@ -3733,6 +3733,343 @@ func (x *CancelEnrollmentCodesResponse) GetCancelledCodeRefs() []string {
 	return nil
 }
 
+// An HQ consumer's credential for the embedded NATS.
+type HQCredential struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The NKey user public key (U...).
+	PublicKey string `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	CreatedMs int64  `protobuf:"varint,3,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	// 0 while in use.
+	RevokedMs     int64 `protobuf:"varint,4,opt,name=revoked_ms,json=revokedMs,proto3" json:"revoked_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HQCredential) Reset() {
+	*x = HQCredential{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HQCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HQCredential) ProtoMessage() {}
+
+func (x *HQCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HQCredential.ProtoReflect.Descriptor instead.
+func (*HQCredential) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *HQCredential) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HQCredential) GetPublicKey() string {
+	if x != nil {
+		return x.PublicKey
+	}
+	return ""
+}
+
+func (x *HQCredential) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+func (x *HQCredential) GetRevokedMs() int64 {
+	if x != nil {
+		return x.RevokedMs
+	}
+	return 0
+}
+
+type AddHQCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-64 letters, digits, '-', '_' or '.'.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddHQCredentialRequest) Reset() {
+	*x = AddHQCredentialRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddHQCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddHQCredentialRequest) ProtoMessage() {}
+
+func (x *AddHQCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddHQCredentialRequest.ProtoReflect.Descriptor instead.
+func (*AddHQCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *AddHQCredentialRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type AddHQCredentialResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Credential *HQCredential          `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	// The NKey seed (SU...): the secret HQ connects with. Shown once.
+	Seed          string `protobuf:"bytes,2,opt,name=seed,proto3" json:"seed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddHQCredentialResponse) Reset() {
+	*x = AddHQCredentialResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddHQCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddHQCredentialResponse) ProtoMessage() {}
+
+func (x *AddHQCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddHQCredentialResponse.ProtoReflect.Descriptor instead.
+func (*AddHQCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *AddHQCredentialResponse) GetCredential() *HQCredential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+func (x *AddHQCredentialResponse) GetSeed() string {
+	if x != nil {
+		return x.Seed
+	}
+	return ""
+}
+
+type ListHQCredentialsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHQCredentialsRequest) Reset() {
+	*x = ListHQCredentialsRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHQCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHQCredentialsRequest) ProtoMessage() {}
+
+func (x *ListHQCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHQCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*ListHQCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{53}
+}
+
+type ListHQCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Credentials   []*HQCredential        `protobuf:"bytes,1,rep,name=credentials,proto3" json:"credentials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHQCredentialsResponse) Reset() {
+	*x = ListHQCredentialsResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHQCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHQCredentialsResponse) ProtoMessage() {}
+
+func (x *ListHQCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHQCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*ListHQCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ListHQCredentialsResponse) GetCredentials() []*HQCredential {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+type RevokeHQCredentialRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeHQCredentialRequest) Reset() {
+	*x = RevokeHQCredentialRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeHQCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeHQCredentialRequest) ProtoMessage() {}
+
+func (x *RevokeHQCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeHQCredentialRequest.ProtoReflect.Descriptor instead.
+func (*RevokeHQCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *RevokeHQCredentialRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RevokeHQCredentialResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	AlreadyRevoked bool                   `protobuf:"varint,1,opt,name=already_revoked,json=alreadyRevoked,proto3" json:"already_revoked,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RevokeHQCredentialResponse) Reset() {
+	*x = RevokeHQCredentialResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeHQCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeHQCredentialResponse) ProtoMessage() {}
+
+func (x *RevokeHQCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeHQCredentialResponse.ProtoReflect.Descriptor instead.
+func (*RevokeHQCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *RevokeHQCredentialResponse) GetAlreadyRevoked() bool {
+	if x != nil {
+		return x.AlreadyRevoked
+	}
+	return false
+}
+
 var File_fieldsync_v1_fieldsync_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
@@ -4002,7 +4339,29 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\bcode_ref\x18\x01 \x01(\tR\acodeRef\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\"O\n" +
 	"\x1dCancelEnrollmentCodesResponse\x12.\n" +
-	"\x13cancelled_code_refs\x18\x01 \x03(\tR\x11cancelledCodeRefs*b\n" +
+	"\x13cancelled_code_refs\x18\x01 \x03(\tR\x11cancelledCodeRefs\"\x7f\n" +
+	"\fHQCredential\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\tR\tpublicKey\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\x03 \x01(\x03R\tcreatedMs\x12\x1d\n" +
+	"\n" +
+	"revoked_ms\x18\x04 \x01(\x03R\trevokedMs\",\n" +
+	"\x16AddHQCredentialRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"i\n" +
+	"\x17AddHQCredentialResponse\x12:\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x1a.fieldsync.v1.HQCredentialR\n" +
+	"credential\x12\x12\n" +
+	"\x04seed\x18\x02 \x01(\tR\x04seed\"\x1a\n" +
+	"\x18ListHQCredentialsRequest\"Y\n" +
+	"\x19ListHQCredentialsResponse\x12<\n" +
+	"\vcredentials\x18\x01 \x03(\v2\x1a.fieldsync.v1.HQCredentialR\vcredentials\"/\n" +
+	"\x19RevokeHQCredentialRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"E\n" +
+	"\x1aRevokeHQCredentialResponse\x12'\n" +
+	"\x0falready_revoked\x18\x01 \x01(\bR\x0ealreadyRevoked*b\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_HOUSEHOLD\x10\x01\x12\x0e\n" +
@@ -4041,7 +4400,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x04Sync\x12\x19.fieldsync.v1.SyncRequest\x1a\x1a.fieldsync.v1.SyncResponse\x12B\n" +
 	"\x05Watch\x12\x1a.fieldsync.v1.WatchRequest\x1a\x1b.fieldsync.v1.WatchResponse0\x012T\n" +
 	"\rEnrollService\x12C\n" +
-	"\x06Enroll\x12\x1b.fieldsync.v1.EnrollRequest\x1a\x1c.fieldsync.v1.EnrollResponse2\xfd\t\n" +
+	"\x06Enroll\x12\x1b.fieldsync.v1.EnrollRequest\x1a\x1c.fieldsync.v1.EnrollResponse2\xac\f\n" +
 	"\fAdminService\x12L\n" +
 	"\tImportOrg\x12\x1e.fieldsync.v1.ImportOrgRequest\x1a\x1f.fieldsync.v1.ImportOrgResponse\x12^\n" +
 	"\x0fAssignHousehold\x12$.fieldsync.v1.AssignHouseholdRequest\x1a%.fieldsync.v1.AssignHouseholdResponse\x12m\n" +
@@ -4056,7 +4415,10 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\n" +
 	"EnableUser\x12\x1f.fieldsync.v1.EnableUserRequest\x1a .fieldsync.v1.EnableUserResponse\x12j\n" +
 	"\x13ListEnrollmentCodes\x12(.fieldsync.v1.ListEnrollmentCodesRequest\x1a).fieldsync.v1.ListEnrollmentCodesResponse\x12p\n" +
-	"\x15CancelEnrollmentCodes\x12*.fieldsync.v1.CancelEnrollmentCodesRequest\x1a+.fieldsync.v1.CancelEnrollmentCodesResponse2V\n" +
+	"\x15CancelEnrollmentCodes\x12*.fieldsync.v1.CancelEnrollmentCodesRequest\x1a+.fieldsync.v1.CancelEnrollmentCodesResponse\x12^\n" +
+	"\x0fAddHQCredential\x12$.fieldsync.v1.AddHQCredentialRequest\x1a%.fieldsync.v1.AddHQCredentialResponse\x12d\n" +
+	"\x11ListHQCredentials\x12&.fieldsync.v1.ListHQCredentialsRequest\x1a'.fieldsync.v1.ListHQCredentialsResponse\x12g\n" +
+	"\x12RevokeHQCredential\x12'.fieldsync.v1.RevokeHQCredentialRequest\x1a(.fieldsync.v1.RevokeHQCredentialResponse2V\n" +
 	"\rExportService\x12E\n" +
 	"\x06Export\x12\x1b.fieldsync.v1.ExportRequest\x1a\x1c.fieldsync.v1.ExportResponse0\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
@@ -4073,7 +4435,7 @@ func file_fieldsync_v1_fieldsync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_fieldsync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(Kind)(0),                             // 0: fieldsync.v1.Kind
 	(Op)(0),                               // 1: fieldsync.v1.Op
@@ -4131,19 +4493,26 @@ var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(*ListEnrollmentCodesResponse)(nil),   // 53: fieldsync.v1.ListEnrollmentCodesResponse
 	(*CancelEnrollmentCodesRequest)(nil),  // 54: fieldsync.v1.CancelEnrollmentCodesRequest
 	(*CancelEnrollmentCodesResponse)(nil), // 55: fieldsync.v1.CancelEnrollmentCodesResponse
-	nil,                                   // 56: fieldsync.v1.Record.FieldsEntry
-	nil,                                   // 57: fieldsync.v1.Mutation.FieldsEntry
-	nil,                                   // 58: fieldsync.v1.Mutation.BaseHlcEntry
+	(*HQCredential)(nil),                  // 56: fieldsync.v1.HQCredential
+	(*AddHQCredentialRequest)(nil),        // 57: fieldsync.v1.AddHQCredentialRequest
+	(*AddHQCredentialResponse)(nil),       // 58: fieldsync.v1.AddHQCredentialResponse
+	(*ListHQCredentialsRequest)(nil),      // 59: fieldsync.v1.ListHQCredentialsRequest
+	(*ListHQCredentialsResponse)(nil),     // 60: fieldsync.v1.ListHQCredentialsResponse
+	(*RevokeHQCredentialRequest)(nil),     // 61: fieldsync.v1.RevokeHQCredentialRequest
+	(*RevokeHQCredentialResponse)(nil),    // 62: fieldsync.v1.RevokeHQCredentialResponse
+	nil,                                   // 63: fieldsync.v1.Record.FieldsEntry
+	nil,                                   // 64: fieldsync.v1.Mutation.FieldsEntry
+	nil,                                   // 65: fieldsync.v1.Mutation.BaseHlcEntry
 }
 var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 0: fieldsync.v1.Record.kind:type_name -> fieldsync.v1.Kind
-	56, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
+	63, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
 	7,  // 2: fieldsync.v1.Record.entries:type_name -> fieldsync.v1.Entry
 	8,  // 3: fieldsync.v1.Record.conflicts:type_name -> fieldsync.v1.Conflict
 	0,  // 4: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
 	1,  // 5: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
-	57, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
-	58, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
+	64, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
+	65, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
 	4,  // 8: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
 	10, // 9: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
 	12, // 10: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
@@ -4169,46 +4538,54 @@ var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	38, // 30: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
 	38, // 31: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
 	52, // 32: fieldsync.v1.ListEnrollmentCodesResponse.codes:type_name -> fieldsync.v1.EnrollmentCode
-	6,  // 33: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
-	13, // 34: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
-	15, // 35: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
-	17, // 36: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
-	23, // 37: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
-	26, // 38: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
-	28, // 39: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
-	31, // 40: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	33, // 41: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	39, // 42: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
-	41, // 43: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
-	43, // 44: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
-	45, // 45: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
-	47, // 46: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
-	49, // 47: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
-	51, // 48: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
-	54, // 49: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
-	35, // 50: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
-	14, // 51: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
-	16, // 52: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
-	18, // 53: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
-	25, // 54: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
-	27, // 55: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
-	29, // 56: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
-	32, // 57: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	34, // 58: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	40, // 59: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
-	42, // 60: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
-	44, // 61: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
-	46, // 62: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
-	48, // 63: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
-	50, // 64: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
-	53, // 65: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
-	55, // 66: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
-	36, // 67: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
-	51, // [51:68] is the sub-list for method output_type
-	34, // [34:51] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	56, // 33: fieldsync.v1.AddHQCredentialResponse.credential:type_name -> fieldsync.v1.HQCredential
+	56, // 34: fieldsync.v1.ListHQCredentialsResponse.credentials:type_name -> fieldsync.v1.HQCredential
+	6,  // 35: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
+	13, // 36: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
+	15, // 37: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
+	17, // 38: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
+	23, // 39: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
+	26, // 40: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
+	28, // 41: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
+	31, // 42: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	33, // 43: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	39, // 44: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
+	41, // 45: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
+	43, // 46: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
+	45, // 47: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
+	47, // 48: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
+	49, // 49: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
+	51, // 50: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
+	54, // 51: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
+	57, // 52: fieldsync.v1.AdminService.AddHQCredential:input_type -> fieldsync.v1.AddHQCredentialRequest
+	59, // 53: fieldsync.v1.AdminService.ListHQCredentials:input_type -> fieldsync.v1.ListHQCredentialsRequest
+	61, // 54: fieldsync.v1.AdminService.RevokeHQCredential:input_type -> fieldsync.v1.RevokeHQCredentialRequest
+	35, // 55: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
+	14, // 56: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
+	16, // 57: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
+	18, // 58: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
+	25, // 59: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
+	27, // 60: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
+	29, // 61: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
+	32, // 62: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	34, // 63: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	40, // 64: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
+	42, // 65: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
+	44, // 66: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
+	46, // 67: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
+	48, // 68: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
+	50, // 69: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
+	53, // 70: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
+	55, // 71: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
+	58, // 72: fieldsync.v1.AdminService.AddHQCredential:output_type -> fieldsync.v1.AddHQCredentialResponse
+	60, // 73: fieldsync.v1.AdminService.ListHQCredentials:output_type -> fieldsync.v1.ListHQCredentialsResponse
+	62, // 74: fieldsync.v1.AdminService.RevokeHQCredential:output_type -> fieldsync.v1.RevokeHQCredentialResponse
+	36, // 75: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
+	56, // [56:76] is the sub-list for method output_type
+	36, // [36:56] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_fieldsync_proto_init() }
@@ -4222,7 +4599,7 @@ func file_fieldsync_v1_fieldsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_fieldsync_proto_rawDesc), len(file_fieldsync_v1_fieldsync_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   53,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

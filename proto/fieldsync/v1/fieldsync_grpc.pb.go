@@ -295,6 +295,9 @@ const (
 	AdminService_EnableUser_FullMethodName            = "/fieldsync.v1.AdminService/EnableUser"
 	AdminService_ListEnrollmentCodes_FullMethodName   = "/fieldsync.v1.AdminService/ListEnrollmentCodes"
 	AdminService_CancelEnrollmentCodes_FullMethodName = "/fieldsync.v1.AdminService/CancelEnrollmentCodes"
+	AdminService_AddHQCredential_FullMethodName       = "/fieldsync.v1.AdminService/AddHQCredential"
+	AdminService_ListHQCredentials_FullMethodName     = "/fieldsync.v1.AdminService/ListHQCredentials"
+	AdminService_RevokeHQCredential_FullMethodName    = "/fieldsync.v1.AdminService/RevokeHQCredential"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -323,6 +326,11 @@ type AdminServiceClient interface {
 	// ListEnrollmentCodes lists codes by reference, never the codes.
 	ListEnrollmentCodes(ctx context.Context, in *ListEnrollmentCodesRequest, opts ...grpc.CallOption) (*ListEnrollmentCodesResponse, error)
 	CancelEnrollmentCodes(ctx context.Context, in *CancelEnrollmentCodesRequest, opts ...grpc.CallOption) (*CancelEnrollmentCodesResponse, error)
+	// HQ consumers' credentials for the embedded NATS (read-only on the
+	// changelog). Add returns the NKey seed, once: it is never stored.
+	AddHQCredential(ctx context.Context, in *AddHQCredentialRequest, opts ...grpc.CallOption) (*AddHQCredentialResponse, error)
+	ListHQCredentials(ctx context.Context, in *ListHQCredentialsRequest, opts ...grpc.CallOption) (*ListHQCredentialsResponse, error)
+	RevokeHQCredential(ctx context.Context, in *RevokeHQCredentialRequest, opts ...grpc.CallOption) (*RevokeHQCredentialResponse, error)
 }
 
 type adminServiceClient struct {
@@ -463,6 +471,36 @@ func (c *adminServiceClient) CancelEnrollmentCodes(ctx context.Context, in *Canc
 	return out, nil
 }
 
+func (c *adminServiceClient) AddHQCredential(ctx context.Context, in *AddHQCredentialRequest, opts ...grpc.CallOption) (*AddHQCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddHQCredentialResponse)
+	err := c.cc.Invoke(ctx, AdminService_AddHQCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListHQCredentials(ctx context.Context, in *ListHQCredentialsRequest, opts ...grpc.CallOption) (*ListHQCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHQCredentialsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListHQCredentials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeHQCredential(ctx context.Context, in *RevokeHQCredentialRequest, opts ...grpc.CallOption) (*RevokeHQCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeHQCredentialResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeHQCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -489,6 +527,11 @@ type AdminServiceServer interface {
 	// ListEnrollmentCodes lists codes by reference, never the codes.
 	ListEnrollmentCodes(context.Context, *ListEnrollmentCodesRequest) (*ListEnrollmentCodesResponse, error)
 	CancelEnrollmentCodes(context.Context, *CancelEnrollmentCodesRequest) (*CancelEnrollmentCodesResponse, error)
+	// HQ consumers' credentials for the embedded NATS (read-only on the
+	// changelog). Add returns the NKey seed, once: it is never stored.
+	AddHQCredential(context.Context, *AddHQCredentialRequest) (*AddHQCredentialResponse, error)
+	ListHQCredentials(context.Context, *ListHQCredentialsRequest) (*ListHQCredentialsResponse, error)
+	RevokeHQCredential(context.Context, *RevokeHQCredentialRequest) (*RevokeHQCredentialResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -537,6 +580,15 @@ func (UnimplementedAdminServiceServer) ListEnrollmentCodes(context.Context, *Lis
 }
 func (UnimplementedAdminServiceServer) CancelEnrollmentCodes(context.Context, *CancelEnrollmentCodesRequest) (*CancelEnrollmentCodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelEnrollmentCodes not implemented")
+}
+func (UnimplementedAdminServiceServer) AddHQCredential(context.Context, *AddHQCredentialRequest) (*AddHQCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddHQCredential not implemented")
+}
+func (UnimplementedAdminServiceServer) ListHQCredentials(context.Context, *ListHQCredentialsRequest) (*ListHQCredentialsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHQCredentials not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeHQCredential(context.Context, *RevokeHQCredentialRequest) (*RevokeHQCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeHQCredential not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -793,6 +845,60 @@ func _AdminService_CancelEnrollmentCodes_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_AddHQCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddHQCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).AddHQCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_AddHQCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).AddHQCredential(ctx, req.(*AddHQCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListHQCredentials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHQCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListHQCredentials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListHQCredentials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListHQCredentials(ctx, req.(*ListHQCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeHQCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeHQCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeHQCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeHQCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeHQCredential(ctx, req.(*RevokeHQCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -851,6 +957,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelEnrollmentCodes",
 			Handler:    _AdminService_CancelEnrollmentCodes_Handler,
+		},
+		{
+			MethodName: "AddHQCredential",
+			Handler:    _AdminService_AddHQCredential_Handler,
+		},
+		{
+			MethodName: "ListHQCredentials",
+			Handler:    _AdminService_ListHQCredentials_Handler,
+		},
+		{
+			MethodName: "RevokeHQCredential",
+			Handler:    _AdminService_RevokeHQCredential_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
