@@ -530,7 +530,21 @@ func auditAnchor(ctx context.Context, src auditSources) ([]byte, *store.AuditHea
 		}
 		url = strings.TrimSpace(string(b))
 	}
-	nc, err := nats.Connect(url, nats.Name("fieldctl admin audit"), nats.Timeout(10*time.Second))
+	opts := []nats.Option{nats.Name("fieldctl admin audit"), nats.Timeout(10 * time.Second)}
+	// The audit heads are syncd's own stream: read with syncd's own NATS
+	// key (the embedded NATS takes no connection without one), and its CA
+	// when NATS listens with TLS.
+	if key := filepath.Join(src.data, "nats-syncd.nk"); fileExists(key) {
+		opt, err := nats.NkeyOptionFromSeed(key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("syncd's NATS key %s: %w", key, err)
+		}
+		opts = append(opts, opt)
+	}
+	if ca := filepath.Join(src.data, "tls", server.CAFile); strings.HasPrefix(url, "tls://") && fileExists(ca) {
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (is syncd running? give -nats URL, or -no-nats to check the database alone)", url, err)
 	}
@@ -613,4 +627,9 @@ func fmtBytes(n int64) string {
 		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

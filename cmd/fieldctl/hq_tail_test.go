@@ -92,6 +92,7 @@ func seqRange(from, to int) string {
 func TestHQTailNPrintsTheLastChangesAndExits(t *testing.T) {
 	e, n := publishedEnv(t)
 	url := e.NATS.ClientURL()
+	hq := e.HQCredential(t, "tail") // as HQ would: read-only on the changelog
 
 	for _, tt := range []struct {
 		args []string
@@ -103,7 +104,7 @@ func TestHQTailNPrintsTheLastChangesAndExits(t *testing.T) {
 		{[]string{"-from-start", "-n", fmt.Sprint(n + 3)}, seqRange(1, n)},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			p := startTail(t, append([]string{"hq", "tail", "-nats", url}, tt.args...)...)
+			p := startTail(t, append([]string{"hq", "tail", "-nats", url, "-nats-nkey", hq}, tt.args...)...)
 			testenv.WaitFor(t, 30*time.Second, "hq tail "+strings.Join(tt.args, " ")+" to exit by itself", p.ended)
 			if p.err != nil {
 				t.Fatalf("hq tail: %v\n%s", p.err, p.errb.String())
@@ -116,7 +117,7 @@ func TestHQTailNPrintsTheLastChangesAndExits(t *testing.T) {
 
 	// A subject filter: the last 2 changes on it, not the last 2 in the
 	// stream.
-	p := startTail(t, "hq", "tail", "-nats", url, "-n", "2", "-subject", "fieldsync.changes.*.household", "--json")
+	p := startTail(t, "hq", "tail", "-nats", url, "-nats-nkey", hq, "-n", "2", "-subject", "fieldsync.changes.*.household", "--json")
 	testenv.WaitFor(t, 30*time.Second, "hq tail -subject -n 2 to exit", p.ended)
 	if got := len(p.lines()); got != 2 || !strings.Contains(p.lines()[1], fmt.Sprintf(`"seq":%d,`, lastHousehold(t, e))) {
 		t.Errorf("filtered tail -n 2:\n%s", p.out.String())
@@ -138,7 +139,7 @@ func lastHousehold(t *testing.T, e *testenv.Env) uint64 {
 // -n N -f prints the last N and then keeps following, as tail -f.
 func TestHQTailFollowsAfterTheLastChangesWithF(t *testing.T) {
 	e, n := publishedEnv(t)
-	p := startTail(t, "hq", "tail", "-nats", e.NATS.ClientURL(), "-n", "2", "-f")
+	p := startTail(t, "hq", "tail", "-nats", e.NATS.ClientURL(), "-nats-nkey", e.HQCredential(t, "follow"), "-n", "2", "-f")
 	testenv.WaitFor(t, 30*time.Second, "the last 2 changes", func() bool { return len(p.lines()) >= 2 })
 
 	d := e.Device(testenv.Member)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -73,7 +74,7 @@ func startServer(ctx context.Context, dir string, logw io.Writer) (*benchServer,
 		return nil, err
 	}
 	b := &benchServer{d: d, st: d.Store}
-	b.ep = endpoint{Addr: d.Addr, CA: d.CAFingerprint, Token: token, NATSURL: d.NATSURL, PID: os.Getpid()}
+	b.ep = endpoint{Addr: d.Addr, CA: d.CAFingerprint, Token: token, NATSURL: d.NATSURL, NATSKey: filepath.Join(dir, "nats-syncd.nk"), PID: os.Getpid()}
 	return b, nil
 }
 
