@@ -120,14 +120,14 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 
 	what := "the latest point"
 	if !at.IsZero() {
-		what = "the last point before " + at.Format(time.RFC3339)
+		what = "the last point committed by " + at.UTC().Format(time.RFC3339Nano)
 	}
 	say("reading the backup in %s for %s", backup.Redact(backupURL), what)
 	p, err := backup.Latest(ctx, backupURL, at)
 	if err != nil {
 		return err
 	}
-	say("restoring the point of %s (backup transaction %d)", p.Time.UTC().Format(time.RFC3339Nano), p.TXID)
+	say("restoring the point of %s (backup transaction %d)%s", p.Time.UTC().Format(time.RFC3339Nano), p.TXID, committedBy(p, at))
 
 	// Into a new file: the database in place stays untouched until the new
 	// one is restored, checked and rebased.
@@ -200,7 +200,7 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 		return err
 	}
 	say("restored %s to the point of %s: change %d, %d bytes, %.1f s; new lineage %s after change %d (was %s)",
-		dbPath, p.Time.UTC().Format(time.RFC3339), last, fi.Size(), time.Since(start).Seconds(), l.ID, l.After, was)
+		dbPath, p.Time.UTC().Format(time.RFC3339Nano), last, fi.Size(), time.Since(start).Seconds(), l.ID, l.After, was)
 	say("start syncd again: devices send what the restored server lacks, and HQ consumers reload the changelog")
 	return nil
 }
@@ -226,4 +226,14 @@ func progress(w io.Writer, file string, start time.Time) (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// committedBy says why a point is the one for -timestamp at: what the
+// backup shows of when its changes were committed (see backup.Point).
+func committedBy(p backup.Point, at time.Time) string {
+	if at.IsZero() || p.Committed.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf(": every change in it was committed by %s, when the backup read the next transaction; later ones are left out, as nothing shows they were committed by %s",
+		p.Committed.UTC().Format(time.RFC3339Nano), at.UTC().Format(time.RFC3339Nano))
 }
