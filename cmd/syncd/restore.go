@@ -24,6 +24,11 @@ continuously, see syncd -backup), as it was at -timestamp or at the latest
 point the backup holds. Stop syncd first: restore refuses to run while a
 syncd holds the data directory.
 
+With -timestamp T it never brings back a change committed after T: it
+restores the last point the backup shows committed by T (it had read a
+later transaction by then), which may be a few seconds before T, or up to
+about a minute for a T older than 5 minutes before the backup's end.
+
 It restores into a new file, checks it (PRAGMA integrity_check), starts a
 new lineage in it (change ids after the restored point never repeat ids
 the lost changes had), and only then puts it in place of <data>/fieldsync.db.
