@@ -264,9 +264,10 @@ func (b *Backup) Close(ctx context.Context) error {
 type Point struct {
 	TXID uint64    // Litestream's transaction number
 	Time time.Time // when the backup read that transaction from the WAL (ms)
-	// Committed, for a restore to a timestamp, is when the backup read the
-	// next transaction: every change of the point was committed by then
-	// (see latestBefore). Zero for the latest point.
+	// Committed, for a restore to a timestamp, is a moment every change of
+	// the point was committed before: the end of the millisecond in which
+	// the backup read the next transaction (see latestBefore). Zero for the
+	// latest point.
 	Committed time.Time
 }
 
@@ -329,9 +330,10 @@ func latest(ctx context.Context, client litestream.ReplicaClient, backupURL stri
 // What the files do prove: SQLite has one writer at a time, so a
 // transaction's frames are written only once every earlier commit is
 // complete. Every change up to transaction N was therefore committed by
-// the time the backup read any later transaction: the earliest stamp of a
-// file starting after N. The point chosen is the last one so proven by
-// timestamp; the backup's last transaction is proven by nothing and is
+// the time the backup read any later transaction: before the end of the
+// millisecond of the earliest stamp of a file starting after N (stamps are
+// whole milliseconds, rounded down). The point chosen is the last one so
+// proven by timestamp; the backup's last transaction is proven by nothing and is
 // left to a restore without timestamp. syncd writes often enough for this
 // to cost little: the backup checkpoints the WAL about a second after the
 // last write (Config.CheckpointEvery), itself a transaction.
@@ -383,6 +385,7 @@ func latestBefore(ctx context.Context, client litestream.ReplicaClient, backupUR
 		}
 		tried[p.MaxTXID] = true
 		by, ok := proof(p.MaxTXID)
+		by = by.Add(time.Millisecond)
 		if !ok || by.After(timestamp) {
 			continue
 		}

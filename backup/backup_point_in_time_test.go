@@ -103,12 +103,11 @@ func TestRestoreToATimeHoldsOnlyChangesCommittedByThen(t *testing.T) {
 
 	at := stamps(t, bkDir)
 	readSecond, readNext := at[secondTX], at[secondTX+1]
-	if !readNext.After(readSecond) {
-		t.Fatalf("the backup read transactions %d and %d in the same millisecond (%v): no moment between them", secondTX, secondTX+1, readSecond)
-	}
-	// The moment just before the backup read the next transaction: it had
-	// read the second batch, whose commit nothing yet shows complete.
-	moment := readNext.Add(-time.Nanosecond)
+	// The last moment nothing yet shows the second batch's commit complete:
+	// the backup had read it, and the next transaction perhaps not (stamps
+	// are whole milliseconds, rounded down).
+	shown := readNext.Add(time.Millisecond)
+	moment := shown.Add(-time.Nanosecond)
 
 	restored := filepath.Join(t.TempDir(), "restored.db")
 	p, err := backup.Restore(ctx, bkDir, restored, moment)
@@ -127,7 +126,7 @@ func TestRestoreToATimeHoldsOnlyChangesCommittedByThen(t *testing.T) {
 	for name, ids := range map[string][]string{"second": second, "third": third} {
 		for _, id := range ids {
 			if got[id] {
-				t.Fatalf("restore to %v (point %+v) holds visit %s of the %s batch, read at %v but not shown committed before %v", moment, p, id, name, readSecond, readNext)
+				t.Fatalf("restore to %v (point %+v) holds visit %s of the %s batch, read at %v but not shown committed before %v", moment, p, id, name, readSecond, shown)
 			}
 		}
 	}
@@ -137,22 +136,22 @@ func TestRestoreToATimeHoldsOnlyChangesCommittedByThen(t *testing.T) {
 
 	// Once the backup has read the next transaction, the second batch is in.
 	restored2 := filepath.Join(t.TempDir(), "restored2.db")
-	p2, err := backup.Restore(ctx, bkDir, restored2, readNext)
+	p2, err := backup.Restore(ctx, bkDir, restored2, shown)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got = recordIDs(t, restored2)
 	for _, id := range append(append([]string(nil), first...), second...) {
 		if !got[id] {
-			t.Fatalf("restore to %v (point %+v) lacks visit %s, shown committed then", readNext, p2, id)
+			t.Fatalf("restore to %v (point %+v) lacks visit %s, shown committed then", shown, p2, id)
 		}
 	}
 	for _, id := range third {
 		if got[id] {
-			t.Fatalf("restore to %v (point %+v) holds visit %s of the third batch, written after", readNext, p2, id)
+			t.Fatalf("restore to %v (point %+v) holds visit %s of the third batch, written after", shown, p2, id)
 		}
 	}
-	if p2.TXID != secondTX || !p2.Time.Equal(readSecond) || !p2.Committed.Equal(readNext) {
-		t.Errorf("restore to %v: point %+v, want transaction %d read at %v, shown committed at %v", readNext, p2, secondTX, readSecond, readNext)
+	if p2.TXID < secondTX || p2.Time.After(shown) || p2.Committed.IsZero() || p2.Committed.After(shown) {
+		t.Errorf("restore to %v: point %+v, want transaction %d or after, read and shown committed by then", shown, p2, secondTX)
 	}
 }

@@ -239,6 +239,6 @@ func committedBy(p backup.Point, at time.Time) string {
 	if at.IsZero() || p.Committed.IsZero() {
 		return ""
 	}
-	return fmt.Sprintf(": every change in it was committed by %s, when the backup read the next transaction; later ones are left out, as nothing shows they were committed by %s",
+	return fmt.Sprintf(": every change in it was committed before %s, when the backup had read the next transaction; later ones are left out, as nothing shows they were committed by %s",
 		p.Committed.UTC().Format(time.RFC3339Nano), at.UTC().Format(time.RFC3339Nano))
 }
