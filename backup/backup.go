@@ -412,7 +412,7 @@ func noBackup(backupURL string, timestamp time.Time) error {
 	if timestamp.IsZero() {
 		return fmt.Errorf("%w: %s holds no backup of the database (is it the location syncd -backup named?)", ErrNoBackup, Redact(backupURL))
 	}
-	return fmt.Errorf("%w: %s holds no point committed by %s (a backup reaches back as far as its retention, syncd -backup-retention, or to when it began; a transaction counts as committed once the backup has read a later one)", ErrNoBackup, Redact(backupURL), timestamp.Format(time.RFC3339Nano))
+	return fmt.Errorf("%w: %s holds nothing as old as %s (a backup reaches back as far as its retention, syncd -backup-retention, or to when it began; and a transaction counts only once the backup has read a later one, which shows it committed)", ErrNoBackup, Redact(backupURL), timestamp.Format(time.RFC3339Nano))
 }
 
 // Restore writes the database as it was at timestamp (zero: the latest the
