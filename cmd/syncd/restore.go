@@ -132,7 +132,7 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 	if err != nil {
 		return err
 	}
-	say("restoring the point of %s (backup transaction %d)%s", p.Time.UTC().Format(time.RFC3339Nano), p.TXID, committedBy(p, at))
+	say("restoring the point of %s (backup transaction %d)%s", p.Time.UTC().Format(pointFormat), p.TXID, committedBy(p, at))
 
 	// Into a new file: the database in place stays untouched until the new
 	// one is restored, checked and rebased.
@@ -205,7 +205,7 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 		return err
 	}
 	say("restored %s to the point of %s: change %d, %d bytes, %.1f s; new lineage %s after change %d (was %s)",
-		dbPath, p.Time.UTC().Format(time.RFC3339Nano), last, fi.Size(), time.Since(start).Seconds(), l.ID, l.After, was)
+		dbPath, p.Time.UTC().Format(pointFormat), last, fi.Size(), time.Since(start).Seconds(), l.ID, l.After, was)
 	say("start syncd again: devices send what the restored server lacks, and HQ consumers reload the changelog")
 	return nil
 }
@@ -233,6 +233,9 @@ func progress(w io.Writer, file string, start time.Time) (stop func()) {
 	return func() { close(done); <-finished }
 }
 
+// pointFormat shows a backup's times as it keeps them: to the millisecond.
+const pointFormat = "2006-01-02T15:04:05.000Z07:00"
+
 // committedBy says why a point is the one for -timestamp at: what the
 // backup shows of when its changes were committed (see backup.Point).
 func committedBy(p backup.Point, at time.Time) string {
@@ -240,5 +243,5 @@ func committedBy(p backup.Point, at time.Time) string {
 		return ""
 	}
 	return fmt.Sprintf(": every change in it was committed before %s, when the backup had read the next transaction; later ones are left out, as nothing shows they were committed by %s",
-		p.Committed.UTC().Format(time.RFC3339Nano), at.UTC().Format(time.RFC3339Nano))
+		p.Committed.UTC().Format(pointFormat), at.UTC().Format(time.RFC3339Nano))
 }
