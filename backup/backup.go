@@ -20,6 +20,7 @@
 package backup
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -261,7 +263,12 @@ func (b *Backup) Close(ctx context.Context) error {
 // Point is a moment a backup can be restored to.
 type Point struct {
 	TXID uint64    // Litestream's transaction number
-	Time time.Time // when that transaction was shipped
+	Time time.Time // when the backup read that transaction from the WAL (ms)
+	// Committed, for a restore to a timestamp, is a moment every change of
+	// the point was committed before: the end of the millisecond in which
+	// the backup read the next transaction (see latestBefore). Zero for the
+	// latest point.
+	Committed time.Time
 }
 
 // ErrNoBackup says that the location holds no backup (or none old enough
@@ -282,7 +289,10 @@ func Latest(ctx context.Context, backupURL string, timestamp time.Time) (Point, 
 }
 
 func latest(ctx context.Context, client litestream.ReplicaClient, backupURL string, timestamp time.Time) (Point, error) {
-	infos, err := litestream.CalcRestorePlan(ctx, client, 0, timestamp, slog.New(slog.DiscardHandler))
+	if !timestamp.IsZero() {
+		return latestBefore(ctx, client, backupURL, timestamp)
+	}
+	infos, err := litestream.CalcRestorePlan(ctx, client, 0, time.Time{}, slog.New(slog.DiscardHandler))
 	if errors.Is(err, litestream.ErrTxNotAvailable) || errors.Is(err, litestream.ErrNoSnapshots) || (err == nil && len(infos) == 0) {
 		return Point{}, noBackup(backupURL, timestamp)
 	}
@@ -290,11 +300,10 @@ func latest(ctx context.Context, client litestream.ReplicaClient, backupURL stri
 		return Point{}, fmt.Errorf("read backup %s: %w", Redact(backupURL), err)
 	}
 	last := infos[len(infos)-1]
-	// The plan's files may be compacted ones, stamped when compacted: the
-	// last L0 file up to the plan's end says when its last transaction was
-	// shipped.
+	// The plan's files may be compacted ones: the last L0 file up to the
+	// plan's end says when its last transaction was read.
 	at := last.CreatedAt
-	if itr, err := client.LTXFiles(ctx, 0, 0, !timestamp.IsZero()); err == nil {
+	if itr, err := client.LTXFiles(ctx, 0, 0, false); err == nil {
 		for itr.Next() {
 			if it := itr.Item(); it.MaxTXID == last.MaxTXID {
 				at = it.CreatedAt
@@ -305,11 +314,105 @@ func latest(ctx context.Context, client litestream.ReplicaClient, backupURL stri
 	return Point{TXID: uint64(last.MaxTXID), Time: at}, nil
 }
 
+// latestBefore finds the last point whose changes were all committed by
+// timestamp.
+//
+// Litestream stamps each transaction file with the time it read the
+// transaction from the WAL (a compacted file, with that of its last
+// transaction), and its own restore to a timestamp takes every file stamped
+// before it. But it reads WAL frames as soon as SQLite has written them,
+// and SQLite makes a commit visible (and the writer acknowledges it) only
+// after it has synced the WAL (synchronous=FULL): under load that sync
+// takes tens of milliseconds or more, and a file stamped before T can hold
+// a commit completed after T (syncd restore -timestamp once brought back
+// changes the server had not yet committed at the moment asked for).
+//
+// What the files do prove: SQLite has one writer at a time, so a
+// transaction's frames are written only once every earlier commit is
+// complete. Every change up to transaction N was therefore committed by
+// the time the backup read any later transaction: before the end of the
+// millisecond of the earliest stamp of a file starting after N (stamps are
+// whole milliseconds, rounded down). The point chosen is the last one so
+// proven by timestamp; the backup's last transaction is proven by nothing and is
+// left to a restore without timestamp. syncd writes often enough for this
+// to cost little: the backup checkpoints the WAL about a second after the
+// last write (Config.CheckpointEvery), itself a transaction.
+func latestBefore(ctx context.Context, client litestream.ReplicaClient, backupURL string, timestamp time.Time) (Point, error) {
+	var files []*ltx.FileInfo // levels 0 to 8: transactions in order
+	var points []*ltx.FileInfo
+	for level := 0; level <= litestream.SnapshotLevel; level++ {
+		itr, err := client.LTXFiles(ctx, level, 0, true)
+		if err != nil {
+			return Point{}, fmt.Errorf("read backup %s: %w", Redact(backupURL), err)
+		}
+		for itr.Next() {
+			it := *itr.Item()
+			points = append(points, &it)
+			if level < litestream.SnapshotLevel {
+				files = append(files, &it)
+			}
+		}
+		if err := itr.Close(); err != nil {
+			return Point{}, fmt.Errorf("read backup %s: %w", Redact(backupURL), err)
+		}
+	}
+	// committedBy[i]: the earliest stamp of files[i:], sorted by first
+	// transaction.
+	slices.SortFunc(files, func(a, b *ltx.FileInfo) int { return cmp.Compare(a.MinTXID, b.MinTXID) })
+	committedBy := make([]time.Time, len(files))
+	for i := len(files) - 1; i >= 0; i-- {
+		committedBy[i] = files[i].CreatedAt
+		if i+1 < len(files) && committedBy[i+1].Before(committedBy[i]) {
+			committedBy[i] = committedBy[i+1]
+		}
+	}
+	proof := func(txid ltx.TXID) (time.Time, bool) {
+		i, _ := slices.BinarySearchFunc(files, txid+1, func(f *ltx.FileInfo, t ltx.TXID) int { return cmp.Compare(f.MinTXID, t) })
+		if i == len(files) {
+			return time.Time{}, false
+		}
+		return committedBy[i], true
+	}
+	// The candidate ends: every file's last transaction (and for each, the
+	// time the backup read it: the latest stamp among files ending there).
+	slices.SortFunc(points, func(a, b *ltx.FileInfo) int {
+		return cmp.Or(cmp.Compare(b.MaxTXID, a.MaxTXID), a.CreatedAt.Compare(b.CreatedAt))
+	})
+	tried := map[ltx.TXID]bool{}
+	for _, p := range points {
+		if tried[p.MaxTXID] {
+			continue
+		}
+		tried[p.MaxTXID] = true
+		by, ok := proof(p.MaxTXID)
+		by = by.Add(time.Millisecond)
+		if !ok || by.After(timestamp) {
+			continue
+		}
+		// Reachable from a snapshot through contiguous files?
+		infos, err := litestream.CalcRestorePlan(ctx, client, p.MaxTXID, time.Time{}, slog.New(slog.DiscardHandler))
+		if errors.Is(err, litestream.ErrTxNotAvailable) || errors.Is(err, litestream.ErrNoSnapshots) || (err == nil && len(infos) == 0) {
+			continue
+		}
+		if err != nil {
+			return Point{}, fmt.Errorf("read backup %s: %w", Redact(backupURL), err)
+		}
+		at := p.CreatedAt
+		for _, f := range files {
+			if f.Level == 0 && f.MaxTXID == p.MaxTXID {
+				at = f.CreatedAt
+			}
+		}
+		return Point{TXID: uint64(p.MaxTXID), Time: at, Committed: by}, nil
+	}
+	return Point{}, noBackup(backupURL, timestamp)
+}
+
 func noBackup(backupURL string, timestamp time.Time) error {
 	if timestamp.IsZero() {
 		return fmt.Errorf("%w: %s holds no backup of the database (is it the location syncd -backup named?)", ErrNoBackup, Redact(backupURL))
 	}
-	return fmt.Errorf("%w: %s holds nothing as old as %s (a backup reaches back as far as its retention, syncd -backup-retention, or to when it began)", ErrNoBackup, Redact(backupURL), timestamp.Format(time.RFC3339))
+	return fmt.Errorf("%w: %s holds nothing as old as %s (a backup reaches back as far as its retention, syncd -backup-retention, or to when it began; and a transaction counts only once the backup has read a later one, which shows it committed)", ErrNoBackup, Redact(backupURL), timestamp.Format(time.RFC3339Nano))
 }
 
 // Restore writes the database as it was at timestamp (zero: the latest the

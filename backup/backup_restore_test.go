@@ -197,9 +197,8 @@ func TestRestoreToAPointInTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	// Shown committed once the backup has read a later transaction.
+	waitForLaterTransaction(t, b)
 	between := time.Now()
 	// The backup stamps its files in milliseconds: the second batch must be
 	// shipped in a later millisecond than the point asked for.
@@ -287,9 +286,7 @@ func TestBackupGoesOnAfterARestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	waitForLaterTransaction(t, b)
 	between := time.Now()
 	testenv.WaitFor(t, time.Second, "the clock to move past the point", func() bool { return time.Since(between) > 5*time.Millisecond })
 	lost, err := writeBatch(ctx, st, 100)

@@ -24,6 +24,11 @@ continuously, see syncd -backup), as it was at -timestamp or at the latest
 point the backup holds. Stop syncd first: restore refuses to run while a
 syncd holds the data directory.
 
+With -timestamp T it never brings back a change committed after T: it
+restores the last point the backup shows committed by T (it had read a
+later transaction by then), which may be a few seconds before T, or up to
+about a minute for a T older than 5 minutes before the backup's end.
+
 It restores into a new file, checks it (PRAGMA integrity_check), starts a
 new lineage in it (change ids after the restored point never repeat ids
 the lost changes had), and only then puts it in place of <data>/fieldsync.db.
@@ -120,14 +125,14 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 
 	what := "the latest point"
 	if !at.IsZero() {
-		what = "the last point before " + at.Format(time.RFC3339)
+		what = "the last point committed by " + at.UTC().Format(time.RFC3339Nano)
 	}
 	say("reading the backup in %s for %s", backup.Redact(backupURL), what)
 	p, err := backup.Latest(ctx, backupURL, at)
 	if err != nil {
 		return err
 	}
-	say("restoring the point of %s (backup transaction %d)", p.Time.UTC().Format(time.RFC3339Nano), p.TXID)
+	say("restoring the point of %s (backup transaction %d)%s", p.Time.UTC().Format(pointFormat), p.TXID, committedBy(p, at))
 
 	// Into a new file: the database in place stays untouched until the new
 	// one is restored, checked and rebased.
@@ -200,7 +205,7 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 		return err
 	}
 	say("restored %s to the point of %s: change %d, %d bytes, %.1f s; new lineage %s after change %d (was %s)",
-		dbPath, p.Time.UTC().Format(time.RFC3339), last, fi.Size(), time.Since(start).Seconds(), l.ID, l.After, was)
+		dbPath, p.Time.UTC().Format(pointFormat), last, fi.Size(), time.Since(start).Seconds(), l.ID, l.After, was)
 	say("start syncd again: devices send what the restored server lacks, and HQ consumers reload the changelog")
 	return nil
 }
@@ -226,4 +231,17 @@ func progress(w io.Writer, file string, start time.Time) (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// pointFormat shows a backup's times as it keeps them: to the millisecond.
+const pointFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// committedBy says why a point is the one for -timestamp at: what the
+// backup shows of when its changes were committed (see backup.Point).
+func committedBy(p backup.Point, at time.Time) string {
+	if at.IsZero() || p.Committed.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf(": every change in it was committed before %s, when the backup had read the next transaction; later ones are left out, as nothing shows they were committed by %s",
+		p.Committed.UTC().Format(pointFormat), at.UTC().Format(time.RFC3339Nano))
 }
