@@ -430,7 +430,8 @@ type auditJSON struct {
 func adminAudit(ctx context.Context, c *cli, name string, args []string) error {
 	fs := c.newFlags(name, "[-data DIR] [-after N] [-limit N] [-verify] [--json]", `
 Lists the audit log: every administrator's action (import, assign,
-enrollment code, revoke, accounts) and every device enrollment, in order,
+enrollment code, revoke, accounts, users, codes, HQ credentials) and every
+device enrollment, in order,
 each with who (admin:<account>, admin:owner for admin.token, or a device
 id), what, to what and a JSON detail. Enrollment codes are never logged,
 only a reference (code_ref) that matches the enrolling device's entry.
