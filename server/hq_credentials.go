@@ -55,6 +55,17 @@ func (x *adminService) natsAuth() (*NATSAuth, error) {
 	return x.s.cfg.NATSAuth, nil
 }
 
+// hqCredentialAdmin is the administrator managing HQ credentials: a city
+// administrator only, as an HQ credential reads every change of the city
+// (the changelog is not split by town).
+func hqCredentialAdmin(ctx context.Context, what string) (*caller, error) {
+	c, err := adminFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c, c.cityOnly(what + " (it reads every change of the city)")
+}
+
 func toHQCredential(c store.HQCredential) *pb.HQCredential {
 	return &pb.HQCredential{Name: c.Name, PublicKey: c.PublicKey, CreatedMs: c.CreatedMs, RevokedMs: c.RevokedMs}
 }
@@ -63,6 +74,10 @@ func toHQCredential(c store.HQCredential) *pb.HQCredential {
 // and lets it connect to the embedded NATS at once; the seed is answered
 // once and never stored.
 func (x *adminService) AddHQCredential(ctx context.Context, req *pb.AddHQCredentialRequest) (*pb.AddHQCredentialResponse, error) {
+	c, err := hqCredentialAdmin(ctx, "adding an HQ credential")
+	if err != nil {
+		return nil, err
+	}
 	if _, err := x.natsAuth(); err != nil {
 		return nil, err
 	}
@@ -78,7 +93,7 @@ func (x *adminService) AddHQCredential(ctx context.Context, req *pb.AddHQCredent
 		if err := tx.AddHQCredential(name, pub); err != nil {
 			return err
 		}
-		return tx.Audit(store.AuditAdmin, auditAddHQCredential, name, auditDetail(map[string]any{"public_key": pub}))
+		return tx.Audit(c.actor(), auditAddHQCredential, name, auditDetail(map[string]any{"public_key": pub}))
 	})
 	switch {
 	case errors.Is(err, store.ErrExists):
@@ -105,6 +120,9 @@ func (x *adminService) AddHQCredential(ctx context.Context, req *pb.AddHQCredent
 
 // ListHQCredentials lists HQ's credentials, revoked ones too.
 func (x *adminService) ListHQCredentials(ctx context.Context, _ *pb.ListHQCredentialsRequest) (*pb.ListHQCredentialsResponse, error) {
+	if _, err := hqCredentialAdmin(ctx, "listing HQ credentials"); err != nil {
+		return nil, err
+	}
 	creds, err := x.s.store.HQCredentials(ctx)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "list HQ credentials: %v; retry", err)
@@ -119,16 +137,20 @@ func (x *adminService) ListHQCredentials(ctx context.Context, _ *pb.ListHQCreden
 // RevokeHQCredential cuts an HQ credential off: its connections to the
 // embedded NATS are closed and it cannot connect again.
 func (x *adminService) RevokeHQCredential(ctx context.Context, req *pb.RevokeHQCredentialRequest) (*pb.RevokeHQCredentialResponse, error) {
+	c, err := hqCredentialAdmin(ctx, "revoking an HQ credential")
+	if err != nil {
+		return nil, err
+	}
 	if _, err := x.natsAuth(); err != nil {
 		return nil, err
 	}
 	var already bool
-	err := x.s.store.Write(ctx, func(tx *store.Tx) error {
+	err = x.s.store.Write(ctx, func(tx *store.Tx) error {
 		var err error
 		if already, err = tx.RevokeHQCredential(req.GetName()); err != nil {
 			return err
 		}
-		return tx.Audit(store.AuditAdmin, auditRevokeHQCredential, req.GetName(), auditDetail(map[string]any{"already_revoked": already}))
+		return tx.Audit(c.actor(), auditRevokeHQCredential, req.GetName(), auditDetail(map[string]any{"already_revoked": already}))
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -70,7 +70,7 @@ func (s *Server) observe(ctx context.Context, method string, stream bool, ci *ca
 	if c := ci.caller; c != nil {
 		who = c.deviceID
 		if c.admin {
-			who = "admin"
+			who = c.actor() // the person, as the audit names them
 		}
 	}
 	// A call the client gave up on (a phone losing signal) fails with
@@ -86,6 +86,12 @@ func (s *Server) observe(ctx context.Context, method string, stream bool, ci *ca
 		// Revoked after its credential passed (a Sync, a Watch): the
 		// credential check did not see it.
 		s.credentialRefused(ctx, method, err)
+	}
+	if c := ci.caller; c != nil && c.admin && code == codes.PermissionDenied {
+		// An administrator acting outside its scope: a mistake, or a
+		// town's credential probing the city.
+		s.logRefusal("admin/scope", c.actor(), "administrator refused outside its scope", "method", method, "peer", peerAddr(ctx),
+			"caller", c.actor(), "err", status.Convert(err).Message())
 	}
 	if method == pb.EnrollService_Enroll_FullMethodName && failedEnrollment(err) {
 		s.logRefusal("enroll", peerKey(ctx), "enrollment failed", "peer", peerAddr(ctx), "err", status.Convert(err).Message())
@@ -129,6 +135,8 @@ func (s *Server) credentialRefused(ctx context.Context, method string, err error
 		reason = "unknown"
 	case strings.HasPrefix(msg, "admin credential"):
 		reason = "admin"
+	case strings.HasPrefix(msg, "administrator account"): // disabled (adminCaller)
+		reason = "admin_disabled"
 	case strings.HasPrefix(msg, "export is for HQ"):
 		reason = "not_hq"
 	case serverSide(status.Code(err)):

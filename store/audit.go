@@ -39,8 +39,9 @@ const (
 	AuditEnrollDevice         = "enroll_device"
 )
 
-// AuditAdmin is the actor of an administrator's action; a device's actions
-// have its device id as actor.
+// AuditAdmin is the actor older releases wrote for every administrator's
+// action, before accounts; the server now writes domain.AdminActor
+// ("admin:<account>"), and a device's actions have its device id as actor.
 const AuditAdmin = "admin"
 
 // metaAuditHead keeps "seq hash" of the last entry, written with it, so

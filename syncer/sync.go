@@ -56,7 +56,16 @@ type RetryError struct {
 }
 
 func (e *RetryError) Error() string {
-	return fmt.Sprintf("server asked this device to wait %v before syncing again (%s): the work is kept on the device and syncs after that", e.After, e.Reason)
+	return fmt.Sprintf("server asked this device to wait %v before syncing again (%s): the work is kept on the device and syncs after that", roundWait(e.After), e.Reason)
+}
+
+// roundWait is a wait as people read it: whole seconds, or milliseconds
+// below a second (not 22h45m8.165305751s).
+func roundWait(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }
 
 // AfterMillis is After in milliseconds, for apps that cannot use a

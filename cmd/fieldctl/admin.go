@@ -430,7 +430,8 @@ type auditJSON struct {
 func adminAudit(ctx context.Context, c *cli, name string, args []string) error {
 	fs := c.newFlags(name, "[-data DIR] [-after N] [-limit N] [-verify] [--json]", `
 Lists the audit log: every administrator's action (import, assign,
-enrollment code, revoke, accounts) and every device enrollment, in order,
+enrollment code, revoke, accounts, users, codes, HQ credentials) and every
+device enrollment, in order,
 each with who (admin:<account>, admin:owner for admin.token, or a device
 id), what, to what and a JSON detail. Enrollment codes are never logged,
 only a reference (code_ref) that matches the enrolling device's entry.
@@ -455,6 +456,9 @@ fieldctl admin audit -after 120 --json`)
 	keyFile := fs.String("key-file", "", "the audit key `file` for -verify (default <data>/audit.key)")
 	natsURL := fs.String("nats", "", "NATS `URL` to read the published head from, for -verify (default: from <data>/nats.url)")
 	noNATS := fs.Bool("no-nats", false, "with -verify, check the database alone: entries cut off the end then go unseen")
+	natsNKey := fs.String("nats-nkey", "", "with -verify, the NKey seed `file` to read the head with (default <data>/nats-syncd.nk, syncd's own key on its embedded NATS)")
+	natsCreds := fs.String("nats-creds", "", "with -verify, a NATS .creds `file` to read the head with (an external NATS, syncd's -nats-creds)")
+	natsCA := fs.String("nats-ca", "", "with -verify, the CA `file` (PEM) NATS's certificate is checked against (default for a tls:// URL: <data>/tls/ca.pem)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
@@ -469,7 +473,8 @@ fieldctl admin audit -after 120 --json`)
 	}
 	defer al.Close()
 	if *verify {
-		return auditVerify(ctx, c, al, auditSources{data: *data, keyFile: *keyFile, natsURL: *natsURL, noNATS: *noNATS}, *asJSON)
+		return auditVerify(ctx, c, al, auditSources{data: *data, keyFile: *keyFile, natsURL: *natsURL, noNATS: *noNATS,
+			nkey: *natsNKey, creds: *natsCreds, ca: *natsCA}, *asJSON)
 	}
 	entries := []auditJSON{}
 	for at := *after; ; {
@@ -507,6 +512,7 @@ fieldctl admin audit -after 120 --json`)
 type auditSources struct {
 	data, keyFile, natsURL string
 	noNATS                 bool
+	nkey, creds, ca        string // NATS credential and CA; default syncd's own
 }
 
 // auditAnchor reads the audit key and the last head published to NATS.
@@ -534,19 +540,34 @@ func auditAnchor(ctx context.Context, src auditSources) ([]byte, *store.AuditHea
 	// The audit heads are syncd's own stream: read with syncd's own NATS
 	// key (the embedded NATS takes no connection without one), and its CA
 	// when NATS listens with TLS.
-	if key := filepath.Join(src.data, "nats-syncd.nk"); fileExists(key) {
-		opt, err := nats.NkeyOptionFromSeed(key)
+	// An external NATS (syncd -nats) takes syncd's credential there.
+	if src.nkey != "" && src.creds != "" {
+		return nil, nil, usagef("-nats-nkey and -nats-creds: give one")
+	}
+	nkey := src.nkey
+	if key := filepath.Join(src.data, "nats-syncd.nk"); nkey == "" && src.creds == "" && fileExists(key) {
+		nkey = key
+	}
+	if nkey != "" {
+		opt, err := nats.NkeyOptionFromSeed(nkey)
 		if err != nil {
-			return nil, nil, fmt.Errorf("syncd's NATS key %s: %w", key, err)
+			return nil, nil, fmt.Errorf("NATS key %s: %w", nkey, err)
 		}
 		opts = append(opts, opt)
 	}
-	if ca := filepath.Join(src.data, "tls", server.CAFile); strings.HasPrefix(url, "tls://") && fileExists(ca) {
+	if src.creds != "" {
+		opts = append(opts, nats.UserCredentials(src.creds))
+	}
+	ca := src.ca
+	if def := filepath.Join(src.data, "tls", server.CAFile); ca == "" && strings.HasPrefix(url, "tls://") && fileExists(def) {
+		ca = def
+	}
+	if ca != "" {
 		opts = append(opts, nats.RootCAs(ca))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (is syncd running? give -nats URL, or -no-nats to check the database alone)", url, err)
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (is syncd running? give -nats URL and, for an external NATS, -nats-creds or -nats-nkey; or -no-nats to check the database alone)", url, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -23,7 +23,8 @@ func hqCredentialCommand() *command {
 natscli, a read model) connects to syncd's embedded NATS: it may read the
 changelog stream and keep consumers on it, and nothing else. add writes its
 seed to a file once (syncd keeps only the public key); revoke cuts it off at
-once.`,
+once. A credential reads every change of the city: only a city
+administrator manages them.`,
 		sub: []*command{
 			{name: "add", summary: "create a credential and write its NKey seed to a file (mode 0600)", run: hqCredentialAdd},
 			{name: "list", summary: "list the credentials", run: hqCredentialList},

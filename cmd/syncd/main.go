@@ -108,6 +108,10 @@ the one -nats names. On first start it creates the admin credential that
 fieldctl admin reads, and its own CA and server certificate in <data>/tls:
 gRPC is TLS, and every enrollment code carries the CA's fingerprint, which
 devices pin. Plain text only with -insecure-plaintext, and only on loopback.
+The embedded NATS takes no connection without an NKey: syncd's own
+(<data>/nats-syncd.nk) or an HQ credential (fieldctl admin hq-credential),
+which only reads the changelog; beyond loopback it requires TLS. The audit
+log's MAC key is <data>/audit.key: back it up apart from the database.
 SIGINT or SIGTERM stops it cleanly: in-flight syncs finish and every
 committed change is published before it exits. The database is backed up
 continuously (Litestream) to -backup, <data>/backup by default. One syncd

@@ -83,6 +83,7 @@ func TestSyncd(t *testing.T) {
 		if got, _ := os.ReadFile(filepath.Join(data, "nats.url")); strings.TrimSpace(string(got)) != m[1] {
 			t.Errorf("nats.url holds %q, want %q", got, m[1])
 		}
+		readmeQuickstartMatches(t, out, data)
 		// The audit log's key, outside the database.
 		if want := "syncd: created the audit log's key " + filepath.Join(data, "audit.key"); !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q; got:\n%s", want, out)
@@ -437,4 +438,35 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// readmeQuickstartMatches checks that the start lines the README's
+// quickstart shows ("# syncd: ..." under go run ./cmd/syncd) are the lines
+// a first start prints, in order, paths, fingerprint and ports aside: after
+// seven merges they had drifted.
+func readmeQuickstartMatches(t *testing.T, out, data string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _, _ := strings.Cut(string(b)[strings.Index(string(b), "go run ./cmd/syncd\n"):], "```")
+	fingerprint := regexp.MustCompile(`fingerprint [0-9a-f]+(…)?`)
+	port := regexp.MustCompile(`127\.0\.0\.1:\d+`)
+	norm := func(l string) string {
+		l = fingerprint.ReplaceAllString(strings.ReplaceAll(l, data, "data"), "fingerprint F")
+		return port.ReplaceAllString(l, "127.0.0.1:P")
+	}
+	var want, got []string
+	for _, l := range strings.Split(block, "\n") {
+		if l, ok := strings.CutPrefix(l, "# syncd: "); ok {
+			want = append(want, norm("syncd: "+l))
+		}
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		got = append(got, norm(l))
+	}
+	if len(want) == 0 || strings.Join(want, "\n") != strings.Join(got, "\n") {
+		t.Errorf("README quickstart shows:\n%s\nsyncd printed:\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
+	}
 }

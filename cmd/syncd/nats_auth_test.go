@@ -26,11 +26,11 @@ func TestSyncdNATSBeyondLoopbackRequiresTLSAndACredential(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout syncBuffer
+	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-data", data, "-listen", "127.0.0.1:0", "-nats-listen", "0.0.0.0:-1",
-			"-log-level", "warn", "-changelog-max-age", "8760h"}, &stdout, io.Discard)
+			"-log-level", "warn", "-changelog-max-age", "8760h"}, &stdout, &stderr)
 	}()
 	defer func() {
 		cancel()
@@ -65,6 +65,10 @@ func TestSyncdNATSBeyondLoopbackRequiresTLSAndACredential(t *testing.T) {
 	}
 	if _, err := nats.Connect(url, ca, nats.Timeout(5*time.Second)); err == nil {
 		t.Error("a connection over TLS without a credential was accepted")
+	}
+	// The refusal leaves a trace in syncd's log.
+	if log := stderr.String(); !strings.Contains(log, "authentication error") || !strings.Contains(log, "component=nats") {
+		t.Errorf("syncd's log has no refused NATS connection:\n%s", log)
 	}
 	if nc, err := nats.Connect(url, syncdKey, nats.Timeout(5*time.Second)); err == nil {
 		if nc.TLSRequired() || nc.ConnectedUrl() == "" {

@@ -376,6 +376,7 @@ func (d *Daemon) connectNATS(ctx context.Context) error {
 			return err
 		}
 		d.NATS = ns
+		server.LogNATSRefusals(ns, d.log)
 		natsURL = ns.ClientURL()
 		// In process: no TLS to check even when the listener requires it.
 		opts = append(opts, nats.InProcessServer(ns), auth.ConnectOption())
