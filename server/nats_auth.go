@@ -28,7 +28,7 @@ import (
 // is denied but for these JetStream API calls (and acks), so an HQ user
 // cannot publish to fieldsync.changes.>, purge, delete, create or update a
 // stream, or delete a message.
-func HQPermissions() *natsserver.Permissions {
+func HQPermissions(publicKey string) *natsserver.Permissions {
 	s := domain.StreamName
 	return &natsserver.Permissions{
 		Publish: &natsserver.SubjectPermission{
@@ -50,12 +50,19 @@ func HQPermissions() *natsserver.Permissions {
 		},
 		Subscribe: &natsserver.SubjectPermission{
 			Allow: []string{
-				"_INBOX.>",                  // replies to API calls and pulled messages
-				domain.SubjectPrefix + ".>", // the changelog's subjects as they are published
+				HQInboxPrefix(publicKey) + ".>", // replies to its API calls and pulled messages: its own inbox only
+				domain.SubjectPrefix + ".>",     // the changelog's subjects as they are published
 			},
 		},
 	}
 }
+
+// HQInboxPrefix is the inbox prefix an HQ user must connect with
+// (nats.go CustomInboxPrefix, natscli --inbox-prefix): the replies to its
+// calls come there, and it may subscribe nowhere else under _INBOX, so it
+// cannot read the replies syncd or another HQ user gets (stream settings,
+// publish acknowledgements). One per user, from its public key.
+func HQInboxPrefix(publicKey string) string { return "_INBOX.hq." + publicKey }
 
 // HQUser is an HQ credential of the embedded NATS.
 type HQUser struct {
@@ -96,9 +103,8 @@ func WithAuth(a *NATSAuth) NATSOption {
 func (a *NATSAuth) apply(o *natsserver.Options) {
 	pub, _ := a.syncd.PublicKey() // a key pair made from a seed has one
 	o.Nkeys = []*natsserver.NkeyUser{{Nkey: pub}}
-	perms := HQPermissions()
 	for _, u := range a.hq {
-		o.Nkeys = append(o.Nkeys, &natsserver.NkeyUser{Nkey: u.PublicKey, Permissions: perms})
+		o.Nkeys = append(o.Nkeys, &natsserver.NkeyUser{Nkey: u.PublicKey, Permissions: HQPermissions(u.PublicKey)})
 	}
 	o.NoAuthUser = ""
 }
@@ -205,4 +211,23 @@ func ParseNKeySeed(b []byte) (nkeys.KeyPair, error) {
 		return nil, errors.New("not an NKey user seed (want one starting with SU)")
 	}
 	return kp, nil
+}
+
+// HQConnectOptions are the options an HQ consumer connects with, from the
+// NKey seed file fieldctl admin hq-credential add wrote: the key, and the
+// inbox prefix its permissions allow (HQInboxPrefix).
+func HQConnectOptions(seedFile string) ([]nats.Option, error) {
+	b, err := os.ReadFile(seedFile)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := ParseNKeySeed(b)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	return []nats.Option{NKeyOption(kp), nats.CustomInboxPrefix(HQInboxPrefix(pub))}, nil
 }

@@ -162,6 +162,11 @@ func TestREADMENatsCommandsWorkWithAnHQCredential(t *testing.T) {
 		if flags["nkey"] == "" {
 			t.Errorf("%s: no --nkey: HQ connects with its credential", strings.Join(args, " "))
 		}
+		// HQ may read replies only under its own inbox (HQConnectOptions
+		// sets it for the connection below).
+		if !strings.HasPrefix(flags["inbox-prefix"], server.HQInboxPrefix("")) {
+			t.Errorf("%s: --inbox-prefix %q, want %s<public key>", strings.Join(args, " "), flags["inbox-prefix"], server.HQInboxPrefix(""))
+		}
 		switch strings.Join(pos[:2], " ") {
 		case "stream info":
 			st, err := js.Stream(ctx, pos[2])

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/server"
 )
 
 // hqCredentialCommand manages HQ's credentials for syncd's embedded NATS.
@@ -86,6 +87,7 @@ fieldctl admin hq-credential add hq-city -o /secure/hq-city.nk`)
 	written = true
 	abs, _ := filepath.Abs(path)
 	fmt.Fprintf(c.stdout, "HQ credential %s created (public key %s); seed written to %s (keep it secret)\n", credName, resp.GetCredential().GetPublicKey(), abs)
+	fmt.Fprintf(c.stdout, "its inbox prefix (natscli --inbox-prefix; fieldctl hq sets it itself): %s\n", server.HQInboxPrefix(resp.GetCredential().GetPublicKey()))
 	return nil
 }
 
@@ -198,11 +200,13 @@ func (f natsConnFlags) options(name, url string) ([]nats.Option, error) {
 		}
 	}
 	if nkey != "" {
-		opt, err := nats.NkeyOptionFromSeed(nkey)
+		// The key and the inbox its permissions allow (an HQ user reads
+		// replies only under its own prefix).
+		hq, err := server.HQConnectOptions(nkey)
 		if err != nil {
 			return nil, fmt.Errorf("-nats-nkey %s: %w (want the file fieldctl admin hq-credential add wrote)", nkey, err)
 		}
-		opts = append(opts, opt)
+		opts = append(opts, hq...)
 	}
 	if *f.creds != "" {
 		opts = append(opts, nats.UserCredentials(*f.creds))

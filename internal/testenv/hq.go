@@ -10,6 +10,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/server"
 )
 
 // HQCredential creates an HQ credential through the admin RPC, as
@@ -30,7 +31,7 @@ func (e *Env) HQCredential(t testing.TB, name string) string {
 }
 
 // HQNATS connects to the embedded NATS over TCP with a new HQ credential
-// (the changelog only, read-only); the connection closes when the test
+// (the changelog only, read-only; its own inbox prefix); the connection closes when the test
 // ends.
 func (e *Env) HQNATS(t testing.TB, opts ...nats.Option) *nats.Conn {
 	t.Helper()
@@ -41,11 +42,11 @@ func (e *Env) HQNATS(t testing.TB, opts ...nats.Option) *nats.Conn {
 		return '-'
 	}, t.Name())
 	name = "hq-" + name[:min(len(name), 50)] + "-" + domain.RandomToken(4)
-	nkey, err := nats.NkeyOptionFromSeed(e.HQCredential(t, name))
+	hq, err := server.HQConnectOptions(e.HQCredential(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(e.NATS.ClientURL(), append([]nats.Option{nkey}, opts...)...)
+	nc, err := nats.Connect(e.NATS.ClientURL(), append(hq, opts...)...)
 	if err != nil {
 		t.Fatalf("connect as HQ: %v", err)
 	}
