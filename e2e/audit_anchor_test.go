@@ -29,7 +29,7 @@ func TestAuditTruncationCaughtAgainstNATS(t *testing.T) {
 	all := must[[]store.AuditEntry](t)(e.Store.AuditLog(t.Context(), 0, 100))
 	last := all[len(all)-1]
 	testenv.WaitFor(t, 10*time.Second, "the audit heads published", func() bool { return e.Server.AuditPublished() == last.Seq })
-	head := must[*store.AuditHead](t)(server.LatestAuditHead(t.Context(), e.JS))
+	head := must[*store.AuditHead](t)(server.LatestAuditHead(t.Context(), e.JS, e.Store.AuditHeadSubject()))
 	if head == nil || head.Seq != last.Seq || head.Link != last.Mac || last.Mac == "" {
 		t.Fatalf("published head %+v, want entry %d with its MAC %s", head, last.Seq, last.Mac)
 	}
@@ -65,7 +65,7 @@ func TestAuditTruncationCaughtAgainstNATS(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Seq != last.Seq || !strings.Contains(ae.Problem, "replaced") {
 		t.Fatalf("check after the log was written again: %v", err)
 	}
-	if h := must[*store.AuditHead](t)(server.LatestAuditHead(t.Context(), e.JS)); *h != *head {
+	if h := must[*store.AuditHead](t)(server.LatestAuditHead(t.Context(), e.JS, e.Store.AuditHeadSubject())); *h != *head {
 		t.Fatalf("the publisher published over a mismatch: head %+v, was %+v", h, head)
 	}
 }

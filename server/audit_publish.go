@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -18,26 +19,27 @@ import (
 )
 
 // AuditStreamConfig is the stream of audit heads: one message per audit
-// entry, in order, on domain.AuditHeadSubject, its body the entry's
+// entry, in order, on subject (the store's AuditHeadSubject, secret with
+// the audit key), its body the entry's
 // store.AuditHead as JSON. It is the audit log's anchor outside the
 // database: a log cut short, or cut and written again, no longer matches
 // the last head published (store.AuditReport). Messages cannot be deleted
 // one by one; a purge (after restoring the database from a backup, to
 // accept the entries lost with it) makes syncd publish every entry again.
-func AuditStreamConfig() jetstream.StreamConfig {
+func AuditStreamConfig(subject string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        domain.AuditStreamName,
 		Description: "fieldsync audit heads: one message per audit log entry (JSON seq, link, time_ms)",
-		Subjects:    []string{domain.AuditHeadSubject},
+		Subjects:    []string{subject},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		DenyDelete:  true,
 	}
 }
 
-// LatestAuditHead reads the last audit head published, nil if none (no
-// stream, or an empty one).
-func LatestAuditHead(ctx context.Context, js jetstream.JetStream) (*store.AuditHead, error) {
+// LatestAuditHead reads the last audit head published on subject, nil if
+// none (no stream, or an empty one).
+func LatestAuditHead(ctx context.Context, js jetstream.JetStream, subject string) (*store.AuditHead, error) {
 	st, err := js.Stream(ctx, domain.AuditStreamName)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
@@ -45,13 +47,13 @@ func LatestAuditHead(ctx context.Context, js jetstream.JetStream) (*store.AuditH
 	if err != nil {
 		return nil, fmt.Errorf("audit stream %s: %w", domain.AuditStreamName, err)
 	}
-	h, _, err := lastAuditHead(ctx, st)
+	h, _, err := lastAuditHead(ctx, st, subject)
 	return h, err
 }
 
 // lastAuditHead returns the last head in the stream (nil: none) and the
 // stream's last sequence, which the next publish must follow.
-func lastAuditHead(ctx context.Context, st jetstream.Stream) (*store.AuditHead, uint64, error) {
+func lastAuditHead(ctx context.Context, st jetstream.Stream, subject string) (*store.AuditHead, uint64, error) {
 	info, err := st.Info(ctx)
 	if err != nil {
 		return nil, 0, fmt.Errorf("audit stream %s: %w", domain.AuditStreamName, err)
@@ -59,7 +61,7 @@ func lastAuditHead(ctx context.Context, st jetstream.Stream) (*store.AuditHead, 
 	if info.State.Msgs == 0 {
 		return nil, info.State.LastSeq, nil
 	}
-	m, err := st.GetLastMsgForSubject(ctx, domain.AuditHeadSubject)
+	m, err := st.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, info.State.LastSeq, nil
 	}
@@ -85,6 +87,7 @@ type auditPublisher struct {
 	log       *slog.Logger
 	poke      chan struct{}
 	published atomic.Uint64
+	subject   string // the store's AuditHeadSubject
 }
 
 // errAuditMismatch: the stream's last head is not in the database.
@@ -121,12 +124,17 @@ func (p *auditPublisher) run(ctx context.Context) {
 func (p *auditPublisher) round(ctx context.Context) (progressed bool, err error) {
 	st, err := p.js.Stream(ctx, domain.AuditStreamName)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = p.js.CreateStream(ctx, AuditStreamConfig())
+		st, err = p.js.CreateStream(ctx, AuditStreamConfig(p.subject))
+	} else if err == nil && !slices.Equal(st.CachedInfo().Config.Subjects, []string{p.subject}) {
+		// Made by an older syncd on the well-known subject (or the key
+		// changed): heads go to the secret one from now on, and the log is
+		// published there again from its first entry.
+		st, err = p.js.UpdateStream(ctx, AuditStreamConfig(p.subject))
 	}
 	if err != nil {
 		return false, fmt.Errorf("audit stream %s: %w", domain.AuditStreamName, err)
 	}
-	head, last, err := lastAuditHead(ctx, st)
+	head, last, err := lastAuditHead(ctx, st, p.subject)
 	if err != nil {
 		return false, err
 	}
@@ -196,7 +204,7 @@ func (p *auditPublisher) publish(ctx context.Context, es []store.AuditEntry, las
 		if err != nil {
 			return err
 		}
-		msg := nats.NewMsg(domain.AuditHeadSubject)
+		msg := nats.NewMsg(p.subject)
 		msg.Data = body
 		msg.Header.Set(domain.HeaderSeq, strconv.FormatUint(e.Seq, 10))
 		f, err := p.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequence(last+uint64(i)))
@@ -236,7 +244,7 @@ func (s *Server) CheckAudit(ctx context.Context) (store.AuditReport, error) {
 	var head *store.AuditHead
 	if s.cfg.JetStream != nil {
 		var err error
-		if head, err = LatestAuditHead(ctx, s.cfg.JetStream); err != nil {
+		if head, err = LatestAuditHead(ctx, s.cfg.JetStream, s.store.AuditHeadSubject()); err != nil {
 			return store.AuditReport{}, err
 		}
 	}

@@ -126,7 +126,7 @@ func New(cfg Config) *Server {
 	if cfg.JetStream != nil {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
 		s.relay.limits = cfg.StreamLimits
-		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1)}
+		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1), subject: cfg.Store.AuditHeadSubject()}
 	}
 	if s.audit != nil {
 		cfg.Store.OnAudit = func() {

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/fieldsync/fieldsync/domain"
+
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -115,3 +117,7 @@ func checkAuditKey(ctx context.Context, db *sql.DB, key []byte) error {
 	}
 	return nil
 }
+
+// AuditHeadSubject is the NATS subject this database's audit heads are
+// published on: secret with its audit key (domain.AuditHeadSubject).
+func (s *Server) AuditHeadSubject() string { return domain.AuditHeadSubject(s.auditKey) }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store"
@@ -574,7 +575,7 @@ func auditAnchor(ctx context.Context, src auditSources) ([]byte, *store.AuditHea
 	if err != nil {
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
-	head, err := server.LatestAuditHead(ctx, js)
+	head, err := server.LatestAuditHead(ctx, js, domain.AuditHeadSubject(key))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (or -no-nats to check the database alone)", err)
 	}
