@@ -94,11 +94,11 @@ func TestSyncdNATSBeyondLoopbackRequiresTLSAndACredential(t *testing.T) {
 	if err := os.WriteFile(seed, []byte(resp.GetSeed()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hqKey, err := nats.NkeyOptionFromSeed(seed)
+	hq, err := server.HQConnectOptions(seed) // its key and its own inbox prefix
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(url, hqKey, ca)
+	nc, err := nats.Connect(url, append(hq, ca)...)
 	if err != nil {
 		t.Fatalf("HQ over TLS: %v", err)
 	}
