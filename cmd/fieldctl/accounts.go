@@ -126,7 +126,7 @@ func newTokenFile(path string) (*os.File, error) {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("-o %s: the file exists: name a new file (fieldctl never overwrites a token)", path)
+		return nil, fmt.Errorf("-o %s: the file exists: name a new file (an existing one is never overwritten)", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("-o: %w", err)

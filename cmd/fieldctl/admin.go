@@ -537,34 +537,13 @@ func auditAnchor(ctx context.Context, src auditSources) ([]byte, *store.AuditHea
 		}
 		url = strings.TrimSpace(string(b))
 	}
-	opts := []nats.Option{nats.Name("fieldctl admin audit"), nats.Timeout(10 * time.Second)}
 	// The audit heads are syncd's own stream: read with syncd's own NATS
-	// key (the embedded NATS takes no connection without one), and its CA
-	// when NATS listens with TLS.
-	// An external NATS (syncd -nats) takes syncd's credential there.
-	if src.nkey != "" && src.creds != "" {
-		return nil, nil, usagef("-nats-nkey and -nats-creds: give one")
-	}
-	nkey := src.nkey
-	if key := filepath.Join(src.data, "nats-syncd.nk"); nkey == "" && src.creds == "" && fileExists(key) {
-		nkey = key
-	}
-	if nkey != "" {
-		opt, err := nats.NkeyOptionFromSeed(nkey)
-		if err != nil {
-			return nil, nil, fmt.Errorf("NATS key %s: %w", nkey, err)
-		}
-		opts = append(opts, opt)
-	}
-	if src.creds != "" {
-		opts = append(opts, nats.UserCredentials(src.creds))
-	}
-	ca := src.ca
-	if def := filepath.Join(src.data, "tls", server.CAFile); ca == "" && strings.HasPrefix(url, "tls://") && fileExists(def) {
-		ca = def
-	}
-	if ca != "" {
-		opts = append(opts, nats.RootCAs(ca))
+	// key in the data directory (the embedded NATS takes no connection
+	// without one) and its CA; an external NATS (syncd -nats) takes
+	// syncd's credential there.
+	opts, err := natsOptions("fieldctl admin audit", url, src.nkey, src.creds, src.ca, src.data)
+	if err != nil {
+		return nil, nil, err
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

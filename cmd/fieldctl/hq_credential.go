@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -60,31 +59,23 @@ fieldctl admin hq-credential add hq-city -o /secure/hq-city.nk`)
 	}
 	// Refuse before creating: a credential whose seed cannot be written is
 	// lost.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("-o %s: %w (choose another file; an existing one is never overwritten)", path, err)
-	}
-	written := false
-	defer func() {
-		if !written {
-			f.Close()
-			os.Remove(path)
-		}
-	}()
-	conn, actx, err := c.adminConn(ctx)
+	f, err := newTokenFile(path)
 	if err != nil {
 		return err
+	}
+	conn, actx, err := c.adminConn(ctx)
+	if err != nil {
+		return dropTokenFile(f, err)
 	}
 	defer conn.Close()
 	resp, err := pb.NewAdminServiceClient(conn).AddHQCredential(actx, &pb.AddHQCredentialRequest{Name: credName})
 	if err != nil {
-		return c.rpcError("add HQ credential", err)
+		return dropTokenFile(f, c.rpcError("add HQ credential", err))
 	}
 	_, werr := f.WriteString(resp.GetSeed() + "\n")
 	if err := errors.Join(werr, f.Close()); err != nil {
 		return fmt.Errorf("write %s: %w; the credential %s exists but its seed is lost: revoke it and add another", path, err, credName)
 	}
-	written = true
 	abs, _ := filepath.Abs(path)
 	fmt.Fprintf(c.stdout, "HQ credential %s created (public key %s); seed written to %s (keep it secret)\n", credName, resp.GetCredential().GetPublicKey(), abs)
 	fmt.Fprintf(c.stdout, "its inbox prefix (natscli --inbox-prefix; fieldctl hq sets it itself): %s\n", server.HQInboxPrefix(resp.GetCredential().GetPublicKey()))
@@ -179,41 +170,42 @@ func addNATSConnFlags(fs interface {
 	}
 }
 
-// defaultNATSKey is syncd's own key, which fieldctl on syncd's machine
-// uses when given none (as the admin token, read from ./data).
-const defaultNATSKey = "./data/nats-syncd.nk"
+// defaultDataDir is syncd's data directory as fieldctl on syncd's
+// machine finds it (as the admin token, read from ./data).
+const defaultDataDir = "./data"
 
-// defaultNATSCA is syncd's CA, which fieldctl on syncd's machine trusts
-// for a tls:// URL when given no -nats-ca.
-const defaultNATSCA = "./data/tls/ca.pem"
-
-// options are the options of a connection to url that the flags name.
+// options are the options of a connection to url that the flags name;
+// without a credential, syncd's own key in ./data (on syncd's machine).
 func (f natsConnFlags) options(name, url string) ([]nats.Option, error) {
+	return natsOptions(name, url, *f.nkey, *f.creds, *f.ca, defaultDataDir)
+}
+
+// natsOptions are the options of a connection to url as name, with the
+// NKey seed file nkey or the .creds file creds, and the CA file ca. Given
+// no credential, it uses syncd's own key in dataDir (nats-syncd.nk) if it
+// is there; given no CA, syncd's CA there for a tls:// URL.
+func natsOptions(name, url, nkey, creds, ca, dataDir string) ([]nats.Option, error) {
 	opts := []nats.Option{nats.Name(name), nats.Timeout(10 * time.Second)}
-	if *f.nkey != "" && *f.creds != "" {
+	if nkey != "" && creds != "" {
 		return nil, usagef("-nats-nkey and -nats-creds: give one")
 	}
-	nkey := *f.nkey
-	if nkey == "" && *f.creds == "" {
-		if _, err := os.Stat(defaultNATSKey); err == nil {
-			nkey = defaultNATSKey
-		}
+	if def := filepath.Join(dataDir, "nats-syncd.nk"); nkey == "" && creds == "" && fileExists(def) {
+		nkey = def
 	}
 	if nkey != "" {
 		// The key and the inbox its permissions allow (an HQ user reads
 		// replies only under its own prefix).
 		hq, err := server.HQConnectOptions(nkey)
 		if err != nil {
-			return nil, fmt.Errorf("-nats-nkey %s: %w (want the file fieldctl admin hq-credential add wrote)", nkey, err)
+			return nil, fmt.Errorf("-nats-nkey %s: %w (want the file fieldctl admin hq-credential add wrote, or syncd's <data>/nats-syncd.nk)", nkey, err)
 		}
 		opts = append(opts, hq...)
 	}
-	if *f.creds != "" {
-		opts = append(opts, nats.UserCredentials(*f.creds))
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
 	}
-	ca := *f.ca
-	if _, err := os.Stat(defaultNATSCA); ca == "" && err == nil && strings.HasPrefix(url, "tls://") {
-		ca = defaultNATSCA
+	if def := filepath.Join(dataDir, "tls", server.CAFile); ca == "" && strings.HasPrefix(url, "tls://") && fileExists(def) {
+		ca = def
 	}
 	if ca != "" {
 		opts = append(opts, nats.RootCAs(ca))
