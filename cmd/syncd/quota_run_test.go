@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,27 +28,7 @@ func TestRunDeviceQuota(t *testing.T) {
 		{quota: "off", applied: 4},
 	} {
 		t.Run(tt.quota, func(t *testing.T) {
-			data := filepath.Join(t.TempDir(), "data")
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			var stdout syncBuffer
-			done := make(chan error, 1)
-			go func() {
-				done <- run(ctx, []string{"-data", data, "-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:-1",
-					"-log-level", "error", "-device-quota", tt.quota}, &stdout, io.Discard)
-			}()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("run: %v", err)
-				}
-			}()
-			waitFor(t, &stdout, listeningRE, done)
-			addr := listeningRE.FindStringSubmatch(stdout.String())[1]
-			b, err := os.ReadFile(filepath.Join(data, "admin.token"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			addr, data, b := runSyncd(t, "-log-level", "error", "-device-quota", tt.quota)
 			conn := dial(t, addr, data)
 			admin, actx := pb.NewAdminServiceClient(conn), withToken(strings.TrimSpace(string(b)))
 			if resp, err := admin.ImportOrg(actx, testenv.SampleOrg()); err != nil || len(resp.GetErrors()) > 0 {

@@ -115,27 +115,7 @@ func TestRunDeviceRate(t *testing.T) {
 		{rate: "off", calls: server.DefaultDeviceLimit.Burst + 5},
 	} {
 		t.Run(tt.rate, func(t *testing.T) {
-			data := filepath.Join(t.TempDir(), "data")
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			var stdout syncBuffer
-			done := make(chan error, 1)
-			go func() {
-				done <- run(ctx, []string{"-data", data, "-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:-1",
-					"-log-level", "warn", "-device-rate", tt.rate}, &stdout, io.Discard)
-			}()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("run: %v", err)
-				}
-			}()
-			waitFor(t, &stdout, listeningRE, done)
-			addr := listeningRE.FindStringSubmatch(stdout.String())[1]
-			b, err := os.ReadFile(filepath.Join(data, "admin.token"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			addr, data, b := runSyncd(t, "-log-level", "warn", "-device-rate", tt.rate)
 			token := strings.TrimSpace(string(b))
 			conn := dial(t, addr, data)
 			admin, actx := pb.NewAdminServiceClient(conn), withToken(token)
@@ -183,4 +163,32 @@ func retryDelay(err error) time.Duration {
 		}
 	}
 	return -1
+}
+
+// runSyncd runs syncd (run, in this process) on a new data directory with
+// a free gRPC port and embedded NATS port plus args, until the test ends;
+// it returns the gRPC address, the data directory and the admin token file's
+// content.
+func runSyncd(t *testing.T, args ...string) (addr, data string, token []byte) {
+	t.Helper()
+	data = filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"-data", data, "-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:-1"}, args...), &stdout, io.Discard)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	waitFor(t, &stdout, listeningRE, done)
+	addr = listeningRE.FindStringSubmatch(stdout.String())[1]
+	token, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr, data, token
 }
