@@ -12,14 +12,17 @@ import (
 // holds one bucket per linked household (5-10), a mediator one per case, a
 // secretary one for the village or the town, HQ one for everything.
 //
-//	h:<household>  the household and its visits
+//	h:<household>  the household, its visits and its needs
 //	v:<village>    everything in the village
 //	t:<town>       everything in the town
 //	d:<dispute>    one dispute
-//	u:<user>       a user's own events
+//	u:<user>       a user's own events, the disputes they reported, the
+//	               needs they raised without a household, the projects
+//	               they lead (or made, when a branch leads them)
 //	all            everything (HQ)
 //
-// Every record sits in its own bucket (h:, d: or u:) and in the v:, t: and
+// Every record sits in its own bucket (h:, d: or u:; a reported dispute
+// in its reporter's u: too) and in the v:, t: and
 // all buckets of the village and town it lies in (RecordBuckets). A record
 // is read by a user exactly when one of its buckets is in the user's scope
 // (ScopeBuckets); the table of who reads what is in permissions.go.
@@ -54,8 +57,29 @@ func RecordBuckets(r *pb.Record, villageID, townID string) []string {
 		own = DisputeBucket(r.GetId())
 	case pb.Kind_KIND_EVENT:
 		own = UserBucket(r.GetAuthorId())
+	case pb.Kind_KIND_NEED:
+		// With the household, where its member and its visits are; else
+		// with whoever raised it.
+		if h := r.GetFields()["household_id"].GetValue(); h != "" {
+			own = HouseholdBucket(h)
+		} else {
+			own = UserBucket(r.GetAuthorId())
+		}
+	case pb.Kind_KIND_PROJECT:
+		// With its leader (a member leads it), else with whoever made it.
+		if l := r.GetFields()["leader_id"].GetValue(); l != "" {
+			own = UserBucket(l)
+		} else {
+			own = UserBucket(r.GetAuthorId())
+		}
 	}
 	out := []string{own}
+	if r.GetKind() == pb.Kind_KIND_DISPUTE {
+		// A member's report stays with them, so they see what came of it.
+		if by := r.GetFields()["reported_by"].GetValue(); by != "" {
+			out = append(out, UserBucket(by))
+		}
+	}
 	if villageID != "" {
 		out = append(out, VillageBucket(villageID))
 	}

@@ -31,3 +31,6 @@ func (r *Rejection) Error() string {
 func reject(code, field, format string, args ...any) *Rejection {
 	return &Rejection{Code: code, Field: field, Reason: fmt.Sprintf(format, args...)}
 }
+
+// CodeVoided refuses a change to a voided record.
+const CodeVoided = "voided"

@@ -38,6 +38,10 @@ type Field struct {
 	Fixed bool
 	// List fields are appended to with OP_APPEND, never set.
 	List bool
+	// Derived fields are set by the merge rule itself (Apply) from a
+	// transition or a create, never by a mutation: a dispute's result, who
+	// reported it, who took a need up.
+	Derived bool
 }
 
 // Spec is the schema of a kind.
@@ -70,6 +74,10 @@ var specs = map[pb.Kind]*Spec{
 		{Name: "members", Format: Int, Min: 0, Max: 99},
 		{Name: "tags", Format: Line, MaxBytes: 400},
 		{Name: "needs", Format: Text, MaxBytes: 4000},
+		// The member the household is linked to: written by an
+		// administrator's assignment and by the village secretary from a
+		// phone; "" unlinks it. The server keeps its links table in step.
+		{Name: "member_id", Format: ID, MaxBytes: 64},
 	}},
 	pb.Kind_KIND_VISIT: {Name: "visit", Fields: []Field{
 		{Name: "household_id", Format: ID, MaxBytes: 64, Required: true, Fixed: true},
@@ -90,6 +98,13 @@ var specs = map[pb.Kind]*Spec{
 		{Name: "mediators", Format: IDList, MaxBytes: 1000},
 		{Name: "notes", Format: Text, MaxBytes: 4000, List: true},
 		{Name: "sessions", Format: Text, MaxBytes: 4000, List: true},
+		{Name: "result", Format: Enum, Values: DisputeResults, Derived: true},
+		{Name: "level", Format: Enum, Values: DisputeLevels},
+		{Name: "occurred_on", Format: Date},
+		{Name: "agreed_on", Format: Date},
+		{Name: "household_id", Format: ID, MaxBytes: 64, Fixed: true},
+		{Name: "visit_id", Format: ID, MaxBytes: 64, Fixed: true},
+		{Name: "reported_by", Format: ID, MaxBytes: 64, Derived: true},
 	}},
 	pb.Kind_KIND_EVENT: {Name: "event", Fields: []Field{
 		{Name: "type", Format: Enum, Values: EventTypes, Required: true, Fixed: true},
@@ -100,6 +115,31 @@ var specs = map[pb.Kind]*Spec{
 		{Name: "service_mode", Format: Enum, Values: ServiceModes, Fixed: true},
 		{Name: "prev_hash", Format: Hex64, Fixed: true},
 		{Name: "hash", Format: Hex64, Required: true, Fixed: true},
+	}},
+	pb.Kind_KIND_NEED: {Name: "need", Fields: []Field{
+		{Name: "village_id", Format: ID, MaxBytes: 64, Required: true, Fixed: true},
+		{Name: "household_id", Format: ID, MaxBytes: 64, Fixed: true},
+		{Name: "visit_id", Format: ID, MaxBytes: 64, Fixed: true},
+		{Name: "category", Format: Enum, Values: NeedCategories, Required: true},
+		{Name: "summary", Format: Line, MaxBytes: 400, Required: true},
+		{Name: "detail", Format: Text, MaxBytes: 4000},
+		{Name: "status", Format: Enum, Values: NeedStatuses},
+		{Name: "help", Format: Text, MaxBytes: 4000},
+		{Name: "resolution", Format: Text, MaxBytes: 4000},
+		{Name: "referral_reason", Format: Text, MaxBytes: 2000},
+		{Name: "taken_by", Format: ID, MaxBytes: 64, Derived: true},
+		{Name: "notes", Format: Text, MaxBytes: 4000, List: true},
+	}},
+	pb.Kind_KIND_PROJECT: {Name: "project", Fields: []Field{
+		{Name: "village_id", Format: ID, MaxBytes: 64, Required: true, Fixed: true},
+		{Name: "title", Format: Line, MaxBytes: 400, Required: true},
+		{Name: "detail", Format: Text, MaxBytes: 4000},
+		{Name: "leader_id", Format: ID, MaxBytes: 64, Fixed: true},
+		{Name: "households", Format: IDList, MaxBytes: 2000},
+		{Name: "planned_on", Format: Date},
+		{Name: "status", Format: Enum, Values: ProjectStatuses},
+		{Name: "outcome", Format: Text, MaxBytes: 4000},
+		{Name: "progress", Format: Text, MaxBytes: 4000, List: true},
 	}},
 }
 
@@ -116,7 +156,8 @@ func init() {
 // SpecOf returns the schema of kind k, or nil for an unknown kind.
 func SpecOf(k pb.Kind) *Spec { return specs[k] }
 
-// KindName returns "household", "visit", "dispute" or "event".
+// KindName returns "household", "visit", "dispute", "event", "need" or
+// "project".
 func KindName(k pb.Kind) string {
 	if s := specs[k]; s != nil {
 		return s.Name
@@ -135,7 +176,9 @@ func ParseKind(name string) (pb.Kind, bool) {
 }
 
 // KindNames lists the kind names, for error messages and help.
-func KindNames() []string { return []string{"household", "visit", "dispute", "event"} }
+func KindNames() []string {
+	return []string{"household", "visit", "dispute", "event", "need", "project"}
+}
 
 // CheckValue validates one value of field f of spec s. The error names the
 // field and says what is allowed.
@@ -155,6 +198,9 @@ func (s *Spec) CheckValue(f *Field, v string) *Rejection {
 			}
 		}
 	case ID:
+		if v == "" && !f.Required {
+			break // an optional id left empty (member_id "" unlinks)
+		}
 		if !IsRecordID(v) {
 			return reject(CodeInvalidField, path, "malformed id %q: want a UUIDv7 or 1-64 of letters, digits and _:-", clip(v))
 		}
@@ -232,6 +278,9 @@ func ValidateMutation(m *pb.Mutation) *Rejection {
 	if len(m.GetFields()) == 0 {
 		return reject(CodeInvalidField, "mutation.fields", "no fields given")
 	}
+	if m.GetOp() == pb.Op_OP_VOID {
+		return checkVoid(s, m)
+	}
 	if len(m.GetFields()) > len(s.Fields) {
 		return reject(CodeInvalidField, "mutation.fields", "%d fields: %s has only %d", len(m.GetFields()), s.Name, len(s.Fields))
 	}
@@ -244,6 +293,12 @@ func ValidateMutation(m *pb.Mutation) *Rejection {
 			return r
 		}
 	}
+	for _, name := range sortedKeys(m.GetFields()) {
+		if s.Field(name).Derived {
+			return reject(CodeInvalidField, s.Name+"."+name, "set by fieldsync itself (from a status change or the creation), never by a write")
+		}
+	}
+	machine := MachineOf(m.GetKind())
 	switch m.GetOp() {
 	case pb.Op_OP_CREATE:
 		if m.GetKind() != pb.Kind_KIND_HOUSEHOLD && !IsUUIDv7(m.GetRecordId()) {
@@ -257,6 +312,9 @@ func ValidateMutation(m *pb.Mutation) *Rejection {
 				return reject(CodeInvalidField, s.Name+"."+f.Name, "a list field: add to it with an append, not on create")
 			}
 		}
+		if st, ok := m.GetFields()["status"]; ok && machine != nil && st != machine.Start {
+			return reject(CodeInvalidTransition, s.Name+".status", "a new %s starts %s, not %q", s.Name, machine.Start, clip(st))
+		}
 		if m.GetKind() == pb.Kind_KIND_EVENT {
 			if want := EventHash(m.GetFields()); m.GetFields()["hash"] != want {
 				return reject(CodeInvalidField, "event.hash", "does not match the event's content: the event was altered after it was chained")
@@ -264,7 +322,7 @@ func ValidateMutation(m *pb.Mutation) *Rejection {
 		}
 	case pb.Op_OP_UPDATE:
 		if m.GetKind() == pb.Kind_KIND_EVENT {
-			return reject(CodeInvalidField, "mutation.op", "events are append-only: they cannot be updated")
+			return reject(CodeInvalidField, "mutation.op", "events are append-only: they cannot be updated (void one with a reason instead)")
 		}
 		for _, name := range sortedKeys(m.GetFields()) {
 			f := s.Field(name)
@@ -273,26 +331,18 @@ func ValidateMutation(m *pb.Mutation) *Rejection {
 				return reject(CodeInvalidField, s.Name+"."+name, "set when the %s is created and never changed", s.Name)
 			case f.List:
 				return reject(CodeInvalidField, s.Name+"."+name, "a list field: add to it with an append")
-			case m.GetKind() == pb.Kind_KIND_DISPUTE && name == "status":
-				return reject(CodeInvalidField, "dispute.status", "change it with a status transition, not an update")
+			case machine != nil && name == "status":
+				return reject(CodeInvalidField, s.Name+".status", "change it with a status transition, not an update")
 			}
 		}
-		for _, name := range sortedKeys(m.GetBaseHlc()) {
-			if h := m.GetBaseHlc()[name]; h != "" {
-				if _, err := ParseHLC(h); err != nil {
-					return reject(CodeInvalidField, "mutation.base_hlc."+clip(name), "%v", err)
-				}
-			}
+		if r := checkBaseHLCs(m); r != nil {
+			return r
 		}
 	case pb.Op_OP_TRANSITION:
-		if m.GetKind() != pb.Kind_KIND_DISPUTE {
-			return reject(CodeInvalidField, "mutation.op", "only a dispute has a status to transition")
+		if machine == nil {
+			return reject(CodeInvalidField, "mutation.op", "a %s has no status to transition: only %s do", s.Name, strings.Join(machineKinds(), ", "))
 		}
-		to, ok := m.GetFields()["status"]
-		if !ok || len(m.GetFields()) != 1 {
-			return reject(CodeInvalidField, "dispute.status", "a transition carries exactly one field, status")
-		}
-		if r := CheckTransition(m.GetFromStatus(), to); r != nil {
+		if r := machine.checkMove(m); r != nil {
 			return r
 		}
 	case pb.Op_OP_APPEND:
@@ -304,10 +354,79 @@ func ValidateMutation(m *pb.Mutation) *Rejection {
 				return reject(CodeInvalidField, s.Name+"."+name, "not a list field: %s appends only to %s", s.Name, listNames(s))
 			}
 		}
+	case pb.Op_OP_SETTLE:
+		if len(m.GetFields()) != 1 {
+			return reject(CodeInvalidField, "mutation.fields", "a settle carries exactly one field: the value chosen for the field whose conflicts it settles")
+		}
+		for name := range m.GetFields() {
+			if f := s.Field(name); f.Fixed || f.List {
+				return reject(CodeInvalidField, s.Name+"."+name, "never in conflict: fixed and list fields do not conflict")
+			}
+		}
+		if r := checkBaseHLCs(m); r != nil {
+			return r
+		}
 	default:
-		return reject(CodeInvalidField, "mutation.op", "%v is not an operation: want create, update, transition or append", m.GetOp())
+		return reject(CodeInvalidField, "mutation.op", "%v is not an operation: want create, update, transition, append, void or settle", m.GetOp())
 	}
 	return nil
+}
+
+// voidReason is the one field of a void.
+var voidReason = &Field{Name: "reason", Format: Text, MaxBytes: 1000, Required: true}
+
+func checkVoid(s *Spec, m *pb.Mutation) *Rejection {
+	if !Voidable(m.GetKind()) {
+		return reject(CodeInvalidField, "mutation.op", "a %s cannot be voided: only %s can (a household leaves through an import, a dispute is withdrawn)", s.Name, strings.Join(voidableNames(), ", "))
+	}
+	reason, ok := m.GetFields()["reason"]
+	if !ok || len(m.GetFields()) != 1 || strings.TrimSpace(reason) == "" {
+		return reject(CodeInvalidField, s.Name+".void.reason", "a void carries exactly one field, reason: why the record is void (a duplicate, a mistake)")
+	}
+	vs := &Spec{Name: s.Name + ".void"}
+	return vs.CheckValue(voidReason, reason)
+}
+
+func checkBaseHLCs(m *pb.Mutation) *Rejection {
+	for _, name := range sortedKeys(m.GetBaseHlc()) {
+		if h := m.GetBaseHlc()[name]; h != "" {
+			if _, err := ParseHLC(h); err != nil {
+				return reject(CodeInvalidField, "mutation.base_hlc."+clip(name), "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// voidable lists the kinds a person may void from a device.
+var voidable = []pb.Kind{pb.Kind_KIND_VISIT, pb.Kind_KIND_EVENT, pb.Kind_KIND_NEED, pb.Kind_KIND_PROJECT}
+
+// Voidable says whether records of kind k can be voided from a device.
+func Voidable(k pb.Kind) bool {
+	for _, v := range voidable {
+		if v == k {
+			return true
+		}
+	}
+	return false
+}
+
+func voidableNames() []string {
+	var out []string
+	for _, k := range voidable {
+		out = append(out, KindName(k))
+	}
+	return out
+}
+
+func machineKinds() []string {
+	var out []string
+	for _, name := range KindNames() {
+		if k, _ := ParseKind(name); machines[k] != nil {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func fieldNames(s *Spec) string {

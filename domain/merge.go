@@ -3,6 +3,7 @@ package domain
 import (
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -23,6 +24,21 @@ type Actor struct {
 	// value already in place had none. The server sets it; a device's
 	// local view may leave it nil until the server's record comes back.
 	UserOf func(deviceID string) string
+	// Role is the writer's role: a member's new dispute is a report (no
+	// mediator named, reported_by set) and a member's project is led by
+	// them. Unspecified acts as before roles mattered to the merge.
+	Role pb.Role
+	// Now is the server's clock when it applies the mutation: it stamps
+	// status changes and voids (at_ms). Zero on a device, whose own view
+	// shows 0 until the server's record comes back.
+	Now time.Time
+}
+
+func (a Actor) atMs() int64 {
+	if a.Now.IsZero() {
+		return 0
+	}
+	return a.Now.UnixMilli()
 }
 
 // authorOf names the user who wrote the value stamped h.
@@ -57,6 +73,13 @@ const MaxConflicts = 50
 //     from a status the dispute no longer has is a conflict, not an
 //     overwrite; notes and sessions are appended; other fields as household.
 //   - event: created once, never changed.
+//   - need, project: status as dispute (their own machines); notes and
+//     progress appended; other fields as household.
+//   - any kind with a status: each move is kept in the history with the
+//     server's time; a create is the move from "" to the first status.
+//   - void: marks the record (first void wins), which then takes no more
+//     changes; a voided record stays, marked, and counts nowhere.
+//   - settle: clears a field's conflicts and writes the value chosen.
 func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict bool, rej *Rejection) {
 	s := SpecOf(m.GetKind())
 	if m.GetOp() == pb.Op_OP_CREATE {
@@ -67,6 +90,12 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 	}
 	if cur.GetKind() != m.GetKind() {
 		return nil, false, reject(CodeInvalidField, "mutation.kind", "record %s is a %s, not a %s", cur.GetId(), KindName(cur.GetKind()), s.Name)
+	}
+	if v := cur.GetVoid(); v != nil {
+		if m.GetOp() == pb.Op_OP_VOID {
+			return proto.Clone(cur).(*pb.Record), false, nil // voided once: the first void stands
+		}
+		return nil, false, reject(CodeVoided, s.Name, "this %s was voided (%s): it takes no more changes", s.Name, clip(v.GetReason()))
 	}
 	next = proto.Clone(cur).(*pb.Record)
 	if next.Fields == nil {
@@ -87,7 +116,7 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 		to, status := m.GetFields()["status"], next.GetFields()["status"].GetValue()
 		switch {
 		case status == m.GetFromStatus():
-			next.Fields["status"] = &pb.FieldValue{Value: to, Hlc: m.GetHlc()}
+			move(next, m, status, to, a)
 		case status == to: // the same move made twice: one outcome
 		default:
 			conflict = true
@@ -99,8 +128,80 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 			next.Entries = append(next.Entries, &pb.Entry{Field: name, Text: text, Hlc: m.GetHlc(), AuthorId: a.UserID})
 		}
 		sortEntries(next.Entries)
+	case pb.Op_OP_VOID:
+		next.Void = &pb.Void{Reason: m.GetFields()["reason"], Hlc: m.GetHlc(), AuthorId: a.UserID, AtMs: a.atMs()}
+	case pb.Op_OP_SETTLE:
+		for name, value := range m.GetFields() {
+			if r := settle(next, m, name, value, a); r != nil {
+				return nil, false, r
+			}
+		}
 	}
 	return next, conflict, nil
+}
+
+// move makes the transition from -> to of record r (checked by the
+// caller): the status, the fields the move carries, the fields derived
+// from it, and a line of history stamped with the server's time.
+func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) {
+	r.Fields["status"] = &pb.FieldValue{Value: to, Hlc: m.GetHlc()}
+	for _, name := range sortedKeys(m.GetFields()) {
+		if name != "status" {
+			setField(r, name, m.GetFields()[name], m.GetHlc(), "", a, false)
+		}
+	}
+	derive := func(name, value string) { setField(r, name, value, m.GetHlc(), "", a, false) }
+	switch r.GetKind() {
+	case pb.Kind_KIND_DISPUTE:
+		if contains(DisputeResults, to) {
+			derive("result", to) // kept apart from the status, so closing keeps it
+		}
+		switch {
+		case to == "referred":
+			derive("level", "referred_out")
+		case to == "agreed" && r.GetFields()["level"].GetValue() == "":
+			derive("level", "village") // the village's mediators settled it
+		}
+	case pb.Kind_KIND_NEED:
+		if to == "taken" {
+			derive("taken_by", a.UserID)
+		}
+	}
+	addHistory(r, &pb.StatusChange{From: from, To: to, Hlc: m.GetHlc(), AuthorId: a.UserID, AtMs: a.atMs()})
+}
+
+// settle applies the settle of field name with the chosen value. For a
+// status the value is the current status (the other moves are dismissed)
+// or one it may move to now; the status conflicts go either way. For any
+// other field the conflicts go and the value is written as an edit made
+// with the base the device saw: if the field changed again meanwhile, that
+// meets the settle as a new conflict.
+func settle(r *pb.Record, m *pb.Mutation, name, value string, a Actor) *Rejection {
+	if name == "status" {
+		if machine := MachineOf(r.GetKind()); machine != nil {
+			cur := r.GetFields()["status"].GetValue()
+			if value != cur {
+				if rej := machine.Check(cur, value); rej != nil {
+					return rej
+				}
+				move(r, &pb.Mutation{Hlc: m.GetHlc(), Fields: map[string]string{"status": value}}, cur, value, a)
+			}
+			clearConflicts(r, name)
+			return nil
+		}
+	}
+	clearConflicts(r, name)
+	cur := r.GetFields()[name]
+	if cur != nil && cur.GetValue() == value && m.GetBaseHlc()[name] == cur.GetHlc() {
+		return nil // the value that stands was chosen: nothing to write
+	}
+	setField(r, name, value, m.GetHlc(), m.GetBaseHlc()[name], a, true)
+	return nil
+}
+
+func addHistory(r *pb.Record, c *pb.StatusChange) {
+	r.History = append(r.History, c)
+	sortHistory(r.History)
 }
 
 func create(cur *pb.Record, m *pb.Mutation, a Actor, s *Spec) (*pb.Record, bool, *Rejection) {
@@ -115,16 +216,32 @@ func create(cur *pb.Record, m *pb.Mutation, a Actor, s *Spec) (*pb.Record, bool,
 	for k, v := range m.GetFields() {
 		r.Fields[k] = &pb.FieldValue{Value: v, Hlc: m.GetHlc()}
 	}
-	if m.GetKind() == pb.Kind_KIND_DISPUTE {
-		if st, ok := m.GetFields()["status"]; ok && st != "open" {
-			return nil, false, reject(CodeInvalidTransition, "dispute.status", "a new dispute starts open, not %q", clip(st))
-		}
-		r.Fields["status"] = &pb.FieldValue{Value: "open", Hlc: m.GetHlc()}
+	set := func(name, value string) { r.Fields[name] = &pb.FieldValue{Value: value, Hlc: m.GetHlc()} }
+	switch m.GetKind() {
+	case pb.Kind_KIND_DISPUTE:
 		mediators := SplitList(m.GetFields()["mediators"])
-		if a.UserID != "" && !contains(mediators, a.UserID) {
+		if a.Role == pb.Role_ROLE_MEMBER {
+			// A member's report: the server gives it the village's
+			// mediators; the member follows it in their own bucket.
+			set("reported_by", a.UserID)
+		} else if a.UserID != "" && !contains(mediators, a.UserID) {
 			mediators = append([]string{a.UserID}, mediators...)
 		}
-		r.Fields["mediators"] = &pb.FieldValue{Value: strings.Join(mediators, ","), Hlc: m.GetHlc()}
+		set("mediators", strings.Join(mediators, ","))
+	case pb.Kind_KIND_PROJECT:
+		if a.Role == pb.Role_ROLE_MEMBER {
+			switch leader := m.GetFields()["leader_id"]; leader {
+			case "":
+				set("leader_id", a.UserID) // a member's project is led by them
+			case a.UserID:
+			default:
+				return nil, false, reject(CodePermissionDenied, "project.leader_id", "a member starts projects they lead themselves (%s), not for %s: the village secretary names other leaders", a.UserID, clip(leader))
+			}
+		}
+	}
+	if machine := MachineOf(m.GetKind()); machine != nil {
+		set("status", machine.Start)
+		addHistory(r, &pb.StatusChange{To: machine.Start, Hlc: m.GetHlc(), AuthorId: a.UserID, AtMs: a.atMs()})
 	}
 	return r, false, nil
 }
@@ -269,7 +386,55 @@ func MergeRecords(a, b *pb.Record) *pb.Record {
 		return conflictKey(conflicts[i]) < conflictKey(conflicts[j])
 	})
 	out.Conflicts = conflicts
+	out.Void = mergeVoid(hi.GetVoid(), lo.GetVoid())
+	hseen := map[string]int{}
+	var history []*pb.StatusChange
+	for _, c := range append(append([]*pb.StatusChange{}, hi.GetHistory()...), lo.GetHistory()...) {
+		key := historyKey(c)
+		if i, ok := hseen[key]; ok {
+			// The same change as the device saw it (at 0) and as the
+			// server stamped it: the stamp is kept.
+			history[i].AtMs = max(history[i].AtMs, c.GetAtMs())
+			continue
+		}
+		hseen[key] = len(history)
+		history = append(history, proto.Clone(c).(*pb.StatusChange))
+	}
+	sortHistory(history)
+	out.History = history
 	return out
+}
+
+// mergeVoid keeps the first void by clock (then by content): a record is
+// voided once, and which void stands does not depend on the order the
+// states meet in.
+func mergeVoid(a, b *pb.Void) *pb.Void {
+	switch {
+	case a == nil && b == nil:
+		return nil
+	case a == nil:
+		return proto.Clone(b).(*pb.Void)
+	case b == nil:
+		return proto.Clone(a).(*pb.Void)
+	}
+	ka, kb := a.GetHlc()+"\x00"+a.GetAuthorId()+"\x00"+a.GetReason(), b.GetHlc()+"\x00"+b.GetAuthorId()+"\x00"+b.GetReason()
+	if kb < ka || (kb == ka && b.GetAtMs() > a.GetAtMs()) {
+		a = b
+	}
+	return proto.Clone(a).(*pb.Void)
+}
+
+func historyKey(c *pb.StatusChange) string {
+	return c.GetHlc() + "\x00" + c.GetFrom() + "\x00" + c.GetTo() + "\x00" + c.GetAuthorId()
+}
+
+func sortHistory(h []*pb.StatusChange) {
+	sort.SliceStable(h, func(i, j int) bool {
+		if ki, kj := historyKey(h[i]), historyKey(h[j]); ki != kj {
+			return ki < kj
+		}
+		return h[i].GetAtMs() < h[j].GetAtMs()
+	})
 }
 
 func conflictKey(c *pb.Conflict) string {
@@ -290,7 +455,7 @@ func lessRecord(a, b *pb.Record) bool {
 
 func recordMeta(r *pb.Record) *pb.Record {
 	m := proto.Clone(r).(*pb.Record)
-	m.Fields, m.Entries, m.Conflicts = nil, nil, nil
+	m.Fields, m.Entries, m.Conflicts, m.Void, m.History = nil, nil, nil, nil, nil
 	return m
 }
 

@@ -11,41 +11,57 @@ import (
 
 // wantRule is one row of the table in permissions.go's doc comment.
 type wantRule struct {
-	create, transition, append bool
-	update                     []string
+	create, transition, append, void bool
+	update                           []string
 }
 
 // wantPermissions is the write side of that table, written out
 // independently of the code.
 //
-//	role       kind       create  update                                                      transition/append
-//	member     household  -       phone, members, tags, needs                                 -
-//	member     visit      yes     visited_on, met, needs, help, follow_up (own visits only)   -
-//	member     event      yes     - (append-only)                                             -
-//	mediator   dispute    yes     title, category, parties, agreement, outcome, mediators    yes
-//	mediator   event      yes     -                                                           -
-//	secretary  household  -       head, address, phone, members, tags, needs                  -
-//	secretary  event      yes     -                                                           -
-//	hq         any        -       -                                                           -
+//	role       kind       create  update                                                      transition append void
+//	member     household  -       phone, members, tags, needs                                 -          -      -
+//	member     visit      yes     visited_on, met, needs, help, follow_up (own visits only)   -          -      yes
+//	member     event      yes     - (append-only)                                             -          -      yes
+//	member     dispute    report  -                                                           -          -      -
+//	member     need       yes     summary, detail                                             -          yes    yes
+//	member     project    yes     title, detail, households, planned_on, outcome              yes        yes    yes
+//	mediator   dispute    yes     title, category, parties, agreement, outcome, mediators,    yes        yes    -
+//	                              level, occurred_on, agreed_on
+//	mediator   event      yes     -                                                           -          -      yes
+//	secretary  household  -       head, address, phone, members, tags, needs, member_id       -          -      -
+//	secretary  visit      -       -                                                           -          -      yes
+//	secretary  event      yes     -                                                           -          -      yes
+//	secretary  need       yes     category, summary, detail, help, resolution                 yes        yes    yes
+//	secretary  project    yes     title, detail, households, planned_on, outcome              yes        yes    yes
+//	hq         any        -       -                                                           -          -      -
 var wantPermissions = map[pb.Role]map[pb.Kind]wantRule{
 	pb.Role_ROLE_MEMBER: {
 		pb.Kind_KIND_HOUSEHOLD: {update: []string{"phone", "members", "tags", "needs"}},
-		pb.Kind_KIND_VISIT:     {create: true, update: []string{"met", "needs", "help", "follow_up", "visited_on"}},
-		pb.Kind_KIND_EVENT:     {create: true},
+		pb.Kind_KIND_VISIT:     {create: true, void: true, update: []string{"met", "needs", "help", "follow_up", "visited_on"}},
+		pb.Kind_KIND_EVENT:     {create: true, void: true},
+		pb.Kind_KIND_DISPUTE:   {create: true},
+		pb.Kind_KIND_NEED:      {create: true, append: true, void: true, update: []string{"summary", "detail"}},
+		pb.Kind_KIND_PROJECT: {create: true, transition: true, append: true, void: true,
+			update: []string{"title", "detail", "households", "planned_on", "outcome"}},
 	},
 	pb.Role_ROLE_MEDIATOR: {
 		pb.Kind_KIND_DISPUTE: {create: true, transition: true, append: true,
-			update: []string{"title", "category", "parties", "agreement", "outcome", "mediators"}},
-		pb.Kind_KIND_EVENT: {create: true},
+			update: []string{"title", "category", "parties", "agreement", "outcome", "mediators", "level", "occurred_on", "agreed_on"}},
+		pb.Kind_KIND_EVENT: {create: true, void: true},
 	},
 	pb.Role_ROLE_SECRETARY: {
-		pb.Kind_KIND_HOUSEHOLD: {update: []string{"head", "address", "phone", "members", "tags", "needs"}},
-		pb.Kind_KIND_EVENT:     {create: true},
+		pb.Kind_KIND_HOUSEHOLD: {update: []string{"head", "address", "phone", "members", "tags", "needs", "member_id"}},
+		pb.Kind_KIND_VISIT:     {void: true},
+		pb.Kind_KIND_EVENT:     {create: true, void: true},
+		pb.Kind_KIND_NEED: {create: true, transition: true, append: true, void: true,
+			update: []string{"category", "summary", "detail", "help", "resolution"}},
+		pb.Kind_KIND_PROJECT: {create: true, transition: true, append: true, void: true,
+			update: []string{"title", "detail", "households", "planned_on", "outcome"}},
 	},
 	pb.Role_ROLE_HQ: {},
 }
 
-var allKinds = []pb.Kind{pb.Kind_KIND_HOUSEHOLD, pb.Kind_KIND_VISIT, pb.Kind_KIND_DISPUTE, pb.Kind_KIND_EVENT}
+var allKinds = []pb.Kind{pb.Kind_KIND_HOUSEHOLD, pb.Kind_KIND_VISIT, pb.Kind_KIND_DISPUTE, pb.Kind_KIND_EVENT, pb.Kind_KIND_NEED, pb.Kind_KIND_PROJECT}
 
 func TestCheckWriteTable(t *testing.T) {
 	at := hlc(wall0, 0, "dev")
@@ -67,14 +83,22 @@ func TestCheckWriteTable(t *testing.T) {
 				return f
 			}
 			checks := []check{
-				{"create", mutation(kind, pb.Op_OP_CREATE, visitID, at, map[string]string{"x": "y"}), rule.create, denied(kn)},
+				{"create", mutation(kind, pb.Op_OP_CREATE, visitID, at, map[string]string{"title": "y"}), rule.create, denied(kn)},
 				{"transition", mutation(kind, pb.Op_OP_TRANSITION, visitID, at, map[string]string{"status": "mediating"}), rule.transition, denied(kn + ".status")},
 				{"append", mutation(kind, pb.Op_OP_APPEND, visitID, at, map[string]string{"notes": "n"}), rule.append, denied(kn)},
+				{"void", mutation(kind, pb.Op_OP_VOID, visitID, at, map[string]string{"reason": "r"}), rule.void, denied(kn)},
 			}
 			for _, f := range domain.SpecOf(kind).Fields {
 				checks = append(checks, check{"update " + f.Name,
 					mutation(kind, pb.Op_OP_UPDATE, visitID, at, map[string]string{f.Name: "v"}),
 					slices.Contains(rule.update, f.Name), denied(kn + "." + f.Name)})
+				settleAllowed, settleField := slices.Contains(rule.update, f.Name), kn+"."+f.Name
+				if f.Name == "status" && domain.MachineOf(kind) != nil {
+					settleAllowed, settleField = rule.transition, kn+".status"
+				}
+				checks = append(checks, check{"settle " + f.Name,
+					mutation(kind, pb.Op_OP_SETTLE, visitID, at, map[string]string{f.Name: "v"}),
+					settleAllowed, denied(settleField)})
 			}
 			for _, c := range checks {
 				t.Run(domain.RoleName(role)+"/"+kn+"/"+c.op, func(t *testing.T) {
@@ -92,6 +116,16 @@ func TestCheckWriteTable(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+func TestMemberReportNamesNoMediators(t *testing.T) {
+	m := mutation(pb.Kind_KIND_DISPUTE, pb.Op_OP_CREATE, disputeID, hlc(wall0, 0, "dev"),
+		map[string]string{"village_id": "v-01", "category": "hazard", "title": "t", "mediators": "med-01"})
+	wantRejection(t, domain.CheckWrite(pb.Role_ROLE_MEMBER, m), domain.CodePermissionDenied, "dispute.mediators")
+	delete(m.Fields, "mediators")
+	if r := domain.CheckWrite(pb.Role_ROLE_MEMBER, m); r != nil {
+		t.Fatalf("a member's report without mediators: %v, want allowed", r)
 	}
 }
 

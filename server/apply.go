@@ -72,7 +72,7 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 		}
 	}
 	var lookupErr error
-	next, conflict, rej := domain.Apply(cur, m, domain.Actor{UserID: c.userID, DeviceID: c.deviceID, UserOf: func(dev string) string {
+	next, conflict, rej := domain.Apply(cur, m, domain.Actor{UserID: c.userID, DeviceID: c.deviceID, Role: c.role, Now: tx.Now(), UserOf: func(dev string) string {
 		return authorOf(tx, dev, &lookupErr)
 	}})
 	if lookupErr != nil {

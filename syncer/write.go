@@ -166,7 +166,7 @@ func (d *Device) write(build func(*store.RTx, *Identity, *pb.Mutation) error) er
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if _, _, r := domain.Apply(cur, m, domain.Actor{UserID: ident.UserID, DeviceID: ident.DeviceID}); r != nil {
+		if _, _, r := domain.Apply(cur, m, domain.Actor{UserID: ident.UserID, DeviceID: ident.DeviceID, Role: role}); r != nil {
 			return r
 		}
 		if err := tx.AddOutbox(m, d.opts.Now().UnixMilli()); err != nil {
@@ -215,7 +215,7 @@ func (d *Device) recompute(tx *store.RTx, ident *Identity, id string) error {
 	if err != nil {
 		return err
 	}
-	actor := domain.Actor{UserID: ident.UserID, DeviceID: ident.DeviceID}
+	actor := domain.Actor{UserID: ident.UserID, DeviceID: ident.DeviceID, Role: roleOf(ident)}
 	view, state, reason := lr.Base, StateSynced, ""
 	var rejectedCreate *pb.Mutation
 	for _, q := range queued {
@@ -270,4 +270,10 @@ func checkKnownLink(tx *store.RTx, role pb.Role, ident *Identity, m *pb.Mutation
 		r.Reason += " (as of this device's last sync: if it was just assigned to you, sync first)"
 	}
 	return r, nil
+}
+
+// roleOf is the device user's role as enrollment recorded it.
+func roleOf(ident *Identity) pb.Role {
+	r, _ := domain.ParseRole(ident.Role)
+	return r
 }

@@ -38,6 +38,12 @@ const (
 	Kind_KIND_DISPUTE Kind = 3
 	// An append-only log entry, hash-chained per device.
 	Kind_KIND_EVENT Kind = 4
+	// A household's difficulty raised by a member or a secretary (有困難找支部),
+	// followed through a status machine to its resolution or referral.
+	Kind_KIND_NEED Kind = 5
+	// A practical project led by a member or a branch (為民辦實事), with
+	// beneficiary households, progress entries and a completion.
+	Kind_KIND_PROJECT Kind = 6
 )
 
 // Enum value maps for Kind.
@@ -48,6 +54,8 @@ var (
 		2: "KIND_VISIT",
 		3: "KIND_DISPUTE",
 		4: "KIND_EVENT",
+		5: "KIND_NEED",
+		6: "KIND_PROJECT",
 	}
 	Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -55,6 +63,8 @@ var (
 		"KIND_VISIT":       2,
 		"KIND_DISPUTE":     3,
 		"KIND_EVENT":       4,
+		"KIND_NEED":        5,
+		"KIND_PROJECT":     6,
 	}
 )
 
@@ -95,11 +105,21 @@ const (
 	// Sets the given fields. base_hlc says which version of each field the
 	// device edited, so that a concurrent edit is detected as a conflict.
 	Op_OP_UPDATE Op = 2
-	// Moves a dispute from from_status to fields["status"].
+	// Moves a dispute, need or project from from_status to fields["status"];
+	// the other fields are what that move may carry (domain.Machine.Extra).
 	Op_OP_TRANSITION Op = 3
 	// Appends fields[name] as a new entry of the list field name (dispute
 	// "notes" or "sessions").
 	Op_OP_APPEND Op = 4
+	// Voids the record (a duplicate, a mistake): fields["reason"] says why.
+	// A voided record stays in history and on the changelog, is marked
+	// everywhere and counts nowhere.
+	Op_OP_VOID Op = 5
+	// Settles the conflicts of one field: fields[name] is the value chosen
+	// (the one kept, the other one, or a new one; for "status" the current
+	// status or one it may move to). base_hlc[name] is the clock of the
+	// value the device saw.
+	Op_OP_SETTLE Op = 6
 )
 
 // Enum value maps for Op.
@@ -110,6 +130,8 @@ var (
 		2: "OP_UPDATE",
 		3: "OP_TRANSITION",
 		4: "OP_APPEND",
+		5: "OP_VOID",
+		6: "OP_SETTLE",
 	}
 	Op_value = map[string]int32{
 		"OP_UNSPECIFIED": 0,
@@ -117,6 +139,8 @@ var (
 		"OP_UPDATE":      2,
 		"OP_TRANSITION":  3,
 		"OP_APPEND":      4,
+		"OP_VOID":        5,
+		"OP_SETTLE":      6,
 	}
 )
 
@@ -597,8 +621,13 @@ type Record struct {
 	AuthorId string `protobuf:"bytes,8,opt,name=author_id,json=authorId,proto3" json:"author_id,omitempty"`
 	// The device that created the record.
 	OriginDeviceId string `protobuf:"bytes,9,opt,name=origin_device_id,json=originDeviceId,proto3" json:"origin_device_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set when the record was voided (or a household retired).
+	Void *Void `protobuf:"bytes,10,opt,name=void,proto3" json:"void,omitempty"`
+	// Every status change, in clock order, from the creation on (a create
+	// is the change from "" to the first status). Kinds with a status only.
+	History       []*StatusChange `protobuf:"bytes,11,rep,name=history,proto3" json:"history,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Record) Reset() {
@@ -692,6 +721,20 @@ func (x *Record) GetOriginDeviceId() string {
 		return x.OriginDeviceId
 	}
 	return ""
+}
+
+func (x *Record) GetVoid() *Void {
+	if x != nil {
+		return x.Void
+	}
+	return nil
+}
+
+func (x *Record) GetHistory() []*StatusChange {
+	if x != nil {
+		return x.History
+	}
+	return nil
 }
 
 // Mutation is one numbered write made on a device.
@@ -1628,14 +1671,18 @@ func (x *User) GetPhone() string {
 
 // Household is an imported household row.
 type Household struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	GridId        string                 `protobuf:"bytes,2,opt,name=grid_id,json=gridId,proto3" json:"grid_id,omitempty"`
-	Head          string                 `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
-	Address       string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
-	Phone         string                 `protobuf:"bytes,5,opt,name=phone,proto3" json:"phone,omitempty"`
-	Members       string                 `protobuf:"bytes,6,opt,name=members,proto3" json:"members,omitempty"`
-	Tags          string                 `protobuf:"bytes,7,opt,name=tags,proto3" json:"tags,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	GridId  string                 `protobuf:"bytes,2,opt,name=grid_id,json=gridId,proto3" json:"grid_id,omitempty"`
+	Head    string                 `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
+	Address string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	Phone   string                 `protobuf:"bytes,5,opt,name=phone,proto3" json:"phone,omitempty"`
+	Members string                 `protobuf:"bytes,6,opt,name=members,proto3" json:"members,omitempty"`
+	Tags    string                 `protobuf:"bytes,7,opt,name=tags,proto3" json:"tags,omitempty"`
+	// Non-empty: the household has left (moved away, dissolved), with why.
+	// The household is voided with this reason: it stays in history and
+	// counts nowhere. Empty on a later import leaves a retired one retired.
+	Retired       string `protobuf:"bytes,8,opt,name=retired,proto3" json:"retired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1715,6 +1762,13 @@ func (x *Household) GetMembers() string {
 func (x *Household) GetTags() string {
 	if x != nil {
 		return x.Tags
+	}
+	return ""
+}
+
+func (x *Household) GetRetired() string {
+	if x != nil {
+		return x.Retired
 	}
 	return ""
 }
@@ -4070,6 +4124,158 @@ func (x *RevokeHQCredentialResponse) GetAlreadyRevoked() bool {
 	return false
 }
 
+// Void marks a record voided: why, by whom, when.
+type Void struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Reason string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The clock of the void mutation (the device's).
+	Hlc      string `protobuf:"bytes,2,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	AuthorId string `protobuf:"bytes,3,opt,name=author_id,json=authorId,proto3" json:"author_id,omitempty"`
+	// When the server applied it (ms since the epoch; 0 in a device's own
+	// view until the server's record comes back).
+	AtMs          int64 `protobuf:"varint,4,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Void) Reset() {
+	*x = Void{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Void) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Void) ProtoMessage() {}
+
+func (x *Void) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Void.ProtoReflect.Descriptor instead.
+func (*Void) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *Void) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Void) GetHlc() string {
+	if x != nil {
+		return x.Hlc
+	}
+	return ""
+}
+
+func (x *Void) GetAuthorId() string {
+	if x != nil {
+		return x.AuthorId
+	}
+	return ""
+}
+
+func (x *Void) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+// StatusChange is one move of a record's status.
+type StatusChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "" for the creation.
+	From     string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To       string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Hlc      string `protobuf:"bytes,3,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	AuthorId string `protobuf:"bytes,4,opt,name=author_id,json=authorId,proto3" json:"author_id,omitempty"`
+	// When the server applied it (ms since the epoch; 0 in a device's own
+	// view until the server's record comes back).
+	AtMs          int64 `protobuf:"varint,5,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusChange) Reset() {
+	*x = StatusChange{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusChange) ProtoMessage() {}
+
+func (x *StatusChange) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
+func (*StatusChange) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *StatusChange) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *StatusChange) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *StatusChange) GetHlc() string {
+	if x != nil {
+		return x.Hlc
+	}
+	return ""
+}
+
+func (x *StatusChange) GetAuthorId() string {
+	if x != nil {
+		return x.AuthorId
+	}
+	return ""
+}
+
+func (x *StatusChange) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
 var File_fieldsync_v1_fieldsync_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
@@ -4089,7 +4295,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x10\n" +
 	"\x03hlc\x18\x03 \x01(\tR\x03hlc\x12\x1b\n" +
 	"\tauthor_id\x18\x04 \x01(\tR\bauthorId\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xaf\x03\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x8d\x04\n" +
 	"\x06Record\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.fieldsync.v1.KindR\x04kind\x12\x18\n" +
@@ -4099,7 +4305,10 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\tconflicts\x18\x06 \x03(\v2\x16.fieldsync.v1.ConflictR\tconflicts\x12\x18\n" +
 	"\abuckets\x18\a \x03(\tR\abuckets\x12\x1b\n" +
 	"\tauthor_id\x18\b \x01(\tR\bauthorId\x12(\n" +
-	"\x10origin_device_id\x18\t \x01(\tR\x0eoriginDeviceId\x1aS\n" +
+	"\x10origin_device_id\x18\t \x01(\tR\x0eoriginDeviceId\x12&\n" +
+	"\x04void\x18\n" +
+	" \x01(\v2\x12.fieldsync.v1.VoidR\x04void\x124\n" +
+	"\ahistory\x18\v \x03(\v2\x1a.fieldsync.v1.StatusChangeR\ahistory\x1aS\n" +
 	"\vFieldsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
 	"\x05value\x18\x02 \x01(\v2\x18.fieldsync.v1.FieldValueR\x05value:\x028\x01\"\xa9\x03\n" +
@@ -4187,7 +4396,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12&\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x12.fieldsync.v1.RoleR\x04role\x12\x17\n" +
 	"\aunit_id\x18\x04 \x01(\tR\x06unitId\x12\x14\n" +
-	"\x05phone\x18\x05 \x01(\tR\x05phone\"\xa6\x01\n" +
+	"\x05phone\x18\x05 \x01(\tR\x05phone\"\xc0\x01\n" +
 	"\tHousehold\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\agrid_id\x18\x02 \x01(\tR\x06gridId\x12\x12\n" +
@@ -4195,7 +4404,8 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05phone\x18\x05 \x01(\tR\x05phone\x12\x18\n" +
 	"\amembers\x18\x06 \x01(\tR\amembers\x12\x12\n" +
-	"\x04tags\x18\a \x01(\tR\x04tags\"L\n" +
+	"\x04tags\x18\a \x01(\tR\x04tags\x12\x18\n" +
+	"\aretired\x18\b \x01(\tR\aretired\"L\n" +
 	"\n" +
 	"Assignment\x12!\n" +
 	"\fhousehold_id\x18\x01 \x01(\tR\vhouseholdId\x12\x1b\n" +
@@ -4361,7 +4571,18 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x19RevokeHQCredentialRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"E\n" +
 	"\x1aRevokeHQCredentialResponse\x12'\n" +
-	"\x0falready_revoked\x18\x01 \x01(\bR\x0ealreadyRevoked*b\n" +
+	"\x0falready_revoked\x18\x01 \x01(\bR\x0ealreadyRevoked\"b\n" +
+	"\x04Void\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x10\n" +
+	"\x03hlc\x18\x02 \x01(\tR\x03hlc\x12\x1b\n" +
+	"\tauthor_id\x18\x03 \x01(\tR\bauthorId\x12\x13\n" +
+	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\"v\n" +
+	"\fStatusChange\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x10\n" +
+	"\x03hlc\x18\x03 \x01(\tR\x03hlc\x12\x1b\n" +
+	"\tauthor_id\x18\x04 \x01(\tR\bauthorId\x12\x13\n" +
+	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs*\x83\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_HOUSEHOLD\x10\x01\x12\x0e\n" +
@@ -4369,13 +4590,17 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"KIND_VISIT\x10\x02\x12\x10\n" +
 	"\fKIND_DISPUTE\x10\x03\x12\x0e\n" +
 	"\n" +
-	"KIND_EVENT\x10\x04*X\n" +
+	"KIND_EVENT\x10\x04\x12\r\n" +
+	"\tKIND_NEED\x10\x05\x12\x10\n" +
+	"\fKIND_PROJECT\x10\x06*t\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tOP_CREATE\x10\x01\x12\r\n" +
 	"\tOP_UPDATE\x10\x02\x12\x11\n" +
 	"\rOP_TRANSITION\x10\x03\x12\r\n" +
-	"\tOP_APPEND\x10\x04*a\n" +
+	"\tOP_APPEND\x10\x04\x12\v\n" +
+	"\aOP_VOID\x10\x05\x12\r\n" +
+	"\tOP_SETTLE\x10\x06*a\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_MEMBER\x10\x01\x12\x11\n" +
@@ -4435,7 +4660,7 @@ func file_fieldsync_v1_fieldsync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_fieldsync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(Kind)(0),                             // 0: fieldsync.v1.Kind
 	(Op)(0),                               // 1: fieldsync.v1.Op
@@ -4500,92 +4725,96 @@ var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(*ListHQCredentialsResponse)(nil),     // 60: fieldsync.v1.ListHQCredentialsResponse
 	(*RevokeHQCredentialRequest)(nil),     // 61: fieldsync.v1.RevokeHQCredentialRequest
 	(*RevokeHQCredentialResponse)(nil),    // 62: fieldsync.v1.RevokeHQCredentialResponse
-	nil,                                   // 63: fieldsync.v1.Record.FieldsEntry
-	nil,                                   // 64: fieldsync.v1.Mutation.FieldsEntry
-	nil,                                   // 65: fieldsync.v1.Mutation.BaseHlcEntry
+	(*Void)(nil),                          // 63: fieldsync.v1.Void
+	(*StatusChange)(nil),                  // 64: fieldsync.v1.StatusChange
+	nil,                                   // 65: fieldsync.v1.Record.FieldsEntry
+	nil,                                   // 66: fieldsync.v1.Mutation.FieldsEntry
+	nil,                                   // 67: fieldsync.v1.Mutation.BaseHlcEntry
 }
 var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 0: fieldsync.v1.Record.kind:type_name -> fieldsync.v1.Kind
-	63, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
+	65, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
 	7,  // 2: fieldsync.v1.Record.entries:type_name -> fieldsync.v1.Entry
 	8,  // 3: fieldsync.v1.Record.conflicts:type_name -> fieldsync.v1.Conflict
-	0,  // 4: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
-	1,  // 5: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
-	64, // 6: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
-	65, // 7: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
-	4,  // 8: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
-	10, // 9: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
-	12, // 10: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
-	11, // 11: fieldsync.v1.SyncResponse.results:type_name -> fieldsync.v1.MutationResult
-	9,  // 12: fieldsync.v1.SyncResponse.records:type_name -> fieldsync.v1.Record
-	12, // 13: fieldsync.v1.SyncResponse.cursors:type_name -> fieldsync.v1.Cursor
-	2,  // 14: fieldsync.v1.SyncResponse.role:type_name -> fieldsync.v1.Role
-	5,  // 15: fieldsync.v1.SyncResponse.numbering:type_name -> fieldsync.v1.Numbering
-	2,  // 16: fieldsync.v1.EnrollResponse.role:type_name -> fieldsync.v1.Role
-	3,  // 17: fieldsync.v1.Unit.kind:type_name -> fieldsync.v1.UnitKind
-	2,  // 18: fieldsync.v1.User.role:type_name -> fieldsync.v1.Role
-	19, // 19: fieldsync.v1.ImportOrgRequest.units:type_name -> fieldsync.v1.Unit
-	20, // 20: fieldsync.v1.ImportOrgRequest.users:type_name -> fieldsync.v1.User
-	21, // 21: fieldsync.v1.ImportOrgRequest.households:type_name -> fieldsync.v1.Household
-	22, // 22: fieldsync.v1.ImportOrgRequest.assignments:type_name -> fieldsync.v1.Assignment
-	24, // 23: fieldsync.v1.ImportOrgResponse.errors:type_name -> fieldsync.v1.RowError
-	30, // 24: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.Device
-	0,  // 25: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
-	9,  // 26: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
-	9,  // 27: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
-	38, // 28: fieldsync.v1.CreateAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	38, // 29: fieldsync.v1.ListAdminAccountsResponse.accounts:type_name -> fieldsync.v1.AdminAccount
-	38, // 30: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	38, // 31: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	52, // 32: fieldsync.v1.ListEnrollmentCodesResponse.codes:type_name -> fieldsync.v1.EnrollmentCode
-	56, // 33: fieldsync.v1.AddHQCredentialResponse.credential:type_name -> fieldsync.v1.HQCredential
-	56, // 34: fieldsync.v1.ListHQCredentialsResponse.credentials:type_name -> fieldsync.v1.HQCredential
-	6,  // 35: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
-	13, // 36: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
-	15, // 37: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
-	17, // 38: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
-	23, // 39: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
-	26, // 40: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
-	28, // 41: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
-	31, // 42: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	33, // 43: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	39, // 44: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
-	41, // 45: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
-	43, // 46: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
-	45, // 47: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
-	47, // 48: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
-	49, // 49: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
-	51, // 50: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
-	54, // 51: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
-	57, // 52: fieldsync.v1.AdminService.AddHQCredential:input_type -> fieldsync.v1.AddHQCredentialRequest
-	59, // 53: fieldsync.v1.AdminService.ListHQCredentials:input_type -> fieldsync.v1.ListHQCredentialsRequest
-	61, // 54: fieldsync.v1.AdminService.RevokeHQCredential:input_type -> fieldsync.v1.RevokeHQCredentialRequest
-	35, // 55: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
-	14, // 56: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
-	16, // 57: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
-	18, // 58: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
-	25, // 59: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
-	27, // 60: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
-	29, // 61: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
-	32, // 62: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	34, // 63: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	40, // 64: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
-	42, // 65: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
-	44, // 66: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
-	46, // 67: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
-	48, // 68: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
-	50, // 69: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
-	53, // 70: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
-	55, // 71: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
-	58, // 72: fieldsync.v1.AdminService.AddHQCredential:output_type -> fieldsync.v1.AddHQCredentialResponse
-	60, // 73: fieldsync.v1.AdminService.ListHQCredentials:output_type -> fieldsync.v1.ListHQCredentialsResponse
-	62, // 74: fieldsync.v1.AdminService.RevokeHQCredential:output_type -> fieldsync.v1.RevokeHQCredentialResponse
-	36, // 75: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
-	56, // [56:76] is the sub-list for method output_type
-	36, // [36:56] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	63, // 4: fieldsync.v1.Record.void:type_name -> fieldsync.v1.Void
+	64, // 5: fieldsync.v1.Record.history:type_name -> fieldsync.v1.StatusChange
+	0,  // 6: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
+	1,  // 7: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
+	66, // 8: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
+	67, // 9: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
+	4,  // 10: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
+	10, // 11: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
+	12, // 12: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
+	11, // 13: fieldsync.v1.SyncResponse.results:type_name -> fieldsync.v1.MutationResult
+	9,  // 14: fieldsync.v1.SyncResponse.records:type_name -> fieldsync.v1.Record
+	12, // 15: fieldsync.v1.SyncResponse.cursors:type_name -> fieldsync.v1.Cursor
+	2,  // 16: fieldsync.v1.SyncResponse.role:type_name -> fieldsync.v1.Role
+	5,  // 17: fieldsync.v1.SyncResponse.numbering:type_name -> fieldsync.v1.Numbering
+	2,  // 18: fieldsync.v1.EnrollResponse.role:type_name -> fieldsync.v1.Role
+	3,  // 19: fieldsync.v1.Unit.kind:type_name -> fieldsync.v1.UnitKind
+	2,  // 20: fieldsync.v1.User.role:type_name -> fieldsync.v1.Role
+	19, // 21: fieldsync.v1.ImportOrgRequest.units:type_name -> fieldsync.v1.Unit
+	20, // 22: fieldsync.v1.ImportOrgRequest.users:type_name -> fieldsync.v1.User
+	21, // 23: fieldsync.v1.ImportOrgRequest.households:type_name -> fieldsync.v1.Household
+	22, // 24: fieldsync.v1.ImportOrgRequest.assignments:type_name -> fieldsync.v1.Assignment
+	24, // 25: fieldsync.v1.ImportOrgResponse.errors:type_name -> fieldsync.v1.RowError
+	30, // 26: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.Device
+	0,  // 27: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
+	9,  // 28: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
+	9,  // 29: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
+	38, // 30: fieldsync.v1.CreateAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	38, // 31: fieldsync.v1.ListAdminAccountsResponse.accounts:type_name -> fieldsync.v1.AdminAccount
+	38, // 32: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	38, // 33: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	52, // 34: fieldsync.v1.ListEnrollmentCodesResponse.codes:type_name -> fieldsync.v1.EnrollmentCode
+	56, // 35: fieldsync.v1.AddHQCredentialResponse.credential:type_name -> fieldsync.v1.HQCredential
+	56, // 36: fieldsync.v1.ListHQCredentialsResponse.credentials:type_name -> fieldsync.v1.HQCredential
+	6,  // 37: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
+	13, // 38: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
+	15, // 39: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
+	17, // 40: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
+	23, // 41: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
+	26, // 42: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
+	28, // 43: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
+	31, // 44: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	33, // 45: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	39, // 46: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
+	41, // 47: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
+	43, // 48: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
+	45, // 49: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
+	47, // 50: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
+	49, // 51: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
+	51, // 52: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
+	54, // 53: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
+	57, // 54: fieldsync.v1.AdminService.AddHQCredential:input_type -> fieldsync.v1.AddHQCredentialRequest
+	59, // 55: fieldsync.v1.AdminService.ListHQCredentials:input_type -> fieldsync.v1.ListHQCredentialsRequest
+	61, // 56: fieldsync.v1.AdminService.RevokeHQCredential:input_type -> fieldsync.v1.RevokeHQCredentialRequest
+	35, // 57: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
+	14, // 58: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
+	16, // 59: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
+	18, // 60: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
+	25, // 61: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
+	27, // 62: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
+	29, // 63: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
+	32, // 64: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	34, // 65: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	40, // 66: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
+	42, // 67: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
+	44, // 68: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
+	46, // 69: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
+	48, // 70: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
+	50, // 71: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
+	53, // 72: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
+	55, // 73: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
+	58, // 74: fieldsync.v1.AdminService.AddHQCredential:output_type -> fieldsync.v1.AddHQCredentialResponse
+	60, // 75: fieldsync.v1.AdminService.ListHQCredentials:output_type -> fieldsync.v1.ListHQCredentialsResponse
+	62, // 76: fieldsync.v1.AdminService.RevokeHQCredential:output_type -> fieldsync.v1.RevokeHQCredentialResponse
+	36, // 77: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
+	58, // [58:78] is the sub-list for method output_type
+	38, // [38:58] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_fieldsync_proto_init() }
@@ -4599,7 +4828,7 @@ func file_fieldsync_v1_fieldsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_fieldsync_proto_rawDesc), len(file_fieldsync_v1_fieldsync_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
