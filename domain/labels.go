@@ -41,7 +41,7 @@ var labelsZH = map[string]string{
 	"dispute.status=closed": "已结案",
 	"dispute.result=agreed": "调解成功", "dispute.result=failed": "调解不成", "dispute.result=referred": "已移交",
 	"dispute.result=withdrawn": "已撤回",
-	"dispute.level=village": "村级化解", "dispute.level=town": "镇级化解", "dispute.level=referred_out": "移交其他部门",
+	"dispute.level=village":    "村级化解", "dispute.level=town": "镇级化解", "dispute.level=referred_out": "移交其他部门",
 	"dispute.category=problem": "问题", "dispute.category=quarrel": "矛盾", "dispute.category=dispute": "纠纷",
 	"dispute.category=hazard": "隐患", "dispute.category=case": "案件",
 
