@@ -147,8 +147,8 @@ func (c *ConflictItem) authors() string {
 
 // Conflicts is the conflict inbox: every field of every record on the
 // device that holds conflicts, by record id then field.
-func (d *Device) Conflicts() ([]*ConflictItem, error) {
-	var out []*ConflictItem
+func (d *Device) Conflicts() ([]ConflictItem, error) {
+	var out []ConflictItem
 	err := d.db.View(context.Background(), func(tx *store.RTx) error {
 		ident, err := d.identity(tx)
 		if err != nil {
@@ -161,7 +161,7 @@ func (d *Device) Conflicts() ([]*ConflictItem, error) {
 		for _, lr := range recs {
 			for _, c := range conflictsOf(lr.Local, ident) {
 				c.Pending = lr.State == StatePending
-				out = append(out, c)
+				out = append(out, *c)
 			}
 		}
 		return nil
