@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/buildinfo"
 	"github.com/fieldsync/fieldsync/internal/cliflags"
 )
@@ -96,6 +97,7 @@ type cli struct {
 	caFile    string // syncd's CA to pin (admin, hq); "" = tls/ca.pem beside tokenFile
 	plaintext bool   // no TLS (admin, hq), for syncd -insecure-plaintext
 	db        string // the device database (device)
+	lang      string // the language of a device's human output: domain.LangZH or LangEN
 	version   bool   // -version: print the build and exit
 }
 
@@ -111,7 +113,7 @@ const (
 // run is fieldctl: it parses args and runs one command.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now,
-		server: defaultServer, tokenFile: defaultTokenFile, db: defaultDB}
+		server: defaultServer, tokenFile: defaultTokenFile, db: defaultDB, lang: domain.LangZH}
 	return c.dispatch(ctx, "fieldctl", rootCommand(), args)
 }
 
@@ -131,8 +133,8 @@ func rootCommand() *command {
 		about: `fieldctl is fieldsync's command line: the administrator's tools, a field
 device in a local database file, and HQ's export and changelog reader.
 The groups' flags can also be set from the environment (FIELDCTL_SERVER,
-FIELDCTL_TOKEN_FILE, FIELDCTL_CA_FILE, FIELDCTL_PLAINTEXT, FIELDCTL_DB); a
-flag on the command line wins.`,
+FIELDCTL_TOKEN_FILE, FIELDCTL_CA_FILE, FIELDCTL_PLAINTEXT, FIELDCTL_DB,
+FIELDCTL_LANG); a flag on the command line wins.`,
 		flags: func(fs *flag.FlagSet, c *cli) {
 			fs.BoolVar(&c.version, "version", c.version, "print fieldctl's version (module, VCS revision and time, Go) and exit")
 		},
