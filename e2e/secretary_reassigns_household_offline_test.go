@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/testenv"
+	"github.com/fieldsync/fieldsync/store"
+	"github.com/fieldsync/fieldsync/syncer"
+)
+
+// The village secretary, with the server out of reach, hands household
+// H001 from one member to another (household.member_id on their phone).
+// After the sync the server links H001 to the new member; the old member's
+// phone purges the household with its visits and needs, the new member's
+// phone pulls them, and the audit log names the secretary as the one who
+// moved it, from whom to whom.
+func TestSecretaryReassignsHouseholdOffline(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	from := e.Device(testenv.Member)
+	to := e.Device(testenv.Member2)
+	sec := e.Device(testenv.Secretary)
+	syncAll(t, from, to, sec)
+	visit := must[string](t)(from.Create("visit", syncer.NewFields().Set("household_id", "H001").
+		Set("visited_on", "2026-11-15").Set("met", "張大山").Set("needs", "孫子上學路遠")))
+	need := must[string](t)(from.Create("need", syncer.NewFields().Set("village_id", testenv.Village).
+		Set("household_id", "H001").Set("visit_id", visit).Set("category", "education").Set("summary", "孫子上學路遠")))
+	syncAll(t, from, to, sec)
+	holds(t, e, from, "H001", visit, need)
+	lacks(t, to, "H001", visit, need)
+	auditBefore := len(must[[]store.AuditEntry](t)(e.Store.AuditLog(t.Context(), 0, 1000)))
+
+	e.Stop()
+	ok(t, sec.Update("H001", syncer.NewFields().Set("member_id", testenv.Member2)))
+	if it := must[*syncer.Item](t)(sec.Get("H001")); it.State != "pending" || it.Field("member_id") != testenv.Member2 {
+		t.Fatalf("secretary's phone shows H001 %s, member_id %q; want pending, %s", it.State, it.Field("member_id"), testenv.Member2)
+	}
+	e = restart(t, e)
+	testenv.Sync(t, sec)
+	syncAll(t, from, to, sec)
+
+	ctx := context.Background()
+	if got := serverRecord(t, e, "H001").GetFields()["member_id"].GetValue(); got != testenv.Member2 {
+		t.Errorf("server's H001.member_id = %q, want %s", got, testenv.Member2)
+	}
+	if linked := must[[]string](t)(e.Store.LinkedHouseholds(ctx, testenv.Member2)); !slices.Contains(linked, "H001") {
+		t.Errorf("links of %s: %v, want H001 among them", testenv.Member2, linked)
+	}
+	if linked := must[[]string](t)(e.Store.LinkedHouseholds(ctx, testenv.Member)); slices.Contains(linked, "H001") {
+		t.Errorf("links of %s still hold H001: %v", testenv.Member, linked)
+	}
+	// Both phones converge: the old one holds nothing of H001, the new one
+	// all of it; each keeps its own households.
+	lacks(t, from, "H001", visit, need)
+	if _, in := must[map[string]uint64](t)(from.Cursors())[domain.HouseholdBucket("H001")]; in {
+		t.Errorf("the old member's phone keeps a cursor on h:H001")
+	}
+	holds(t, e, from, "H002", "H003")
+	holds(t, e, to, "H001", visit, need, "H004", "H005")
+	holds(t, e, sec, "H001", visit, need)
+	for _, d := range []*syncer.Device{from, to, sec} {
+		if st := must[*syncer.Status](t)(d.Status()); st.Pending != 0 || st.Rejected != 0 {
+			t.Errorf("a phone has %d pending and %d rejected, want none", st.Pending, st.Rejected)
+		}
+	}
+
+	// The audit log: one new entry, on H001, by the secretary (their device,
+	// or their name), saying from whom to whom.
+	entries := must[[]store.AuditEntry](t)(e.Store.AuditLog(ctx, 0, 1000))[auditBefore:]
+	secDevice := deviceID(t, sec)
+	var found []store.AuditEntry
+	for _, a := range entries {
+		if a.Target == "H001" {
+			found = append(found, a)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("audit entries on H001 after the secretary's reassignment: %+v, want one", found)
+	}
+	a := found[0]
+	if a.Actor != secDevice && a.Actor != testenv.Secretary && !strings.Contains(a.Detail, testenv.Secretary) {
+		t.Errorf("audit entry %+v does not name the secretary (%s, device %s)", a, testenv.Secretary, secDevice)
+	}
+	var detail map[string]any
+	if err := json.Unmarshal([]byte(a.Detail), &detail); err != nil {
+		t.Errorf("audit entry's detail %q is not JSON: %v", a.Detail, err)
+	}
+	if !strings.Contains(a.Detail, testenv.Member) || !strings.Contains(a.Detail, testenv.Member2) {
+		t.Errorf("audit entry's detail %s does not say from %s to %s", a.Detail, testenv.Member, testenv.Member2)
+	}
+	if _, err := e.Store.VerifyAudit(ctx); err != nil {
+		t.Errorf("audit chain: %v", err)
+	}
+}

@@ -1,0 +1,112 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/fieldsync/fieldsync/internal/testenv"
+	"github.com/fieldsync/fieldsync/syncer"
+)
+
+// The member and the village secretary change a household's phone number
+// at the same time, offline. The edit that lost is kept as a conflict and
+// shows in the inbox of both phones; the secretary settles it from the
+// inbox with a new value, and after a sync no phone that holds the
+// household (the member's, the secretary's, HQ's) shows a conflict.
+func TestSettleHouseholdFieldConflictFromInbox(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	member := e.Device(testenv.Member)
+	sec := e.Device(testenv.Secretary)
+	hq := e.Device(testenv.HQ)
+	all := []*syncer.Device{member, sec, hq}
+	syncAll(t, all...)
+
+	ok(t, member.Update("H001", syncer.NewFields().Set("phone", "13900000001")))
+	ok(t, sec.Update("H001", syncer.NewFields().Set("phone", "13700000001")))
+	syncAll(t, all...)
+	h := serverRecord(t, e, "H001")
+	if len(h.GetConflicts()) != 1 || h.GetConflicts()[0].GetField() != "phone" {
+		t.Fatalf("conflicts %v, want one on phone: the test shows nothing", h.GetConflicts())
+	}
+	for _, d := range all {
+		if !inboxHas(t, d, "H001", "phone") {
+			t.Fatalf("a phone holding H001 does not list its phone conflict in the inbox")
+		}
+	}
+
+	// Neither number: the secretary called and entered the right one.
+	ok(t, sec.Settle("H001", "phone", "13600000001"))
+	if inboxHas(t, sec, "H001", "phone") {
+		t.Errorf("the settling phone still lists the conflict before it syncs")
+	}
+	syncAll(t, all...)
+	h = serverRecord(t, e, "H001")
+	if got := h.GetFields()["phone"].GetValue(); got != "13600000001" || len(h.GetConflicts()) != 0 {
+		t.Errorf("after the settle: phone %q, conflicts %v; want 13600000001 and none", got, h.GetConflicts())
+	}
+	for _, d := range all {
+		cleared(t, e, d, "H001")
+	}
+}
+
+// Two mediators of one case move it on from mediating offline, one to
+// agreed and one to failed. The first to sync stands; the other move is a
+// status conflict in the inbox of everyone holding the case. The second
+// mediator, seeing the agreement, dismisses their own move from the inbox
+// (settles the status to the one that stands); after a sync the conflict
+// is gone on every phone, the status and history are as the agreement left
+// them, and the case moves on.
+func TestSettleDisputeStatusConflictFromInbox(t *testing.T) {
+	w := openWindow()
+	e := testenv.Start(t)
+	e.ImportSample()
+	med1 := e.Device(testenv.Mediator)
+	med2 := e.Device(testenv.Mediator2)
+	sec := e.Device(testenv.Secretary)
+	hq := e.Device(testenv.HQ)
+	all := []*syncer.Device{med1, med2, sec, hq}
+	syncAll(t, all...)
+	dispute := must[string](t)(med1.Create("dispute", syncer.NewFields().Set("category", "quarrel").
+		Set("title", "宅基地邊界爭吵").Set("parties", "張大山；趙春梅").Set("mediators", testenv.Mediator2)))
+	ok(t, med1.Transition(dispute, "mediating"))
+	syncAll(t, all...)
+
+	ok(t, med1.TransitionWith(dispute, "agreed", syncer.NewFields().Set("agreed_on", "2026-11-23")))
+	ok(t, med2.TransitionWith(dispute, "failed", syncer.NewFields().Set("outcome", "趙家不同意")))
+	testenv.Sync(t, med1)
+	testenv.Sync(t, med2)
+	syncAll(t, all...)
+	d := serverRecord(t, e, dispute)
+	if d.GetFields()["status"].GetValue() != "agreed" || len(d.GetConflicts()) != 1 || d.GetConflicts()[0].GetField() != "status" ||
+		d.GetConflicts()[0].GetValue() != "failed" {
+		t.Fatalf("status %q, conflicts %v; want agreed with failed as a status conflict", d.GetFields()["status"].GetValue(), d.GetConflicts())
+	}
+	for _, dev := range all {
+		if !inboxHas(t, dev, dispute, "status") {
+			t.Fatalf("a phone holding the case does not list its status conflict in the inbox")
+		}
+	}
+
+	ok(t, med2.Settle(dispute, "status", "agreed"))
+	syncAll(t, all...)
+	for _, dev := range all {
+		cleared(t, e, dev, dispute)
+	}
+	ok(t, med2.Transition(dispute, "closed"))
+	syncAll(t, all...)
+	w.close()
+	d = serverRecord(t, e, dispute)
+	if d.GetFields()["status"].GetValue() != "closed" || d.GetFields()["result"].GetValue() != "agreed" || d.GetFields()["level"].GetValue() != "village" {
+		t.Errorf("after the settle and closing: status %q result %q level %q; want closed, agreed, village",
+			d.GetFields()["status"].GetValue(), d.GetFields()["result"].GetValue(), d.GetFields()["level"].GetValue())
+	}
+	// Dismissing a move is no move: the history has no trace of failed.
+	checkHistory(t, d, w,
+		move{"", "open", testenv.Mediator},
+		move{"open", "mediating", testenv.Mediator},
+		move{"mediating", "agreed", testenv.Mediator},
+		move{"agreed", "closed", testenv.Mediator2})
+	for _, dev := range all {
+		cleared(t, e, dev, dispute)
+	}
+}
