@@ -32,6 +32,7 @@ func TestDisputeReportedByMemberMediatedAgreedAndClosed(t *testing.T) {
 		Set("title", "鄰居堆放柴草堵住消防通道").Set("parties", "張小河；張大山").Set("occurred_on", "2026-11-17").
 		Set("household_id", "H002").Set("visit_id", visit)))
 	testenv.Sync(t, member)
+	noRejections(t, "the member", member)
 
 	d := serverRecord(t, e, report)
 	if got := domain.SplitList(d.GetFields()["mediators"].GetValue()); !slices.Equal(sortedCopy(got), []string{testenv.Mediator, testenv.Mediator2}) {
@@ -64,6 +65,8 @@ func TestDisputeReportedByMemberMediatedAgreedAndClosed(t *testing.T) {
 	testenv.Sync(t, med2)
 	syncAll(t, member, med1, med2, sec)
 	w.close()
+	noRejections(t, "the first mediator", med1)
+	noRejections(t, "the second mediator", med2)
 
 	d = serverRecord(t, e, report)
 	for field, want := range map[string]string{

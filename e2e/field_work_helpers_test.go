@@ -101,3 +101,12 @@ func deviceID(t testing.TB, d *syncer.Device) string {
 	t.Helper()
 	return must[*syncer.Identity](t)(d.Identity()).DeviceID
 }
+
+// noRejections fails, naming each, if the device holds refused writes:
+// in these scenarios every write is one its user may make.
+func noRejections(t testing.TB, who string, d *syncer.Device) {
+	t.Helper()
+	for _, r := range must[[]*syncer.Rejection](t)(d.Rejections()) {
+		t.Errorf("%s's %s of %s %s was refused: %s %s: %s", who, r.Op, r.Kind, r.RecordID, r.Code, r.Field, r.Reason)
+	}
+}

@@ -39,6 +39,7 @@ func TestNeedRaisedOfflineTakenUpAndResolvedShowsOnMembersPhone(t *testing.T) {
 	e = restart(t, e)
 	testenv.Sync(t, member)
 	testenv.Sync(t, sec)
+	noRejections(t, "the member", member)
 	if _, err := sec.Get(need); err != nil {
 		t.Fatalf("the village secretary does not see the member's need: %v", err)
 	}
@@ -48,6 +49,7 @@ func TestNeedRaisedOfflineTakenUpAndResolvedShowsOnMembersPhone(t *testing.T) {
 	testenv.Sync(t, sec)
 	testenv.Sync(t, member)
 	w.close()
+	noRejections(t, "the secretary", sec)
 
 	n := serverRecord(t, e, need)
 	for field, want := range map[string]string{

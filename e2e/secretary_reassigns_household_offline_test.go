@@ -31,6 +31,7 @@ func TestSecretaryReassignsHouseholdOffline(t *testing.T) {
 	need := must[string](t)(from.Create("need", syncer.NewFields().Set("village_id", testenv.Village).
 		Set("household_id", "H001").Set("visit_id", visit).Set("category", "education").Set("summary", "孫子上學路遠")))
 	syncAll(t, from, to, sec)
+	noRejections(t, "the old member", from)
 	holds(t, e, from, "H001", visit, need)
 	lacks(t, to, "H001", visit, need)
 	auditBefore := len(must[[]store.AuditEntry](t)(e.Store.AuditLog(t.Context(), 0, 1000)))
@@ -43,6 +44,7 @@ func TestSecretaryReassignsHouseholdOffline(t *testing.T) {
 	e = restart(t, e)
 	testenv.Sync(t, sec)
 	syncAll(t, from, to, sec)
+	noRejections(t, "the secretary", sec)
 
 	ctx := context.Background()
 	if got := serverRecord(t, e, "H001").GetFields()["member_id"].GetValue(); got != testenv.Member2 {

@@ -40,6 +40,7 @@ func TestSettleHouseholdFieldConflictFromInbox(t *testing.T) {
 		t.Errorf("the settling phone still lists the conflict before it syncs")
 	}
 	syncAll(t, all...)
+	noRejections(t, "the secretary", sec)
 	h = serverRecord(t, e, "H001")
 	if got := h.GetFields()["phone"].GetValue(); got != "13600000001" || len(h.GetConflicts()) != 0 {
 		t.Errorf("after the settle: phone %q, conflicts %v; want 13600000001 and none", got, h.GetConflicts())
@@ -89,6 +90,7 @@ func TestSettleDisputeStatusConflictFromInbox(t *testing.T) {
 
 	ok(t, med2.Settle(dispute, "status", "agreed"))
 	syncAll(t, all...)
+	noRejections(t, "the second mediator", med2)
 	for _, dev := range all {
 		cleared(t, e, dev, dispute)
 	}

@@ -64,6 +64,7 @@ func TestVoidDuplicateVisitWhileAnotherPhoneEditsIt(t *testing.T) {
 			}
 			syncAll(t, all...)
 			w.close()
+			noRejections(t, "the voiding phone", voider)
 
 			v := serverRecord(t, e, dup)
 			vd := v.GetVoid()

@@ -34,6 +34,7 @@ func TestVoidedEventKeepsDevicesChainVerifiable(t *testing.T) {
 	ok(t, member.Void(mistake, "誤錄：與上一條重複"))
 	last := ev("代辦殘疾證年審")
 	syncAll(t, member, sec)
+	noRejections(t, "the member", member)
 
 	voided := serverRecord(t, e, mistake)
 	if v := voided.GetVoid(); v == nil || v.GetAuthorId() != testenv.Member || v.GetReason() != "誤錄：與上一條重複" {
