@@ -33,6 +33,9 @@ func TestSecretaryReassignsHouseholdOffline(t *testing.T) {
 	noRejections(t, "the old member", from)
 	holds(t, e, from, "H001", visit, need)
 	lacks(t, to, "H001", visit, need)
+	if it := must[*syncer.Item](t)(sec.Get("H001")); it.Field("member_id") != testenv.Member {
+		t.Errorf("before: the secretary's phone shows H001 linked to %q, want %s (the import's assignment)", it.Field("member_id"), testenv.Member)
+	}
 	auditBefore := len(must[[]store.AuditEntry](t)(e.Store.AuditLog(t.Context(), 0, 1000)))
 
 	e.Stop()

@@ -11,7 +11,9 @@ import (
 // at the same time, offline. The edit that lost is kept as a conflict and
 // shows in the inbox of both phones; the secretary settles it from the
 // inbox with a new value, and after a sync no phone that holds the
-// household (the member's, the secretary's, HQ's) shows a conflict.
+// household (the member's, the secretary's, HQ's) shows a conflict. Then
+// the same on the household's size, where the member keeps their own
+// value.
 func TestSettleHouseholdFieldConflictFromInbox(t *testing.T) {
 	e := testenv.Start(t)
 	e.ImportSample()
@@ -44,6 +46,27 @@ func TestSettleHouseholdFieldConflictFromInbox(t *testing.T) {
 	h = serverRecord(t, e, "H001")
 	if got := h.GetFields()["phone"].GetValue(); got != "13600000001" || len(h.GetConflicts()) != 0 {
 		t.Errorf("after the settle: phone %q, conflicts %v; want 13600000001 and none", got, h.GetConflicts())
+	}
+	for _, d := range all {
+		cleared(t, e, d, "H001")
+	}
+
+	// Again on the household's size; this time the member, whose edit
+	// lost, keeps theirs from the inbox.
+	ok(t, member.Update("H001", syncer.NewFields().Set("members", "5")))
+	ok(t, sec.Update("H001", syncer.NewFields().Set("members", "6")))
+	testenv.Sync(t, member)
+	testenv.Sync(t, sec)
+	syncAll(t, all...)
+	if !inboxHas(t, member, "H001", "members") {
+		t.Fatalf("the member's inbox does not list the conflict on members: %v", serverRecord(t, e, "H001").GetConflicts())
+	}
+	ok(t, member.KeepMine("H001", "members"))
+	syncAll(t, all...)
+	noRejections(t, "the member", member)
+	h = serverRecord(t, e, "H001")
+	if got := h.GetFields()["members"].GetValue(); got != "5" || len(h.GetConflicts()) != 0 {
+		t.Errorf("after the member kept theirs: members %q, conflicts %v; want 5 and none", got, h.GetConflicts())
 	}
 	for _, d := range all {
 		cleared(t, e, d, "H001")
