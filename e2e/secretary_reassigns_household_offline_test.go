@@ -16,7 +16,8 @@ import (
 // H001 from one member to another (household.member_id on their phone).
 // After the sync the server links H001 to the new member; the old member's
 // phone purges the household with its visits and needs, the new member's
-// phone pulls them, and the audit log names the secretary as the one who
+// phone pulls them (a visit the old member recorded meanwhile is refused
+// and kept on their phone), and the audit log names the secretary as the one who
 // moved it, from whom to whom.
 func TestSecretaryReassignsHouseholdOffline(t *testing.T) {
 	e := testenv.Start(t)
@@ -43,6 +44,9 @@ func TestSecretaryReassignsHouseholdOffline(t *testing.T) {
 	if it := must[*syncer.Item](t)(sec.Get("H001")); it.State != "pending" || it.Field("member_id") != testenv.Member2 {
 		t.Fatalf("secretary's phone shows H001 %s, member_id %q; want pending, %s", it.State, it.Field("member_id"), testenv.Member2)
 	}
+	// Not knowing yet, the old member records another visit to H001.
+	late := must[string](t)(from.Create("visit", syncer.NewFields().Set("household_id", "H001").
+		Set("visited_on", "2026-11-21").Set("met", "張大山").Set("help", "送去入學申請表")))
 	e = restart(t, e)
 	testenv.Sync(t, sec)
 	syncAll(t, from, to, sec)
@@ -61,15 +65,23 @@ func TestSecretaryReassignsHouseholdOffline(t *testing.T) {
 	// Both phones converge: the old one holds nothing of H001, the new one
 	// all of it; each keeps its own households.
 	lacks(t, from, "H001", visit, need)
+	// The old member's late visit reached the server after the household
+	// left them: refused, and kept on their phone with its text and why.
+	if r := rejection(t, from, late, "create"); r.Code != domain.CodePermissionDenied || r.Field != "visit.household_id" {
+		t.Errorf("the late visit's rejection: %+v, want permission_denied on visit.household_id", r)
+	}
+	if it := must[*syncer.Item](t)(from.Get(late)); it.State != "rejected" || it.Field("help") != "送去入學申請表" {
+		t.Errorf("the late visit shows %s with help %q, want rejected and its text kept", it.State, it.Field("help"))
+	}
 	if _, in := must[map[string]uint64](t)(from.Cursors())[domain.HouseholdBucket("H001")]; in {
 		t.Errorf("the old member's phone keeps a cursor on h:H001")
 	}
 	holds(t, e, from, "H002", "H003")
 	holds(t, e, to, "H001", visit, need, "H004", "H005")
 	holds(t, e, sec, "H001", visit, need)
-	for _, d := range []*syncer.Device{from, to, sec} {
-		if st := must[*syncer.Status](t)(d.Status()); st.Pending != 0 || st.Rejected != 0 {
-			t.Errorf("a phone has %d pending and %d rejected, want none", st.Pending, st.Rejected)
+	for d, rejected := range map[*syncer.Device]int{from: 1, to: 0, sec: 0} {
+		if st := must[*syncer.Status](t)(d.Status()); st.Pending != 0 || st.Rejected != rejected {
+			t.Errorf("a phone has %d pending and %d rejected, want none pending and %d rejected", st.Pending, st.Rejected, rejected)
 		}
 	}
 
