@@ -135,3 +135,58 @@ func TestSettleDisputeStatusConflictFromInbox(t *testing.T) {
 		cleared(t, e, dev, dispute)
 	}
 }
+
+// A practical project led by a member: the member starts the work while
+// the village secretary, offline, abandons it. The member's move stands;
+// the secretary, seeing it under way, settles the status conflict from the
+// inbox by moving it on (abandoned after all, now from in_progress). The
+// settle is a move of its own in the history, by the secretary, and every
+// phone holding the project clears the conflict.
+func TestSettleProjectStatusConflictByMovingOn(t *testing.T) {
+	w := openWindow()
+	e := testenv.Start(t)
+	e.ImportSample()
+	member := e.Device(testenv.Member)
+	sec := e.Device(testenv.Secretary)
+	hq := e.Device(testenv.HQ)
+	all := []*syncer.Device{member, sec, hq}
+	syncAll(t, all...)
+	project := must[string](t)(member.Create("project", syncer.NewFields().Set("title", "修通張家塆到村委會的便道").
+		Set("households", "H001,H002").Set("planned_on", "2026-12-20")))
+	syncAll(t, all...)
+	noRejections(t, "the member", member)
+	if got := serverRecord(t, e, project).GetFields()["leader_id"].GetValue(); got != testenv.Member {
+		t.Fatalf("project's leader %q, want the member who started it", got)
+	}
+
+	ok(t, member.Transition(project, "in_progress"))
+	ok(t, sec.TransitionWith(project, "abandoned", syncer.NewFields().Set("outcome", "資金未到位")))
+	testenv.Sync(t, member)
+	testenv.Sync(t, sec)
+	syncAll(t, all...)
+	p := serverRecord(t, e, project)
+	if p.GetFields()["status"].GetValue() != "in_progress" || len(p.GetConflicts()) != 1 || p.GetConflicts()[0].GetValue() != "abandoned" {
+		t.Fatalf("status %q, conflicts %v; want in_progress with abandoned as a status conflict", p.GetFields()["status"].GetValue(), p.GetConflicts())
+	}
+	for _, d := range all {
+		if !inboxHas(t, d, project, "status") {
+			t.Fatalf("a phone holding the project does not list its status conflict in the inbox")
+		}
+	}
+
+	ok(t, sec.Settle(project, "status", "abandoned"))
+	syncAll(t, all...)
+	w.close()
+	noRejections(t, "the secretary", sec)
+	p = serverRecord(t, e, project)
+	if got := p.GetFields()["status"].GetValue(); got != "abandoned" {
+		t.Errorf("after the settle: status %q, want abandoned", got)
+	}
+	checkHistory(t, p, w,
+		move{"", "planned", testenv.Member},
+		move{"planned", "in_progress", testenv.Member},
+		move{"in_progress", "abandoned", testenv.Secretary})
+	for _, d := range all {
+		cleared(t, e, d, project)
+	}
+}
