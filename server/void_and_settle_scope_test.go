@@ -85,7 +85,9 @@ func TestNeedsAndProjectsAreWrittenByWhomTheTableSays(t *testing.T) {
 	sec, sec2 := newRawPhone(t, e, testenv.Secretary), newRawPhone(t, e, "U-sec2")
 	med1, med2 := newRawPhone(t, e, testenv.Mediator), newRawPhone(t, e, testenv.Mediator2)
 	const N, P, D, H = pb.Kind_KIND_NEED, pb.Kind_KIND_PROJECT, pb.Kind_KIND_DISPUTE, pb.Kind_KIND_HOUSEHOLD
-	settle := func(id string, k pb.Kind, f, v string) *pb.Mutation { return op(id, k, pb.Op_OP_SETTLE, map[string]string{f: v}) }
+	settle := func(id string, k pb.Kind, f, v string) *pb.Mutation {
+		return op(id, k, pb.Op_OP_SETTLE, map[string]string{f: v})
+	}
 
 	own, secs := newID(), newID()
 	m1.mustApply("member's need", create(own, N, map[string]string{"village_id": testenv.Village, "category": "elderly", "summary": "獨居", "household_id": "H002"}))
