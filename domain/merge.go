@@ -120,8 +120,16 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 		case status == to: // the same move made twice: one outcome
 		default:
 			conflict = true
-			addConflict(next, &pb.Conflict{Field: "status", Value: to, Hlc: m.GetHlc(), AuthorId: a.UserID,
-				Reason: "transition " + m.GetFromStatus() + " -> " + to + " made while the status was already " + status})
+			why := "transition " + m.GetFromStatus() + " -> " + to + " made while the status was already " + status
+			addConflict(next, &pb.Conflict{Field: "status", Value: to, Hlc: m.GetHlc(), AuthorId: a.UserID, Reason: why})
+			// What the losing move carried (an agreement's text, a
+			// referral's reason) was acknowledged: it is kept beside the
+			// status conflict for a person to settle, never dropped.
+			for _, name := range sortedKeys(m.GetFields()) {
+				if v := m.GetFields()[name]; name != "status" && v != next.GetFields()[name].GetValue() {
+					addConflict(next, &pb.Conflict{Field: name, Value: v, Hlc: m.GetHlc(), AuthorId: a.UserID, Reason: "carried by the " + why})
+				}
+			}
 		}
 	case pb.Op_OP_APPEND:
 		for name, text := range m.GetFields() {
@@ -180,7 +188,15 @@ func settle(r *pb.Record, m *pb.Mutation, name, value string, a Actor) *Rejectio
 	if name == "status" {
 		if machine := MachineOf(r.GetKind()); machine != nil {
 			cur := r.GetFields()["status"].GetValue()
-			if value != cur {
+			switch {
+			case value == cur:
+			case value == m.GetFromStatus():
+				// "Take theirs" as the device saw it, and the record has
+				// moved on since: the moves it saw are dismissed all the
+				// same, without going back; a later one stays.
+				clearConflictsBefore(r, name, m.GetHlc())
+				return nil
+			default:
 				if rej := machine.Check(cur, value); rej != nil {
 					return rej
 				}
@@ -314,6 +330,17 @@ func clearConflicts(r *pb.Record, field string) {
 	kept := r.Conflicts[:0]
 	for _, c := range r.Conflicts {
 		if c.GetField() != field {
+			kept = append(kept, c)
+		}
+	}
+	r.Conflicts = kept
+}
+
+// clearConflictsBefore removes the conflicts of field made before hlc.
+func clearConflictsBefore(r *pb.Record, field, hlc string) {
+	kept := r.Conflicts[:0]
+	for _, c := range r.Conflicts {
+		if c.GetField() != field || c.GetHlc() >= hlc {
 			kept = append(kept, c)
 		}
 	}
