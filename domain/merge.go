@@ -184,6 +184,14 @@ func settle(r *pb.Record, m *pb.Mutation, name, value string, a Actor) *Rejectio
 				if rej := machine.Check(cur, value); rej != nil {
 					return rej
 				}
+				// A settle carries the status alone: a move that must carry
+				// more (a referral's reason, a completion's outcome) is made
+				// by a transition, unless the record already holds it.
+				for _, f := range machine.Require[value] {
+					if r.GetFields()[f].GetValue() == "" {
+						return reject(CodeInvalidField, KindName(r.GetKind())+"."+f, "required when a %s moves to %s: settle to %s and make the move with it", KindName(r.GetKind()), value, cur)
+					}
+				}
 				move(r, &pb.Mutation{Hlc: m.GetHlc(), Fields: map[string]string{"status": value}}, cur, value, a)
 			}
 			clearConflicts(r, name)
