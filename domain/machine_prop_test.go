@@ -274,7 +274,9 @@ func genRecordOf(k pb.Kind) *rapid.Generator[*pb.Record] {
 // as sorted sets, a line of history seen twice kept with its stamp.
 func npNormalise(r *pb.Record) *pb.Record {
 	out := normalise(r)
-	key := func(c *pb.StatusChange) []string { return []string{c.GetHlc(), c.GetFrom(), c.GetTo(), c.GetAuthorId()} }
+	key := func(c *pb.StatusChange) []string {
+		return []string{c.GetHlc(), c.GetFrom(), c.GetTo(), c.GetAuthorId()}
+	}
 	slices.SortStableFunc(out.History, func(a, b *pb.StatusChange) int {
 		if c := slices.Compare(key(a), key(b)); c != 0 {
 			return c
