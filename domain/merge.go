@@ -116,7 +116,7 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 		to, status := m.GetFields()["status"], next.GetFields()["status"].GetValue()
 		switch {
 		case status == m.GetFromStatus():
-			move(next, m, status, to, a)
+			conflict = move(next, m, status, to, a)
 		case status == to: // the same move made twice: one outcome
 		default:
 			conflict = true
@@ -142,16 +142,27 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 
 // move makes the transition from -> to of record r (checked by the
 // caller): the status, the fields the move carries, the fields derived
-// from it, and a line of history stamped with the server's time.
-func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) {
+// from it, and a line of history stamped with the server's time. It
+// reports a conflict: a field the move carries (or a level it derives)
+// that a later edit had changed keeps the move's value as a conflict.
+func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) (conflict bool) {
 	stamp := afterHistory(r, m.GetHlc())
 	r.Fields["status"] = &pb.FieldValue{Value: to, Hlc: stamp}
 	for _, name := range sortedKeys(m.GetFields()) {
-		if name != "status" {
-			setField(r, name, m.GetFields()[name], m.GetHlc(), "", a, false)
+		if name != "status" && setField(r, name, m.GetFields()[name], m.GetHlc(), "", a, false) {
+			conflict = true
 		}
 	}
-	derive := func(name, value string) { setField(r, name, value, m.GetHlc(), "", a, false) }
+	// Derived fields take the move's stamp, which follows the move before:
+	// they follow the moves in the order applied, as the status does. With
+	// the mutation's own clock, a move from a phone whose clock is behind
+	// lost its result or taker to the older move's, as a conflict on a
+	// field nobody may settle.
+	derive := func(name, value string) {
+		if setField(r, name, value, stamp, "", a, false) {
+			conflict = true
+		}
+	}
 	switch r.GetKind() {
 	case pb.Kind_KIND_DISPUTE:
 		if contains(DisputeResults, to) {
@@ -169,6 +180,7 @@ func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) {
 		}
 	}
 	addHistory(r, &pb.StatusChange{From: from, To: to, Hlc: stamp, AuthorId: a.UserID, AtMs: a.atMs()})
+	return conflict
 }
 
 // afterHistory returns h, or, if h is not after the history's last entry,
