@@ -116,7 +116,7 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 		to, status := m.GetFields()["status"], next.GetFields()["status"].GetValue()
 		switch {
 		case status == m.GetFromStatus():
-			move(next, m, status, to, a)
+			conflict = move(next, m, status, to, a)
 		case status == to: // the same move made twice: one outcome
 		default:
 			conflict = true
@@ -150,15 +150,27 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 
 // move makes the transition from -> to of record r (checked by the
 // caller): the status, the fields the move carries, the fields derived
-// from it, and a line of history stamped with the server's time.
-func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) {
-	r.Fields["status"] = &pb.FieldValue{Value: to, Hlc: m.GetHlc()}
+// from it, and a line of history stamped with the server's time. It
+// reports a conflict: a field the move carries (or a level it derives)
+// that a later edit had changed keeps the move's value as a conflict.
+func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) (conflict bool) {
+	stamp := afterHistory(r, m.GetHlc())
+	r.Fields["status"] = &pb.FieldValue{Value: to, Hlc: stamp}
 	for _, name := range sortedKeys(m.GetFields()) {
-		if name != "status" {
-			setField(r, name, m.GetFields()[name], m.GetHlc(), "", a, false)
+		if name != "status" && setField(r, name, m.GetFields()[name], m.GetHlc(), "", a, false) {
+			conflict = true
 		}
 	}
-	derive := func(name, value string) { setField(r, name, value, m.GetHlc(), "", a, false) }
+	// Derived fields take the move's stamp, which follows the move before:
+	// they follow the moves in the order applied, as the status does. With
+	// the mutation's own clock, a move from a phone whose clock is behind
+	// lost its result or taker to the older move's, as a conflict on a
+	// field nobody may settle.
+	derive := func(name, value string) {
+		if setField(r, name, value, stamp, "", a, false) {
+			conflict = true
+		}
+	}
 	switch r.GetKind() {
 	case pb.Kind_KIND_DISPUTE:
 		if contains(DisputeResults, to) {
@@ -175,7 +187,31 @@ func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) {
 			derive("taken_by", a.UserID)
 		}
 	}
-	addHistory(r, &pb.StatusChange{From: from, To: to, Hlc: m.GetHlc(), AuthorId: a.UserID, AtMs: a.atMs()})
+	addHistory(r, &pb.StatusChange{From: from, To: to, Hlc: stamp, AuthorId: a.UserID, AtMs: a.atMs()})
+	return conflict
+}
+
+// afterHistory returns h, or, if h is not after the history's last entry,
+// the reading just after that entry (on h's node). A move follows the move
+// that set the status it moves from, and the history is kept in clock
+// order: the server cuts a clock that ran ahead to its time plus
+// MaxFutureSkew (ClampFuture), so two moves a phone pushes together can
+// carry one reading, and ordered by clock they would no longer read as
+// the chain of moves made.
+func afterHistory(r *pb.Record, h string) string {
+	n := len(r.GetHistory())
+	if n == 0 || h > r.History[n-1].GetHlc() {
+		return h
+	}
+	last, err := ParseHLC(r.History[n-1].GetHlc())
+	if err != nil {
+		return h
+	}
+	next := HLC{Wall: last.Wall, Counter: last.Counter + 1, Node: hlcNode(h)}
+	if last.Counter == 0xffff {
+		next = HLC{Wall: last.Wall + 1, Node: hlcNode(h)}
+	}
+	return next.String()
 }
 
 // settle applies the settle of field name with the chosen value. For a
@@ -199,6 +235,14 @@ func settle(r *pb.Record, m *pb.Mutation, name, value string, a Actor) *Rejectio
 			default:
 				if rej := machine.Check(cur, value); rej != nil {
 					return rej
+				}
+				// A settle carries the status alone: a move that must carry
+				// more (a referral's reason, a completion's outcome) is made
+				// by a transition, unless the record already holds it.
+				for _, f := range machine.Require[value] {
+					if r.GetFields()[f].GetValue() == "" {
+						return reject(CodeInvalidField, KindName(r.GetKind())+"."+f, "required when a %s moves to %s: settle to %s and make the move with it", KindName(r.GetKind()), value, cur)
+					}
 				}
 				move(r, &pb.Mutation{Hlc: m.GetHlc(), Fields: map[string]string{"status": value}}, cur, value, a)
 			}
