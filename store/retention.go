@@ -397,11 +397,11 @@ func (t *Tx) compactDeviceResults(deviceID string, floor uint64, cutoff, since i
 		if ms == 0 {
 			ms = since
 		}
-		if ms > cutoff || int64(seq) >= newest.Int64 || int64(seq) == newestEvent.Int64 {
+		if ms > cutoff || int64(seq) >= newest.Int64 {
 			break
 		}
 		to = seq
-		if pb.MutationStatus(status) != pb.MutationStatus_MUTATION_STATUS_REJECTED {
+		if pb.MutationStatus(status) != pb.MutationStatus_MUTATION_STATUS_REJECTED && int64(seq) != newestEvent.Int64 {
 			drop = append(drop, seq)
 		}
 	}
@@ -413,8 +413,8 @@ func (t *Tx) compactDeviceResults(deviceID string, floor uint64, cutoff, since i
 		return 0, floor, false, nil
 	}
 	if len(drop) > 0 {
-		if _, err := t.Exec("DELETE FROM mutation_results WHERE device_id = ? AND seq > ? AND seq <= ? AND status != ?",
-			deviceID, floor, to, int(pb.MutationStatus_MUTATION_STATUS_REJECTED)); err != nil {
+		if _, err := t.Exec("DELETE FROM mutation_results WHERE device_id = ? AND seq > ? AND seq <= ? AND status != ? AND seq != ?",
+			deviceID, floor, to, int(pb.MutationStatus_MUTATION_STATUS_REJECTED), newestEvent.Int64); err != nil {
 			return 0, floor, false, err
 		}
 	}
