@@ -347,23 +347,28 @@ func (s *Server) compactResults(ctx context.Context, cutoff int64) (int, error) 
 			return total, nil
 		}
 		after = ids[len(ids)-1]
-		for again := true; again; {
-			n := 0
+		// One job takes devices until it has deleted a batch's worth; a
+		// device with more left is looked at again in the next job.
+		for i := 0; i < len(ids); {
+			n, next := 0, i
 			err = s.Write(ctx, func(tx *Tx) error {
-				n, again = 0, false
-				for i, id := range ids {
-					d, to, full, err := tx.compactDeviceResults(id, floors[i], cutoff, int64(since))
+				n, next = 0, i
+				for next < len(ids) && n < compactBatch {
+					d, to, full, err := tx.compactDeviceResults(ids[next], floors[next], cutoff, int64(since))
 					if err != nil {
 						return err
 					}
-					n, floors[i], again = n+d, to, again || full
+					n, floors[next] = n+d, to
+					if !full {
+						next++
+					}
 				}
 				return nil
 			})
 			if err != nil {
 				return total, fmt.Errorf("compact results: %w", err)
 			}
-			total += n
+			total, i = total+n, next
 		}
 	}
 }
