@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/testenv"
@@ -216,4 +217,110 @@ func TestChangelogRebuiltAfterRetentionStartsAtTheFirstKeptChange(t *testing.T) 
 		t.Fatalf("message %d carries change %s", first, got)
 	}
 	ok(t, e.Server.Relay().Check(ctx))
+}
+
+// pullPages pulls from cursors page by page (2 records a page) until the
+// server says there is no more, and returns every answer. The device
+// replaces buckets (can_refetch) or is an older app that cannot.
+func pullPages(t *testing.T, r *rawUser, cursors []*pb.Cursor, canRefetch bool) []*pb.SyncResponse {
+	t.Helper()
+	var out []*pb.SyncResponse
+	var refetching []string
+	for page := 0; ; page++ {
+		if page > 50 {
+			t.Fatalf("no end after %d pages: %v", page, out[len(out)-1])
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+		resp, err := r.client.Sync(ctx, &pb.SyncRequest{Cursors: cursors, PageSize: 2, CanRefetch: canRefetch, RefetchingBuckets: refetching})
+		cancel()
+		ok(t, err)
+		out = append(out, resp)
+		cursors = resp.GetCursors()
+		for _, b := range resp.GetRefetchBuckets() {
+			if !slices.Contains(refetching, b) {
+				refetching = append(refetching, b)
+			}
+		}
+		if !resp.GetMore() {
+			return out
+		}
+	}
+}
+
+// The protocol of a bucket read again: a device whose cursor in its
+// village's bucket is older than the marks the retention pass deleted is
+// told once (refetch_buckets) and read from the start, page after page as
+// long as it names the bucket in refetching_buckets; an older app, which
+// does not say it can, is read from its cursor as before and is never
+// told, so it never starts over at every page.
+func TestBucketReadAgainPastRetentionWindow(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{}
+	e := testenv.Start(t, testenv.WithRetention(retentionWindow, clock.Now))
+	e.ImportSample()
+	admin, actx := e.Admin()
+	sec := newRaw(t, e, testenv.Secretary)
+	first := pullPages(t, sec, nil, true)
+	cursors := first[len(first)-1].GetCursors()
+
+	// The others change, then H001 leaves the village: the bucket has more
+	// than a page after the secretary's cursor, and its deleted mark lies
+	// after the first page of the bucket read again.
+	org := testenv.SampleOrg()
+	var hs []*pb.Household
+	for _, h := range append(org.GetHouseholds()[1:5], org.GetHouseholds()[0]) {
+		h = proto.Clone(h).(*pb.Household)
+		h.Members += "0"
+		if h.GetId() == "H001" {
+			h.GridId = testenv.Grid2
+		}
+		hs = append(hs, h)
+	}
+	resp, err := admin.ImportOrg(actx, &pb.ImportOrgRequest{Households: hs})
+	ok(t, err)
+	if len(resp.GetErrors()) > 0 {
+		t.Fatalf("import: %v", resp.GetErrors())
+	}
+	waitPublished(t, e)
+	clock.advance(retentionWindow + time.Hour)
+	_, err = e.Daemon.Compact(ctx)
+	ok(t, err)
+	village := domain.VillageBucket(testenv.Village)
+	if e.Store.BucketFloor(village) == 0 {
+		t.Fatalf("no mark of %s was deleted", village)
+	}
+
+	told := 0
+	pages := pullPages(t, sec, cursors, true)
+	for i, p := range pages {
+		if len(p.GetRefetchBuckets()) > 0 {
+			told++
+			if i != 0 || !slices.Equal(p.GetRefetchBuckets(), []string{village}) {
+				t.Errorf("page %d: refetch %v, want %s on the first page only", i, p.GetRefetchBuckets(), village)
+			}
+		}
+	}
+	if told != 1 || len(pages) < 2 {
+		t.Errorf("%d pages, told %d times to read again; want several pages, told once", len(pages), told)
+	}
+	got := map[string]bool{}
+	for _, p := range pages {
+		for _, r := range p.GetRecords() {
+			got[r.GetId()] = true
+		}
+	}
+	for _, id := range []string{"H002", "H003", "H004", "H005"} {
+		if !got[id] {
+			t.Errorf("the bucket read again lacks %s", id)
+		}
+	}
+	if got["H001"] {
+		t.Errorf("the bucket read again carries H001, which left it")
+	}
+
+	for i, p := range pullPages(t, sec, cursors, false) {
+		if len(p.GetRefetchBuckets()) > 0 {
+			t.Errorf("an older app was told on page %d to read %v again", i, p.GetRefetchBuckets())
+		}
+	}
 }

@@ -165,7 +165,6 @@ func (s *Server) advanceHorizon(ctx context.Context, cutoff int64) (uint64, erro
 		return 0, err
 	}
 	start := h
-	last, _ := s.LastSeq(ctx)
 scan:
 	for {
 		rows, err := s.ChangesAfter(ctx, h, horizonBatch)
@@ -173,7 +172,7 @@ scan:
 			return 0, err
 		}
 		for _, r := range rows {
-			if r.Seq >= last || committedMs(r.Body) > cutoff {
+			if committedMs(r.Body) > cutoff {
 				break scan
 			}
 			h = r.Seq

@@ -244,7 +244,7 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		}
 		req := &pb.SyncRequest{Cursors: cursors, PageSize: int32(d.opts.PageSize), AppVersion: appVersion,
 			PendingCount: uint32(pending - len(queued)), ChangedCursorsOnly: true, LastAckedSeq: acked, ReplicaId: replica,
-			RefetchingBuckets: refetch}
+			RefetchingBuckets: refetch, CanRefetch: true}
 		for _, q := range queued {
 			req.Mutations = append(req.Mutations, q.Mutation)
 		}

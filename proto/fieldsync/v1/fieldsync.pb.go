@@ -977,8 +977,12 @@ type SyncRequest struct {
 	// SyncResponse.refetch_buckets and has not read them to the end yet):
 	// the server goes on from the device's cursor instead of starting over.
 	RefetchingBuckets []string `protobuf:"bytes,9,rep,name=refetching_buckets,json=refetchingBuckets,proto3" json:"refetching_buckets,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The device replaces a bucket's copy when told so in
+	// SyncResponse.refetch_buckets. An older device is never told: it would
+	// start the bucket over at every page.
+	CanRefetch    bool `protobuf:"varint,10,opt,name=can_refetch,json=canRefetch,proto3" json:"can_refetch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncRequest) Reset() {
@@ -1072,6 +1076,13 @@ func (x *SyncRequest) GetRefetchingBuckets() []string {
 		return x.RefetchingBuckets
 	}
 	return nil
+}
+
+func (x *SyncRequest) GetCanRefetch() bool {
+	if x != nil {
+		return x.CanRefetch
+	}
+	return false
 }
 
 // SyncResponse answers a SyncRequest.
@@ -4153,7 +4164,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\"2\n" +
 	"\x06Cursor\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xfc\x02\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x9d\x03\n" +
 	"\vSyncRequest\x124\n" +
 	"\tmutations\x18\x01 \x03(\v2\x16.fieldsync.v1.MutationR\tmutations\x12.\n" +
 	"\acursors\x18\x02 \x03(\v2\x14.fieldsync.v1.CursorR\acursors\x12\x1b\n" +
@@ -4165,7 +4176,10 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x0elast_acked_seq\x18\a \x01(\x04R\flastAckedSeq\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\b \x01(\tR\treplicaId\x12-\n" +
-	"\x12refetching_buckets\x18\t \x03(\tR\x11refetchingBuckets\"\xe8\x04\n" +
+	"\x12refetching_buckets\x18\t \x03(\tR\x11refetchingBuckets\x12\x1f\n" +
+	"\vcan_refetch\x18\n" +
+	" \x01(\bR\n" +
+	"canRefetch\"\xe8\x04\n" +
 	"\fSyncResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.fieldsync.v1.MutationResultR\aresults\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.fieldsync.v1.RecordR\arecords\x12.\n" +
