@@ -324,3 +324,31 @@ func TestBucketReadAgainPastRetentionWindow(t *testing.T) {
 		}
 	}
 }
+
+// syncd runs the retention pass when it starts (and hourly): a server
+// started with its clock past the window of a household's move compacts
+// the move's marks without being asked.
+func TestRetentionPassRunsAtStart(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	admin, actx := e.Admin()
+	h := proto.Clone(testenv.SampleOrg().GetHouseholds()[0]).(*pb.Household)
+	h.GridId = testenv.Grid2
+	resp, err := admin.ImportOrg(actx, &pb.ImportOrgRequest{Households: []*pb.Household{h}})
+	ok(t, err)
+	if len(resp.GetErrors()) > 0 {
+		t.Fatalf("import: %v", resp.GetErrors())
+	}
+	village := domain.VillageBucket(testenv.Village)
+	if e.Store.BucketFloor(village) != 0 {
+		t.Fatalf("a mark was deleted without a retention window")
+	}
+	e.Stop()
+	clock := &fakeClock{}
+	clock.advance(retentionWindow + time.Hour)
+	e = testenv.Start(t, testenv.WithDir(e.Dir), testenv.WithAddr(e.Addr), testenv.WithAdminToken(e.AdminToken),
+		testenv.WithRetention(retentionWindow, clock.Now))
+	testenv.WaitFor(t, 20*time.Second, "the pass at start deletes the marks of the move", func() bool {
+		return e.Store.BucketFloor(village) > 0
+	})
+}
