@@ -97,7 +97,7 @@ func StreamConfig() jetstream.StreamConfig {
 // brings an existing one to what the relay needs, keeping its limits (see
 // StreamLimits).
 func EnsureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
-	return ensureStream(ctx, js, StreamLimits{}, false, nil)
+	return ensureStream(ctx, js, StreamLimits{}, false, nil, 0)
 }
 
 // Run publishes until ctx ends, retrying with backoff while NATS is away.

@@ -96,8 +96,14 @@ func (r *Relay) checkAndRepair(ctx context.Context, st jetstream.Stream, whole b
 	dbLast, _ := r.store.LastSeq(ctx)
 	r.log.Warn("relay: the changelog stream did not match the database; deleted and recreated it, republishing every change from the database (consumers see a new "+domain.HeaderLineage+" or their consumer gone, and reload)",
 		"stream", domain.StreamName, "found", bad.what, "lineage", lineage, "changes", dbLast)
-	r.published.Store(0)
-	return 0, lineage, nil
+	// The stream starts at the database's first change (ensureStream).
+	start, err := r.store.FirstChange(ctx)
+	if err != nil {
+		return 0, "", &dbError{fmt.Errorf("read the first change: %w", err)}
+	}
+	start -= min(start, 1)
+	r.published.Store(start)
+	return start, lineage, nil
 }
 
 // rebuild deletes the stream and creates it empty.
@@ -127,12 +133,26 @@ func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, 
 	if err != nil {
 		return 0, nil, &dbError{fmt.Errorf("read the last change: %w", err)}
 	}
+	dbFirst, err := r.store.FirstChange(ctx)
+	if err != nil {
+		return 0, nil, &dbError{fmt.Errorf("read the first change: %w", err)}
+	}
 	s := info.State
 	// first: where the stream may start. Past 1 only when its own limits
-	// can have trimmed its head (DiscardOld): the relay goes on after the
-	// last message, and message n is still change n.
+	// can have trimmed its head (DiscardOld), or when the database's
+	// retention window removed the changes before it (the stream had
+	// them, or was rebuilt from the database's first): the relay goes on
+	// after the last message, and message n is still change n.
 	first := uint64(1)
-	if s.FirstSeq > 1 && s.LastSeq <= dbLast {
+	if dbFirst > 1 && s.LastSeq+1 < dbFirst {
+		// Changes between the stream's end and the database's first are
+		// in neither: only a rebuild from the database's first (and a
+		// reload by consumers) makes message n change n again.
+		return 0, &mismatch{what: fmt.Sprintf("the stream ends at %d, and the database's changelog starts at %d (older changes left it with the retention window)", s.LastSeq, dbFirst)}, nil
+	}
+	if s.FirstSeq > 1 && s.LastSeq <= dbLast && dbFirst > 1 && s.FirstSeq <= dbFirst {
+		first = s.FirstSeq
+	} else if s.FirstSeq > 1 && s.LastSeq <= dbLast {
 		trimmed, err := r.trimmedByLimits(ctx, info, s.FirstSeq-1)
 		if err != nil {
 			return 0, nil, err
@@ -215,6 +235,9 @@ func (r *Relay) compare(ctx context.Context, st jetstream.Stream, seq uint64, li
 		return nil, &dbError{fmt.Errorf("read change %d: %w", seq, err)}
 	}
 	if len(rows) == 0 || rows[0].Seq != seq {
+		if dbFirst, err := r.store.FirstChange(ctx); err == nil && seq < dbFirst {
+			return nil, nil // left the changes table with the retention window: nothing to compare with
+		}
 		return nil, fmt.Errorf("the database has no change %d below its last one: change numbers must have no gap", seq)
 	}
 	row := rows[0]

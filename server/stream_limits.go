@@ -88,7 +88,14 @@ func enforceStream(cfg *jetstream.StreamConfig) (changed bool) {
 // the deleted one had.
 func (r *Relay) ensureStream(ctx context.Context) (jetstream.Stream, error) {
 	explicit := !r.limitsApplied.Load()
-	st, err := ensureStream(ctx, r.js, r.limits, explicit, r.lastConfig.Load())
+	// A stream made now starts at the database's first change: older
+	// ones left the changes table with the retention window (the stream
+	// had them; a rebuild cannot).
+	first, err := r.store.FirstChange(ctx)
+	if err != nil {
+		return nil, &dbError{fmt.Errorf("read the first change: %w", err)}
+	}
+	st, err := ensureStream(ctx, r.js, r.limits, explicit, r.lastConfig.Load(), first)
 	if err != nil {
 		return nil, err
 	}
@@ -98,11 +105,14 @@ func (r *Relay) ensureStream(ctx context.Context) (jetstream.Stream, error) {
 	return st, nil
 }
 
-func ensureStream(ctx context.Context, js jetstream.JetStream, lim StreamLimits, explicit bool, prev *jetstream.StreamConfig) (jetstream.Stream, error) {
+func ensureStream(ctx context.Context, js jetstream.JetStream, lim StreamLimits, explicit bool, prev *jetstream.StreamConfig, firstSeq uint64) (jetstream.Stream, error) {
 	st, err := js.Stream(ctx, domain.StreamName)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		cfg := StreamConfig()
 		cfg.MaxAge, cfg.MaxBytes = lim.maxAge(), lim.maxBytes()
+		if firstSeq > 1 {
+			cfg.FirstSeq = firstSeq // message n is still change n
+		}
 		if prev != nil { // recreated: keep what it had
 			cfg.MaxAge, cfg.MaxBytes, cfg.MaxMsgs = prev.MaxAge, prev.MaxBytes, prev.MaxMsgs
 			if explicit && lim.SetMaxAge {

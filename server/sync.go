@@ -114,7 +114,7 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 		return nil, status.Errorf(codes.Unavailable, "compute scope: %v", err)
 	}
 	s.hub.rescope(c.deviceID, scope)
-	resp, sent, err := s.pull(ctx, scope, req.GetCursors(), pageSize, req.GetChangedCursorsOnly())
+	resp, sent, err := s.pull(ctx, scope, req.GetCursors(), pageSize, req.GetChangedCursorsOnly(), req.GetCanRefetch(), req.GetRefetchingBuckets())
 	if err == nil {
 		err = s.addOwnWrites(ctx, resp, sent, scope, out.results)
 	}
@@ -371,7 +371,14 @@ func (s *Server) scope(ctx context.Context, c *caller) ([]string, error) {
 // With changedOnly the answer lists only the cursors that moved or are new
 // to the device, and names the device's buckets that left its scope
 // (SyncRequest.changed_cursors_only).
-func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor, pageSize int, changedOnly bool) (*pb.SyncResponse, map[string]bool, error) {
+//
+// A cursor below its bucket's retention floor (the retention pass deleted
+// gone marks after it) is read from the start, and the bucket named in
+// refetch_buckets so that the device replaces its copy, unless the device
+// says it is already doing so (refetching). A device that cannot
+// (canRefetch false: an older app) is read from its cursor as before: it
+// may keep a record that left, but never starts over at every page.
+func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor, pageSize int, changedOnly, canRefetch bool, refetching []string) (*pb.SyncResponse, map[string]bool, error) {
 	have := make(map[string]uint64, len(cursors))
 	sentCur := make(map[string]uint64, len(cursors)) // as the device sent them
 	lastChange, known := s.store.LastChange()
@@ -386,6 +393,13 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 		}
 		have[c.GetBucket()] = seq
 	}
+	var refetch []string
+	for b, seq := range have {
+		if canRefetch && seq > 0 && seq < s.store.BucketFloor(b) && !slices.Contains(refetching, b) {
+			have[b] = 0
+			refetch = append(refetch, b)
+		}
+	}
 	want := make([]store.Cursor, len(scope))
 	inScope := make(map[string]bool, len(scope))
 	for i, b := range scope {
@@ -399,6 +413,12 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 		return nil, nil, err
 	}
 	resp := &pb.SyncResponse{Cursors: make([]*pb.Cursor, 0, len(scope))}
+	for _, b := range refetch {
+		if inScope[b] {
+			resp.RefetchBuckets = append(resp.RefetchBuckets, b)
+		}
+	}
+	slices.Sort(resp.RefetchBuckets)
 	seen := map[string]bool{}
 	n := 0
 	for _, rows := range got {

@@ -31,7 +31,7 @@ CREATE TABLE cursors (bucket TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROW
 -- Which buckets each record of base sits in, for purging what leaves scope.
 CREATE TABLE record_buckets (bucket TEXT NOT NULL, record_id TEXT NOT NULL, PRIMARY KEY (bucket, record_id)) WITHOUT ROWID;
 CREATE INDEX record_buckets_record ON record_buckets (record_id);
-`, ackedMigration}
+`, ackedMigration, refetchMigration}
 
 // Outbox statuses.
 const (
@@ -381,7 +381,7 @@ func (t *RTx) SetCursors(cursors []*pb.Cursor) ([]string, error) {
 
 // Wipe deletes every record, mutation, cursor and credential.
 func (t *RTx) Wipe() error {
-	for _, q := range []string{"DELETE FROM records", "DELETE FROM outbox", "DELETE FROM cursors", "DELETE FROM record_buckets", "DELETE FROM meta"} {
+	for _, q := range []string{"DELETE FROM records", "DELETE FROM outbox", "DELETE FROM cursors", "DELETE FROM record_buckets", "DELETE FROM meta", "DELETE FROM stale", "DELETE FROM refetching"} {
 		if _, err := t.tx.ExecContext(t.ctx, q); err != nil {
 			return err
 		}

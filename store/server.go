@@ -65,7 +65,8 @@ CREATE TABLE enroll_codes (
 	adminAccountMigration,
 	accountabilityMigration,
 	quotaMigration,
-	hqCredentialMigration}
+	hqCredentialMigration,
+	retentionMigration}
 
 // goneMigration keeps a record's row in a bucket it left, marked gone with
 // the change number of the move: a device that still syncs that bucket
@@ -126,8 +127,9 @@ type Server struct {
 	instance atomic.Pointer[string] // the lineage: change ids are <lineage>-<seq> (lineage.go)
 	auditKey []byte                 // MAC key of new audit entries (WithAuditKey); nil: none
 
-	heads heads     // each bucket's highest change number (heads.go)
-	links linkCache // members' linked households (links.go)
+	heads  heads     // each bucket's highest change number (heads.go)
+	links  linkCache // members' linked households (links.go)
+	floors floors    // each bucket's compacted gone marks (retention.go)
 
 	jobs    chan job
 	between chan func() // BetweenCommits
@@ -214,6 +216,10 @@ func OpenServer(ctx context.Context, path string, opts ...ServerOption) (*Server
 	}
 	s.instance.Store(&instance)
 	if err := s.heads.load(ctx, db.W); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.floors.load(ctx, db.W); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -188,9 +188,9 @@ func (t *Tx) RevokeDevice(deviceID string) error {
 // under the same number is noticed; for an event, link is its place in its
 // device's chain (see RefusedLinks and ChainHead), else the zero link.
 func (t *Tx) PutResult(deviceID string, r *pb.MutationResult, link domain.ChainLink, hash []byte) error {
-	_, err := t.Exec(`INSERT OR REPLACE INTO mutation_results (device_id, seq, record_id, status, code, field, reason, chain_prev, chain_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason(), link.Prev, link.Hash, hash)
+	_, err := t.Exec(`INSERT OR REPLACE INTO mutation_results (device_id, seq, record_id, status, code, field, reason, chain_prev, chain_hash, hash, answered_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason(), link.Prev, link.Hash, hash, t.now.UnixMilli())
 	return err
 }
 
@@ -229,6 +229,12 @@ func (t *Tx) Result(deviceID string, seq uint64, recordID string, hash []byte) (
 	err := t.QueryRow("SELECT record_id, status, code, field, reason, hash FROM mutation_results WHERE device_id = ? AND seq = ?", deviceID, seq).
 		Scan(&r.RecordId, &status, &r.Code, &r.Field, &r.Reason, &kept)
 	if errors.Is(err, sql.ErrNoRows) {
+		// A number whose result the retention pass deleted cannot be told
+		// from other content under it: answered as other content, the
+		// device renumbers and sends it again rather than lose it.
+		if compacted, err := t.resultCompacted(deviceID, seq); err != nil || compacted {
+			return nil, false, err
+		}
 		r.Status = pb.MutationStatus_MUTATION_STATUS_APPLIED
 		return r, true, nil
 	}

@@ -41,6 +41,7 @@ type Report struct {
 	Rejected  int // of which refused for good (kept on the device)
 	Pulled    int // records received
 	Purged    int // records removed because they left the user's scope
+	Refetched int // buckets read again from the start (the server's retention window passed)
 	Calls     int // round trips
 }
 
@@ -171,6 +172,7 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		acked   uint64
 		replica string
 		stopped string
+		refetch []string
 	)
 	waits, served, renumbers := 0, 0, 0
 	pullOnly := d.quotaHeld != nil && d.opts.Now().Before(d.quotaUntil)
@@ -211,6 +213,9 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			if pending, err = tx.CountOutbox(store.OutboxPending); err != nil {
 				return err
 			}
+			if refetch, err = tx.Refetching(); err != nil {
+				return err
+			}
 			cursors, err = tx.Cursors()
 			return err
 		}); err != nil {
@@ -238,7 +243,8 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			appVersion = ""
 		}
 		req := &pb.SyncRequest{Cursors: cursors, PageSize: int32(d.opts.PageSize), AppVersion: appVersion,
-			PendingCount: uint32(pending - len(queued)), ChangedCursorsOnly: true, LastAckedSeq: acked, ReplicaId: replica}
+			PendingCount: uint32(pending - len(queued)), ChangedCursorsOnly: true, LastAckedSeq: acked, ReplicaId: replica,
+			RefetchingBuckets: refetch, CanRefetch: true}
 		for _, q := range queued {
 			req.Mutations = append(req.Mutations, q.Mutation)
 		}
@@ -418,9 +424,22 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 	if err != nil {
 		return false, err
 	}
+	// A bucket the server reads again from the start (this device's
+	// cursor was older than its retention window): what the device holds
+	// there is stale until sent again; what is still stale at the end
+	// (more = false) left the bucket.
+	for _, b := range resp.GetRefetchBuckets() {
+		rep.Refetched++
+		if err := tx.BeginRefetch(b); err != nil {
+			return false, err
+		}
+	}
 	var newest domain.HLC
 	for _, rec := range resp.GetRecords() {
 		rep.Pulled++
+		if err := tx.Freshen(rec.GetId()); err != nil {
+			return false, err
+		}
 		lr, err := tx.Record(rec.GetId())
 		if errors.Is(err, store.ErrNotFound) {
 			lr, err = &store.LocalRecord{}, nil
@@ -437,6 +456,11 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 			if h, err := domain.ParseHLC(f.GetHlc()); err == nil && h.Compare(newest) > 0 {
 				newest = h
 			}
+		}
+	}
+	if !resp.GetMore() {
+		if _, err := tx.EndRefetch(); err != nil {
+			return false, err
 		}
 	}
 	gone, err := tx.SetCursors(resp.GetCursors())

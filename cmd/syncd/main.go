@@ -77,7 +77,8 @@ type config struct {
 	metricsListen     string // empty: no metrics listener
 	reflection        bool
 	version           bool
-	nats              natsFlags // nats_flags.go
+	nats              natsFlags     // nats_flags.go
+	retention         retentionFlag // retention.go; the zero value is the default
 }
 
 // defaultConfig holds every default in one place.
@@ -151,6 +152,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.reflection, "reflection", c.reflection, "serve gRPC server reflection (grpcurl lists and describes the services without the .proto), without a credential")
 	fs.BoolVar(&c.version, "version", c.version, "print the version (module, VCS revision and time, Go) and exit")
 	c.quotaFlags(fs)
+	c.retentionFlags(fs)
 	return fs
 }
 
@@ -257,8 +259,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			c.DeviceQuota = cfg.deviceQuota.quota()
 			c.UserQuota = cfg.userQuota.quota()
 		},
-		Logger: log,
-		Out:    stdout,
+		Logger:    log,
+		Out:       stdout,
+		Retention: cfg.retention.window(),
 	})
 	if err != nil {
 		return err

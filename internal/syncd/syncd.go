@@ -106,6 +106,15 @@ type Config struct {
 	// reads at start ("syncd: listening on …"; default: none).
 	Logger *slog.Logger
 	Out    io.Writer
+
+	// Retention is the window after which gone marks, published changelog
+	// rows and kept mutation results are compacted (retention.go; cmd/syncd
+	// defaults it to DefaultRetention); 0 compacts nothing. The pass runs
+	// at start and every RetentionEvery (default DefaultRetentionEvery);
+	// Now is its clock (default time.Now; tests move it on).
+	Retention      time.Duration
+	RetentionEvery time.Duration
+	Now            func() time.Time
 }
 
 // Daemon is a running syncd. Its fields are for the caller to read.
@@ -137,6 +146,7 @@ type Daemon struct {
 
 	relayCancel context.CancelFunc
 	relayDone   chan error
+	retention   *retention // nil without a retention window
 	stopped     bool
 }
 
@@ -266,6 +276,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	d.relayCancel = cancel
 	d.relayDone = make(chan error, 1)
 	go func() { d.relayDone <- d.Server.RunRelay(relayCtx) }()
+	d.startRetention()
 
 	d.GRPC = grpc.NewServer(append(append(d.Server.GRPCOptions(), creds...), cfg.GRPCOptions...)...)
 	d.Server.Register(d.GRPC)
@@ -482,6 +493,9 @@ func (d *Daemon) Stop() error {
 		}
 	} else if d.lis != nil {
 		d.lis.Close()
+	}
+	if d.retention != nil {
+		d.retention.stop() // before the store closes; a pass stops between jobs
 	}
 	if d.relayCancel != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)

@@ -62,6 +62,16 @@ type options struct {
 	dir       string
 	addr      string
 	token     string
+	retention time.Duration    // WithRetention
+	now       func() time.Time // WithRetention
+}
+
+// WithRetention turns on the retention pass (syncd -retention) with the
+// given window and clock: the test moves the clock on past the window and
+// runs the pass through e.Daemon.Compact (it runs at start too, and
+// hourly).
+func WithRetention(window time.Duration, now func() time.Time) Option {
+	return func(o *options) { o.retention, o.now = window, now }
 }
 
 // WithAddr listens on addr instead of a random port: a restarted server
@@ -147,6 +157,8 @@ func Start(t testing.TB, opts ...Option) *Env {
 			}
 		},
 		GRPCOptions: gopts,
+		Retention:   o.retention,
+		Now:         o.now,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1015,7 +1015,15 @@ type SyncRequest struct {
 	// that does not say). Two copies syncing with one credential (a cloned
 	// phone) are told apart by it: the second is refused with the error
 	// reason DEVICE_CLONED.
-	ReplicaId     string `protobuf:"bytes,8,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	ReplicaId string `protobuf:"bytes,8,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// Buckets whose copy this device is replacing (it was told so in
+	// SyncResponse.refetch_buckets and has not read them to the end yet):
+	// the server goes on from the device's cursor instead of starting over.
+	RefetchingBuckets []string `protobuf:"bytes,9,rep,name=refetching_buckets,json=refetchingBuckets,proto3" json:"refetching_buckets,omitempty"`
+	// The device replaces a bucket's copy when told so in
+	// SyncResponse.refetch_buckets. An older device is never told: it would
+	// start the bucket over at every page.
+	CanRefetch    bool `protobuf:"varint,10,opt,name=can_refetch,json=canRefetch,proto3" json:"can_refetch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1106,6 +1114,20 @@ func (x *SyncRequest) GetReplicaId() string {
 	return ""
 }
 
+func (x *SyncRequest) GetRefetchingBuckets() []string {
+	if x != nil {
+		return x.RefetchingBuckets
+	}
+	return nil
+}
+
+func (x *SyncRequest) GetCanRefetch() bool {
+	if x != nil {
+		return x.CanRefetch
+	}
+	return false
+}
+
 // SyncResponse answers a SyncRequest.
 type SyncResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1149,9 +1171,16 @@ type SyncResponse struct {
 	// With NUMBERING_DEVICE_BEHIND: the hash of the device's last event the
 	// server answered ("" if none), which the device's unsent events chain
 	// on instead of the older head its restored copy had.
-	ChainHead     string `protobuf:"bytes,15,opt,name=chain_head,json=chainHead,proto3" json:"chain_head,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ChainHead string `protobuf:"bytes,15,opt,name=chain_head,json=chainHead,proto3" json:"chain_head,omitempty"`
+	// Buckets answered from the start because the device's cursor is older
+	// than the server's retention window (the marks of records that left
+	// them were compacted): the device replaces its copy of each, dropping
+	// what sits only there and is not sent again once it has read them to
+	// the end (more = false), and names them in
+	// SyncRequest.refetching_buckets until then.
+	RefetchBuckets []string `protobuf:"bytes,16,rep,name=refetch_buckets,json=refetchBuckets,proto3" json:"refetch_buckets,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
@@ -1287,6 +1316,13 @@ func (x *SyncResponse) GetChainHead() string {
 		return x.ChainHead
 	}
 	return ""
+}
+
+func (x *SyncResponse) GetRefetchBuckets() []string {
+	if x != nil {
+		return x.RefetchBuckets
+	}
+	return nil
 }
 
 // WatchRequest opens a poke stream.
@@ -4337,7 +4373,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\"2\n" +
 	"\x06Cursor\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xcd\x02\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x9d\x03\n" +
 	"\vSyncRequest\x124\n" +
 	"\tmutations\x18\x01 \x03(\v2\x16.fieldsync.v1.MutationR\tmutations\x12.\n" +
 	"\acursors\x18\x02 \x03(\v2\x14.fieldsync.v1.CursorR\acursors\x12\x1b\n" +
@@ -4348,7 +4384,11 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x14changed_cursors_only\x18\x06 \x01(\bR\x12changedCursorsOnly\x12$\n" +
 	"\x0elast_acked_seq\x18\a \x01(\x04R\flastAckedSeq\x12\x1d\n" +
 	"\n" +
-	"replica_id\x18\b \x01(\tR\treplicaId\"\xbf\x04\n" +
+	"replica_id\x18\b \x01(\tR\treplicaId\x12-\n" +
+	"\x12refetching_buckets\x18\t \x03(\tR\x11refetchingBuckets\x12\x1f\n" +
+	"\vcan_refetch\x18\n" +
+	" \x01(\bR\n" +
+	"canRefetch\"\xe8\x04\n" +
 	"\fSyncResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.fieldsync.v1.MutationResultR\aresults\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.fieldsync.v1.RecordR\arecords\x12.\n" +
@@ -4368,7 +4408,8 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"replica_id\x18\r \x01(\tR\treplicaId\x12\x18\n" +
 	"\alineage\x18\x0e \x01(\tR\alineage\x12\x1d\n" +
 	"\n" +
-	"chain_head\x18\x0f \x01(\tR\tchainHead\"\x0e\n" +
+	"chain_head\x18\x0f \x01(\tR\tchainHead\x12'\n" +
+	"\x0frefetch_buckets\x18\x10 \x03(\tR\x0erefetchBuckets\"\x0e\n" +
 	"\fWatchRequest\")\n" +
 	"\rWatchResponse\x12\x18\n" +
 	"\abuckets\x18\x01 \x03(\tR\abuckets\"e\n" +
