@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"runtime"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -33,6 +35,11 @@ func TestSecretaryUnlinkMeetsAdminReassignSettledFromInbox(t *testing.T) {
 	}
 
 	ok(t, sec.Update("H001", syncer.NewFields().Set("member_id", "")))
+	// The administrator's write is the later one: in the same millisecond
+	// the two clocks tie and the tie is broken by node name, not by order.
+	for t0 := time.Now().UnixMilli(); time.Now().UnixMilli() <= t0+1; {
+		runtime.Gosched()
+	}
 	admin, actx := e.Admin()
 	must[*pb.AssignHouseholdResponse](t)(admin.AssignHousehold(actx, &pb.AssignHouseholdRequest{HouseholdId: "H001", MemberId: testenv.Member2}))
 	syncAll(t, all...)
