@@ -98,6 +98,7 @@ func (w *World) restoreServer() {
 	}
 	w.snaps = w.snaps[:i+1]
 	w.stats.ServerRestores++
+	w.lastRestore = w.stats.Steps
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	e := w.env
@@ -179,6 +180,7 @@ func (w *World) restorePhone() {
 	}
 	v := cands[w.rng.IntN(len(cands))]
 	w.stats.PhoneRestores++
+	w.lastRestore = w.stats.Steps
 	w.cfg.Log("step %d: %s restored from its older copy", w.stats.Steps, v.user)
 	w.closeDevice(v)
 	copyDB(w.t, v.path+".copy", v.path)

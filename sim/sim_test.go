@@ -110,4 +110,11 @@ func (s *Stats) add(o Stats) {
 	s.PhoneCopies += o.PhoneCopies
 	s.PhoneRestores += o.PhoneRestores
 	s.DeviceDays += o.DeviceDays
+	s.Needs += o.Needs
+	s.Reports += o.Reports
+	s.Projects += o.Projects
+	s.Moves += o.Moves
+	s.Voids += o.Voids
+	s.Settles += o.Settles
+	s.Relinks += o.Relinks
 }
