@@ -289,6 +289,10 @@ func (w *World) Check() {
 			fail("the concurrent edit %s.%s = %q was lost: no conflict keeps it (conflicts %v)", rec, field, other, srv.GetConflicts())
 		}
 	}
+
+	// 6. Needs, projects, reports, voids, settles and relinks
+	// (check_field.go).
+	w.checkField(ctx, fail, all, changes)
 }
 
 // anyRejected reports whether some device holds a rejected write of rec.

@@ -273,6 +273,18 @@ func (w *World) reconcile(v *device) {
 		}
 		v.appends[rec] = kept
 	}
+	// A void must stand at the end if the server holds one now or the
+	// device will send (or keeps the refusal of) its own.
+	for rec, reason := range v.voids {
+		if held[reason] {
+			continue
+		}
+		if srv, err := w.env.Store.Record(ctx, rec); err == nil && srv.GetVoid() != nil {
+			continue
+		}
+		w.cfg.Log("  %s's void of %s went back in time: not checked", v.user, rec)
+		delete(v.voids, rec)
+	}
 	for key, by := range w.frozenBy {
 		for side, d := range by {
 			if d != v {
