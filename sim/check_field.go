@@ -91,6 +91,47 @@ func (w *World) checkField(ctx context.Context, fail func(string, ...any), all [
 		}
 	}
 
+	// Nothing acknowledged lost: each record a device made is on the
+	// server, and each status move it made is in the record's history or
+	// kept as a conflict, unless the server refused a write of the record,
+	// a restore since may have lost it (restore.go keeps the counts
+	// exact; these are not), or a settle of the status may have
+	// dismissed it.
+	settledStatus := map[string]bool{}
+	for _, s := range w.settles {
+		if s.field == "status" {
+			settledStatus[s.rec] = true
+		}
+	}
+	for _, v := range w.devs {
+		if v.revoked {
+			continue
+		}
+		refused := w.refusedRecords(v)
+		for _, id := range v.created {
+			if at := v.madeAt[id]; at > w.lastRestore && !refused[id] && srv[id] == nil {
+				fail("%s created %s at step %d and the server did not refuse it, yet it does not hold it", v.user, id, at)
+			}
+		}
+		for _, m := range v.moves {
+			r := srv[m.rec]
+			if m.at <= w.lastRestore || refused[m.rec] || settledStatus[m.rec] || r == nil {
+				continue
+			}
+			kept := false
+			for _, c := range r.GetHistory() {
+				kept = kept || c.GetTo() == m.to
+			}
+			for _, c := range r.GetConflicts() {
+				kept = kept || (c.GetField() == "status" && c.GetValue() == m.to)
+			}
+			if !kept {
+				fail("%s moved %s %s -> %s at step %d and the server did not refuse it, yet neither its history nor a conflict keeps it: history %v, conflicts %v",
+					v.user, m.rec, m.from, m.to, m.at, r.GetHistory(), r.GetConflicts())
+			}
+		}
+	}
+
 	// Links follow member_id.
 	links := w.linksTable()
 	for _, r := range all {

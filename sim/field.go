@@ -73,7 +73,7 @@ func (w *World) raiseNeed(v *device) error {
 	if err != nil {
 		return err
 	}
-	v.created = append(v.created, id)
+	w.made(v, id)
 	w.stats.Needs++
 	if v.role == pb.Role_ROLE_MEMBER && w.rng.IntN(3) == 0 {
 		// Raised in a hamlet without signal: it waits on the phone.
@@ -94,7 +94,7 @@ func (w *World) report(v *device) error {
 	if err != nil {
 		return err
 	}
-	v.created = append(v.created, id)
+	w.made(v, id)
 	w.stats.Reports++
 	return nil
 }
@@ -118,7 +118,7 @@ func (w *World) newProject(v *device) error {
 	if err != nil {
 		return err
 	}
-	v.created = append(v.created, id)
+	w.made(v, id)
 	w.stats.Projects++
 	return nil
 }
@@ -168,8 +168,21 @@ func (w *World) moveTo(v *device, it *syncer.Item, to string) error {
 	err := v.d.TransitionWith(it.ID, to, f)
 	if err == nil {
 		w.stats.Moves++
+		v.moves = append(v.moves, madeMove{rec: it.ID, from: it.Field("status"), to: to, at: w.stats.Steps})
 	}
 	return err
+}
+
+// madeMove is a status move a device queued.
+type madeMove struct {
+	rec, from, to string
+	at            int // the step
+}
+
+// made notes a record the device created.
+func (w *World) made(v *device, id string) {
+	v.created = append(v.created, id)
+	v.madeAt[id] = w.stats.Steps
 }
 
 // pickUpReport is a mediator taking up a member's report that reached

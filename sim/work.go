@@ -80,7 +80,7 @@ func (w *World) memberWork(v *device) error {
 		id, err := v.d.Create("visit", syncer.NewFields().Set("household_id", h).Set("visited_on", v.clock().Format("2006-01-02")).
 			Set("needs", w.text(v, "困難")))
 		if err == nil {
-			v.created = append(v.created, id)
+			w.made(v, id)
 		}
 		return err
 	case r < 8:
@@ -126,7 +126,7 @@ func (w *World) mediatorWork(v *device) error {
 		}
 		id, err := v.d.Create("dispute", f)
 		if err == nil {
-			v.created = append(v.created, id)
+			w.made(v, id)
 		}
 		return err
 	case r < 10:
@@ -214,7 +214,7 @@ func (w *World) event(v *device) error {
 	id, err := v.d.Create("event", syncer.NewFields().Set("type", domain.EventTypes[w.rng.IntN(len(domain.EventTypes))]).
 		Set("occurred_on", v.clock().Format("2006-01-02")).Set("subject", w.text(v, "事件")))
 	if err == nil {
-		v.created = append(v.created, id)
+		w.made(v, id)
 	}
 	return err
 }

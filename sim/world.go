@@ -97,6 +97,8 @@ type device struct {
 	appends map[string][]string // record -> texts appended
 	voids   map[string]string   // record -> the reason of the void this device queued
 	created []string
+	madeAt  map[string]int // record created -> the step
+	moves   []madeMove     // status moves queued
 	net     *faultyNet
 	crashAt string // "write" or "adopt": the app is killed there next time
 	hasCopy bool   // an older copy of its database is kept at path+".copy"
@@ -188,7 +190,7 @@ func (w *World) importOrg() {
 func (w *World) addDevice(i int) {
 	u := fmt.Sprintf("U%02d", i)
 	v := &device{w: w, i: i, user: u, path: filepath.Join(w.t.TempDir(), "device.db"),
-		rng: rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1)), appends: map[string][]string{}, voids: map[string]string{}}
+		rng: rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1)), appends: map[string][]string{}, voids: map[string]string{}, madeAt: map[string]int{}}
 	v.village = fmt.Sprintf("V%d", 1+i%2)
 	switch {
 	case i < 2:
