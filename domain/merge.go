@@ -144,7 +144,8 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 // caller): the status, the fields the move carries, the fields derived
 // from it, and a line of history stamped with the server's time.
 func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) {
-	r.Fields["status"] = &pb.FieldValue{Value: to, Hlc: m.GetHlc()}
+	stamp := afterHistory(r, m.GetHlc())
+	r.Fields["status"] = &pb.FieldValue{Value: to, Hlc: stamp}
 	for _, name := range sortedKeys(m.GetFields()) {
 		if name != "status" {
 			setField(r, name, m.GetFields()[name], m.GetHlc(), "", a, false)
@@ -167,7 +168,30 @@ func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) {
 			derive("taken_by", a.UserID)
 		}
 	}
-	addHistory(r, &pb.StatusChange{From: from, To: to, Hlc: m.GetHlc(), AuthorId: a.UserID, AtMs: a.atMs()})
+	addHistory(r, &pb.StatusChange{From: from, To: to, Hlc: stamp, AuthorId: a.UserID, AtMs: a.atMs()})
+}
+
+// afterHistory returns h, or, if h is not after the history's last entry,
+// the reading just after that entry (on h's node). A move follows the move
+// that set the status it moves from, and the history is kept in clock
+// order: the server cuts a clock that ran ahead to its time plus
+// MaxFutureSkew (ClampFuture), so two moves a phone pushes together can
+// carry one reading, and ordered by clock they would no longer read as
+// the chain of moves made.
+func afterHistory(r *pb.Record, h string) string {
+	n := len(r.GetHistory())
+	if n == 0 || h > r.History[n-1].GetHlc() {
+		return h
+	}
+	last, err := ParseHLC(r.History[n-1].GetHlc())
+	if err != nil {
+		return h
+	}
+	next := HLC{Wall: last.Wall, Counter: last.Counter + 1, Node: hlcNode(h)}
+	if last.Counter == 0xffff {
+		next = HLC{Wall: last.Wall + 1, Node: hlcNode(h)}
+	}
+	return next.String()
 }
 
 // settle applies the settle of field name with the chosen value. For a
