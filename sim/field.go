@@ -207,6 +207,11 @@ func (w *World) value(v *device, k pb.Kind, name string) string {
 	switch {
 	case name == "phone":
 		return fmt.Sprintf("138%08d", w.rng.IntN(1e8))
+	case name == "member_id":
+		if ms := w.membersOf(v.village); len(ms) > 0 {
+			return ms[w.rng.IntN(len(ms))]
+		}
+		return ""
 	case f.Format == domain.Enum:
 		return f.Values[w.rng.IntN(len(f.Values))]
 	case f.Format == domain.Date:
