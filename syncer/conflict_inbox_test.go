@@ -36,22 +36,35 @@ func must(t *testing.T, err error) {
 }
 
 // conflictOn makes the member and the secretary edit one field of H001
-// concurrently, the secretary last (so the secretary's value stands), and
-// syncs both so that each device holds the conflict.
-func conflictOn(t *testing.T, member, sec *syncer.Device, name, mine, theirs string) {
+// concurrently and syncs both so that each device holds the conflict.
+// Which value stands is the later clock's, and two phones' clocks a
+// millisecond apart may go either way: it returns the value that stands.
+func conflictOn(t *testing.T, member, sec *syncer.Device, name, mine, theirs string) string {
 	t.Helper()
 	must(t, member.Update("H001", syncer.NewFields().Set(name, mine)))
 	must(t, sec.Update("H001", syncer.NewFields().Set(name, theirs)))
 	testenv.Sync(t, member)
 	testenv.Sync(t, sec)
 	testenv.Sync(t, member)
+	return field(t, member, "H001", name)
+}
+
+// authorOf is who the inbox item says wrote value ("?" if no value is it).
+func authorOf(c syncer.ConflictItem, value string) string {
+	for _, v := range append([]syncer.ConflictValue{c.Standing}, c.Losing...) {
+		if v.Value == value {
+			return v.AuthorID
+		}
+	}
+	return "?"
 }
 
 // The inbox lists a field in conflict with the value that stands and the
-// one that lost, each with its author; keep mine, take theirs and a new
-// value each clear the conflict on the settling device at once (before any
-// sync), on the server, and on the other device, and it stays cleared when
-// the server's record comes back.
+// one that lost, each with its author as far as the device can tell (its
+// own user's always); keep mine, take theirs and a new value each clear
+// the conflict on the settling device at once (before any sync), on the
+// server, and on the other device, and it stays cleared when the server's
+// record comes back.
 func TestConflictInboxSettlesFieldConflictsKeepMineTakeTheirsNewValue(t *testing.T) {
 	e := testenv.Start(t)
 	e.ImportSample()
@@ -60,43 +73,53 @@ func TestConflictInboxSettlesFieldConflictsKeepMineTakeTheirsNewValue(t *testing
 	testenv.Sync(t, sec)
 
 	for _, tc := range []struct {
-		name, field, mine, theirs, want string
-		settle                          func(d *syncer.Device) error
-		on                              string // "member" or "secretary": who settles
+		name, field, mine, theirs string
+		want                      func(standing string) string
+		settle                    func(d *syncer.Device) error
+		on                        string // "member" or "secretary": who settles
 	}{
-		{"keep mine", "phone", "13800000011", "13800000022", "13800000011",
+		{"keep mine", "phone", "13800000011", "13800000022", func(string) string { return "13800000011" },
 			func(d *syncer.Device) error { return d.KeepMine("H001", "phone") }, "member"},
-		{"take theirs", "tags", "低保,独居老人", "五保", "五保",
+		{"take theirs", "tags", "低保,独居老人", "五保", func(standing string) string { return standing },
 			func(d *syncer.Device) error { return d.TakeTheirs("H001", "tags") }, "member"},
-		{"new value", "members", "5", "6", "7",
+		{"new value", "members", "5", "6", func(string) string { return "7" },
 			func(d *syncer.Device) error { return d.Settle("H001", "members", "7") }, "secretary"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conflictOn(t, member, sec, tc.field, tc.mine, tc.theirs)
+			standing := conflictOn(t, member, sec, tc.field, tc.mine, tc.theirs)
+			lost := tc.mine
+			if standing == tc.mine {
+				lost = tc.theirs
+			}
 			for _, d := range []*syncer.Device{member, sec} {
 				cs := inbox(t, d)
 				if len(cs) != 1 || cs[0].RecordID != "H001" || cs[0].Kind != "household" || cs[0].Field != tc.field {
 					t.Fatalf("inbox: want one conflict on H001.%s, got %+v", tc.field, cs)
 				}
 				c := cs[0]
-				if c.Standing.Value != tc.theirs || len(c.Losing) != 1 || c.Losing[0].Value != tc.mine || c.Losing[0].AuthorID != testenv.Member || c.Losing[0].Reason == "" {
-					t.Fatalf("inbox item: want %q standing over %q by %s, got %+v", tc.theirs, tc.mine, testenv.Member, c)
+				if c.Standing.Value != standing || len(c.Losing) != 1 || c.Losing[0].Value != lost || c.Losing[0].Reason == "" || c.Losing[0].AuthorID == "" {
+					t.Fatalf("inbox item: want %q standing over %q, got %+v", standing, lost, c)
 				}
 			}
-			// The secretary's device knows its own value's author.
-			if a := inbox(t, sec)[0].Standing.AuthorID; a != testenv.Secretary {
-				t.Fatalf("standing value's author on the secretary's device: %q, want %s", a, testenv.Secretary)
+			// Each device knows its own user's value; the server named the
+			// loser's author.
+			if a := authorOf(inbox(t, member)[0], tc.mine); a != testenv.Member {
+				t.Fatalf("author of the member's value on the member's device: %q", a)
+			}
+			if a := authorOf(inbox(t, sec)[0], tc.theirs); a != testenv.Secretary {
+				t.Fatalf("author of the secretary's value on the secretary's device: %q", a)
 			}
 			by := member
 			if tc.on == "secretary" {
 				by = sec
 			}
+			want := tc.want(standing)
 			must(t, tc.settle(by))
 			if cs := inbox(t, by); len(cs) != 0 {
 				t.Fatalf("the settling device still lists %+v before syncing", cs)
 			}
-			if got := field(t, by, "H001", tc.field); got != tc.want {
-				t.Fatalf("%s on the settling device: %q, want %q", tc.field, got, tc.want)
+			if got := field(t, by, "H001", tc.field); got != want {
+				t.Fatalf("%s on the settling device: %q, want %q", tc.field, got, want)
 			}
 			testenv.Sync(t, by)
 			if cs := inbox(t, by); len(cs) != 0 {
@@ -107,8 +130,8 @@ func TestConflictInboxSettlesFieldConflictsKeepMineTakeTheirsNewValue(t *testing
 				if cs := inbox(t, d); len(cs) != 0 {
 					t.Fatalf("still in conflict after sync: %+v", cs)
 				}
-				if got := field(t, d, "H001", tc.field); got != tc.want {
-					t.Fatalf("%s after sync: %q, want %q", tc.field, got, tc.want)
+				if got := field(t, d, "H001", tc.field); got != want {
+					t.Fatalf("%s after sync: %q, want %q", tc.field, got, want)
 				}
 			}
 		})

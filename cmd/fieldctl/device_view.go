@@ -19,7 +19,7 @@ import (
 // deviceItemJSON is a device's record in --json: the record as HQ's export
 // prints it, its state, and what a correction or a status change left.
 type deviceItemJSON struct {
-	*recordJSON
+	recordJSON
 	// Voided says the record was voided: it counts nowhere.
 	Voided  bool          `json:"voided"`
 	Void    *voidJSON     `json:"void,omitempty"`
@@ -47,7 +47,7 @@ type historyJSON struct {
 
 func (c *cli) deviceItemJSON(it *syncer.Item) *deviceItemJSON {
 	r := it.Record
-	out := &deviceItemJSON{recordJSON: itemJSON(it), Voided: r.GetVoid() != nil, Labels: map[string]string{"kind": domain.KindLabel(c.lang, r.GetKind())}}
+	out := &deviceItemJSON{recordJSON: *itemJSON(it), Voided: r.GetVoid() != nil, Labels: map[string]string{"kind": domain.KindLabel(c.lang, r.GetKind())}}
 	if v := r.GetVoid(); v != nil {
 		out.Void = &voidJSON{Reason: v.GetReason(), HLC: v.GetHlc(), AuthorID: v.GetAuthorId(), AtMs: v.GetAtMs()}
 	}

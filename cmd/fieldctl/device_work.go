@@ -406,7 +406,7 @@ fieldctl device conflicts --json`)
 			}
 			return writeJSON(c.stdout, out)
 		}
-		t := newTable(c.ui("RECORD", "记录"), c.ui("KIND", "类型"), c.ui("FIELD", "字段"), c.ui("", ""), c.ui("VALUE", "值"),
+		t := newTable(c.ui("RECORD", "记录"), c.ui("KIND", "类型"), c.ui("FIELD", "字段"), c.ui("WHICH", "取舍"), c.ui("VALUE", "值"),
 			c.ui("AUTHOR", "填写人"), c.ui("WHEN", "时间"), c.ui("WHY", "原因"))
 		for _, it := range items {
 			k, _ := domain.ParseKind(it.Kind)
@@ -420,7 +420,7 @@ fieldctl device conflicts --json`)
 			}
 			t.add(it.RecordID, kind, field, c.ui("stands", "现值"), c.value(k, it.Field, it.Standing.Value), it.Standing.AuthorID, hlcTime(it.Standing.HLC), "")
 			for _, v := range it.Losing {
-				t.add("", "", "", c.ui("lost", "落选"), c.value(k, it.Field, v.Value), v.AuthorID, hlcTime(v.HLC), v.Reason)
+				t.add(it.RecordID, kind, field, c.ui("lost", "落选"), c.value(k, it.Field, v.Value), v.AuthorID, hlcTime(v.HLC), v.Reason)
 			}
 		}
 		if err := t.write(c.stdout); err != nil {
