@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -29,6 +30,8 @@ import (
 //   - The conflicts a device settled are gone from the server and every
 //     device, unless the device's settle was refused or a restore since
 //     may have applied the edit that made them again.
+//   - Each device holds what its user must see of the new kinds, by the
+//     read side of the permission table computed from the records.
 func (w *World) checkField(ctx context.Context, fail func(string, ...any), all []*pb.Record, changes []*pb.Change) {
 	srv := map[string]*pb.Record{}
 	for _, r := range all {
@@ -147,6 +150,26 @@ func (w *World) checkField(ctx context.Context, fail func(string, ...any), all [
 		}
 	}
 
+	// The read side of the permission table, from the records themselves
+	// rather than the server's scope: each device holds what its user
+	// must see of the new kinds and operations (a member their reports,
+	// their households' needs, the projects they lead; a mediator the
+	// cases naming them, reports included; a secretary every record of
+	// the village, voided ones too).
+	for _, v := range w.devs {
+		if v.revoked {
+			continue
+		}
+		for _, r := range all {
+			if !w.mustSee(v, r, links) {
+				continue
+			}
+			if _, err := v.d.Get(r.GetId()); err != nil {
+				fail("%s (%s) must see %s %s (%v), yet does not hold it: %v", v.user, domain.RoleName(v.role), domain.KindName(r.GetKind()), r.GetId(), r.GetBuckets(), err)
+			}
+		}
+	}
+
 	// Settled conflicts are gone everywhere.
 	for _, s := range w.settles {
 		if s.by.revoked || s.at <= w.lastRestore || w.refusedRecords(s.by)[s.rec] {
@@ -257,4 +280,31 @@ func (w *World) linksTable() map[string]string {
 		w.t.Fatal(err)
 	}
 	return out
+}
+
+// mustSee says whether v's user must see r of a new kind or operation, by
+// the permission table's read side (domain/permissions.go).
+func (w *World) mustSee(v *device, r *pb.Record, links map[string]string) bool {
+	f := func(name string) string { return r.GetFields()[name].GetValue() }
+	switch v.role {
+	case pb.Role_ROLE_MEMBER:
+		switch r.GetKind() {
+		case pb.Kind_KIND_DISPUTE:
+			return f("reported_by") == v.user
+		case pb.Kind_KIND_NEED:
+			if h := f("household_id"); h != "" {
+				return links[h] == v.user
+			}
+			return r.GetAuthorId() == v.user
+		case pb.Kind_KIND_PROJECT:
+			return f("leader_id") == v.user
+		case pb.Kind_KIND_HOUSEHOLD:
+			return links[r.GetId()] == v.user
+		}
+	case pb.Role_ROLE_MEDIATOR:
+		return r.GetKind() == pb.Kind_KIND_DISPUTE && slices.Contains(domain.SplitList(f("mediators")), v.user)
+	case pb.Role_ROLE_SECRETARY:
+		return slices.Contains(r.GetBuckets(), domain.VillageBucket(v.village))
+	}
+	return false
 }
