@@ -24,6 +24,10 @@ import (
 //     one before reached, along an edge of the machine, stamped with the
 //     server's time; the status is the last entry's "to". On the server,
 //     in every version of the changelog, and on every device.
+//   - Nothing acknowledged lost: each record a device made is on the
+//     server and each status move it queued is in the history or kept as
+//     a status conflict, unless refused, dismissed by a settle of the
+//     status, or made before the last restore.
 //   - The links table follows household.member_id: a household whose
 //     member_id was written (by a secretary) is linked to that member, or
 //     to nobody for "".

@@ -50,7 +50,9 @@
 // nothing acknowledged lost extends to the records made and the status
 // moves queued (in the history, or kept as a status conflict); the links
 // table follows household.member_id; the conflicts a device settled are
-// gone everywhere. A settle, a move or a create made before the last
+// gone everywhere; each device holds what its user must see of the new
+// kinds, by the permission table's read side computed from the records
+// (not the server's scope). A settle, a move or a create made before the last
 // restore (server or phone) is not checked by these: the edit that made a
 // settled conflict may be applied again after a restore, and what went
 // back in time is counted exactly by reconcile instead.
