@@ -133,8 +133,8 @@ func rootCommand() *command {
 		about: `fieldctl is fieldsync's command line: the administrator's tools, a field
 device in a local database file, and HQ's export and changelog reader.
 The groups' flags can also be set from the environment (FIELDCTL_SERVER,
-FIELDCTL_TOKEN_FILE, FIELDCTL_CA_FILE, FIELDCTL_PLAINTEXT, FIELDCTL_DB); a
-flag on the command line wins.`,
+FIELDCTL_TOKEN_FILE, FIELDCTL_CA_FILE, FIELDCTL_PLAINTEXT, FIELDCTL_DB,
+FIELDCTL_LANG); a flag on the command line wins.`,
 		flags: func(fs *flag.FlagSet, c *cli) {
 			fs.BoolVar(&c.version, "version", c.version, "print fieldctl's version (module, VCS revision and time, Go) and exit")
 		},
