@@ -42,8 +42,8 @@ var labelsZH = map[string]string{
 	"dispute.result=agreed": "调解成功", "dispute.result=failed": "调解不成", "dispute.result=referred": "已移交",
 	"dispute.result=withdrawn": "已撤回",
 	"dispute.level=village":    "村级化解", "dispute.level=town": "镇级化解", "dispute.level=referred_out": "移交其他部门",
-	"dispute.category=problem": "问题", "dispute.category=quarrel": "矛盾", "dispute.category=dispute": "纠纷",
-	"dispute.category=hazard": "隐患", "dispute.category=case": "案件",
+	"dispute.category=problem": "小问题", "dispute.category=quarrel": "小争吵", "dispute.category=dispute": "小纠纷",
+	"dispute.category=hazard": "小隐患", "dispute.category=case": "小案件",
 
 	"event.type": "类型", "event.village_id": "村", "event.occurred_on": "日期", "event.subject": "事由",
 	"event.detail": "详情", "event.service_mode": "办理方式",

@@ -116,12 +116,20 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 		to, status := m.GetFields()["status"], next.GetFields()["status"].GetValue()
 		switch {
 		case status == m.GetFromStatus():
-			move(next, m, status, to, a)
+			conflict = move(next, m, status, to, a)
 		case status == to: // the same move made twice: one outcome
 		default:
 			conflict = true
-			addConflict(next, &pb.Conflict{Field: "status", Value: to, Hlc: m.GetHlc(), AuthorId: a.UserID,
-				Reason: "transition " + m.GetFromStatus() + " -> " + to + " made while the status was already " + status})
+			why := "transition " + m.GetFromStatus() + " -> " + to + " made while the status was already " + status
+			addConflict(next, &pb.Conflict{Field: "status", Value: to, Hlc: m.GetHlc(), AuthorId: a.UserID, Reason: why})
+			// What the losing move carried (an agreement's text, a
+			// referral's reason) was acknowledged: it is kept beside the
+			// status conflict for a person to settle, never dropped.
+			for _, name := range sortedKeys(m.GetFields()) {
+				if v := m.GetFields()[name]; name != "status" && v != next.GetFields()[name].GetValue() {
+					addConflict(next, &pb.Conflict{Field: name, Value: v, Hlc: m.GetHlc(), AuthorId: a.UserID, Reason: "carried by the " + why})
+				}
+			}
 		}
 	case pb.Op_OP_APPEND:
 		for name, text := range m.GetFields() {
@@ -142,16 +150,27 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 
 // move makes the transition from -> to of record r (checked by the
 // caller): the status, the fields the move carries, the fields derived
-// from it, and a line of history stamped with the server's time.
-func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) {
+// from it, and a line of history stamped with the server's time. It
+// reports a conflict: a field the move carries (or a level it derives)
+// that a later edit had changed keeps the move's value as a conflict.
+func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) (conflict bool) {
 	stamp := afterHistory(r, m.GetHlc())
 	r.Fields["status"] = &pb.FieldValue{Value: to, Hlc: stamp}
 	for _, name := range sortedKeys(m.GetFields()) {
-		if name != "status" {
-			setField(r, name, m.GetFields()[name], m.GetHlc(), "", a, false)
+		if name != "status" && setField(r, name, m.GetFields()[name], m.GetHlc(), "", a, false) {
+			conflict = true
 		}
 	}
-	derive := func(name, value string) { setField(r, name, value, m.GetHlc(), "", a, false) }
+	// Derived fields take the move's stamp, which follows the move before:
+	// they follow the moves in the order applied, as the status does. With
+	// the mutation's own clock, a move from a phone whose clock is behind
+	// lost its result or taker to the older move's, as a conflict on a
+	// field nobody may settle.
+	derive := func(name, value string) {
+		if setField(r, name, value, stamp, "", a, false) {
+			conflict = true
+		}
+	}
 	switch r.GetKind() {
 	case pb.Kind_KIND_DISPUTE:
 		if contains(DisputeResults, to) {
@@ -169,6 +188,7 @@ func move(r *pb.Record, m *pb.Mutation, from, to string, a Actor) {
 		}
 	}
 	addHistory(r, &pb.StatusChange{From: from, To: to, Hlc: stamp, AuthorId: a.UserID, AtMs: a.atMs()})
+	return conflict
 }
 
 // afterHistory returns h, or, if h is not after the history's last entry,
@@ -204,9 +224,25 @@ func settle(r *pb.Record, m *pb.Mutation, name, value string, a Actor) *Rejectio
 	if name == "status" {
 		if machine := MachineOf(r.GetKind()); machine != nil {
 			cur := r.GetFields()["status"].GetValue()
-			if value != cur {
+			switch {
+			case value == cur:
+			case value == m.GetFromStatus():
+				// "Take theirs" as the device saw it, and the record has
+				// moved on since: the moves it saw are dismissed all the
+				// same, without going back; a later one stays.
+				clearConflictsBefore(r, name, m.GetHlc())
+				return nil
+			default:
 				if rej := machine.Check(cur, value); rej != nil {
 					return rej
+				}
+				// A settle carries the status alone: a move that must carry
+				// more (a referral's reason, a completion's outcome) is made
+				// by a transition, unless the record already holds it.
+				for _, f := range machine.Require[value] {
+					if r.GetFields()[f].GetValue() == "" {
+						return reject(CodeInvalidField, KindName(r.GetKind())+"."+f, "required when a %s moves to %s: settle to %s and make the move with it", KindName(r.GetKind()), value, cur)
+					}
 				}
 				move(r, &pb.Mutation{Hlc: m.GetHlc(), Fields: map[string]string{"status": value}}, cur, value, a)
 			}
@@ -338,6 +374,17 @@ func clearConflicts(r *pb.Record, field string) {
 	kept := r.Conflicts[:0]
 	for _, c := range r.Conflicts {
 		if c.GetField() != field {
+			kept = append(kept, c)
+		}
+	}
+	r.Conflicts = kept
+}
+
+// clearConflictsBefore removes the conflicts of field made before hlc.
+func clearConflictsBefore(r *pb.Record, field, hlc string) {
+	kept := r.Conflicts[:0]
+	for _, c := range r.Conflicts {
+		if c.GetField() != field || c.GetHlc() >= hlc {
 			kept = append(kept, c)
 		}
 	}

@@ -26,7 +26,7 @@ type Rule struct {
 // that the record is in the writer's scope (the last column); a write that
 // fails that check is rejected with permission_denied, naming the field.
 // Settling a field's conflicts needs the right to update that field (for
-// "status": to transition).
+// "status", or a field a status move carries: to transition).
 //
 // Write (role x kind), for a record in scope:
 //
@@ -149,7 +149,7 @@ func CheckWrite(role pb.Role, m *pb.Mutation) *Rejection {
 				if !rule.Transition {
 					return reject(CodePermissionDenied, kind+".status", "a %s may not settle a %s's status: it may not change it", RoleName(role), kind)
 				}
-			} else if !contains(rule.Update, name) {
+			} else if !contains(rule.Update, name) && !(rule.Transition && carriedByMove(m.GetKind(), name)) {
 				return reject(CodePermissionDenied, kind+"."+name, "a %s may not settle it: may change (and settle) %s", RoleName(role), mayChange(rule))
 			}
 		}
@@ -157,6 +157,20 @@ func CheckWrite(role pb.Role, m *pb.Mutation) *Rejection {
 		return reject(CodeInvalidField, "mutation.op", "%v is not an operation", m.GetOp())
 	}
 	return nil
+}
+
+// carriedByMove says whether field is carried by some status move of kind
+// k: a losing move leaves it in conflict, to be settled by those who move
+// the status.
+func carriedByMove(k pb.Kind, field string) bool {
+	if m := MachineOf(k); m != nil {
+		for _, fields := range m.Extra {
+			if contains(fields, field) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func mayChange(rule Rule) string {

@@ -256,6 +256,10 @@ func TestRelayCheckRebuildsAStreamOfAnotherLineage(t *testing.T) {
 // it, and rebuilds the stream once an operator deleted it.
 func TestRelayRefusesLoudlyWhereItCannotRepair(t *testing.T) {
 	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		// As syncd sets it (server.DefaultNATSMaxStore): left to nats-server, the
+		// store is 75% of the free disk, and on a disk with less than 64 GiB free
+		// the changelog's 48 GiB limit would not fit.
+		JetStreamMaxStore: server.DefaultNATSMaxStore,
 		Users: []*natsserver.User{
 			{Username: "syncd", Password: "s", Permissions: &natsserver.Permissions{
 				Publish: &natsserver.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.DELETE.>"}}}},

@@ -79,6 +79,9 @@ func (d *Device) settle(id, field string, choose func(*pb.Record, *Identity) (st
 		m.RecordId, m.Kind, m.Op = id, cur.GetKind(), pb.Op_OP_SETTLE
 		m.Fields = map[string]string{field: value}
 		m.BaseHlc = map[string]string{field: cur.GetFields()[field].GetHlc()}
+		if field == "status" {
+			m.FromStatus = cur.GetFields()["status"].GetValue() // the status seen: choosing it dismisses the other moves
+		}
 		return nil
 	})
 }

@@ -186,7 +186,9 @@ func (d *Device) write(build func(*store.RTx, *Identity, *pb.Mutation) error) er
 		if err := tx.SetMeta(metaHLC, hlc.String()); err != nil {
 			return err
 		}
-		if m.GetKind() == pb.Kind_KIND_EVENT && m.GetOp() == pb.Op_OP_CREATE { // a void carries no hash: the chain stays where it was
+		// Only a new event moves the chain's head: a void carries no hash
+		// and leaves the voided event in the chain.
+		if m.GetKind() == pb.Kind_KIND_EVENT && m.GetOp() == pb.Op_OP_CREATE {
 			if err := tx.SetMeta(metaChain, m.GetFields()["hash"]); err != nil {
 				return err
 			}

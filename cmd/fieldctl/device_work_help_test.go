@@ -20,7 +20,7 @@ func TestDeviceWorkCommandsExplainThemselves(t *testing.T) {
 		{[]string{"device", "need", "refer", "-h"}, []string{"Example:", "-reason", "required"}},
 		{[]string{"device", "project", "complete", "-h"}, []string{"Example:", "-outcome"}},
 		{[]string{"device", "project", "progress", "-h"}, []string{"Example:", "standard input"}},
-		{[]string{"device", "dispute", "report", "-h"}, []string{"Example:", "-occurred", "hazard 隐患"}},
+		{[]string{"device", "dispute", "report", "-h"}, []string{"Example:", "-occurred", "hazard 小隐患"}},
 		{[]string{"device", "dispute", "status", "-h"}, []string{"-level", "-agreed-on", "village 村级化解"}},
 		{[]string{"device", "void", "-h"}, []string{"Example:", "-reason", "已作废"}},
 		{[]string{"device", "conflicts", "-h"}, []string{"Example:", "--mine", "-json"}},

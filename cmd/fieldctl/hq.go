@@ -39,10 +39,18 @@ func hqExport(ctx context.Context, c *cli, name string, args []string) error {
 Streams every record whose version (change number) is after -after, as it is
 now, in version order. NDJSON writes one object a line:
   {"id","kind","version","author_id","origin_device_id","fields":{name:value},
-   "entries":[...],"conflicts":[...],"buckets":[...]}
-CSV writes one row a record: id,kind,version,author_id and then every field
-name (sorted); entries (dispute notes and sessions) and conflicts are only in
-NDJSON. The CSV starts with a UTF-8 byte order mark (for Excel), and a cell
+   "entries":[...],"conflicts":[...],"buckets":[...],"voided":false,
+   "void":{"reason","hlc","author_id","at_ms"},
+   "history":[{"from","to","hlc","author_id","at_ms"}...]}
+CSV writes one row a record: id,kind,version,author_id, then
+voided,void_reason,void_by,voided_at (voided: 1 or 0), opened_at,closed_at
+(when a dispute, need or project got its first status and when it reached a
+final one: closed, resolved, completed or abandoned; RFC 3339, UTC, the
+server's clock), then every field name (sorted); entries (notes, sessions,
+progress), conflicts and the whole history are only in NDJSON.
+Voided records are always exported, marked, so that an export after a
+version voids HQ's copy too: count only the records with voided 0 (false);
+the summary on stderr says how many were voided. The CSV starts with a UTF-8 byte order mark (for Excel), and a cell
 that would run as a spreadsheet formula (=, +, -, @, tab...) starts with '.
 Apply records by id, keeping the highest version. The last version
 is printed on stderr: pass it as -after to fetch only what changed since.`, `
@@ -51,7 +59,7 @@ fieldctl hq export -format csv -kind visit -o visits.csv
 fieldctl hq export -after 120345 -kind dispute,event`)
 	format := fs.String("format", "ndjson", "output `format`: ndjson or csv")
 	after := fs.Uint64("after", 0, "export records with a version after this change `number` (0: all)")
-	kindList := fs.String("kind", "", "only these `kinds`, comma-separated: household, visit, dispute, event")
+	kindList := fs.String("kind", "", "only these `kinds`, comma-separated: "+strings.Join(domain.KindNames(), ", "))
 	outPath := fs.String("o", "", "write to this `file` instead of standard output")
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
@@ -90,9 +98,10 @@ fieldctl hq export -after 120345 -kind dispute,event`)
 	bw := bufio.NewWriterSize(out, 1<<16)
 	enc := newNDJSON(bw)
 	var (
-		n    int
-		last = *after
-		recs []*pb.Record // CSV only: its columns are known at the end
+		n      int
+		voided int
+		last   = *after
+		recs   []*pb.Record // CSV only: its columns are known at the end
 	)
 	for {
 		resp, err := stream.Recv()
@@ -116,10 +125,13 @@ fieldctl hq export -after 120345 -kind dispute,event`)
 		for _, r := range resp.GetRecords() {
 			if *format == "csv" {
 				recs = append(recs, r)
-			} else if err := enc.Encode(toRecordJSON(r)); err != nil {
+			} else if err := enc.Encode(toHQRecordJSON(r)); err != nil {
 				return fmt.Errorf("export: write: %w", err)
 			}
 			n++
+			if r.GetVoid() != nil {
+				voided++
+			}
 			if n%progressEvery == 0 {
 				fmt.Fprintf(c.stderr, "fieldctl: %d records exported\n", n)
 			}
@@ -140,6 +152,9 @@ fieldctl hq export -after 120345 -kind dispute,event`)
 		}
 	}
 	fmt.Fprintf(c.stderr, "fieldctl: exported %s up to version %d (next time: -after %d)\n", plural(n, "record", "records"), last, last)
+	if voided > 0 {
+		fmt.Fprintf(c.stderr, "fieldctl: %d of them voided (marked voided): count them nowhere\n", voided)
+	}
 	return nil
 }
 
@@ -147,8 +162,9 @@ fieldctl hq export -after 120345 -kind dispute,event`)
 // code page (GBK on Chinese Windows) and shows the Chinese as garbage.
 const utf8BOM = "\ufeff"
 
-// writeCSV writes one row a record: id, kind, version, author and every
-// field name that any record has, sorted. The file starts with a UTF-8
+// writeCSV writes one row a record: id, kind, version, author, the void
+// and status dates (csvStatusColumns) and every field name that any record
+// has, sorted. The file starts with a UTF-8
 // byte order mark, and every cell passes through domain.InertCSVCell so
 // that no text a device wrote runs as a formula in HQ's spreadsheet.
 func writeCSV(w io.Writer, recs []*pb.Record) error {
@@ -173,14 +189,16 @@ func writeCSV(w io.Writer, recs []*pb.Record) error {
 		}
 		return cw.Write(row)
 	}
-	if err := write(append([]string{"id", "kind", "version", "author_id"}, fields...)); err != nil {
+	head := append([]string{"id", "kind", "version", "author_id"}, csvStatusColumns...)
+	if err := write(append(head, fields...)); err != nil {
 		return err
 	}
-	row := make([]string, 4+len(fields))
+	row := make([]string, len(head)+len(fields))
 	for _, r := range recs {
 		row[0], row[1], row[2], row[3] = r.GetId(), domain.KindName(r.GetKind()), fmt.Sprint(r.GetVersion()), r.GetAuthorId()
+		copy(row[4:], csvStatusCells(r))
 		for i, name := range fields {
-			row[4+i] = r.GetFields()[name].GetValue()
+			row[len(head)+i] = r.GetFields()[name].GetValue()
 		}
 		if err := write(row); err != nil {
 			return err
@@ -192,14 +210,14 @@ func writeCSV(w io.Writer, recs []*pb.Record) error {
 
 // changeJSON is one changelog message as fieldctl hq tail --json prints it.
 type changeJSON struct {
-	Seq         uint64      `json:"seq"`
-	ChangeID    string      `json:"change_id"`
-	Subject     string      `json:"subject"`
-	DeviceID    string      `json:"device_id"`
-	UserID      string      `json:"user_id"`
-	CommittedMs int64       `json:"committed_ms"`
-	Region      string      `json:"region"`
-	Record      *recordJSON `json:"record"`
+	Seq         uint64        `json:"seq"`
+	ChangeID    string        `json:"change_id"`
+	Subject     string        `json:"subject"`
+	DeviceID    string        `json:"device_id"`
+	UserID      string        `json:"user_id"`
+	CommittedMs int64         `json:"committed_ms"`
+	Region      string        `json:"region"`
+	Record      *hqRecordJSON `json:"record"`
 }
 
 func hqTail(ctx context.Context, c *cli, name string, args []string) error {
@@ -271,7 +289,7 @@ fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json`)
 		rec := ch.GetRecord()
 		if *asJSON {
 			return enc.Encode(changeJSON{Seq: ch.GetSeq(), ChangeID: ch.GetChangeId(), Subject: msg.Subject(), DeviceID: ch.GetDeviceId(),
-				UserID: ch.GetUserId(), CommittedMs: ch.GetCommittedMs(), Region: ch.GetRegion(), Record: toRecordJSON(rec)})
+				UserID: ch.GetUserId(), CommittedMs: ch.GetCommittedMs(), Region: ch.GetRegion(), Record: toHQRecordJSON(rec)})
 		}
 		// A change on the stream is not proof it came from syncd: its
 		// texts are escaped like any stored text.
