@@ -289,6 +289,10 @@ func (w *World) Check() {
 			fail("the concurrent edit %s.%s = %q was lost: no conflict keeps it (conflicts %v)", rec, field, other, srv.GetConflicts())
 		}
 	}
+
+	// 6. Needs, projects, reports, voids, settles and relinks
+	// (check_field.go).
+	w.checkField(ctx, fail, all, changes)
 }
 
 // anyRejected reports whether some device holds a rejected write of rec.
@@ -316,6 +320,8 @@ func (w *World) Close() {
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("%d devices, %d steps, %d writes, %d syncs (%d failed), %d restarts, %d server restores, %d phone copies, %d phone restores, %d app kills, %d reassignments, %d mediator changes, %d grid moves, %d revocations, %.1f device-days",
-		s.Devices, s.Steps, s.Writes, s.Syncs, s.FailedSyncs, s.Restarts, s.ServerRestores, s.PhoneCopies, s.PhoneRestores, s.AppKills, s.Reassigns, s.MediatorChanges, s.GridMoves, s.Revokes, s.DeviceDays)
+	return fmt.Sprintf("%d devices, %d steps, %d writes, %d syncs (%d failed), %d restarts, %d server restores, %d phone copies, %d phone restores, %d app kills, %d reassignments, %d mediator changes, %d grid moves, %d revocations, %.1f device-days; "+
+		"%d needs, %d reports, %d projects, %d status moves, %d voids, %d settles, %d relinks by secretaries",
+		s.Devices, s.Steps, s.Writes, s.Syncs, s.FailedSyncs, s.Restarts, s.ServerRestores, s.PhoneCopies, s.PhoneRestores, s.AppKills, s.Reassigns, s.MediatorChanges, s.GridMoves, s.Revokes, s.DeviceDays,
+		s.Needs, s.Reports, s.Projects, s.Moves, s.Voids, s.Settles, s.Relinks)
 }

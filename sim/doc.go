@@ -34,6 +34,29 @@
 // SQLite change by change, and replaying to the server's state, event
 // chains intact, concurrent edits kept as conflicts.
 //
+// The work of the field (field.go) takes a share of each role's work:
+// members raise needs (from a visit, with its household, sometimes going
+// offline after), report quarrels and hazards, lead projects and record
+// their progress; secretaries take needs up, refer and resolve them, make
+// and complete projects, relink households (household.member_id);
+// mediators pick up the reports that reach them; authors and secretaries
+// void duplicates; anyone settles a conflict from the inbox. Check
+// (check_field.go) adds: a voided record is voided alike on the server
+// and every device holding it, no change after its void altered it (in
+// the changelog), and a void queued stands unless refused; every status
+// history, on the server, in every version of the changelog and on every
+// device, starts "" -> start, moves along the kind's machine from the
+// status the entry before reached, and ends at the record's status;
+// nothing acknowledged lost extends to the records made and the status
+// moves queued (in the history, or kept as a status conflict); the links
+// table follows household.member_id; the conflicts a device settled are
+// gone everywhere; each device holds what its user must see of the new
+// kinds, by the permission table's read side computed from the records
+// (not the server's scope). A settle, a move or a create made before the last
+// restore (server or phone) is not checked by these: the edit that made a
+// settled conflict may be applied again after a restore, and what went
+// back in time is counted exactly by reconcile instead.
+//
 // Limits of the model, on purpose: a server "crash" stops the server
 // between actions (in-flight requests are never cut inside a SQLite
 // transaction: SQLite's atomic commit makes that a rollback, which the

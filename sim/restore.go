@@ -98,6 +98,7 @@ func (w *World) restoreServer() {
 	}
 	w.snaps = w.snaps[:i+1]
 	w.stats.ServerRestores++
+	w.lastRestore = w.stats.Steps
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	e := w.env
@@ -179,6 +180,7 @@ func (w *World) restorePhone() {
 	}
 	v := cands[w.rng.IntN(len(cands))]
 	w.stats.PhoneRestores++
+	w.lastRestore = w.stats.Steps
 	w.cfg.Log("step %d: %s restored from its older copy", w.stats.Steps, v.user)
 	w.closeDevice(v)
 	copyDB(w.t, v.path+".copy", v.path)
@@ -270,6 +272,18 @@ func (w *World) reconcile(v *device) {
 			}
 		}
 		v.appends[rec] = kept
+	}
+	// A void must stand at the end if the server holds one now or the
+	// device will send (or keeps the refusal of) its own.
+	for rec, reason := range v.voids {
+		if held[reason] {
+			continue
+		}
+		if srv, err := w.env.Store.Record(ctx, rec); err == nil && srv.GetVoid() != nil {
+			continue
+		}
+		w.cfg.Log("  %s's void of %s went back in time: not checked", v.user, rec)
+		delete(v.voids, rec)
 	}
 	for key, by := range w.frozenBy {
 		for side, d := range by {

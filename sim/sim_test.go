@@ -92,6 +92,16 @@ func TestSim(t *testing.T) {
 		}
 	}
 	t.Logf("%d seeds in %v: %v; %d seeds with a server restore, %d with a phone restore", seeds, time.Since(start).Round(time.Millisecond), total, withServerRestore, withPhoneRestore)
+	// The work of the field is exercised, not only checked: over a run of
+	// many seeds each kind of it happens.
+	if seeds >= 20 && !t.Failed() {
+		for what, n := range map[string]int{"needs": total.Needs, "reports": total.Reports, "projects": total.Projects, "status moves": total.Moves,
+			"voids": total.Voids, "settles": total.Settles, "relinks": total.Relinks} {
+			if n == 0 {
+				t.Errorf("%d seeds made no %s: the simulation no longer exercises them", seeds, what)
+			}
+		}
+	}
 }
 
 func (s *Stats) add(o Stats) {
@@ -110,4 +120,11 @@ func (s *Stats) add(o Stats) {
 	s.PhoneCopies += o.PhoneCopies
 	s.PhoneRestores += o.PhoneRestores
 	s.DeviceDays += o.DeviceDays
+	s.Needs += o.Needs
+	s.Reports += o.Reports
+	s.Projects += o.Projects
+	s.Moves += o.Moves
+	s.Voids += o.Voids
+	s.Settles += o.Settles
+	s.Relinks += o.Relinks
 }

@@ -13,14 +13,21 @@ import (
 // not: a write the device refuses at once is not queued; one it queues
 // counts, whatever the server will say.
 func (w *World) work(v *device) {
-	var err error
-	switch v.role {
-	case pb.Role_ROLE_MEMBER:
-		err = w.memberWork(v)
-	case pb.Role_ROLE_MEDIATOR:
-		err = w.mediatorWork(v)
-	case pb.Role_ROLE_SECRETARY:
-		err = w.secretaryWork(v)
+	// Now and then the user first opens the conflict inbox and settles
+	// one; with nothing there, the usual work.
+	err := syncer.ErrNotFound
+	if w.rng.IntN(8) == 0 {
+		err = w.settleConflict(v)
+	}
+	if errors.Is(err, syncer.ErrNotFound) {
+		switch v.role {
+		case pb.Role_ROLE_MEMBER:
+			err = w.memberWork(v)
+		case pb.Role_ROLE_MEDIATOR:
+			err = w.mediatorWork(v)
+		case pb.Role_ROLE_SECRETARY:
+			err = w.secretaryWork(v)
+		}
 	}
 	var rej *domain.Rejection
 	switch {
@@ -50,6 +57,11 @@ func (w *World) localIDs(v *device, kind string) []string {
 	}
 	var ids []string
 	for _, it := range items {
+		// A voided record takes no change: mostly left alone, now and
+		// then tried (refused on the device at once).
+		if it.Record.GetVoid() != nil && w.rng.IntN(8) > 0 {
+			continue
+		}
 		ids = append(ids, it.ID)
 	}
 	return ids
@@ -64,8 +76,10 @@ func (w *World) any(ids []string) string {
 
 func (w *World) memberWork(v *device) error {
 	hhs := w.localIDs(v, "household")
-	switch r := w.rng.IntN(10); {
-	case r < 5:
+	// Out of 20: visits 6, their help 2, a household's needs 2, an event 1,
+	// and the new work of the field (field.go) 9.
+	switch r := w.rng.IntN(20); {
+	case r < 6:
 		h := w.any(hhs)
 		if h == "" || w.rng.IntN(10) == 0 {
 			h = w.hh[w.rng.IntN(len(w.hh))] // maybe not linked: the server rejects it
@@ -73,52 +87,61 @@ func (w *World) memberWork(v *device) error {
 		id, err := v.d.Create("visit", syncer.NewFields().Set("household_id", h).Set("visited_on", v.clock().Format("2006-01-02")).
 			Set("needs", w.text(v, "困難")))
 		if err == nil {
-			v.created = append(v.created, id)
+			w.made(v, id)
 		}
 		return err
-	case r < 7:
+	case r < 8:
 		visits := w.localIDs(v, "visit")
 		if len(visits) == 0 {
 			return syncer.ErrNotFound
 		}
 		return v.d.Update(w.any(visits), syncer.NewFields().Set("help", w.text(v, "幫扶")))
-	case r < 9:
+	case r < 10:
 		h := w.any(hhs)
 		if h == "" || w.frozenRecord(h) {
 			return syncer.ErrNotFound
 		}
 		return v.d.Update(h, syncer.NewFields().Set("needs", w.text(v, "需要")))
-	default:
+	case r < 11:
 		return w.event(v)
+	case r < 14:
+		return w.raiseNeed(v)
+	case r < 15:
+		return w.report(v)
+	case r < 16:
+		return w.newProject(v)
+	case r < 17:
+		return w.moveStatus(v, "project")
+	case r < 18:
+		return w.appendTo(v, "project", "progress", "need", "notes")
+	case r < 19:
+		return w.void(v)
+	default:
+		return w.settleConflict(v)
 	}
 }
 
 func (w *World) mediatorWork(v *device) error {
 	disputes := w.localIDs(v, "dispute")
-	switch r := w.rng.IntN(10); {
-	case r < 3 || len(disputes) == 0:
+	// Out of 20: new cases 5, status moves 5 (a member's report first),
+	// notes 5, who mediates 2, an event 1, a void of an event 1, a settle 1.
+	switch r := w.rng.IntN(20); {
+	case r < 5 || len(disputes) == 0:
 		f := syncer.NewFields().Set("category", domain.DisputeCategories[w.rng.IntN(5)]).Set("title", w.text(v, "糾紛"))
 		if co := w.otherMediator(v); co != "" && w.rng.IntN(2) == 0 {
 			f.Set("mediators", co)
 		}
 		id, err := v.d.Create("dispute", f)
 		if err == nil {
-			v.created = append(v.created, id)
+			w.made(v, id)
 		}
 		return err
-	case r < 5:
-		id := w.any(disputes)
-		it, err := v.d.Get(id)
-		if err != nil {
+	case r < 10:
+		if err := w.pickUpReport(v); !errors.Is(err, syncer.ErrNotFound) {
 			return err
 		}
-		next := domain.AllowedFrom(it.Field("status"))
-		to := domain.DisputeStatuses[w.rng.IntN(len(domain.DisputeStatuses))] // maybe forbidden: refused at once
-		if len(next) > 0 && w.rng.IntN(3) > 0 {
-			to = next[w.rng.IntN(len(next))]
-		}
-		return v.d.Transition(id, to)
-	case r < 8:
+		return w.moveStatus(v, "dispute")
+	case r < 15:
 		id := w.any(disputes)
 		text := w.text(v, "調解筆記")
 		err := v.d.Append(id, "notes", text)
@@ -126,7 +149,7 @@ func (w *World) mediatorWork(v *device) error {
 			v.appends[id] = append(v.appends[id], text)
 		}
 		return err
-	case r < 9:
+	case r < 17:
 		// Change who mediates: drop or add the other mediator (a scope
 		// change for them).
 		id := w.any(disputes)
@@ -138,10 +161,17 @@ func (w *World) mediatorWork(v *device) error {
 		if co := w.otherMediator(v); co != "" && it.Field("mediators") == v.user {
 			ms += "," + co
 		}
-		w.stats.MediatorChanges++
-		return v.d.Update(id, syncer.NewFields().Set("mediators", ms))
-	default:
+		err = v.d.Update(id, syncer.NewFields().Set("mediators", ms))
+		if err == nil {
+			w.stats.MediatorChanges++
+		}
+		return err
+	case r < 18:
 		return w.event(v)
+	case r < 19:
+		return w.void(v)
+	default:
+		return w.settleConflict(v)
 	}
 }
 
@@ -155,21 +185,43 @@ func (w *World) otherMediator(v *device) string {
 }
 
 func (w *World) secretaryWork(v *device) error {
-	if w.rng.IntN(2) == 0 {
+	// Out of 20: events 5, a household's tags 5, and the new work of the
+	// field (field.go) 10: needs taken up, referred, resolved; projects
+	// made, advanced, completed; voids, relinks, settles.
+	switch r := w.rng.IntN(20); {
+	case r < 5:
 		return w.event(v)
+	case r < 10:
+		h := w.any(w.localIDs(v, "household"))
+		if h == "" || w.frozenRecord(h) {
+			return syncer.ErrNotFound
+		}
+		return v.d.Update(h, syncer.NewFields().Set("tags", w.text(v, "標籤")))
+	case r < 12:
+		return w.moveStatus(v, "need")
+	case r < 13:
+		if w.rng.IntN(2) == 0 {
+			return w.raiseNeed(v)
+		}
+		return w.newProject(v)
+	case r < 14:
+		return w.moveStatus(v, "project")
+	case r < 15:
+		return w.appendTo(v, "project", "progress", "need", "notes")
+	case r < 16:
+		return w.void(v)
+	case r < 18:
+		return w.relink(v)
+	default:
+		return w.settleConflict(v)
 	}
-	h := w.any(w.localIDs(v, "household"))
-	if h == "" || w.frozenRecord(h) {
-		return syncer.ErrNotFound
-	}
-	return v.d.Update(h, syncer.NewFields().Set("tags", w.text(v, "標籤")))
 }
 
 func (w *World) event(v *device) error {
 	id, err := v.d.Create("event", syncer.NewFields().Set("type", domain.EventTypes[w.rng.IntN(len(domain.EventTypes))]).
 		Set("occurred_on", v.clock().Format("2006-01-02")).Set("subject", w.text(v, "事件")))
 	if err == nil {
-		v.created = append(v.created, id)
+		w.made(v, id)
 	}
 	return err
 }

@@ -36,6 +36,10 @@ type Stats struct {
 	Devices, Steps, Writes, Syncs, FailedSyncs, Restarts, AppKills, Reassigns, Revokes, MediatorChanges, GridMoves int
 	ServerRestores, PhoneCopies, PhoneRestores                                                                     int
 	DeviceDays                                                                                                     float64
+	// The work of the field (field.go): needs raised, members' reports,
+	// projects, status moves, voids, settles and secretaries' relinks
+	// queued on the devices.
+	Needs, Reports, Projects, Moves, Voids, Settles, Relinks int
 }
 
 // World is one simulated history.
@@ -67,6 +71,12 @@ type World struct {
 	// snaps are the server's backups, oldest first; snapDir holds them.
 	snaps   []serverSnap
 	snapDir string
+	// settles are the conflicts settled on the devices, checked after the
+	// end (check_field.go); lastRestore is the step of the last restore
+	// (server or phone): a settle before it is not checked, since the
+	// edit that made its conflict may be applied again after it.
+	settles     []*settled
+	lastRestore int
 }
 
 type device struct {
@@ -85,7 +95,10 @@ type device struct {
 	// what the simulation made on this device
 	queued  int                 // successful local writes (each is one numbered mutation)
 	appends map[string][]string // record -> texts appended
+	voids   map[string]string   // record -> the reason of the void this device queued
 	created []string
+	madeAt  map[string]int // record created -> the step
+	moves   []madeMove     // status moves queued
 	net     *faultyNet
 	crashAt string // "write" or "adopt": the app is killed there next time
 	hasCopy bool   // an older copy of its database is kept at path+".copy"
@@ -177,7 +190,7 @@ func (w *World) importOrg() {
 func (w *World) addDevice(i int) {
 	u := fmt.Sprintf("U%02d", i)
 	v := &device{w: w, i: i, user: u, path: filepath.Join(w.t.TempDir(), "device.db"),
-		rng: rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1)), appends: map[string][]string{}}
+		rng: rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1)), appends: map[string][]string{}, voids: map[string]string{}, madeAt: map[string]int{}}
 	v.village = fmt.Sprintf("V%d", 1+i%2)
 	switch {
 	case i < 2:
