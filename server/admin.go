@@ -105,7 +105,7 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 			resp.Users++
 		}
 		for i, h := range req.GetHouseholds() {
-			field, msg, moved, err := x.s.putHousehold(tx, h)
+			field, msg, moved, err := x.s.putHousehold(tx, h, c.actor())
 			if err != nil {
 				return err
 			}
@@ -141,6 +141,9 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 				continue
 			}
 			if _, err := tx.Link(a.GetHouseholdId(), a.GetMemberId()); err != nil {
+				return err
+			}
+			if err := x.s.setHouseholdMember(tx, a.GetHouseholdId(), a.GetMemberId()); err != nil {
 				return err
 			}
 			resp.Assignments++
@@ -258,7 +261,7 @@ func checkUser(tx *store.Tx, u *pb.User) (field, msg, village, town string, err 
 // putHousehold creates or updates an imported household's record; moved
 // counts the household's visits it wrote again because the household now
 // lies in another village or town.
-func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string, moved int, err error) {
+func (s *Server) putHousehold(tx *store.Tx, h *pb.Household, actor string) (field, msg string, moved int, err error) {
 	if !domain.IsOrgID(h.GetId()) {
 		return "id", fmt.Sprintf("malformed id %q: want 1-64 of letters, digits and _:-", h.GetId()), 0, nil
 	}
@@ -287,6 +290,9 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 			return name, r.Reason, 0, nil
 		}
 	}
+	if m := checkText(h.GetRetired(), 400, false); m != "" {
+		return "retired", m, 0, nil
+	}
 	cur, curMeta, err := tx.Record(h.GetId())
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return "", "", 0, err
@@ -309,6 +315,9 @@ func (s *Server) putHousehold(tx *store.Tx, h *pb.Household) (field, msg string,
 			next.Fields[k] = &pb.FieldValue{Value: v, Hlc: hlc}
 			changed = true
 		}
+	}
+	if retire(next, h.GetRetired(), hlc, actor, tx.Now().UnixMilli()) {
+		changed = true
 	}
 	if !changed {
 		return "", "", 0, nil
@@ -463,6 +472,9 @@ func (x *adminService) AssignHousehold(ctx context.Context, req *pb.AssignHouseh
 			return err
 		}
 		if resp.PreviousMemberId, err = tx.Link(req.GetHouseholdId(), req.GetMemberId()); err != nil {
+			return err
+		}
+		if err := x.s.setHouseholdMember(tx, req.GetHouseholdId(), req.GetMemberId()); err != nil {
 			return err
 		}
 		// Links are not part of a cached caller (the scope reads them at

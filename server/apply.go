@@ -62,8 +62,14 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 		return nil, false, err
 	}
 	if cur != nil {
-		if r, err := s.checkRecordScope(tx, c, cur, meta); r != nil || err != nil {
+		if r, err := s.checkRecordScope(tx, c, cur, meta, m.GetOp()); r != nil || err != nil {
 			return r, false, err
+		}
+		if v, ok := m.GetFields()["member_id"]; ok && cur.GetKind() == pb.Kind_KIND_HOUSEHOLD && cur.GetVoid() == nil &&
+			(m.GetOp() == pb.Op_OP_UPDATE || m.GetOp() == pb.Op_OP_SETTLE) {
+			if r, err := checkHouseholdMember(tx, v, meta); r != nil || err != nil {
+				return r, false, err
+			}
 		}
 	} else if m.GetOp() == pb.Op_OP_CREATE {
 		var r *domain.Rejection
@@ -81,7 +87,13 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 	if rej != nil {
 		return rej, false, nil
 	}
-	if _, setsMediators := m.GetFields()["mediators"]; m.GetKind() == pb.Kind_KIND_DISPUTE && (cur == nil || setsMediators) {
+	report := m.GetKind() == pb.Kind_KIND_DISPUTE && cur == nil && c.role == pb.Role_ROLE_MEMBER
+	if report {
+		if err := fillReport(tx, next, m.GetHlc()); err != nil {
+			return nil, false, err
+		}
+	}
+	if _, setsMediators := m.GetFields()["mediators"]; !report && m.GetKind() == pb.Kind_KIND_DISPUTE && (cur == nil || setsMediators) {
 		if r, err := checkMediators(tx, next); r != nil || err != nil {
 			return r, false, err
 		}
@@ -92,6 +104,13 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 	}
 	if _, err := tx.PutRecord(cur, next, meta, store.ChangeInfo{DeviceID: c.deviceID, UserID: c.userID}); err != nil {
 		return nil, false, err
+	}
+	if m.GetKind() == pb.Kind_KIND_HOUSEHOLD {
+		if _, ok := m.GetFields()["member_id"]; ok {
+			if err := s.followMemberID(tx, c, next); err != nil {
+				return nil, false, err
+			}
+		}
 	}
 	if m.GetKind() == pb.Kind_KIND_DISPUTE {
 		if err := tx.SetMediators(next.GetId(), domain.SplitList(next.GetFields()["mediators"].GetValue())); err != nil {
@@ -123,7 +142,7 @@ func authorOf(tx *store.Tx, dev string, errp *error) string {
 // town's households, a mediator only the cases naming them. It is decided
 // from the org as it is at this commit, whatever the device believed when
 // it queued the write.
-func (s *Server) checkRecordScope(tx *store.Tx, c *caller, cur *pb.Record, meta store.RecordMeta) (*domain.Rejection, error) {
+func (s *Server) checkRecordScope(tx *store.Tx, c *caller, cur *pb.Record, meta store.RecordMeta, op pb.Op) (*domain.Rejection, error) {
 	kind := domain.KindName(cur.GetKind())
 	deny := func(format string, args ...any) *domain.Rejection {
 		r := &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind}
@@ -149,6 +168,12 @@ func (s *Server) checkRecordScope(tx *store.Tx, c *caller, cur *pb.Record, meta 
 			return deny("a %s does not write households", domain.RoleName(c.role)), nil
 		}
 	case pb.Kind_KIND_VISIT:
+		if c.role == pb.Role_ROLE_SECRETARY { // the table lets a secretary only void
+			if !secretaryCovers(c, meta) {
+				return deny("visit %s is not in your %s", cur.GetId(), secretaryUnit(c)), nil
+			}
+			return nil, nil
+		}
 		hid := cur.GetFields()["household_id"].GetValue()
 		linked, err := tx.LinkedMember(hid)
 		if err != nil {
@@ -157,12 +182,20 @@ func (s *Server) checkRecordScope(tx *store.Tx, c *caller, cur *pb.Record, meta 
 		if c.role != pb.Role_ROLE_MEMBER || linked != c.userID {
 			return deny("household %s of this visit is not linked to you", hid), nil
 		}
+		if (op == pb.Op_OP_VOID || op == pb.Op_OP_SETTLE) && cur.GetAuthorId() != c.userID {
+			return deny("only its author (%s) or the village secretary voids or settles visit %s", cur.GetAuthorId(), cur.GetId()), nil
+		}
 	case pb.Kind_KIND_DISPUTE:
 		if !contains(domain.SplitList(cur.GetFields()["mediators"].GetValue()), c.userID) {
 			return deny("you are not a mediator of dispute %s", cur.GetId()), nil
 		}
 	case pb.Kind_KIND_EVENT:
-		return deny("events are append-only"), nil
+		if op != pb.Op_OP_VOID {
+			return deny("events are append-only"), nil
+		}
+		return checkScopeNewKinds(tx, c, cur, meta, op)
+	case pb.Kind_KIND_NEED, pb.Kind_KIND_PROJECT:
+		return checkScopeNewKinds(tx, c, cur, meta, op)
 	}
 	return nil, nil
 }
@@ -198,34 +231,13 @@ func (s *Server) placeNew(tx *store.Tx, c *caller, m *pb.Mutation) (store.Record
 		if err != nil {
 			return meta, nil, err
 		}
-		return meta, domain.CheckVisitLink(c.userID, hid, linked), nil
-	case pb.Kind_KIND_DISPUTE, pb.Kind_KIND_EVENT:
-		vid := f["village_id"]
-		u, err := tx.Unit(vid)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && u.Unit.GetKind() != pb.UnitKind_UNIT_KIND_VILLAGE) {
-			return store.RecordMeta{}, &domain.Rejection{Code: domain.CodeNotFound, Field: kind + ".village_id", Reason: "unknown village " + vid}, nil
+		if r := domain.CheckVisitLink(c.userID, hid, linked); r != nil {
+			return meta, r, nil
 		}
-		if err != nil {
-			return store.RecordMeta{}, nil, err
-		}
-		meta := store.RecordMeta{VillageID: vid, TownID: u.TownID}
-		switch {
-		case c.villageID != "":
-			if vid != c.villageID {
-				return meta, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind + ".village_id",
-					Reason: "village " + vid + " is not yours (" + c.villageID + ")"}, nil
-			}
-		case c.role == pb.Role_ROLE_SECRETARY && c.townID != "":
-			// A town secretary files events in any village of the town.
-			if u.TownID != c.townID {
-				return meta, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind + ".village_id",
-					Reason: "village " + vid + " is not in your town (" + c.townID + ")"}, nil
-			}
-		default:
-			return meta, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind + ".village_id",
-				Reason: "you work in no village: ask an administrator to set your unit"}, nil
-		}
-		return meta, nil, nil
+		r, err := notRetired(tx, "visit.household_id", hid)
+		return meta, r, err
+	case pb.Kind_KIND_DISPUTE, pb.Kind_KIND_EVENT, pb.Kind_KIND_NEED, pb.Kind_KIND_PROJECT:
+		return placeVillageRecord(tx, c, m)
 	}
 	return store.RecordMeta{}, &domain.Rejection{Code: domain.CodePermissionDenied, Field: kind, Reason: "devices do not create " + kind + " records"}, nil
 }

@@ -31,7 +31,7 @@ var orgFiles = []orgFile{
 		required: []string{"id", "kind", "parent_id", "name"}},
 	{name: "users.csv", table: "users", columns: []string{"id", "name", "role", "unit_id", "phone"},
 		required: []string{"id", "name", "role", "unit_id"}},
-	{name: "households.csv", table: "households", columns: []string{"id", "grid_id", "head", "address", "phone", "members", "tags"},
+	{name: "households.csv", table: "households", columns: []string{"id", "grid_id", "head", "address", "phone", "members", "tags", "retired"},
 		required: []string{"id", "grid_id", "head"}},
 	{name: "assignments.csv", table: "assignments", columns: []string{"household_id", "member_id"},
 		required: []string{"household_id", "member_id"}},
@@ -149,7 +149,7 @@ func (o *orgRows) add(f orgFile, r csvRow) *rowError {
 		o.users = append(o.users, &pb.User{Id: v["id"], Name: v["name"], Role: role, UnitId: v["unit_id"], Phone: v["phone"]})
 	case "households":
 		o.households = append(o.households, &pb.Household{Id: v["id"], GridId: v["grid_id"], Head: v["head"],
-			Address: v["address"], Phone: v["phone"], Members: v["members"], Tags: v["tags"]})
+			Address: v["address"], Phone: v["phone"], Members: v["members"], Tags: v["tags"], Retired: v["retired"]})
 	case "assignments":
 		o.assignments = append(o.assignments, &pb.Assignment{HouseholdId: v["household_id"], MemberId: v["member_id"]})
 	}
