@@ -396,18 +396,20 @@ type assignRow struct {
 }
 
 // assignMatrix: only a secretary relinks, a household of their unit, to a
-// member of the household's own village.
+// member of the household's own village. A member of another village, or
+// a user who is not a member, is a value not allowed (invalid_field), as
+// an unknown mediator is for a dispute's mediators.
 var assignMatrix = []assignRow{
 	{"member", "H1", "M2", denied("household.member_id")},
 	{"member", "H2", "M1", denied("household.member_id")},
 	{"mediator", "H1", "M2", denied("household")},
 	{"village secretary", "H1", "M2", applied},
 	{"village secretary", "H1", "", applied},
-	{"village secretary", "H1", "M3", denied("household.member_id")}, // a member of another village
-	{"village secretary", "H1", "D1", denied("household.member_id")}, // not a member
+	{"village secretary", "H1", "M3", invalid("household.member_id")}, // a member of another village
+	{"village secretary", "H1", "D1", invalid("household.member_id")}, // not a member
 	{"village secretary", "H3", "M3", denied("household")},
 	{"town secretary", "H3", "M5", applied},
-	{"town secretary", "H3", "M1", denied("household.member_id")}, // a member of another village of the town
+	{"town secretary", "H3", "M1", invalid("household.member_id")}, // a member of another village of the town
 	{"town secretary", "H4", "M4", denied("household")},
 	{"hq", "H1", "M2", denied("household")},
 }
