@@ -157,6 +157,7 @@ type recipe struct {
 // and M5, an unlinked member of V2 (for the town secretary's relinks).
 //
 //	VH1b  visit of H1 by M2          R_M1  dispute reported by M1 in V1
+//	VH2x  visit of H2 by M1          NH2x  need of H2 by M1 (made while H2 was M1's)
 //	NH1   need of H1 by M1           NM1   need without household by M1 (V1)
 //	NS1   need of H1 by S1           NH2 NH3 NH4  needs of H2-H4 by M2-M4
 //	P_M1  project of M1 (V1)         P_S1M1  by S1, led by M1
@@ -207,6 +208,10 @@ func newMatrixFixture(t *testing.T) *matrixFixture {
 		f.recipes["E_"+u] = recipe{user: u, mk: func() *pb.Mutation { return mkEvent(village[u], "三會一課：黨員大會") }}
 	}
 	f.recipes["VH1b"] = recipe{user: "M2", relink: "H1", mk: func() *pb.Mutation { return mkVisit("H1", "2026-10-15", "met", "戶主之妻") }}
+	// M1's own visit and need of H2, made while H2 was linked to M1: they
+	// stay with H2, out of M1's scope.
+	f.recipes["VH2x"] = recipe{user: "M1", relink: "H2", mk: func() *pb.Mutation { return mkVisit("H2", "2026-09-20", "met", "戶主") }}
+	f.recipes["NH2x"] = recipe{user: "M1", relink: "H2", mk: func() *pb.Mutation { return mkNeed("V1", "H2", "灶台漏煙") }}
 	f.recipes["R_M1"] = recipe{user: "M1", keeper: "D1", mk: func() *pb.Mutation {
 		return mkDispute("V1", "村口電線老化", "category", "hazard", "parties", "村民小組")
 	}}
@@ -214,7 +219,7 @@ func newMatrixFixture(t *testing.T) *matrixFixture {
 	f.recipes["NS1"] = recipe{user: "S1", mk: func() *pb.Mutation { return mkNeed("V1", "H1", "老人看病難", "category", "medical") }}
 	f.recipes["P_S1M1"] = recipe{user: "S1", mk: func() *pb.Mutation { return mkProject("V1", "整治塘堰", "leader_id", "M1") }}
 	f.recipes["P_S1"] = recipe{user: "S1", mk: func() *pb.Mutation { return mkProject("V1", "建設文化廣場") }}
-	names := []string{"VH1b", "R_M1", "NH1", "NM1", "NS1", "NH2", "NH3", "NH4", "P_M1", "P_S1M1", "P_S1", "P_M2", "P_M3", "P_M4"}
+	names := []string{"VH1b", "VH2x", "NH2x", "R_M1", "NH1", "NM1", "NS1", "NH2", "NH3", "NH4", "P_M1", "P_S1M1", "P_S1", "P_M2", "P_M3", "P_M4"}
 	for i, id := range f.build(t, names) {
 		f.ids[names[i]] = id
 	}
@@ -326,6 +331,7 @@ var opMatrix = []opRow{
 	{"member", "visit", "VH1", yes, applied, noStatus("visit"), noList("visit", "needs"), applied, applied, ""},
 	{"member", "visit", "VH1b", yes, denied("visit"), noStatus("visit"), noList("visit", "needs"), denied("visit"), denied("visit"), ""},
 	{"member", "visit", "VH2", no, denied("visit"), noStatus("visit"), noList("visit", "needs"), denied("visit"), denied("visit"), ""},
+	{"member", "visit", "VH2x", no, denied("visit"), noStatus("visit"), noList("visit", "needs"), denied("visit"), denied("visit"), ""},
 	{"member", "dispute", "R_M1", yes, denied("dispute.title"), denied("dispute.status"), denied("dispute"), badOp, denied("dispute.title"), denied("dispute.status")},
 	{"member", "dispute", "X1", no, denied("dispute.title"), denied("dispute.status"), denied("dispute"), badOp, denied("dispute.title"), denied("dispute.status")},
 	{"member", "event", "E_M1", yes, badOp, noStatus("event"), noList("event", "detail"), applied, fixed, ""},
@@ -334,6 +340,7 @@ var opMatrix = []opRow{
 	{"member", "need", "NM1", yes, applied, denied("need.status"), applied, applied, applied, denied("need.status")},
 	{"member", "need", "NS1", yes, denied("need"), denied("need.status"), applied, denied("need"), denied("need"), denied("need.status")},
 	{"member", "need", "NH2", no, denied("need"), denied("need.status"), denied("need"), denied("need"), denied("need"), denied("need.status")},
+	{"member", "need", "NH2x", no, denied("need"), denied("need.status"), denied("need"), denied("need"), denied("need"), denied("need.status")},
 	{"member", "project", "P_M1", yes, applied, applied, applied, applied, applied, applied},
 	{"member", "project", "P_S1M1", yes, applied, applied, applied, denied("project"), applied, applied},
 	{"member", "project", "P_M2", no, denied("project"), denied("project"), denied("project"), denied("project"), denied("project"), denied("project")},
