@@ -120,7 +120,10 @@ func randomWrites(t *testing.T, e *testenv.Env, o *randOrg, rng *rand.Rand, n in
 		case w.rec.voided && w.m.GetOp() != pb.Op_OP_VOID:
 			want = domain.CodeVoided
 		}
-		if got != want {
+		if got != want && !(want == domain.CodePermissionDenied && got == domain.CodeVoided && w.rec.voided) {
+			// (A refused write to a voided record may be told it is void
+			// before it is told it is not theirs: a visit's author is
+			// checked by the merge, after the void.)
 			bad++
 			if bad <= 20 {
 				t.Errorf("%s (%s %s%s) %v %s %s (village %s, household %s, author %s, leader %s, voided %v) %v: got %s %s (%s), oracle says %s",
