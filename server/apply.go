@@ -71,6 +71,11 @@ func (s *Server) applyChecked(tx *store.Tx, c *caller, in *pb.Mutation) (*domain
 				return r, false, err
 			}
 		}
+		if v, ok := m.GetFields()["households"]; ok && cur.GetKind() == pb.Kind_KIND_PROJECT && cur.GetVoid() == nil {
+			if r, err := checkAddedHouseholds(tx, cur, v, meta); r != nil || err != nil {
+				return r, false, err
+			}
+		}
 	} else if m.GetOp() == pb.Op_OP_CREATE {
 		var r *domain.Rejection
 		if meta, r, err = s.placeNew(tx, c, m); r != nil || err != nil {
@@ -135,11 +140,14 @@ func authorOf(tx *store.Tx, dev string, errp *error) string {
 	return user
 }
 
-// checkRecordScope says whether the caller may write an existing record,
-// by the last column of the permission table (domain/permissions.go): a
-// member only their linked households and the visits to them (authorship
-// is the merge rule's to check), a secretary only their village's or
-// town's households, a mediator only the cases naming them. It is decided
+// checkRecordScope says whether the caller may write an existing record
+// with op, by the last column of the permission table
+// (domain/permissions.go): a member only their linked households and the
+// visits to them (authorship is the merge rule's to check for an update,
+// this one's for a void or settle), a secretary only their village's or
+// town's households, visits (to void) and events (to void), a mediator
+// only the cases naming them; needs and projects as checkScopeNewKinds
+// says. Settling a field takes the same scope as updating it. It is decided
 // from the org as it is at this commit, whatever the device believed when
 // it queued the write.
 func (s *Server) checkRecordScope(tx *store.Tx, c *caller, cur *pb.Record, meta store.RecordMeta, op pb.Op) (*domain.Rejection, error) {

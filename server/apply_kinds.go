@@ -319,3 +319,19 @@ func retire(h *pb.Record, reason, hlc, actor string, atMs int64) bool {
 	h.Void = &pb.Void{Reason: reason, Hlc: hlc, AuthorId: actor, AtMs: atMs}
 	return true
 }
+
+// checkAddedHouseholds checks the households a change of a project's
+// beneficiaries adds (those already listed stay, retired or not): each a
+// household of the project's village, not retired.
+func checkAddedHouseholds(tx *store.Tx, cur *pb.Record, list string, meta store.RecordMeta) (*domain.Rejection, error) {
+	had := domain.SplitList(cur.GetFields()["households"].GetValue())
+	for _, hid := range domain.SplitList(list) {
+		if contains(had, hid) {
+			continue
+		}
+		if _, r, err := householdIn(tx, "project.households", hid, meta.VillageID); r != nil || err != nil {
+			return r, err
+		}
+	}
+	return nil, nil
+}

@@ -65,4 +65,7 @@ func TestNewNeedsAndProjectsLieInTheWritersVillage(t *testing.T) {
 	if got := stored(t, e, proj).GetFields()["leader_id"].GetValue(); got != testenv.Member {
 		t.Errorf("member's project led by %q, want the member", got)
 	}
+	// A change of its households adds only households of the village.
+	member.mustRefuse("adding a household of another village", op(proj, P, pb.Op_OP_UPDATE, map[string]string{"households": "H001,H006"}), domain.CodeInvalidField, "project.households")
+	member.mustApply("adding a household of the village", op(proj, P, pb.Op_OP_UPDATE, map[string]string{"households": "H001,H002"}))
 }

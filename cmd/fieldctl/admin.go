@@ -57,7 +57,8 @@ header row naming its columns (any order; [optional]):
   units.csv        id,kind,parent_id,name           kind: town, village or grid
   users.csv        id,name,role,unit_id,[phone]      role: member, mediator,
                                                      secretary or hq
-  households.csv   id,grid_id,head,[address],[phone],[members],[tags]
+  households.csv   id,grid_id,head,[address],[phone],[members],[tags],
+                   [retired]                         retired: a reason
   assignments.csv  household_id,member_id
 
 A member's unit is their grid; a mediator's their village; a secretary's
@@ -69,6 +70,11 @@ unit (units.csv: a grid given another village, a village another town)
 moves what lies in it: its households with their visits, a moved
 village's events and disputes, and the people who work there; "records
 moved" counts what was written again. A unit's kind cannot change.
+
+A household row with a reason in "retired" retires the household (it
+is voided: kept and marked, it takes no new visits, needs or projects);
+a later row without one leaves it retired. Old files without the column
+import as before.
 
 Files are UTF-8 (Excel: "CSV UTF-8"). A row that cannot be used is
 reported as file:line: column: message and skipped; the other rows are
