@@ -642,6 +642,39 @@ func TestScopeMatrix(t *testing.T) {
 			})
 		}
 	}
+
+	// A household that left through an import (retired) stays, marked
+	// void, in the same scopes, and takes no more writes or new records.
+	importOrg(t, e, &pb.ImportOrgRequest{Households: []*pb.Household{{Id: "HR1", GridId: "G1", Head: "夏侯惇", Address: "彭店村張家塆五組2號"}},
+		Assignments: []*pb.Assignment{{HouseholdId: "HR1", MemberId: "M1"}}})
+	importOrg(t, e, &pb.ImportOrgRequest{Households: []*pb.Household{{Id: "HR1", GridId: "G1", Head: "夏侯惇", Address: "彭店村張家塆五組2號", Retired: "全戶遷往武漢"}}})
+	f.grid["HR1"] = "G1"
+	if serverRecord(t, e, "HR1").GetVoid() == nil {
+		t.Errorf("a retired household is not marked void: %v", serverRecord(t, e, "HR1"))
+	}
+	for _, c := range []struct {
+		name, user string
+		m          *pb.Mutation
+		want       string
+	}{
+		{"village secretary/household/update/retired", "S1", mkUpdate(pb.Kind_KIND_HOUSEHOLD, "HR1", serverRecord(t, e, "HR1"), "head", "夏侯淵"), "voided household"},
+		{"village secretary/household/assign/retired", "S1", mkUpdate(pb.Kind_KIND_HOUSEHOLD, "HR1", serverRecord(t, e, "HR1"), "member_id", "M2"), "voided household"},
+		{"member/household/update/retired", "M1", mkUpdate(pb.Kind_KIND_HOUSEHOLD, "HR1", serverRecord(t, e, "HR1"), "phone", "13900000000"), "voided household"},
+		{"member/visit/create/retired household", "M1", mkVisit("HR1", "2026-11-23"), "voided visit.household_id"},
+		{"member/need/create/retired household", "M1", mkNeed("V1", "HR1", "搬家缺車"), "voided need.household_id"},
+		{"village secretary/need/create/retired household", "S1", mkNeed("V1", "HR1", "搬家缺車"), "voided need.household_id"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before, _ := e.Store.Record(context.Background(), c.m.GetRecordId())
+			res := f.raw[c.user].push(c.m)[0]
+			if got := outcome(res); got != c.want {
+				t.Fatalf("got %s (%q), want %s", got, res.GetReason(), c.want)
+			}
+			if now, _ := e.Store.Record(context.Background(), c.m.GetRecordId()); !proto.Equal(now, before) {
+				t.Fatalf("a refused write changed the record:\nbefore %v\nafter  %v", before, now)
+			}
+		})
+	}
 	f.checkExactScope(t, "after the writes")
 
 	// Writes to what does not exist name the field at fault with not_found.
