@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -23,6 +24,10 @@ type Item struct {
 
 // Field returns a field's value.
 func (it *Item) Field(name string) string { return it.Record.GetFields()[name].GetValue() }
+
+// Voided says the record was voided (Record.void says why, by whom): it is
+// shown marked and counts nowhere.
+func (it *Item) Voided() bool { return it.Record.GetVoid() != nil }
 
 func toItem(lr *store.LocalRecord) *Item {
 	it := &Item{ID: lr.Local.GetId(), Kind: domain.KindName(lr.Local.GetKind()), State: StateName(lr.State),
@@ -56,7 +61,7 @@ func (d *Device) List(kind string) ([]*Item, error) {
 	if kind != "" {
 		var ok bool
 		if k, ok = domain.ParseKind(kind); !ok {
-			return nil, fmt.Errorf("kind %q: want one of household, visit, dispute, event", kind)
+			return nil, fmt.Errorf("kind %q: want one of %s", kind, strings.Join(domain.KindNames(), ", "))
 		}
 	}
 	var items []*Item
@@ -105,6 +110,10 @@ func opName(op pb.Op) string {
 		return "transition"
 	case pb.Op_OP_APPEND:
 		return "append"
+	case pb.Op_OP_VOID:
+		return "void"
+	case pb.Op_OP_SETTLE:
+		return "settle"
 	}
 	return "unknown"
 }

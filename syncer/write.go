@@ -22,20 +22,20 @@ func (f *Fields) Set(name, value string) *Fields {
 	return f
 }
 
-// Create records a new record of kind ("visit", "dispute", "event") and
-// returns its id. It works offline: the record is queued for the next sync
-// and readable at once. A dispute or event is filed in the user's village
-// unless village_id is set. An event is chained to the device's previous
-// event by hash.
+// Create records a new record of kind ("visit", "dispute", "event",
+// "need", "project") and returns its id. It works offline: the record is
+// queued for the next sync and readable at once. A dispute, event, need or
+// project is filed in the user's village unless village_id is set. An
+// event is chained to the device's previous event by hash.
 func (d *Device) Create(kind string, f *Fields) (string, error) {
 	k, ok := domain.ParseKind(kind)
-	if !ok {
-		return "", fmt.Errorf("kind %q: want one of visit, dispute, event", kind)
+	if !ok || k == pb.Kind_KIND_HOUSEHOLD {
+		return "", fmt.Errorf("kind %q: want one of visit, dispute, event, need, project (households come from the administrator's import)", kind)
 	}
 	id := domain.NewRecordID()
 	err := d.write(func(tx *store.RTx, ident *Identity, m *pb.Mutation) error {
 		m.RecordId, m.Kind, m.Op, m.Fields = id, k, pb.Op_OP_CREATE, copyFields(f)
-		if (k == pb.Kind_KIND_DISPUTE || k == pb.Kind_KIND_EVENT) && m.Fields["village_id"] == "" && ident.VillageID != "" {
+		if inVillage(k) && m.Fields["village_id"] == "" && ident.VillageID != "" {
 			m.Fields["village_id"] = ident.VillageID
 		}
 		if k == pb.Kind_KIND_EVENT {
@@ -77,23 +77,31 @@ func (d *Device) Update(id string, f *Fields) error {
 	})
 }
 
-// Transition moves a dispute to status to, from the status the device
-// shows.
-func (d *Device) Transition(id, to string) error {
+// Transition moves a dispute, need or project to status to, from the
+// status the device shows.
+func (d *Device) Transition(id, to string) error { return d.TransitionWith(id, to, nil) }
+
+// TransitionWith is Transition carrying the fields the move may carry
+// (domain.Machine Extra/Require): a need referred with its
+// referral_reason, a project completed with its outcome, a dispute agreed
+// with its level and agreed_on. A move the machine does not allow, or a
+// field it may not carry, is refused here, offline, saying which.
+func (d *Device) TransitionWith(id, to string, f *Fields) error {
 	return d.write(func(tx *store.RTx, _ *Identity, m *pb.Mutation) error {
 		cur, err := localView(tx, id)
 		if err != nil {
 			return err
 		}
 		m.RecordId, m.Kind, m.Op = id, cur.GetKind(), pb.Op_OP_TRANSITION
-		m.Fields = map[string]string{"status": to}
+		m.Fields = copyFields(f)
+		m.Fields["status"] = to
 		m.FromStatus = cur.GetFields()["status"].GetValue()
 		return nil
 	})
 }
 
-// Append adds text as a new entry of a dispute's list field ("notes" or
-// "sessions").
+// Append adds text as a new entry of a list field: a dispute's "notes" or
+// "sessions", a need's "notes", a project's "progress".
 func (d *Device) Append(id, field, text string) error {
 	return d.write(func(tx *store.RTx, _ *Identity, m *pb.Mutation) error {
 		cur, err := localView(tx, id)
@@ -246,13 +254,33 @@ func (d *Device) recompute(tx *store.RTx, ident *Identity, id string) error {
 	return tx.PutRecord(lr)
 }
 
-// checkKnownLink refuses a member's new visit to a household that the
-// device knows is not linked to the member: a member's scope holds the
-// bucket of each linked household (domain.ScopeBuckets), and the device
-// keeps the scope of its last sync as its cursors. A device that never
-// synced knows no links and leaves the check to the server.
+// inVillage says whether records of kind k are filed in a village
+// (village_id), which a new one takes from the user's by default.
+func inVillage(k pb.Kind) bool {
+	switch k {
+	case pb.Kind_KIND_DISPUTE, pb.Kind_KIND_EVENT, pb.Kind_KIND_NEED, pb.Kind_KIND_PROJECT:
+		return true
+	}
+	return false
+}
+
+// checkKnownLink refuses a member's new visit, or new need about a
+// household, to a household that the device knows is not linked to the
+// member: a member's scope holds the bucket of each linked household
+// (domain.ScopeBuckets), and the device keeps the scope of its last sync
+// as its cursors. A device that never synced knows no links and leaves the
+// check to the server. A need without a household is not checked.
 func checkKnownLink(tx *store.RTx, role pb.Role, ident *Identity, m *pb.Mutation) (*domain.Rejection, error) {
-	if role != pb.Role_ROLE_MEMBER || m.GetKind() != pb.Kind_KIND_VISIT || m.GetOp() != pb.Op_OP_CREATE {
+	if role != pb.Role_ROLE_MEMBER || m.GetOp() != pb.Op_OP_CREATE {
+		return nil, nil
+	}
+	switch m.GetKind() {
+	case pb.Kind_KIND_VISIT:
+	case pb.Kind_KIND_NEED:
+		if m.GetFields()["household_id"] == "" {
+			return nil, nil
+		}
+	default:
 		return nil, nil
 	}
 	cursors, err := tx.Cursors()
@@ -267,6 +295,7 @@ func checkKnownLink(tx *store.RTx, role pb.Role, ident *Identity, m *pb.Mutation
 	}
 	r := domain.CheckVisitLink(ident.UserID, hid, linked)
 	if r != nil {
+		r.Field = domain.KindName(m.GetKind()) + ".household_id" // the same rule for a need's household
 		r.Reason += " (as of this device's last sync: if it was just assigned to you, sync first)"
 	}
 	return r, nil

@@ -12,19 +12,23 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/cliflags"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncer"
 )
 
 func deviceCommand() *command {
 	return &command{
 		name:    "device",
-		summary: "a field device in a local database: enroll, record visits, disputes, events; sync",
+		summary: "a field device in a local database: enroll, record visits, needs, projects, disputes, events; sync",
 		about: `fieldctl device is a field device whose data lives in the -db file. Every
 write works offline: it is checked, queued and shown at once, and sent at the
 next sync. Enroll the database once with a code from fieldctl admin
 enroll-code.`,
 		flags: func(fs *flag.FlagSet, c *cli) {
 			fs.StringVar(&c.db, "db", c.db, "the device database `file` (created by enroll)")
+			fs.Var(cliflags.Checked(&c.lang, cliflags.OneOf(domain.LangZH, domain.LangEN)), "lang",
+				"the `language` of statuses, categories, kinds and fields in tables: zh (简体中文) or en; --json keeps the machine names")
 		},
 		sub: []*command{
 			{name: "enroll", summary: "enroll this device with a one-time code", run: deviceEnroll},
@@ -39,10 +43,11 @@ enroll-code.`,
 				sub: []*command{
 					{name: "edit", summary: "change fields of a household", run: householdEdit},
 				}},
-			{name: "dispute", summary: "open and work a mediation case",
-				about: "Disputes: mediation cases of the \"five small\" kinds, worked by their mediators.",
+			{name: "dispute", summary: "open and work a mediation case, or report one",
+				about: "Disputes: mediation cases of the \"five small\" kinds, worked by their mediators;\na member reports one seen on a visit.",
 				sub: []*command{
 					{name: "open", summary: "open a case (prints its id)", run: disputeOpen},
+					{name: "report", summary: "report a quarrel or hazard seen on a visit (a member; prints its id)", run: disputeReport},
 					{name: "status", summary: "move a case to another status", run: disputeStatus},
 					{name: "note", summary: "add a note to a case", run: disputeAppend("notes", "note")},
 					{name: "session", summary: "record a mediation session", run: disputeAppend("sessions", "session")},
@@ -53,6 +58,13 @@ enroll-code.`,
 				sub: []*command{
 					{name: "add", summary: "log an event (prints its id)", run: eventAdd},
 				}},
+			needCommand(),
+			projectCommand(),
+			{name: "void", summary: "void a visit, event, need or project entered by mistake, with a reason", run: deviceVoid},
+			{name: "conflicts", summary: "the conflict inbox: fields that concurrent writes left in conflict", run: deviceConflicts},
+			{name: "settle", summary: "settle a conflict: keep mine, take theirs, or enter a new value", run: deviceSettle},
+			{name: "assign", summary: "link a household to a member of the village (village secretary)", run: deviceAssign},
+			{name: "unassign", summary: "unlink a household from its member (village secretary)", run: deviceUnassign},
 			{name: "list", summary: "list the records on this device", run: deviceList},
 			{name: "show", summary: "show one record: fields, entries, conflicts, state", run: deviceShow},
 			{name: "status", summary: "who this device is, what waits to sync, the last sync", run: deviceStatus},
@@ -266,25 +278,38 @@ fieldctl device dispute open -category quarrel -title "宅基地邊界爭吵" -p
 }
 
 func disputeStatus(ctx context.Context, c *cli, name string, args []string) error {
-	fs := c.newFlags(name, "-id ID -to STATUS", `
+	fs := c.newFlags(name, "-id ID -to STATUS [-level L] [-agreed-on YYYY-MM-DD] [-agreement ...] [-outcome ...]", `
 Moves a case to another status. Allowed moves:
   open -> mediating, withdrawn
   mediating -> agreed, failed, withdrawn
   agreed -> closed;  failed -> referred, closed
   referred -> closed;  withdrawn -> closed
+A move may carry fields: to agreed -level, -agreed-on, -agreement,
+-outcome; to failed or withdrawn -level, -outcome; to referred or closed
+-outcome. Levels: `+labelList(pb.Kind_KIND_DISPUTE, "level", domain.DisputeLevels)+`
+(agreed defaults to village, referred is referred_out). Closing keeps the
+outcome (agreed, failed ...) as the case's result.
 If another mediator moved the case meanwhile, the server keeps your move as
-a conflict for a person to settle.`, `
-fieldctl device dispute status -id 0193... -to mediating`)
+a conflict for a person to settle (fieldctl device conflicts).`, `
+fieldctl device dispute status -id 0193... -to mediating
+fieldctl device dispute status -id 0193... -to agreed -agreed-on 2026-11-25 -agreement "双方同意以旧界桩为准"`)
 	id := fs.String("id", "", "the case's `id`")
 	to := fs.String("to", "", "the new `status`")
+	fields := fieldFlags(fs, []fieldFlag{
+		{"level", "level", "where it was settled: " + strings.Join(domain.DisputeLevels, ", ")},
+		{"agreed-on", "agreed_on", "the day the parties agreed, YYYY-MM-DD"},
+		{"agreement", "agreement", "the agreement reached"},
+		{"outcome", "outcome", "the outcome"},
+	})
 	if err := parseCommand(name, fs, args, "id", "to"); err != nil {
 		return err
 	}
+	f, _ := fields()
 	return c.withDevice(func(d *syncer.Device) error {
-		if err := d.Transition(*id, *to); err != nil {
+		if err := d.TransitionWith(*id, *to, f); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "%s now %s: pending until the next sync\n", *id, *to)
+		fmt.Fprintf(c.stdout, "%s now %s: pending until the next sync\n", *id, domain.ValueLabel(c.lang, pb.Kind_KIND_DISPUTE, "status", *to))
 		return nil
 	})
 }
@@ -327,7 +352,7 @@ printf "第一次調解：\n雙方到場" | fieldctl device dispute %s -id 0193.
 }
 
 func disputeEdit(ctx context.Context, c *cli, name string, args []string) error {
-	fs := c.newFlags(name, "-id ID [-title ...] [-category ...] [-parties ...] [-agreement ...] [-outcome ...] [-mediators ...]", `
+	fs := c.newFlags(name, "-id ID [-title ...] [-category ...] [-parties ...] [-agreement ...] [-outcome ...] [-mediators ...] [-level ...] [-occurred ...] [-agreed-on ...]", `
 Changes fields of a case you mediate. Only the flags given are changed. An
 edit that meets another mediator's concurrent edit of the same field is
 kept as a conflict for a person to settle.`, `
@@ -340,6 +365,9 @@ fieldctl device dispute edit -id 0193... -agreement "雙方同意以舊界樁為
 		{"agreement", "agreement", "the agreement reached"},
 		{"outcome", "outcome", "the outcome"},
 		{"mediators", "mediators", "mediators' user ids, comma-separated"},
+		{"level", "level", "where it was settled: " + strings.Join(domain.DisputeLevels, ", ")},
+		{"occurred", "occurred_on", "when it happened, YYYY-MM-DD"},
+		{"agreed-on", "agreed_on", "the day the parties agreed, YYYY-MM-DD"},
 	}
 	return c.edit(name, fs, id, ff, args)
 }
@@ -371,12 +399,18 @@ fieldctl device event add -type service_request -subject 代辦醫保續費 -ser
 }
 
 func deviceList(ctx context.Context, c *cli, name string, args []string) error {
-	fs := c.newFlags(name, "[household|visit|dispute|event] [--json]", `
+	fs := c.newFlags(name, "[household|visit|dispute|event|need|project] [--json]", `
 Lists the records on this device, of one kind or all, by id: id, kind,
-state (synced, pending, rejected, conflict), a summary and the reason of a
-rejection or conflict.`, `
+state (synced 已同步, pending 待同步, rejected 被拒绝, conflict 有冲突; a
+voided record is marked 已作废 / voided), a summary (with the status of a
+dispute, need or project) and the reason of a rejection, conflict or void.
+Kinds, statuses and categories read in Chinese; -lang en (or
+FIELDCTL_LANG=en) prints the English words. --json prints machine names
+(english keys and values), with "voided", "void", "history" and "labels"
+(the -lang labels of the kind and of each enum value).`, `
 fieldctl device list
-fieldctl device list visit --json`)
+fieldctl device list need
+fieldctl device -lang en list visit --json`)
 	asJSON := fs.Bool("json", false, "print a JSON array of records with all their fields")
 	args, err := parseArgs(fs, args)
 	if err != nil {
@@ -398,17 +432,13 @@ fieldctl device list visit --json`)
 			return err
 		}
 		if *asJSON {
-			out := make([]*recordJSON, 0, len(items))
+			out := make([]*deviceItemJSON, 0, len(items))
 			for _, it := range items {
-				out = append(out, itemJSON(it))
+				out = append(out, c.deviceItemJSON(it))
 			}
 			return writeJSON(c.stdout, out)
 		}
-		t := newTable("ID", "KIND", "STATE", "SUMMARY", "REASON")
-		for _, it := range items {
-			t.add(it.ID, it.Kind, it.State, summary(it.Record), it.Reason)
-		}
-		return t.write(c.stdout)
+		return c.writeList(c.stdout, items)
 	})
 }
 
@@ -421,8 +451,11 @@ func itemJSON(it *syncer.Item) *recordJSON {
 
 func deviceShow(ctx context.Context, c *cli, name string, args []string) error {
 	fs := c.newFlags(name, "ID [--json]", `
-Shows one record as the device sees it: its state (and why, if rejected or
-in conflict), every field, the entries of a dispute, and any conflicts.`, `
+Shows one record as the device sees it: its state (and why, if rejected,
+in conflict or voided), every field (in Chinese with each field's label
+beside its name; -lang en the names alone), the status history with the
+server's times, the entries (notes, sessions, progress), and any conflicts
+with how to settle them.`, `
 fieldctl device show 0193...
 fieldctl device show H0001 --json`)
 	asJSON := fs.Bool("json", false, "print the record as JSON")
@@ -439,9 +472,9 @@ fieldctl device show H0001 --json`)
 			return err
 		}
 		if *asJSON {
-			return writeJSON(c.stdout, itemJSON(it))
+			return writeJSON(c.stdout, c.deviceItemJSON(it))
 		}
-		return writeRecord(c.stdout, it.Record, it.State, it.Reason)
+		return c.writeRecordIn(c.stdout, it)
 	})
 }
 

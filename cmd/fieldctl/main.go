@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/buildinfo"
 	"github.com/fieldsync/fieldsync/internal/cliflags"
 )
@@ -96,6 +97,7 @@ type cli struct {
 	caFile    string // syncd's CA to pin (admin, hq); "" = tls/ca.pem beside tokenFile
 	plaintext bool   // no TLS (admin, hq), for syncd -insecure-plaintext
 	db        string // the device database (device)
+	lang      string // the language of a device's human output: domain.LangZH or LangEN
 	version   bool   // -version: print the build and exit
 }
 
@@ -111,7 +113,7 @@ const (
 // run is fieldctl: it parses args and runs one command.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now,
-		server: defaultServer, tokenFile: defaultTokenFile, db: defaultDB}
+		server: defaultServer, tokenFile: defaultTokenFile, db: defaultDB, lang: domain.LangZH}
 	return c.dispatch(ctx, "fieldctl", rootCommand(), args)
 }
 

@@ -538,10 +538,10 @@ func TestOfflineFieldWork(t *testing.T) {
 	if len(seen) != 1 || seen[0].ID != visit || seen[0].State != "synced" || seen[0].Fields["needs"] != needs || seen[0].AuthorID != "U-m1" {
 		t.Fatalf("secretary's visits: %+v", seen)
 	}
-	if out := ok(t, device(secretary, "show", visit)...); !strings.Contains(out, "\n  needs         "+needs+"\n") {
+	if out := ok(t, device(secretary, "-lang", "en", "show", visit)...); !strings.Contains(out, "\n  needs         "+needs+"\n") {
 		t.Errorf("show prints the text as stored:\n%s", out)
 	}
-	if out := ok(t, device(secretary, "list", "visit")...); !strings.Contains(out, visit+"  visit  synced  H0001 2026-11-20 屋頂漏水") {
+	if out := ok(t, device(secretary, "-lang", "en", "list", "visit")...); !strings.Contains(out, visit+"  visit  synced  H0001 2026-11-20 屋頂漏水") {
 		t.Errorf("list table:\n%s", out)
 	}
 

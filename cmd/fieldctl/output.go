@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -222,94 +221,6 @@ func toRecordJSON(r *pb.Record) *recordJSON {
 		out.Conflicts = append(out.Conflicts, conflictJSON{Field: c.GetField(), Value: c.GetValue(), HLC: c.GetHlc(), AuthorID: c.GetAuthorId(), Reason: c.GetReason()})
 	}
 	return out
-}
-
-// summary is a record's one-line description in a listing.
-func summary(r *pb.Record) string {
-	f := func(name string) string { return r.GetFields()[name].GetValue() }
-	join := func(parts ...string) string {
-		var out []string
-		for _, p := range parts {
-			if p != "" {
-				out = append(out, p)
-			}
-		}
-		return strings.Join(out, " ")
-	}
-	switch r.GetKind() {
-	case pb.Kind_KIND_HOUSEHOLD:
-		return clipText(join(f("head"), f("address")), 48)
-	case pb.Kind_KIND_VISIT:
-		return clipText(join(f("household_id"), f("visited_on"), f("needs")), 48)
-	case pb.Kind_KIND_DISPUTE:
-		return clipText(join("["+f("status")+"]", f("title")), 48)
-	case pb.Kind_KIND_EVENT:
-		return clipText(join(f("occurred_on"), f("type")+":", f("subject")), 48)
-	}
-	return ""
-}
-
-// writeRecord prints every part of a record for a person to read.
-func writeRecord(w io.Writer, r *pb.Record, state, reason string) error {
-	var b strings.Builder
-	t := newTable()
-	t.add("id", r.GetId())
-	t.add("kind", domain.KindName(r.GetKind()))
-	if state != "" {
-		t.add("state", state)
-		if reason != "" {
-			t.add("reason", reason)
-		}
-	}
-	t.add("version", fmt.Sprint(r.GetVersion()))
-	t.add("author", r.GetAuthorId())
-	t.add("device", r.GetOriginDeviceId())
-	t.add("buckets", strings.Join(r.GetBuckets(), ", "))
-	if err := t.write(&b); err != nil {
-		return err
-	}
-	// Fields in the kind's own order, then any the spec does not know.
-	b.WriteString("\nfields:\n")
-	var names []string
-	seen := map[string]bool{}
-	if s := domain.SpecOf(r.GetKind()); s != nil {
-		for _, f := range s.Fields {
-			if _, ok := r.GetFields()[f.Name]; ok {
-				names = append(names, f.Name)
-				seen[f.Name] = true
-			}
-		}
-	}
-	var extra []string
-	for name := range r.GetFields() {
-		if !seen[name] {
-			extra = append(extra, name)
-		}
-	}
-	sort.Strings(extra)
-	width := 0
-	for _, n := range append(names, extra...) {
-		width = max(width, len(n))
-	}
-	for _, name := range append(names, extra...) {
-		v := r.GetFields()[name]
-		fmt.Fprintf(&b, "  %-*s  %s\n", width, domain.EscapeText(name), indent(escapeLines(v.GetValue()), width+4))
-	}
-	if len(r.GetEntries()) > 0 {
-		b.WriteString("\nentries:\n")
-		for _, e := range r.GetEntries() {
-			fmt.Fprintf(&b, "  %s  %s  %s\n    %s\n", domain.EscapeText(e.GetField()), hlcTime(e.GetHlc()), domain.EscapeText(e.GetAuthorId()), indent(escapeLines(e.GetText()), 4))
-		}
-	}
-	if len(r.GetConflicts()) > 0 {
-		b.WriteString("\nconflicts (the field holds the winner; these lost, for a person to settle):\n")
-		for _, c := range r.GetConflicts() {
-			fmt.Fprintf(&b, "  %s  %s  %s  (%s)\n    %s\n", domain.EscapeText(c.GetField()), hlcTime(c.GetHlc()), domain.EscapeText(c.GetAuthorId()),
-				domain.EscapeText(c.GetReason()), indent(escapeLines(c.GetValue()), 4))
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 // indent lines up the continuation lines of a multi-line value.
