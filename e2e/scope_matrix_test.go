@@ -455,6 +455,7 @@ var createMatrix = []createRow{
 	{"member", "need/linked household", func() *pb.Mutation { return mkNeed("V1", "H1", "屋頂漏雨") }, applied, wantFields("status", "raised")},
 	{"member", "need/no household", func() *pb.Mutation { return mkNeed("V1", "", "村裡缺路燈") }, applied, nil},
 	{"member", "need/household not linked", func() *pb.Mutation { return mkNeed("V1", "H2", "屋頂漏雨") }, denied("need.household_id"), nil},
+	{"member", "need/household of another village", func() *pb.Mutation { return mkNeed("V1", "H3", "屋頂漏雨") }, invalid("need.household_id"), nil},
 	{"member", "need/another village", func() *pb.Mutation { return mkNeed("V2", "", "村裡缺路燈") }, denied("need.village_id"), nil},
 	{"member", "project/led by them", func() *pb.Mutation { return mkProject("V1", "硬化村道") }, applied, wantFields("leader_id", "M1", "status", "planned")},
 	{"member", "project/led by another", func() *pb.Mutation { return mkProject("V1", "硬化村道", "leader_id", "M2") }, denied("project.leader_id"), nil},
@@ -481,6 +482,10 @@ var createMatrix = []createRow{
 	{"village secretary", "project/led by a member", func() *pb.Mutation { return mkProject("V1", "硬化村道", "leader_id", "M2") }, applied,
 		wantFields("leader_id", "M2")},
 	{"village secretary", "project/led by the branch", func() *pb.Mutation { return mkProject("V1", "硬化村道") }, applied, wantFields("leader_id", "")},
+	{"village secretary", "project/led by a member of another village", func() *pb.Mutation { return mkProject("V1", "硬化村道", "leader_id", "M3") },
+		invalid("project.leader_id"), nil},
+	{"village secretary", "project/for a household of another village", func() *pb.Mutation { return mkProject("V1", "硬化村道", "households", "H1,H3") },
+		invalid("project.households"), nil},
 	{"village secretary", "project/another village", func() *pb.Mutation { return mkProject("V2", "硬化村道") }, denied("project.village_id"), nil},
 
 	{"town secretary", "household", func() *pb.Mutation { return mkHousehold("HN-TS1", "G2", "新立戶") }, denied("household"), nil},
