@@ -121,8 +121,8 @@ const (
 // denied is a rejection with permission_denied naming field.
 func denied(field string) string { return domain.CodePermissionDenied + " " + field }
 
-// invalid is a rejection with invalid_field naming field: the operation
-// does not exist for the kind, whoever sends it.
+// invalid is a rejection with invalid_field naming field: an operation
+// the kind does not have (whoever sends it), or a value not allowed there.
 func invalid(field string) string { return domain.CodeInvalidField + " " + field }
 
 // The places of scopeOrg, as the test knows them (not as the server does).
@@ -325,7 +325,7 @@ var (
 // "led by them", one in scope that is not their own. HQ has no
 // out-of-scope records: its second record is in the other town.
 var opMatrix = []opRow{
-	// role     kind         target    read  update                  transition                append                   void                 settle                  settle status
+	// role, kind, target; read; update, transition, append, void, settle (a field), settle (the status)
 	{"member", "household", "H1", yes, applied, noStatus("household"), noList("household", "needs"), badOp, applied, ""},
 	{"member", "household", "H2", no, denied("household"), noStatus("household"), noList("household", "needs"), badOp, denied("household"), ""},
 	{"member", "visit", "VH1", yes, applied, noStatus("visit"), noList("visit", "needs"), applied, applied, ""},
