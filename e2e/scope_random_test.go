@@ -572,12 +572,17 @@ func changeScopes(t *testing.T, e *testenv.Env, o *randOrg, rng *rand.Rand, watc
 	importOrg(t, e, req)
 }
 
-// TestScopeRandom checks scope on a random org with records made through
-// the real Sync RPC: every pull answer holds only records in the user's
-// scope, at least 10,000 random (user, record) pairs agree with an oracle
-// computed here from the org, every write outside the scope is rejected;
-// then after random scope changes made while devices were offline, again,
-// and the devices' databases hold exactly their new scope.
+// TestScopeRandom checks scope on a random org with records of every kind
+// made through the real Sync RPC (needs, projects and members' reports
+// among them): every pull answer holds only records in the user's scope,
+// at least 10,000 random (user, record) pairs agree with an oracle
+// computed here from the org, every write outside the scope is rejected,
+// and random writes of every operation (update, transition, append, void,
+// settle, relink, create) are applied exactly when the permission table
+// and its scope column allow them; the devices' databases then hold
+// exactly their scope, voids marked. Then after random scope changes made
+// while devices were offline, all of it again. -short makes fewer random
+// writes.
 func TestScopeRandom(t *testing.T) {
 	seed := *scopeSeed
 	if seed == 0 {
