@@ -253,3 +253,58 @@ func deviceIDs(t testing.TB, d *syncer.Device) map[string]*syncer.Item {
 	}
 	return out
 }
+
+func mkNeed(village, household, summary string, more ...string) *pb.Mutation {
+	f := kv(more...)
+	f["village_id"], f["summary"] = village, summary
+	if household != "" {
+		f["household_id"] = household
+	}
+	if f["category"] == "" {
+		f["category"] = "livelihood"
+	}
+	return &pb.Mutation{RecordId: domain.NewRecordID(), Kind: pb.Kind_KIND_NEED, Op: pb.Op_OP_CREATE, Fields: f}
+}
+
+func mkProject(village, title string, more ...string) *pb.Mutation {
+	f := kv(more...)
+	f["village_id"], f["title"] = village, title
+	return &pb.Mutation{RecordId: domain.NewRecordID(), Kind: pb.Kind_KIND_PROJECT, Op: pb.Op_OP_CREATE, Fields: f}
+}
+
+// mkTransition moves record id from status from to status to, with the
+// fields the move carries.
+func mkTransition(kind pb.Kind, id, from, to string, more ...string) *pb.Mutation {
+	f := kv(more...)
+	f["status"] = to
+	return &pb.Mutation{RecordId: id, Kind: kind, Op: pb.Op_OP_TRANSITION, Fields: f, FromStatus: from}
+}
+
+func mkAppend(kind pb.Kind, id, field, text string) *pb.Mutation {
+	return &pb.Mutation{RecordId: id, Kind: kind, Op: pb.Op_OP_APPEND, Fields: kv(field, text)}
+}
+
+func mkVoid(kind pb.Kind, id, reason string) *pb.Mutation {
+	return &pb.Mutation{RecordId: id, Kind: kind, Op: pb.Op_OP_VOID, Fields: kv("reason", reason)}
+}
+
+// mkSettle settles field of record id with value, made with base (the
+// record as the writer saw it) in view.
+func mkSettle(kind pb.Kind, id string, base *pb.Record, field, value string) *pb.Mutation {
+	m := mkUpdate(kind, id, base, field, value)
+	m.Op = pb.Op_OP_SETTLE
+	return m
+}
+
+// outcome renders a mutation's result as the matrices write it: "applied"
+// (a met conflict too: the write was allowed), or the rejection's code
+// and field.
+func outcome(res *pb.MutationResult) string {
+	switch res.GetStatus() {
+	case pb.MutationStatus_MUTATION_STATUS_APPLIED, pb.MutationStatus_MUTATION_STATUS_CONFLICT:
+		return "applied"
+	case pb.MutationStatus_MUTATION_STATUS_REJECTED:
+		return res.GetCode() + " " + res.GetField()
+	}
+	return res.GetStatus().String()
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -46,15 +47,35 @@ type randRecord struct {
 	id            string
 	kind          pb.Kind
 	village, town string
-	household     string // a visit's
+	household     string // a visit's, a need's (may be "")
 	author        string
+	leader        string // a project's ("" when the branch leads it)
+	reporter      string // a member's reported dispute
+	voided        bool
+}
+
+// userBucket names the user whose u: bucket holds r, if any: an event's
+// author, the raiser of a need without a household, a project's leader
+// (or its maker, when the branch leads it).
+func (r *randRecord) userBucket() string {
+	switch r.kind {
+	case pb.Kind_KIND_EVENT:
+		return r.author
+	case pb.Kind_KIND_NEED:
+		if r.household == "" {
+			return r.author
+		}
+	case pb.Kind_KIND_PROJECT:
+		return cmp.Or(r.leader, r.author)
+	}
+	return ""
 }
 
 // reads is the oracle: whether user u may read record r, by the table in
 // domain/permissions.go.
 func (o *randOrg) reads(u *randUser, r *randRecord) bool {
-	if r.kind == pb.Kind_KIND_EVENT && r.author == u.id {
-		return true // every user reads their own events
+	if r.userBucket() == u.id || r.reporter == u.id {
+		return true // their own bucket: events, needs without a household, projects they lead, reports
 	}
 	switch u.role {
 	case pb.Role_ROLE_HQ:
@@ -63,8 +84,8 @@ func (o *randOrg) reads(u *randUser, r *randRecord) bool {
 		switch r.kind {
 		case pb.Kind_KIND_HOUSEHOLD:
 			return o.links[r.id] == u.id
-		case pb.Kind_KIND_VISIT:
-			return o.links[r.household] == u.id
+		case pb.Kind_KIND_VISIT, pb.Kind_KIND_NEED:
+			return r.household != "" && o.links[r.household] == u.id
 		}
 	case pb.Role_ROLE_MEDIATOR:
 		return r.kind == pb.Kind_KIND_DISPUTE && slices.Contains(o.mediates[r.id], u.id)
@@ -199,6 +220,34 @@ func genRecords(t *testing.T, o *randOrg, rng *rand.Rand) {
 					muts = append(muts, m)
 					recs = append(recs, &randRecord{id: m.GetRecordId(), kind: pb.Kind_KIND_VISIT, village: h.village, town: h.town, household: h.id, author: u.id})
 				}
+				if rng.IntN(2) == 0 {
+					m := mkNeed(h.village, h.id, "缺化肥")
+					muts = append(muts, m)
+					recs = append(recs, &randRecord{id: m.GetRecordId(), kind: pb.Kind_KIND_NEED, village: h.village, town: h.town, household: h.id, author: u.id})
+				}
+			}
+			// A need without a household, a project they lead, a report
+			// of a hazard: each in the member's own village, at random.
+			if rng.IntN(3) == 0 {
+				m := mkNeed(u.village, "", "村道路燈壞了")
+				muts = append(muts, m)
+				recs = append(recs, &randRecord{id: m.GetRecordId(), kind: pb.Kind_KIND_NEED, village: u.village, town: u.town, author: u.id})
+			}
+			if rng.IntN(3) == 0 {
+				m := mkProject(u.village, "修水渠")
+				muts = append(muts, m)
+				recs = append(recs, &randRecord{id: m.GetRecordId(), kind: pb.Kind_KIND_PROJECT, village: u.village, town: u.town, author: u.id, leader: u.id})
+			}
+			if rng.IntN(3) == 0 {
+				m := mkDispute(u.village, "電線老化", "category", "hazard")
+				muts = append(muts, m)
+				recs = append(recs, o.report(m, u))
+			}
+		case pb.Role_ROLE_SECRETARY:
+			for range 1 + rng.IntN(2) {
+				m, r := o.secretaryRecord(rng, u)
+				muts = append(muts, m)
+				recs = append(recs, r)
 			}
 		case pb.Role_ROLE_MEDIATOR:
 			for range 1 + rng.IntN(3) {
@@ -236,6 +285,62 @@ func genRecords(t *testing.T, o *randOrg, rng *rand.Rand) {
 			o.add(r)
 		}
 	}
+}
+
+// report is the record a member's report m becomes: in the reporter's
+// bucket and the village's mediators' (the server names them all).
+func (o *randOrg) report(m *pb.Mutation, u *randUser) *randRecord {
+	v := m.GetFields()["village_id"]
+	for _, d := range o.usersWith(pb.Role_ROLE_MEDIATOR, func(x *randUser) bool { return x.village == v }) {
+		o.mediates[m.GetRecordId()] = append(o.mediates[m.GetRecordId()], d.id)
+	}
+	return &randRecord{id: m.GetRecordId(), kind: pb.Kind_KIND_DISPUTE, village: v, town: o.town[v], author: u.id, reporter: u.id}
+}
+
+// unitVillages lists the villages a secretary covers.
+func (o *randOrg) unitVillages(u *randUser) []string {
+	if u.village != "" {
+		return []string{u.village}
+	}
+	var out []string
+	for _, v := range o.villages {
+		if o.town[v] == u.town {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// secretaryRecord is a need (of a household of the village, or none) or
+// a project (led by a member of the village, or by the branch) a
+// secretary makes in their unit.
+func (o *randOrg) secretaryRecord(rng *rand.Rand, u *randUser) (*pb.Mutation, *randRecord) {
+	v := pick(rng, o.unitVillages(u))
+	r := &randRecord{kind: pb.Kind_KIND_NEED, village: v, town: o.town[v], author: u.id}
+	var m *pb.Mutation
+	if rng.IntN(2) == 0 {
+		var households []string
+		for _, h := range o.records {
+			if h.kind == pb.Kind_KIND_HOUSEHOLD && h.village == v {
+				households = append(households, h.id)
+			}
+		}
+		if rng.IntN(3) > 0 {
+			r.household = pick(rng, households)
+		}
+		m = mkNeed(v, r.household, "老人看病難", "category", "medical")
+	} else {
+		r.kind = pb.Kind_KIND_PROJECT
+		if members := o.usersWith(pb.Role_ROLE_MEMBER, func(x *randUser) bool { return x.village == v }); len(members) > 0 && rng.IntN(3) > 0 {
+			r.leader = pick(rng, members).id
+		}
+		m = mkProject(v, "建文化廣場", "leader_id", r.leader)
+		if r.leader == "" {
+			delete(m.Fields, "leader_id")
+		}
+	}
+	r.id = m.GetRecordId()
+	return m, r
 }
 
 func joinIDs(ids []string) string {
@@ -301,12 +406,13 @@ func checkOutOfScopeWrites(t *testing.T, e *testenv.Env, o *randOrg, rng *rand.R
 		var muts []*pb.Mutation
 		for range perUser {
 			r := pick(rng, out)
-			field := map[pb.Kind]string{pb.Kind_KIND_HOUSEHOLD: "needs", pb.Kind_KIND_VISIT: "met", pb.Kind_KIND_DISPUTE: "title", pb.Kind_KIND_EVENT: "detail"}[r.kind]
+			field := map[pb.Kind]string{pb.Kind_KIND_HOUSEHOLD: "needs", pb.Kind_KIND_VISIT: "met", pb.Kind_KIND_DISPUTE: "title", pb.Kind_KIND_EVENT: "detail",
+				pb.Kind_KIND_NEED: "summary", pb.Kind_KIND_PROJECT: "title"}[r.kind]
 			if r.kind == pb.Kind_KIND_HOUSEHOLD && u.role == pb.Role_ROLE_SECRETARY {
 				field = "head"
 			}
 			m := mkUpdate(r.kind, r.id, nil, field, "越權-"+u.id)
-			switch rng.IntN(4) {
+			switch rng.IntN(5) {
 			case 0: // a create where the user may not
 				var villages []string
 				for _, v := range o.villages {
@@ -320,11 +426,21 @@ func checkOutOfScopeWrites(t *testing.T, e *testenv.Env, o *randOrg, rng *rand.R
 						households = append(households, h.id)
 					}
 				}
-				switch rng.IntN(3) {
+				switch rng.IntN(5) {
 				case 0:
 					m = mkVisit(pick(rng, households), "2026-11-01")
 				case 1:
 					m = mkDispute(pick(rng, villages), "越權糾紛")
+				case 2:
+					if u.role == pb.Role_ROLE_MEMBER && rng.IntN(2) == 0 {
+						// A household not linked to them, in its village.
+						h := o.byRec[pick(rng, households)]
+						m = mkNeed(h.village, h.id, "越權需求")
+					} else {
+						m = mkNeed(pick(rng, villages), "", "越權需求")
+					}
+				case 3:
+					m = mkProject(pick(rng, villages), "越權實事")
 				default:
 					m = mkEvent(pick(rng, villages), "越權會議")
 				}
@@ -334,6 +450,24 @@ func checkOutOfScopeWrites(t *testing.T, e *testenv.Env, o *randOrg, rng *rand.R
 					if rng.IntN(2) == 0 {
 						m = &pb.Mutation{RecordId: r.id, Kind: r.kind, Op: pb.Op_OP_APPEND, Fields: kv("notes", "越權筆記")}
 					}
+				}
+				if list := map[pb.Kind]string{pb.Kind_KIND_NEED: "notes", pb.Kind_KIND_PROJECT: "progress"}[r.kind]; list != "" {
+					m = mkAppend(r.kind, r.id, list, "越權筆記")
+				}
+			case 2: // a void, a settle or a move
+				switch machine := domain.MachineOf(r.kind); {
+				case domain.Voidable(r.kind) && rng.IntN(2) == 0:
+					m = mkVoid(r.kind, r.id, "越權作廢")
+				case machine != nil && rng.IntN(2) == 0:
+					m = mkTransition(r.kind, r.id, machine.Start, machine.Next[machine.Start][0])
+				case machine != nil && rng.IntN(2) == 0:
+					m = mkSettle(r.kind, r.id, nil, "status", machine.Start)
+				case r.kind != pb.Kind_KIND_EVENT:
+					m = mkSettle(r.kind, r.id, nil, field, "越權定奪")
+				}
+			case 3: // a relink, by a secretary of another unit
+				if r.kind == pb.Kind_KIND_HOUSEHOLD {
+					m = mkUpdate(r.kind, r.id, nil, "member_id", "")
 				}
 			}
 			muts = append(muts, m)
@@ -438,12 +572,17 @@ func changeScopes(t *testing.T, e *testenv.Env, o *randOrg, rng *rand.Rand, watc
 	importOrg(t, e, req)
 }
 
-// TestScopeRandom checks scope on a random org with records made through
-// the real Sync RPC: every pull answer holds only records in the user's
-// scope, at least 10,000 random (user, record) pairs agree with an oracle
-// computed here from the org, every write outside the scope is rejected;
-// then after random scope changes made while devices were offline, again,
-// and the devices' databases hold exactly their new scope.
+// TestScopeRandom checks scope on a random org with records of every kind
+// made through the real Sync RPC (needs, projects and members' reports
+// among them): every pull answer holds only records in the user's scope,
+// at least 10,000 random (user, record) pairs agree with an oracle
+// computed here from the org, every write outside the scope is rejected,
+// and random writes of every operation (update, transition, append, void,
+// settle, relink, create) are applied exactly when the permission table
+// and its scope column allow them; the devices' databases then hold
+// exactly their scope, voids marked. Then after random scope changes made
+// while devices were offline, all of it again. -short makes fewer random
+// writes.
 func TestScopeRandom(t *testing.T) {
 	seed := *scopeSeed
 	if seed == 0 {
@@ -462,8 +601,9 @@ func TestScopeRandom(t *testing.T) {
 	for _, r := range o.records {
 		counts[r.kind]++
 	}
-	t.Logf("seed %d: %d users, %d households, %d visits, %d disputes, %d events", seed, len(o.users),
-		counts[pb.Kind_KIND_HOUSEHOLD], counts[pb.Kind_KIND_VISIT], counts[pb.Kind_KIND_DISPUTE], counts[pb.Kind_KIND_EVENT])
+	t.Logf("seed %d: %d users, %d households, %d visits, %d disputes, %d events, %d needs, %d projects", seed, len(o.users),
+		counts[pb.Kind_KIND_HOUSEHOLD], counts[pb.Kind_KIND_VISIT], counts[pb.Kind_KIND_DISPUTE], counts[pb.Kind_KIND_EVENT],
+		counts[pb.Kind_KIND_NEED], counts[pb.Kind_KIND_PROJECT])
 
 	// Devices of some users of every role sync before the changes.
 	var watched []*randUser
@@ -485,15 +625,18 @@ func TestScopeRandom(t *testing.T) {
 	checkDevice := func(when string) {
 		t.Helper()
 		for _, u := range watched {
-			held := map[string]bool{}
+			held := map[string]*syncer.Item{}
 			for id, it := range deviceIDs(t, devices[u]) {
 				if it.Version != 0 { // from the server (not a rejected local create)
-					held[id] = true
+					held[id] = it
 				}
 			}
 			for _, r := range o.records {
-				if want := o.reads(u, r); held[r.id] != want {
-					t.Errorf("%s: %s's device holds %s %s: %v, oracle says %v", when, u.id, domain.KindName(r.kind), r.id, held[r.id], want)
+				it := held[r.id]
+				if want := o.reads(u, r); (it != nil) != want {
+					t.Errorf("%s: %s's device holds %s %s: %v, oracle says %v", when, u.id, domain.KindName(r.kind), r.id, it != nil, want)
+				} else if it != nil && (it.Record.GetVoid() != nil) != r.voided {
+					t.Errorf("%s: %s's device shows %s %s voided: %v, want %v", when, u.id, domain.KindName(r.kind), r.id, it.Record.GetVoid() != nil, r.voided)
 				}
 			}
 		}
@@ -505,11 +648,30 @@ func TestScopeRandom(t *testing.T) {
 	n := checkOutOfScopeWrites(t, e, o, rng, 40)
 	t.Logf("%d random pairs and %d out-of-scope writes checked", pairs, n)
 
-	changeScopes(t, e, o, rng, watched)
-	for _, u := range watched {
-		testenv.Sync(t, devices[u])
+	// Random writes of every operation, allowed or not (voids, relinks
+	// and new records change what each user reads), then again after
+	// the org's changes.
+	writes := 600
+	if testing.Short() {
+		writes = 150
 	}
+	syncAll := func() {
+		for _, u := range watched {
+			testenv.Sync(t, devices[u])
+		}
+	}
+	randomWrites(t, e, o, rng, writes)
+	syncAll()
+	checkDevice("after random writes")
+	checkPulls(t, o, rng, pairs)
+
+	changeScopes(t, e, o, rng, watched)
+	syncAll()
 	checkDevice("after the changes")
 	checkPulls(t, o, rng, pairs)
 	checkOutOfScopeWrites(t, e, o, rng, 40)
+	randomWrites(t, e, o, rng, writes)
+	syncAll()
+	checkDevice("after the changes and random writes")
+	checkPulls(t, o, rng, pairs)
 }

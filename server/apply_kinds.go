@@ -180,6 +180,15 @@ func checkScopeNewKinds(tx *store.Tx, c *caller, cur *pb.Record, meta store.Reco
 		return nil, nil
 	}
 	own := cur.GetAuthorId() == c.userID
+	if hid := cur.GetFields()["household_id"].GetValue(); c.role == pb.Role_ROLE_MEMBER && cur.GetKind() == pb.Kind_KIND_NEED && hid != "" {
+		linked, err := tx.LinkedMember(hid)
+		if err != nil {
+			return nil, err
+		}
+		if linked != c.userID {
+			return deny("household %s of need %s is not linked to you", hid, cur.GetId()), nil
+		}
+	}
 	if op == pb.Op_OP_VOID {
 		if !own {
 			return deny("only its author (%s) or the village secretary voids %s %s", cur.GetAuthorId(), kind, cur.GetId()), nil
