@@ -9,12 +9,15 @@ import (
 
 	"github.com/fieldsync/fieldsync/backup"
 	"github.com/fieldsync/fieldsync/internal/testenv"
+	"github.com/fieldsync/fieldsync/store"
 )
 
 // waitForLaterTransaction waits until the backup holds a transaction after
-// the last one it holds now: the checkpoint that follows a write
-// (Config.CheckpointEvery) is one.
-func waitForLaterTransaction(t *testing.T, b *backup.Backup) {
+// the last one it holds now. It makes one itself (a mark in the meta
+// table, no record): waiting for the checkpoint that follows a write
+// (Config.CheckpointEvery) raced with it, since a checkpoint already
+// shipped before the first look is followed by none.
+func waitForLaterTransaction(t *testing.T, st *store.Server, b *backup.Backup) {
 	t.Helper()
 	ctx := context.Background()
 	if err := b.Sync(ctx); err != nil {
@@ -22,6 +25,12 @@ func waitForLaterTransaction(t *testing.T, b *backup.Backup) {
 	}
 	s, err := b.Status(ctx)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('backup_test_mark', ?)", time.Now().String())
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("a backup transaction after %d", s.RemoteTXID), func() bool {
@@ -73,7 +82,7 @@ func TestRestoreToATimeHoldsOnlyChangesCommittedByThen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitForLaterTransaction(t, b)
+	waitForLaterTransaction(t, st, b)
 	second, err := writeBatch(ctx, st, 20)
 	if err != nil {
 		t.Fatal(err)
@@ -86,12 +95,12 @@ func TestRestoreToATimeHoldsOnlyChangesCommittedByThen(t *testing.T) {
 		t.Fatal(err)
 	}
 	secondTX := s.RemoteTXID
-	waitForLaterTransaction(t, b)
+	waitForLaterTransaction(t, st, b)
 	third, err := writeBatch(ctx, st, 20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitForLaterTransaction(t, b)
+	waitForLaterTransaction(t, st, b)
 	// The second batch's transaction inside a compacted file, as
 	// Litestream does every 30 s.
 	if err := backup.Compact(ctx, b, 1); err != nil {

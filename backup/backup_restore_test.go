@@ -198,7 +198,7 @@ func TestRestoreToAPointInTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Shown committed once the backup has read a later transaction.
-	waitForLaterTransaction(t, b)
+	waitForLaterTransaction(t, st, b)
 	between := time.Now()
 	// The backup stamps its files in milliseconds: the second batch must be
 	// shipped in a later millisecond than the point asked for.
@@ -286,7 +286,7 @@ func TestBackupGoesOnAfterARestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitForLaterTransaction(t, b)
+	waitForLaterTransaction(t, st, b)
 	between := time.Now()
 	testenv.WaitFor(t, time.Second, "the clock to move past the point", func() bool { return time.Since(between) > 5*time.Millisecond })
 	lost, err := writeBatch(ctx, st, 100)
