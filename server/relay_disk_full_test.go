@@ -59,6 +59,13 @@ func fill(t *testing.T, dir string) string {
 // database on another, so pushes go on): the relay fails and says so;
 // once space returns the stream catches up with SQLite, nothing restarted.
 func TestRelayCatchesUpAfterTheDiskWasFull(t *testing.T) {
+	if raceEnabled {
+		// Seen in CI: nats-server v2.15.3 races with itself when JetStream
+		// is enabled again (setJetStreamExportSubs) while a JetStream API
+		// request is being dispatched (apiDispatch): its data race, not
+		// ours, and only the race detector fails on it.
+		t.Skip("skipped under -race (a data race inside nats-server's EnableJetStream); .ci/run runs this test without -race")
+	}
 	dir := t.TempDir()
 	// Mounted before the server starts, so unmounted after it stopped.
 	mountTmpfs(t, filepath.Join(dir, "nats"), "8m")
