@@ -371,9 +371,14 @@ func addConflict(r *pb.Record, c *pb.Conflict) {
 }
 
 func clearConflicts(r *pb.Record, field string) {
+	dropConflicts(r, func(c *pb.Conflict) bool { return c.GetField() == field })
+}
+
+// dropConflicts removes the conflicts of r for which drop says so.
+func dropConflicts(r *pb.Record, drop func(*pb.Conflict) bool) {
 	kept := r.Conflicts[:0]
 	for _, c := range r.Conflicts {
-		if c.GetField() != field {
+		if !drop(c) {
 			kept = append(kept, c)
 		}
 	}
@@ -382,13 +387,7 @@ func clearConflicts(r *pb.Record, field string) {
 
 // clearConflictsBefore removes the conflicts of field made before hlc.
 func clearConflictsBefore(r *pb.Record, field, hlc string) {
-	kept := r.Conflicts[:0]
-	for _, c := range r.Conflicts {
-		if c.GetField() != field || c.GetHlc() >= hlc {
-			kept = append(kept, c)
-		}
-	}
-	r.Conflicts = kept
+	dropConflicts(r, func(c *pb.Conflict) bool { return c.GetField() == field && c.GetHlc() < hlc })
 }
 
 func sortEntries(es []*pb.Entry) {
