@@ -2775,7 +2775,24 @@ type Change struct {
 	UserId      string `protobuf:"bytes,5,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	CommittedMs int64  `protobuf:"varint,6,opt,name=committed_ms,json=committedMs,proto3" json:"committed_ms,omitempty"`
 	// The town the record belongs to (its region).
-	Region        string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
+	Region string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
+	// Exactly one of record, unit, person, link, device and refused is set:
+	// besides the records, the changelog carries everything HQ needs to
+	// build its picture from the stream alone (see the README's changelog
+	// contract). A consumer that does not know one skips it.
+	//
+	// A unit as imported (created or renamed or moved), with where it lies.
+	Unit *UnitState `protobuf:"bytes,8,opt,name=unit,proto3" json:"unit,omitempty"`
+	// A person as imported, or disabled or enabled again.
+	Person *PersonState `protobuf:"bytes,9,opt,name=person,proto3" json:"person,omitempty"`
+	// A household linked to a member, relinked or unlinked.
+	Link *LinkState `protobuf:"bytes,10,opt,name=link,proto3" json:"link,omitempty"`
+	// A device's health: enrolled, revoked, restored, a new app version, a
+	// change in its pending work, or its first sync of the hour.
+	Device *DeviceHealth `protobuf:"bytes,11,opt,name=device,proto3" json:"device,omitempty"`
+	// An event the server refused: its link in its device's hash chain,
+	// which a chain verification needs (the device chained on it).
+	Refused       *RefusedEvent `protobuf:"bytes,12,opt,name=refused,proto3" json:"refused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2857,6 +2874,41 @@ func (x *Change) GetRegion() string {
 		return x.Region
 	}
 	return ""
+}
+
+func (x *Change) GetUnit() *UnitState {
+	if x != nil {
+		return x.Unit
+	}
+	return nil
+}
+
+func (x *Change) GetPerson() *PersonState {
+	if x != nil {
+		return x.Person
+	}
+	return nil
+}
+
+func (x *Change) GetLink() *LinkState {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
+func (x *Change) GetDevice() *DeviceHealth {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
+func (x *Change) GetRefused() *RefusedEvent {
+	if x != nil {
+		return x.Refused
+	}
+	return nil
 }
 
 // AdminAccount is one administrator: a person, with a scope.
@@ -4312,6 +4364,483 @@ func (x *StatusChange) GetAtMs() int64 {
 	return 0
 }
 
+// UnitState is a unit on the changelog, with the village and town it lies
+// in (a town's town is itself; a grid's village is its parent).
+type UnitState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Unit          *Unit                  `protobuf:"bytes,1,opt,name=unit,proto3" json:"unit,omitempty"`
+	VillageId     string                 `protobuf:"bytes,2,opt,name=village_id,json=villageId,proto3" json:"village_id,omitempty"`
+	TownId        string                 `protobuf:"bytes,3,opt,name=town_id,json=townId,proto3" json:"town_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnitState) Reset() {
+	*x = UnitState{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnitState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnitState) ProtoMessage() {}
+
+func (x *UnitState) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnitState.ProtoReflect.Descriptor instead.
+func (*UnitState) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *UnitState) GetUnit() *Unit {
+	if x != nil {
+		return x.Unit
+	}
+	return nil
+}
+
+func (x *UnitState) GetVillageId() string {
+	if x != nil {
+		return x.VillageId
+	}
+	return ""
+}
+
+func (x *UnitState) GetTownId() string {
+	if x != nil {
+		return x.TownId
+	}
+	return ""
+}
+
+// PersonState is a person on the changelog (the phone is left out: HQ does
+// not need it), with the village and town of their unit.
+type PersonState struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Role      Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=fieldsync.v1.Role" json:"role,omitempty"`
+	UnitId    string                 `protobuf:"bytes,4,opt,name=unit_id,json=unitId,proto3" json:"unit_id,omitempty"`
+	VillageId string                 `protobuf:"bytes,5,opt,name=village_id,json=villageId,proto3" json:"village_id,omitempty"`
+	TownId    string                 `protobuf:"bytes,6,opt,name=town_id,json=townId,proto3" json:"town_id,omitempty"`
+	// When the person was disabled; 0 while active.
+	DisabledMs    int64 `protobuf:"varint,7,opt,name=disabled_ms,json=disabledMs,proto3" json:"disabled_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PersonState) Reset() {
+	*x = PersonState{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PersonState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PersonState) ProtoMessage() {}
+
+func (x *PersonState) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PersonState.ProtoReflect.Descriptor instead.
+func (*PersonState) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *PersonState) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PersonState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PersonState) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *PersonState) GetUnitId() string {
+	if x != nil {
+		return x.UnitId
+	}
+	return ""
+}
+
+func (x *PersonState) GetVillageId() string {
+	if x != nil {
+		return x.VillageId
+	}
+	return ""
+}
+
+func (x *PersonState) GetTownId() string {
+	if x != nil {
+		return x.TownId
+	}
+	return ""
+}
+
+func (x *PersonState) GetDisabledMs() int64 {
+	if x != nil {
+		return x.DisabledMs
+	}
+	return 0
+}
+
+// LinkState is a household's link after a change: member_id is the member
+// it is linked to now ("" when unlinked), previous_member_id the one
+// before. The change's committed_ms dates it.
+type LinkState struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	HouseholdId      string                 `protobuf:"bytes,1,opt,name=household_id,json=householdId,proto3" json:"household_id,omitempty"`
+	MemberId         string                 `protobuf:"bytes,2,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	PreviousMemberId string                 `protobuf:"bytes,3,opt,name=previous_member_id,json=previousMemberId,proto3" json:"previous_member_id,omitempty"`
+	// The household's village and town.
+	VillageId string `protobuf:"bytes,4,opt,name=village_id,json=villageId,proto3" json:"village_id,omitempty"`
+	TownId    string `protobuf:"bytes,5,opt,name=town_id,json=townId,proto3" json:"town_id,omitempty"`
+	// Who changed it: "admin:<name>" (an import or assign), or
+	// "secretary:<user id>" (a relink from a phone).
+	By            string `protobuf:"bytes,6,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkState) Reset() {
+	*x = LinkState{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkState) ProtoMessage() {}
+
+func (x *LinkState) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkState.ProtoReflect.Descriptor instead.
+func (*LinkState) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *LinkState) GetHouseholdId() string {
+	if x != nil {
+		return x.HouseholdId
+	}
+	return ""
+}
+
+func (x *LinkState) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *LinkState) GetPreviousMemberId() string {
+	if x != nil {
+		return x.PreviousMemberId
+	}
+	return ""
+}
+
+func (x *LinkState) GetVillageId() string {
+	if x != nil {
+		return x.VillageId
+	}
+	return ""
+}
+
+func (x *LinkState) GetTownId() string {
+	if x != nil {
+		return x.TownId
+	}
+	return ""
+}
+
+func (x *LinkState) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+// DeviceHealth is a device's state on the changelog.
+type DeviceHealth struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId   string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	UserId     string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Name       string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	AppVersion string                 `protobuf:"bytes,4,opt,name=app_version,json=appVersion,proto3" json:"app_version,omitempty"`
+	EnrolledMs int64                  `protobuf:"varint,5,opt,name=enrolled_ms,json=enrolledMs,proto3" json:"enrolled_ms,omitempty"`
+	LastSeenMs int64                  `protobuf:"varint,6,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	// The mutations the device said it still held at its last sync.
+	PendingCount uint32 `protobuf:"varint,7,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
+	RevokedMs    int64  `protobuf:"varint,8,opt,name=revoked_ms,json=revokedMs,proto3" json:"revoked_ms,omitempty"`
+	RestoredMs   int64  `protobuf:"varint,9,opt,name=restored_ms,json=restoredMs,proto3" json:"restored_ms,omitempty"`
+	Restores     uint32 `protobuf:"varint,10,opt,name=restores,proto3" json:"restores,omitempty"`
+	// The last mutation number applied.
+	LastSeq       uint64 `protobuf:"varint,11,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceHealth) Reset() {
+	*x = DeviceHealth{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceHealth) ProtoMessage() {}
+
+func (x *DeviceHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceHealth.ProtoReflect.Descriptor instead.
+func (*DeviceHealth) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *DeviceHealth) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *DeviceHealth) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *DeviceHealth) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeviceHealth) GetAppVersion() string {
+	if x != nil {
+		return x.AppVersion
+	}
+	return ""
+}
+
+func (x *DeviceHealth) GetEnrolledMs() int64 {
+	if x != nil {
+		return x.EnrolledMs
+	}
+	return 0
+}
+
+func (x *DeviceHealth) GetLastSeenMs() int64 {
+	if x != nil {
+		return x.LastSeenMs
+	}
+	return 0
+}
+
+func (x *DeviceHealth) GetPendingCount() uint32 {
+	if x != nil {
+		return x.PendingCount
+	}
+	return 0
+}
+
+func (x *DeviceHealth) GetRevokedMs() int64 {
+	if x != nil {
+		return x.RevokedMs
+	}
+	return 0
+}
+
+func (x *DeviceHealth) GetRestoredMs() int64 {
+	if x != nil {
+		return x.RestoredMs
+	}
+	return 0
+}
+
+func (x *DeviceHealth) GetRestores() uint32 {
+	if x != nil {
+		return x.Restores
+	}
+	return 0
+}
+
+func (x *DeviceHealth) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+// RefusedEvent is an event the server refused, with its chain link.
+type RefusedEvent struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	UserId   string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The event's record id and its mutation number on the device.
+	RecordId  string `protobuf:"bytes,3,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	DeviceSeq uint64 `protobuf:"varint,4,opt,name=device_seq,json=deviceSeq,proto3" json:"device_seq,omitempty"`
+	PrevHash  string `protobuf:"bytes,5,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	Hash      string `protobuf:"bytes,6,opt,name=hash,proto3" json:"hash,omitempty"`
+	// Why it was refused (MutationResult code and reason).
+	Code          string `protobuf:"bytes,7,opt,name=code,proto3" json:"code,omitempty"`
+	Reason        string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefusedEvent) Reset() {
+	*x = RefusedEvent{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefusedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefusedEvent) ProtoMessage() {}
+
+func (x *RefusedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefusedEvent.ProtoReflect.Descriptor instead.
+func (*RefusedEvent) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *RefusedEvent) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *RefusedEvent) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *RefusedEvent) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *RefusedEvent) GetDeviceSeq() uint64 {
+	if x != nil {
+		return x.DeviceSeq
+	}
+	return 0
+}
+
+func (x *RefusedEvent) GetPrevHash() string {
+	if x != nil {
+		return x.PrevHash
+	}
+	return ""
+}
+
+func (x *RefusedEvent) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *RefusedEvent) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *RefusedEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_fieldsync_v1_fieldsync_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
@@ -4522,7 +5051,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x05kinds\x18\x02 \x03(\x0e2\x12.fieldsync.v1.KindR\x05kinds\"c\n" +
 	"\x0eExportResponse\x12.\n" +
 	"\arecords\x18\x01 \x03(\v2\x14.fieldsync.v1.RecordR\arecords\x12!\n" +
-	"\flast_version\x18\x02 \x01(\x04R\vlastVersion\"\xd6\x01\n" +
+	"\flast_version\x18\x02 \x01(\x04R\vlastVersion\"\xcd\x03\n" +
 	"\x06Change\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1b\n" +
 	"\tchange_id\x18\x02 \x01(\tR\bchangeId\x12,\n" +
@@ -4530,7 +5059,13 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x12\x17\n" +
 	"\auser_id\x18\x05 \x01(\tR\x06userId\x12!\n" +
 	"\fcommitted_ms\x18\x06 \x01(\x03R\vcommittedMs\x12\x16\n" +
-	"\x06region\x18\a \x01(\tR\x06region\"\x9a\x01\n" +
+	"\x06region\x18\a \x01(\tR\x06region\x12+\n" +
+	"\x04unit\x18\b \x01(\v2\x17.fieldsync.v1.UnitStateR\x04unit\x121\n" +
+	"\x06person\x18\t \x01(\v2\x19.fieldsync.v1.PersonStateR\x06person\x12+\n" +
+	"\x04link\x18\n" +
+	" \x01(\v2\x17.fieldsync.v1.LinkStateR\x04link\x122\n" +
+	"\x06device\x18\v \x01(\v2\x1a.fieldsync.v1.DeviceHealthR\x06device\x124\n" +
+	"\arefused\x18\f \x01(\v2\x1a.fieldsync.v1.RefusedEventR\arefused\"\x9a\x01\n" +
 	"\fAdminAccount\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
 	"\atown_id\x18\x02 \x01(\tR\x06townId\x12\x1d\n" +
@@ -4623,7 +5158,58 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x10\n" +
 	"\x03hlc\x18\x03 \x01(\tR\x03hlc\x12\x1b\n" +
 	"\tauthor_id\x18\x04 \x01(\tR\bauthorId\x12\x13\n" +
-	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs*\x83\x01\n" +
+	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs\"k\n" +
+	"\tUnitState\x12&\n" +
+	"\x04unit\x18\x01 \x01(\v2\x12.fieldsync.v1.UnitR\x04unit\x12\x1d\n" +
+	"\n" +
+	"village_id\x18\x02 \x01(\tR\tvillageId\x12\x17\n" +
+	"\atown_id\x18\x03 \x01(\tR\x06townId\"\xcb\x01\n" +
+	"\vPersonState\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12&\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x12.fieldsync.v1.RoleR\x04role\x12\x17\n" +
+	"\aunit_id\x18\x04 \x01(\tR\x06unitId\x12\x1d\n" +
+	"\n" +
+	"village_id\x18\x05 \x01(\tR\tvillageId\x12\x17\n" +
+	"\atown_id\x18\x06 \x01(\tR\x06townId\x12\x1f\n" +
+	"\vdisabled_ms\x18\a \x01(\x03R\n" +
+	"disabledMs\"\xc1\x01\n" +
+	"\tLinkState\x12!\n" +
+	"\fhousehold_id\x18\x01 \x01(\tR\vhouseholdId\x12\x1b\n" +
+	"\tmember_id\x18\x02 \x01(\tR\bmemberId\x12,\n" +
+	"\x12previous_member_id\x18\x03 \x01(\tR\x10previousMemberId\x12\x1d\n" +
+	"\n" +
+	"village_id\x18\x04 \x01(\tR\tvillageId\x12\x17\n" +
+	"\atown_id\x18\x05 \x01(\tR\x06townId\x12\x0e\n" +
+	"\x02by\x18\x06 \x01(\tR\x02by\"\xd8\x02\n" +
+	"\fDeviceHealth\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1f\n" +
+	"\vapp_version\x18\x04 \x01(\tR\n" +
+	"appVersion\x12\x1f\n" +
+	"\venrolled_ms\x18\x05 \x01(\x03R\n" +
+	"enrolledMs\x12 \n" +
+	"\flast_seen_ms\x18\x06 \x01(\x03R\n" +
+	"lastSeenMs\x12#\n" +
+	"\rpending_count\x18\a \x01(\rR\fpendingCount\x12\x1d\n" +
+	"\n" +
+	"revoked_ms\x18\b \x01(\x03R\trevokedMs\x12\x1f\n" +
+	"\vrestored_ms\x18\t \x01(\x03R\n" +
+	"restoredMs\x12\x1a\n" +
+	"\brestores\x18\n" +
+	" \x01(\rR\brestores\x12\x19\n" +
+	"\blast_seq\x18\v \x01(\x04R\alastSeq\"\xdd\x01\n" +
+	"\fRefusedEvent\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
+	"\trecord_id\x18\x03 \x01(\tR\brecordId\x12\x1d\n" +
+	"\n" +
+	"device_seq\x18\x04 \x01(\x04R\tdeviceSeq\x12\x1b\n" +
+	"\tprev_hash\x18\x05 \x01(\tR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\x06 \x01(\tR\x04hash\x12\x12\n" +
+	"\x04code\x18\a \x01(\tR\x04code\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason*\x83\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_HOUSEHOLD\x10\x01\x12\x0e\n" +
@@ -4701,7 +5287,7 @@ func file_fieldsync_v1_fieldsync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_fieldsync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(Kind)(0),                             // 0: fieldsync.v1.Kind
 	(Op)(0),                               // 1: fieldsync.v1.Op
@@ -4768,21 +5354,26 @@ var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(*RevokeHQCredentialResponse)(nil),    // 62: fieldsync.v1.RevokeHQCredentialResponse
 	(*Void)(nil),                          // 63: fieldsync.v1.Void
 	(*StatusChange)(nil),                  // 64: fieldsync.v1.StatusChange
-	nil,                                   // 65: fieldsync.v1.Record.FieldsEntry
-	nil,                                   // 66: fieldsync.v1.Mutation.FieldsEntry
-	nil,                                   // 67: fieldsync.v1.Mutation.BaseHlcEntry
+	(*UnitState)(nil),                     // 65: fieldsync.v1.UnitState
+	(*PersonState)(nil),                   // 66: fieldsync.v1.PersonState
+	(*LinkState)(nil),                     // 67: fieldsync.v1.LinkState
+	(*DeviceHealth)(nil),                  // 68: fieldsync.v1.DeviceHealth
+	(*RefusedEvent)(nil),                  // 69: fieldsync.v1.RefusedEvent
+	nil,                                   // 70: fieldsync.v1.Record.FieldsEntry
+	nil,                                   // 71: fieldsync.v1.Mutation.FieldsEntry
+	nil,                                   // 72: fieldsync.v1.Mutation.BaseHlcEntry
 }
 var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 0: fieldsync.v1.Record.kind:type_name -> fieldsync.v1.Kind
-	65, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
+	70, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
 	7,  // 2: fieldsync.v1.Record.entries:type_name -> fieldsync.v1.Entry
 	8,  // 3: fieldsync.v1.Record.conflicts:type_name -> fieldsync.v1.Conflict
 	63, // 4: fieldsync.v1.Record.void:type_name -> fieldsync.v1.Void
 	64, // 5: fieldsync.v1.Record.history:type_name -> fieldsync.v1.StatusChange
 	0,  // 6: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
 	1,  // 7: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
-	66, // 8: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
-	67, // 9: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
+	71, // 8: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
+	72, // 9: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
 	4,  // 10: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
 	10, // 11: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
 	12, // 12: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
@@ -4803,59 +5394,66 @@ var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 27: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
 	9,  // 28: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
 	9,  // 29: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
-	38, // 30: fieldsync.v1.CreateAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	38, // 31: fieldsync.v1.ListAdminAccountsResponse.accounts:type_name -> fieldsync.v1.AdminAccount
-	38, // 32: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	38, // 33: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	52, // 34: fieldsync.v1.ListEnrollmentCodesResponse.codes:type_name -> fieldsync.v1.EnrollmentCode
-	56, // 35: fieldsync.v1.AddHQCredentialResponse.credential:type_name -> fieldsync.v1.HQCredential
-	56, // 36: fieldsync.v1.ListHQCredentialsResponse.credentials:type_name -> fieldsync.v1.HQCredential
-	6,  // 37: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
-	13, // 38: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
-	15, // 39: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
-	17, // 40: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
-	23, // 41: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
-	26, // 42: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
-	28, // 43: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
-	31, // 44: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	33, // 45: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	39, // 46: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
-	41, // 47: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
-	43, // 48: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
-	45, // 49: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
-	47, // 50: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
-	49, // 51: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
-	51, // 52: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
-	54, // 53: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
-	57, // 54: fieldsync.v1.AdminService.AddHQCredential:input_type -> fieldsync.v1.AddHQCredentialRequest
-	59, // 55: fieldsync.v1.AdminService.ListHQCredentials:input_type -> fieldsync.v1.ListHQCredentialsRequest
-	61, // 56: fieldsync.v1.AdminService.RevokeHQCredential:input_type -> fieldsync.v1.RevokeHQCredentialRequest
-	35, // 57: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
-	14, // 58: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
-	16, // 59: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
-	18, // 60: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
-	25, // 61: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
-	27, // 62: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
-	29, // 63: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
-	32, // 64: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	34, // 65: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	40, // 66: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
-	42, // 67: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
-	44, // 68: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
-	46, // 69: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
-	48, // 70: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
-	50, // 71: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
-	53, // 72: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
-	55, // 73: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
-	58, // 74: fieldsync.v1.AdminService.AddHQCredential:output_type -> fieldsync.v1.AddHQCredentialResponse
-	60, // 75: fieldsync.v1.AdminService.ListHQCredentials:output_type -> fieldsync.v1.ListHQCredentialsResponse
-	62, // 76: fieldsync.v1.AdminService.RevokeHQCredential:output_type -> fieldsync.v1.RevokeHQCredentialResponse
-	36, // 77: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
-	58, // [58:78] is the sub-list for method output_type
-	38, // [38:58] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	65, // 30: fieldsync.v1.Change.unit:type_name -> fieldsync.v1.UnitState
+	66, // 31: fieldsync.v1.Change.person:type_name -> fieldsync.v1.PersonState
+	67, // 32: fieldsync.v1.Change.link:type_name -> fieldsync.v1.LinkState
+	68, // 33: fieldsync.v1.Change.device:type_name -> fieldsync.v1.DeviceHealth
+	69, // 34: fieldsync.v1.Change.refused:type_name -> fieldsync.v1.RefusedEvent
+	38, // 35: fieldsync.v1.CreateAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	38, // 36: fieldsync.v1.ListAdminAccountsResponse.accounts:type_name -> fieldsync.v1.AdminAccount
+	38, // 37: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	38, // 38: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	52, // 39: fieldsync.v1.ListEnrollmentCodesResponse.codes:type_name -> fieldsync.v1.EnrollmentCode
+	56, // 40: fieldsync.v1.AddHQCredentialResponse.credential:type_name -> fieldsync.v1.HQCredential
+	56, // 41: fieldsync.v1.ListHQCredentialsResponse.credentials:type_name -> fieldsync.v1.HQCredential
+	19, // 42: fieldsync.v1.UnitState.unit:type_name -> fieldsync.v1.Unit
+	2,  // 43: fieldsync.v1.PersonState.role:type_name -> fieldsync.v1.Role
+	6,  // 44: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
+	13, // 45: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
+	15, // 46: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
+	17, // 47: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
+	23, // 48: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
+	26, // 49: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
+	28, // 50: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
+	31, // 51: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	33, // 52: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	39, // 53: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
+	41, // 54: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
+	43, // 55: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
+	45, // 56: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
+	47, // 57: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
+	49, // 58: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
+	51, // 59: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
+	54, // 60: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
+	57, // 61: fieldsync.v1.AdminService.AddHQCredential:input_type -> fieldsync.v1.AddHQCredentialRequest
+	59, // 62: fieldsync.v1.AdminService.ListHQCredentials:input_type -> fieldsync.v1.ListHQCredentialsRequest
+	61, // 63: fieldsync.v1.AdminService.RevokeHQCredential:input_type -> fieldsync.v1.RevokeHQCredentialRequest
+	35, // 64: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
+	14, // 65: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
+	16, // 66: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
+	18, // 67: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
+	25, // 68: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
+	27, // 69: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
+	29, // 70: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
+	32, // 71: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	34, // 72: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	40, // 73: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
+	42, // 74: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
+	44, // 75: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
+	46, // 76: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
+	48, // 77: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
+	50, // 78: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
+	53, // 79: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
+	55, // 80: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
+	58, // 81: fieldsync.v1.AdminService.AddHQCredential:output_type -> fieldsync.v1.AddHQCredentialResponse
+	60, // 82: fieldsync.v1.AdminService.ListHQCredentials:output_type -> fieldsync.v1.ListHQCredentialsResponse
+	62, // 83: fieldsync.v1.AdminService.RevokeHQCredential:output_type -> fieldsync.v1.RevokeHQCredentialResponse
+	36, // 84: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
+	65, // [65:85] is the sub-list for method output_type
+	45, // [45:65] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_fieldsync_proto_init() }
@@ -4869,7 +5467,7 @@ func file_fieldsync_v1_fieldsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_fieldsync_proto_rawDesc), len(file_fieldsync_v1_fieldsync_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   62,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
