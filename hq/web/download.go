@@ -3,7 +3,6 @@ package web
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/csv"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -81,31 +80,37 @@ func inert(text string, numeric bool) string {
 
 // writeCSV writes t as CSV: UTF-8 with a byte-order mark (so Excel reads
 // Chinese right), CRLF line ends, RFC 4180 quoting, the column labels
-// first.
+// first. Fields are written byte for byte (encoding/csv's CRLF mode would
+// drop a lone CR and rewrite LF inside a field).
 func writeCSV(w io.Writer, t report.Table) error {
-	if _, err := io.WriteString(w, "\uFEFF"); err != nil {
-		return err
+	var b strings.Builder
+	b.WriteString("\uFEFF")
+	line := func(fields []string) {
+		for i, f := range fields {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if strings.ContainsAny(f, ",\"\r\n") || strings.HasPrefix(f, " ") || strings.HasSuffix(f, " ") {
+				f = `"` + strings.ReplaceAll(f, `"`, `""`) + `"`
+			}
+			b.WriteString(f)
+		}
+		b.WriteString("\r\n")
 	}
-	cw := csv.NewWriter(w)
-	cw.UseCRLF = true
 	head := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
 		head[i] = inert(c.Label, false)
 	}
-	if err := cw.Write(head); err != nil {
-		return err
-	}
+	line(head)
 	for _, row := range t.Rows {
 		rec := make([]string, len(row))
 		for i, c := range row {
 			rec[i] = inert(c.Text, i < len(t.Columns) && t.Columns[i].Numeric)
 		}
-		if err := cw.Write(rec); err != nil {
-			return err
-		}
+		line(rec)
 	}
-	cw.Flush()
-	return cw.Error()
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // writeXLSX writes t as the smallest workbook Excel, LibreOffice and WPS
