@@ -165,6 +165,7 @@ fieldctl hq web -listen 0.0.0.0:8443 -tls-cert hq.pem -tls-key hq-key.pem -hq-di
 		}
 	}
 	fmt.Fprintln(c.stderr, "fieldctl: stopping the HQ page and the read model")
+	last = h.Model.LastSeq()
 	if err := h.Stop(); err != nil {
 		return err
 	}
