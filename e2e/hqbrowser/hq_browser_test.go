@@ -552,7 +552,7 @@ func signOut(t *testing.T, b context.Context) {
 
 func shot(t *testing.T, b context.Context, dir, name string) {
 	t.Helper()
-	png, err := chromedp.Run(b, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(b, chromedp.FullScreenshot(100)) // 100: PNG (below: JPEG)
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
