@@ -188,14 +188,6 @@ func (m *Model) round(ctx context.Context, js jetstream.JetStream, durable strin
 			return fmt.Errorf("create consumer %s: %w", durable, err)
 		}
 	}
-	if streamSeq == 0 && lastSeq == 0 && state.FirstSeq > 1 && state.Msgs > 0 {
-		log.Error("hq model: THE CHANGELOG DOES NOT START AT CHANGE 1: the model is loaded from message "+
-			fmt.Sprint(state.FirstSeq)+" on, and every record whose last change came before it is MISSING from the model "+
-			"(the stream's limits dropped the oldest changes, or it was rebuilt after syncd's retention window); "+
-			"a first load from `fieldctl hq export` is not built yet: raise -changelog-max-age/-changelog-max-bytes, "+
-			"or rebuild the stream from syncd's database (delete it and restart syncd) to start at change 1",
-			"stream_first_seq", state.FirstSeq, "stream_last_seq", state.LastSeq)
-	}
 	if err := m.setMeta(ctx, "consumer", durable); err != nil {
 		return err
 	}
@@ -364,7 +356,13 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		c := &pb.Change{}
 		if err := proto.Unmarshal(msg.Data(), c); err != nil {
 			log.Error("hq model: skipped a message that is not a fieldsync.v1.Change", "stream_seq", n, "subject", msg.Subject(), "err", err)
-		} else if err := st.apply(ctx, tx, c, lineage); err != nil {
+			st.streamSeq, st.dirty = n, true
+			continue
+		}
+		if st.lastSeq == 0 && c.GetSeq() > 1 {
+			log.Error(missingHistory(c.GetSeq()), "first_change", c.GetSeq(), "stream_seq", n)
+		}
+		if err := st.apply(ctx, tx, c, lineage); err != nil {
 			var bad *badChangeError
 			if !errors.As(err, &bad) {
 				return 0, err
@@ -396,4 +394,14 @@ func (m *Model) setMeta(ctx context.Context, key, value string) error {
 		return fmt.Errorf("write meta %s: %w", key, err)
 	}
 	return nil
+}
+
+// missingHistory is what Follow logs, at error, when it loads an empty
+// model from a stream whose first change is not change 1.
+func missingHistory(first uint64) string {
+	return fmt.Sprintf("hq model: THE CHANGELOG DOES NOT START AT CHANGE 1: the model is loaded from change %d on, "+
+		"and every record whose last change came before it is MISSING from the model (the stream's limits dropped the "+
+		"oldest changes, or it was rebuilt after syncd's retention window); a first load from `fieldctl hq export` is "+
+		"not built yet: raise -changelog-max-age/-changelog-max-bytes, or rebuild the stream from syncd's database "+
+		"(delete it and restart syncd) so that it starts at change 1", first)
 }
