@@ -193,8 +193,24 @@ func (w *World) Check() {
 			fail("stream message %d holds change %d, seen %d times", i+1, c.GetSeq(), counts[c.GetChangeId()])
 			break
 		}
-		if cur := replay[c.GetRecord().GetId()]; cur == nil || c.GetRecord().GetVersion() > cur.GetVersion() {
-			replay[c.GetRecord().GetId()] = c.GetRecord()
+		// Units, people, links, device health and refused events travel
+		// beside the records (exactly one body each); only the records
+		// replay into the server's records.
+		r := c.GetRecord()
+		if r == nil {
+			if c.GetUnit() == nil && c.GetPerson() == nil && c.GetLink() == nil && c.GetDevice() == nil && c.GetRefused() == nil {
+				fail("change %d carries nothing", c.GetSeq())
+			}
+			continue
+		}
+		if c.GetUnit() != nil || c.GetPerson() != nil || c.GetLink() != nil || c.GetDevice() != nil || c.GetRefused() != nil {
+			fail("change %d carries a record and more", c.GetSeq())
+		}
+		if r.GetVersion() != c.GetSeq() {
+			fail("change %d carries %s at version %d: a record's version is the change that made it", c.GetSeq(), r.GetId(), r.GetVersion())
+		}
+		if cur := replay[r.GetId()]; cur == nil || r.GetVersion() > cur.GetVersion() {
+			replay[r.GetId()] = r
 		}
 	}
 	var all []*pb.Record
