@@ -242,6 +242,51 @@ func (w *World) Check() {
 		}
 	}
 
+	// 3b. The org travels beside the records: replaying the stream's link
+	// changes gives the server's links, its unit changes each grid's
+	// village now, its device changes each device's revocation.
+	links, gridVillage, revoked := map[string]string{}, map[string]string{}, map[string]bool{}
+	for _, c := range changes {
+		switch {
+		case c.GetLink() != nil:
+			if l := c.GetLink(); l.GetMemberId() == "" {
+				delete(links, l.GetHouseholdId())
+			} else {
+				links[l.GetHouseholdId()] = l.GetMemberId()
+			}
+		case c.GetUnit().GetUnit().GetKind() == pb.UnitKind_UNIT_KIND_GRID:
+			gridVillage[c.GetUnit().GetUnit().GetId()] = c.GetUnit().GetVillageId()
+		case c.GetDevice() != nil:
+			revoked[c.GetDevice().GetDeviceId()] = c.GetDevice().GetRevokedMs() != 0
+		}
+	}
+	linked := 0
+	for _, m := range w.members {
+		hs, err := e.Store.LinkedHouseholds(ctx, m)
+		if err != nil {
+			t.Fatalf("seed %d: links of %s: %v", seed, m, err)
+		}
+		for _, h := range hs {
+			if links[h] != m {
+				fail("the server links %s to %s, the stream's link changes to %q", h, m, links[h])
+			}
+		}
+		linked += len(hs)
+	}
+	if linked != len(links) {
+		fail("the stream's link changes link %d households, the server %d", len(links), linked)
+	}
+	for g, v := range w.grids {
+		if gridVillage[g] != v {
+			fail("grid %s lies in %s, the stream's unit changes say %q", g, v, gridVillage[g])
+		}
+	}
+	for _, d := range devs.GetDevices() {
+		if got, ok := revoked[d.GetId()]; !ok || got != (d.GetRevokedMs() != 0) {
+			fail("device %s: revoked_ms %d, the stream's device changes say revoked=%v (present %v)", d.GetId(), d.GetRevokedMs(), got, ok)
+		}
+	}
+
 	// 4. Each household lies in the village its grid lies in now (grids
 	// move), and each visit where its household lies.
 	for _, r := range all {
