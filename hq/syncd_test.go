@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,7 +23,8 @@ import (
 // The model a real syncd's changelog builds, read with an HQ credential of
 // its embedded NATS (durable consumer, explicit acks), holds every record
 // exactly as the ExportService exports it: the same version, every field,
-// the void, the status history and the entries.
+// the void, the status history and the entries; and the org as imported
+// and changed since: units, people, links with their history, devices.
 func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 	e := testenv.Start(t)
 	e.ImportSample()
@@ -68,6 +70,14 @@ func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 	must(med.Transition(dispute, "closed"))
 	testenv.Sync(t, med)
 
+	admin, actx := e.Admin()
+	if _, err := admin.AssignHousehold(actx, &pb.AssignHouseholdRequest{HouseholdId: "H003", MemberId: testenv.Member2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.DisableUser(actx, &pb.DisableUserRequest{UserId: testenv.Mediator2}); err != nil {
+		t.Fatal(err)
+	}
+
 	js, err := jetstream.New(e.HQNATS(t))
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +105,6 @@ func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 		t.Errorf("model lineage %q, the server's %q", m.Lineage(), e.Store.Instance())
 	}
 
-	_, actx := e.Admin()
 	exported := testenv.Export(t, actx, e.Conn(), &pb.ExportRequest{})
 	tables := map[pb.Kind]string{pb.Kind_KIND_HOUSEHOLD: "households", pb.Kind_KIND_VISIT: "visits", pb.Kind_KIND_DISPUTE: "disputes",
 		pb.Kind_KIND_NEED: "needs", pb.Kind_KIND_PROJECT: "projects", pb.Kind_KIND_EVENT: "events"}
@@ -159,6 +168,15 @@ func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 	if count["visits"] != 6 || count["disputes"] != 1 || count["needs"] != 1 || count["projects"] != 1 || count["events"] != 2 {
 		t.Errorf("the export has %v: the test made 6 visits, a dispute, a need, a project and 2 events", count)
 	}
+	devices := map[string]string{}
+	for d, user := range map[*syncer.Device]string{member: testenv.Member, med: testenv.Mediator, sec: testenv.Secretary} {
+		id, err := d.Identity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		devices[id.DeviceID] = user
+	}
+	checkOrg(t, db, devices)
 	var status string
 	var opened, settled, closed int64
 	if err := db.QueryRow("SELECT status, opened_ms, settled_ms, closed_ms FROM disputes WHERE id = ?", dispute).Scan(&status, &opened, &settled, &closed); err != nil {
@@ -166,6 +184,83 @@ func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 	}
 	if status != "closed" || opened == 0 || settled < opened || closed < settled {
 		t.Errorf("dispute: status %s opened %d settled %d closed %d: want closed, in that order", status, opened, settled, closed)
+	}
+}
+
+// checkOrg compares the model's org tables with the sample org as the
+// test changed it.
+func checkOrg(t *testing.T, db *sql.DB, devices map[string]string) {
+	t.Helper()
+	org := testenv.SampleOrg()
+	kinds := map[pb.UnitKind]string{pb.UnitKind_UNIT_KIND_TOWN: "town", pb.UnitKind_UNIT_KIND_VILLAGE: "village", pb.UnitKind_UNIT_KIND_GRID: "grid"}
+	villageOf := map[string]string{}
+	for _, u := range org.GetUnits() {
+		if u.GetKind() == pb.UnitKind_UNIT_KIND_VILLAGE {
+			villageOf[u.GetId()] = u.GetId()
+		}
+		if u.GetKind() == pb.UnitKind_UNIT_KIND_GRID {
+			villageOf[u.GetId()] = u.GetParentId()
+		}
+	}
+	var want []string
+	for _, u := range org.GetUnits() {
+		want = append(want, strings.Join([]string{u.GetId(), kinds[u.GetKind()], u.GetParentId(), u.GetName(), villageOf[u.GetId()], testenv.Town}, "|"))
+	}
+	compare(t, db, "units", "SELECT id || '|' || kind || '|' || parent_id || '|' || name || '|' || village_id || '|' || town_id FROM units", want)
+	roles := map[pb.Role]string{pb.Role_ROLE_MEMBER: "member", pb.Role_ROLE_MEDIATOR: "mediator", pb.Role_ROLE_SECRETARY: "secretary", pb.Role_ROLE_HQ: "hq"}
+	want = nil
+	for _, u := range org.GetUsers() {
+		town, disabled := testenv.Town, "0"
+		if u.GetRole() == pb.Role_ROLE_HQ {
+			town = ""
+		}
+		if u.GetId() == testenv.Mediator2 {
+			disabled = "1"
+		}
+		want = append(want, strings.Join([]string{u.GetId(), u.GetName(), roles[u.GetRole()], u.GetUnitId(), villageOf[u.GetUnitId()], town, disabled}, "|"))
+	}
+	compare(t, db, "people", "SELECT id || '|' || name || '|' || role || '|' || unit_id || '|' || village_id || '|' || town_id || '|' || (disabled_ms > 0) FROM people", want)
+	want = nil
+	for _, a := range org.GetAssignments() {
+		member := a.GetMemberId()
+		if a.GetHouseholdId() == "H003" {
+			member = testenv.Member2
+		}
+		want = append(want, a.GetHouseholdId()+"|"+member)
+	}
+	compare(t, db, "links", "SELECT household_id || '|' || member_id FROM links", want)
+	// The household's own member_id says the same as its link.
+	compare(t, db, "households' member_id", "SELECT id || '|' || member_id FROM households", want)
+	compare(t, db, "link_history of H003", "SELECT member_id || '|' || previous_member_id || '|' || (from_ms > 0) || '|' || (by LIKE 'admin:%') FROM link_history WHERE household_id = 'H003' ORDER BY seq",
+		[]string{testenv.Member + "||1|1", testenv.Member2 + "|" + testenv.Member + "|1|1"})
+	want = nil
+	for id, user := range devices {
+		want = append(want, id+"|"+user+"|1")
+	}
+	compare(t, db, "devices", "SELECT id || '|' || user_id || '|' || (enrolled_ms > 0) FROM devices", want)
+}
+
+func compare(t *testing.T, db *sql.DB, what, q string, want []string) {
+	t.Helper()
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	if !strings.HasPrefix(what, "link_history") {
+		slices.Sort(got)
+		slices.Sort(want)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s:\n got %q\nwant %q", what, got, want)
 	}
 }
 
