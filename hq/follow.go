@@ -200,8 +200,11 @@ func (m *Model) round(ctx context.Context, js jetstream.JetStream, durable strin
 			return ctx.Err()
 		}
 		m.mu.Lock()
-		reset := m.gen != gen
+		reset, closed := m.gen != gen, m.closed
 		m.mu.Unlock()
+		if closed {
+			return errModelClosed
+		}
 		if reset {
 			return errRestart // Reset under a running Follow: load from the start
 		}

@@ -407,3 +407,28 @@ func TestFollowSaysLoudlyWhenTheStreamStartsAfterChange1(t *testing.T) {
 		t.Errorf("%d households, want the %d the stream still has", n, len(seen))
 	}
 }
+
+// Closing the model under a running Follow ends it with an error saying
+// so, instead of following into a closed database.
+func TestFollowEndsWhenTheModelIsClosed(t *testing.T) {
+	quick(t)
+	js := startJS(t)
+	m, err := Open(t.TempDir() + "/model.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Follow(context.Background(), js, FollowConfig{}) }()
+	time.Sleep(300 * time.Millisecond)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "closed") {
+			t.Fatalf("Follow after Close: %v, want an error saying the model is closed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Follow still running 10s after the model was closed")
+	}
+}
