@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,12 +33,12 @@ type FollowConfig struct {
 
 // How Follow reads; tests shorten them.
 var (
-	followBatch    = 500                    // messages asked for per fetch, and at most per transaction
-	followWait     = 2 * time.Second        // how long a fetch waits for messages
-	followAckWait  = 60 * time.Second       // the consumer's AckWait: redelivery of an unacknowledged message
-	followRecheck  = 5 * time.Second        // how often an idle follower checks the stream and its consumer
-	followMaxRetry = 5 * time.Second        // the longest wait between failed rounds
-	dropAck        func(stream uint64) bool // tests: lose this message's acknowledgement
+	followBatch    = 500                                    // messages asked for per fetch, and at most per transaction
+	followWait     = 2 * time.Second                        // how long a fetch waits for messages
+	followAckWait  = 60 * time.Second                       // the consumer's AckWait: redelivery of an unacknowledged message
+	followRecheck  = 5 * time.Second                        // how often an idle follower checks the stream and its consumer
+	followMaxRetry = 5 * time.Second                        // the longest wait between failed rounds
+	dropAck        atomic.Pointer[func(stream uint64) bool] // tests: lose this message's acknowledgement
 )
 
 // errRestart ends a round so that the next one starts over (after a
@@ -323,8 +324,8 @@ func (m *Model) applyMsgs(ctx context.Context, gen uint64, msgs []jetstream.Msg,
 		return 0, err
 	}
 	for _, msg := range msgs {
-		if dropAck != nil {
-			if md, err := msg.Metadata(); err == nil && dropAck(md.Sequence.Stream) {
+		if drop := dropAck.Load(); drop != nil {
+			if md, err := msg.Metadata(); err == nil && (*drop)(md.Sequence.Stream) {
 				continue
 			}
 		}

@@ -50,7 +50,7 @@ func quick(t testing.TB) {
 	followBatch, followWait, followAckWait, followRecheck, followMaxRetry = 40, 200*time.Millisecond, time.Second, 300*time.Millisecond, 300*time.Millisecond
 	t.Cleanup(func() {
 		followBatch, followWait, followAckWait, followRecheck, followMaxRetry = batch, wait, ackWait, recheck, retry
-		dropAck = nil
+		dropAck.Store(nil)
 	})
 }
 
@@ -228,7 +228,8 @@ func TestFollowRedeliveriesRestartReplayAndRebase(t *testing.T) {
 		t.Fatal(err)
 	}
 	acks := &lostAcks{seen: map[uint64]int{}}
-	dropAck = acks.hook
+	hook := acks.hook
+	dropAck.Store(&hook)
 	var commits sync.Map
 	f := follow(t, m, js, func(seq uint64) { commits.Store(seq, true) })
 	waitFor(t, "the first half applied", func() bool { return m.LastSeq() == w.changes[half-1].Seq })
@@ -261,7 +262,7 @@ func TestFollowRedeliveriesRestartReplayAndRebase(t *testing.T) {
 	if strings.Contains(f.log.String(), "reloading") {
 		t.Errorf("a restart reloaded the model:\n%s", f.log.String())
 	}
-	dropAck = nil
+	dropAck.Store(nil)
 
 	// A replay from the start: the durable consumer deleted.
 	st, err := js.Stream(ctx, domain.StreamName)
@@ -352,9 +353,11 @@ func TestFollowRebuildsAfterResetAndAfterTheFileIsReplaced(t *testing.T) {
 }
 
 // Changes published while the model follows are applied at once, not when
-// a fetch fills or times out.
-func TestFollowAppliesALiveChangeWithinASecond(t *testing.T) {
-	js := startJS(t) // Follow's own timings
+// a fetch fills or times out (the freshness benchmark measures how fast).
+func TestFollowAppliesALiveChangeBeforeItsFetchEnds(t *testing.T) {
+	quick(t)
+	followWait = 10 * time.Second // a fetch waits 10s for a full batch
+	js := startJS(t)
 	w := sampleWorld(31, 4)
 	publish(t, js, "L", w.changes[:len(w.changes)-1], 0)
 	m := openModel(t, "")
@@ -364,8 +367,10 @@ func TestFollowAppliesALiveChangeWithinASecond(t *testing.T) {
 	start := time.Now()
 	publish(t, js, "L", w.changes[len(w.changes)-1:], 0)
 	waitFor(t, "the live change", func() bool { return m.LastSeq() == w.seq })
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("a live change took %v to be applied", d)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a live change took %v to be applied: it waited for the fetch to end", d)
+	} else {
+		t.Logf("a live change applied %v after it was published", d)
 	}
 	f.stop(t)
 	checkWorld(t, m, w)
