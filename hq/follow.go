@@ -363,8 +363,16 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 			st.streamSeq, st.dirty = n, true
 			continue
 		}
-		if st.lastSeq == 0 && c.GetSeq() > 1 {
+		switch {
+		case st.lastSeq == 0 && c.GetSeq() > 1:
 			log.Error(missingHistory(c.GetSeq()), "first_change", c.GetSeq(), "stream_seq", n)
+		case st.lastSeq > 0 && c.GetSeq() > st.lastSeq+1:
+			// Change numbers have no gaps: these were dropped from the
+			// stream (its limits) before the model read them.
+			log.Error("hq model: changes are missing from the stream: records whose last change is among them are out of date in the model "+
+				"(the stream's limits dropped them while the model was behind; raise -changelog-max-age/-changelog-max-bytes, "+
+				"or rebuild the stream from syncd's database and delete the durable consumer to reload)",
+				"missing_from", st.lastSeq+1, "missing_to", c.GetSeq()-1, "stream_seq", n)
 		}
 		if err := st.apply(ctx, tx, c, lineage); err != nil {
 			var bad *badChangeError

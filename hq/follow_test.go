@@ -309,6 +309,9 @@ func TestFollowRedeliveriesRestartReplayAndRebase(t *testing.T) {
 	publish(t, js, "L3", w3.changes, 0)
 	waitFor(t, "reloaded under lineage L3", func() bool { return m.Lineage() == "L3" && m.LastSeq() == w3.seq })
 	checkWorld(t, m, w3)
+	if strings.Contains(f.log.String(), "level=ERROR") {
+		t.Errorf("errors logged following a whole stream:\n%s", f.log.String())
+	}
 	if n := strings.Count(f.log.String(), "level=WARN msg=\"hq model: reloading"); n < 3 {
 		t.Errorf("%d reloads logged at warn, want 3:\n%s", n, f.log.String())
 	}
@@ -435,5 +438,26 @@ func TestFollowEndsWhenTheModelIsClosed(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Follow still running 10s after the model was closed")
+	}
+}
+
+// Changes missing in the middle of the stream (dropped by its limits while
+// the model was behind) are said at error, with their numbers.
+func TestFollowSaysWhichChangesAreMissing(t *testing.T) {
+	quick(t)
+	js := startJS(t)
+	w := sampleWorld(51, 6)
+	publish(t, js, "L", w.changes[:20], 0)
+	publish(t, js, "L", w.changes[25:], 0)
+	m := openModel(t, "")
+	f := follow(t, m, js, nil)
+	waitFor(t, "loaded", func() bool { return m.LastSeq() == w.seq })
+	f.stop(t)
+	logs := f.log.String()
+	if !strings.Contains(logs, "level=ERROR msg=\"hq model: changes are missing") || !strings.Contains(logs, "missing_from=21 missing_to=25") {
+		t.Errorf("the gap is not said:\n%s", logs)
+	}
+	if strings.Contains(logs, "DOES NOT START") {
+		t.Errorf("a stream from change 1 said to start later:\n%s", logs)
 	}
 }
