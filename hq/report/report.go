@@ -426,15 +426,16 @@ func share(a, b int64) Cell {
 	if b == 0 {
 		return Cell{Text: "—"}
 	}
-	p := float64(a) * 100 / float64(b)
-	p = float64(int64(p*10+0.5)) / 10
-	return Cell{Text: strconv.FormatFloat(p, 'f', 1, 64) + "%", Num: p}
+	t := strconv.FormatFloat(float64(a)*100/float64(b), 'f', 1, 64)
+	p, _ := strconv.ParseFloat(t, 64)
+	return Cell{Text: t + "%", Num: p}
 }
 
 // days formats a number of days with one decimal.
 func days(d float64) Cell {
-	d = float64(int64(d*10+0.5)) / 10
-	return Cell{Text: strconv.FormatFloat(d, 'f', 1, 64), Num: d}
+	t := strconv.FormatFloat(d, 'f', 1, 64)
+	n, _ := strconv.ParseFloat(t, 64)
+	return Cell{Text: t, Num: n}
 }
 
 func (e *env) col(key string, numeric bool) Column {
