@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -164,8 +165,8 @@ func sheetXML(t report.Table) string {
 		n := ri + 2
 		b.WriteString(`<row r="` + strconv.Itoa(n) + `">`)
 		for i, c := range row {
-			if i < len(t.Columns) && t.Columns[i].Numeric && c.Text != "" {
-				b.WriteString(`<c r="` + cellRef(i, n) + `"><v>` + strconv.FormatFloat(c.Num, 'g', -1, 64) + `</v></c>`)
+			if i < len(t.Columns) && t.Columns[i].Numeric && c.Text != "" && !math.IsNaN(c.Num) && !math.IsInf(c.Num, 0) {
+				b.WriteString(`<c r="` + cellRef(i, n) + `"><v>` + fmtXLSXNum(c.Num) + `</v></c>`)
 				continue
 			}
 			str(cellRef(i, n), c.Text)
@@ -210,3 +211,6 @@ func xmlText(s string) string {
 	xml.EscapeText(&b, []byte(s))
 	return b.String()
 }
+
+// fmtXLSXNum writes a number as a sheet's <v> holds it.
+func fmtXLSXNum(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
