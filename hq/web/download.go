@@ -116,7 +116,8 @@ func writeCSV(w io.Writer, t report.Table) error {
 
 // writeXLSX writes t as the smallest workbook Excel, LibreOffice and WPS
 // open: one sheet, strings inline (no shared-string table), numeric
-// columns as numbers (Cell.Num).
+// columns as numbers (Cell.Num) where the cell shows a number ("—" for
+// "no share" stays text, not a zero).
 func writeXLSX(w io.Writer, t report.Table) error {
 	z := zip.NewWriter(w)
 	files := []struct{ name, body string }{
@@ -165,7 +166,7 @@ func sheetXML(t report.Table) string {
 		n := ri + 2
 		b.WriteString(`<row r="` + strconv.Itoa(n) + `">`)
 		for i, c := range row {
-			if i < len(t.Columns) && t.Columns[i].Numeric && c.Text != "" && !math.IsNaN(c.Num) && !math.IsInf(c.Num, 0) {
+			if i < len(t.Columns) && t.Columns[i].Numeric && plainNumber.MatchString(c.Text) && !math.IsNaN(c.Num) && !math.IsInf(c.Num, 0) {
 				b.WriteString(`<c r="` + cellRef(i, n) + `"><v>` + fmtXLSXNum(c.Num) + `</v></c>`)
 				continue
 			}

@@ -253,6 +253,10 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, ss *session, e
 
 func (s *Server) signinForm(w http.ResponseWriter, r *http.Request) {
 	lang := s.lang(w, r)
+	if ss, err := s.session(r); err == nil && ss != nil {
+		http.Redirect(w, r, withLang("/p/coverage", lang), http.StatusSeeOther)
+		return
+	}
 	v := s.newView(r, lang, nil, msg(lang, "signin"))
 	switch r.URL.Query().Get("m") {
 	case "out":
@@ -278,6 +282,7 @@ func (s *Server) signinPage(w http.ResponseWriter, v *view, status int) {
 }
 
 func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	ctx := r.Context()
 	now := s.cfg.Now()
 	lang := s.lang(w, r)
@@ -359,6 +364,16 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, nil, err)
 		return
 	}
+	// Forget what no longer counts: failures out of the window, ended
+	// sessions. (Codes stay, used or not: they are the issue record.)
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM failures WHERE at_ms <= ?`, now.Add(-FailureWindow).UnixMilli()); err != nil {
+		s.internal(w, r, nil, err)
+		return
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_ms <= ?`, now.UnixMilli()); err != nil {
+		s.internal(w, r, nil, err)
+		return
+	}
 	scope := "city"
 	if who.Town != "" {
 		scope = "town " + who.Town
@@ -375,6 +390,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	ss, err := s.session(r)
 	if err != nil {
 		s.internal(w, r, nil, err)
