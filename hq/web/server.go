@@ -160,10 +160,15 @@ func (s *Server) session(r *http.Request) (*session, error) {
 		return nil, fmt.Errorf("look up session: %w", err)
 	}
 	w, err := lookupPerson(r.Context(), s.cfg.Model, person)
-	if errors.Is(err, ErrNotAllowed) || errors.Is(err, ErrUnknownPerson) {
+	if errors.Is(err, ErrNotAllowed) {
 		if _, err := s.db.ExecContext(r.Context(), `DELETE FROM sessions WHERE person_id = ?`, person); err != nil {
 			return nil, err
 		}
+		return nil, nil
+	}
+	if errors.Is(err, ErrUnknownPerson) {
+		// Not in the model (now): refused, but the session is kept, as
+		// the model may be being rebuilt from the changelog.
 		return nil, nil
 	}
 	if err != nil {
