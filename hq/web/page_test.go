@@ -135,7 +135,8 @@ func TestTownScope(t *testing.T) {
 	if resp, body := get(t, c, e.ts.URL+"/p/coverage?unit=G1"); resp.StatusCode != http.StatusOK {
 		t.Errorf("a grid of the own town: %d\n%s", resp.StatusCode, body)
 	}
-	for _, p := range []string{"/p/coverage?unit=T2", "/p/coverage?unit=G2", "/p/coverage.csv?unit=T2&table=0", "/p/coverage.xlsx?unit=V2&table=0"} {
+	for _, p := range []string{"/p/coverage?unit=T2", "/p/coverage?unit=G2", "/p/coverage.csv?unit=T2&table=0", "/p/coverage.xlsx?unit=V2&table=0",
+		"/p/households?unit=G2&visited=0", "/p/visits?household=H3"} {
 		resp, body := get(t, c, e.ts.URL+p)
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, msg("zh", "err_403")) {
 			t.Errorf("%s: %d, want 403 with the message\n%s", p, resp.StatusCode, body)
@@ -153,8 +154,8 @@ func TestTownScope(t *testing.T) {
 			t.Errorf("a refused download was audited as a download: %+v", a)
 		}
 	}
-	if len(refused) != 4 || !strings.HasPrefix(refused[2], "download coverage.csv ?unit=T2") {
-		t.Errorf("refusals audited: %q, want 4, the third the CSV", refused)
+	if len(refused) != 6 || !strings.HasPrefix(refused[2], "download coverage.csv ?unit=T2") {
+		t.Errorf("refusals audited: %q, want 6, the third the CSV", refused)
 	}
 	// HQ sees the other town.
 	hq := e.mustSignIn(t, "HQ1")
