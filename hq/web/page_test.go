@@ -113,6 +113,7 @@ func TestPageErrorsAndRedirects(t *testing.T) {
 	}{
 		{"/p/nonesuch", 404, msg("zh", "err_404")},
 		{"/elsewhere", 404, msg("zh", "err_404")},
+		{"/static/", 404, msg("zh", "err_404")},
 		{"/p/coverage?month=2026-13", 400, msg("zh", "err_400")},
 		{"/p/coverage?month=2026-13", 400, "month"},
 		{"/p/coverage.csv?table=9", 400, "table="},
