@@ -84,7 +84,7 @@ func readXLSX(t testing.TB, b []byte) (cells [][]string, types [][]string) {
 			}
 		}
 	}
-	for _, p := range []string{"[Content_Types].xml", "_rels/.rels", "xl/workbook.xml", "xl/_rels/workbook.xml.rels", "xl/worksheets/sheet1.xml"} {
+	for _, p := range []string{"[Content_Types].xml", "_rels/.rels", "xl/workbook.xml", "xl/_rels/workbook.xml.rels", "xl/worksheets/sheet1.xml", "xl/styles.xml"} {
 		if parts[p] == nil {
 			t.Errorf("xlsx lacks %s", p)
 		}
@@ -122,7 +122,7 @@ func TestXLSXCells(t *testing.T) {
 	cells, types := readXLSX(t, b.Bytes())
 	want := [][]string{
 		{"户主", "住址", "人口", "覆盖率"},
-		{"张三", "一组1号, \"老屋\"", "3", "87.5"},
+		{"张三", "一组1号, \"老屋\"", "3", "0.875"},
 		{"=1+1", "+86 123", "-2", "0"},
 		{"-SUM(A1)", "@cmd", "\tx", "—"},
 		{"\r李四", "a<b>&c\n二行", "=2", "1"},

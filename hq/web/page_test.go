@@ -221,6 +221,9 @@ func TestDownloads(t *testing.T) {
 			w := cell.Text
 			if resEN.Tables[0].Columns[j].Numeric && plainNumber.MatchString(cell.Text) {
 				w = fmtXLSXNum(cell.Num)
+				if p, ok := percent(cell.Text); ok {
+					w = fmtXLSXNum(p)
+				}
 			}
 			if cells[i+1][j] != w {
 				t.Errorf("xlsx row %d col %d: %q, want %q", i+2, j+1, cells[i+1][j], w)
