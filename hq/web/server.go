@@ -382,6 +382,12 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, nil, err)
 		return
 	}
+	if old, err := r.Cookie(sessionCookie); err == nil && old.Value != "" { // this browser's previous session ends
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE hash = ?`, hashOf(old.Value)); err != nil {
+			s.internal(w, r, nil, err)
+			return
+		}
+	}
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_ms <= ?`, now.UnixMilli()); err != nil {
 		s.internal(w, r, nil, err)
 		return
