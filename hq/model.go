@@ -479,17 +479,25 @@ func applyRecord(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 	if _, err := tx.ExecContext(ctx, q, vals...); err != nil {
 		return fmt.Errorf("record %s: %w", r.GetId(), err)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM status_history WHERE record_id = ?", r.GetId()); err != nil {
-		return err
+	// History and entries are written whole again: only kinds that have
+	// them, and only over a row held before.
+	lists := domain.MachineOf(r.GetKind()) != nil
+	if !lists {
+		return nil
+	}
+	if held > 0 {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM status_history WHERE record_id = ?", r.GetId()); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM entries WHERE record_id = ?", r.GetId()); err != nil {
+			return err
+		}
 	}
 	for n, h := range hist {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO status_history (record_id, n, kind, from_status, to_status, at_ms, author_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
 			r.GetId(), n, domain.KindName(r.GetKind()), h.GetFrom(), h.GetTo(), h.GetAtMs(), h.GetAuthorId()); err != nil {
 			return err
 		}
-	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM entries WHERE record_id = ?", r.GetId()); err != nil {
-		return err
 	}
 	counts := map[string]int{}
 	for _, e := range r.GetEntries() {
