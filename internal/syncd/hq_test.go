@@ -275,3 +275,46 @@ func TestHQPageSettings(t *testing.T) {
 		t.Errorf("the refused listener %s is still open", lis.Addr())
 	}
 }
+
+// Deleting the read model while syncd is stopped rebuilds it from the
+// changelog at the next start (its durable consumer, ahead of the new
+// empty model, is made again from the start), as the README says.
+func TestHQReadModelRebuiltWhenDeleted(t *testing.T) {
+	dir := t.TempDir()
+	cfg := syncd.Config{Dir: dir, Plaintext: true, HQListen: "127.0.0.1:0"}
+	d, err := syncd.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	importSample(t, d, true)
+	last, err := d.Store.LastSeq(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the read model to catch up", func() bool { return d.HQ.Model.LastSeq() >= last })
+	count := func(d *syncd.Daemon) (n int) {
+		if err := d.HQ.Model.DB().QueryRow(`SELECT (SELECT count(*) FROM households) + (SELECT count(*) FROM people) + (SELECT count(*) FROM units)`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := count(d)
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(filepath.Join(dir, "hq", syncd.HQModelFile+suffix)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	d2, err := syncd.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Stop()
+	testenv.WaitFor(t, 20*time.Second, "the rebuilt read model to catch up", func() bool { return d2.HQ.Model.LastSeq() >= last })
+	if after := count(d2); after != before || before == 0 {
+		t.Errorf("rebuilt model holds %d households, people and units; before: %d", after, before)
+	}
+}
