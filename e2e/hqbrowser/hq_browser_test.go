@@ -169,7 +169,7 @@ func (x *expected) row(unit, member string) []string {
 func (x *expected) notVisited(unit string) []string {
 	var out []string
 	for h, m := range x.member {
-		if m != "" && x.grid[h] != "" && !x.visited[h] && slices.Contains(x.ancestors(h), unit) {
+		if m != "" && x.grid[h] != "" && !x.visited[h] && (unit == "" || slices.Contains(x.ancestors(h), unit)) {
 			out = append(out, h)
 		}
 	}
@@ -308,6 +308,13 @@ func TestHQPageInABrowser(t *testing.T) {
 	shot(t, browser, art, "01-city-coverage.png")
 	city := readTable(t, browser, "coverage")
 	checkCoverage(t, "city", city, x, []string{"T01", "T02"}, "", false)
+	var cityNV []string
+	for _, r := range readTable(t, browser, "not-visited").rows {
+		cityNV = append(cityNV, r[0])
+	}
+	if want := x.notVisited(""); !slices.Equal(cityNV, want) {
+		t.Errorf("not visited in the city: %v, want %v", cityNV, want)
+	}
 
 	// Drill down by the numbers' names: town, village, grid.
 	for _, step := range []struct{ name, unit string }{{"宋埠镇", "T01"}, {"彭店村", "V01"}, {"张家塆", "G01"}} {
@@ -372,6 +379,12 @@ func TestHQPageInABrowser(t *testing.T) {
 		}
 	}
 	checkCoverage(t, "G01 CSV", table{head: recs[0], rows: recs[1:]}, x, []string{"U-m1", "U-m2"}, "G01", true)
+	// The same table as a workbook.
+	href = attr(t, browser, `a.download[data-format="xlsx"][data-table="coverage"]`, "href")
+	body, resp = fetch(t, browser, base, href)
+	if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(body, []byte("PK\x03\x04")) || !strings.Contains(resp.Header.Get("Content-Type"), "spreadsheetml") {
+		t.Errorf("download %s: %s, %s, starts %q: want 200 and an XLSX (a zip)", href, resp.Status, resp.Header.Get("Content-Type"), body[:min(len(body), 4)])
+	}
 	// The not-visited list's CSV names the same households.
 	href = attr(t, browser, `a.download[data-format="csv"][data-table="not-visited"]`, "href")
 	body, resp = fetch(t, browser, base, href)
@@ -448,8 +461,8 @@ func TestHQPageInABrowser(t *testing.T) {
 			downloads++
 		}
 	}
-	if refused != 6 || downloads != 2 {
-		t.Errorf("audit: %d refusals of U-sec-T02 (want 6), %d downloads of U-hq (want 2)", refused, downloads)
+	if refused != 6 || downloads != 3 {
+		t.Errorf("audit: %d refusals of U-sec-T02 (want 6), %d downloads of U-hq (want 3)", refused, downloads)
 	}
 }
 
