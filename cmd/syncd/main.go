@@ -163,7 +163,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.metricsListen, "metrics-listen", c.metricsListen, "HTTP `address` serving Prometheus metrics at /metrics and a health check at /healthz, e.g. 127.0.0.1:9464 (default off; no TLS and no credential: keep it on loopback or a management network)")
 	fs.BoolVar(&c.reflection, "reflection", c.reflection, "serve gRPC server reflection (grpcurl lists and describes the services without the .proto), without a credential")
 	fs.BoolVar(&c.version, "version", c.version, "print the version (module, VCS revision and time, Go) and exit")
-	fs.StringVar(&c.hqListen, "hq-listen", c.hqListen, "`address` of the HQ page (and its read model, <data>/hq), or off; plain HTTP on loopback, HTTPS beyond it (with syncd's certificate unless -hq-tls-cert is given; the address is added to the certificate's names)")
+	fs.Var(cliflags.Checked(&c.hqListen, checkHQListen), "hq-listen", "`address` of the HQ page (and its read model, <data>/hq), or off; plain HTTP on loopback, HTTPS beyond it (with syncd's certificate unless -hq-tls-cert is given; the address is added to the certificate's names)")
 	fs.StringVar(&c.hqTLSCert, "hq-tls-cert", c.hqTLSCert, "certificate `file` (PEM, with its chain) the HQ page serves HTTPS with, instead of syncd's own; needs -hq-tls-key")
 	fs.StringVar(&c.hqTLSKey, "hq-tls-key", c.hqTLSKey, "private key `file` (PEM) of -hq-tls-cert")
 	c.quotaFlags(fs)
@@ -242,8 +242,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if cfg.hqTLSCert != "" || cfg.hqTLSKey != "" {
 			return errors.New("-hq-tls-cert and -hq-tls-key are for the HQ page, and -hq-listen is off")
 		}
-	} else if _, _, err := net.SplitHostPort(hqListen); err != nil {
-		return fmt.Errorf("-hq-listen %q: %v: want host:port, e.g. %s, or off", hqListen, err, syncd.DefaultHQListen)
 	}
 	hqDefault := true
 	fs.Visit(func(f *flag.Flag) { hqDefault = hqDefault && f.Name != "hq-listen" })
@@ -312,6 +310,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "syncd: stopped cleanly")
+	return nil
+}
+
+// checkHQListen accepts host:port or off.
+func checkHQListen(v string) error {
+	if v == "off" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return fmt.Errorf("%q: %v: want host:port, e.g. %s, or off", v, err, syncd.DefaultHQListen)
+	}
 	return nil
 }
 

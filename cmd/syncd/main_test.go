@@ -240,7 +240,7 @@ func TestRunRefuses(t *testing.T) {
 			want: "listen " + busyAddr + ": address already in use: another syncd running? choose another with -listen"},
 		{name: "nats-listen in use", args: []string{"-listen", "127.0.0.1:0", "-nats-listen", busyAddr},
 			want: "choose another with -nats-listen", writes: true},
-		{name: "hq-listen malformed", args: []string{"-hq-listen", "8480"}, want: "-hq-listen \"8480\""},
+		{name: "hq-listen malformed", args: []string{"-hq-listen", "8480"}, wantFlags: true},
 		{name: "hq-listen in use", args: []string{"-listen", "127.0.0.1:0", "-hq-listen", busyAddr},
 			want: "choose another with -hq-listen"},
 		{name: "hq certificate without its key", args: []string{"-listen", "127.0.0.1:0", "-hq-listen", "127.0.0.1:0", "-hq-tls-cert", "hq.pem"},
