@@ -1,11 +1,13 @@
 // Command syncd is fieldsync's server. It keeps the authoritative SQLite
 // database, serves devices, administrators and HQ over gRPC (package
 // server), and relays every committed change to the JetStream changelog on
-// a nats-server that it embeds by default or on an external one.
+// a nats-server that it embeds by default or on an external one. It also
+// serves the HQ page (-hq-listen) from a read model it keeps of the
+// changelog.
 //
 // Run it with no flags for a working server on loopback: data in ./data,
-// gRPC on 127.0.0.1:7443, embedded NATS on 127.0.0.1:4222. syncd -h lists
-// the flags.
+// gRPC on 127.0.0.1:7443, embedded NATS on 127.0.0.1:4222, the HQ page on
+// http://127.0.0.1:8480. syncd -h lists the flags.
 package main
 
 import (

@@ -1,7 +1,9 @@
 // Package syncd assembles fieldsync's server from its parts: the data
 // directory and its lock, the admin credential, the SQLite store, the
 // continuous backup, the embedded or external NATS with JetStream, the
-// server (package server) with its TLS, and the relay to the changelog.
+// server (package server) with its TLS, the relay to the changelog, and
+// (Config.HQListen, hq.go) the HQ read model following the changelog with
+// the HQ page on it.
 //
 // It is the one place that does so. cmd/syncd turns its flags into a
 // Config and calls Start; cmd/syncbench and internal/testenv call the same
