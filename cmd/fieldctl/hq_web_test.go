@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/hq/web"
 	"github.com/fieldsync/fieldsync/internal/testenv"
+	"github.com/fieldsync/fieldsync/server"
 )
 
 // fieldctl hq web on its own against syncd's NATS with an HQ credential
@@ -184,5 +189,57 @@ func TestHQWebCommandsRefuse(t *testing.T) {
 	r := fieldctl(t, "hq", "signin-code", "-hq-dir", dir, "--json", testenv.HQ)
 	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil || js["code"] == "" || js["scope"] != "the whole city" || js["name"] != "組織部" {
 		t.Errorf("signin-code --json: %v %q", err, r.stdout)
+	}
+}
+
+// Beyond loopback fieldctl hq web serves HTTPS with the operator's
+// certificate.
+func TestHQWebServesHTTPSWithTheOperatorsCertificate(t *testing.T) {
+	e := testenv.Start(t)
+	certDir := t.TempDir()
+	if _, _, err := server.LoadOrCreateTLS(certDir, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr := &lockedBuffer{}
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = run(ctx, []string{"hq", "web", "-nats", e.NATS.ClientURL(), "-nats-nkey", e.HQCredential(t, "tls"), "-hq-dir", t.TempDir(),
+			"-listen", "0.0.0.0:0", "-tls-cert", filepath.Join(certDir, "server.pem"), "-tls-key", filepath.Join(certDir, "server-key.pem")},
+			strings.NewReader(""), io.Discard, stderr)
+	}()
+	defer func() { cancel(); <-done }()
+	var port string
+	testenv.WaitFor(t, 30*time.Second, "the HQ page's line", func() bool {
+		m := regexp.MustCompile(`(?m)^fieldctl: HQ page https://[^:]+:(\d+) `).FindStringSubmatch(stderr.String())
+		if m != nil {
+			port = m[1]
+		}
+		return m != nil || strings.Contains(stderr.String(), "fieldctl: stopped")
+	})
+	if port == "" {
+		t.Fatalf("no https line:\n%s", stderr.String())
+	}
+	pool := x509.NewCertPool()
+	caPEM, err := os.ReadFile(filepath.Join(certDir, server.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get("https://127.0.0.1:" + port + "/signin")
+	if err != nil {
+		t.Fatalf("GET /signin over TLS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /signin over TLS: %s", resp.Status)
+	}
+	cancel()
+	<-done
+	if runErr != nil {
+		t.Errorf("fieldctl hq web: %v\n%s", runErr, stderr.String())
 	}
 }

@@ -318,3 +318,37 @@ func TestHQReadModelRebuiltWhenDeleted(t *testing.T) {
 		t.Errorf("rebuilt model holds %d households, people and units; before: %d", after, before)
 	}
 }
+
+// With the operator's certificate the page is HTTPS with it, on loopback
+// too, and its cookies are Secure.
+func TestHQPageWithTheOperatorsCertificate(t *testing.T) {
+	certDir := t.TempDir()
+	if _, _, err := server.LoadOrCreateTLS(certDir, []string{"127.0.0.1", "localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	d, err := syncd.Start(context.Background(), syncd.Config{Dir: t.TempDir(), Plaintext: true, Out: &out, HQListen: "127.0.0.1:0",
+		HQTLSCert: filepath.Join(certDir, "server.pem"), HQTLSKey: filepath.Join(certDir, "server-key.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	if want := "syncd: HQ page https://" + d.HQ.Addr + " "; !strings.Contains(out.String(), want) {
+		t.Errorf("start output lacks %q:\n%s", want, out.String())
+	}
+	caPEM, err := os.ReadFile(filepath.Join(certDir, server.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get(d.HQ.URL + "/signin")
+	if err != nil {
+		t.Fatalf("GET %s/signin with the operator's CA: %v", d.HQ.URL, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) == 0 || !resp.Cookies()[0].Secure {
+		t.Errorf("GET /signin over the operator's TLS: %s, cookies %v; want 200 and Secure cookies", resp.Status, resp.Cookies())
+	}
+}
