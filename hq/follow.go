@@ -343,6 +343,7 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	tc := newTxc(tx)
 	st := m.state()
 	for _, msg := range msgs {
 		md, err := msg.Metadata()
@@ -374,7 +375,7 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 				"or rebuild the stream from syncd's database and delete the durable consumer to reload)",
 				"missing_from", st.lastSeq+1, "missing_to", c.GetSeq()-1, "stream_seq", n)
 		}
-		if err := st.apply(ctx, tx, c, lineage); err != nil {
+		if err := st.apply(ctx, tc, c, lineage); err != nil {
 			var bad *badChangeError
 			if !errors.As(err, &bad) {
 				return 0, err
@@ -385,7 +386,7 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		}
 		st.streamSeq, st.dirty = n, true
 	}
-	if err := st.save(ctx, tx); err != nil {
+	if err := st.save(ctx, tc); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
