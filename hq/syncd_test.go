@@ -1,13 +1,16 @@
 package hq_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,7 +92,14 @@ func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 	defer m.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- m.Follow(ctx, js, hq.FollowConfig{Durable: "hq-model-test"}) }()
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	go func() { done <- m.Follow(ctx, js, hq.FollowConfig{Durable: "hq-model-test", Log: log}) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -101,6 +111,11 @@ func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 30*time.Second, "the model to reach the server's last change", func() bool { return m.LastSeq() == last })
+	logMu.Lock()
+	if strings.Contains(logs.String(), "level=ERROR") || strings.Contains(logs.String(), "reloading") {
+		t.Errorf("following a real syncd's stream from its start:\n%s", logs.String())
+	}
+	logMu.Unlock()
 	if m.Lineage() != e.Store.Instance() {
 		t.Errorf("model lineage %q, the server's %q", m.Lineage(), e.Store.Instance())
 	}
@@ -263,6 +278,10 @@ func compare(t *testing.T, db *sql.DB, what, q string, want []string) {
 		t.Errorf("%s:\n got %q\nwant %q", what, got, want)
 	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func hasColumn(t testing.TB, db *sql.DB, table, col string) bool {
 	t.Helper()
