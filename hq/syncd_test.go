@@ -28,6 +28,7 @@ import (
 // exactly as the ExportService exports it: the same version, every field,
 // the void, the status history and the entries; and the org as imported
 // and changed since: units, people, links with their history, devices.
+// It does again after the stream is deleted and syncd's relay rebuilds it.
 func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 	e := testenv.Start(t)
 	e.ImportSample()
@@ -127,7 +128,6 @@ func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 		tables := map[pb.Kind]string{pb.Kind_KIND_HOUSEHOLD: "households", pb.Kind_KIND_VISIT: "visits", pb.Kind_KIND_DISPUTE: "disputes",
 			pb.Kind_KIND_NEED: "needs", pb.Kind_KIND_PROJECT: "projects", pb.Kind_KIND_EVENT: "events"}
 		count := map[string]int{}
-
 		for _, r := range exported {
 			table := tables[r.GetKind()]
 			count[table]++
