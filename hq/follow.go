@@ -64,8 +64,11 @@ var errModelClosed = errors.New("hq: follow: the model is closed")
 // the stream's first message. A consumer that is ahead of the model, or
 // holds unacknowledged deliveries (the process stopped between a fetch and
 // its commit), is made again from the message after the last one applied,
-// so changes are always applied in stream order. Errors from NATS or
-// SQLite are logged and retried with backoff.
+// so changes are always applied in stream order. Loading an empty model
+// from a stream whose first change is not change 1, or meeting a gap in
+// the change numbers, is logged at error with the numbers missing
+// (loading them from `fieldctl hq export` is not built). Errors from NATS
+// or SQLite are logged and retried with backoff.
 func (m *Model) Follow(ctx context.Context, js jetstream.JetStream, cfg FollowConfig) error {
 	if js == nil {
 		return errors.New("hq: follow: no JetStream given")
