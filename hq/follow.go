@@ -64,8 +64,11 @@ var errModelClosed = errors.New("hq: follow: the model is closed")
 // the stream's first message. A consumer that is ahead of the model, or
 // holds unacknowledged deliveries (the process stopped between a fetch and
 // its commit), is made again from the message after the last one applied,
-// so changes are always applied in stream order. Errors from NATS or
-// SQLite are logged and retried with backoff.
+// so changes are always applied in stream order. Loading an empty model
+// from a stream whose first change is not change 1, or meeting a gap in
+// the change numbers, is logged at error with the numbers missing
+// (loading them from `fieldctl hq export` is not built). Errors from NATS
+// or SQLite are logged and retried with backoff.
 func (m *Model) Follow(ctx context.Context, js jetstream.JetStream, cfg FollowConfig) error {
 	if js == nil {
 		return errors.New("hq: follow: no JetStream given")
@@ -343,6 +346,7 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	tc := newTxc(tx)
 	st := m.state()
 	for _, msg := range msgs {
 		md, err := msg.Metadata()
@@ -374,7 +378,7 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 				"or rebuild the stream from syncd's database and delete the durable consumer to reload)",
 				"missing_from", st.lastSeq+1, "missing_to", c.GetSeq()-1, "stream_seq", n)
 		}
-		if err := st.apply(ctx, tx, c, lineage); err != nil {
+		if err := st.apply(ctx, tc, c, lineage); err != nil {
 			var bad *badChangeError
 			if !errors.As(err, &bad) {
 				return 0, err
@@ -385,7 +389,7 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		}
 		st.streamSeq, st.dirty = n, true
 	}
-	if err := st.save(ctx, tx); err != nil {
+	if err := st.save(ctx, tc); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {

@@ -461,3 +461,32 @@ func TestFollowSaysWhichChangesAreMissing(t *testing.T) {
 		t.Errorf("a stream from change 1 said to start later:\n%s", logs)
 	}
 }
+
+// A follower that stopped after its commits but before its acks (every
+// ack lost) leaves deliveries the consumer would redeliver after newer
+// messages: the next Follow makes the consumer again from the message
+// after the last one applied, and catches up in order.
+func TestFollowAfterCommitsWithoutAcks(t *testing.T) {
+	quick(t)
+	followAckWait = time.Minute // no redelivery within the test: only the restart mends it
+	js := startJS(t)
+	w := sampleWorld(61, 12)
+	half := len(w.changes) / 2
+	publish(t, js, "L", w.changes[:half], 0)
+	path := t.TempDir() + "/model.db"
+	m := openModel(t, path)
+	lose := func(uint64) bool { return true }
+	dropAck.Store(&lose)
+	f := follow(t, m, js, nil)
+	waitFor(t, "the first half applied", func() bool { return m.LastSeq() == w.changes[half-1].Seq })
+	f.stop(t)
+	dropAck.Store(nil)
+	publish(t, js, "L", w.changes[half:], 0)
+	f = follow(t, m, js, nil)
+	waitFor(t, "caught up", func() bool { return m.LastSeq() == w.seq })
+	f.stop(t)
+	if logs := f.log.String(); !strings.Contains(logs, "holds unacknowledged deliveries") || strings.Contains(logs, "reloading") {
+		t.Errorf("the consumer was not made again from the model's place (or the model reloaded):\n%s", logs)
+	}
+	checkWorld(t, m, w)
+}

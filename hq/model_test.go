@@ -211,12 +211,13 @@ func BenchmarkApplyBatch(b *testing.B) {
 				b.Fatal(err)
 			}
 			st := m.state()
+			tc := newTxc(tx)
 			for _, c := range w.changes[i:min(i+500, len(w.changes))] {
-				if err := st.apply(context.Background(), tx, c, "L"); err != nil {
+				if err := st.apply(context.Background(), tc, c, "L"); err != nil {
 					b.Fatal(err)
 				}
 			}
-			if err := st.save(context.Background(), tx); err != nil {
+			if err := st.save(context.Background(), tc); err != nil {
 				b.Fatal(err)
 			}
 			if err := tx.Commit(); err != nil {

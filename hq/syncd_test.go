@@ -1,13 +1,16 @@
 package hq_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 // exactly as the ExportService exports it: the same version, every field,
 // the void, the status history and the entries; and the org as imported
 // and changed since: units, people, links with their history, devices.
+// It does again after the stream is deleted and syncd's relay rebuilds it.
 func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 	e := testenv.Start(t)
 	e.ImportSample()
@@ -89,7 +93,14 @@ func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 	defer m.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- m.Follow(ctx, js, hq.FollowConfig{Durable: "hq-model-test"}) }()
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	go func() { done <- m.Follow(ctx, js, hq.FollowConfig{Durable: "hq-model-test", Log: log}) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -101,82 +112,109 @@ func TestTheModelOfARealSyncdMatchesItsExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 30*time.Second, "the model to reach the server's last change", func() bool { return m.LastSeq() == last })
+	logMu.Lock()
+	if strings.Contains(logs.String(), "level=ERROR") || strings.Contains(logs.String(), "reloading") {
+		t.Errorf("following a real syncd's stream from its start:\n%s", logs.String())
+	}
+	logMu.Unlock()
 	if m.Lineage() != e.Store.Instance() {
 		t.Errorf("model lineage %q, the server's %q", m.Lineage(), e.Store.Instance())
 	}
 
-	exported := testenv.Export(t, actx, e.Conn(), &pb.ExportRequest{})
-	tables := map[pb.Kind]string{pb.Kind_KIND_HOUSEHOLD: "households", pb.Kind_KIND_VISIT: "visits", pb.Kind_KIND_DISPUTE: "disputes",
-		pb.Kind_KIND_NEED: "needs", pb.Kind_KIND_PROJECT: "projects", pb.Kind_KIND_EVENT: "events"}
-	count := map[string]int{}
 	db := m.DB()
-	for _, r := range exported {
-		table := tables[r.GetKind()]
-		count[table]++
-		cols := []string{"version", "voided", "void_reason", "author_id", "device_id", "town_id"}
-		var fieldCols []string
-		for _, f := range domain.SpecOf(r.GetKind()).Fields {
-			if !f.List && hasColumn(t, db, table, f.Name) {
-				fieldCols = append(fieldCols, f.Name)
+	verify := func() {
+		t.Helper()
+		exported := testenv.Export(t, actx, e.Conn(), &pb.ExportRequest{})
+		tables := map[pb.Kind]string{pb.Kind_KIND_HOUSEHOLD: "households", pb.Kind_KIND_VISIT: "visits", pb.Kind_KIND_DISPUTE: "disputes",
+			pb.Kind_KIND_NEED: "needs", pb.Kind_KIND_PROJECT: "projects", pb.Kind_KIND_EVENT: "events"}
+		count := map[string]int{}
+		for _, r := range exported {
+			table := tables[r.GetKind()]
+			count[table]++
+			cols := []string{"version", "voided", "void_reason", "author_id", "device_id", "town_id"}
+			var fieldCols []string
+			for _, f := range domain.SpecOf(r.GetKind()).Fields {
+				if !f.List && hasColumn(t, db, table, f.Name) {
+					fieldCols = append(fieldCols, f.Name)
+				}
+			}
+			vals := make([]string, len(cols)+len(fieldCols))
+			ptrs := make([]any, len(vals))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			q := "SELECT " + strings.Join(append(append([]string{}, cols...), fieldCols...), ", ") + " FROM " + table + " WHERE id = ?"
+			if err := db.QueryRow(q, r.GetId()).Scan(ptrs...); err != nil {
+				t.Errorf("%s %s: %v", table, r.GetId(), err)
+				continue
+			}
+			voided := "0"
+			if r.GetVoid() != nil {
+				voided = "1"
+			}
+			want := []string{strconv.FormatUint(r.GetVersion(), 10), voided, r.GetVoid().GetReason(), r.GetAuthorId(), r.GetOriginDeviceId(), testenv.Town}
+			for _, f := range fieldCols {
+				v := r.GetFields()[f].GetValue()
+				if f == "members" && v == "" {
+					v = "0"
+				}
+				want = append(want, v)
+			}
+			for i, c := range append(append([]string{}, cols...), fieldCols...) {
+				if vals[i] != want[i] {
+					t.Errorf("%s %s: %s = %q, the export says %q", table, r.GetId(), c, vals[i], want[i])
+				}
+			}
+			var hist, entries int
+			if err := db.QueryRow("SELECT (SELECT count(*) FROM status_history WHERE record_id = ?), (SELECT count(*) FROM entries WHERE record_id = ?)",
+				r.GetId(), r.GetId()).Scan(&hist, &entries); err != nil {
+				t.Fatal(err)
+			}
+			if hist != len(r.GetHistory()) || entries != len(r.GetEntries()) {
+				t.Errorf("%s %s: %d history lines and %d entries, the export has %d and %d", table, r.GetId(), hist, entries, len(r.GetHistory()), len(r.GetEntries()))
 			}
 		}
-		vals := make([]string, len(cols)+len(fieldCols))
-		ptrs := make([]any, len(vals))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		q := "SELECT " + strings.Join(append(append([]string{}, cols...), fieldCols...), ", ") + " FROM " + table + " WHERE id = ?"
-		if err := db.QueryRow(q, r.GetId()).Scan(ptrs...); err != nil {
-			t.Errorf("%s %s: %v", table, r.GetId(), err)
-			continue
-		}
-		voided := "0"
-		if r.GetVoid() != nil {
-			voided = "1"
-		}
-		want := []string{strconv.FormatUint(r.GetVersion(), 10), voided, r.GetVoid().GetReason(), r.GetAuthorId(), r.GetOriginDeviceId(), testenv.Town}
-		for _, f := range fieldCols {
-			v := r.GetFields()[f].GetValue()
-			if f == "members" && v == "" {
-				v = "0"
+		for _, table := range tables {
+			var n int
+			if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
+				t.Fatal(err)
 			}
-			want = append(want, v)
-		}
-		for i, c := range append(append([]string{}, cols...), fieldCols...) {
-			if vals[i] != want[i] {
-				t.Errorf("%s %s: %s = %q, the export says %q", table, r.GetId(), c, vals[i], want[i])
+			if n != count[table] {
+				t.Errorf("%s: %d rows, the export has %d", table, n, count[table])
 			}
 		}
-		var hist, entries int
-		if err := db.QueryRow("SELECT (SELECT count(*) FROM status_history WHERE record_id = ?), (SELECT count(*) FROM entries WHERE record_id = ?)",
-			r.GetId(), r.GetId()).Scan(&hist, &entries); err != nil {
-			t.Fatal(err)
+		if count["visits"] != 6 || count["disputes"] != 1 || count["needs"] != 1 || count["projects"] != 1 || count["events"] != 2 {
+			t.Errorf("the export has %v: the test made 6 visits, a dispute, a need, a project and 2 events", count)
 		}
-		if hist != len(r.GetHistory()) || entries != len(r.GetEntries()) {
-			t.Errorf("%s %s: %d history lines and %d entries, the export has %d and %d", table, r.GetId(), hist, entries, len(r.GetHistory()), len(r.GetEntries()))
+		devices := map[string]string{}
+		for d, user := range map[*syncer.Device]string{member: testenv.Member, med: testenv.Mediator, sec: testenv.Secretary} {
+			id, err := d.Identity()
+			if err != nil {
+				t.Fatal(err)
+			}
+			devices[id.DeviceID] = user
 		}
+		checkOrg(t, db, devices)
 	}
-	for _, table := range tables {
-		var n int
-		if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n != count[table] {
-			t.Errorf("%s: %d rows, the export has %d", table, n, count[table])
-		}
+	verify()
+
+	// The stream deleted: syncd's relay republishes every change from its
+	// database, the durable consumer went with the stream, and the model
+	// reloads from the first message to the same tables.
+	rebuilt := meta(t, db, "rebuilt_ms")
+	if err := e.JS.DeleteStream(context.Background(), domain.StreamName); err != nil {
+		t.Fatal(err)
 	}
-	if count["visits"] != 6 || count["disputes"] != 1 || count["needs"] != 1 || count["projects"] != 1 || count["events"] != 2 {
-		t.Errorf("the export has %v: the test made 6 visits, a dispute, a need, a project and 2 events", count)
+	testenv.WaitFor(t, 60*time.Second, "the model reloaded from the rebuilt stream", func() bool {
+		return meta(t, db, "rebuilt_ms") != rebuilt && m.LastSeq() == last
+	})
+	logMu.Lock()
+	if !strings.Contains(logs.String(), "level=WARN msg=\"hq model: reloading") {
+		t.Errorf("the reload is not logged at warn:\n%s", logs.String())
 	}
-	devices := map[string]string{}
-	for d, user := range map[*syncer.Device]string{member: testenv.Member, med: testenv.Mediator, sec: testenv.Secretary} {
-		id, err := d.Identity()
-		if err != nil {
-			t.Fatal(err)
-		}
-		devices[id.DeviceID] = user
-	}
-	checkOrg(t, db, devices)
+	logMu.Unlock()
+	verify()
+
 	var status string
 	var opened, settled, closed int64
 	if err := db.QueryRow("SELECT status, opened_ms, settled_ms, closed_ms FROM disputes WHERE id = ?", dispute).Scan(&status, &opened, &settled, &closed); err != nil {
@@ -263,6 +301,19 @@ func compare(t *testing.T, db *sql.DB, what, q string, want []string) {
 		t.Errorf("%s:\n got %q\nwant %q", what, got, want)
 	}
 }
+
+func meta(t testing.TB, db *sql.DB, key string) string {
+	t.Helper()
+	var v string
+	if err := db.QueryRow("SELECT value FROM meta WHERE key = ?", key).Scan(&v); err != nil && err != sql.ErrNoRows {
+		t.Fatal(err)
+	}
+	return v
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func hasColumn(t testing.TB, db *sql.DB, table, col string) bool {
 	t.Helper()
