@@ -550,7 +550,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
-		chromedp.Flag("lang", "zh-CN"), // as HQ's browsers: the month field in Chinese
+		chromedp.Flag("lang", "zh-CN"), // as HQ's browsers (their Accept-Language)
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
