@@ -657,11 +657,17 @@ func TestOfflineFieldWork(t *testing.T) {
 		for i, line := range lines {
 			var ch changeJSON
 			decode(t, line, &ch)
-			if ch.Seq != uint64(i+1) || seen[ch.ChangeID] || ch.Record == nil {
+			bodies := 0
+			for _, set := range []bool{ch.Record != nil, ch.Unit != nil, ch.Person != nil, ch.Link != nil, ch.Device != nil, ch.Refused != nil} {
+				if set {
+					bodies++
+				}
+			}
+			if ch.Seq != uint64(i+1) || seen[ch.ChangeID] || bodies != 1 || ch.Kind == "" || ch.Kind == "unknown" {
 				t.Fatalf("line %d: %s", i, line)
 			}
 			seen[ch.ChangeID] = true
-			if ch.Record.ID == visit {
+			if ch.Record != nil && ch.Record.ID == visit {
 				visitChange = &ch
 			}
 		}
