@@ -150,6 +150,27 @@ func ChangeSubject(region string, k pb.Kind) string {
 	return SubjectPrefix + "." + region + "." + KindName(k)
 }
 
+// The changelog's kinds besides the records' (ChangeSubject): a unit, a
+// person, a household link, a device's health and a refused event's chain
+// link, each on fieldsync.changes.<region>.<kind>.
+const (
+	ChangeUnit    = "unit"
+	ChangePerson  = "person"
+	ChangeLink    = "link"
+	ChangeDevice  = "device"
+	ChangeRefused = "refused"
+)
+
+// OrgChangeSubject is the subject of a change of one of the org kinds
+// above (ChangeUnit...) in region (a town id; "" is "none": HQ people,
+// a device of someone who works in no town).
+func OrgChangeSubject(region, kind string) string {
+	if region == "" {
+		region = "none"
+	}
+	return SubjectPrefix + "." + region + "." + kind
+}
+
 // Changelog message headers, beside Nats-Msg-Id (the change id).
 const (
 	HeaderSeq      = "Fieldsync-Seq"    // the change number

@@ -27,7 +27,7 @@ type adminService struct {
 }
 
 // adminWho marks changes made by an administrator in the changelog.
-var adminWho = store.ChangeInfo{DeviceID: "admin", UserID: "admin"}
+var adminWho = store.AdminChange
 
 // ImportOrg upserts units, users, households and assignments. Each bad row
 // is reported and skipped; the good rows are stored.
@@ -140,7 +140,7 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 				bad("assignments", i, field, "%s", msg)
 				continue
 			}
-			if _, err := tx.Link(a.GetHouseholdId(), a.GetMemberId()); err != nil {
+			if _, err := tx.Link(a.GetHouseholdId(), a.GetMemberId(), adminWho, c.actor()); err != nil {
 				return err
 			}
 			if err := x.s.setHouseholdMember(tx, a.GetHouseholdId(), a.GetMemberId()); err != nil {
@@ -471,7 +471,7 @@ func (x *adminService) AssignHousehold(ctx context.Context, req *pb.AssignHouseh
 		if denied, err = c.mayAssign(tx, req.GetHouseholdId(), req.GetMemberId()); err != nil || denied != nil {
 			return err
 		}
-		if resp.PreviousMemberId, err = tx.Link(req.GetHouseholdId(), req.GetMemberId()); err != nil {
+		if resp.PreviousMemberId, err = tx.Link(req.GetHouseholdId(), req.GetMemberId(), adminWho, c.actor()); err != nil {
 			return err
 		}
 		if err := x.s.setHouseholdMember(tx, req.GetHouseholdId(), req.GetMemberId()); err != nil {

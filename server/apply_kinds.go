@@ -262,10 +262,11 @@ func (s *Server) followMemberID(tx *store.Tx, c *caller, next *pb.Record) error 
 	if err != nil || prev == want {
 		return err
 	}
+	who := store.ChangeInfo{DeviceID: c.deviceID, UserID: c.userID}
 	if want == "" {
-		_, err = tx.Unlink(next.GetId())
+		_, err = tx.Unlink(next.GetId(), who, secretaryActor(c.userID))
 	} else {
-		_, err = tx.Link(next.GetId(), want)
+		_, err = tx.Link(next.GetId(), want, who, secretaryActor(c.userID))
 	}
 	if err != nil {
 		return err

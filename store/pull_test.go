@@ -272,7 +272,7 @@ func TestLinkedHouseholdsAfterRelink(t *testing.T) {
 	s, _ := openServer(t)
 	link := func(h, m string) {
 		t.Helper()
-		if err := s.Write(ctx, func(tx *store.Tx) error { _, err := tx.Link(h, m); return err }); err != nil {
+		if err := s.Write(ctx, func(tx *store.Tx) error { _, err := tx.Link(h, m, store.AdminChange, "admin:test"); return err }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -313,7 +313,7 @@ func TestVerifyMemory(t *testing.T) {
 	r := benchRecord(1, "H1")
 	r.Buckets = domain.RecordBuckets(r, meta.VillageID, meta.TownID)
 	put(t, s, []*pb.Record{nil}, []*pb.Record{r}, meta)
-	if err := s.Write(ctx, func(tx *store.Tx) error { _, err := tx.Link("H1", "M1"); return err }); err != nil {
+	if err := s.Write(ctx, func(tx *store.Tx) error { _, err := tx.Link("H1", "M1", store.AdminChange, "admin:test"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.LinkedHouseholds(ctx, "M1"); err != nil { // remembered

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
@@ -66,7 +65,8 @@ CREATE TABLE enroll_codes (
 	accountabilityMigration,
 	quotaMigration,
 	hqCredentialMigration,
-	retentionMigration}
+	retentionMigration,
+	orgChangeMigration}
 
 // goneMigration keeps a record's row in a bucket it left, marked gone with
 // the change number of the move: a device that still syncs that bucket
@@ -223,6 +223,10 @@ func OpenServer(ctx context.Context, path string, opts ...ServerOption) (*Server
 		db.Close()
 		return nil, err
 	}
+	if err := s.backfillOrg(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	go s.writer()
 	return s, nil
 }
@@ -371,6 +375,7 @@ func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 		*nextSeq = uint64(max.Int64) + 1
 	}
 	defer s.w.prepare(ctx) // after the transaction ends: the connection is free
+	firstSeq := *nextSeq
 	tx := &Tx{tx: sqlTx, ctx: ctx, instance: s.Instance(), nextSeq: *nextSeq, now: time.Now(), buckets: map[string]bool{}, stmts: s.w, auditKey: s.auditKey, onAudit: s.OnAudit}
 	errs := make([]error, len(batch))
 	if err := batch[0].fn(tx); err != nil {
@@ -431,7 +436,9 @@ func (s *Server) commitBatch(batch []job, nextSeq *uint64) (rest []job) {
 	for i, j := range batch {
 		j.done <- s.classify(errs[i])
 	}
-	if s.OnCommit != nil && len(tx.changed) > 0 {
+	// A commit that appended changes wakes the relay even when no
+	// bucket changed (a unit, a person, a device's health).
+	if s.OnCommit != nil && (len(tx.changed) > 0 || tx.nextSeq != firstSeq) {
 		seen := map[string]bool{}
 		var buckets []string
 		for _, b := range tx.changed {
@@ -596,20 +603,8 @@ func (t *Tx) PutRecord(prev, r *pb.Record, m RecordMeta, who ChangeInfo) (uint64
 	}
 	// The change carries the record: its encoding is appended as the
 	// record field rather than encoded a second time.
-	change := &pb.Change{Seq: seq, ChangeId: fmt.Sprintf("%s-%d", t.instance, seq),
-		DeviceId: who.DeviceID, UserId: who.UserID, CommittedMs: t.now.UnixMilli(), Region: m.TownID}
-	cbody := make([]byte, 0, proto.Size(change)+len(body)+8)
-	cbody, err = proto.MarshalOptions{Deterministic: true}.MarshalAppend(cbody, change)
-	if err != nil {
-		return 0, fmt.Errorf("encode change %d: %w", seq, err)
-	}
-	cbody = protowire.AppendTag(cbody, changeRecordField, protowire.BytesType)
-	cbody = protowire.AppendBytes(cbody, body)
-	if _, err := t.Exec("INSERT INTO changes (seq, subject, body) VALUES (?, ?, ?)", seq, domain.ChangeSubject(m.TownID, r.GetKind()), cbody); err != nil {
-		return 0, fmt.Errorf("append change %d: %w", seq, err)
-	}
-	t.nextSeq++
-	return seq, nil
+	change := &pb.Change{DeviceId: who.DeviceID, UserId: who.UserID, Region: m.TownID}
+	return t.appendChange(change, domain.ChangeSubject(m.TownID, r.GetKind()), body)
 }
 
 // changeRecordField is Change.record's field number.

@@ -78,11 +78,14 @@ func (t *Tx) UseEnrollCode(codeHash string, nowMs int64) (string, error) {
 	return userID, err
 }
 
-// PutDevice stores a newly enrolled device.
+// PutDevice stores a newly enrolled device, and its health on the
+// changelog (Change.device, made by the device).
 func (t *Tx) PutDevice(d *pb.Device, tokenHash string) error {
-	_, err := t.Exec(`INSERT INTO devices (id, user_id, token_hash, name, app_version, enrolled_ms) VALUES (?, ?, ?, ?, ?, ?)`,
-		d.GetId(), d.GetUserId(), tokenHash, d.GetName(), d.GetAppVersion(), d.GetEnrolledMs())
-	return err
+	if _, err := t.Exec(`INSERT INTO devices (id, user_id, token_hash, name, app_version, enrolled_ms) VALUES (?, ?, ?, ?, ?, ?)`,
+		d.GetId(), d.GetUserId(), tokenHash, d.GetName(), d.GetAppVersion(), d.GetEnrolledMs()); err != nil {
+		return err
+	}
+	return t.deviceChanged(d.GetId(), ChangeInfo{})
 }
 
 // DeviceState is a device's position in its mutation numbering.
@@ -107,11 +110,28 @@ func (t *Tx) DeviceState(deviceID string) (DeviceState, error) {
 }
 
 // TouchDevice records a device's sync: its last applied mutation number, its
-// pending count and app version, and when it was seen.
+// pending count and app version, and when it was seen. Its health goes on
+// the changelog when its app version or pending count changed, or its
+// last health there is an hour old (healthEvery).
 func (t *Tx) TouchDevice(deviceID string, lastSeq uint64, pending uint32, appVersion string) error {
-	_, err := t.Exec(`UPDATE devices SET last_seq = ?, pending = ?, app_version = CASE WHEN ? = '' THEN app_version ELSE ? END,
-		last_seen_ms = ? WHERE id = ?`, lastSeq, pending, appVersion, appVersion, t.now.UnixMilli(), deviceID)
-	return err
+	var oldVersion string
+	var oldPending uint32
+	var healthMs int64
+	err := t.QueryRow("SELECT app_version, pending, health_ms FROM devices WHERE id = ?", deviceID).Scan(&oldVersion, &oldPending, &healthMs)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // as the UPDATE below would: no such device
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := t.Exec(`UPDATE devices SET last_seq = ?, pending = ?, app_version = CASE WHEN ? = '' THEN app_version ELSE ? END,
+		last_seen_ms = ? WHERE id = ?`, lastSeq, pending, appVersion, appVersion, t.now.UnixMilli(), deviceID); err != nil {
+		return err
+	}
+	if (appVersion != "" && appVersion != oldVersion) || pending != oldPending || t.now.UnixMilli()-healthMs >= healthEvery.Milliseconds() {
+		return t.deviceChanged(deviceID, ChangeInfo{})
+	}
+	return nil
 }
 
 // SetReplica records the replica id a device's database syncs with.
@@ -150,11 +170,17 @@ func (t *Tx) OfferReplica(deviceID, replicaID string) error {
 // MarkRestored makes the offered replica id the device's, once the copy it
 // was offered to syncs with it, and records that the device's numbering
 // went back (its database was restored from an older copy): when, and one
-// more time.
+// more time. Its health goes on the changelog.
 func (t *Tx) MarkRestored(deviceID, replicaID string) error {
-	_, err := t.Exec(`UPDATE devices SET restored_ms = ?, restores = restores + 1, replica_id = ?, offered_replica_id = ''
+	res, err := t.Exec(`UPDATE devices SET restored_ms = ?, restores = restores + 1, replica_id = ?, offered_replica_id = ''
 		WHERE id = ?`, t.now.UnixMilli(), replicaID, deviceID)
-	return err
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil
+	}
+	return t.deviceChanged(deviceID, ChangeInfo{})
 }
 
 // MutationHash is what the server keeps of a mutation's content to tell a
@@ -169,29 +195,34 @@ func MutationHash(m *pb.Mutation) ([]byte, error) {
 	return h[:16], nil
 }
 
-// RevokeDevice marks a device revoked; ErrNotFound if there is none.
+// RevokeDevice marks a device revoked, an administrator's act on the
+// changelog (Change.device); ErrNotFound if there is none.
 func (t *Tx) RevokeDevice(deviceID string) error {
 	res, err := t.Exec("UPDATE devices SET revoked_ms = ? WHERE id = ? AND revoked_ms = 0", t.now.UnixMilli(), deviceID)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		if _, err := t.DeviceState(deviceID); err != nil {
-			return err
-		}
+		_, err := t.DeviceState(deviceID)
+		return err // revoked already, or ErrNotFound
 	}
-	return nil
+	return t.deviceChanged(deviceID, AdminChange)
 }
 
 // PutResult keeps the result of a device's mutation with its content hash
 // (MutationHash), so that a retry gets the same answer and other content
 // under the same number is noticed; for an event, link is its place in its
-// device's chain (see RefusedLinks and ChainHead), else the zero link.
+// device's chain (see RefusedLinks and ChainHead), else the zero link. A
+// refused event's link goes on the changelog (Change.refused), as
+// RefusedLinks would return it.
 func (t *Tx) PutResult(deviceID string, r *pb.MutationResult, link domain.ChainLink, hash []byte) error {
 	_, err := t.Exec(`INSERT OR REPLACE INTO mutation_results (device_id, seq, record_id, status, code, field, reason, chain_prev, chain_hash, hash, answered_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		deviceID, r.GetSeq(), r.GetRecordId(), int(r.GetStatus()), r.GetCode(), r.GetField(), r.GetReason(), link.Prev, link.Hash, hash, t.now.UnixMilli())
-	return err
+	if err != nil || link.Hash == "" || r.GetStatus() != pb.MutationStatus_MUTATION_STATUS_REJECTED {
+		return err
+	}
+	return t.refusedChanged(deviceID, r, link)
 }
 
 // RefusedLinks returns, by device, the chain links of the events the

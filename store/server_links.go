@@ -9,8 +9,9 @@ import (
 )
 
 // Unlink removes a household's link and returns the member it was linked
-// to ("" if none). The member's devices are woken to purge it.
-func (t *Tx) Unlink(householdID string) (string, error) {
+// to ("" if none). The member's devices are woken to purge it. A removed
+// link goes on the changelog as Link's does.
+func (t *Tx) Unlink(householdID string, who ChangeInfo, by string) (string, error) {
 	var prev string
 	err := t.QueryRow("SELECT member_id FROM links WHERE household_id = ?", householdID).Scan(&prev)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -26,7 +27,7 @@ func (t *Tx) Unlink(householdID string) (string, error) {
 	if prev != "" {
 		t.PokeBuckets(domain.UserBucket(prev))
 	}
-	return prev, nil
+	return prev, t.linkChanged(householdID, "", prev, who, by)
 }
 
 // VillageUsers lists, by id, the users with a role who work in a village

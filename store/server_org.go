@@ -69,33 +69,60 @@ func (t *Tx) User(id string) (UserInfo, error) { return user(t.ctx, txq{t}, id) 
 // User reads a user.
 func (s *Server) User(ctx context.Context, id string) (UserInfo, error) { return user(ctx, s.r, id) }
 
-// PutUnit upserts a unit with the village and town it lies in.
+// PutUnit upserts a unit with the village and town it lies in; a new unit
+// or one whose kind, parent, name, village or town changed goes on the
+// changelog (Change.unit).
 func (t *Tx) PutUnit(u *pb.Unit, villageID, townID string) error {
-	_, err := t.Exec(`INSERT INTO units (id, kind, parent_id, name, village_id, town_id) VALUES (?, ?, ?, ?, ?, ?)
+	old, err := t.Unit(u.GetId())
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	same := err == nil && old.Unit.GetKind() == u.GetKind() && old.Unit.GetParentId() == u.GetParentId() &&
+		old.Unit.GetName() == u.GetName() && old.VillageID == villageID && old.TownID == townID
+	if same {
+		return nil
+	}
+	if _, err := t.Exec(`INSERT INTO units (id, kind, parent_id, name, village_id, town_id) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, parent_id = excluded.parent_id, name = excluded.name,
 		village_id = excluded.village_id, town_id = excluded.town_id`,
-		u.GetId(), int(u.GetKind()), u.GetParentId(), u.GetName(), villageID, townID)
-	return err
+		u.GetId(), int(u.GetKind()), u.GetParentId(), u.GetName(), villageID, townID); err != nil {
+		return err
+	}
+	return t.unitChanged(u.GetId())
 }
 
 // PutUser upserts a user. If an existing user's role or unit changes, so
-// may their scope: their devices are poked to sync.
+// may their scope: their devices are poked to sync. A new user, or one
+// whose name, role, unit, village or town changed, goes on the changelog
+// (Change.person; the phone is not on it).
 func (t *Tx) PutUser(u *pb.User, villageID, townID string) error {
 	var role int
-	var oldVillage, oldTown string
-	err := t.QueryRow("SELECT role, village_id, town_id FROM users WHERE id = ?", u.GetId()).Scan(&role, &oldVillage, &oldTown)
-	moved := err == nil && (pb.Role(role) != u.GetRole() || oldVillage != villageID || oldTown != townID)
+	var oldName, oldUnit, oldPhone, oldVillage, oldTown string
+	err := t.QueryRow("SELECT name, role, unit_id, phone, village_id, town_id FROM users WHERE id = ?", u.GetId()).
+		Scan(&oldName, &role, &oldUnit, &oldPhone, &oldVillage, &oldTown)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
+	}
+	exists := err == nil
+	moved := exists && (pb.Role(role) != u.GetRole() || oldVillage != villageID || oldTown != townID)
+	seen := !exists || moved || oldName != u.GetName() || oldUnit != u.GetUnitId()
+	if exists && !seen && oldPhone == u.GetPhone() {
+		return nil // as stored
 	}
 	_, err = t.Exec(`INSERT INTO users (id, name, role, unit_id, phone, village_id, town_id) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, unit_id = excluded.unit_id,
 		phone = excluded.phone, village_id = excluded.village_id, town_id = excluded.town_id`,
 		u.GetId(), u.GetName(), int(u.GetRole()), u.GetUnitId(), u.GetPhone(), villageID, townID)
-	if err == nil && moved {
+	if err != nil {
+		return err
+	}
+	if moved {
 		t.PokeBuckets(domain.UserBucket(u.GetId()))
 	}
-	return err
+	if seen {
+		return t.personChanged(u.GetId())
+	}
+	return nil
 }
 
 // PokeBuckets marks buckets as changed by this transaction without a record
@@ -108,24 +135,29 @@ func (t *Tx) PokeBuckets(buckets ...string) {
 }
 
 // Link links a household to a member and returns the member it was linked
-// to before ("" if none).
-func (t *Tx) Link(householdID, memberID string) (string, error) {
+// to before ("" if none). A changed link goes on the changelog
+// (Change.link) as made by who; by names them in it: "admin:<name>" or
+// "secretary:<user id>".
+func (t *Tx) Link(householdID, memberID string, who ChangeInfo, by string) (string, error) {
 	var prev string
 	err := t.QueryRow("SELECT member_id FROM links WHERE household_id = ?", householdID).Scan(&prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return "", err
 	}
-	_, err = t.Exec(`INSERT INTO links (household_id, member_id) VALUES (?, ?)
-		ON CONFLICT (household_id) DO UPDATE SET member_id = excluded.member_id`, householdID, memberID)
-	if err == nil && prev != memberID {
-		t.relinked = true
-		// Wake both members' devices: one gains the household, one loses it.
-		t.PokeBuckets(domain.UserBucket(memberID))
-		if prev != "" {
-			t.PokeBuckets(domain.UserBucket(prev))
-		}
+	if err == nil && prev == memberID {
+		return prev, nil
 	}
-	return prev, err
+	if _, err = t.Exec(`INSERT INTO links (household_id, member_id) VALUES (?, ?)
+		ON CONFLICT (household_id) DO UPDATE SET member_id = excluded.member_id`, householdID, memberID); err != nil {
+		return "", err
+	}
+	t.relinked = true
+	// Wake both members' devices: one gains the household, one loses it.
+	t.PokeBuckets(domain.UserBucket(memberID))
+	if prev != "" {
+		t.PokeBuckets(domain.UserBucket(prev))
+	}
+	return prev, t.linkChanged(householdID, memberID, prev, who, by)
 }
 
 // LinkedMember returns the member a household is linked to, or "".
@@ -222,12 +254,18 @@ func (t *Tx) VillageRecords(villageID string) ([]*pb.Record, []RecordMeta, error
 }
 
 // SetGridsTown files a village's grids under townID (the village moved to
-// that town) and returns the ids of the grids it changed.
+// that town) and returns the ids of the grids it changed, each of which
+// goes on the changelog.
 func (t *Tx) SetGridsTown(villageID, townID string) ([]string, error) {
 	ids, err := strings1(t.ctx, txq{t}, "UPDATE units SET town_id = ? WHERE village_id = ? AND kind = ? AND town_id != ? RETURNING id",
 		townID, villageID, int(pb.UnitKind_UNIT_KIND_GRID), townID)
 	if err != nil {
 		return nil, fmt.Errorf("move grids of village %s to town %s: %w", villageID, townID, err)
+	}
+	for _, id := range ids {
+		if err := t.unitChanged(id); err != nil {
+			return nil, err
+		}
 	}
 	return ids, nil
 }
@@ -235,7 +273,8 @@ func (t *Tx) SetGridsTown(villageID, townID string) ([]string, error) {
 // RehomeUsers sets the village and town of the users who work in the
 // given units from those units as they now are (after a unit moved), and
 // pokes the devices of each user it changed, so that they sync and learn
-// where they now work. It returns how many users it changed.
+// where they now work; each goes on the changelog. It returns how many
+// users it changed.
 func (t *Tx) RehomeUsers(unitIDs []string) (int, error) {
 	hq := int(pb.Role_ROLE_HQ) // works nowhere: its unit, if any, says nothing
 	n := 0
@@ -255,6 +294,9 @@ func (t *Tx) RehomeUsers(unitIDs []string) (int, error) {
 		}
 		for _, id := range ids {
 			t.PokeBuckets(domain.UserBucket(id))
+			if err := t.personChanged(id); err != nil {
+				return n, err
+			}
 		}
 		n += len(ids)
 	}

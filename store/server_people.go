@@ -27,7 +27,8 @@ func (t *Tx) UserDisabled(userID string) (int64, error) {
 }
 
 // SetUserDisabled disables a user (now) or enables them again, and
-// returns when they were disabled before (0: they were not).
+// returns when they were disabled before (0: they were not). A change
+// goes on the changelog (Change.person).
 func (t *Tx) SetUserDisabled(userID string, disabled bool) (int64, error) {
 	was, err := t.UserDisabled(userID)
 	if err != nil {
@@ -39,9 +40,13 @@ func (t *Tx) SetUserDisabled(userID string, disabled bool) (int64, error) {
 			return was, nil // keep when it first happened
 		}
 		ms = t.now.UnixMilli()
+	} else if was == 0 {
+		return 0, nil // enabled already
 	}
-	_, err = t.Exec("UPDATE users SET disabled_ms = ? WHERE id = ?", ms, userID)
-	return was, err
+	if _, err = t.Exec("UPDATE users SET disabled_ms = ? WHERE id = ?", ms, userID); err != nil {
+		return was, err
+	}
+	return was, t.personChanged(userID)
 }
 
 // UserDevices returns the ids of a user's devices not yet revoked.
