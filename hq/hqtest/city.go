@@ -24,6 +24,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/fieldsync/fieldsync/hq"
 )
 
 // Spec is the size and time span of a city.
@@ -89,30 +91,19 @@ type City struct {
 
 var china = time.FixedZone("CST", 8*3600)
 
-// SchemaSQL is hq/schema.sql, read from the source tree next to this
-// package.
-func SchemaSQL() (string, error) {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", errors.New("hqtest: cannot locate hq/schema.sql (no caller information)")
-	}
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "schema.sql"))
-	if err != nil {
-		return "", fmt.Errorf("hqtest: read hq/schema.sql: %w", err)
-	}
-	return string(b), nil
-}
-
-// Create makes a new SQLite file at path with hq/schema.sql and returns it
-// opened with one connection, set for a bulk load: no journal, no fsync, a
-// 256 MiB page cache. Build switches the file to WAL (as the model runs
-// it) once filled.
+// Create makes a new read-model database at path (hq.Open: its schema,
+// migrations and mark) and returns it opened with one connection, set for
+// a bulk load: no journal, no fsync, a 256 MiB page cache. Build switches
+// the file back to WAL (as the model runs it) once filled.
 func Create(ctx context.Context, path string) (*sql.DB, error) {
 	if _, err := os.Stat(path); err == nil {
 		return nil, fmt.Errorf("hqtest: %s exists: want a new file", path)
 	}
-	schema, err := SchemaSQL()
+	m, err := hq.Open(path)
 	if err != nil {
+		return nil, err
+	}
+	if err := m.Close(); err != nil {
 		return nil, err
 	}
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(OFF)&_pragma=synchronous(OFF)&_pragma=cache_size(-262144)&_pragma=temp_store(memory)")
@@ -120,10 +111,6 @@ func Create(ctx context.Context, path string) (*sql.DB, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("hqtest: schema: %w", err)
-	}
 	return db, nil
 }
 
@@ -679,7 +666,8 @@ func (w *writer) flush() error {
 
 // Cached returns a database file holding the city of spec, built once and
 // kept in the user's cache directory (FIELDSYNC_HQTEST_CACHE overrides it)
-// under a name made from spec, hq/schema.sql and this generator's source:
+// under a name made from spec, package hq's source (schema, migrations)
+// and this generator's:
 // a change to any of them builds a new one. Benchmarks read it; they must
 // not write to it (copy it first).
 func Cached(ctx context.Context, spec Spec) (string, *City, error) {
@@ -694,17 +682,18 @@ func Cached(ctx context.Context, spec Spec) (string, *City, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", nil, err
 	}
-	schema, err := SchemaSQL()
-	if err != nil {
-		return "", nil, err
-	}
-	_, file, _, _ := runtime.Caller(0)
-	src, err := os.ReadFile(file)
-	if err != nil {
-		return "", nil, fmt.Errorf("hqtest: read the generator's source: %w", err)
-	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%+v\x00%s\x00%s", spec, schema, src)
+	fmt.Fprintf(h, "%+v\x00", spec)
+	_, file, _, _ := runtime.Caller(0)
+	srcs, _ := filepath.Glob(filepath.Join(filepath.Dir(file), "..", "*.go"))
+	srcs = append(srcs, filepath.Join(filepath.Dir(file), "..", "schema.sql"), file)
+	for _, f := range srcs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", nil, fmt.Errorf("hqtest: read the model's and the generator's source: %w", err)
+		}
+		h.Write(b)
+	}
 	key := hex.EncodeToString(h.Sum(nil))[:16]
 	path := filepath.Join(dir, "city-"+key+".db")
 	meta := path + ".json"
