@@ -296,7 +296,7 @@ func (st *applyState) save(ctx context.Context, tx *sql.Tx) error {
 // apply writes change c into tx.
 func (st *applyState) apply(ctx context.Context, tx *sql.Tx, c *pb.Change, lineage string) error {
 	if c.GetSeq() == 0 {
-		return errors.New("hq: change.seq is 0: want the change number, 1 or more")
+		return &badChangeError{"hq: change.seq is 0: want the change number, 1 or more"}
 	}
 	if lineage != "" {
 		switch st.lineage {
@@ -333,6 +333,12 @@ func (st *applyState) apply(ctx context.Context, tx *sql.Tx, c *pb.Change, linea
 	}
 	return nil
 }
+
+// badChangeError is a change the model cannot apply, however often it
+// tries: a field it needs is missing or unknown.
+type badChangeError struct{ msg string }
+
+func (e *badChangeError) Error() string { return e.msg }
 
 // recordTable is where records of each kind go.
 var recordTable = map[pb.Kind]string{
@@ -378,11 +384,11 @@ func applyRecord(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 	table, ok := recordTable[r.GetKind()]
 	switch {
 	case !ok:
-		return fmt.Errorf("record.kind %v: want one of %s", r.GetKind(), strings.Join(domain.KindNames(), ", "))
+		return &badChangeError{fmt.Sprintf("record.kind %v: want one of %s", r.GetKind(), strings.Join(domain.KindNames(), ", "))}
 	case r.GetId() == "":
-		return errors.New("record.id is empty")
+		return &badChangeError{"record.id is empty"}
 	case r.GetVersion() == 0:
-		return fmt.Errorf("record %s: record.version is 0: want its last change number", r.GetId())
+		return &badChangeError{fmt.Sprintf("record %s: record.version is 0: want its last change number", r.GetId())}
 	}
 	committed := c.GetCommittedMs()
 	var held uint64
@@ -546,9 +552,9 @@ func applyUnit(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 	kind := UnitKindName(unit.GetKind())
 	switch {
 	case unit.GetId() == "":
-		return errors.New("unit.unit.id is empty")
+		return &badChangeError{"unit.unit.id is empty"}
 	case kind == "":
-		return fmt.Errorf("unit %s: unit.kind %v: want town, village or grid", unit.GetId(), unit.GetKind())
+		return &badChangeError{fmt.Sprintf("unit %s: unit.kind %v: want town, village or grid", unit.GetId(), unit.GetKind())}
 	}
 	return upsert(ctx, tx, "units", []string{"id"}, []string{"kind", "parent_id", "name", "village_id", "town_id", "seq"},
 		unit.GetId(), kind, unit.GetParentId(), unit.GetName(), u.GetVillageId(), u.GetTownId(), c.GetSeq())
@@ -559,9 +565,9 @@ func applyPerson(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 	role := RoleName(p.GetRole())
 	switch {
 	case p.GetId() == "":
-		return errors.New("person.id is empty")
+		return &badChangeError{"person.id is empty"}
 	case role == "":
-		return fmt.Errorf("person %s: person.role %v: want member, mediator, secretary or hq", p.GetId(), p.GetRole())
+		return &badChangeError{fmt.Sprintf("person %s: person.role %v: want member, mediator, secretary or hq", p.GetId(), p.GetRole())}
 	}
 	return upsert(ctx, tx, "people", []string{"id"}, []string{"name", "role", "unit_id", "village_id", "town_id", "disabled_ms", "seq"},
 		p.GetId(), p.GetName(), role, p.GetUnitId(), p.GetVillageId(), p.GetTownId(), p.GetDisabledMs(), c.GetSeq())
@@ -570,7 +576,7 @@ func applyPerson(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 func applyLink(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 	l := c.GetLink()
 	if l.GetHouseholdId() == "" {
-		return errors.New("link.household_id is empty")
+		return &badChangeError{"link.household_id is empty"}
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO link_history (household_id, seq, member_id, previous_member_id, from_ms, by) VALUES (?, ?, ?, ?, ?, ?)",
 		l.GetHouseholdId(), c.GetSeq(), l.GetMemberId(), l.GetPreviousMemberId(), c.GetCommittedMs(), l.GetBy()); err != nil {
@@ -583,7 +589,7 @@ func applyLink(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 func applyDevice(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 	d := c.GetDevice()
 	if d.GetDeviceId() == "" {
-		return errors.New("device.device_id is empty")
+		return &badChangeError{"device.device_id is empty"}
 	}
 	return upsert(ctx, tx, "devices", []string{"id"},
 		[]string{"user_id", "name", "app_version", "enrolled_ms", "last_seen_ms", "pending", "revoked_ms", "restored_ms", "restores", "last_seq", "seq"},
@@ -594,7 +600,7 @@ func applyDevice(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 func applyRefused(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 	e := c.GetRefused()
 	if e.GetDeviceId() == "" {
-		return errors.New("refused.device_id is empty")
+		return &badChangeError{"refused.device_id is empty"}
 	}
 	return upsert(ctx, tx, "refused_events", []string{"device_id", "device_seq"},
 		[]string{"user_id", "record_id", "prev_hash", "hash", "code", "reason", "seq"},
