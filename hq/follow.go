@@ -207,6 +207,12 @@ func (m *Model) round(ctx context.Context, js jetstream.JetStream, durable strin
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		m.mu.Lock()
+		reset := m.gen != gen
+		m.mu.Unlock()
+		if reset {
+			return errRestart // Reset under a running Follow: load from the start
+		}
 		batch, err := cons.Fetch(followBatch, jetstream.FetchMaxWait(followWait))
 		if err != nil {
 			return fmt.Errorf("fetch: %w", err)
