@@ -11,23 +11,22 @@ import (
 // lists; the count links to the full list.
 const notVisitedShown = 500
 
-// linkedCTE is the WITH clauses of the households linked at time at:
-// lk (hid, mid: each household's member per link_history at at) and hh
-// (id, grid_id, village_id, town_id, mid: the non-voided households with
-// a member, in the query's scope). The last row with from_ms <= at wins;
-// rows of the same ms are told apart by seq (its low 20 bits).
-func (e *env) linkedCTE(at int64) (string, []any) {
-	cond, args := e.scope("h", "grid_id")
-	s := `lk AS (SELECT household_id AS hid, member_id AS mid, max(from_ms * 1048576 + (seq & 1048575)) AS k
-		FROM link_history WHERE from_ms <= ? GROUP BY household_id),
-	hh AS (SELECT h.id, h.grid_id, h.village_id, h.town_id, lk.mid FROM lk JOIN households h ON h.id = lk.hid
-		WHERE h.voided = 0 AND lk.mid <> '' AND ` + cond + `)`
-	return s, append([]any{at}, args...)
-}
+// memberAtSQL is the member a household h was linked to at time ?: the
+// member_id of its last link_history row (by from_ms, then seq) with
+// from_ms <= ?, NULL if none.
+const memberAtSQL = `(SELECT l.member_id FROM link_history l WHERE l.household_id = h.id AND l.from_ms <= ?
+	ORDER BY l.from_ms DESC, l.seq DESC LIMIT 1)`
 
-// visitedCTE is the WITH clause vs (hid): the households with at least one
-// non-voided visit in month.
-const visitedCTE = `vs AS (SELECT DISTINCT household_id AS hid FROM visits WHERE month = ? AND voided = 0)`
+// visitedSQL is whether household x.id has a non-voided visit in month ?.
+const visitedSQL = `EXISTS (SELECT 1 FROM visits v WHERE v.month = ? AND v.household_id = x.id AND v.voided = 0)`
+
+// linkedSQL selects x (id, grid_id, mid) : the non-voided households in
+// scope with a member at time ?.
+func (e *env) linkedSQL() (string, []any) {
+	cond, args := e.scope("h", "grid_id")
+	return `(SELECT h.id, h.grid_id, h.town_id, h.village_id, ` + memberAtSQL + ` AS mid FROM households h
+		WHERE h.voided = 0 AND ` + cond + `) x`, args
+}
 
 // linkAt is the moment links are read at for month m: its last ms, or now
 // for the current month.
@@ -44,30 +43,66 @@ type covRow struct {
 	linked, visited int64
 }
 
-// coverageBy counts linked and visited households of month m grouped by
-// column col of hh ("" for one total row).
-func (e *env) coverageBy(m, col string) (map[string]*covRow, error) {
-	cte, args := e.linkedCTE(e.linkAt(m))
-	g := "''"
-	if col != "" {
-		g = "hh." + col
+// monthCoverage counts, for month m, the households linked and visited
+// per (grid, member) in the query's scope: one pass over the households,
+// each one's link and visits found by index. A result is kept while the
+// model's meta (lineage, last change applied) says nothing changed.
+func (e *env) monthCoverage(m string) (map[[2]string]*covRow, error) {
+	at := e.linkAt(m)
+	from, args := e.linkedSQL()
+	key := ""
+	if e.fingerprint != "" {
+		key = fmt.Sprint(e.fingerprint, "|", m, "|", at, "|", args)
+		if m == e.currentMonth {
+			key = fmt.Sprint(e.fingerprint, "|", m, "|", args) // no change, no new link: the same at any now
+		}
+		if r, ok := memo.get(e.db, key); ok {
+			return r, nil
+		}
 	}
-	q := `WITH ` + cte + `, ` + visitedCTE + `
-	SELECT ` + g + `, count(*), count(vs.hid) FROM hh LEFT JOIN vs ON vs.hid = hh.id GROUP BY 1`
-	rows, err := e.db.QueryContext(e.ctx, q, append(args, m)...)
+	q := `SELECT x.grid_id, x.mid, count(*), sum(` + visitedSQL + `) FROM ` + from + `
+		WHERE x.mid IS NOT NULL AND x.mid <> '' GROUP BY 1, 2`
+	rows, err := e.db.QueryContext(e.ctx, q, append([]any{m, at}, args...)...) // in text order: the visits, then the links
 	if err != nil {
 		return nil, fmt.Errorf("report: coverage: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]*covRow{}
+	out := map[[2]string]*covRow{}
 	for rows.Next() {
+		var g, mid string
 		r := &covRow{}
-		if err := rows.Scan(&r.key, &r.linked, &r.visited); err != nil {
+		if err := rows.Scan(&g, &mid, &r.linked, &r.visited); err != nil {
 			return nil, fmt.Errorf("report: coverage: %w", err)
 		}
-		out[r.key] = r
+		out[[2]string{g, mid}] = r
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("report: coverage: %w", err)
+	}
+	if key != "" {
+		memo.put(e.db, key, out)
+	}
+	return out, nil
+}
+
+// coverageBy sums monthCoverage of month m by key(grid, member).
+func (e *env) coverageBy(m string, key func(grid, member string) string) (map[string]*covRow, error) {
+	mc, err := e.monthCoverage(m)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*covRow{}
+	for k, r := range mc {
+		g := key(k[0], k[1])
+		o := out[g]
+		if o == nil {
+			o = &covRow{key: g}
+			out[g] = o
+		}
+		o.linked += r.linked
+		o.visited += r.visited
+	}
+	return out, nil
 }
 
 func coveragePage(e *env) (*Result, error) {
@@ -78,24 +113,32 @@ func coveragePage(e *env) (*Result, error) {
 		keys  []string
 		names = map[string]string{}
 		first = "unit"
+		keyOf func(grid, member string) string
 	)
+	gridUnit := func(g string) *unit {
+		if u := e.units[g]; u != nil {
+			return u
+		}
+		return &unit{}
+	}
 	if e.unit != nil && e.unit.Kind == "grid" {
 		col, first = "mid", "member"
+		keyOf = func(_, member string) string { return member }
 	} else {
 		switch {
 		case e.unit == nil:
-			col = "town_id"
+			keyOf = func(g, _ string) string { return gridUnit(g).Town }
 		case e.unit.Kind == "town":
-			col = "village_id"
+			keyOf = func(g, _ string) string { return gridUnit(g).Village }
 		default:
-			col = "grid_id"
+			keyOf = func(g, _ string) string { return g }
 		}
 		for _, c := range e.children() {
 			keys = append(keys, c.ID)
 			names[c.ID] = c.Name
 		}
 	}
-	by, err := e.coverageBy(m, col)
+	by, err := e.coverageBy(m, keyOf)
 	if err != nil {
 		return nil, err
 	}
@@ -162,10 +205,11 @@ func coveragePage(e *env) (*Result, error) {
 		num(tl-tv, link("households", "month", m, "unit", u, "visited", "0")), share(tv, tl)})
 	res.Tables = append(res.Tables, t)
 
-	nv, total, err := e.householdRows(m, "0", "", notVisitedShown)
+	nv, err := e.householdRows(m, "0", "", notVisitedShown)
 	if err != nil {
 		return nil, err
 	}
+	total := tl - tv
 	nvt := nv
 	nvt.Name = "not-visited"
 	nvt.Title = label(e.lang, "table.not-visited") + " · " + m
@@ -179,7 +223,7 @@ func coveragePage(e *env) (*Result, error) {
 		Columns: []Column{e.col("month", false), e.col("linked", true), e.col("visited", true), e.col("share", true)}}
 	ch := Chart{Title: label(e.lang, "chart.trend"), Labels: months, Series: []Series{{Name: label(e.lang, "col.share")}}}
 	for _, mm := range months {
-		c, err := e.coverageBy(mm, "")
+		c, err := e.coverageBy(mm, func(string, string) string { return "" })
 		if err != nil {
 			return nil, err
 		}
@@ -236,48 +280,49 @@ func (e *env) personNames(ids []string) (map[string]string, error) {
 
 // householdRows lists the households linked in month m in scope: all, or
 // only the visited ("1") or not visited ("0"), of one member or all; at
-// most limit rows (0: all), and how many there are.
-func (e *env) householdRows(m, visited, member string, limit int) (Table, int64, error) {
+// most limit rows (0: all), in the order of their ids (so that a limit
+// stops the scan early).
+func (e *env) householdRows(m, visited, member string, limit int) (Table, error) {
 	t := Table{Name: "households", Columns: []Column{e.col("household", false), e.col("head", false), e.col("address", false),
 		e.col("grid", false), e.col("member", false), e.col("visits", true)}}
-	cte, args := e.linkedCTE(e.linkAt(m))
-	cond := "1 = 1"
+	from, sargs := e.linkedSQL()
+	args := append([]any{m, e.linkAt(m)}, sargs...)
+	cond := "x.mid IS NOT NULL AND x.mid <> ''"
 	switch visited {
 	case "1":
-		cond = "vs.hid IS NOT NULL"
+		cond += " AND " + visitedSQL
+		args = append(args, m)
 	case "0":
-		cond = "vs.hid IS NULL"
+		cond += " AND NOT " + visitedSQL
+		args = append(args, m)
 	}
-	args = append(args, m, m) // vs; the visits count
 	if member != "" {
-		cond += " AND hh.mid = ?"
+		cond += " AND x.mid = ?"
 		args = append(args, member)
 	}
-	q := `WITH ` + cte + `, ` + visitedCTE + `
-	SELECT hh.id, h.head, h.address, hh.grid_id, hh.mid, coalesce(p.name, ''),
-		(SELECT count(*) FROM visits v WHERE v.household_id = hh.id AND v.month = ? AND v.voided = 0), count(*) OVER ()
-	FROM hh JOIN households h ON h.id = hh.id LEFT JOIN vs ON vs.hid = hh.id LEFT JOIN people p ON p.id = hh.mid
-	WHERE ` + cond + ` ORDER BY hh.town_id, hh.village_id, hh.grid_id, hh.id`
+	q := `SELECT x.id, h.head, h.address, x.grid_id, x.mid, coalesce(p.name, ''),
+		(SELECT count(*) FROM visits v WHERE v.household_id = x.id AND v.month = ? AND v.voided = 0)
+	FROM ` + from + ` JOIN households h ON h.id = x.id LEFT JOIN people p ON p.id = x.mid
+	WHERE ` + cond + ` ORDER BY x.id`
 	if limit > 0 {
 		q += ` LIMIT ` + strconv.Itoa(limit)
 	}
 	rows, err := e.db.QueryContext(e.ctx, q, args...)
 	if err != nil {
-		return t, 0, fmt.Errorf("report: households: %w", err)
+		return t, fmt.Errorf("report: households: %w", err)
 	}
 	defer rows.Close()
-	var total int64
 	for rows.Next() {
 		var id, head, addr, grid, mid, mname string
 		var n int64
-		if err := rows.Scan(&id, &head, &addr, &grid, &mid, &mname, &n, &total); err != nil {
-			return t, 0, fmt.Errorf("report: households: %w", err)
+		if err := rows.Scan(&id, &head, &addr, &grid, &mid, &mname, &n); err != nil {
+			return t, fmt.Errorf("report: households: %w", err)
 		}
 		t.Rows = append(t.Rows, []Cell{txt(id), txt(head), txt(addr),
 			txtLink(e.unitName(grid), link("coverage", "month", m, "unit", grid)), txt(nameOr(mname, mid)),
 			num(n, link("visits", "household", id, "month", m))})
 	}
-	return t, total, rows.Err()
+	return t, rows.Err()
 }
 
 func householdsPage(e *env) (*Result, error) {
@@ -296,7 +341,7 @@ func householdsPage(e *env) (*Result, error) {
 			return nil, err
 		}
 	}
-	t, _, err := e.householdRows(e.month, v, member, 0)
+	t, err := e.householdRows(e.month, v, member, 0)
 	if err != nil {
 		return nil, err
 	}

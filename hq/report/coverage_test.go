@@ -505,3 +505,32 @@ func TestPagesMenuAndLabels(t *testing.T) {
 		t.Errorf("heading %q, want Linked households", h)
 	}
 }
+
+func TestCoverageFollowsTheModelsChanges(t *testing.T) {
+	db := openModel(t)
+	c := makeCity(t, db, 4)
+	ins(t, db, "meta", map[string]any{"key": "last_seq", "value": "500"})
+	q := report.Query{Unit: "T1V1", Month: "2026-11", NowMs: c.now}
+	before := table(t, page(t, db, "coverage", q), "coverage")
+	total := before.Rows[len(before.Rows)-1]
+	nv := table(t, page(t, db, "coverage", q), "not-visited")
+	if len(nv.Rows) == 0 {
+		t.Fatal("no household left unvisited to visit")
+	}
+	// The model applies a change: a visit to a household not visited.
+	ins(t, db, "visits", map[string]any{"id": "late", "household_id": nv.Rows[0][0].Text, "visited_on": "2026-11-30", "month": "2026-11",
+		"village_id": "T1V1", "town_id": "T1", "version": 501})
+	if _, err := db.Exec(`UPDATE meta SET value = '501' WHERE key = 'last_seq'`); err != nil {
+		t.Fatal(err)
+	}
+	after := table(t, page(t, db, "coverage", q), "coverage")
+	got := after.Rows[len(after.Rows)-1]
+	if got[1].Num != total[1].Num || got[2].Num != total[2].Num+1 {
+		t.Errorf("after a visit applied: %v/%v, want %v/%v", got[2].Num, got[1].Num, total[2].Num+1, total[1].Num)
+	}
+	for _, r := range table(t, page(t, db, "coverage", q), "trend").Rows {
+		if r[0].Text == "2026-11" && r[2].Num != got[2].Num {
+			t.Errorf("trend for 2026-11: %v visited, want %v", r[2].Num, got[2].Num)
+		}
+	}
+}

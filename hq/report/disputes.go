@@ -34,7 +34,7 @@ type disputeRow struct {
 func (e *env) disputes(cond string, args ...any) ([]disputeRow, error) {
 	sc, sargs := e.scope("", "")
 	rows, err := e.db.QueryContext(e.ctx, `SELECT id, village_id, town_id, category, title, status, result, level, opened_ms, settled_ms
-		FROM disputes WHERE voided = 0 AND `+sc+` AND `+cond+` ORDER BY opened_ms, id`, append(sargs, args...)...)
+		FROM disputes WHERE voided = 0 AND `+sc+` AND (`+cond+`) ORDER BY opened_ms, id`, append(sargs, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("report: disputes: %w", err)
 	}

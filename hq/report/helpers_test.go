@@ -46,7 +46,7 @@ func openModel(t testing.TB) *sql.DB {
 }
 
 // ins inserts a row into table: the columns given, every other column
-// '' or 0 as its type says.
+// empty or 0 as its type says.
 func ins(t testing.TB, db *sql.DB, table string, kv map[string]any) {
 	t.Helper()
 	rows, err := db.Query(`SELECT name, type FROM pragma_table_info(?)`, table)

@@ -31,7 +31,7 @@ type needRow struct {
 func (e *env) needs(cond string, args ...any) ([]needRow, error) {
 	sc, sargs := e.scope("", "")
 	rows, err := e.db.QueryContext(e.ctx, `SELECT id, village_id, household_id, category, summary, status, raised_ms, met_ms
-		FROM needs WHERE voided = 0 AND `+sc+` AND `+cond+` ORDER BY raised_ms, id`, append(sargs, args...)...)
+		FROM needs WHERE voided = 0 AND `+sc+` AND (`+cond+`) ORDER BY raised_ms, id`, append(sargs, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("report: needs: %w", err)
 	}

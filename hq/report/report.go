@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -126,6 +127,10 @@ type env struct {
 	unit   *unit // nil: the city
 	units  map[string]*unit
 	filter map[string]string
+	// currentMonth is the month of now; fingerprint the model's meta
+	// (lineage, last change applied...), "" when it has no last_seq: then
+	// nothing is remembered between calls.
+	currentMonth, fingerprint string
 }
 
 // unit is one row of units.
@@ -178,7 +183,11 @@ func Page(ctx context.Context, db *sql.DB, name string, q Query) (*Result, error
 		}
 		e.filter[k] = v
 	}
+	e.currentMonth = cur
 	if err := e.loadUnits(); err != nil {
+		return nil, err
+	}
+	if err := e.loadFingerprint(); err != nil {
 		return nil, err
 	}
 	if q.Town != "" {
@@ -251,6 +260,65 @@ func dayOf(ms int64) string {
 		return ""
 	}
 	return time.UnixMilli(ms).In(China).Format("2006-01-02")
+}
+
+// loadFingerprint reads the model's meta: while it is the same, the model
+// applied no change.
+func (e *env) loadFingerprint() error {
+	rows, err := e.db.QueryContext(e.ctx, `SELECT key, value FROM meta ORDER BY key`)
+	if err != nil {
+		return fmt.Errorf("report: meta: %w", err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	seen := false
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return fmt.Errorf("report: meta: %w", err)
+		}
+		seen = seen || k == "last_seq"
+		b.WriteString(k + "=" + v + ";")
+	}
+	if seen {
+		e.fingerprint = b.String()
+	}
+	return rows.Err()
+}
+
+// memo keeps month coverages computed, per database, by a key that holds
+// the model's meta: any change applied makes a new key. Bounded: when
+// full, it starts again.
+var memo = &memoTable{m: map[*sql.DB]map[string]map[[2]string]*covRow{}}
+
+const memoMax = 512
+
+type memoTable struct {
+	mu sync.Mutex
+	m  map[*sql.DB]map[string]map[[2]string]*covRow
+	n  int
+}
+
+func (t *memoTable) get(db *sql.DB, key string) (map[[2]string]*covRow, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.m[db][key]
+	return r, ok
+}
+
+func (t *memoTable) put(db *sql.DB, key string, r map[[2]string]*covRow) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n >= memoMax {
+		t.m, t.n = map[*sql.DB]map[string]map[[2]string]*covRow{}, 0
+	}
+	if t.m[db] == nil {
+		t.m[db] = map[string]map[[2]string]*covRow{}
+	}
+	if _, ok := t.m[db][key]; !ok {
+		t.n++
+	}
+	t.m[db][key] = r
 }
 
 func (e *env) loadUnits() error {
@@ -426,15 +494,16 @@ func share(a, b int64) Cell {
 	if b == 0 {
 		return Cell{Text: "—"}
 	}
-	p := float64(a) * 100 / float64(b)
-	p = float64(int64(p*10+0.5)) / 10
-	return Cell{Text: strconv.FormatFloat(p, 'f', 1, 64) + "%", Num: p}
+	t := strconv.FormatFloat(float64(a)*100/float64(b), 'f', 1, 64)
+	p, _ := strconv.ParseFloat(t, 64)
+	return Cell{Text: t + "%", Num: p}
 }
 
 // days formats a number of days with one decimal.
 func days(d float64) Cell {
-	d = float64(int64(d*10+0.5)) / 10
-	return Cell{Text: strconv.FormatFloat(d, 'f', 1, 64), Num: d}
+	t := strconv.FormatFloat(d, 'f', 1, 64)
+	n, _ := strconv.ParseFloat(t, 64)
+	return Cell{Text: t, Num: n}
 }
 
 func (e *env) col(key string, numeric bool) Column {
