@@ -538,9 +538,16 @@ func Fill(ctx context.Context, db *sql.DB, spec Spec) (*City, error) {
 	if w.err != nil {
 		return nil, w.err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES ('hqtest', ?)`,
-		fmt.Sprintf("generated city: seed %d, %d households, months %s..%s, last change %d", spec.Seed, spec.Households, c.MonthsList[0], spec.Last, g.seq)); err != nil {
-		return nil, err
+	// Where the model stands, as if it had followed a stream of g.seq
+	// changes (a Follow on a real stream sees another lineage and starts
+	// over).
+	for k, v := range map[string]string{
+		"hqtest":   fmt.Sprintf("generated city: seed %d, %d households, months %s..%s", spec.Seed, spec.Households, c.MonthsList[0], spec.Last),
+		"last_seq": fmt.Sprint(g.seq), "lineage": fmt.Sprintf("hqtest-%d", spec.Seed),
+	} {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`, k, v); err != nil {
+			return nil, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, err
