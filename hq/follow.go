@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,12 +33,12 @@ type FollowConfig struct {
 
 // How Follow reads; tests shorten them.
 var (
-	followBatch    = 500                    // messages asked for per fetch, and at most per transaction
-	followWait     = 2 * time.Second        // how long a fetch waits for messages
-	followAckWait  = 60 * time.Second       // the consumer's AckWait: redelivery of an unacknowledged message
-	followRecheck  = 5 * time.Second        // how often an idle follower checks the stream and its consumer
-	followMaxRetry = 5 * time.Second        // the longest wait between failed rounds
-	dropAck        func(stream uint64) bool // tests: lose this message's acknowledgement
+	followBatch    = 500                                    // messages asked for per fetch, and at most per transaction
+	followWait     = 2 * time.Second                        // how long a fetch waits for messages
+	followAckWait  = 60 * time.Second                       // the consumer's AckWait: redelivery of an unacknowledged message
+	followRecheck  = 5 * time.Second                        // how often an idle follower checks the stream and its consumer
+	followMaxRetry = 5 * time.Second                        // the longest wait between failed rounds
+	dropAck        atomic.Pointer[func(stream uint64) bool] // tests: lose this message's acknowledgement
 )
 
 // errRestart ends a round so that the next one starts over (after a
@@ -63,8 +64,11 @@ var errModelClosed = errors.New("hq: follow: the model is closed")
 // the stream's first message. A consumer that is ahead of the model, or
 // holds unacknowledged deliveries (the process stopped between a fetch and
 // its commit), is made again from the message after the last one applied,
-// so changes are always applied in stream order. Errors from NATS or
-// SQLite are logged and retried with backoff.
+// so changes are always applied in stream order. Loading an empty model
+// from a stream whose first change is not change 1, or meeting a gap in
+// the change numbers, is logged at error with the numbers missing
+// (loading them from `fieldctl hq export` is not built). Errors from NATS
+// or SQLite are logged and retried with backoff.
 func (m *Model) Follow(ctx context.Context, js jetstream.JetStream, cfg FollowConfig) error {
 	if js == nil {
 		return errors.New("hq: follow: no JetStream given")
@@ -188,14 +192,6 @@ func (m *Model) round(ctx context.Context, js jetstream.JetStream, durable strin
 			return fmt.Errorf("create consumer %s: %w", durable, err)
 		}
 	}
-	if streamSeq == 0 && lastSeq == 0 && state.FirstSeq > 1 && state.Msgs > 0 {
-		log.Error("hq model: THE CHANGELOG DOES NOT START AT CHANGE 1: the model is loaded from message "+
-			fmt.Sprint(state.FirstSeq)+" on, and every record whose last change came before it is MISSING from the model "+
-			"(the stream's limits dropped the oldest changes, or it was rebuilt after syncd's retention window); "+
-			"a first load from `fieldctl hq export` is not built yet: raise -changelog-max-age/-changelog-max-bytes, "+
-			"or rebuild the stream from syncd's database (delete it and restart syncd) to start at change 1",
-			"stream_first_seq", state.FirstSeq, "stream_last_seq", state.LastSeq)
-	}
 	if err := m.setMeta(ctx, "consumer", durable); err != nil {
 		return err
 	}
@@ -208,8 +204,11 @@ func (m *Model) round(ctx context.Context, js jetstream.JetStream, durable strin
 			return ctx.Err()
 		}
 		m.mu.Lock()
-		reset := m.gen != gen
+		reset, closed := m.gen != gen, m.closed
 		m.mu.Unlock()
+		if closed {
+			return errModelClosed
+		}
 		if reset {
 			return errRestart // Reset under a running Follow: load from the start
 		}
@@ -328,8 +327,8 @@ func (m *Model) applyMsgs(ctx context.Context, gen uint64, msgs []jetstream.Msg,
 		return 0, err
 	}
 	for _, msg := range msgs {
-		if dropAck != nil {
-			if md, err := msg.Metadata(); err == nil && dropAck(md.Sequence.Stream) {
+		if drop := dropAck.Load(); drop != nil {
+			if md, err := msg.Metadata(); err == nil && (*drop)(md.Sequence.Stream) {
 				continue
 			}
 		}
@@ -347,6 +346,7 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	tc := newTxc(tx)
 	st := m.state()
 	for _, msg := range msgs {
 		md, err := msg.Metadata()
@@ -364,7 +364,21 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		c := &pb.Change{}
 		if err := proto.Unmarshal(msg.Data(), c); err != nil {
 			log.Error("hq model: skipped a message that is not a fieldsync.v1.Change", "stream_seq", n, "subject", msg.Subject(), "err", err)
-		} else if err := st.apply(ctx, tx, c, lineage); err != nil {
+			st.streamSeq, st.dirty = n, true
+			continue
+		}
+		switch {
+		case st.lastSeq == 0 && c.GetSeq() > 1:
+			log.Error(missingHistory(c.GetSeq()), "first_change", c.GetSeq(), "stream_seq", n)
+		case st.lastSeq > 0 && c.GetSeq() > st.lastSeq+1:
+			// Change numbers have no gaps: these were dropped from the
+			// stream (its limits) before the model read them.
+			log.Error("hq model: changes are missing from the stream: records whose last change is among them are out of date in the model "+
+				"(the stream's limits dropped them while the model was behind; raise -changelog-max-age/-changelog-max-bytes, "+
+				"or rebuild the stream from syncd's database and delete the durable consumer to reload)",
+				"missing_from", st.lastSeq+1, "missing_to", c.GetSeq()-1, "stream_seq", n)
+		}
+		if err := st.apply(ctx, tc, c, lineage); err != nil {
 			var bad *badChangeError
 			if !errors.As(err, &bad) {
 				return 0, err
@@ -375,7 +389,7 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		}
 		st.streamSeq, st.dirty = n, true
 	}
-	if err := st.save(ctx, tx); err != nil {
+	if err := st.save(ctx, tc); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -396,4 +410,14 @@ func (m *Model) setMeta(ctx context.Context, key, value string) error {
 		return fmt.Errorf("write meta %s: %w", key, err)
 	}
 	return nil
+}
+
+// missingHistory is what Follow logs, at error, when it loads an empty
+// model from a stream whose first change is not change 1.
+func missingHistory(first uint64) string {
+	return fmt.Sprintf("hq model: THE CHANGELOG DOES NOT START AT CHANGE 1: the model is loaded from change %d on, "+
+		"and every record whose last change came before it is MISSING from the model (the stream's limits dropped the "+
+		"oldest changes, or it was rebuilt after syncd's retention window); a first load from `fieldctl hq export` is "+
+		"not built yet: raise -changelog-max-age/-changelog-max-bytes, or rebuild the stream from syncd's database "+
+		"(delete it and restart syncd) so that it starts at change 1", first)
 }

@@ -214,10 +214,11 @@ func (m *Model) Apply(ctx context.Context, c *pb.Change, lineage string) error {
 	}
 	defer tx.Rollback()
 	st := m.state()
-	if err := st.apply(ctx, tx, c, lineage); err != nil {
+	tc := newTxc(tx)
+	if err := st.apply(ctx, tc, c, lineage); err != nil {
 		return err
 	}
-	if err := st.save(ctx, tx); err != nil {
+	if err := st.save(ctx, tc); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -277,7 +278,7 @@ func (m *Model) adopt(st *applyState) {
 	m.lastSeq, m.streamSeq, m.lineage = st.lastSeq, st.streamSeq, st.lineage
 }
 
-func (st *applyState) save(ctx context.Context, tx *sql.Tx) error {
+func (st *applyState) save(ctx context.Context, tx *txc) error {
 	if !st.dirty {
 		return nil
 	}
@@ -294,7 +295,7 @@ func (st *applyState) save(ctx context.Context, tx *sql.Tx) error {
 }
 
 // apply writes change c into tx.
-func (st *applyState) apply(ctx context.Context, tx *sql.Tx, c *pb.Change, lineage string) error {
+func (st *applyState) apply(ctx context.Context, tx *txc, c *pb.Change, lineage string) error {
 	if c.GetSeq() == 0 {
 		return &badChangeError{"hq: change.seq is 0: want the change number, 1 or more"}
 	}
@@ -379,7 +380,7 @@ func month(date string) string {
 	return ""
 }
 
-func applyRecord(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
+func applyRecord(ctx context.Context, tx *txc, c *pb.Change) error {
 	r := c.GetRecord()
 	table, ok := recordTable[r.GetKind()]
 	switch {
@@ -479,17 +480,25 @@ func applyRecord(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 	if _, err := tx.ExecContext(ctx, q, vals...); err != nil {
 		return fmt.Errorf("record %s: %w", r.GetId(), err)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM status_history WHERE record_id = ?", r.GetId()); err != nil {
-		return err
+	// History and entries are written whole again: only kinds that have
+	// them, and only over a row held before.
+	lists := domain.MachineOf(r.GetKind()) != nil
+	if !lists {
+		return nil
+	}
+	if held > 0 {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM status_history WHERE record_id = ?", r.GetId()); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM entries WHERE record_id = ?", r.GetId()); err != nil {
+			return err
+		}
 	}
 	for n, h := range hist {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO status_history (record_id, n, kind, from_status, to_status, at_ms, author_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
 			r.GetId(), n, domain.KindName(r.GetKind()), h.GetFrom(), h.GetTo(), h.GetAtMs(), h.GetAuthorId()); err != nil {
 			return err
 		}
-	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM entries WHERE record_id = ?", r.GetId()); err != nil {
-		return err
 	}
 	counts := map[string]int{}
 	for _, e := range r.GetEntries() {
@@ -505,7 +514,7 @@ func applyRecord(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 
 // upsert inserts a row of table keyed by key, or replaces the row held if
 // its seq is lower than this one's (the last column).
-func upsert(ctx context.Context, tx *sql.Tx, table string, key []string, cols []string, vals ...any) error {
+func upsert(ctx context.Context, tx *txc, table string, key []string, cols []string, vals ...any) error {
 	var set []string
 	for _, c := range cols {
 		set = append(set, c+" = excluded."+c)
@@ -546,7 +555,7 @@ func RoleName(r pb.Role) string {
 	return ""
 }
 
-func applyUnit(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
+func applyUnit(ctx context.Context, tx *txc, c *pb.Change) error {
 	u := c.GetUnit()
 	unit := u.GetUnit()
 	kind := UnitKindName(unit.GetKind())
@@ -560,7 +569,7 @@ func applyUnit(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 		unit.GetId(), kind, unit.GetParentId(), unit.GetName(), u.GetVillageId(), u.GetTownId(), c.GetSeq())
 }
 
-func applyPerson(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
+func applyPerson(ctx context.Context, tx *txc, c *pb.Change) error {
 	p := c.GetPerson()
 	role := RoleName(p.GetRole())
 	switch {
@@ -573,7 +582,7 @@ func applyPerson(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 		p.GetId(), p.GetName(), role, p.GetUnitId(), p.GetVillageId(), p.GetTownId(), p.GetDisabledMs(), c.GetSeq())
 }
 
-func applyLink(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
+func applyLink(ctx context.Context, tx *txc, c *pb.Change) error {
 	l := c.GetLink()
 	if l.GetHouseholdId() == "" {
 		return &badChangeError{"link.household_id is empty"}
@@ -586,7 +595,7 @@ func applyLink(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 		l.GetHouseholdId(), l.GetMemberId(), c.GetCommittedMs(), l.GetBy(), c.GetSeq())
 }
 
-func applyDevice(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
+func applyDevice(ctx context.Context, tx *txc, c *pb.Change) error {
 	d := c.GetDevice()
 	if d.GetDeviceId() == "" {
 		return &badChangeError{"device.device_id is empty"}
@@ -597,7 +606,7 @@ func applyDevice(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 		d.GetRevokedMs(), d.GetRestoredMs(), d.GetRestores(), d.GetLastSeq(), c.GetSeq())
 }
 
-func applyRefused(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
+func applyRefused(ctx context.Context, tx *txc, c *pb.Change) error {
 	e := c.GetRefused()
 	if e.GetDeviceId() == "" {
 		return &badChangeError{"refused.device_id is empty"}
@@ -605,4 +614,43 @@ func applyRefused(ctx context.Context, tx *sql.Tx, c *pb.Change) error {
 	return upsert(ctx, tx, "refused_events", []string{"device_id", "device_seq"},
 		[]string{"user_id", "record_id", "prev_hash", "hash", "code", "reason", "seq"},
 		e.GetDeviceId(), e.GetDeviceSeq(), e.GetUserId(), e.GetRecordId(), e.GetPrevHash(), e.GetHash(), e.GetCode(), e.GetReason(), c.GetSeq())
+}
+
+// txc is a transaction that prepares each statement once: a batch of
+// changes runs the same few statements hundreds of times.
+type txc struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func newTxc(tx *sql.Tx) *txc { return &txc{tx: tx, stmts: map[string]*sql.Stmt{}} }
+
+func (t *txc) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if s, ok := t.stmts[q]; ok {
+		return s, nil
+	}
+	s, err := t.tx.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	t.stmts[q] = s
+	return s, nil
+}
+
+// ExecContext runs q with args.
+func (t *txc) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	s, err := t.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
+}
+
+// QueryRowContext runs q with args; errors come from Scan.
+func (t *txc) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	s, err := t.stmt(ctx, q)
+	if err != nil {
+		return t.tx.QueryRowContext(ctx, q, args...) // the same error, from Scan
+	}
+	return s.QueryRowContext(ctx, args...)
 }

@@ -163,3 +163,69 @@ func TestOpenKeepsStateAndRefusesAnotherDatabase(t *testing.T) {
 		t.Fatalf("open empty path: %v", err)
 	}
 }
+
+// The README's example query runs on the model.
+func TestREADMECoverageQueryRuns(t *testing.T) {
+	w := sampleWorld(5, 40)
+	m := openModel(t, "")
+	applyAll(t, m, "L", w.changes)
+	rows, err := m.DB().Query(`SELECT h.village_id, count(*) AS linked,
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM visits v WHERE v.household_id = h.id
+                                      AND v.month = '2026-11' AND v.voided = 0)) AS visited
+FROM households h JOIN links l ON l.household_id = h.id AND l.member_id <> ''
+WHERE h.voided = 0 GROUP BY h.village_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n, visited := 0, 0
+	for rows.Next() {
+		var v string
+		var l, vis int
+		if err := rows.Scan(&v, &l, &vis); err != nil {
+			t.Fatal(err)
+		}
+		if vis > l || l == 0 {
+			t.Errorf("village %s: %d visited of %d linked", v, vis, l)
+		}
+		n++
+		visited += vis
+	}
+	if n != 2 || visited == 0 {
+		t.Errorf("%d villages, %d visited: want 2 villages and some visits", n, visited)
+	}
+}
+
+// BenchmarkApplyBatch applies a recorded stream in transactions of 500
+// changes, as Follow does (changes/s is reported).
+func BenchmarkApplyBatch(b *testing.B) {
+	w := sampleWorld(6, 400)
+	for b.Loop() {
+		b.StopTimer()
+		m := openModel(b, "")
+		b.StartTimer()
+		for i := 0; i < len(w.changes); i += 500 {
+			m.mu.Lock()
+			tx, err := m.w.Begin()
+			if err != nil {
+				b.Fatal(err)
+			}
+			st := m.state()
+			tc := newTxc(tx)
+			for _, c := range w.changes[i:min(i+500, len(w.changes))] {
+				if err := st.apply(context.Background(), tc, c, "L"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := st.save(context.Background(), tc); err != nil {
+				b.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+			m.adopt(st)
+			m.mu.Unlock()
+		}
+	}
+	b.ReportMetric(float64(len(w.changes)*b.N)/b.Elapsed().Seconds(), "changes/s")
+}

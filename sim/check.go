@@ -193,8 +193,24 @@ func (w *World) Check() {
 			fail("stream message %d holds change %d, seen %d times", i+1, c.GetSeq(), counts[c.GetChangeId()])
 			break
 		}
-		if cur := replay[c.GetRecord().GetId()]; cur == nil || c.GetRecord().GetVersion() > cur.GetVersion() {
-			replay[c.GetRecord().GetId()] = c.GetRecord()
+		// Units, people, links, device health and refused events travel
+		// beside the records (exactly one body each); only the records
+		// replay into the server's records.
+		r := c.GetRecord()
+		if r == nil {
+			if c.GetUnit() == nil && c.GetPerson() == nil && c.GetLink() == nil && c.GetDevice() == nil && c.GetRefused() == nil {
+				fail("change %d carries nothing", c.GetSeq())
+			}
+			continue
+		}
+		if c.GetUnit() != nil || c.GetPerson() != nil || c.GetLink() != nil || c.GetDevice() != nil || c.GetRefused() != nil {
+			fail("change %d carries a record and more", c.GetSeq())
+		}
+		if r.GetVersion() != c.GetSeq() {
+			fail("change %d carries %s at version %d: a record's version is the change that made it", c.GetSeq(), r.GetId(), r.GetVersion())
+		}
+		if cur := replay[r.GetId()]; cur == nil || r.GetVersion() > cur.GetVersion() {
+			replay[r.GetId()] = r
 		}
 	}
 	var all []*pb.Record
@@ -223,6 +239,51 @@ func (w *World) Check() {
 		}
 		if r.GetKind() == pb.Kind_KIND_EVENT {
 			chains[r.GetOriginDeviceId()] = append(chains[r.GetOriginDeviceId()], r)
+		}
+	}
+
+	// 3b. The org travels beside the records: replaying the stream's link
+	// changes gives the server's links, its unit changes each grid's
+	// village now, its device changes each device's revocation.
+	links, gridVillage, revoked := map[string]string{}, map[string]string{}, map[string]bool{}
+	for _, c := range changes {
+		switch {
+		case c.GetLink() != nil:
+			if l := c.GetLink(); l.GetMemberId() == "" {
+				delete(links, l.GetHouseholdId())
+			} else {
+				links[l.GetHouseholdId()] = l.GetMemberId()
+			}
+		case c.GetUnit().GetUnit().GetKind() == pb.UnitKind_UNIT_KIND_GRID:
+			gridVillage[c.GetUnit().GetUnit().GetId()] = c.GetUnit().GetVillageId()
+		case c.GetDevice() != nil:
+			revoked[c.GetDevice().GetDeviceId()] = c.GetDevice().GetRevokedMs() != 0
+		}
+	}
+	linked := 0
+	for _, m := range w.members {
+		hs, err := e.Store.LinkedHouseholds(ctx, m)
+		if err != nil {
+			t.Fatalf("seed %d: links of %s: %v", seed, m, err)
+		}
+		for _, h := range hs {
+			if links[h] != m {
+				fail("the server links %s to %s, the stream's link changes to %q", h, m, links[h])
+			}
+		}
+		linked += len(hs)
+	}
+	if linked != len(links) {
+		fail("the stream's link changes link %d households, the server %d", len(links), linked)
+	}
+	for g, v := range w.grids {
+		if gridVillage[g] != v {
+			fail("grid %s lies in %s, the stream's unit changes say %q", g, v, gridVillage[g])
+		}
+	}
+	for _, d := range devs.GetDevices() {
+		if got, ok := revoked[d.GetId()]; !ok || got != (d.GetRevokedMs() != 0) {
+			fail("device %s: revoked_ms %d, the stream's device changes say revoked=%v (present %v)", d.GetId(), d.GetRevokedMs(), got, ok)
 		}
 	}
 

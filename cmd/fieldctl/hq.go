@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,13 +24,19 @@ import (
 func hqCommand() *command {
 	return &command{
 		name:    "hq",
-		summary: "export every record, or tail the JetStream changelog",
+		summary: "export every record, tail the changelog, run the HQ page",
 		about: `fieldctl hq reads everything: export streams records from syncd with the
-admin credential; tail follows the changelog on NATS JetStream.`,
+admin credential; tail follows the changelog on NATS JetStream. The HQ
+page (served by syncd, or by web on its own) shows the month's coverage,
+disputes, needs, events and devices: signin-code issues a person's code
+to sign in with, audit lists who signed in and downloaded what.`,
 		flags: serverFlags,
 		sub: []*command{
 			{name: "export", summary: "stream every record changed after a version, as NDJSON or CSV", run: hqExport},
 			{name: "tail", summary: "follow the changelog stream, one line per change", run: hqTail},
+			{name: "web", summary: "run the HQ page and its read model on their own, against any NATS", run: hqWeb},
+			{name: "signin-code", summary: "issue a one-time sign-in code for the HQ page to a person", run: hqSigninCode},
+			{name: "audit", summary: "list the HQ page's audit: sign-ins, codes, downloads", run: hqAudit},
 		},
 	}
 }
@@ -210,22 +217,32 @@ func writeCSV(w io.Writer, recs []*pb.Record) error {
 
 // changeJSON is one changelog message as fieldctl hq tail --json prints it.
 type changeJSON struct {
-	Seq         uint64        `json:"seq"`
-	ChangeID    string        `json:"change_id"`
-	Subject     string        `json:"subject"`
-	DeviceID    string        `json:"device_id"`
-	UserID      string        `json:"user_id"`
-	CommittedMs int64         `json:"committed_ms"`
-	Region      string        `json:"region"`
-	Record      *hqRecordJSON `json:"record"`
+	Seq         uint64 `json:"seq"`
+	ChangeID    string `json:"change_id"`
+	Subject     string `json:"subject"`
+	DeviceID    string `json:"device_id"`
+	UserID      string `json:"user_id"`
+	CommittedMs int64  `json:"committed_ms"`
+	Region      string `json:"region"`
+	// Kind is the record's kind, or unit, person, link, device or refused.
+	Kind   string        `json:"kind"`
+	Record *hqRecordJSON `json:"record,omitempty"`
+	// Exactly one of Record and these is set (protojson of the body).
+	Unit    json.RawMessage `json:"unit,omitempty"`
+	Person  json.RawMessage `json:"person,omitempty"`
+	Link    json.RawMessage `json:"link,omitempty"`
+	Device  json.RawMessage `json:"device,omitempty"`
+	Refused json.RawMessage `json:"refused,omitempty"`
 }
 
 func hqTail(ctx context.Context, c *cli, name string, args []string) error {
 	fs := c.newFlags(name, "[-nats URL] [-nats-nkey FILE] [-nats-ca FILE] [-subject S] [-from-start] [-n N] [-f] [--json]", `
 Reads the changelog stream `+domain.StreamName+` with an ordered consumer and
 prints one line per change: change number, change id, subject, record id,
-kind and version. Subjects are fieldsync.changes.<town>.<kind>: filter a
-town with fieldsync.changes.T01.> or a kind with fieldsync.changes.*.visit.
+kind and version; for the org's changes (kinds unit, person, link, device,
+refused) the id of what changed, its kind and what it is now. Subjects are
+fieldsync.changes.<town>.<kind>: filter a town with fieldsync.changes.T01.>
+or a kind with fieldsync.changes.*.visit or fieldsync.changes.*.link.
 Without -nats it reads the URL syncd wrote to ./data/nats.url, else uses
 `+defaultNATSURL+`.
 As tail: -n N prints the last N changes in the stream (the first N with
@@ -286,15 +303,33 @@ fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json`)
 		if err := proto.Unmarshal(msg.Data(), ch); err != nil {
 			return fmt.Errorf("change on %s: not a fieldsync.v1.Change: %w", msg.Subject(), err)
 		}
-		rec := ch.GetRecord()
 		if *asJSON {
-			return enc.Encode(changeJSON{Seq: ch.GetSeq(), ChangeID: ch.GetChangeId(), Subject: msg.Subject(), DeviceID: ch.GetDeviceId(),
-				UserID: ch.GetUserId(), CommittedMs: ch.GetCommittedMs(), Region: ch.GetRegion(), Record: toHQRecordJSON(rec)})
+			out := changeJSON{Seq: ch.GetSeq(), ChangeID: ch.GetChangeId(), Subject: msg.Subject(), DeviceID: ch.GetDeviceId(),
+				UserID: ch.GetUserId(), CommittedMs: ch.GetCommittedMs(), Region: ch.GetRegion(), Kind: changeKind(ch)}
+			if rec := ch.GetRecord(); rec != nil {
+				out.Record = toHQRecordJSON(rec)
+			}
+			org, err := orgJSON(ch)
+			if err != nil {
+				return fmt.Errorf("change %d: %w", ch.GetSeq(), err)
+			}
+			switch {
+			case ch.GetUnit() != nil:
+				out.Unit = org
+			case ch.GetPerson() != nil:
+				out.Person = org
+			case ch.GetLink() != nil:
+				out.Link = org
+			case ch.GetDevice() != nil:
+				out.Device = org
+			case ch.GetRefused() != nil:
+				out.Refused = org
+			}
+			return enc.Encode(out)
 		}
 		// A change on the stream is not proof it came from syncd: its
 		// texts are escaped like any stored text.
-		_, err := fmt.Fprintf(c.stdout, "%d %s %s %s %s v%d\n", ch.GetSeq(), domain.EscapeText(ch.GetChangeId()), domain.EscapeText(msg.Subject()),
-			domain.EscapeText(rec.GetId()), domain.KindName(rec.GetKind()), rec.GetVersion())
+		_, err := fmt.Fprintf(c.stdout, "%d %s %s %s\n", ch.GetSeq(), domain.EscapeText(ch.GetChangeId()), domain.EscapeText(msg.Subject()), orgLine(ch))
 		return err
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{*subject}, DeliverPolicy: jetstream.DeliverNewPolicy}

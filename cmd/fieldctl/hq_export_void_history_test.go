@@ -163,7 +163,7 @@ func TestHQExportMarksVoidsAndStatusDates(t *testing.T) {
 			if err := json.Unmarshal([]byte(line), &c); err != nil {
 				t.Fatalf("tail line %q: %v", line, err)
 			}
-			if c.Record.ID == dup {
+			if c.Record != nil && c.Record.ID == dup {
 				dupChange = c
 			}
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -151,11 +152,52 @@ func TestHQTailFollowsAfterTheLastChangesWithF(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Sync(t, d)
-	testenv.WaitFor(t, 30*time.Second, "the new visit's change", func() bool { return len(p.lines()) >= 3 })
+	// The enrollment and the first sync's app version put the device's
+	// health on the changelog before the visit: every change after the
+	// last 2, up to the visit's, in order.
+	last, err := e.Store.LastSeq(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the new visit's change", func() bool { return len(p.lines()) >= int(last)-n+2 })
 	if p.ended() {
 		t.Fatalf("tail -f ended: %v", p.err)
 	}
-	if got, want := seqs(p.lines()), seqRange(n-1, n+1); got != want {
+	lines := p.lines()
+	if got, want := seqs(lines), seqRange(n-1, int(last)); got != want {
 		t.Errorf("changes %q, want %q", got, want)
+	}
+	if f := strings.Fields(lines[len(lines)-1]); len(f) < 5 || f[4] != "visit" {
+		t.Errorf("last change %q, want the visit", lines[len(lines)-1])
+	}
+}
+
+// The org's changes print as lines of their own kind, and --json gives
+// their body under its kind's name: a unit with its name and town, a
+// person, a household link naming who made it.
+func TestHQTailPrintsTheOrg(t *testing.T) {
+	e, _ := publishedEnv(t)
+	url, hq := e.NATS.ClientURL(), e.HQCredential(t, "org")
+	out := ok(t, "hq", "tail", "-nats", url, "-nats-nkey", hq, "-from-start", "-n", "1", "-subject", "fieldsync.changes.*.unit")
+	if f := strings.Fields(out); len(f) != 6 || f[2] != "fieldsync.changes."+testenv.Town+".unit" || f[3] != testenv.Town || f[4] != "unit" || f[5] != "宋埠鎮" {
+		t.Errorf("unit line: %q", out)
+	}
+	out = ok(t, "hq", "tail", "-nats", url, "-nats-nkey", hq, "-from-start", "-n", "1", "-subject", "fieldsync.changes.*.link", "--json")
+	var ch changeJSON
+	decode(t, out, &ch)
+	var link struct {
+		HouseholdID string `json:"household_id"`
+		MemberID    string `json:"member_id"`
+		By          string `json:"by"`
+	}
+	if err := json.Unmarshal(ch.Link, &link); err != nil {
+		t.Fatalf("link body %s: %v", ch.Link, err)
+	}
+	if ch.Kind != "link" || ch.Record != nil || link.HouseholdID != "H001" || link.MemberID != testenv.Member || !strings.HasPrefix(link.By, "admin:") {
+		t.Errorf("link change: %s", out)
+	}
+	out = ok(t, "hq", "tail", "-nats", url, "-nats-nkey", hq, "-from-start", "-n", "1", "-subject", "fieldsync.changes.none.person")
+	if f := strings.Fields(out); len(f) < 7 || f[3] != testenv.HQ || f[4] != "person" || f[5] != "組織部" || f[6] != "hq" {
+		t.Errorf("HQ person line: %q", out)
 	}
 }

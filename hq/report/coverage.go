@@ -54,7 +54,10 @@ func (e *env) monthCoverage(m string) (map[[2]string]*covRow, error) {
 	if e.fingerprint != "" {
 		key = fmt.Sprint(e.fingerprint, "|", m, "|", at, "|", args)
 		if m == e.currentMonth {
-			key = fmt.Sprint(e.fingerprint, "|", m, "|", args) // no change, no new link: the same at any now
+			// Links are read at now: with no change applied no link is
+			// new, but one dated by a clock ahead of ours comes due
+			// later; a minute's result is kept.
+			key = fmt.Sprint(e.fingerprint, "|", m, "|", at/60000, "|", args)
 		}
 		if r, ok := memo.get(e.db, key); ok {
 			return r, nil

@@ -87,8 +87,9 @@ type AuditEntry struct {
 	ID       int64  `json:"id"`
 	AtMs     int64  `json:"at_ms"`
 	PersonID string `json:"person_id"`
-	// Action: signin (detail "ok" or "failed: why"), signout, refused (a
-	// page or download outside the person's town), download.
+	// Action: signin (detail "ok (scope)" or "failed: why"), signout,
+	// refused (a page or download outside the person's town), download
+	// (page, table, format, query), code (a sign-in code issued, by whom).
 	Action string `json:"action"`
 	Detail string `json:"detail"`
 	Remote string `json:"remote"`

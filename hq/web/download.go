@@ -116,7 +116,8 @@ func writeCSV(w io.Writer, t report.Table) error {
 
 // writeXLSX writes t as the smallest workbook Excel, LibreOffice and WPS
 // open: one sheet, strings inline (no shared-string table), numeric
-// columns as numbers (Cell.Num).
+// columns as numbers (Cell.Num) where the cell shows a number ("—" for
+// "no share" stays text, not a zero).
 func writeXLSX(w io.Writer, t report.Table) error {
 	z := zip.NewWriter(w)
 	files := []struct{ name, body string }{
@@ -125,6 +126,7 @@ func writeXLSX(w io.Writer, t report.Table) error {
 			`<Default Extension="xml" ContentType="application/xml"/>` +
 			`<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>` +
 			`<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>` +
+			`<Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>` +
 			`</Types>`},
 		{"_rels/.rels", xml.Header + `<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">` +
 			`<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>` +
@@ -134,7 +136,19 @@ func writeXLSX(w io.Writer, t report.Table) error {
 			`<sheet name="` + xmlText(sheetName(t)) + `" sheetId="1" r:id="rId1"/></sheets></workbook>`},
 		{"xl/_rels/workbook.xml.rels", xml.Header + `<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">` +
 			`<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/>` +
+			`<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>` +
 			`</Relationships>`},
+		// Two cell formats: 0 the default, 1 a percentage with one decimal.
+		{"xl/styles.xml", xml.Header + `<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">` +
+			`<numFmts count="1"><numFmt numFmtId="164" formatCode="0.0%"/></numFmts>` +
+			`<fonts count="1"><font><sz val="11"/><name val="Calibri"/></font></fonts>` +
+			`<fills count="2"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill></fills>` +
+			`<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>` +
+			`<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>` +
+			`<cellXfs count="2"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>` +
+			`<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs>` +
+			`<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>` +
+			`</styleSheet>`},
 		{"xl/worksheets/sheet1.xml", sheetXML(t)},
 	}
 	for _, f := range files {
@@ -165,7 +179,11 @@ func sheetXML(t report.Table) string {
 		n := ri + 2
 		b.WriteString(`<row r="` + strconv.Itoa(n) + `">`)
 		for i, c := range row {
-			if i < len(t.Columns) && t.Columns[i].Numeric && c.Text != "" && !math.IsNaN(c.Num) && !math.IsInf(c.Num, 0) {
+			if i < len(t.Columns) && t.Columns[i].Numeric && plainNumber.MatchString(c.Text) && !math.IsNaN(c.Num) && !math.IsInf(c.Num, 0) {
+				if v, ok := percent(c.Text); ok {
+					b.WriteString(`<c r="` + cellRef(i, n) + `" s="1"><v>` + fmtXLSXNum(v) + `</v></c>`)
+					continue
+				}
 				b.WriteString(`<c r="` + cellRef(i, n) + `"><v>` + fmtXLSXNum(c.Num) + `</v></c>`)
 				continue
 			}
@@ -214,3 +232,17 @@ func xmlText(s string) string {
 
 // fmtXLSXNum writes a number as a sheet's <v> holds it.
 func fmtXLSXNum(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// percent reads a share as shown ("87.5%") as the fraction a spreadsheet
+// holds (0.875), whatever scale Cell.Num uses.
+func percent(text string) (float64, bool) {
+	p, ok := strings.CutSuffix(text, "%")
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(p, 64)
+	if err != nil {
+		return 0, false
+	}
+	return math.Round(v*1e6) / 1e8, true
+}

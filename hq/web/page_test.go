@@ -113,6 +113,7 @@ func TestPageErrorsAndRedirects(t *testing.T) {
 	}{
 		{"/p/nonesuch", 404, msg("zh", "err_404")},
 		{"/elsewhere", 404, msg("zh", "err_404")},
+		{"/static/", 404, msg("zh", "err_404")},
 		{"/p/coverage?month=2026-13", 400, msg("zh", "err_400")},
 		{"/p/coverage?month=2026-13", 400, "month"},
 		{"/p/coverage.csv?table=9", 400, "table="},
@@ -135,7 +136,8 @@ func TestTownScope(t *testing.T) {
 	if resp, body := get(t, c, e.ts.URL+"/p/coverage?unit=G1"); resp.StatusCode != http.StatusOK {
 		t.Errorf("a grid of the own town: %d\n%s", resp.StatusCode, body)
 	}
-	for _, p := range []string{"/p/coverage?unit=T2", "/p/coverage?unit=G2", "/p/coverage.csv?unit=T2&table=0", "/p/coverage.xlsx?unit=V2&table=0"} {
+	for _, p := range []string{"/p/coverage?unit=T2", "/p/coverage?unit=G2", "/p/coverage.csv?unit=T2&table=0", "/p/coverage.xlsx?unit=V2&table=0",
+		"/p/households?unit=G2&visited=0", "/p/visits?household=H3"} {
 		resp, body := get(t, c, e.ts.URL+p)
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, msg("zh", "err_403")) {
 			t.Errorf("%s: %d, want 403 with the message\n%s", p, resp.StatusCode, body)
@@ -153,8 +155,8 @@ func TestTownScope(t *testing.T) {
 			t.Errorf("a refused download was audited as a download: %+v", a)
 		}
 	}
-	if len(refused) != 4 || !strings.HasPrefix(refused[2], "download coverage.csv ?unit=T2") {
-		t.Errorf("refusals audited: %q, want 4, the third the CSV", refused)
+	if len(refused) != 6 || !strings.HasPrefix(refused[2], "download coverage.csv ?unit=T2") {
+		t.Errorf("refusals audited: %q, want 6, the third the CSV", refused)
 	}
 	// HQ sees the other town.
 	hq := e.mustSignIn(t, "HQ1")
@@ -217,8 +219,11 @@ func TestDownloads(t *testing.T) {
 	for i, row := range resEN.Tables[0].Rows {
 		for j, cell := range row {
 			w := cell.Text
-			if resEN.Tables[0].Columns[j].Numeric && cell.Text != "" {
+			if resEN.Tables[0].Columns[j].Numeric && plainNumber.MatchString(cell.Text) {
 				w = fmtXLSXNum(cell.Num)
+				if p, ok := percent(cell.Text); ok {
+					w = fmtXLSXNum(p)
+				}
 			}
 			if cells[i+1][j] != w {
 				t.Errorf("xlsx row %d col %d: %q, want %q", i+2, j+1, cells[i+1][j], w)
@@ -258,7 +263,7 @@ func TestNotVisitedNamesInDownload(t *testing.T) {
 		}
 	}
 	if idx < 0 {
-		t.Skip("hq/report's coverage of grid G1 lists no household heads (needs the not-visited list)")
+		t.Fatal("hq/report's coverage of grid G1 lists no household whose head is =1+1 (the not-visited list)")
 	}
 	resp, body := get(t, c, e.ts.URL+"/p/coverage.csv?unit=G1&table="+itoa(idx))
 	if resp.StatusCode != http.StatusOK {

@@ -72,7 +72,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, db: db, tmpl: tmpl, mux: http.NewServeMux()}
 	static, _ := fs.Sub(staticFS, "static")
-	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/static/", http.FileServerFS(static))
+	s.mux.HandleFunc("GET /static/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings
+			s.fail(w, r, nil, http.StatusNotFound, msg(s.lang(w, r), "err_404"))
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 	s.mux.HandleFunc("GET /signin", s.signinForm)
 	s.mux.HandleFunc("POST /signin", s.signin)
 	s.mux.HandleFunc("POST /signout", s.signout)
@@ -160,10 +167,15 @@ func (s *Server) session(r *http.Request) (*session, error) {
 		return nil, fmt.Errorf("look up session: %w", err)
 	}
 	w, err := lookupPerson(r.Context(), s.cfg.Model, person)
-	if errors.Is(err, ErrNotAllowed) || errors.Is(err, ErrUnknownPerson) {
+	if errors.Is(err, ErrNotAllowed) {
 		if _, err := s.db.ExecContext(r.Context(), `DELETE FROM sessions WHERE person_id = ?`, person); err != nil {
 			return nil, err
 		}
+		return nil, nil
+	}
+	if errors.Is(err, ErrUnknownPerson) {
+		// Not in the model (now): refused, but the session is kept, as
+		// the model may be being rebuilt from the changelog.
 		return nil, nil
 	}
 	if err != nil {
@@ -253,6 +265,10 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, ss *session, e
 
 func (s *Server) signinForm(w http.ResponseWriter, r *http.Request) {
 	lang := s.lang(w, r)
+	if ss, err := s.session(r); err == nil && ss != nil {
+		http.Redirect(w, r, withLang("/p/coverage", lang), http.StatusSeeOther)
+		return
+	}
 	v := s.newView(r, lang, nil, msg(lang, "signin"))
 	switch r.URL.Query().Get("m") {
 	case "out":
@@ -278,6 +294,7 @@ func (s *Server) signinPage(w http.ResponseWriter, v *view, status int) {
 }
 
 func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	ctx := r.Context()
 	now := s.cfg.Now()
 	lang := s.lang(w, r)
@@ -359,6 +376,22 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, nil, err)
 		return
 	}
+	// Forget what no longer counts: failures out of the window, ended
+	// sessions. (Codes stay, used or not: they are the issue record.)
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM failures WHERE at_ms <= ?`, now.Add(-FailureWindow).UnixMilli()); err != nil {
+		s.internal(w, r, nil, err)
+		return
+	}
+	if old, err := r.Cookie(sessionCookie); err == nil && old.Value != "" { // this browser's previous session ends
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE hash = ?`, hashOf(old.Value)); err != nil {
+			s.internal(w, r, nil, err)
+			return
+		}
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_ms <= ?`, now.UnixMilli()); err != nil {
+		s.internal(w, r, nil, err)
+		return
+	}
 	scope := "city"
 	if who.Town != "" {
 		scope = "town " + who.Town
@@ -375,6 +408,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	ss, err := s.session(r)
 	if err != nil {
 		s.internal(w, r, nil, err)

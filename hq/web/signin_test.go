@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -262,5 +265,74 @@ func TestSignInFormToken(t *testing.T) {
 	// The code was not spent by the forged post.
 	if resp, body := e.signIn(t, e.client(t), "HQ1", code); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("code after forged post: %d\n%s", resp.StatusCode, body)
+	}
+}
+
+// TestCodeRace: browsers posting the same code at once: one signs in.
+func TestCodeRace(t *testing.T) {
+	e := newEnv(t, false)
+	code := e.code(t, "HQ1")
+	const n = 6
+	type form struct {
+		c    *http.Client
+		csrf string
+	}
+	var forms []form
+	for i := 0; i < n; i++ {
+		c := e.client(t)
+		_, body := get(t, c, e.ts.URL+"/signin")
+		forms = append(forms, form{c, csrfRe.FindStringSubmatch(body)[1]})
+	}
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for _, f := range forms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := f.c.PostForm(e.ts.URL+"/signin", url.Values{"person": {"HQ1"}, "code": {code}, "csrf": {f.csrf}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	ok := 0
+	for s := range statuses {
+		if s == http.StatusSeeOther {
+			ok++
+		} else if s != http.StatusUnauthorized {
+			t.Errorf("status %d, want 303 or 401", s)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d sign-ins with one code, want 1", ok)
+	}
+}
+
+func TestAuditPaging(t *testing.T) {
+	e := newEnv(t, false)
+	for _, p := range []string{"HQ1", "S1", "HQ1"} {
+		e.code(t, p)
+	}
+	all, err := Audit(context.Background(), e.webDB, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 3 || all[0].Action != "code" || all[1].PersonID != "S1" || !strings.HasPrefix(all[0].Detail, "issued by test") {
+		t.Fatalf("audit %+v", all)
+	}
+	page, err := Audit(context.Background(), e.webDB, all[0].ID, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 1 || page[0].ID != all[1].ID {
+		t.Errorf("after %d, limit 1: %+v, want entry %d", all[0].ID, page, all[1].ID)
+	}
+	if _, err := Audit(context.Background(), filepath.Join(t.TempDir(), "none.db"), 0, 0); err == nil {
+		t.Error("audit of a missing database: no error")
 	}
 }
