@@ -102,3 +102,21 @@ func errorsAs[T error](err error, target *T) bool { return errors.As(err, target
 func withToken(t *testing.T, token string) context.Context {
 	return metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token)
 }
+
+// recordChangesSince counts the changes after seq that carry a record: the
+// org's changes beside them (a device's health at a sync, a refused
+// event's link) are not a record committed.
+func recordChangesSince(t testing.TB, e *testenv.Env, seq uint64) uint64 {
+	t.Helper()
+	rows, err := e.Store.ChangesAfter(context.Background(), seq, 1<<20)
+	ok(t, err)
+	n := uint64(0)
+	for _, r := range rows {
+		c := &pb.Change{}
+		ok(t, proto.Unmarshal(r.Body, c))
+		if c.GetRecord() != nil {
+			n++
+		}
+	}
+	return n
+}

@@ -299,6 +299,26 @@ func TestChangelogCarriesDeviceHealth(t *testing.T) {
 		t.Fatalf("pending work changed: device changes %v", ds)
 	}
 
+	// Calls that push nothing: the first writes the device's contact (and
+	// nothing changed); the next, a minute early for another contact,
+	// says its pending work changed.
+	pull := func(pending uint32) {
+		t.Helper()
+		if _, err := phone.client.Sync(phone.ctx, &pb.SyncRequest{PageSize: 1, PendingCount: pending}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before = lastSeq(t, e)
+	pull(3)
+	if ds := ofKind(t, changesSince(t, e, before), domain.ChangeDevice); len(ds) != 0 {
+		t.Fatalf("a pull-only call with nothing new: device changes %v", ds)
+	}
+	before = lastSeq(t, e)
+	pull(0)
+	if ds := ofKind(t, changesSince(t, e, before), domain.ChangeDevice); len(ds) != 1 || ds[0].GetDevice().GetPendingCount() != 0 {
+		t.Fatalf("a pull-only call whose pending work changed: device changes %v", ds)
+	}
+
 	before = lastSeq(t, e)
 	admin, actx := e.Admin()
 	if _, err := admin.RevokeDevice(actx, &pb.RevokeDeviceRequest{DeviceId: dev.GetDeviceId()}); err != nil {

@@ -101,6 +101,10 @@ type Server struct {
 	// device sends its version once per connection; a new one is written
 	// even by a call that would write nothing else).
 	versions sync.Map
+	// pendings: device id -> the pending count last written for it; a
+	// new one is written by a pull-only call too (its health goes on the
+	// changelog: store.Tx.TouchDevice).
+	pendings sync.Map
 	// hqMu orders reading the HQ credentials and applying them to NATS.
 	hqMu sync.Mutex
 	// diskFullLog rate-limits the log of writes failed on a full disk.

@@ -56,9 +56,10 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 	var err error
 	// A call that pushes nothing (the pages of a large pull, a poll) writes
 	// nothing but the device's last contact: that fsync'd write is made at
-	// most once a minute per device, or when the app's version is new, or
-	// when its numbering or replica disagree with the server's (read first).
-	write := len(req.GetMutations()) > 0 || s.newVersion(c.deviceID, req.GetAppVersion()) || s.touchDue(c.deviceID)
+	// most once a minute per device, or when the app's version or its
+	// pending count is new, or when its numbering or replica disagree with
+	// the server's (read first).
+	write := len(req.GetMutations()) > 0 || s.newVersion(c.deviceID, req.GetAppVersion()) || s.newPending(c.deviceID, req.GetPendingCount()) || s.touchDue(c.deviceID)
 	if !write && req.GetReplicaId() != "" { // an older device says nothing to check
 		last, replica, rerr := s.store.DeviceNumbering(ctx, c.deviceID)
 		switch {
@@ -78,6 +79,9 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 		})
 		if err == nil && req.GetAppVersion() != "" {
 			s.versions.Store(c.deviceID, req.GetAppVersion())
+		}
+		if err == nil {
+			s.pendings.Store(c.deviceID, req.GetPendingCount())
 		}
 		if err == nil {
 			s.logNumbering(c, req, out)
@@ -581,6 +585,14 @@ func (s *Server) newVersion(deviceID, version string) bool {
 	}
 	last, ok := s.versions.Load(deviceID)
 	return !ok || last.(string) != version
+}
+
+// newPending reports whether a device's pending count differs from the
+// one last written for it (unknown since syncd started: written by
+// touchDue's first contact anyway).
+func (s *Server) newPending(deviceID string, pending uint32) bool {
+	last, ok := s.pendings.Load(deviceID)
+	return ok && last.(uint32) != pending
 }
 
 // touchDue reports whether a pull-only call should write the device's last

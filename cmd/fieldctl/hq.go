@@ -24,13 +24,19 @@ import (
 func hqCommand() *command {
 	return &command{
 		name:    "hq",
-		summary: "export every record, or tail the JetStream changelog",
+		summary: "export every record, tail the changelog, run the HQ page",
 		about: `fieldctl hq reads everything: export streams records from syncd with the
-admin credential; tail follows the changelog on NATS JetStream.`,
+admin credential; tail follows the changelog on NATS JetStream. The HQ
+page (served by syncd, or by web on its own) shows the month's coverage,
+disputes, needs, events and devices: signin-code issues a person's code
+to sign in with, audit lists who signed in and downloaded what.`,
 		flags: serverFlags,
 		sub: []*command{
 			{name: "export", summary: "stream every record changed after a version, as NDJSON or CSV", run: hqExport},
 			{name: "tail", summary: "follow the changelog stream, one line per change", run: hqTail},
+			{name: "web", summary: "run the HQ page and its read model on their own, against any NATS", run: hqWeb},
+			{name: "signin-code", summary: "issue a one-time sign-in code for the HQ page to a person", run: hqSigninCode},
+			{name: "audit", summary: "list the HQ page's audit: sign-ins, codes, downloads", run: hqAudit},
 		},
 	}
 }

@@ -4,7 +4,8 @@
 //	                 codes, list and revoke devices (admin credential)
 //	fieldctl device  a field device in a local database file: enroll,
 //	                 record visits, disputes and events offline, sync
-//	fieldctl hq      export every record, or tail the JetStream changelog
+//	fieldctl hq      export every record, tail the JetStream changelog,
+//	                 run the HQ page, issue its sign-in codes, read its audit
 //
 // fieldctl -h and fieldctl <group> -h list the commands; every command has
 // its own -h with an example. Listings and statuses take --json. Chinese

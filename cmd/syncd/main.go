@@ -1,11 +1,13 @@
 // Command syncd is fieldsync's server. It keeps the authoritative SQLite
 // database, serves devices, administrators and HQ over gRPC (package
 // server), and relays every committed change to the JetStream changelog on
-// a nats-server that it embeds by default or on an external one.
+// a nats-server that it embeds by default or on an external one. It also
+// serves the HQ page (-hq-listen) from a read model it keeps of the
+// changelog.
 //
 // Run it with no flags for a working server on loopback: data in ./data,
-// gRPC on 127.0.0.1:7443, embedded NATS on 127.0.0.1:4222. syncd -h lists
-// the flags.
+// gRPC on 127.0.0.1:7443, embedded NATS on 127.0.0.1:4222, the HQ page on
+// http://127.0.0.1:8480. syncd -h lists the flags.
 package main
 
 import (
@@ -79,6 +81,9 @@ type config struct {
 	version           bool
 	nats              natsFlags     // nats_flags.go
 	retention         retentionFlag // retention.go; the zero value is the default
+	hqListen          string        // "off": no HQ page and no read model
+	hqTLSCert         string
+	hqTLSKey          string
 }
 
 // defaultConfig holds every default in one place.
@@ -87,6 +92,7 @@ func defaultConfig() config {
 		data:       "./data",
 		listen:     "127.0.0.1:7443",
 		natsListen: "127.0.0.1:4222",
+		hqListen:   syncd.DefaultHQListen,
 		logLevel:   "info",
 		logFormat:  "text",
 		deviceRate: newRateFlag(server.DefaultDeviceLimit),
@@ -117,6 +123,14 @@ SIGINT or SIGTERM stops it cleanly: in-flight syncs finish and every
 committed change is published before it exits. The database is backed up
 continuously (Litestream) to -backup, <data>/backup by default. One syncd
 per data directory: it holds <data>/syncd.lock while it runs.
+It also serves the HQ page on -hq-listen (http://127.0.0.1:8480 by
+default; -hq-listen off for none): the month's visit coverage, disputes,
+needs, events, device health and event-chain integrity, from a read model
+it keeps in <data>/hq/model.db by following the changelog (durable
+consumer hq-syncd). HQ people and town
+secretaries sign in with a one-time code: fieldctl hq signin-code PERSON.
+Beyond loopback the page is HTTPS, with syncd's certificate or the one
+-hq-tls-cert and -hq-tls-key give.
 
 Flags:
 `
@@ -151,6 +165,9 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.metricsListen, "metrics-listen", c.metricsListen, "HTTP `address` serving Prometheus metrics at /metrics and a health check at /healthz, e.g. 127.0.0.1:9464 (default off; no TLS and no credential: keep it on loopback or a management network)")
 	fs.BoolVar(&c.reflection, "reflection", c.reflection, "serve gRPC server reflection (grpcurl lists and describes the services without the .proto), without a credential")
 	fs.BoolVar(&c.version, "version", c.version, "print the version (module, VCS revision and time, Go) and exit")
+	fs.Var(cliflags.Checked(&c.hqListen, checkHQListen), "hq-listen", "`address` of the HQ page (and its read model, <data>/hq), or off; plain HTTP on loopback, HTTPS beyond it (with syncd's certificate unless -hq-tls-cert is given; the address is added to the certificate's names)")
+	fs.StringVar(&c.hqTLSCert, "hq-tls-cert", c.hqTLSCert, "certificate `file` (PEM, with its chain) the HQ page serves HTTPS with, instead of syncd's own; needs -hq-tls-key")
+	fs.StringVar(&c.hqTLSKey, "hq-tls-key", c.hqTLSKey, "private key `file` (PEM) of -hq-tls-cert")
 	c.quotaFlags(fs)
 	c.retentionFlags(fs)
 	return fs
@@ -221,6 +238,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("-insecure-listen-any is no longer needed and is ignored: the embedded NATS authenticates every connection (NKeys) and uses TLS beyond loopback")
 	}
 
+	hqListen := cfg.hqListen
+	if hqListen == "off" {
+		hqListen = ""
+		if cfg.hqTLSCert != "" || cfg.hqTLSKey != "" {
+			return errors.New("-hq-tls-cert and -hq-tls-key are for the HQ page, and -hq-listen is off")
+		}
+	}
+	hqDefault := true
+	fs.Visit(func(f *flag.Flag) { hqDefault = hqDefault && f.Name != "hq-listen" })
+
 	var tlsHosts []string
 	for _, h := range strings.Split(cfg.tlsHosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
@@ -262,6 +289,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger:    log,
 		Out:       stdout,
 		Retention: cfg.retention.window(),
+
+		HQListen:          hqListen,
+		HQListenIsDefault: hqDefault,
+		HQTLSCert:         cfg.hqTLSCert,
+		HQTLSKey:          cfg.hqTLSKey,
 	})
 	if err != nil {
 		return err
@@ -280,6 +312,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "syncd: stopped cleanly")
+	return nil
+}
+
+// checkHQListen accepts host:port or off.
+func checkHQListen(v string) error {
+	if v == "off" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return fmt.Errorf("%q: %v: want host:port, e.g. %s, or off", v, err, syncd.DefaultHQListen)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,7 +48,7 @@ func TestSyncd(t *testing.T) {
 	}
 	bin := testenv.BuildSyncd(t)
 	data := filepath.Join(t.TempDir(), "data") // syncd creates it
-	args := []string{"-data", data, "-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:-1"}
+	args := []string{"-data", data, "-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:-1", "-hq-listen", "127.0.0.1:0"}
 
 	t.Run("help", func(t *testing.T) {
 		p := startProc(t, bin, "-h")
@@ -84,6 +85,19 @@ func TestSyncd(t *testing.T) {
 			t.Errorf("nats.url holds %q, want %q", got, m[1])
 		}
 		readmeQuickstartMatches(t, out, data)
+		// The HQ page, on the address printed.
+		hqLine := regexp.MustCompile(`(?m)^syncd: HQ page (http://127\.0\.0\.1:\d+) \(sign in with a code: fieldctl hq signin-code -hq-dir ` + regexp.QuoteMeta(filepath.Join(data, "hq")) + ` PERSON\)$`)
+		if m := hqLine.FindStringSubmatch(out); m == nil {
+			t.Errorf("stdout lacks the HQ page's line; got:\n%s", out)
+		} else if resp, err := http.Get(m[1] + "/signin"); err != nil {
+			t.Errorf("GET %s/signin: %v", m[1], err)
+		} else {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `name="code"`) {
+				t.Errorf("GET %s/signin: %s, want 200 and the sign-in form:\n%s", m[1], resp.Status, body)
+			}
+		}
 		// The audit log's key, outside the database.
 		if want := "syncd: created the audit log's key " + filepath.Join(data, "audit.key"); !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q; got:\n%s", want, out)
@@ -226,6 +240,13 @@ func TestRunRefuses(t *testing.T) {
 			want: "listen " + busyAddr + ": address already in use: another syncd running? choose another with -listen"},
 		{name: "nats-listen in use", args: []string{"-listen", "127.0.0.1:0", "-nats-listen", busyAddr},
 			want: "choose another with -nats-listen", writes: true},
+		{name: "hq-listen malformed", args: []string{"-hq-listen", "8480"}, wantFlags: true},
+		{name: "hq-listen in use", args: []string{"-listen", "127.0.0.1:0", "-hq-listen", busyAddr},
+			want: "choose another with -hq-listen"},
+		{name: "hq certificate without its key", args: []string{"-listen", "127.0.0.1:0", "-hq-listen", "127.0.0.1:0", "-hq-tls-cert", "hq.pem"},
+			want: "-hq-tls-cert given without -hq-tls-key"},
+		{name: "hq certificate with the page off", args: []string{"-hq-listen", "off", "-hq-tls-cert", "hq.pem", "-hq-tls-key", "hq-key.pem"},
+			want: "-hq-listen is off"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -455,6 +476,8 @@ func readmeQuickstartMatches(t *testing.T, out, data string) {
 	port := regexp.MustCompile(`127\.0\.0\.1:\d+`)
 	norm := func(l string) string {
 		l = fingerprint.ReplaceAllString(strings.ReplaceAll(l, data, "data"), "fingerprint F")
+		// syncd names the HQ directory only when it is not the default.
+		l = strings.ReplaceAll(l, "signin-code -hq-dir data/hq ", "signin-code ")
 		return port.ReplaceAllString(l, "127.0.0.1:P")
 	}
 	var want, got []string

@@ -52,6 +52,12 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "SYNCD_LOG_FORMAT") {
 		t.Errorf("SYNCD_LOG_FORMAT=yaml: %v; want an error naming the variable", err)
 	}
+	t.Setenv("SYNCD_LOG_FORMAT", "")
+	t.Setenv("SYNCD_HQ_LISTEN", "8480")
+	err = run1()
+	if err == nil || !strings.Contains(err.Error(), `SYNCD_HQ_LISTEN="8480"`) || !strings.Contains(err.Error(), "-hq-listen") {
+		t.Errorf("SYNCD_HQ_LISTEN=8480: %v; want an error naming the variable and the flag", err)
+	}
 }
 
 // syncd -version prints the VCS revision the toolchain stamped in the

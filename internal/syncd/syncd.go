@@ -1,7 +1,9 @@
 // Package syncd assembles fieldsync's server from its parts: the data
 // directory and its lock, the admin credential, the SQLite store, the
 // continuous backup, the embedded or external NATS with JetStream, the
-// server (package server) with its TLS, and the relay to the changelog.
+// server (package server) with its TLS, the relay to the changelog, and
+// (Config.HQListen, hq.go) the HQ read model following the changelog with
+// the HQ page on it.
 //
 // It is the one place that does so. cmd/syncd turns its flags into a
 // Config and calls Start; cmd/syncbench and internal/testenv call the same
@@ -11,6 +13,7 @@ package syncd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -115,6 +118,24 @@ type Config struct {
 	Retention      time.Duration
 	RetentionEvery time.Duration
 	Now            func() time.Time
+
+	// HQListen is the address of the HQ page (hq.go): syncd then also runs
+	// the HQ read model, following the changelog with the durable consumer
+	// HQDurableSyncd into <Dir>/hq/model.db, and the page on it (its
+	// sign-in codes, sessions and audit in <Dir>/hq/web.db). Empty: neither
+	// (the zero value; cmd/syncd defaults it to DefaultHQListen). Beyond
+	// loopback the page is HTTPS, with HQTLSCert and HQTLSKey when given,
+	// else with syncd's own certificate (<Dir>/tls), which then covers the
+	// page's address too; plain HTTP only on loopback. HQApplied is told
+	// each change number the read model applies (optional).
+	// HQListenIsDefault says HQListen is a default nobody asked for: when
+	// its address is in use (another syncd on the machine), syncd starts
+	// without the page and says so, rather than not at all.
+	HQListen          string
+	HQListenIsDefault bool
+	HQTLSCert         string
+	HQTLSKey          string
+	HQApplied         func(seq uint64)
 }
 
 // Daemon is a running syncd. Its fields are for the caller to read.
@@ -128,6 +149,8 @@ type Daemon struct {
 	JS       jetstream.JetStream
 	GRPC     *grpc.Server
 	Backup   *backup.Backup // nil without a backup
+	// HQ is the HQ read model's follower and page (nil without HQListen).
+	HQ *HQ
 
 	Addr       string // the gRPC address it listens on
 	NATSURL    string // the URL NATS clients use
@@ -148,6 +171,10 @@ type Daemon struct {
 	relayDone   chan error
 	retention   *retention // nil without a retention window
 	stopped     bool
+
+	hqLis     net.Listener // the HQ page's, until HQ takes it
+	hqTLS     *tls.Config  // the HQ page's TLS (nil: plain HTTP on loopback)
+	hqOwnCert bool         // hqTLS is syncd's own certificate
 }
 
 // Start assembles syncd and serves gRPC until Stop. ctx bounds the start
@@ -186,6 +213,9 @@ func (d *Daemon) start(ctx context.Context) error {
 		d.lis = lis
 	}
 	d.Addr = d.lis.Addr().String()
+	if err := d.listenHQ(); err != nil {
+		return err
+	}
 	metrics, err := listenMetrics(cfg.MetricsListen)
 	if err != nil {
 		return err
@@ -222,11 +252,28 @@ func (d *Daemon) start(ctx context.Context) error {
 	}
 
 	var creds []grpc.ServerOption
+	hosts := certHosts(d.lis.Addr(), cfg.TLSHosts)
+	if d.hqOwnCert {
+		// One certificate for gRPC and the page: it covers both addresses.
+		hosts = append(hosts, certHosts(d.hqLis.Addr(), nil)...)
+		slices.Sort(hosts)
+		hosts = slices.Compact(hosts)
+	}
+	if d.hqOwnCert && cfg.Plaintext {
+		tlsCfg, _, err := server.LoadOrCreateTLS(filepath.Join(cfg.Dir, "tls"), hosts)
+		if err != nil {
+			return fmt.Errorf("TLS for the HQ page: %w", err)
+		}
+		d.hqTLS = tlsCfg.Clone()
+	}
 	if !cfg.Plaintext {
 		tlsDir := filepath.Join(cfg.Dir, "tls")
-		tlsCfg, fp, err := server.LoadOrCreateTLS(tlsDir, certHosts(d.lis.Addr(), cfg.TLSHosts))
+		tlsCfg, fp, err := server.LoadOrCreateTLS(tlsDir, hosts)
 		if err != nil {
 			return fmt.Errorf("TLS: %w", err)
+		}
+		if d.hqOwnCert {
+			d.hqTLS = tlsCfg.Clone()
 		}
 		d.CAFingerprint = fp
 		creds = append(creds, grpc.Creds(credentials.NewTLS(tlsCfg)))
@@ -281,6 +328,9 @@ func (d *Daemon) start(ctx context.Context) error {
 	d.GRPC = grpc.NewServer(append(append(d.Server.GRPCOptions(), creds...), cfg.GRPCOptions...)...)
 	d.Server.Register(d.GRPC)
 	d.metrics.serve(d.Server, d.out)
+	if err := d.startHQ(ctx); err != nil {
+		return err
+	}
 	d.serveDone = make(chan error, 1)
 	fmt.Fprintf(d.out, "syncd: listening on %s\n", d.Addr)
 	// Nothing is served before this: the kernel may queue connections on
@@ -478,6 +528,15 @@ func (d *Daemon) Stop() error {
 	}
 	d.stopped = true
 	var errs []error
+	if d.HQ != nil {
+		// The page first (no new requests), then its follower, all before
+		// NATS: the follower's last acks still reach it.
+		if err := d.HQ.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	} else if d.hqLis != nil {
+		d.hqLis.Close()
+	}
 	if d.Server != nil {
 		d.Server.Close() // ends Watch streams, which GracefulStop would wait for
 	}

@@ -64,7 +64,13 @@ type options struct {
 	token     string
 	retention time.Duration    // WithRetention
 	now       func() time.Time // WithRetention
+	syncd     func(*syncd.Config)
 }
+
+// WithSyncdConfig changes the assembly's configuration before it starts,
+// for what the other options do not cover (e.g. HQListen: the HQ page and
+// its read model, which tests do not run unless they ask).
+func WithSyncdConfig(f func(*syncd.Config)) Option { return func(o *options) { o.syncd = f } }
 
 // WithRetention turns on the retention pass (syncd -retention) with the
 // given window and clock: the test moves the clock on past the window and
@@ -144,7 +150,7 @@ func Start(t testing.TB, opts ...Option) *Env {
 	// The same assembly as syncd, with every rate limit and quota off:
 	// every test device dials from the same loopback address, and tests
 	// that need a limit or a quota set it.
-	d, err := syncd.Start(context.Background(), syncd.Config{
+	cfg := syncd.Config{
 		Dir:        o.dir,
 		Listener:   lis,
 		Plaintext:  o.plaintext,
@@ -159,7 +165,11 @@ func Start(t testing.TB, opts ...Option) *Env {
 		GRPCOptions: gopts,
 		Retention:   o.retention,
 		Now:         o.now,
-	})
+	}
+	if o.syncd != nil {
+		o.syncd(&cfg)
+	}
+	d, err := syncd.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
