@@ -305,3 +305,24 @@ func BuildCoverage(ctx context.Context, db *sql.DB, m string) (built bool, err e
 	}
 	return true, nil
 }
+
+// WarmCoverage builds the months HQ's coverage page first shows — the 12
+// ending with now's month (China time) — that are not built yet, so that
+// no page waits for them (about half a second a month for a whole city,
+// once for the model's life; Reset empties them). An embedding may call it
+// in a goroutine once the model has caught up. It returns how many months
+// it built.
+func (m *Model) WarmCoverage(ctx context.Context, now time.Time) (int, error) {
+	cur := time.Date(now.In(china).Year(), now.In(china).Month(), 1, 0, 0, 0, 0, china)
+	n := 0
+	for i := 11; i >= 0; i-- {
+		built, err := BuildCoverage(ctx, m.DB(), cur.AddDate(0, -i, 0).Format("2006-01"))
+		if err != nil {
+			return n, err
+		}
+		if built {
+			n++
+		}
+	}
+	return n, nil
+}

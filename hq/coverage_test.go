@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -388,6 +389,61 @@ func TestCoverageMigrationFillsHouseholdMonths(t *testing.T) {
 	checkCoverage(t, m, "migrated")
 }
 
+func TestWarmCoverageBuildsTheLast12Months(t *testing.T) {
+	w := coverageWorld(t, 5, 20, 200)
+	m := openModel(t, "")
+	applyAll(t, m, "L", w.changes)
+	n, err := m.WarmCoverage(context.Background(), time.UnixMilli(chinaMs(t, "2026-12-01 00:30")))
+	if err != nil || n != 12 {
+		t.Fatalf("WarmCoverage: %d months built, %v; want 12", n, err)
+	}
+	var first, last string
+	if err := m.DB().QueryRow(`SELECT min(month), max(month) FROM coverage_state WHERE built = 1`).Scan(&first, &last); err != nil || first != "2026-01" || last != "2026-12" {
+		t.Errorf("built %s to %s (%v), want 2026-01 to 2026-12", first, last, err)
+	}
+	checkCoverage(t, m, "warmed")
+	if n, err := m.WarmCoverage(context.Background(), time.UnixMilli(chinaMs(t, "2026-12-31 23:00"))); err != nil || n != 0 {
+		t.Errorf("WarmCoverage again: %d months built, %v; want none", n, err)
+	}
+}
+
+// The README's query over coverage_grids gives what its query over the
+// base tables gives (the world's links all predate November's end).
+func TestREADMECoverageTablesQueryRuns(t *testing.T) {
+	w := sampleWorld(5, 40)
+	m := openModel(t, "")
+	applyAll(t, m, "L", w.changes)
+	build(t, m, "2026-11")
+	read := func(q string) string {
+		t.Helper()
+		rows, err := m.DB().Query(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var v string
+			var l, vis int
+			if err := rows.Scan(&v, &l, &vis); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprint(v, l, vis))
+		}
+		sort.Strings(out)
+		return strings.Join(out, ";")
+	}
+	base := read(`SELECT h.village_id, count(*) AS linked,
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM visits v WHERE v.household_id = h.id
+                                      AND v.month = '2026-11' AND v.voided = 0)) AS visited
+FROM households h JOIN links l ON l.household_id = h.id AND l.member_id <> ''
+WHERE h.voided = 0 GROUP BY h.village_id`)
+	kept := read(`SELECT village_id, sum(linked), sum(visited) FROM coverage_grids WHERE month = '2026-11' GROUP BY village_id`)
+	if kept != base || strings.Count(base, ";") != 1 {
+		t.Errorf("coverage_grids: %s; the base tables: %s (want 2 villages, the same)", kept, base)
+	}
+}
+
 func TestMonthEnd(t *testing.T) {
 	for m, want := range map[string]string{"2026-11": "2026-11-30 23:59:59.999", "2026-12": "2026-12-31 23:59:59.999", "2024-02": "2024-02-29 23:59:59.999"} {
 		end, err := MonthEnd(m)
@@ -419,4 +475,40 @@ func mustExec(t testing.TB, db *sql.DB, q string, args ...any) {
 	if _, err := db.Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
+}
+
+// BenchmarkApplyBatchMonthsBuilt is BenchmarkApplyBatch with the 14
+// months of coverageMonths built: every visit, household and link change
+// also moves their counts.
+func BenchmarkApplyBatchMonthsBuilt(b *testing.B) {
+	w := sampleWorld(6, 400)
+	for b.Loop() {
+		b.StopTimer()
+		m := openModel(b, "")
+		build(b, m, coverageMonths...)
+		b.StartTimer()
+		for i := 0; i < len(w.changes); i += 500 {
+			m.mu.Lock()
+			tx, err := m.w.Begin()
+			if err != nil {
+				b.Fatal(err)
+			}
+			st := m.state()
+			tc := newTxc(tx)
+			for _, c := range w.changes[i:min(i+500, len(w.changes))] {
+				if err := st.apply(context.Background(), tc, c, "L"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := st.save(context.Background(), tc); err != nil {
+				b.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+			m.adopt(st)
+			m.mu.Unlock()
+		}
+	}
+	b.ReportMetric(float64(len(w.changes)*b.N)/b.Elapsed().Seconds(), "changes/s")
 }
