@@ -2,7 +2,6 @@ package report_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -266,5 +265,3 @@ func BenchmarkCoverageFirstBuild(b *testing.B) {
 		b.Fatalf("%d months built (%v), want 12", n, err)
 	}
 }
-
-var _ *sql.DB
