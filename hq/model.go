@@ -26,6 +26,7 @@ var schemaSQL string
 // column or table is appended here, never edited into an earlier step.
 var migrations = []string{
 	schemaSQL + fmt.Sprintf("\nPRAGMA application_id = %d;\n", applicationID),
+	coverageMigration, // coverage.go: household_months, coverage_*, their triggers
 }
 
 // applicationID marks a read model's file ("FSHQ"), so that Open refuses
@@ -57,6 +58,9 @@ func dsn(path string, writer bool) string {
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
+	// A row replaced (INSERT OR REPLACE) fires the delete triggers that keep
+	// the coverage tables (coverage.go).
+	q.Add("_pragma", "recursive_triggers(1)")
 	if writer {
 		q.Set("_txlock", "immediate")
 		q.Add("_pragma", "temp_store(memory)")
@@ -242,10 +246,20 @@ func (m *Model) Reset(ctx context.Context) error {
 		return fmt.Errorf("hq: reset: %w", err)
 	}
 	defer tx.Rollback()
+	// The coverage triggers are dropped while the tables are emptied (a
+	// row at a time otherwise), and made again.
+	for _, t := range coverageTriggerNames {
+		if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+t); err != nil {
+			return fmt.Errorf("hq: reset: %w", err)
+		}
+	}
 	for _, t := range tables {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM "+t); err != nil {
 			return fmt.Errorf("hq: reset: empty %s: %w", t, err)
 		}
+	}
+	if _, err := tx.ExecContext(ctx, coverageTriggersSQL); err != nil {
+		return fmt.Errorf("hq: reset: coverage triggers: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES ('rebuilt_ms', ?)", strconv.FormatInt(time.Now().UnixMilli(), 10)); err != nil {
 		return fmt.Errorf("hq: reset: %w", err)
@@ -260,7 +274,8 @@ func (m *Model) Reset(ctx context.Context) error {
 
 // tables are the model's tables, every one emptied by Reset.
 var tables = []string{"meta", "units", "people", "links", "link_history", "households", "visits",
-	"disputes", "needs", "projects", "events", "status_history", "entries", "devices", "refused_events"}
+	"disputes", "needs", "projects", "events", "status_history", "entries", "devices", "refused_events",
+	"household_months", "coverage_state", "coverage_months", "coverage_grids"}
 
 // applyState is the meta of one transaction: adopted by the model once it
 // commits.
@@ -475,8 +490,15 @@ func applyRecord(ctx context.Context, tx *txc, c *pb.Change) error {
 			f("service_mode"), f("prev_hash"), f("hash")}
 	}
 	vals = append(vals, common...)
-	q := "INSERT OR REPLACE INTO " + table + " (" + cols + ", " + commonCols + ") VALUES (" +
-		strings.TrimSuffix(strings.Repeat("?, ", len(vals)), ", ") + ")"
+	// An upsert, not a REPLACE: the row held is updated, so the update
+	// triggers that keep the coverage tables see its old and new values.
+	all := strings.Split(cols+", "+commonCols, ", ")
+	set := make([]string, 0, len(all)-1)
+	for _, c := range all[1:] {
+		set = append(set, c+" = excluded."+c)
+	}
+	q := "INSERT INTO " + table + " (" + cols + ", " + commonCols + ") VALUES (" +
+		strings.TrimSuffix(strings.Repeat("?, ", len(vals)), ", ") + ") ON CONFLICT (id) DO UPDATE SET " + strings.Join(set, ", ")
 	if _, err := tx.ExecContext(ctx, q, vals...); err != nil {
 		return fmt.Errorf("record %s: %w", r.GetId(), err)
 	}

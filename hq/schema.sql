@@ -134,3 +134,8 @@ CREATE TABLE refused_events (
 	device_id TEXT NOT NULL, device_seq INTEGER NOT NULL, user_id TEXT NOT NULL, record_id TEXT NOT NULL,
 	prev_hash TEXT NOT NULL, hash TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL,
 	seq INTEGER NOT NULL, PRIMARY KEY (device_id, device_seq));
+
+-- Migration 2 (coverage.go) adds the coverage tables household_months,
+-- coverage_state, coverage_months and coverage_grids, the triggers that
+-- keep them, and indexes on link_history (household_id, from_ms, seq,
+-- member_id) and (from_ms).

@@ -37,6 +37,7 @@ func TestExternalSyncd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs syncd processes: skipped with -short")
 	}
+	t.Setenv("FIELDSYNC_HQTEST_CACHE", t.TempDir()) // the year's city (-hq-year), tiny, not kept
 	bin := testenv.BuildSyncd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
 
+	hqreport "github.com/fieldsync/fieldsync/hq/report"
 	"github.com/fieldsync/fieldsync/internal/buildinfo"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncer"
@@ -74,6 +75,7 @@ type config struct {
 	seed                       uint64
 	skipLimits                 bool
 	version                    bool
+	hq, hqYear                 bool
 }
 
 var scenarioNames = []string{"bootstrap", "storm", "burst", "trickle", "single"}
@@ -154,6 +156,8 @@ Flags:
 	fs.IntVar(&c.importBatch, "import-batch", 5000, "rows per ImportOrg call")
 	fs.Uint64Var(&c.seed, "seed", 1, "random seed for the city")
 	fs.BoolVar(&c.skipLimits, "skip-limits", false, "do not measure the parts' limits")
+	fs.BoolVar(&c.hq, "hq", true, "with the storm: follow the changelog with HQ's read model (hq.Follow, in this process) and report its lag behind the stream, then time the coverage page on it")
+	fs.BoolVar(&c.hqYear, "hq-year", true, "with -hq: also time the coverage page on a city of the same size with a year of visits (hq/hqtest, built once into the user's cache directory)")
 	fs.BoolVar(&c.version, "version", false, "print syncbench's version (module, VCS revision and time, Go) and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -225,9 +229,10 @@ type report struct {
 	Results  []*result      `json:"results"`
 	Limits   *limits        `json:"limits,omitempty"`
 	Ratios   map[string]float64
-	Verdict  *verdict `json:"check"`
-	Measured string   `json:"server_measurement"`
-	Devices  string   `json:"devices"`
+	Verdict  *verdict  `json:"check"`
+	Measured string    `json:"server_measurement"`
+	Devices  string    `json:"devices"`
+	HQ       *hqReport `json:"hq,omitempty"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -400,9 +405,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := b.waitStream(b.expectChanges, time.Minute); err != nil {
 		fmt.Fprintln(stderr, "syncbench: warning:", err)
 	}
+	var hf *hqFollower
+	if cfg.hq && cfg.wants("storm") && ctx.Err() == nil {
+		step("HQ read model: loading the changelog")
+		if hf, err = startHQ(ctx, js, filepath.Join(dir, "hq"), stderr); err != nil {
+			return fmt.Errorf("hq model: %w", err)
+		}
+		defer func() {
+			if hf != nil {
+				hf.close()
+			}
+		}()
+		rep.HQ = &hqReport{}
+		t0 := time.Now()
+		last, err := hf.waitQuiet(ctx, time.Second, 5*time.Minute)
+		if err == nil {
+			err = hf.waitApplied(ctx, last, 10*time.Minute)
+		}
+		if err != nil {
+			return fmt.Errorf("hq model: initial load: %w", err)
+		}
+		rep.HQ.InitialLoadSec, rep.HQ.InitialChanges = round2(time.Since(t0).Seconds()), hf.applied.Load()
+	}
 	if cfg.wants("storm") && ctx.Err() == nil {
 		step("storm")
+		var stopSampling chan struct{}
+		var applied0 uint64
+		var stormStart, poolEnd time.Time
+		if hf != nil {
+			stopSampling, applied0, stormStart = make(chan struct{}), hf.applied.Load(), time.Now()
+			go hf.sample(ctx, stopSampling)
+			b.stormDone = func() { poolEnd = time.Now() }
+		}
 		rep.Results = append(rep.Results, b.storm(cfg.mutations, min(cfg.concurrency, len(b.devs))))
+		if hf != nil {
+			if err := hqAfterStorm(ctx, hf, rep.HQ, applied0, stormStart, poolEnd); err != nil {
+				fmt.Fprintln(stderr, "syncbench: hq model:", err)
+				rep.HQ.Notes = append(rep.HQ.Notes, err.Error())
+			}
+			close(stopSampling)
+			hf.lagStats(rep.HQ)
+			if pt, err := pageTimes(ctx, hf.m.DB(), hqreport.Query{Lang: "zh"}, 3, nil); err != nil {
+				rep.HQ.Notes = append(rep.HQ.Notes, err.Error())
+			} else {
+				rep.HQ.PageFollowedMs = pt
+			}
+			hf.close()
+			hf = nil
+		}
 		b.waitStream(b.expectChanges, time.Minute)
 	}
 	if cfg.wants("burst") && ctx.Err() == nil && len(b.lites) > 0 {
@@ -474,6 +524,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctl = nil
 	if err != nil {
 		fmt.Fprintln(stderr, "syncbench: stop server:", err)
+	}
+	if rep.HQ != nil && cfg.hqYear && ctx.Err() == nil {
+		step("HQ: the coverage page on a city with a year of visits")
+		if err := yearCityPage(ctx, spec, cfg.seed, rep.HQ, stderr); err != nil {
+			fmt.Fprintln(stderr, "syncbench: hq year city:", err)
+			rep.HQ.Notes = append(rep.HQ.Notes, "year city: "+err.Error())
+		}
 	}
 	printReport(stdout, rep, cfg.jsonOut)
 	if v.Lost > 0 || v.Duplicated > 0 {
@@ -618,6 +675,9 @@ func printReport(w io.Writer, rep *report, asJSON bool) {
 			enc.Encode(r)
 		}
 		enc.Encode(map[string]any{"scenario": "limits", "limits": rep.Limits, "ratios": rep.Ratios})
+		if rep.HQ != nil {
+			enc.Encode(map[string]any{"scenario": "hq", "hq": rep.HQ})
+		}
 		enc.Encode(map[string]any{"scenario": "check", "check": rep.Verdict, "machine": rep.Machine, "city": rep.City,
 			"server_measurement": rep.Measured, "devices": rep.Devices})
 		return
@@ -655,6 +715,7 @@ func printReport(w io.Writer, rep *report, asJSON bool) {
 		fmt.Fprintf(w, "  jetstream async publish (file storage)             %10.0f msgs/s\n", l.JetStreamPerSec)
 		fmt.Fprintf(w, "ratios: %v\n", rep.Ratios)
 	}
+	printHQ(w, rep.HQ)
 	if v := rep.Verdict; v != nil {
 		fmt.Fprintf(w, "\ncheck: %d acknowledged mutations; %d lost, %d duplicated; server %d records; stream %d messages, %d out of order; %d device numbering mismatches\n",
 			v.Acked, v.Lost, v.Duplicated, v.ServerRecords, v.StreamMessages, v.StreamGaps, v.DeviceSeqMismtch)

@@ -13,6 +13,7 @@ import (
 // process and checks that nothing acknowledged was lost or duplicated. It
 // asserts no timing: benchmarks are not timed tests.
 func TestSmoke(t *testing.T) {
+	t.Setenv("FIELDSYNC_HQTEST_CACHE", t.TempDir()) // the year's city (-hq-year), tiny, not kept
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
@@ -68,11 +69,30 @@ func checkRun(t *testing.T, out string) map[string]map[string]any {
 		if name == "limits" {
 			continue
 		}
+		if name == "hq" {
+			// HQ's read model followed the storm and the page answered,
+			// on the followed model and on the year's city.
+			h, _ := obj["hq"].(map[string]any)
+			for _, k := range []string{"initial_changes", "storm_changes"} {
+				if n, _ := h[k].(float64); n <= 0 {
+					t.Errorf("hq: %s %v, want more than 0 (%v)", k, h[k], h)
+				}
+			}
+			for _, k := range []string{"coverage_page_followed_ms", "coverage_page_year_ms"} {
+				if l, _ := h[k].([]any); len(l) == 0 {
+					t.Errorf("hq: no %s (%v)", k, h)
+				}
+			}
+			if h["notes"] != nil {
+				t.Errorf("hq: %v", h["notes"])
+			}
+			continue
+		}
 		if obj["errors"].(float64) != 0 || obj["lost"].(float64) != 0 || obj["duplicated"].(float64) != 0 {
 			t.Errorf("%s: %v", name, line)
 		}
 	}
-	for _, s := range []string{"bootstrap", "export", "storm", "burst", "trickle", "single", "check"} {
+	for _, s := range []string{"bootstrap", "export", "storm", "hq", "burst", "trickle", "single", "check"} {
 		if seen[s] == nil {
 			t.Errorf("no JSON object for %s in:\n%s", s, out)
 		}

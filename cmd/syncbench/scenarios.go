@@ -87,6 +87,8 @@ type bench struct {
 	expectChanges uint64
 	// ackScenario names the scenario each ack came from.
 	ackScenario []string
+	// stormDone, when set, is called when the storm's last device is done.
+	stormDone func()
 }
 
 func (b *bench) record(scenario string, acks []ack) {
@@ -270,6 +272,9 @@ func (b *bench) storm(n, conc int) *result {
 	streamStart := time.Now()
 	var protoBytes int64
 	b.measure(r, func() { protoBytes = b.pool(r, "storm", b.devs, conc, true) })
+	if b.stormDone != nil {
+		b.stormDone()
+	}
 	r.finish(protoBytes)
 	// How long until the changelog stream held every change of the storm.
 	if err := b.waitStream(b.expectChanges, 5*time.Minute); err == nil {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
+
+	"github.com/fieldsync/fieldsync/hq"
 )
 
 // notVisitedShown is how many not-visited households the coverage page
@@ -17,8 +20,22 @@ const notVisitedShown = 500
 const memberAtSQL = `(SELECT l.member_id FROM link_history l WHERE l.household_id = h.id AND l.from_ms <= ?
 	ORDER BY l.from_ms DESC, l.seq DESC LIMIT 1)`
 
-// visitedSQL is whether household x.id has a non-voided visit in month ?.
-const visitedSQL = `EXISTS (SELECT 1 FROM visits v WHERE v.month = ? AND v.household_id = x.id AND v.voided = 0)`
+// visitedSQL is whether household x.id has a non-voided visit in month ?:
+// one probe of household_months where the model keeps it, else of visits.
+func (e *env) visitedSQL() string {
+	if e.coverageKept() {
+		return `EXISTS (SELECT 1 FROM household_months hm WHERE hm.month = ? AND hm.household_id = x.id)`
+	}
+	return `EXISTS (SELECT 1 FROM visits v WHERE v.month = ? AND v.household_id = x.id AND v.voided = 0)`
+}
+
+// visitsSQL is the number of household x.id's non-voided visits in month ?.
+func (e *env) visitsSQL() string {
+	if e.coverageKept() {
+		return `coalesce((SELECT hm.visits FROM household_months hm WHERE hm.month = ? AND hm.household_id = x.id), 0)`
+	}
+	return `(SELECT count(*) FROM visits v WHERE v.household_id = x.id AND v.month = ? AND v.voided = 0)`
+}
 
 // linkedSQL selects x (id, grid_id, mid) : the non-voided households in
 // scope with a member at time ?.
@@ -43,29 +60,100 @@ type covRow struct {
 	linked, visited int64
 }
 
-// monthCoverage counts, for month m, the households linked and visited
-// per (grid, member) in the query's scope: one pass over the households,
-// each one's link and visits found by index. A result is kept while the
-// model's meta (lineage, last change applied) says nothing changed.
-func (e *env) monthCoverage(m string) (map[[2]string]*covRow, error) {
-	at := e.linkAt(m)
-	from, args := e.linkedSQL()
-	key := ""
-	if e.fingerprint != "" {
-		key = fmt.Sprint(e.fingerprint, "|", m, "|", at, "|", args)
-		if m == e.currentMonth {
-			// Links are read at now: with no change applied no link is
-			// new, but one dated by a clock ahead of ours comes due
-			// later; a minute's result is kept.
-			key = fmt.Sprint(e.fingerprint, "|", m, "|", at/60000, "|", args)
-		}
-		if r, ok := memo.get(e.db, key); ok {
-			return r, nil
+// coverageKept says whether the model keeps the coverage tables (package
+// hq's migration 2: household_months, coverage_state, coverage_months,
+// coverage_grids); a database without them is counted from the base
+// tables.
+func (e *env) coverageKept() bool {
+	if e.kept == 0 {
+		e.kept = -1
+		var n int
+		err := e.db.QueryRowContext(e.ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table'
+			AND name IN ('household_months', 'coverage_state', 'coverage_months', 'coverage_grids')`).Scan(&n)
+		if err == nil && n == 4 {
+			e.kept = 1
 		}
 	}
-	q := `SELECT x.grid_id, x.mid, count(*), sum(` + visitedSQL + `) FROM ` + from + `
+	return e.kept == 1
+}
+
+// fromTables says whether month m's coverage can be read from the
+// coverage tables: they are kept, the month is built (BuildCoverage
+// builds it now if not: once, then the model's triggers keep it), and its
+// links are read at its end — always, but for the current month when a
+// link is dated after now within it (a clock ahead of the page's).
+func (e *env) fromTables(m string) (bool, error) {
+	if !e.coverageKept() {
+		return false, nil
+	}
+	if ok, seen := e.usable[m]; seen {
+		return ok, nil
+	}
+	if e.usable == nil {
+		e.usable = map[string]bool{}
+	}
+	if at := e.linkAt(m); at < lastMs(m) {
+		var ahead bool
+		if err := e.db.QueryRowContext(e.ctx, `SELECT EXISTS (SELECT 1 FROM link_history WHERE from_ms > ? AND from_ms <= ?)`,
+			at, lastMs(m)).Scan(&ahead); err != nil {
+			return false, fmt.Errorf("report: coverage: %w", err)
+		}
+		if ahead {
+			e.usable[m] = false
+			return false, nil
+		}
+	}
+	if _, err := hq.BuildCoverage(e.ctx, e.db, m); err != nil {
+		if !strings.Contains(err.Error(), "readonly") {
+			return false, fmt.Errorf("report: coverage: %w", err)
+		}
+		// A database opened read-only: counted from the base tables.
+		e.usable[m] = false
+		return false, nil
+	}
+	e.usable[m] = true
+	return true, nil
+}
+
+// lastMs is the last ms of month m.
+func lastMs(m string) int64 {
+	_, end := monthBounds(m)
+	return end - 1
+}
+
+// monthCoverage counts, for month m, the households linked and visited
+// per (grid, member) in the query's scope — per grid alone (member "")
+// unless byMember. From the coverage tables where the model keeps them;
+// else in one pass over the households, each one's link and visits found
+// by index.
+func (e *env) monthCoverage(m string, byMember bool) (map[[2]string]*covRow, error) {
+	ok, err := e.fromTables(m)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		q    string
+		args []any
+	)
+	if ok {
+		cond, sargs := e.scope("", "grid_id")
+		if byMember {
+			q = `SELECT grid_id, member_id, sum(linked), sum(visited) FROM coverage_months WHERE month = ? AND ` + cond + ` GROUP BY 1, 2`
+		} else {
+			q = `SELECT grid_id, '', sum(linked), sum(visited) FROM coverage_grids WHERE month = ? AND ` + cond + ` GROUP BY 1`
+		}
+		args = append([]any{m}, sargs...)
+	} else {
+		from, sargs := e.linkedSQL()
+		mid := "x.mid"
+		if !byMember {
+			mid = "''"
+		}
+		q = `SELECT x.grid_id, ` + mid + `, count(*), sum(` + e.visitedSQL() + `) FROM ` + from + `
 		WHERE x.mid IS NOT NULL AND x.mid <> '' GROUP BY 1, 2`
-	rows, err := e.db.QueryContext(e.ctx, q, append([]any{m, at}, args...)...) // in text order: the visits, then the links
+		args = append([]any{m, e.linkAt(m)}, sargs...) // in text order: the visits, then the links
+	}
+	rows, err := e.db.QueryContext(e.ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("report: coverage: %w", err)
 	}
@@ -82,15 +170,59 @@ func (e *env) monthCoverage(m string) (map[[2]string]*covRow, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("report: coverage: %w", err)
 	}
-	if key != "" {
-		memo.put(e.db, key, out)
-	}
 	return out, nil
 }
 
+// trend is the scope's coverage (linked, visited) in each of months: one
+// query over coverage_grids for the months read from the tables.
+func (e *env) trend(months []string) (map[string]*covRow, error) {
+	out := map[string]*covRow{}
+	var kept []any
+	for _, m := range months {
+		out[m] = &covRow{key: m}
+		ok, err := e.fromTables(m)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			kept = append(kept, m)
+			continue
+		}
+		c, err := e.coverageBy(m, func(string, string) string { return "" })
+		if err != nil {
+			return nil, err
+		}
+		if r := c[""]; r != nil {
+			out[m] = r
+		}
+	}
+	if len(kept) == 0 {
+		return out, nil
+	}
+	cond, sargs := e.scope("", "grid_id")
+	rows, err := e.db.QueryContext(e.ctx, `SELECT month, sum(linked), sum(visited) FROM coverage_grids
+		WHERE month IN (`+placeholders(len(kept))+`) AND `+cond+` GROUP BY month`, append(kept, sargs...)...)
+	if err != nil {
+		return nil, fmt.Errorf("report: coverage trend: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m string
+		var l, v int64
+		if err := rows.Scan(&m, &l, &v); err != nil {
+			return nil, fmt.Errorf("report: coverage trend: %w", err)
+		}
+		if r := out[m]; r != nil {
+			r.linked, r.visited = l, v
+		}
+	}
+	return out, rows.Err()
+}
+
 // coverageBy sums monthCoverage of month m by key(grid, member).
+// by member only at a grid (its rows are its members).
 func (e *env) coverageBy(m string, key func(grid, member string) string) (map[string]*covRow, error) {
-	mc, err := e.monthCoverage(m)
+	mc, err := e.monthCoverage(m, e.unit != nil && e.unit.Kind == "grid")
 	if err != nil {
 		return nil, err
 	}
@@ -225,15 +357,12 @@ func coveragePage(e *env) (*Result, error) {
 	tr := Table{Name: "trend", Title: label(e.lang, "table.trend"),
 		Columns: []Column{e.col("month", false), e.col("linked", true), e.col("visited", true), e.col("share", true)}}
 	ch := Chart{Title: label(e.lang, "chart.trend"), Labels: months, Series: []Series{{Name: label(e.lang, "col.share")}}}
+	byMonth, err := e.trend(months)
+	if err != nil {
+		return nil, err
+	}
 	for _, mm := range months {
-		c, err := e.coverageBy(mm, func(string, string) string { return "" })
-		if err != nil {
-			return nil, err
-		}
-		r := c[""]
-		if r == nil {
-			r = &covRow{}
-		}
+		r := byMonth[mm]
 		sh := share(r.visited, r.linked)
 		tr.Rows = append(tr.Rows, []Cell{txtLink(mm, link("coverage", "month", mm, "unit", u)),
 			num(r.linked, link("households", "month", mm, "unit", u)), num(r.visited, link("households", "month", mm, "unit", u, "visited", "1")), sh})
@@ -293,18 +422,17 @@ func (e *env) householdRows(m, visited, member string, limit int) (Table, error)
 	cond := "x.mid IS NOT NULL AND x.mid <> ''"
 	switch visited {
 	case "1":
-		cond += " AND " + visitedSQL
+		cond += " AND " + e.visitedSQL()
 		args = append(args, m)
 	case "0":
-		cond += " AND NOT " + visitedSQL
+		cond += " AND NOT " + e.visitedSQL()
 		args = append(args, m)
 	}
 	if member != "" {
 		cond += " AND x.mid = ?"
 		args = append(args, member)
 	}
-	q := `SELECT x.id, h.head, h.address, x.grid_id, x.mid, coalesce(p.name, ''),
-		(SELECT count(*) FROM visits v WHERE v.household_id = x.id AND v.month = ? AND v.voided = 0)
+	q := `SELECT x.id, h.head, h.address, x.grid_id, x.mid, coalesce(p.name, ''), ` + e.visitsSQL() + `
 	FROM ` + from + ` JOIN households h ON h.id = x.id LEFT JOIN people p ON p.id = x.mid
 	WHERE ` + cond + ` ORDER BY x.id`
 	if limit > 0 {

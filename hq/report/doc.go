@@ -36,9 +36,13 @@
 // device-list (days, pending, app_version). Links are
 // "/p/<name>?<params>", params sorted and URL-encoded.
 //
-// Speed: a month's coverage is one pass over the households in scope,
-// each one's link and visits found by index. At the city level that pass
-// is the page's cost (12 months for the trend); its result per month is
-// kept while the model's meta (lineage, last_seq) is unchanged, so a page
-// opened again before the next change reuses it.
+// Speed: coverage is read from the coverage tables the model keeps
+// (package hq, coverage.go): per month, grid and member, the households
+// linked at the month's end and those visited, kept exact by triggers on
+// every write. A month not built yet is built once (hq.BuildCoverage,
+// about half a second for a city); a page then sums a few thousand rows
+// per month. On a database without those tables, opened read-only, or for
+// a current month with a link dated after now (a clock ahead), a month is
+// counted from the base tables: one pass over the households in scope,
+// each one's link and visits found by index.
 package report

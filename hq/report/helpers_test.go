@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fieldsync/fieldsync/hq"
 	"github.com/fieldsync/fieldsync/hq/report"
 	_ "modernc.org/sqlite"
 )
@@ -26,9 +27,23 @@ func at(t testing.TB, s string) int64 {
 	return tm.UnixMilli()
 }
 
-// openModel creates a read-model database with hq/schema.sql, as package
-// hq would.
+// openModel creates a read model as package hq does (hq.Open: schema.sql,
+// then the migrations, the coverage tables and their triggers among
+// them) and returns its query pool; the tests write rows straight into
+// its tables.
 func openModel(t testing.TB) *sql.DB {
+	t.Helper()
+	m, err := hq.Open(filepath.Join(t.TempDir(), "model.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m.DB()
+}
+
+// openSchemaOnly creates a database with hq/schema.sql alone (no coverage
+// tables): the report counts from the base tables.
+func openSchemaOnly(t testing.TB) *sql.DB {
 	t.Helper()
 	schema, err := os.ReadFile("../schema.sql")
 	if err != nil {

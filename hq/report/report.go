@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -127,10 +126,12 @@ type env struct {
 	unit   *unit // nil: the city
 	units  map[string]*unit
 	filter map[string]string
-	// currentMonth is the month of now; fingerprint the model's meta
-	// (lineage, last change applied...), "" when it has no last_seq: then
-	// nothing is remembered between calls.
-	currentMonth, fingerprint string
+	// currentMonth is the month of now.
+	currentMonth string
+	// kept: whether the model keeps the coverage tables (0: not looked
+	// yet, 1 yes, -1 no); usable: months read from them (coverage.go).
+	kept   int
+	usable map[string]bool
 }
 
 // unit is one row of units.
@@ -185,9 +186,6 @@ func Page(ctx context.Context, db *sql.DB, name string, q Query) (*Result, error
 	}
 	e.currentMonth = cur
 	if err := e.loadUnits(); err != nil {
-		return nil, err
-	}
-	if err := e.loadFingerprint(); err != nil {
 		return nil, err
 	}
 	if q.Town != "" {
@@ -260,65 +258,6 @@ func dayOf(ms int64) string {
 		return ""
 	}
 	return time.UnixMilli(ms).In(China).Format("2006-01-02")
-}
-
-// loadFingerprint reads the model's meta: while it is the same, the model
-// applied no change.
-func (e *env) loadFingerprint() error {
-	rows, err := e.db.QueryContext(e.ctx, `SELECT key, value FROM meta ORDER BY key`)
-	if err != nil {
-		return fmt.Errorf("report: meta: %w", err)
-	}
-	defer rows.Close()
-	var b strings.Builder
-	seen := false
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			return fmt.Errorf("report: meta: %w", err)
-		}
-		seen = seen || k == "last_seq"
-		b.WriteString(k + "=" + v + ";")
-	}
-	if seen {
-		e.fingerprint = b.String()
-	}
-	return rows.Err()
-}
-
-// memo keeps month coverages computed, per database, by a key that holds
-// the model's meta: any change applied makes a new key. Bounded: when
-// full, it starts again.
-var memo = &memoTable{m: map[*sql.DB]map[string]map[[2]string]*covRow{}}
-
-const memoMax = 512
-
-type memoTable struct {
-	mu sync.Mutex
-	m  map[*sql.DB]map[string]map[[2]string]*covRow
-	n  int
-}
-
-func (t *memoTable) get(db *sql.DB, key string) (map[[2]string]*covRow, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	r, ok := t.m[db][key]
-	return r, ok
-}
-
-func (t *memoTable) put(db *sql.DB, key string, r map[[2]string]*covRow) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.n >= memoMax {
-		t.m, t.n = map[*sql.DB]map[string]map[[2]string]*covRow{}, 0
-	}
-	if t.m[db] == nil {
-		t.m[db] = map[string]map[[2]string]*covRow{}
-	}
-	if _, ok := t.m[db][key]; !ok {
-		t.n++
-	}
-	t.m[db][key] = r
 }
 
 func (e *env) loadUnits() error {
