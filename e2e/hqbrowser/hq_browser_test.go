@@ -416,6 +416,31 @@ func TestHQPageInABrowser(t *testing.T) {
 		t.Errorf("U-m1's households %v, want %v", gotHs, want)
 	}
 
+	// English, the other choice: the same rows, English headers, and the
+	// choice kept on the next page.
+	if err := chromedp.Do(browser, chromedp.Click(chromedp.CSS(`#lang-en`))); err != nil {
+		t.Fatalf("switch to English: %v", err)
+	}
+	waitURL(t, browser, "lang=en")
+	if lang := attr(t, browser, "html", "lang"); lang != "en" {
+		t.Fatalf("after choosing English the page is in %q", lang)
+	}
+	en := readTable(t, browser, "households")
+	if !slices.EqualFunc(en.rows, hs.rows, func(a, b []string) bool { return a[0] == b[0] && a[5] == b[5] }) || slices.Equal(en.head, hs.head) {
+		t.Errorf("in English the households read %q with header %q; in Chinese %q with %q", en.rows, en.head, hs.rows, hs.head)
+	}
+	shot(t, browser, art, "03-member-households-en.png")
+	if err := chromedp.Do(browser, chromedp.Navigate(base+"/p/coverage")); err != nil {
+		t.Fatal(err)
+	}
+	if lang := attr(t, browser, "html", "lang"); lang != "en" {
+		t.Errorf("the next page is in %q, want en (remembered)", lang)
+	}
+	if err := chromedp.Do(browser, chromedp.Click(chromedp.CSS(`#lang-zh`))); err != nil {
+		t.Fatalf("switch back to Chinese: %v", err)
+	}
+	waitURL(t, browser, "lang=zh")
+
 	// A town secretary: their town only.
 	signOut(t, browser)
 	signIn(t, browser, base, "U-sec-T02", code("U-sec-T02"))
@@ -426,7 +451,7 @@ func TestHQPageInABrowser(t *testing.T) {
 	clickLink(t, browser, "coverage", "歧亭镇")
 	waitURL(t, browser, "unit=T02")
 	checkCoverage(t, "T02 for its secretary", readTable(t, browser, "coverage"), x, []string{"V03"}, "T02", false)
-	shot(t, browser, art, "03-town-secretary.png")
+	shot(t, browser, art, "04-town-secretary.png")
 	for _, name := range []string{"宋埠镇", "彭店村", "张家塆"} {
 		if strings.Contains(text(t, browser, "main"), name) {
 			t.Errorf("the secretary of 歧亭镇 sees %s", name)
@@ -440,7 +465,7 @@ func TestHQPageInABrowser(t *testing.T) {
 			t.Errorf("the secretary of T02 at %s: status %s, want 403", path, st)
 		}
 	}
-	shot(t, browser, art, "04-town-secretary-refused.png")
+	shot(t, browser, art, "05-town-secretary-refused.png")
 	for _, path := range []string{"/p/coverage.csv?unit=T01&table=0", "/p/coverage.xlsx?unit=G01&table=0", "/p/households.csv?unit=G01&visited=0&table=0"} {
 		body, resp := fetch(t, browser, base, path)
 		if resp.StatusCode != http.StatusForbidden || bytes.Contains(body, []byte("张大山")) {
@@ -525,6 +550,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
+		chromedp.Flag("lang", "zh-CN"), // as HQ's browsers (their Accept-Language)
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
