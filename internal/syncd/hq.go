@@ -85,6 +85,7 @@ type HQ struct {
 	serveDone  chan error
 	followStop context.CancelFunc
 	followDone chan struct{}
+	warmDone   chan struct{} // the coverage months' first build
 	lock       *DataLock
 	stopOnce   sync.Once
 	stopErr    error
@@ -207,6 +208,19 @@ func (h *HQ) start(ctx context.Context, cfg HQConfig, out io.Writer) error {
 	h.followStop = cancel
 	h.followDone = make(chan struct{})
 	go h.follow(fctx, cfg)
+	// The coverage page's months are built once for the model's life
+	// (about half a second a month for a whole city): build the twelve
+	// its first page shows now, beside the follower, so that no page
+	// waits for them. Stop waits for it.
+	h.warmDone = make(chan struct{})
+	go func() {
+		defer close(h.warmDone)
+		if n, err := m.WarmCoverage(fctx, time.Now()); err != nil && fctx.Err() == nil {
+			h.log.Warn("HQ read model: building the coverage months failed; each page builds what it needs", "err", err)
+		} else if n > 0 {
+			h.log.Info("HQ read model: coverage months built", "months", n)
+		}
+	}()
 
 	h.srv = &http.Server{
 		Handler:           ws.Handler(),
@@ -304,6 +318,7 @@ func (h *HQ) Stop() error {
 		if h.followStop != nil {
 			h.followStop()
 			<-h.followDone
+			<-h.warmDone
 		}
 		if h.Model != nil {
 			if err := h.Model.Close(); err != nil {
