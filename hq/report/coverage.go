@@ -3,6 +3,7 @@ package report
 import (
 	"database/sql"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -366,11 +367,20 @@ func coveragePage(e *env) (*Result, error) {
 		sh := share(r.visited, r.linked)
 		tr.Rows = append(tr.Rows, []Cell{txtLink(mm, link("coverage", "month", mm, "unit", u)),
 			num(r.linked, link("households", "month", mm, "unit", u)), num(r.visited, link("households", "month", mm, "unit", u, "visited", "1")), sh})
-		ch.Series[0].Values = append(ch.Series[0].Values, sh.Num)
+		ch.Series[0].Values = append(ch.Series[0].Values, chartValue(sh))
 	}
 	res.Tables = append(res.Tables, tr)
 	res.Charts = append(res.Charts, ch)
 	return res, nil
+}
+
+// chartValue is a cell's value on a chart: NaN (a gap in the line, no
+// point) where the table shows "—" (nothing to count), not a false 0.
+func chartValue(c Cell) float64 {
+	if c.Text == "—" {
+		return math.NaN()
+	}
+	return c.Num
 }
 
 func nameOr(name, id string) string {

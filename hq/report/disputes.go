@@ -174,8 +174,8 @@ func disputesPage(e *env) (*Result, error) {
 			row = append(row, days(med), days(mean))
 		}
 		tt.Rows = append(tt.Rows, row)
-		ch.Series[0].Values = append(ch.Series[0].Values, row[2].Num)
-		ch.Series[1].Values = append(ch.Series[1].Values, row[3].Num)
+		ch.Series[0].Values = append(ch.Series[0].Values, chartValue(row[2]))
+		ch.Series[1].Values = append(ch.Series[1].Values, chartValue(row[3]))
 	}
 	res.Tables = append(res.Tables, tt)
 	res.Charts = append(res.Charts, ch)

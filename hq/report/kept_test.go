@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
-	"reflect"
 	"testing"
 
 	"github.com/fieldsync/fieldsync/hq"
@@ -110,10 +109,10 @@ func TestCoverageFromKeptTablesEqualsCountingFromBaseTables(t *testing.T) {
 			{Month: "2026-06"}, {Town: "T2", Unit: "T2V1G2", Month: "2026-10"}, {Town: "T1", Month: "2025-12"}} {
 			q.NowMs = c.now
 			want := page(t, base, "coverage", q)
-			if got := page(t, kept, "coverage", q); !reflect.DeepEqual(got, want) {
+			if got := page(t, kept, "coverage", q); !sameResult(got, want) {
 				t.Fatalf("after %s: coverage %+v from the kept tables differs from the count from the base tables:\n%+v\nwant\n%+v", step, q, got.Tables[0].Rows, want.Tables[0].Rows)
 			}
-			if got := page(t, ro, "coverage", q); !reflect.DeepEqual(got, want) {
+			if got := page(t, ro, "coverage", q); !sameResult(got, want) {
 				t.Fatalf("after %s: coverage %+v on a read-only connection differs", step, q)
 			}
 		}
@@ -131,4 +130,10 @@ func TestCoverageFromKeptTablesEqualsCountingFromBaseTables(t *testing.T) {
 	if err := kept.QueryRow(`SELECT count(*) FROM coverage_state WHERE built = 1`).Scan(&built); err != nil || built < 12 {
 		t.Errorf("%d months built (%v), want the 13 the pages showed", built, err)
 	}
+}
+
+// sameResult compares two pages field by field, a NaN (a chart's gap)
+// equal to a NaN, which reflect.DeepEqual would not say.
+func sameResult(a, b *report.Result) bool {
+	return fmt.Sprintf("%#v", *a) == fmt.Sprintf("%#v", *b)
 }
