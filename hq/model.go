@@ -16,6 +16,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
 )
 
 //go:embed schema.sql
@@ -119,22 +120,8 @@ func (m *Model) migrate(ctx context.Context) error {
 	case version > len(migrations):
 		return fmt.Errorf("hq: %s has schema version %d, this build knows up to %d: use a newer fieldsync, or delete the file to rebuild the model", m.path, version, len(migrations))
 	}
-	for i := version; i < len(migrations); i++ {
-		tx, err := m.w.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("hq: migrate %s, step %d: %w", m.path, i+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("hq: migrate %s: %w", m.path, err)
-		}
+	if err := store.Migrate(ctx, m.w, migrations); err != nil {
+		return fmt.Errorf("hq: migrate %s: %w", m.path, err)
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ func openDB(ctx context.Context, path string, k *dbKind, migrations []string, re
 		w.Close()
 		return nil, err
 	}
-	if err := migrate(ctx, w, migrations); err != nil {
+	if err := Migrate(ctx, w, migrations); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
@@ -111,7 +111,11 @@ func (d *DB) Close() error {
 	return errors.Join(d.R.Close(), d.W.Close())
 }
 
-func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
+// Migrate brings db's schema up to date: it runs, each in a transaction of
+// its own, the migrations past the database's PRAGMA user_version and
+// records each one's number there. syncd's and a device's databases, HQ's
+// read model and the HQ page's database all migrate this way.
+func Migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 	var version int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return err

@@ -240,23 +240,15 @@ func disputeListPage(e *env) (*Result, error) {
 		}
 		conds = append(conds, `status IN ('open', 'mediating')`)
 	}
-	if v, ok := f["status"]; ok {
-		if !oneOf(v, domain.DisputeStatuses) {
-			return nil, badFilter("status", v, disputeFilters["status"])
-		}
-		conds, args = append(conds, "status = ?"), append(args, v)
+	var err error
+	if conds, args, err = enumFilter(f, "status", domain.DisputeStatuses, disputeFilters, conds, args); err != nil {
+		return nil, err
 	}
-	if v, ok := f["category"]; ok {
-		if !oneOf(v, domain.DisputeCategories) {
-			return nil, badFilter("category", v, disputeFilters["category"])
-		}
-		conds, args = append(conds, "category = ?"), append(args, v)
+	if conds, args, err = enumFilter(f, "category", domain.DisputeCategories, disputeFilters, conds, args); err != nil {
+		return nil, err
 	}
-	if v, ok := f["level"]; ok {
-		if !oneOf(v, domain.DisputeLevels) {
-			return nil, badFilter("level", v, disputeFilters["level"])
-		}
-		conds, args = append(conds, "level = ?"), append(args, v)
+	if conds, args, err = enumFilter(f, "level", domain.DisputeLevels, disputeFilters, conds, args); err != nil {
+		return nil, err
 	}
 	if v, ok := f["age"]; ok {
 		c, a, err := e.ageCond("opened_ms", v)

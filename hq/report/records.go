@@ -123,17 +123,12 @@ func needListPage(e *env) (*Result, error) {
 		}
 		conds = append(conds, `status <> 'resolved'`)
 	}
-	if v, ok := f["status"]; ok {
-		if !oneOf(v, domain.NeedStatuses) {
-			return nil, badFilter("status", v, needFilters["status"])
-		}
-		conds, args = append(conds, "status = ?"), append(args, v)
+	var err error
+	if conds, args, err = enumFilter(f, "status", domain.NeedStatuses, needFilters, conds, args); err != nil {
+		return nil, err
 	}
-	if v, ok := f["category"]; ok {
-		if !oneOf(v, domain.NeedCategories) {
-			return nil, badFilter("category", v, needFilters["category"])
-		}
-		conds, args = append(conds, "category = ?"), append(args, v)
+	if conds, args, err = enumFilter(f, "category", domain.NeedCategories, needFilters, conds, args); err != nil {
+		return nil, err
 	}
 	if v, ok := f["age"]; ok {
 		c, a, err := e.ageCond("raised_ms", v)

@@ -484,6 +484,20 @@ func ageOf(now, since int64) string {
 }
 
 // badFilter is an ErrBadQuery for parameter k.
+// enumFilter adds "key = ?" to conds when the filter names key, refusing
+// a value outside allowed (help: the allowed values as a person reads
+// them, from the page's filter table).
+func enumFilter(f map[string]string, key string, allowed []string, help map[string]string, conds []string, args []any) ([]string, []any, error) {
+	v, ok := f[key]
+	if !ok {
+		return conds, args, nil
+	}
+	if !oneOf(v, allowed) {
+		return conds, args, badFilter(key, v, help[key])
+	}
+	return append(conds, key+" = ?"), append(args, v), nil
+}
+
 func badFilter(k, v, allowed string) error {
 	return fmt.Errorf("%w: %s %q: want %s", ErrBadQuery, k, v, allowed)
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/fieldsync/fieldsync/store"
 )
 
 // webMigrations build the web's own database: one-time sign-in codes and
@@ -62,24 +64,7 @@ func migrateWeb(ctx context.Context, db *sql.DB) error {
 	if version > len(webMigrations) {
 		return fmt.Errorf("schema version %d is newer than this program's %d", version, len(webMigrations))
 	}
-	for i := version; i < len(webMigrations); i++ {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, webMigrations[i]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return store.Migrate(ctx, db, webMigrations)
 }
 
 // AuditEntry is one line of the web audit.
