@@ -36,6 +36,9 @@ var (
 	// restored onto a second phone, both in use): this copy stops syncing,
 	// keeps its unsent work, and sends it once enrolled again with a new
 	// code (Enroll).
+	// ErrWrongKey is returned by OpenWith when the replica was encrypted
+	// with another key, or is encrypted and no key was given.
+	ErrWrongKey = errors.New("wrong key for this device database: it was encrypted with another key (or no key was given); the data cannot be read without its key")
 	ErrCloned = errors.New("this copy of the phone's database is stopped: another copy of it syncs with the same credential " +
 		"(the database was copied to or restored on a second phone); its unsent work is kept on this phone: " +
 		"ask your administrator for a new enrollment code and enroll this phone again to send it")
@@ -112,6 +115,11 @@ type Options struct {
 	// returns ErrCrashed. For simulations; the Device should then be
 	// closed and reopened, as the app would be.
 	CrashPoint func(point string) bool
+	// Key, when set, encrypts the replica at rest: personal data and the
+	// credential are unreadable without it (the app keeps it in Android
+	// Keystore or iOS Keychain). 32 bytes. A database created with a key
+	// opens only with the same key (ErrWrongKey).
+	Key []byte
 }
 
 // Device is one enrolled phone: its replica, outbox and connection.

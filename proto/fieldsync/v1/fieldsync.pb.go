@@ -1023,7 +1023,13 @@ type SyncRequest struct {
 	// The device replaces a bucket's copy when told so in
 	// SyncResponse.refetch_buckets. An older device is never told: it would
 	// start the bucket over at every page.
-	CanRefetch    bool `protobuf:"varint,10,opt,name=can_refetch,json=canRefetch,proto3" json:"can_refetch,omitempty"`
+	CanRefetch bool `protobuf:"varint,10,opt,name=can_refetch,json=canRefetch,proto3" json:"can_refetch,omitempty"`
+	// For each record this request's mutations write: the hash
+	// (domain.EchoHash) of the record as the device computed it after them.
+	// Where the server's record equals it when the answer is read, the
+	// answer carries an Echo (id, version, buckets) instead of the record:
+	// on a slow link the device's own writes are not sent back in full.
+	Expected      []*RecordHash `protobuf:"bytes,11,rep,name=expected,proto3" json:"expected,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1128,6 +1134,13 @@ func (x *SyncRequest) GetCanRefetch() bool {
 	return false
 }
 
+func (x *SyncRequest) GetExpected() []*RecordHash {
+	if x != nil {
+		return x.Expected
+	}
+	return nil
+}
+
 // SyncResponse answers a SyncRequest.
 type SyncResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1179,8 +1192,12 @@ type SyncResponse struct {
 	// the end (more = false), and names them in
 	// SyncRequest.refetching_buckets until then.
 	RefetchBuckets []string `protobuf:"bytes,16,rep,name=refetch_buckets,json=refetchBuckets,proto3" json:"refetch_buckets,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Records of SyncRequest.expected that equal what the device computed:
+	// the device takes its own computed record as the server's, at this
+	// version and in these buckets. A record is either in records or here.
+	Echoes        []*Echo `protobuf:"bytes,17,rep,name=echoes,proto3" json:"echoes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
@@ -1321,6 +1338,13 @@ func (x *SyncResponse) GetChainHead() string {
 func (x *SyncResponse) GetRefetchBuckets() []string {
 	if x != nil {
 		return x.RefetchBuckets
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetEchoes() []*Echo {
+	if x != nil {
+		return x.Echoes
 	}
 	return nil
 }
@@ -4841,6 +4865,132 @@ func (x *RefusedEvent) GetReason() string {
 	return ""
 }
 
+// RecordHash is the hash of a record as a device computed it.
+type RecordHash struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RecordId string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	// domain.EchoHash of the record: SHA-256 of its deterministic encoding
+	// without version and buckets.
+	Hash          []byte `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordHash) Reset() {
+	*x = RecordHash{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordHash) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordHash) ProtoMessage() {}
+
+func (x *RecordHash) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordHash.ProtoReflect.Descriptor instead.
+func (*RecordHash) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *RecordHash) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *RecordHash) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+// Echo stands for a record the device already holds as the server does.
+type Echo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RecordId string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	Kind     Kind                   `protobuf:"varint,2,opt,name=kind,proto3,enum=fieldsync.v1.Kind" json:"kind,omitempty"`
+	// The record's version (its last change number).
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// The buckets the record sits in.
+	Buckets       []string `protobuf:"bytes,4,rep,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Echo) Reset() {
+	*x = Echo{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Echo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Echo) ProtoMessage() {}
+
+func (x *Echo) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Echo.ProtoReflect.Descriptor instead.
+func (*Echo) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *Echo) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *Echo) GetKind() Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Kind_KIND_UNSPECIFIED
+}
+
+func (x *Echo) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Echo) GetBuckets() []string {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
 var File_fieldsync_v1_fieldsync_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
@@ -4902,7 +5052,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\"2\n" +
 	"\x06Cursor\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x9d\x03\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xd3\x03\n" +
 	"\vSyncRequest\x124\n" +
 	"\tmutations\x18\x01 \x03(\v2\x16.fieldsync.v1.MutationR\tmutations\x12.\n" +
 	"\acursors\x18\x02 \x03(\v2\x14.fieldsync.v1.CursorR\acursors\x12\x1b\n" +
@@ -4917,7 +5067,8 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x12refetching_buckets\x18\t \x03(\tR\x11refetchingBuckets\x12\x1f\n" +
 	"\vcan_refetch\x18\n" +
 	" \x01(\bR\n" +
-	"canRefetch\"\xe8\x04\n" +
+	"canRefetch\x124\n" +
+	"\bexpected\x18\v \x03(\v2\x18.fieldsync.v1.RecordHashR\bexpected\"\x94\x05\n" +
 	"\fSyncResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.fieldsync.v1.MutationResultR\aresults\x12.\n" +
 	"\arecords\x18\x02 \x03(\v2\x14.fieldsync.v1.RecordR\arecords\x12.\n" +
@@ -4938,7 +5089,8 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\alineage\x18\x0e \x01(\tR\alineage\x12\x1d\n" +
 	"\n" +
 	"chain_head\x18\x0f \x01(\tR\tchainHead\x12'\n" +
-	"\x0frefetch_buckets\x18\x10 \x03(\tR\x0erefetchBuckets\"\x0e\n" +
+	"\x0frefetch_buckets\x18\x10 \x03(\tR\x0erefetchBuckets\x12*\n" +
+	"\x06echoes\x18\x11 \x03(\v2\x12.fieldsync.v1.EchoR\x06echoes\"\x0e\n" +
 	"\fWatchRequest\")\n" +
 	"\rWatchResponse\x12\x18\n" +
 	"\abuckets\x18\x01 \x03(\tR\abuckets\"e\n" +
@@ -5209,7 +5361,16 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\tprev_hash\x18\x05 \x01(\tR\bprevHash\x12\x12\n" +
 	"\x04hash\x18\x06 \x01(\tR\x04hash\x12\x12\n" +
 	"\x04code\x18\a \x01(\tR\x04code\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason*\x83\x01\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"=\n" +
+	"\n" +
+	"RecordHash\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\"\x7f\n" +
+	"\x04Echo\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12&\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x12.fieldsync.v1.KindR\x04kind\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x18\n" +
+	"\abuckets\x18\x04 \x03(\tR\abuckets*\x83\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_HOUSEHOLD\x10\x01\x12\x0e\n" +
@@ -5287,7 +5448,7 @@ func file_fieldsync_v1_fieldsync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_fieldsync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(Kind)(0),                             // 0: fieldsync.v1.Kind
 	(Op)(0),                               // 1: fieldsync.v1.Op
@@ -5359,101 +5520,106 @@ var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(*LinkState)(nil),                     // 67: fieldsync.v1.LinkState
 	(*DeviceHealth)(nil),                  // 68: fieldsync.v1.DeviceHealth
 	(*RefusedEvent)(nil),                  // 69: fieldsync.v1.RefusedEvent
-	nil,                                   // 70: fieldsync.v1.Record.FieldsEntry
-	nil,                                   // 71: fieldsync.v1.Mutation.FieldsEntry
-	nil,                                   // 72: fieldsync.v1.Mutation.BaseHlcEntry
+	(*RecordHash)(nil),                    // 70: fieldsync.v1.RecordHash
+	(*Echo)(nil),                          // 71: fieldsync.v1.Echo
+	nil,                                   // 72: fieldsync.v1.Record.FieldsEntry
+	nil,                                   // 73: fieldsync.v1.Mutation.FieldsEntry
+	nil,                                   // 74: fieldsync.v1.Mutation.BaseHlcEntry
 }
 var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 0: fieldsync.v1.Record.kind:type_name -> fieldsync.v1.Kind
-	70, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
+	72, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
 	7,  // 2: fieldsync.v1.Record.entries:type_name -> fieldsync.v1.Entry
 	8,  // 3: fieldsync.v1.Record.conflicts:type_name -> fieldsync.v1.Conflict
 	63, // 4: fieldsync.v1.Record.void:type_name -> fieldsync.v1.Void
 	64, // 5: fieldsync.v1.Record.history:type_name -> fieldsync.v1.StatusChange
 	0,  // 6: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
 	1,  // 7: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
-	71, // 8: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
-	72, // 9: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
+	73, // 8: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
+	74, // 9: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
 	4,  // 10: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
 	10, // 11: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
 	12, // 12: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
-	11, // 13: fieldsync.v1.SyncResponse.results:type_name -> fieldsync.v1.MutationResult
-	9,  // 14: fieldsync.v1.SyncResponse.records:type_name -> fieldsync.v1.Record
-	12, // 15: fieldsync.v1.SyncResponse.cursors:type_name -> fieldsync.v1.Cursor
-	2,  // 16: fieldsync.v1.SyncResponse.role:type_name -> fieldsync.v1.Role
-	5,  // 17: fieldsync.v1.SyncResponse.numbering:type_name -> fieldsync.v1.Numbering
-	2,  // 18: fieldsync.v1.EnrollResponse.role:type_name -> fieldsync.v1.Role
-	3,  // 19: fieldsync.v1.Unit.kind:type_name -> fieldsync.v1.UnitKind
-	2,  // 20: fieldsync.v1.User.role:type_name -> fieldsync.v1.Role
-	19, // 21: fieldsync.v1.ImportOrgRequest.units:type_name -> fieldsync.v1.Unit
-	20, // 22: fieldsync.v1.ImportOrgRequest.users:type_name -> fieldsync.v1.User
-	21, // 23: fieldsync.v1.ImportOrgRequest.households:type_name -> fieldsync.v1.Household
-	22, // 24: fieldsync.v1.ImportOrgRequest.assignments:type_name -> fieldsync.v1.Assignment
-	24, // 25: fieldsync.v1.ImportOrgResponse.errors:type_name -> fieldsync.v1.RowError
-	30, // 26: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.Device
-	0,  // 27: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
-	9,  // 28: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
-	9,  // 29: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
-	65, // 30: fieldsync.v1.Change.unit:type_name -> fieldsync.v1.UnitState
-	66, // 31: fieldsync.v1.Change.person:type_name -> fieldsync.v1.PersonState
-	67, // 32: fieldsync.v1.Change.link:type_name -> fieldsync.v1.LinkState
-	68, // 33: fieldsync.v1.Change.device:type_name -> fieldsync.v1.DeviceHealth
-	69, // 34: fieldsync.v1.Change.refused:type_name -> fieldsync.v1.RefusedEvent
-	38, // 35: fieldsync.v1.CreateAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	38, // 36: fieldsync.v1.ListAdminAccountsResponse.accounts:type_name -> fieldsync.v1.AdminAccount
-	38, // 37: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	38, // 38: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	52, // 39: fieldsync.v1.ListEnrollmentCodesResponse.codes:type_name -> fieldsync.v1.EnrollmentCode
-	56, // 40: fieldsync.v1.AddHQCredentialResponse.credential:type_name -> fieldsync.v1.HQCredential
-	56, // 41: fieldsync.v1.ListHQCredentialsResponse.credentials:type_name -> fieldsync.v1.HQCredential
-	19, // 42: fieldsync.v1.UnitState.unit:type_name -> fieldsync.v1.Unit
-	2,  // 43: fieldsync.v1.PersonState.role:type_name -> fieldsync.v1.Role
-	6,  // 44: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
-	13, // 45: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
-	15, // 46: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
-	17, // 47: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
-	23, // 48: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
-	26, // 49: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
-	28, // 50: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
-	31, // 51: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	33, // 52: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	39, // 53: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
-	41, // 54: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
-	43, // 55: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
-	45, // 56: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
-	47, // 57: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
-	49, // 58: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
-	51, // 59: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
-	54, // 60: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
-	57, // 61: fieldsync.v1.AdminService.AddHQCredential:input_type -> fieldsync.v1.AddHQCredentialRequest
-	59, // 62: fieldsync.v1.AdminService.ListHQCredentials:input_type -> fieldsync.v1.ListHQCredentialsRequest
-	61, // 63: fieldsync.v1.AdminService.RevokeHQCredential:input_type -> fieldsync.v1.RevokeHQCredentialRequest
-	35, // 64: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
-	14, // 65: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
-	16, // 66: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
-	18, // 67: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
-	25, // 68: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
-	27, // 69: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
-	29, // 70: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
-	32, // 71: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	34, // 72: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	40, // 73: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
-	42, // 74: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
-	44, // 75: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
-	46, // 76: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
-	48, // 77: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
-	50, // 78: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
-	53, // 79: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
-	55, // 80: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
-	58, // 81: fieldsync.v1.AdminService.AddHQCredential:output_type -> fieldsync.v1.AddHQCredentialResponse
-	60, // 82: fieldsync.v1.AdminService.ListHQCredentials:output_type -> fieldsync.v1.ListHQCredentialsResponse
-	62, // 83: fieldsync.v1.AdminService.RevokeHQCredential:output_type -> fieldsync.v1.RevokeHQCredentialResponse
-	36, // 84: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
-	65, // [65:85] is the sub-list for method output_type
-	45, // [45:65] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	70, // 13: fieldsync.v1.SyncRequest.expected:type_name -> fieldsync.v1.RecordHash
+	11, // 14: fieldsync.v1.SyncResponse.results:type_name -> fieldsync.v1.MutationResult
+	9,  // 15: fieldsync.v1.SyncResponse.records:type_name -> fieldsync.v1.Record
+	12, // 16: fieldsync.v1.SyncResponse.cursors:type_name -> fieldsync.v1.Cursor
+	2,  // 17: fieldsync.v1.SyncResponse.role:type_name -> fieldsync.v1.Role
+	5,  // 18: fieldsync.v1.SyncResponse.numbering:type_name -> fieldsync.v1.Numbering
+	71, // 19: fieldsync.v1.SyncResponse.echoes:type_name -> fieldsync.v1.Echo
+	2,  // 20: fieldsync.v1.EnrollResponse.role:type_name -> fieldsync.v1.Role
+	3,  // 21: fieldsync.v1.Unit.kind:type_name -> fieldsync.v1.UnitKind
+	2,  // 22: fieldsync.v1.User.role:type_name -> fieldsync.v1.Role
+	19, // 23: fieldsync.v1.ImportOrgRequest.units:type_name -> fieldsync.v1.Unit
+	20, // 24: fieldsync.v1.ImportOrgRequest.users:type_name -> fieldsync.v1.User
+	21, // 25: fieldsync.v1.ImportOrgRequest.households:type_name -> fieldsync.v1.Household
+	22, // 26: fieldsync.v1.ImportOrgRequest.assignments:type_name -> fieldsync.v1.Assignment
+	24, // 27: fieldsync.v1.ImportOrgResponse.errors:type_name -> fieldsync.v1.RowError
+	30, // 28: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.Device
+	0,  // 29: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
+	9,  // 30: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
+	9,  // 31: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
+	65, // 32: fieldsync.v1.Change.unit:type_name -> fieldsync.v1.UnitState
+	66, // 33: fieldsync.v1.Change.person:type_name -> fieldsync.v1.PersonState
+	67, // 34: fieldsync.v1.Change.link:type_name -> fieldsync.v1.LinkState
+	68, // 35: fieldsync.v1.Change.device:type_name -> fieldsync.v1.DeviceHealth
+	69, // 36: fieldsync.v1.Change.refused:type_name -> fieldsync.v1.RefusedEvent
+	38, // 37: fieldsync.v1.CreateAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	38, // 38: fieldsync.v1.ListAdminAccountsResponse.accounts:type_name -> fieldsync.v1.AdminAccount
+	38, // 39: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	38, // 40: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	52, // 41: fieldsync.v1.ListEnrollmentCodesResponse.codes:type_name -> fieldsync.v1.EnrollmentCode
+	56, // 42: fieldsync.v1.AddHQCredentialResponse.credential:type_name -> fieldsync.v1.HQCredential
+	56, // 43: fieldsync.v1.ListHQCredentialsResponse.credentials:type_name -> fieldsync.v1.HQCredential
+	19, // 44: fieldsync.v1.UnitState.unit:type_name -> fieldsync.v1.Unit
+	2,  // 45: fieldsync.v1.PersonState.role:type_name -> fieldsync.v1.Role
+	0,  // 46: fieldsync.v1.Echo.kind:type_name -> fieldsync.v1.Kind
+	6,  // 47: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
+	13, // 48: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
+	15, // 49: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
+	17, // 50: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
+	23, // 51: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
+	26, // 52: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
+	28, // 53: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
+	31, // 54: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	33, // 55: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	39, // 56: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
+	41, // 57: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
+	43, // 58: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
+	45, // 59: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
+	47, // 60: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
+	49, // 61: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
+	51, // 62: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
+	54, // 63: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
+	57, // 64: fieldsync.v1.AdminService.AddHQCredential:input_type -> fieldsync.v1.AddHQCredentialRequest
+	59, // 65: fieldsync.v1.AdminService.ListHQCredentials:input_type -> fieldsync.v1.ListHQCredentialsRequest
+	61, // 66: fieldsync.v1.AdminService.RevokeHQCredential:input_type -> fieldsync.v1.RevokeHQCredentialRequest
+	35, // 67: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
+	14, // 68: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
+	16, // 69: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
+	18, // 70: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
+	25, // 71: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
+	27, // 72: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
+	29, // 73: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
+	32, // 74: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	34, // 75: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	40, // 76: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
+	42, // 77: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
+	44, // 78: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
+	46, // 79: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
+	48, // 80: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
+	50, // 81: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
+	53, // 82: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
+	55, // 83: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
+	58, // 84: fieldsync.v1.AdminService.AddHQCredential:output_type -> fieldsync.v1.AddHQCredentialResponse
+	60, // 85: fieldsync.v1.AdminService.ListHQCredentials:output_type -> fieldsync.v1.ListHQCredentialsResponse
+	62, // 86: fieldsync.v1.AdminService.RevokeHQCredential:output_type -> fieldsync.v1.RevokeHQCredentialResponse
+	36, // 87: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
+	68, // [68:88] is the sub-list for method output_type
+	48, // [48:68] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_fieldsync_proto_init() }
@@ -5467,7 +5633,7 @@ func file_fieldsync_v1_fieldsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_fieldsync_proto_rawDesc), len(file_fieldsync_v1_fieldsync_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   67,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
