@@ -39,7 +39,7 @@ var (
 	// ErrWrongKey is returned by OpenWith when the replica was encrypted
 	// with another key, or is encrypted and no key was given.
 	ErrWrongKey = errors.New("wrong key for this device database: it was encrypted with another key (or no key was given); the data cannot be read without its key")
-	ErrCloned = errors.New("this copy of the phone's database is stopped: another copy of it syncs with the same credential " +
+	ErrCloned   = errors.New("this copy of the phone's database is stopped: another copy of it syncs with the same credential " +
 		"(the database was copied to or restored on a second phone); its unsent work is kept on this phone: " +
 		"ask your administrator for a new enrollment code and enroll this phone again to send it")
 )
