@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	qrcode "github.com/skip2/go-qrcode"
 
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -256,20 +257,34 @@ fieldctl admin assign -household H0006 -member U-m1`)
 
 func adminEnrollCode(ctx context.Context, c *cli, name string, args []string) error {
 	ttl := 24 * time.Hour
-	fs := c.newFlags(name, "-user U [-ttl 24h] [-q | --json]", `
+	fs := c.newFlags(name, "-user U [-ttl 24h] [-q | --json] [-qr] [-qr-png FILE]", `
 Issues a one-time enrollment code for a user, as fieldsync://HOST:PORT/CODE?ca=FINGERPRINT:
 the address phones reach syncd at (-advertise) and the fingerprint of syncd's
 CA, which the phone pins. The code enrolls one device (fieldctl device
 enroll CODE) and expires after -ttl (at most 30 days). It is shown once:
-syncd keeps only its hash.`, `
+syncd keeps only its hash.
+
+For a phone's camera: -qr draws the code as a QR code in the terminal,
+after the text code. It sets its own colours, black on white (with a
+white border, the quiet zone), so it reads on a dark or a light terminal
+alike; make the window at least 60 columns wide and 30 lines tall.
+-qr-png FILE writes the same QR code as a PNG image (mode 0600, replacing
+FILE if it exists), to print or to show on another screen. The image IS
+the code: whoever scans it can enroll a device until it is used or
+expires, so delete the file once the phone has enrolled. -qr-png works
+with -q and --json (which then names the file, never more of the code);
+-qr draws on the terminal, so it does not mix with them.`, `
 fieldctl admin enroll-code -user U-m1 -advertise 10.0.0.5:7443
-fieldctl admin enroll-code -user U-med1 -ttl 7d --json
+fieldctl admin enroll-code -user U-m1 -advertise 10.0.0.5:7443 -qr
+fieldctl admin enroll-code -user U-med1 -ttl 7d --json -qr-png med1.png
 fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`)
 	user := fs.String("user", "", "user `id`")
 	fs.Var(durationFlag{&ttl}, "ttl", "how long the code is valid, e.g. 24h, 90m or 7d")
 	asJSON := fs.Bool("json", false, "print the code as a JSON object")
 	quiet := fs.Bool("q", false, "print only the enrollment code, for scripts")
 	advertise := fs.String("advertise", "", "the `address` (host:port) phones reach syncd at, put in the code (default -server)")
+	drawQR := fs.Bool("qr", false, "also draw the code as a QR code in the terminal (black on white, for a dark or light terminal)")
+	pngPath := fs.String("qr-png", "", "also write the code as a QR code to this PNG `file` (0600: it is the secret code)")
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
@@ -278,6 +293,20 @@ fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`
 	}
 	if ttl < time.Second {
 		return usagef("%s: -ttl %v: want at least 1s", short(name), ttl)
+	}
+	if *drawQR && (*quiet || *asJSON) {
+		return usagef("%s: -qr draws on the terminal and -q/--json are for scripts: use -qr-png FILE with them", short(name))
+	}
+	// Opened before the code is issued: a path that cannot be written
+	// fails here, not after a code exists that nobody sees.
+	var png *qrPNGFile
+	if *pngPath != "" {
+		f, err := createQRPNG(*pngPath)
+		if err != nil {
+			return err
+		}
+		png = f
+		defer png.discard()
 	}
 	conn, actx, err := c.adminConn(ctx)
 	if err != nil {
@@ -299,20 +328,53 @@ fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`
 		addr = c.server
 	}
 	enrollment := syncer.FormatEnrollment(addr, resp.GetCode(), fp)
+	// The code exists now: it is printed whatever happens to the QR code,
+	// and a QR code that fails is reported after it.
+	var (
+		q     *qrcode.QRCode
+		qrErr error
+	)
+	if *drawQR || png != nil {
+		q, qrErr = newEnrollQR(enrollment)
+		if qrErr == nil && png != nil {
+			qrErr = png.write(q)
+		}
+	}
 	if *quiet {
-		_, err := fmt.Fprintln(c.stdout, enrollment)
-		return err
+		if _, err := fmt.Fprintln(c.stdout, enrollment); err != nil {
+			return err
+		}
+		return qrErr
 	}
 	if *asJSON {
-		return writeJSON(c.stdout, map[string]any{"enrollment": enrollment, "code": resp.GetCode(), "user_id": *user,
-			"expires_ms": resp.GetExpiresMs(), "expires": rfc3339(resp.GetExpiresMs())})
+		out := map[string]any{"enrollment": enrollment, "code": resp.GetCode(), "user_id": *user,
+			"expires_ms": resp.GetExpiresMs(), "expires": rfc3339(resp.GetExpiresMs())}
+		if png != nil && qrErr == nil {
+			out["qr_png"] = *pngPath // where the image is, not what it holds
+		}
+		if err := writeJSON(c.stdout, out); err != nil {
+			return err
+		}
+		return qrErr
 	}
 	t := newTable()
 	t.add("enrollment", enrollment)
 	t.add("user", *user)
 	t.add("expires", fmtTime(resp.GetExpiresMs()))
+	if png != nil && qrErr == nil {
+		t.add("qr png", *pngPath)
+	}
 	if err := t.write(c.stdout); err != nil {
 		return err
+	}
+	if qrErr != nil {
+		return qrErr
+	}
+	if *drawQR {
+		fmt.Fprintln(c.stdout)
+		if err := writeQRTerminal(c.stdout, q); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(c.stderr, "fieldctl: on the device: fieldctl device enroll '%s'\n", enrollment)
 	return nil
