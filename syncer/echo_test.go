@@ -1,0 +1,192 @@
+package syncer_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fieldsync/fieldsync/internal/testenv"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/syncer"
+)
+
+// answers records every Sync call's request and answer as the server
+// made them (before the wire), and can change a request before the
+// server reads it.
+type answers struct {
+	mu    sync.Mutex
+	reqs  []*pb.SyncRequest
+	resps []*pb.SyncResponse
+	// edit, if set, changes a request before the server reads it.
+	edit func(*pb.SyncRequest)
+	// between, if set, runs after the push and before the pull is read:
+	// it is called from the server's handler with the request.
+}
+
+func (a *answers) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	r, ok := req.(*pb.SyncRequest)
+	if !ok {
+		return h(ctx, req)
+	}
+	a.mu.Lock()
+	edit := a.edit
+	a.mu.Unlock()
+	if edit != nil {
+		edit(r)
+	}
+	resp, err := h(ctx, req)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.reqs = append(a.reqs, proto.Clone(r).(*pb.SyncRequest))
+	if sr, ok := resp.(*pb.SyncResponse); ok && err == nil {
+		// The records the pull put in as stored bytes sit in the unknown
+		// fields: a round trip through the wire encoding reads them.
+		b, merr := proto.Marshal(sr)
+		if merr != nil {
+			panic(merr)
+		}
+		back := &pb.SyncResponse{}
+		if uerr := proto.Unmarshal(b, back); uerr != nil {
+			panic(uerr)
+		}
+		a.resps = append(a.resps, back)
+	} else {
+		a.resps = append(a.resps, nil)
+	}
+	return resp, err
+}
+
+// last returns the last call's request and answer, and forgets the calls.
+func (a *answers) last(t *testing.T) (*pb.SyncRequest, *pb.SyncResponse) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.resps) == 0 {
+		t.Fatal("no sync call seen")
+	}
+	req, resp := a.reqs[len(a.reqs)-1], a.resps[len(a.resps)-1]
+	a.reqs, a.resps = nil, nil
+	return req, resp
+}
+
+func (a *answers) reset() {
+	a.mu.Lock()
+	a.reqs, a.resps = nil, nil
+	a.mu.Unlock()
+}
+
+func holds(resp *pb.SyncResponse, id string) (record, echo bool) {
+	for _, r := range resp.GetRecords() {
+		if r.GetId() == id {
+			record = true
+		}
+	}
+	for _, e := range resp.GetEchoes() {
+		if e.GetRecordId() == id {
+			echo = true
+		}
+	}
+	return record, echo
+}
+
+func expects(req *pb.SyncRequest, id string) bool {
+	for _, e := range req.GetExpected() {
+		if e.GetRecordId() == id {
+			return true
+		}
+	}
+	return false
+}
+
+// sameAsServer checks that the device holds record id exactly as the
+// server's export has it: the deterministic encodings are equal byte for
+// byte.
+func sameAsServer(t *testing.T, e *testenv.Env, d *syncer.Device, id string) {
+	t.Helper()
+	admin, ctx := e.Admin()
+	_ = admin
+	var want *pb.Record
+	for _, r := range testenv.Export(t, ctx, e.Conn(), &pb.ExportRequest{}) {
+		if r.GetId() == id {
+			want = r
+		}
+	}
+	if want == nil {
+		t.Fatalf("%s: not in the server's export", id)
+	}
+	it, err := d.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.State != syncer.StateName(syncer.StateSynced) {
+		t.Fatalf("%s: state %s, want synced", id, it.State)
+	}
+	det := proto.MarshalOptions{Deterministic: true}
+	got, err := det.Marshal(it.Record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := det.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, exp) {
+		t.Fatalf("%s: the device's record differs from the server's:\n got %v\nwant %v", id, it.Record, want)
+	}
+}
+
+// A visit, a household update, a new dispute and a dispute's transition,
+// each synced, come back as echoes, not in full: the answer carries no
+// record of them, and the device then holds each exactly as the server
+// does (version, buckets and the server's time on the status history
+// included).
+func TestEchoOwnWritesComeBackAsEchoes(t *testing.T) {
+	a := &answers{}
+	e := testenv.Start(t, testenv.WithUnaryInterceptor(a.intercept))
+	e.ImportSample()
+	member, mediator := e.Device(testenv.Member), e.Device(testenv.Mediator)
+	testenv.Sync(t, member)
+	testenv.Sync(t, mediator)
+
+	check := func(d *syncer.Device, what, id string) {
+		t.Helper()
+		a.reset()
+		rep := testenv.Sync(t, d)
+		req, resp := a.last(t)
+		if !expects(req, id) {
+			t.Fatalf("%s: the request sent no hash for %s: %v", what, id, req.GetExpected())
+		}
+		if rec, echo := holds(resp, id); rec || !echo {
+			t.Fatalf("%s: answer holds the record in full %v, as an echo %v; want an echo only (echoes %v)", what, rec, echo, resp.GetEchoes())
+		}
+		if rep.Echoed != 1 {
+			t.Errorf("%s: report says %d echoed, want 1", what, rep.Echoed)
+		}
+		sameAsServer(t, e, d, id)
+	}
+
+	visit, err := member.Create("visit", syncer.NewFields().Set("household_id", "H001").Set("visited_on", "2026-12-06").Set("met", "張大山").Set("needs", "屋頂漏水"))
+	must(t, err)
+	check(member, "new visit", visit)
+
+	must(t, member.Update("H001", syncer.NewFields().Set("phone", "13900000009").Set("members", "5")))
+	check(member, "household update", "H001")
+
+	dispute, err := mediator.Create("dispute", syncer.NewFields().Set("category", "quarrel").Set("title", "宅基地界線").Set("parties", "張家,李家"))
+	must(t, err)
+	check(mediator, "new dispute", dispute)
+
+	must(t, mediator.Transition(dispute, "mediating"))
+	check(mediator, "dispute transition", dispute)
+
+	must(t, mediator.Append(dispute, "notes", "雙方同意再談"))
+	check(mediator, "dispute note", dispute)
+
+	// The next write builds on the adopted record: it syncs as an echo too.
+	must(t, member.Update(visit, syncer.NewFields().Set("follow_up", "下週再訪")))
+	check(member, "visit amended", visit)
+}
