@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -114,6 +115,9 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 		return nil, s.diskFull("sync push", diskFullSync, err)
 	case err != nil:
 		return nil, status.Errorf(codes.Unavailable, "store the mutations: %v; nothing was applied, retry", err)
+	}
+	if f := betweenPushAndPull.Load(); f != nil {
+		(*f)()
 	}
 	scope, err := s.scope(ctx, c)
 	if err != nil {
@@ -532,6 +536,10 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 	resp.ProtoReflect().SetUnknown(raw)
 	return resp, seen, nil
 }
+
+// betweenPushAndPull, when set (by a test: BetweenPushAndPull), runs in
+// every Sync after its push commits and before its answer is read.
+var betweenPushAndPull atomic.Pointer[func()]
 
 // recordsField is SyncResponse.records' field number.
 var recordsField = (&pb.SyncResponse{}).ProtoReflect().Descriptor().Fields().ByName("records").Number()

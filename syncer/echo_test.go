@@ -190,3 +190,129 @@ func TestEchoOwnWritesComeBackAsEchoes(t *testing.T) {
 	must(t, member.Update(visit, syncer.NewFields().Set("follow_up", "下週再訪")))
 	check(member, "visit amended", visit)
 }
+
+// A record another device changed before the push arrived is sent in
+// full: the server's record is not what the device computed from its
+// stale base. The device then holds the server's merge.
+func TestEchoConcurrentChangeComesBackInFull(t *testing.T) {
+	a := &answers{}
+	e := testenv.Start(t, testenv.WithUnaryInterceptor(a.intercept))
+	e.ImportSample()
+	member, sec := e.Device(testenv.Member), e.Device(testenv.Secretary)
+	testenv.Sync(t, member)
+	testenv.Sync(t, sec)
+
+	must(t, member.Update("H001", syncer.NewFields().Set("phone", "13900000009")))
+	must(t, sec.Update("H001", syncer.NewFields().Set("tags", "低保")))
+	testenv.Sync(t, sec)
+	a.reset()
+	rep := testenv.Sync(t, member)
+	req, resp := a.last(t)
+	if !expects(req, "H001") {
+		t.Fatalf("the request sent no hash for H001: %v", req.GetExpected())
+	}
+	if rec, echo := holds(resp, "H001"); !rec || echo {
+		t.Fatalf("answer holds H001 in full %v, as an echo %v; want in full", rec, echo)
+	}
+	if rep.Echoed != 0 {
+		t.Errorf("report says %d echoed, want 0", rep.Echoed)
+	}
+	sameAsServer(t, e, member, "H001")
+	if got := field(t, member, "H001", "tags"); got != "低保" {
+		t.Errorf("H001 tags = %q on the member's device, want the secretary's 低保", got)
+	}
+}
+
+// A device that sends no hashes (an older app; an older server ignores
+// them alike) gets its own writes back in full, as before echoes.
+func TestEchoOlderDeviceGetsFullRecords(t *testing.T) {
+	a := &answers{edit: func(r *pb.SyncRequest) { r.Expected = nil }}
+	e := testenv.Start(t, testenv.WithUnaryInterceptor(a.intercept))
+	e.ImportSample()
+	member := e.Device(testenv.Member)
+	testenv.Sync(t, member)
+	visit, err := member.Create("visit", syncer.NewFields().Set("household_id", "H002").Set("visited_on", "2026-12-06"))
+	must(t, err)
+	must(t, member.Update("H002", syncer.NewFields().Set("members", "4")))
+	a.reset()
+	rep := testenv.Sync(t, member)
+	_, resp := a.last(t)
+	for _, id := range []string{visit, "H002"} {
+		if rec, echo := holds(resp, id); !rec || echo {
+			t.Fatalf("%s: answer holds it in full %v, as an echo %v; want in full", id, rec, echo)
+		}
+		sameAsServer(t, e, member, id)
+	}
+	if len(resp.GetEchoes()) != 0 || rep.Echoed != 0 {
+		t.Errorf("answer has %d echoes, report %d; want none", len(resp.GetEchoes()), rep.Echoed)
+	}
+}
+
+// A member's report is sent in full: the server fills in the village's
+// mediators, which the member's device does not know (it holds no list
+// of the village's people), so its computed record differs.
+func TestEchoMemberReportComesBackInFull(t *testing.T) {
+	a := &answers{}
+	e := testenv.Start(t, testenv.WithUnaryInterceptor(a.intercept))
+	e.ImportSample()
+	member := e.Device(testenv.Member)
+	testenv.Sync(t, member)
+	report, err := member.Create("dispute", syncer.NewFields().Set("category", "hazard").Set("title", "橋面裂縫"))
+	must(t, err)
+	a.reset()
+	testenv.Sync(t, member)
+	req, resp := a.last(t)
+	if !expects(req, report) {
+		t.Fatalf("the request sent no hash for the report")
+	}
+	if rec, echo := holds(resp, report); !rec || echo {
+		t.Fatalf("answer holds the report in full %v, as an echo %v; want in full", rec, echo)
+	}
+	sameAsServer(t, e, member, report)
+	if got := field(t, member, report, "mediators"); got == "" {
+		t.Errorf("the report's mediators are empty on the device, want the village's")
+	}
+}
+
+// A first sync read in pages: the visit written before it comes back as
+// an echo in the first answer (which adds the device's own writes), and
+// in full where a later page reaches its bucket (that call sends no hash:
+// its push is done). The device ends holding it as the server does.
+func TestEchoLaterPageSendsTheRecordInFull(t *testing.T) {
+	a := &answers{}
+	e := testenv.Start(t, testenv.WithUnaryInterceptor(a.intercept))
+	e.ImportSample()
+	member := e.Device(testenv.Member, func(o *syncer.Options) { o.PageSize = 1 })
+	visit, err := member.Create("visit", syncer.NewFields().Set("household_id", "H003").Set("visited_on", "2026-12-06"))
+	must(t, err)
+	a.reset()
+	rep := testenv.Sync(t, member)
+	a.mu.Lock()
+	reqs, resps := a.reqs, a.resps
+	a.mu.Unlock()
+	if len(resps) < 3 {
+		t.Fatalf("%d calls, want a paged sync", len(resps))
+	}
+	if _, echo := holds(resps[0], visit); !echo || !expects(reqs[0], visit) {
+		t.Fatalf("first answer: echo of the visit %v, want one (echoes %v)", echo, resps[0].GetEchoes())
+	}
+	full := false
+	for i, resp := range resps[1:] {
+		if expects(reqs[i+1], visit) {
+			t.Errorf("call %d sent a hash for the visit again", i+2)
+		}
+		if _, echo := holds(resp, visit); echo {
+			t.Errorf("call %d: echoed the visit without a hash", i+2)
+		}
+		if rec, _ := holds(resp, visit); rec {
+			full = true
+		}
+	}
+	if !full {
+		t.Errorf("no later page carried the visit in full")
+	}
+	if rep.Echoed != 1 {
+		t.Errorf("report says %d echoed, want 1", rep.Echoed)
+	}
+	sameAsServer(t, e, member, visit)
+}
