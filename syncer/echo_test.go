@@ -316,3 +316,53 @@ func TestEchoLaterPageSendsTheRecordInFull(t *testing.T) {
 	}
 	sameAsServer(t, e, member, visit)
 }
+
+// The other kinds' usual writes come back as echoes too: a member's
+// event, need (with a note) and project (started, moved), a secretary's
+// move of the need to taken (the need's taken_by is derived from the
+// mover), a void (stamped with the server's time), and a secretary's
+// household edit.
+func TestEchoOtherKindsComeBackAsEchoes(t *testing.T) {
+	a := &answers{}
+	e := testenv.Start(t, testenv.WithUnaryInterceptor(a.intercept))
+	e.ImportSample()
+	member, sec := e.Device(testenv.Member), e.Device(testenv.Secretary)
+	testenv.Sync(t, member)
+	testenv.Sync(t, sec)
+	check := func(d *syncer.Device, what string, ids ...string) {
+		t.Helper()
+		a.reset()
+		rep := testenv.Sync(t, d)
+		req, resp := a.last(t)
+		for _, id := range ids {
+			if !expects(req, id) {
+				t.Fatalf("%s: the request sent no hash for %s", what, id)
+			}
+			if rec, echo := holds(resp, id); rec || !echo {
+				t.Fatalf("%s: %s in full %v, as an echo %v; want an echo only", what, id, rec, echo)
+			}
+			sameAsServer(t, e, d, id)
+		}
+		if rep.Echoed != len(ids) {
+			t.Errorf("%s: report says %d echoed, want %d", what, rep.Echoed, len(ids))
+		}
+	}
+	event, err := member.Create("event", syncer.NewFields().Set("type", "meeting").Set("occurred_on", "2026-12-06").Set("subject", "黨員大會"))
+	must(t, err)
+	need, err := member.Create("need", syncer.NewFields().Set("household_id", "H001").Set("category", "housing").Set("summary", "屋頂漏水"))
+	must(t, err)
+	must(t, member.Append(need, "notes", "下雨天更嚴重"))
+	project, err := member.Create("project", syncer.NewFields().Set("title", "修村道").Set("households", "H001,H002"))
+	must(t, err)
+	must(t, member.Transition(project, "in_progress"))
+	check(member, "member's event, need and project", event, need, project)
+
+	testenv.Sync(t, sec) // the secretary reads the need
+	must(t, sec.TransitionWith(need, "taken", syncer.NewFields().Set("help", "村委會派人")))
+	must(t, sec.Update("H002", syncer.NewFields().Set("address", "張家塆2號之1")))
+	check(sec, "secretary's need taken and household edit", need, "H002")
+
+	testenv.Sync(t, member)
+	must(t, member.Void(event, "記錯日子"))
+	check(member, "void", event)
+}
