@@ -2,6 +2,7 @@ package domain
 
 import (
 	"crypto/sha256"
+	"sort"
 
 	"google.golang.org/protobuf/proto"
 
@@ -71,4 +72,59 @@ func Restamp(r *pb.Record, atMs int64) {
 	if v := r.GetVoid(); v != nil && v.GetAtMs() == 0 {
 		v.AtMs = atMs
 	}
+}
+
+// Expect computes, for each record the mutations write, the record as the
+// server will hold it after them if nothing else changed it: the device's
+// base (base(id): the server's record it holds, nil for none) with the
+// mutations applied in order by Apply, as the server applies them, with
+// the stamps of the server's clock at 0 (a device's Actor has no Now).
+// Version and buckets are the base's: the hash leaves them out. A record
+// one of the mutations does not apply to is left out (the server's answer
+// is needed to know what came of it), and so is a member's report: the
+// server fills in the village's mediators, which a phone does not know.
+func Expect(muts []*pb.Mutation, base func(id string) (*pb.Record, error), a Actor) (map[string]*pb.Record, error) {
+	out := map[string]*pb.Record{}
+	skip := map[string]bool{}
+	for _, m := range muts {
+		id := m.GetRecordId()
+		if skip[id] {
+			continue
+		}
+		if a.Role == pb.Role_ROLE_MEMBER && m.GetKind() == pb.Kind_KIND_DISPUTE && m.GetOp() == pb.Op_OP_CREATE {
+			skip[id] = true
+			delete(out, id)
+			continue
+		}
+		cur, ok := out[id]
+		if !ok {
+			var err error
+			if cur, err = base(id); err != nil {
+				return nil, err
+			}
+		}
+		next, _, r := Apply(cur, m, a)
+		if r != nil || next == nil {
+			skip[id] = true
+			delete(out, id)
+			continue
+		}
+		out[id] = next
+	}
+	return out, nil
+}
+
+// ExpectedHashes is what a device sends for the records Expect computed
+// (SyncRequest.expected), in id order.
+func ExpectedHashes(recs map[string]*pb.Record) []*pb.RecordHash {
+	ids := make([]string, 0, len(recs))
+	for id := range recs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := make([]*pb.RecordHash, len(ids))
+	for i, id := range ids {
+		out[i] = &pb.RecordHash{RecordId: id, Hash: EchoHash(recs[id])}
+	}
+	return out
 }

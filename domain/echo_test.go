@@ -80,3 +80,50 @@ func TestEchoUnstampRestamp(t *testing.T) {
 		t.Error("Unstamp took a push time of 0")
 	}
 }
+
+// Expect applies a device's mutations to its bases in order, leaves out
+// a record a mutation does not apply to and a member's report, and
+// ExpectedHashes hashes what is left in id order.
+func TestEchoExpect(t *testing.T) {
+	a := domain.Actor{UserID: "U1", DeviceID: "dev1", Role: pb.Role_ROLE_MEMBER}
+	household := &pb.Record{Id: "H1", Kind: pb.Kind_KIND_HOUSEHOLD, Version: 3, Buckets: []string{"h:H1"},
+		Fields: map[string]*pb.FieldValue{"head": {Value: "張大山", Hlc: "0001@admin"}, "phone": {Value: "1", Hlc: "0001@admin"}}}
+	muts := []*pb.Mutation{
+		{Seq: 1, RecordId: "V1", Kind: pb.Kind_KIND_VISIT, Op: pb.Op_OP_CREATE, Hlc: "0002@dev1",
+			Fields: map[string]string{"household_id": "H1", "visited_on": "2026-12-06"}},
+		{Seq: 2, RecordId: "H1", Kind: pb.Kind_KIND_HOUSEHOLD, Op: pb.Op_OP_UPDATE, Hlc: "0003@dev1",
+			Fields: map[string]string{"phone": "2"}, BaseHlc: map[string]string{"phone": "0001@admin"}},
+		{Seq: 3, RecordId: "V1", Kind: pb.Kind_KIND_VISIT, Op: pb.Op_OP_UPDATE, Hlc: "0004@dev1",
+			Fields: map[string]string{"met": "戶主"}, BaseHlc: map[string]string{"met": ""}},
+		{Seq: 4, RecordId: "D1", Kind: pb.Kind_KIND_DISPUTE, Op: pb.Op_OP_CREATE, Hlc: "0005@dev1",
+			Fields: map[string]string{"village_id": "V01", "category": "hazard", "title": "橋"}},
+		// A second create of an existing id is refused by Apply.
+		{Seq: 5, RecordId: "H1", Kind: pb.Kind_KIND_VISIT, Op: pb.Op_OP_CREATE, Hlc: "0006@dev1",
+			Fields: map[string]string{"household_id": "H1", "visited_on": "2026-12-06"}},
+	}
+	bases := map[string]*pb.Record{"H1": household}
+	got, err := domain.Expect(muts[:4], func(id string) (*pb.Record, error) { return bases[id], nil }, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["V1"] == nil || got["H1"] == nil {
+		t.Fatalf("expected records %v, want V1 and H1 (no report D1)", got)
+	}
+	if got["V1"].GetFields()["met"].GetValue() != "戶主" || got["H1"].GetFields()["phone"].GetValue() != "2" {
+		t.Errorf("the mutations were not all applied: %v", got)
+	}
+	if household.GetFields()["phone"].GetValue() != "1" {
+		t.Error("Expect changed the base")
+	}
+	hs := domain.ExpectedHashes(got)
+	if len(hs) != 2 || hs[0].GetRecordId() != "H1" || hs[1].GetRecordId() != "V1" || !bytes.Equal(hs[1].GetHash(), domain.EchoHash(got["V1"])) {
+		t.Errorf("hashes %v, want H1's then V1's", hs)
+	}
+	got, err = domain.Expect(muts, func(id string) (*pb.Record, error) { return bases[id], nil }, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["H1"] != nil {
+		t.Errorf("H1 expected though a mutation of it does not apply")
+	}
+}

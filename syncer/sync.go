@@ -257,8 +257,8 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		for _, q := range queued {
 			req.Mutations = append(req.Mutations, q.Mutation)
 		}
-		for _, id := range slices.Sorted(maps.Keys(expect)) {
-			req.Expected = append(req.Expected, &pb.RecordHash{RecordId: id, Hash: domain.EchoHash(expect[id])})
+		if len(expect) > 0 {
+			req.Expected = domain.ExpectedHashes(expect)
 		}
 		sent := d.opts.Now()
 		resp, err := pb.NewSyncServiceClient(conn).Sync(d.authed(ctx, token), req)
@@ -403,53 +403,28 @@ func wholeScope(sent []*pb.Cursor, resp *pb.SyncResponse) []*pb.Cursor {
 
 // expected computes, for each record the queued mutations write, the
 // record as the server will hold it after them when nothing else changed
-// it: the device's base with the mutations applied in order by the same
-// merge the server runs (domain.Apply), version and buckets aside (the
-// server's), the server's stamps at 0 (domain.Unstamp). The sync sends
-// their hashes (SyncRequest.expected); an answer that echoes one makes
-// it the base (adopt). A record one of the mutations would not apply to
-// is not expected: the server's answer is needed to know what came of it.
+// it (domain.Expect, from the device's bases). The sync sends their
+// hashes (SyncRequest.expected); an answer that echoes one makes it the
+// base (adopt).
 func expected(tx *store.RTx, ident *Identity, queued []store.OutboxRow) (map[string]*pb.Record, error) {
 	if len(queued) == 0 {
 		return nil, nil
 	}
 	role, _ := domain.ParseRole(ident.Role)
-	actor := domain.Actor{UserID: ident.UserID, DeviceID: ident.DeviceID, Role: role}
-	out := map[string]*pb.Record{}
-	skip := map[string]bool{}
-	for _, q := range queued {
-		id := q.Mutation.GetRecordId()
-		if skip[id] {
-			continue
-		}
-		if role == pb.Role_ROLE_MEMBER && q.Mutation.GetKind() == pb.Kind_KIND_DISPUTE && q.Mutation.GetOp() == pb.Op_OP_CREATE {
-			// A member's report: the server fills in the village's
-			// mediators, whom the phone does not know. It comes in full
-			// anyway; a hash would be bytes sent for nothing.
-			skip[id] = true
-			delete(out, id)
-			continue
-		}
-		cur, ok := out[id]
-		if !ok {
-			lr, err := tx.Record(id)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-			case err != nil:
-				return nil, err
-			default:
-				cur = lr.Base
-			}
-		}
-		next, _, r := domain.Apply(cur, q.Mutation, actor)
-		if r != nil || next == nil {
-			skip[id] = true
-			delete(out, id)
-			continue
-		}
-		out[id] = next
+	muts := make([]*pb.Mutation, len(queued))
+	for i, q := range queued {
+		muts[i] = q.Mutation
 	}
-	return out, nil
+	return domain.Expect(muts, func(id string) (*pb.Record, error) {
+		lr, err := tx.Record(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return lr.Base, nil
+	}, domain.Actor{UserID: ident.UserID, DeviceID: ident.DeviceID, Role: role})
 }
 
 // adopt commits one sync answer: results, numbering, records, echoes,
