@@ -211,8 +211,9 @@ func (t *RTx) AddOutbox(m *pb.Mutation, nowMs int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.tx.ExecContext(t.ctx, "INSERT INTO outbox (seq, record_id, body, created_ms) VALUES (?, ?, ?, ?)", m.GetSeq(), m.GetRecordId(),
-		t.seal.seal(body, "outbox", "body", seqRow(m.GetSeq())), nowMs)
+	row := seqRow(m.GetSeq())
+	_, err = t.tx.ExecContext(t.ctx, "INSERT INTO outbox (seq, record_id, body, reason, created_ms) VALUES (?, ?, ?, ?, ?)", m.GetSeq(), m.GetRecordId(),
+		t.seal.seal(body, "outbox", "body", row), t.seal.sealText("", "outbox", "reason", row), nowMs)
 	return err
 }
 

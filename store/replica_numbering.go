@@ -129,8 +129,8 @@ func (t *RTx) Renumber(last uint64) (Renumbered, error) {
 		if err != nil {
 			return out, fmt.Errorf("renumber: encode mutation %d: %w", r.seq, err)
 		}
-		if _, err := t.tx.ExecContext(t.ctx, "INSERT INTO outbox (seq, record_id, body, created_ms) VALUES (?, ?, ?, ?)", next, r.recordID,
-			t.seal.seal(body, "outbox", "body", seqRow(next)), r.createdMs); err != nil {
+		if _, err := t.tx.ExecContext(t.ctx, "INSERT INTO outbox (seq, record_id, body, reason, created_ms) VALUES (?, ?, ?, ?, ?)", next, r.recordID,
+			t.seal.seal(body, "outbox", "body", seqRow(next)), t.seal.sealText("", "outbox", "reason", seqRow(next)), r.createdMs); err != nil {
 			return out, fmt.Errorf("renumber %d as %d: %w", r.seq, next, err)
 		}
 		if r.status == OutboxPending {
