@@ -20,7 +20,8 @@ import (
 // runs (the WAL not yet checkpointed), not after it closed. The same run
 // without a key finds every one of them, so the search works. The key
 // check refuses another key and no key with syncer.ErrWrongKey; the files
-// are the owner's only (0600).
+// are the owner's only (0600). A plain replica opened with a key is
+// encrypted in place.
 func TestReplicaIsUnreadableWithoutItsKey(t *testing.T) {
 	e := testenv.Start(t)
 	e.ImportSample()
@@ -96,6 +97,20 @@ func TestReplicaIsUnreadableWithoutItsKey(t *testing.T) {
 			ok(t, d.Close())
 			search("closed")
 			if tc.key == nil {
+				// The app turns encryption on: the plain replica, given a
+				// key, is encrypted in place, and no clear copy is left.
+				key := randomKey()
+				d = must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second, Key: key}))
+				testenv.Sync(t, d)
+				if got := must[*syncer.Item](t)(d.Get(visit)).Field("needs"); got != visitText {
+					t.Errorf("encrypted in place: the visit's needs %q, want %q", got, visitText)
+				}
+				ok(t, d.Close())
+				tc.key = key
+				search("encrypted in place, closed")
+				if _, err := syncer.OpenWith(path, &syncer.Options{}); !errors.Is(err, syncer.ErrWrongKey) {
+					t.Errorf("encrypted in place, opened with no key: %v, want ErrWrongKey", err)
+				}
 				return
 			}
 
