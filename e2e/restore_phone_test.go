@@ -24,9 +24,11 @@ import (
 )
 
 // copyDB copies a closed SQLite database (and its write-ahead log, if one
-// was left) from src to dst, as a backup of a phone or a server would.
+// was left) from src to dst, as a backup of a phone or a server would. A
+// phone's copy opens with the phone's key.
 func copyDB(t *testing.T, src, dst string) {
 	t.Helper()
+	copyKey(src, dst)
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		os.Remove(dst + suffix)
 		in, err := os.Open(src + suffix)
@@ -45,7 +47,7 @@ func copyDB(t *testing.T, src, dst string) {
 // openPhone opens a device database at path.
 func openPhone(t *testing.T, path string) *syncer.Device {
 	t.Helper()
-	d := must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second}))
+	d := must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second, Key: phoneKey(path)}))
 	t.Cleanup(func() { d.Close() })
 	return d
 }
