@@ -27,7 +27,17 @@ func newKey(t testing.TB) []byte {
 // userID through the SDK, with the code as a scanner gives it.
 func phone(t testing.TB, e *testenv.Env, userID string) *Client {
 	t.Helper()
-	c := openClient(t, filepath.Join(t.TempDir(), "phone.db"), newKey(t))
+	return phoneWith(t, e, userID, `{"app_version":"sdk-test/1","connect_timeout_ms":1000}`)
+}
+
+// phoneWith is phone with Open's options.
+func phoneWith(t testing.TB, e *testenv.Env, userID, optionsJSON string) *Client {
+	t.Helper()
+	c, err := Open(filepath.Join(t.TempDir(), "phone.db"), newKey(t), optionsJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	if err := c.Enroll(e.Code(userID), "手機 "+userID, 10000); err != nil {
 		t.Fatalf("enroll %s: %v", userID, err)
 	}
@@ -50,12 +60,17 @@ func openClient(t testing.TB, path string, key []byte) *Client {
 func decode[T any](t testing.TB, s string) T {
 	t.Helper()
 	var v T
-	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&v); err != nil {
+	if err := strictJSON(s, &v); err != nil {
 		t.Fatalf("%s does not parse into %T: %v", s, v, err)
 	}
 	return v
+}
+
+// strictJSON parses s into v, refusing unknown names.
+func strictJSON(s string, v any) error {
+	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 // ok fails the test on err.
@@ -118,15 +133,24 @@ type recorder struct {
 	t       testing.TB
 }
 
+// The listener is called on other goroutines too (foreground mode): it
+// reports a bad shape with Errorf, not Fatalf.
+
 func (r *recorder) OnDataChanged(changeJSON string) {
-	ch := decode[schema.Change](r.t, changeJSON)
+	var ch schema.Change
+	if err := strictJSON(changeJSON, &ch); err != nil {
+		r.t.Errorf("OnDataChanged(%s): %v", changeJSON, err)
+	}
 	r.mu.Lock()
 	r.changes = append(r.changes, ch)
 	r.mu.Unlock()
 }
 
 func (r *recorder) OnSyncState(statusJSON string) {
-	st := decode[schema.Status](r.t, statusJSON)
+	var st schema.Status
+	if err := strictJSON(statusJSON, &st); err != nil {
+		r.t.Errorf("OnSyncState(%s): %v", statusJSON, err)
+	}
 	r.mu.Lock()
 	r.states = append(r.states, st)
 	r.mu.Unlock()
