@@ -119,4 +119,24 @@ func TestSyncOnceKeepsItsTimeLimit(t *testing.T) {
 	if rep := syncOnce(t, member); rep.Pushed != 1 || rep.Applied != 1 {
 		t.Fatalf("the next sync: %+v", rep)
 	}
+
+	// Close stops a sync under way at once (the app is being killed).
+	h.on.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := member.SyncOnce(60000)
+		done <- err
+	}()
+	waitFor(t, 5*time.Second, "the sync to start", func() bool { return status(t, member).Syncing })
+	start = time.Now()
+	ok(t, member.Close())
+	select {
+	case err := <-done:
+		wantCode(t, "a sync cut by Close", err, CodeClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close left a sync of a server that does not answer running")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the sync stopped %v after Close", took)
+	}
 }
