@@ -73,17 +73,16 @@ func (c *Client) SyncOnce(timeoutMillis int64) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(c.life, limit)
 	defer cancel()
-	rep, _, err := c.sync(ctx, nil)
+	rep, err := c.sync(ctx, nil)
 	if err != nil {
-		return "", err
+		return "", c.classify("sync", err)
 	}
 	return marshal(rep)
 }
 
 // sync runs one sync and tells the listener, at once or through q (from
-// foreground mode). It returns the report, syncer's own error, and the
-// error with its code.
-func (c *Client) sync(ctx context.Context, q *queue) (*schema.Report, error, error) {
+// foreground mode). Its error is syncer's, not yet given a code.
+func (c *Client) sync(ctx context.Context, q *queue) (*schema.Report, error) {
 	c.mu.Lock()
 	c.syncing++
 	c.mu.Unlock()
@@ -105,10 +104,7 @@ func (c *Client) sync(ctx context.Context, q *queue) (*schema.Report, error, err
 		c.notifyData(q, &schema.Change{Source: "sync", Report: rep})
 	}
 	c.notifyState(q)
-	if err != nil {
-		return rep, err, c.classify("sync", err)
-	}
-	return rep, nil, nil
+	return rep, err
 }
 
 // syncLimit bounds one sync of foreground mode; minRetryWait is the least
@@ -200,8 +196,9 @@ func (c *Client) foreground(stop <-chan struct{}, done chan<- struct{}, wake <-c
 	backoff := time.Second
 	for {
 		sctx, scancel := context.WithTimeout(ctx, syncLimit)
-		_, raw, err := c.sync(sctx, q)
+		_, raw := c.sync(sctx, q)
 		scancel()
+		err := c.classify("sync", raw)
 		if ctx.Err() != nil {
 			return
 		}
