@@ -227,6 +227,26 @@ func TestEveryErrorCodeHappens(t *testing.T) {
 		}
 	})
 
+	t.Run("retry_later_quota", func(t *testing.T) {
+		q := testenv.Start(t, testenv.WithServerConfig(func(c *server.Config) {
+			c.DeviceQuota = server.Quota{Records: 1}
+		}))
+		q.ImportSample()
+		c := phone(t, q, testenv.Member)
+		syncOnce(t, c)
+		for i := range 3 {
+			must[string](t)(c.RecordVisit("H001", today, fmt.Sprintf("visit %d", i), "", "", ""))
+		}
+		_, err := c.SyncOnce(10000)
+		wantCode(t, "a push over the device's daily quota", err, CodeRetryLater)
+		if ms := RetryAfterMillis(err.Error()); ms <= 0 {
+			t.Errorf("retry after %d ms: want the wait until the quota day ends", ms)
+		}
+		if st := status(t, c); st.Pending == 0 || st.LastErrorCode != CodeRetryLater {
+			t.Fatalf("status %+v: want the work kept and the code", st)
+		}
+	})
+
 	t.Run("closed", func(t *testing.T) {
 		c := openClient(t, filepath.Join(t.TempDir(), "a.db"), newKey(t))
 		ok(t, c.Close())
