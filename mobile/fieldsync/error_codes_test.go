@@ -168,6 +168,10 @@ func TestEveryErrorCodeHappens(t *testing.T) {
 		if st := status(t, member); st.Enrolled || st.Records != 0 {
 			t.Fatalf("revoked phone's status %+v: want wiped", st)
 		}
+		ok(t, member.Enroll(e.Code(testenv.Member), "phone, new code", 10000))
+		if rep := syncOnce(t, member); rep.Pulled != 3 {
+			t.Fatalf("sync after enrolling again: %+v", rep)
+		}
 	})
 
 	t.Run("restored_copy", func(t *testing.T) {
@@ -190,6 +194,14 @@ func TestEveryErrorCodeHappens(t *testing.T) {
 		wantCode(t, "a sync of the second copy", err, CodeRestoredCopy)
 		if st := status(t, a); st.Stopped != "cloned" || st.Pending != 1 || st.LastErrorCode != CodeRestoredCopy {
 			t.Fatalf("stopped copy's status %+v", st)
+		}
+		// Enrolled again with a new code, the stopped copy sends its work.
+		ok(t, a.Enroll(e.Code(testenv.Member), "phone again", 10000))
+		if rep := syncOnce(t, a); rep.Applied != 1 {
+			t.Fatalf("sync after enrolling again: %+v, want the kept visit applied", rep)
+		}
+		if st := status(t, a); st.Stopped != "" || st.Pending != 0 {
+			t.Fatalf("status after enrolling again: %+v", st)
 		}
 	})
 
