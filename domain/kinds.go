@@ -275,6 +275,12 @@ func ValidateMutation(m *pb.Mutation) *Rejection {
 	if _, err := ParseHLC(m.GetHlc()); err != nil {
 		return reject(CodeInvalidField, "mutation.hlc", "%v", err)
 	}
+	if m.GetOp() == pb.Op_OP_ATTACH {
+		return validateAttach(s, m)
+	}
+	if m.GetAttachment() != nil {
+		return reject(CodeInvalidField, "mutation.attachment", "only an attach carries an attachment")
+	}
 	if len(m.GetFields()) == 0 {
 		return reject(CodeInvalidField, "mutation.fields", "no fields given")
 	}
@@ -367,7 +373,7 @@ func ValidateMutation(m *pb.Mutation) *Rejection {
 			return r
 		}
 	default:
-		return reject(CodeInvalidField, "mutation.op", "%v is not an operation: want create, update, transition, append, void or settle", m.GetOp())
+		return reject(CodeInvalidField, "mutation.op", "%v is not an operation: want create, update, transition, append, void, settle or attach", m.GetOp())
 	}
 	return nil
 }

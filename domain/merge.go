@@ -144,6 +144,13 @@ func Apply(cur *pb.Record, m *pb.Mutation, a Actor) (next *pb.Record, conflict b
 				return nil, false, r
 			}
 		}
+	case pb.Op_OP_ATTACH:
+		if m.GetKind() == pb.Kind_KIND_VISIT && cur.GetAuthorId() != a.UserID {
+			return nil, false, reject(CodePermissionDenied, "visit", "only its author (%s) adds files to a visit", cur.GetAuthorId())
+		}
+		if r := attach(next, m, a); r != nil {
+			return nil, false, r
+		}
 	}
 	return next, conflict, nil
 }

@@ -11,6 +11,9 @@ import (
 // user mediates), the server checks that against the org (server/apply.go).
 type Rule struct {
 	Create, Transition, Append, Void bool
+	// Attach: the role may attach files (photos, scans) to the kind's
+	// records in its scope (a visit: only its author).
+	Attach bool
 	// Fields the role may update (and settle the conflicts of); nil means
 	// none.
 	Update []string
@@ -47,6 +50,10 @@ type Rule struct {
 //	secretary  project    yes     title, detail, households, planned_on, outcome               yes         yes     yes   the project lies in the secretary's village (town: town)
 //	hq         any        -       -                                                            -           -       -     (reads only)
 //
+// Attach (files: photos, scans; OP_ATTACH), for a record in scope as for
+// an update: member on visit (own visits only), need and project;
+// mediator on dispute; secretary on need and project. Nobody else.
+//
 // Any role x kind not listed may not write at all. "own": the author voids
 // their own record; a secretary voids any of those kinds in their unit.
 // Households are created only by an administrator's import and leave
@@ -77,16 +84,16 @@ type Rule struct {
 var permissions = map[pb.Role]map[pb.Kind]Rule{
 	pb.Role_ROLE_MEMBER: {
 		pb.Kind_KIND_HOUSEHOLD: {Update: []string{"phone", "members", "tags", "needs"}},
-		pb.Kind_KIND_VISIT:     {Create: true, Void: true, Update: []string{"visited_on", "met", "needs", "help", "follow_up"}},
+		pb.Kind_KIND_VISIT:     {Create: true, Void: true, Attach: true, Update: []string{"visited_on", "met", "needs", "help", "follow_up"}},
 		pb.Kind_KIND_EVENT:     {Create: true, Void: true},
 		pb.Kind_KIND_DISPUTE: {Create: true,
 			CreateFields: []string{"village_id", "category", "title", "parties", "occurred_on", "household_id", "visit_id", "status"}},
-		pb.Kind_KIND_NEED: {Create: true, Append: true, Void: true, Update: []string{"summary", "detail"}},
-		pb.Kind_KIND_PROJECT: {Create: true, Transition: true, Append: true, Void: true,
+		pb.Kind_KIND_NEED: {Create: true, Append: true, Void: true, Attach: true, Update: []string{"summary", "detail"}},
+		pb.Kind_KIND_PROJECT: {Create: true, Transition: true, Append: true, Void: true, Attach: true,
 			Update: []string{"title", "detail", "households", "planned_on", "outcome"}},
 	},
 	pb.Role_ROLE_MEDIATOR: {
-		pb.Kind_KIND_DISPUTE: {Create: true, Transition: true, Append: true,
+		pb.Kind_KIND_DISPUTE: {Create: true, Transition: true, Append: true, Attach: true,
 			Update: []string{"title", "category", "parties", "agreement", "outcome", "mediators", "level", "occurred_on", "agreed_on"}},
 		pb.Kind_KIND_EVENT: {Create: true, Void: true},
 	},
@@ -94,9 +101,9 @@ var permissions = map[pb.Role]map[pb.Kind]Rule{
 		pb.Kind_KIND_HOUSEHOLD: {Update: []string{"head", "address", "phone", "members", "tags", "needs", "member_id"}},
 		pb.Kind_KIND_VISIT:     {Void: true},
 		pb.Kind_KIND_EVENT:     {Create: true, Void: true},
-		pb.Kind_KIND_NEED: {Create: true, Transition: true, Append: true, Void: true,
+		pb.Kind_KIND_NEED: {Create: true, Transition: true, Append: true, Void: true, Attach: true,
 			Update: []string{"category", "summary", "detail", "help", "resolution"}},
-		pb.Kind_KIND_PROJECT: {Create: true, Transition: true, Append: true, Void: true,
+		pb.Kind_KIND_PROJECT: {Create: true, Transition: true, Append: true, Void: true, Attach: true,
 			Update: []string{"title", "detail", "households", "planned_on", "outcome"}},
 	},
 }
@@ -142,6 +149,10 @@ func CheckWrite(role pb.Role, m *pb.Mutation) *Rejection {
 	case pb.Op_OP_VOID:
 		if !rule.Void {
 			return reject(CodePermissionDenied, kind, "a %s may not void a %s", RoleName(role), kind)
+		}
+	case pb.Op_OP_ATTACH:
+		if !rule.Attach {
+			return reject(CodePermissionDenied, kind+".attachments", "a %s may not attach files to a %s", RoleName(role), kind)
 		}
 	case pb.Op_OP_SETTLE:
 		for name := range m.GetFields() {

@@ -120,6 +120,11 @@ const (
 	// status or one it may move to). base_hlc[name] is the clock of the
 	// value the device saw.
 	Op_OP_SETTLE Op = 6
+	// Attaches the file Mutation.attachment names (by its SHA-256) to the
+	// record: a visit, dispute, need or project. fields is empty. The same
+	// file attached twice is one attachment. The bytes travel apart, by
+	// AttachmentService.Upload, after the record.
+	Op_OP_ATTACH Op = 7
 )
 
 // Enum value maps for Op.
@@ -132,6 +137,7 @@ var (
 		4: "OP_APPEND",
 		5: "OP_VOID",
 		6: "OP_SETTLE",
+		7: "OP_ATTACH",
 	}
 	Op_value = map[string]int32{
 		"OP_UNSPECIFIED": 0,
@@ -141,6 +147,7 @@ var (
 		"OP_APPEND":      4,
 		"OP_VOID":        5,
 		"OP_SETTLE":      6,
+		"OP_ATTACH":      7,
 	}
 )
 
@@ -625,7 +632,10 @@ type Record struct {
 	Void *Void `protobuf:"bytes,10,opt,name=void,proto3" json:"void,omitempty"`
 	// Every status change, in clock order, from the creation on (a create
 	// is the change from "" to the first status). Kinds with a status only.
-	History       []*StatusChange `protobuf:"bytes,11,rep,name=history,proto3" json:"history,omitempty"`
+	History []*StatusChange `protobuf:"bytes,11,rep,name=history,proto3" json:"history,omitempty"`
+	// Files attached to the record (OP_ATTACH), in clock order: references
+	// only; the bytes are fetched by AttachmentService.Fetch.
+	Attachments   []*Attachment `protobuf:"bytes,12,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -737,6 +747,13 @@ func (x *Record) GetHistory() []*StatusChange {
 	return nil
 }
 
+func (x *Record) GetAttachments() []*Attachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
 // Mutation is one numbered write made on a device.
 type Mutation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -752,7 +769,10 @@ type Mutation struct {
 	// For OP_UPDATE: field name to the hlc of the value the device saw.
 	BaseHlc map[string]string `protobuf:"bytes,7,rep,name=base_hlc,json=baseHlc,proto3" json:"base_hlc,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// For OP_TRANSITION: the status the device saw.
-	FromStatus    string `protobuf:"bytes,8,opt,name=from_status,json=fromStatus,proto3" json:"from_status,omitempty"`
+	FromStatus string `protobuf:"bytes,8,opt,name=from_status,json=fromStatus,proto3" json:"from_status,omitempty"`
+	// For OP_ATTACH: the file attached (sha256, size, media_type, caption;
+	// hlc and author_id are filled from the mutation and the writer).
+	Attachment    *Attachment `protobuf:"bytes,9,opt,name=attachment,proto3" json:"attachment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -841,6 +861,13 @@ func (x *Mutation) GetFromStatus() string {
 		return x.FromStatus
 	}
 	return ""
+}
+
+func (x *Mutation) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
 }
 
 // MutationResult is the server's answer to one mutation.
@@ -5003,6 +5030,492 @@ func (x *Echo) GetAtMs() int64 {
 	return 0
 }
 
+// Attachment is a file attached to a record: a photo, a scan of a signed
+// agreement. Records, the changelog and the export carry this reference;
+// the bytes are content-addressed and travel by AttachmentService.
+type Attachment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The SHA-256 of the file's bytes, 64 lowercase hex digits.
+	Sha256 string `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The file's size in bytes (1 .. domain.MaxAttachmentBytes).
+	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// One of domain.AttachmentTypes: image/jpeg, image/png, image/webp,
+	// application/pdf.
+	MediaType string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	// What it shows, for a person (optional display text).
+	Caption string `protobuf:"bytes,4,opt,name=caption,proto3" json:"caption,omitempty"`
+	// The clock of the attach, and who attached it.
+	Hlc           string `protobuf:"bytes,5,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	AuthorId      string `protobuf:"bytes,6,opt,name=author_id,json=authorId,proto3" json:"author_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attachment) Reset() {
+	*x = Attachment{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attachment) ProtoMessage() {}
+
+func (x *Attachment) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
+func (*Attachment) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *Attachment) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Attachment) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Attachment) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+func (x *Attachment) GetCaption() string {
+	if x != nil {
+		return x.Caption
+	}
+	return ""
+}
+
+func (x *Attachment) GetHlc() string {
+	if x != nil {
+		return x.Hlc
+	}
+	return ""
+}
+
+func (x *Attachment) GetAuthorId() string {
+	if x != nil {
+		return x.AuthorId
+	}
+	return ""
+}
+
+type UploadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*UploadRequest_Start
+	//	*UploadRequest_Chunk
+	Part          isUploadRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadRequest) Reset() {
+	*x = UploadRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadRequest) ProtoMessage() {}
+
+func (x *UploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
+func (*UploadRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *UploadRequest) GetPart() isUploadRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *UploadRequest) GetStart() *UploadStart {
+	if x != nil {
+		if x, ok := x.Part.(*UploadRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *UploadRequest) GetChunk() *Chunk {
+	if x != nil {
+		if x, ok := x.Part.(*UploadRequest_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isUploadRequest_Part interface {
+	isUploadRequest_Part()
+}
+
+type UploadRequest_Start struct {
+	Start *UploadStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type UploadRequest_Chunk struct {
+	Chunk *Chunk `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*UploadRequest_Start) isUploadRequest_Part() {}
+
+func (*UploadRequest_Chunk) isUploadRequest_Part() {}
+
+type UploadStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A record the device's OP_ATTACH gave this file.
+	RecordId      string `protobuf:"bytes,1,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	Sha256        string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size          int64  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	MediaType     string `protobuf:"bytes,4,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadStart) Reset() {
+	*x = UploadStart{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadStart) ProtoMessage() {}
+
+func (x *UploadStart) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadStart.ProtoReflect.Descriptor instead.
+func (*UploadStart) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *UploadStart) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *UploadStart) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *UploadStart) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *UploadStart) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+// Chunk is a piece of a file.
+type Chunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the data starts in the file.
+	Offset int64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// At most domain.ChunkBytes.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// SHA-256 of data (32 bytes): a chunk damaged on the way is refused.
+	Sha256        []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Chunk) Reset() {
+	*x = Chunk{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Chunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Chunk) ProtoMessage() {}
+
+func (x *Chunk) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
+func (*Chunk) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *Chunk) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Chunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Chunk) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+type UploadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bytes of the file the server holds, from the start: the device
+	// sends from here.
+	Stored int64 `protobuf:"varint,1,opt,name=stored,proto3" json:"stored,omitempty"`
+	// All bytes are in and the file's SHA-256 matched.
+	Complete      bool `protobuf:"varint,2,opt,name=complete,proto3" json:"complete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadResponse) Reset() {
+	*x = UploadResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadResponse) ProtoMessage() {}
+
+func (x *UploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
+func (*UploadResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *UploadResponse) GetStored() int64 {
+	if x != nil {
+		return x.Stored
+	}
+	return 0
+}
+
+func (x *UploadResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+type FetchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A record in the caller's scope whose attachments name the file.
+	RecordId string `protobuf:"bytes,1,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	Sha256   string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Start at this byte (to resume an interrupted fetch).
+	Offset        int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchRequest) Reset() {
+	*x = FetchRequest{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchRequest) ProtoMessage() {}
+
+func (x *FetchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
+func (*FetchRequest) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *FetchRequest) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+type FetchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Chunk *Chunk                 `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// In the first message: the file's size and type.
+	Size          int64  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	MediaType     string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchResponse) Reset() {
+	*x = FetchResponse{}
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchResponse) ProtoMessage() {}
+
+func (x *FetchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fieldsync_v1_fieldsync_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
+func (*FetchResponse) Descriptor() ([]byte, []int) {
+	return file_fieldsync_v1_fieldsync_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *FetchResponse) GetChunk() *Chunk {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *FetchResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FetchResponse) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
 var File_fieldsync_v1_fieldsync_proto protoreflect.FileDescriptor
 
 const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
@@ -5022,7 +5535,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x10\n" +
 	"\x03hlc\x18\x03 \x01(\tR\x03hlc\x12\x1b\n" +
 	"\tauthor_id\x18\x04 \x01(\tR\bauthorId\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x8d\x04\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xc9\x04\n" +
 	"\x06Record\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.fieldsync.v1.KindR\x04kind\x12\x18\n" +
@@ -5035,10 +5548,11 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x10origin_device_id\x18\t \x01(\tR\x0eoriginDeviceId\x12&\n" +
 	"\x04void\x18\n" +
 	" \x01(\v2\x12.fieldsync.v1.VoidR\x04void\x124\n" +
-	"\ahistory\x18\v \x03(\v2\x1a.fieldsync.v1.StatusChangeR\ahistory\x1aS\n" +
+	"\ahistory\x18\v \x03(\v2\x1a.fieldsync.v1.StatusChangeR\ahistory\x12:\n" +
+	"\vattachments\x18\f \x03(\v2\x18.fieldsync.v1.AttachmentR\vattachments\x1aS\n" +
 	"\vFieldsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
-	"\x05value\x18\x02 \x01(\v2\x18.fieldsync.v1.FieldValueR\x05value:\x028\x01\"\xa9\x03\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.fieldsync.v1.FieldValueR\x05value:\x028\x01\"\xe3\x03\n" +
 	"\bMutation\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1b\n" +
 	"\trecord_id\x18\x02 \x01(\tR\brecordId\x12&\n" +
@@ -5048,7 +5562,10 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x06fields\x18\x06 \x03(\v2\".fieldsync.v1.Mutation.FieldsEntryR\x06fields\x12>\n" +
 	"\bbase_hlc\x18\a \x03(\v2#.fieldsync.v1.Mutation.BaseHlcEntryR\abaseHlc\x12\x1f\n" +
 	"\vfrom_status\x18\b \x01(\tR\n" +
-	"fromStatus\x1a9\n" +
+	"fromStatus\x128\n" +
+	"\n" +
+	"attachment\x18\t \x01(\v2\x18.fieldsync.v1.AttachmentR\n" +
+	"attachment\x1a9\n" +
 	"\vFieldsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -5383,7 +5900,42 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.fieldsync.v1.KindR\x04kind\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x18\n" +
 	"\abuckets\x18\x04 \x03(\tR\abuckets\x12\x13\n" +
-	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs*\x83\x01\n" +
+	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs\"\xa0\x01\n" +
+	"\n" +
+	"Attachment\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x03 \x01(\tR\tmediaType\x12\x18\n" +
+	"\acaption\x18\x04 \x01(\tR\acaption\x12\x10\n" +
+	"\x03hlc\x18\x05 \x01(\tR\x03hlc\x12\x1b\n" +
+	"\tauthor_id\x18\x06 \x01(\tR\bauthorId\"w\n" +
+	"\rUploadRequest\x121\n" +
+	"\x05start\x18\x01 \x01(\v2\x19.fieldsync.v1.UploadStartH\x00R\x05start\x12+\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x13.fieldsync.v1.ChunkH\x00R\x05chunkB\x06\n" +
+	"\x04part\"u\n" +
+	"\vUploadStart\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x04 \x01(\tR\tmediaType\"K\n" +
+	"\x05Chunk\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"D\n" +
+	"\x0eUploadResponse\x12\x16\n" +
+	"\x06stored\x18\x01 \x01(\x03R\x06stored\x12\x1a\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete\"[\n" +
+	"\fFetchRequest\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\"m\n" +
+	"\rFetchResponse\x12)\n" +
+	"\x05chunk\x18\x01 \x01(\v2\x13.fieldsync.v1.ChunkR\x05chunk\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x03 \x01(\tR\tmediaType*\x83\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_HOUSEHOLD\x10\x01\x12\x0e\n" +
@@ -5393,7 +5945,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\n" +
 	"KIND_EVENT\x10\x04\x12\r\n" +
 	"\tKIND_NEED\x10\x05\x12\x10\n" +
-	"\fKIND_PROJECT\x10\x06*t\n" +
+	"\fKIND_PROJECT\x10\x06*\x83\x01\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tOP_CREATE\x10\x01\x12\r\n" +
@@ -5401,7 +5953,8 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\rOP_TRANSITION\x10\x03\x12\r\n" +
 	"\tOP_APPEND\x10\x04\x12\v\n" +
 	"\aOP_VOID\x10\x05\x12\r\n" +
-	"\tOP_SETTLE\x10\x06*a\n" +
+	"\tOP_SETTLE\x10\x06\x12\r\n" +
+	"\tOP_ATTACH\x10\a*a\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_MEMBER\x10\x01\x12\x11\n" +
@@ -5446,7 +5999,10 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x11ListHQCredentials\x12&.fieldsync.v1.ListHQCredentialsRequest\x1a'.fieldsync.v1.ListHQCredentialsResponse\x12g\n" +
 	"\x12RevokeHQCredential\x12'.fieldsync.v1.RevokeHQCredentialRequest\x1a(.fieldsync.v1.RevokeHQCredentialResponse2V\n" +
 	"\rExportService\x12E\n" +
-	"\x06Export\x12\x1b.fieldsync.v1.ExportRequest\x1a\x1c.fieldsync.v1.ExportResponse0\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
+	"\x06Export\x12\x1b.fieldsync.v1.ExportRequest\x1a\x1c.fieldsync.v1.ExportResponse0\x012\xa0\x01\n" +
+	"\x11AttachmentService\x12G\n" +
+	"\x06Upload\x12\x1b.fieldsync.v1.UploadRequest\x1a\x1c.fieldsync.v1.UploadResponse(\x010\x01\x12B\n" +
+	"\x05Fetch\x12\x1a.fieldsync.v1.FetchRequest\x1a\x1b.fieldsync.v1.FetchResponse0\x01B?Z=github.com/fieldsync/fieldsync/proto/fieldsync/v1;fieldsyncv1b\x06proto3"
 
 var (
 	file_fieldsync_v1_fieldsync_proto_rawDescOnce sync.Once
@@ -5461,7 +6017,7 @@ func file_fieldsync_v1_fieldsync_proto_rawDescGZIP() []byte {
 }
 
 var file_fieldsync_v1_fieldsync_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_fieldsync_v1_fieldsync_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(Kind)(0),                             // 0: fieldsync.v1.Kind
 	(Op)(0),                               // 1: fieldsync.v1.Op
@@ -5535,104 +6091,120 @@ var file_fieldsync_v1_fieldsync_proto_goTypes = []any{
 	(*RefusedEvent)(nil),                  // 69: fieldsync.v1.RefusedEvent
 	(*RecordHash)(nil),                    // 70: fieldsync.v1.RecordHash
 	(*Echo)(nil),                          // 71: fieldsync.v1.Echo
-	nil,                                   // 72: fieldsync.v1.Record.FieldsEntry
-	nil,                                   // 73: fieldsync.v1.Mutation.FieldsEntry
-	nil,                                   // 74: fieldsync.v1.Mutation.BaseHlcEntry
+	(*Attachment)(nil),                    // 72: fieldsync.v1.Attachment
+	(*UploadRequest)(nil),                 // 73: fieldsync.v1.UploadRequest
+	(*UploadStart)(nil),                   // 74: fieldsync.v1.UploadStart
+	(*Chunk)(nil),                         // 75: fieldsync.v1.Chunk
+	(*UploadResponse)(nil),                // 76: fieldsync.v1.UploadResponse
+	(*FetchRequest)(nil),                  // 77: fieldsync.v1.FetchRequest
+	(*FetchResponse)(nil),                 // 78: fieldsync.v1.FetchResponse
+	nil,                                   // 79: fieldsync.v1.Record.FieldsEntry
+	nil,                                   // 80: fieldsync.v1.Mutation.FieldsEntry
+	nil,                                   // 81: fieldsync.v1.Mutation.BaseHlcEntry
 }
 var file_fieldsync_v1_fieldsync_proto_depIdxs = []int32{
 	0,  // 0: fieldsync.v1.Record.kind:type_name -> fieldsync.v1.Kind
-	72, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
+	79, // 1: fieldsync.v1.Record.fields:type_name -> fieldsync.v1.Record.FieldsEntry
 	7,  // 2: fieldsync.v1.Record.entries:type_name -> fieldsync.v1.Entry
 	8,  // 3: fieldsync.v1.Record.conflicts:type_name -> fieldsync.v1.Conflict
 	63, // 4: fieldsync.v1.Record.void:type_name -> fieldsync.v1.Void
 	64, // 5: fieldsync.v1.Record.history:type_name -> fieldsync.v1.StatusChange
-	0,  // 6: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
-	1,  // 7: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
-	73, // 8: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
-	74, // 9: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
-	4,  // 10: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
-	10, // 11: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
-	12, // 12: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
-	70, // 13: fieldsync.v1.SyncRequest.expected:type_name -> fieldsync.v1.RecordHash
-	11, // 14: fieldsync.v1.SyncResponse.results:type_name -> fieldsync.v1.MutationResult
-	9,  // 15: fieldsync.v1.SyncResponse.records:type_name -> fieldsync.v1.Record
-	12, // 16: fieldsync.v1.SyncResponse.cursors:type_name -> fieldsync.v1.Cursor
-	2,  // 17: fieldsync.v1.SyncResponse.role:type_name -> fieldsync.v1.Role
-	5,  // 18: fieldsync.v1.SyncResponse.numbering:type_name -> fieldsync.v1.Numbering
-	71, // 19: fieldsync.v1.SyncResponse.echoes:type_name -> fieldsync.v1.Echo
-	2,  // 20: fieldsync.v1.EnrollResponse.role:type_name -> fieldsync.v1.Role
-	3,  // 21: fieldsync.v1.Unit.kind:type_name -> fieldsync.v1.UnitKind
-	2,  // 22: fieldsync.v1.User.role:type_name -> fieldsync.v1.Role
-	19, // 23: fieldsync.v1.ImportOrgRequest.units:type_name -> fieldsync.v1.Unit
-	20, // 24: fieldsync.v1.ImportOrgRequest.users:type_name -> fieldsync.v1.User
-	21, // 25: fieldsync.v1.ImportOrgRequest.households:type_name -> fieldsync.v1.Household
-	22, // 26: fieldsync.v1.ImportOrgRequest.assignments:type_name -> fieldsync.v1.Assignment
-	24, // 27: fieldsync.v1.ImportOrgResponse.errors:type_name -> fieldsync.v1.RowError
-	30, // 28: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.Device
-	0,  // 29: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
-	9,  // 30: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
-	9,  // 31: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
-	65, // 32: fieldsync.v1.Change.unit:type_name -> fieldsync.v1.UnitState
-	66, // 33: fieldsync.v1.Change.person:type_name -> fieldsync.v1.PersonState
-	67, // 34: fieldsync.v1.Change.link:type_name -> fieldsync.v1.LinkState
-	68, // 35: fieldsync.v1.Change.device:type_name -> fieldsync.v1.DeviceHealth
-	69, // 36: fieldsync.v1.Change.refused:type_name -> fieldsync.v1.RefusedEvent
-	38, // 37: fieldsync.v1.CreateAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	38, // 38: fieldsync.v1.ListAdminAccountsResponse.accounts:type_name -> fieldsync.v1.AdminAccount
-	38, // 39: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	38, // 40: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
-	52, // 41: fieldsync.v1.ListEnrollmentCodesResponse.codes:type_name -> fieldsync.v1.EnrollmentCode
-	56, // 42: fieldsync.v1.AddHQCredentialResponse.credential:type_name -> fieldsync.v1.HQCredential
-	56, // 43: fieldsync.v1.ListHQCredentialsResponse.credentials:type_name -> fieldsync.v1.HQCredential
-	19, // 44: fieldsync.v1.UnitState.unit:type_name -> fieldsync.v1.Unit
-	2,  // 45: fieldsync.v1.PersonState.role:type_name -> fieldsync.v1.Role
-	0,  // 46: fieldsync.v1.Echo.kind:type_name -> fieldsync.v1.Kind
-	6,  // 47: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
-	13, // 48: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
-	15, // 49: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
-	17, // 50: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
-	23, // 51: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
-	26, // 52: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
-	28, // 53: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
-	31, // 54: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
-	33, // 55: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
-	39, // 56: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
-	41, // 57: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
-	43, // 58: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
-	45, // 59: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
-	47, // 60: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
-	49, // 61: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
-	51, // 62: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
-	54, // 63: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
-	57, // 64: fieldsync.v1.AdminService.AddHQCredential:input_type -> fieldsync.v1.AddHQCredentialRequest
-	59, // 65: fieldsync.v1.AdminService.ListHQCredentials:input_type -> fieldsync.v1.ListHQCredentialsRequest
-	61, // 66: fieldsync.v1.AdminService.RevokeHQCredential:input_type -> fieldsync.v1.RevokeHQCredentialRequest
-	35, // 67: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
-	14, // 68: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
-	16, // 69: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
-	18, // 70: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
-	25, // 71: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
-	27, // 72: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
-	29, // 73: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
-	32, // 74: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
-	34, // 75: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
-	40, // 76: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
-	42, // 77: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
-	44, // 78: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
-	46, // 79: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
-	48, // 80: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
-	50, // 81: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
-	53, // 82: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
-	55, // 83: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
-	58, // 84: fieldsync.v1.AdminService.AddHQCredential:output_type -> fieldsync.v1.AddHQCredentialResponse
-	60, // 85: fieldsync.v1.AdminService.ListHQCredentials:output_type -> fieldsync.v1.ListHQCredentialsResponse
-	62, // 86: fieldsync.v1.AdminService.RevokeHQCredential:output_type -> fieldsync.v1.RevokeHQCredentialResponse
-	36, // 87: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
-	68, // [68:88] is the sub-list for method output_type
-	48, // [48:68] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	72, // 6: fieldsync.v1.Record.attachments:type_name -> fieldsync.v1.Attachment
+	0,  // 7: fieldsync.v1.Mutation.kind:type_name -> fieldsync.v1.Kind
+	1,  // 8: fieldsync.v1.Mutation.op:type_name -> fieldsync.v1.Op
+	80, // 9: fieldsync.v1.Mutation.fields:type_name -> fieldsync.v1.Mutation.FieldsEntry
+	81, // 10: fieldsync.v1.Mutation.base_hlc:type_name -> fieldsync.v1.Mutation.BaseHlcEntry
+	72, // 11: fieldsync.v1.Mutation.attachment:type_name -> fieldsync.v1.Attachment
+	4,  // 12: fieldsync.v1.MutationResult.status:type_name -> fieldsync.v1.MutationStatus
+	10, // 13: fieldsync.v1.SyncRequest.mutations:type_name -> fieldsync.v1.Mutation
+	12, // 14: fieldsync.v1.SyncRequest.cursors:type_name -> fieldsync.v1.Cursor
+	70, // 15: fieldsync.v1.SyncRequest.expected:type_name -> fieldsync.v1.RecordHash
+	11, // 16: fieldsync.v1.SyncResponse.results:type_name -> fieldsync.v1.MutationResult
+	9,  // 17: fieldsync.v1.SyncResponse.records:type_name -> fieldsync.v1.Record
+	12, // 18: fieldsync.v1.SyncResponse.cursors:type_name -> fieldsync.v1.Cursor
+	2,  // 19: fieldsync.v1.SyncResponse.role:type_name -> fieldsync.v1.Role
+	5,  // 20: fieldsync.v1.SyncResponse.numbering:type_name -> fieldsync.v1.Numbering
+	71, // 21: fieldsync.v1.SyncResponse.echoes:type_name -> fieldsync.v1.Echo
+	2,  // 22: fieldsync.v1.EnrollResponse.role:type_name -> fieldsync.v1.Role
+	3,  // 23: fieldsync.v1.Unit.kind:type_name -> fieldsync.v1.UnitKind
+	2,  // 24: fieldsync.v1.User.role:type_name -> fieldsync.v1.Role
+	19, // 25: fieldsync.v1.ImportOrgRequest.units:type_name -> fieldsync.v1.Unit
+	20, // 26: fieldsync.v1.ImportOrgRequest.users:type_name -> fieldsync.v1.User
+	21, // 27: fieldsync.v1.ImportOrgRequest.households:type_name -> fieldsync.v1.Household
+	22, // 28: fieldsync.v1.ImportOrgRequest.assignments:type_name -> fieldsync.v1.Assignment
+	24, // 29: fieldsync.v1.ImportOrgResponse.errors:type_name -> fieldsync.v1.RowError
+	30, // 30: fieldsync.v1.ListDevicesResponse.devices:type_name -> fieldsync.v1.Device
+	0,  // 31: fieldsync.v1.ExportRequest.kinds:type_name -> fieldsync.v1.Kind
+	9,  // 32: fieldsync.v1.ExportResponse.records:type_name -> fieldsync.v1.Record
+	9,  // 33: fieldsync.v1.Change.record:type_name -> fieldsync.v1.Record
+	65, // 34: fieldsync.v1.Change.unit:type_name -> fieldsync.v1.UnitState
+	66, // 35: fieldsync.v1.Change.person:type_name -> fieldsync.v1.PersonState
+	67, // 36: fieldsync.v1.Change.link:type_name -> fieldsync.v1.LinkState
+	68, // 37: fieldsync.v1.Change.device:type_name -> fieldsync.v1.DeviceHealth
+	69, // 38: fieldsync.v1.Change.refused:type_name -> fieldsync.v1.RefusedEvent
+	38, // 39: fieldsync.v1.CreateAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	38, // 40: fieldsync.v1.ListAdminAccountsResponse.accounts:type_name -> fieldsync.v1.AdminAccount
+	38, // 41: fieldsync.v1.DisableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	38, // 42: fieldsync.v1.EnableAdminAccountResponse.account:type_name -> fieldsync.v1.AdminAccount
+	52, // 43: fieldsync.v1.ListEnrollmentCodesResponse.codes:type_name -> fieldsync.v1.EnrollmentCode
+	56, // 44: fieldsync.v1.AddHQCredentialResponse.credential:type_name -> fieldsync.v1.HQCredential
+	56, // 45: fieldsync.v1.ListHQCredentialsResponse.credentials:type_name -> fieldsync.v1.HQCredential
+	19, // 46: fieldsync.v1.UnitState.unit:type_name -> fieldsync.v1.Unit
+	2,  // 47: fieldsync.v1.PersonState.role:type_name -> fieldsync.v1.Role
+	0,  // 48: fieldsync.v1.Echo.kind:type_name -> fieldsync.v1.Kind
+	74, // 49: fieldsync.v1.UploadRequest.start:type_name -> fieldsync.v1.UploadStart
+	75, // 50: fieldsync.v1.UploadRequest.chunk:type_name -> fieldsync.v1.Chunk
+	75, // 51: fieldsync.v1.FetchResponse.chunk:type_name -> fieldsync.v1.Chunk
+	6,  // 52: fieldsync.v1.Record.FieldsEntry.value:type_name -> fieldsync.v1.FieldValue
+	13, // 53: fieldsync.v1.SyncService.Sync:input_type -> fieldsync.v1.SyncRequest
+	15, // 54: fieldsync.v1.SyncService.Watch:input_type -> fieldsync.v1.WatchRequest
+	17, // 55: fieldsync.v1.EnrollService.Enroll:input_type -> fieldsync.v1.EnrollRequest
+	23, // 56: fieldsync.v1.AdminService.ImportOrg:input_type -> fieldsync.v1.ImportOrgRequest
+	26, // 57: fieldsync.v1.AdminService.AssignHousehold:input_type -> fieldsync.v1.AssignHouseholdRequest
+	28, // 58: fieldsync.v1.AdminService.CreateEnrollmentCode:input_type -> fieldsync.v1.CreateEnrollmentCodeRequest
+	31, // 59: fieldsync.v1.AdminService.ListDevices:input_type -> fieldsync.v1.ListDevicesRequest
+	33, // 60: fieldsync.v1.AdminService.RevokeDevice:input_type -> fieldsync.v1.RevokeDeviceRequest
+	39, // 61: fieldsync.v1.AdminService.CreateAdminAccount:input_type -> fieldsync.v1.CreateAdminAccountRequest
+	41, // 62: fieldsync.v1.AdminService.ListAdminAccounts:input_type -> fieldsync.v1.ListAdminAccountsRequest
+	43, // 63: fieldsync.v1.AdminService.DisableAdminAccount:input_type -> fieldsync.v1.DisableAdminAccountRequest
+	45, // 64: fieldsync.v1.AdminService.EnableAdminAccount:input_type -> fieldsync.v1.EnableAdminAccountRequest
+	47, // 65: fieldsync.v1.AdminService.DisableUser:input_type -> fieldsync.v1.DisableUserRequest
+	49, // 66: fieldsync.v1.AdminService.EnableUser:input_type -> fieldsync.v1.EnableUserRequest
+	51, // 67: fieldsync.v1.AdminService.ListEnrollmentCodes:input_type -> fieldsync.v1.ListEnrollmentCodesRequest
+	54, // 68: fieldsync.v1.AdminService.CancelEnrollmentCodes:input_type -> fieldsync.v1.CancelEnrollmentCodesRequest
+	57, // 69: fieldsync.v1.AdminService.AddHQCredential:input_type -> fieldsync.v1.AddHQCredentialRequest
+	59, // 70: fieldsync.v1.AdminService.ListHQCredentials:input_type -> fieldsync.v1.ListHQCredentialsRequest
+	61, // 71: fieldsync.v1.AdminService.RevokeHQCredential:input_type -> fieldsync.v1.RevokeHQCredentialRequest
+	35, // 72: fieldsync.v1.ExportService.Export:input_type -> fieldsync.v1.ExportRequest
+	73, // 73: fieldsync.v1.AttachmentService.Upload:input_type -> fieldsync.v1.UploadRequest
+	77, // 74: fieldsync.v1.AttachmentService.Fetch:input_type -> fieldsync.v1.FetchRequest
+	14, // 75: fieldsync.v1.SyncService.Sync:output_type -> fieldsync.v1.SyncResponse
+	16, // 76: fieldsync.v1.SyncService.Watch:output_type -> fieldsync.v1.WatchResponse
+	18, // 77: fieldsync.v1.EnrollService.Enroll:output_type -> fieldsync.v1.EnrollResponse
+	25, // 78: fieldsync.v1.AdminService.ImportOrg:output_type -> fieldsync.v1.ImportOrgResponse
+	27, // 79: fieldsync.v1.AdminService.AssignHousehold:output_type -> fieldsync.v1.AssignHouseholdResponse
+	29, // 80: fieldsync.v1.AdminService.CreateEnrollmentCode:output_type -> fieldsync.v1.CreateEnrollmentCodeResponse
+	32, // 81: fieldsync.v1.AdminService.ListDevices:output_type -> fieldsync.v1.ListDevicesResponse
+	34, // 82: fieldsync.v1.AdminService.RevokeDevice:output_type -> fieldsync.v1.RevokeDeviceResponse
+	40, // 83: fieldsync.v1.AdminService.CreateAdminAccount:output_type -> fieldsync.v1.CreateAdminAccountResponse
+	42, // 84: fieldsync.v1.AdminService.ListAdminAccounts:output_type -> fieldsync.v1.ListAdminAccountsResponse
+	44, // 85: fieldsync.v1.AdminService.DisableAdminAccount:output_type -> fieldsync.v1.DisableAdminAccountResponse
+	46, // 86: fieldsync.v1.AdminService.EnableAdminAccount:output_type -> fieldsync.v1.EnableAdminAccountResponse
+	48, // 87: fieldsync.v1.AdminService.DisableUser:output_type -> fieldsync.v1.DisableUserResponse
+	50, // 88: fieldsync.v1.AdminService.EnableUser:output_type -> fieldsync.v1.EnableUserResponse
+	53, // 89: fieldsync.v1.AdminService.ListEnrollmentCodes:output_type -> fieldsync.v1.ListEnrollmentCodesResponse
+	55, // 90: fieldsync.v1.AdminService.CancelEnrollmentCodes:output_type -> fieldsync.v1.CancelEnrollmentCodesResponse
+	58, // 91: fieldsync.v1.AdminService.AddHQCredential:output_type -> fieldsync.v1.AddHQCredentialResponse
+	60, // 92: fieldsync.v1.AdminService.ListHQCredentials:output_type -> fieldsync.v1.ListHQCredentialsResponse
+	62, // 93: fieldsync.v1.AdminService.RevokeHQCredential:output_type -> fieldsync.v1.RevokeHQCredentialResponse
+	36, // 94: fieldsync.v1.ExportService.Export:output_type -> fieldsync.v1.ExportResponse
+	76, // 95: fieldsync.v1.AttachmentService.Upload:output_type -> fieldsync.v1.UploadResponse
+	78, // 96: fieldsync.v1.AttachmentService.Fetch:output_type -> fieldsync.v1.FetchResponse
+	75, // [75:97] is the sub-list for method output_type
+	53, // [53:75] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_fieldsync_v1_fieldsync_proto_init() }
@@ -5640,15 +6212,19 @@ func file_fieldsync_v1_fieldsync_proto_init() {
 	if File_fieldsync_v1_fieldsync_proto != nil {
 		return
 	}
+	file_fieldsync_v1_fieldsync_proto_msgTypes[67].OneofWrappers = []any{
+		(*UploadRequest_Start)(nil),
+		(*UploadRequest_Chunk)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fieldsync_v1_fieldsync_proto_rawDesc), len(file_fieldsync_v1_fieldsync_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   69,
+			NumMessages:   76,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_fieldsync_v1_fieldsync_proto_goTypes,
 		DependencyIndexes: file_fieldsync_v1_fieldsync_proto_depIdxs,

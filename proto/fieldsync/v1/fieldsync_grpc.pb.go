@@ -1083,3 +1083,172 @@ var ExportService_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "fieldsync/v1/fieldsync.proto",
 }
+
+const (
+	AttachmentService_Upload_FullMethodName = "/fieldsync.v1.AttachmentService/Upload"
+	AttachmentService_Fetch_FullMethodName  = "/fieldsync.v1.AttachmentService/Fetch"
+)
+
+// AttachmentServiceClient is the client API for AttachmentService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// AttachmentService carries the bytes of attached files, apart from the
+// records: a sync never waits for a file. Files are content-addressed (a
+// file the server holds is never sent again) and sent in chunks of
+// domain.ChunkBytes; an upload cut off resumes from the last chunk the
+// server stored.
+type AttachmentServiceClient interface {
+	// Upload sends one file: first an UploadStart naming the file and a
+	// record of the device's that references it (by an OP_ATTACH the server
+	// applied); the server answers how many bytes of it it already holds
+	// (stored; complete if all); the device then sends Chunks from that
+	// offset, in order, and the server answers each one it stored. A chunk
+	// whose sha256 does not match its data, or a file whose bytes do not
+	// match its SHA-256, size or type, is refused (INVALID_ARGUMENT, the
+	// field named) and what was stored of it kept or dropped as said.
+	Upload(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[UploadRequest, UploadResponse], error)
+	// Fetch streams a file attached to a record in the caller's scope, from
+	// an offset (to resume), in chunks.
+	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error)
+}
+
+type attachmentServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAttachmentServiceClient(cc grpc.ClientConnInterface) AttachmentServiceClient {
+	return &attachmentServiceClient{cc}
+}
+
+func (c *attachmentServiceClient) Upload(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[UploadRequest, UploadResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AttachmentService_ServiceDesc.Streams[0], AttachmentService_Upload_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[UploadRequest, UploadResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AttachmentService_UploadClient = grpc.BidiStreamingClient[UploadRequest, UploadResponse]
+
+func (c *attachmentServiceClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AttachmentService_ServiceDesc.Streams[1], AttachmentService_Fetch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FetchRequest, FetchResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AttachmentService_FetchClient = grpc.ServerStreamingClient[FetchResponse]
+
+// AttachmentServiceServer is the server API for AttachmentService service.
+// All implementations must embed UnimplementedAttachmentServiceServer
+// for forward compatibility.
+//
+// AttachmentService carries the bytes of attached files, apart from the
+// records: a sync never waits for a file. Files are content-addressed (a
+// file the server holds is never sent again) and sent in chunks of
+// domain.ChunkBytes; an upload cut off resumes from the last chunk the
+// server stored.
+type AttachmentServiceServer interface {
+	// Upload sends one file: first an UploadStart naming the file and a
+	// record of the device's that references it (by an OP_ATTACH the server
+	// applied); the server answers how many bytes of it it already holds
+	// (stored; complete if all); the device then sends Chunks from that
+	// offset, in order, and the server answers each one it stored. A chunk
+	// whose sha256 does not match its data, or a file whose bytes do not
+	// match its SHA-256, size or type, is refused (INVALID_ARGUMENT, the
+	// field named) and what was stored of it kept or dropped as said.
+	Upload(grpc.BidiStreamingServer[UploadRequest, UploadResponse]) error
+	// Fetch streams a file attached to a record in the caller's scope, from
+	// an offset (to resume), in chunks.
+	Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error
+	mustEmbedUnimplementedAttachmentServiceServer()
+}
+
+// UnimplementedAttachmentServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAttachmentServiceServer struct{}
+
+func (UnimplementedAttachmentServiceServer) Upload(grpc.BidiStreamingServer[UploadRequest, UploadResponse]) error {
+	return status.Error(codes.Unimplemented, "method Upload not implemented")
+}
+func (UnimplementedAttachmentServiceServer) Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Fetch not implemented")
+}
+func (UnimplementedAttachmentServiceServer) mustEmbedUnimplementedAttachmentServiceServer() {}
+func (UnimplementedAttachmentServiceServer) testEmbeddedByValue()                           {}
+
+// UnsafeAttachmentServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AttachmentServiceServer will
+// result in compilation errors.
+type UnsafeAttachmentServiceServer interface {
+	mustEmbedUnimplementedAttachmentServiceServer()
+}
+
+func RegisterAttachmentServiceServer(s grpc.ServiceRegistrar, srv AttachmentServiceServer) {
+	// If the following call panics, it indicates UnimplementedAttachmentServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&AttachmentService_ServiceDesc, srv)
+}
+
+func _AttachmentService_Upload_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AttachmentServiceServer).Upload(&grpc.GenericServerStream[UploadRequest, UploadResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AttachmentService_UploadServer = grpc.BidiStreamingServer[UploadRequest, UploadResponse]
+
+func _AttachmentService_Fetch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FetchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AttachmentServiceServer).Fetch(m, &grpc.GenericServerStream[FetchRequest, FetchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AttachmentService_FetchServer = grpc.ServerStreamingServer[FetchResponse]
+
+// AttachmentService_ServiceDesc is the grpc.ServiceDesc for AttachmentService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var AttachmentService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "fieldsync.v1.AttachmentService",
+	HandlerType: (*AttachmentServiceServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Upload",
+			Handler:       _AttachmentService_Upload_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Fetch",
+			Handler:       _AttachmentService_Fetch_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "fieldsync/v1/fieldsync.proto",
+}
