@@ -117,6 +117,11 @@ func transferTime(n int) time.Duration {
 	return time.Duration(float64(n) / linkBytesPerSec * float64(time.Second))
 }
 
+// linkSegment is how the link cuts bytes (a TCP segment's payload): a
+// segment arrives whole once its last byte crossed, so a long write
+// streams instead of arriving all at once.
+const linkSegment = 1448
+
 func (c *linkConn) Write(b []byte) (int, error) {
 	c.mu.Lock()
 	if c.writeClose {
@@ -124,22 +129,27 @@ func (c *linkConn) Write(b []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	now := time.Now()
-	start := later(now, c.upBusy)
-	c.upBusy = start.Add(transferTime(len(b)))
-	ch := linkChunk{b: append([]byte(nil), b...), sent: now, at: c.upBusy.Add(linkOneWay)}
+	var chunks []linkChunk
+	for off := 0; off < len(b); off += linkSegment {
+		seg := b[off:min(off+linkSegment, len(b))]
+		c.upBusy = later(now, c.upBusy).Add(transferTime(len(seg)))
+		chunks = append(chunks, linkChunk{b: append([]byte(nil), seg...), sent: now, at: c.upBusy.Add(linkOneWay)})
+	}
 	c.mu.Unlock()
 	c.st.mu.Lock()
 	c.st.up += int64(len(b))
-	if c.st.unanswered.IsZero() {
-		c.st.unanswered = ch.at
+	if c.st.unanswered.IsZero() && len(chunks) > 0 {
+		c.st.unanswered = chunks[0].at
 	}
 	c.st.mu.Unlock()
-	select {
-	case c.up <- ch:
-		return len(b), nil
-	case <-c.closed:
-		return 0, net.ErrClosed
+	for _, ch := range chunks {
+		select {
+		case c.up <- ch:
+		case <-c.closed:
+			return 0, net.ErrClosed
+		}
 	}
+	return len(b), nil
 }
 
 func (c *linkConn) sendLoop() {
@@ -164,11 +174,11 @@ func (c *linkConn) recvLoop() {
 	for {
 		n, err := c.raw.Read(buf)
 		now := time.Now()
-		if n > 0 {
-			start := later(now, c.downBusy)
-			c.downBusy = start.Add(transferTime(n))
+		for off := 0; off < n; off += linkSegment {
+			seg := buf[off:min(off+linkSegment, n)]
+			c.downBusy = later(now, c.downBusy).Add(transferTime(len(seg)))
 			select {
-			case c.down <- linkChunk{b: append([]byte(nil), buf[:n]...), sent: now, at: c.downBusy.Add(linkOneWay)}:
+			case c.down <- linkChunk{b: append([]byte(nil), seg...), sent: now, at: c.downBusy.Add(linkOneWay)}:
 			case <-c.closed:
 				return
 			}
