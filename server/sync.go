@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -113,14 +116,18 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 	case err != nil:
 		return nil, status.Errorf(codes.Unavailable, "store the mutations: %v; nothing was applied, retry", err)
 	}
+	if f := betweenPushAndPull.Load(); f != nil {
+		(*f)()
+	}
 	scope, err := s.scope(ctx, c)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "compute scope: %v", err)
 	}
 	s.hub.rescope(c.deviceID, scope)
-	resp, sent, err := s.pull(ctx, scope, req.GetCursors(), pageSize, req.GetChangedCursorsOnly(), req.GetCanRefetch(), req.GetRefetchingBuckets())
+	echo := newEchoer(req.GetExpected(), out.atMs)
+	resp, sent, err := s.pull(ctx, scope, req.GetCursors(), pageSize, req.GetChangedCursorsOnly(), req.GetCanRefetch(), req.GetRefetchingBuckets(), echo)
 	if err == nil {
-		err = s.addOwnWrites(ctx, resp, sent, scope, out.results)
+		err = s.addOwnWrites(ctx, resp, sent, scope, out.results, echo)
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "read changes: %v; mutations were applied, retry to pull", err)
@@ -159,6 +166,19 @@ func checkSyncRequest(req *pb.SyncRequest) error {
 			return status.Errorf(codes.InvalidArgument, "cursors[%d].bucket: at most 80 bytes", i)
 		}
 	}
+	// A device sends a hash for each record its mutations write: at most
+	// one per mutation.
+	if n := len(req.GetExpected()); n > len(req.GetMutations()) {
+		return status.Errorf(codes.InvalidArgument, "expected: %d record hashes for %d mutations; at most one per mutation", n, len(req.GetMutations()))
+	}
+	for i, e := range req.GetExpected() {
+		if n := len(e.GetRecordId()); n == 0 || n > 80 {
+			return status.Errorf(codes.InvalidArgument, "expected[%d].record_id: %d bytes, want 1 to 80", i, n)
+		}
+		if n := len(e.GetHash()); n != sha256.Size {
+			return status.Errorf(codes.InvalidArgument, "expected[%d].hash: %d bytes, want %d (domain.EchoHash, SHA-256)", i, n, sha256.Size)
+		}
+	}
 	return nil
 }
 
@@ -173,6 +193,7 @@ type pushed struct {
 	mismatch  uint64       // the number that was reused with other content, if any
 	chainHead string       // the device's last answered event (with NUMBERING_DEVICE_BEHIND)
 	fresh     int          // the last fresh results answer mutations applied in this call (not retries)
+	atMs      int64        // the push's time: the at_ms its status changes and voids carry
 	quota     *quotaPush   // the push counted against the daily quotas (nil: quotas off)
 }
 
@@ -245,6 +266,7 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 		out.relost = true
 	}
 	last := st.LastSeq
+	out.atMs = tx.Now().UnixMilli()
 	out.results = make([]*pb.MutationResult, 0, len(req.GetMutations()))
 	var maxSeq uint64
 	out.quota = s.quota.push(c)
@@ -382,7 +404,10 @@ func (s *Server) scope(ctx context.Context, c *caller) ([]string, error) {
 // says it is already doing so (refetching). A device that cannot
 // (canRefetch false: an older app) is read from its cursor as before: it
 // may keep a record that left, but never starts over at every page.
-func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor, pageSize int, changedOnly, canRefetch bool, refetching []string) (*pb.SyncResponse, map[string]bool, error) {
+//
+// A record the device expects (echo) and holds as the server does goes
+// into echoes instead: its id, version and buckets.
+func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor, pageSize int, changedOnly, canRefetch bool, refetching []string, echo *echoer) (*pb.SyncResponse, map[string]bool, error) {
 	have := make(map[string]uint64, len(cursors))
 	sentCur := make(map[string]uint64, len(cursors)) // as the device sent them
 	lastChange, known := s.store.LastChange()
@@ -444,6 +469,19 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 				at = row.Seq
 				continue
 			}
+			if !row.Gone && echo.wants(row.RecordID) {
+				r := &pb.Record{}
+				if err := proto.Unmarshal(row.Body, r); err != nil {
+					return nil, nil, fmt.Errorf("decode record in %s: %w", b, err)
+				}
+				if e := echo.of(r); e != nil {
+					resp.Echoes = append(resp.Echoes, e)
+					seen[row.RecordID] = true
+					left--
+					at = row.Seq
+					continue
+				}
+			}
 			if !row.Gone {
 				raw = protowire.AppendTag(raw, recordsField, protowire.BytesType)
 				raw = protowire.AppendBytes(raw, row.Body)
@@ -467,7 +505,11 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 				r = &pb.Record{Id: r.GetId(), Kind: r.GetKind(), Version: r.GetVersion(), Buckets: r.GetBuckets()}
 			}
 			seen[row.RecordID] = true
-			resp.Records = append(resp.Records, r)
+			if e := echo.of(r); e != nil {
+				resp.Echoes = append(resp.Echoes, e)
+			} else {
+				resp.Records = append(resp.Records, r)
+			}
 			left--
 			at = row.Seq
 		}
@@ -495,6 +537,10 @@ func (s *Server) pull(ctx context.Context, scope []string, cursors []*pb.Cursor,
 	return resp, seen, nil
 }
 
+// betweenPushAndPull, when set (by a test: BetweenPushAndPull), runs in
+// every Sync after its push commits and before its answer is read.
+var betweenPushAndPull atomic.Pointer[func()]
+
 // recordsField is SyncResponse.records' field number.
 var recordsField = (&pb.SyncResponse{}).ProtoReflect().Descriptor().Fields().ByName("records").Number()
 
@@ -504,8 +550,9 @@ var recordsField = (&pb.SyncResponse{}).ProtoReflect().Descriptor().Fields().ByN
 // writes in the answer that acknowledges them, and never rebuilds its view
 // of an acknowledged write from a stale base. Only records still in the
 // caller's scope are added: a mediator who took themselves off a case gets
-// no more of it.
-func (s *Server) addOwnWrites(ctx context.Context, resp *pb.SyncResponse, have map[string]bool, scope []string, results []*pb.MutationResult) error {
+// no more of it. One the device holds as the server does goes in as an
+// echo.
+func (s *Server) addOwnWrites(ctx context.Context, resp *pb.SyncResponse, have map[string]bool, scope []string, results []*pb.MutationResult, echo *echoer) error {
 	in := set(scope)
 	for _, res := range results {
 		id := res.GetRecordId()
@@ -521,13 +568,63 @@ func (s *Server) addOwnWrites(ctx context.Context, resp *pb.SyncResponse, have m
 			return err
 		}
 		for _, b := range rec.GetBuckets() {
-			if in[b] {
-				resp.Records = append(resp.Records, rec)
-				break
+			if !in[b] {
+				continue
 			}
+			if e := echo.of(rec); e != nil {
+				resp.Echoes = append(resp.Echoes, e)
+			} else {
+				resp.Records = append(resp.Records, rec)
+			}
+			break
 		}
 	}
 	return nil
+}
+
+// echoer tells which records of an answer the device already holds as the
+// server does (SyncRequest.expected): their hash, domain.EchoHash of the
+// record as the device computed it after its push, equals the hash of the
+// server's record with the push's stamps unstamped (domain.Unstamp). A nil
+// echoer (a device that expects nothing: an older one, a pull) echoes
+// nothing.
+type echoer struct {
+	want map[string][]byte
+	atMs int64 // the push's time (pushed.atMs)
+}
+
+func newEchoer(expected []*pb.RecordHash, atMs int64) *echoer {
+	if len(expected) == 0 || atMs == 0 {
+		return nil
+	}
+	e := &echoer{want: make(map[string][]byte, len(expected)), atMs: atMs}
+	for _, h := range expected {
+		e.want[h.GetRecordId()] = h.GetHash()
+	}
+	return e
+}
+
+// wants reports whether the device sent a hash for the record id.
+func (e *echoer) wants(id string) bool {
+	return e != nil && e.want[id] != nil
+}
+
+// of returns the echo that stands for r in the answer, or nil when r must
+// go in full: not expected, or not as the device computed it (a concurrent
+// change, a rejection, a server-side fill the device cannot compute).
+func (e *echoer) of(r *pb.Record) *pb.Echo {
+	if !e.wants(r.GetId()) {
+		return nil
+	}
+	u, ok := domain.Unstamp(r, e.atMs)
+	if !ok || !bytes.Equal(domain.EchoHash(u), e.want[r.GetId()]) {
+		return nil
+	}
+	echo := &pb.Echo{RecordId: r.GetId(), Kind: r.GetKind(), Version: r.GetVersion(), Buckets: r.GetBuckets()}
+	if !proto.Equal(u, r) { // some stamp is the push's: the device needs it
+		echo.AtMs = e.atMs
+	}
+	return echo
 }
 
 // Watch pokes the device whenever a bucket of its scope changes, until the

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -39,7 +40,8 @@ type Report struct {
 	Applied   int // of which applied (conflicts included)
 	Conflicts int // of which met a concurrent change
 	Rejected  int // of which refused for good (kept on the device)
-	Pulled    int // records received
+	Pulled    int // records received (in full or as echoes)
+	Echoed    int // of which came back as an echo: the device's own write, not sent in full
 	Purged    int // records removed because they left the user's scope
 	Refetched int // buckets read again from the start (the server's retention window passed)
 	Calls     int // round trips
@@ -173,6 +175,7 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		replica string
 		stopped string
 		refetch []string
+		expect  map[string]*pb.Record
 	)
 	waits, served, renumbers := 0, 0, 0
 	pullOnly := d.quotaHeld != nil && d.opts.Now().Before(d.quotaUntil)
@@ -216,7 +219,13 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			if refetch, err = tx.Refetching(); err != nil {
 				return err
 			}
-			cursors, err = tx.Cursors()
+			if cursors, err = tx.Cursors(); err != nil {
+				return err
+			}
+			expect = nil
+			if !pullOnly {
+				expect, err = expected(tx, ident, queued)
+			}
 			return err
 		}); err != nil {
 			return err
@@ -247,6 +256,9 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			RefetchingBuckets: refetch, CanRefetch: true}
 		for _, q := range queued {
 			req.Mutations = append(req.Mutations, q.Mutation)
+		}
+		if len(expect) > 0 {
+			req.Expected = domain.ExpectedHashes(expect)
 		}
 		sent := d.opts.Now()
 		resp, err := pb.NewSyncServiceClient(conn).Sync(d.authed(ctx, token), req)
@@ -293,7 +305,7 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 		again := false
 		if err := d.db.Update(ctx, func(tx *store.RTx) error {
 			var err error
-			if again, err = d.adopt(tx, ident, resp, sent, rep); err != nil {
+			if again, err = d.adopt(tx, ident, resp, sent, rep, expect); err != nil {
 				return err
 			}
 			if d.crash("adopt") {
@@ -389,12 +401,40 @@ func wholeScope(sent []*pb.Cursor, resp *pb.SyncResponse) []*pb.Cursor {
 	return out
 }
 
-// adopt commits one sync answer: results, numbering, records, cursors,
-// purges and the clock offset, in one local transaction. It reports whether
-// the device must call again at once: its work was renumbered (its
-// numbering or the server's went back) or its cursors reset (the server's
-// lineage changed).
-func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, sent time.Time, rep *Report) (bool, error) {
+// expected computes, for each record the queued mutations write, the
+// record as the server will hold it after them when nothing else changed
+// it (domain.Expect, from the device's bases). The sync sends their
+// hashes (SyncRequest.expected); an answer that echoes one makes it the
+// base (adopt).
+func expected(tx *store.RTx, ident *Identity, queued []store.OutboxRow) (map[string]*pb.Record, error) {
+	if len(queued) == 0 {
+		return nil, nil
+	}
+	role, _ := domain.ParseRole(ident.Role)
+	muts := make([]*pb.Mutation, len(queued))
+	for i, q := range queued {
+		muts[i] = q.Mutation
+	}
+	return domain.Expect(muts, func(id string) (*pb.Record, error) {
+		lr, err := tx.Record(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return lr.Base, nil
+	}, domain.Actor{UserID: ident.UserID, DeviceID: ident.DeviceID, Role: role})
+}
+
+// adopt commits one sync answer: results, numbering, records, echoes,
+// cursors, purges and the clock offset, in one local transaction. It
+// reports whether the device must call again at once: its work was
+// renumbered (its numbering or the server's went back) or its cursors
+// reset (the server's lineage changed). expect holds the records the
+// request expected (expected): an echo of one makes it the base, at the
+// echo's version, in its buckets, stamped with its time.
+func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, sent time.Time, rep *Report, expect map[string]*pb.Record) (bool, error) {
 	touched := map[string]bool{}
 	nowMs := d.opts.Now().UnixMilli()
 	for _, r := range resp.GetResults() {
@@ -434,8 +474,23 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 			return false, err
 		}
 	}
+	records := resp.GetRecords()
+	for _, e := range resp.GetEchoes() {
+		c := expect[e.GetRecordId()]
+		if c == nil || c.GetKind() != e.GetKind() {
+			// The server echoed a record this call did not expect: the
+			// answer cannot be taken (nothing of it is kept), the next
+			// sync asks again.
+			return false, fmt.Errorf("the server echoed record %s (%s), which this sync did not send a hash for: answer not taken, sync again", e.GetRecordId(), domain.KindName(e.GetKind()))
+		}
+		rec := proto.Clone(c).(*pb.Record)
+		rec.Version, rec.Buckets = e.GetVersion(), e.GetBuckets()
+		domain.Restamp(rec, e.GetAtMs())
+		records = append(records, rec)
+		rep.Echoed++
+	}
 	var newest domain.HLC
-	for _, rec := range resp.GetRecords() {
+	for _, rec := range records {
 		rep.Pulled++
 		if err := tx.Freshen(rec.GetId()); err != nil {
 			return false, err

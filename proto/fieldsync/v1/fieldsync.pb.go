@@ -4928,7 +4928,12 @@ type Echo struct {
 	// The record's version (its last change number).
 	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// The buckets the record sits in.
-	Buckets       []string `protobuf:"bytes,4,rep,name=buckets,proto3" json:"buckets,omitempty"`
+	Buckets []string `protobuf:"bytes,4,rep,name=buckets,proto3" json:"buckets,omitempty"`
+	// The server's time (ms) stamped on the status changes and void the
+	// push wrote (StatusChange.at_ms, Void.at_ms): a device computes them
+	// with 0, as it cannot know the server's clock, and puts this there.
+	// 0 from a server that stamps nothing the device left at 0.
+	AtMs          int64 `protobuf:"varint,5,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4989,6 +4994,13 @@ func (x *Echo) GetBuckets() []string {
 		return x.Buckets
 	}
 	return nil
+}
+
+func (x *Echo) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
 }
 
 var File_fieldsync_v1_fieldsync_proto protoreflect.FileDescriptor
@@ -5365,12 +5377,13 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\n" +
 	"RecordHash\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x12\n" +
-	"\x04hash\x18\x02 \x01(\fR\x04hash\"\x7f\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\"\x94\x01\n" +
 	"\x04Echo\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.fieldsync.v1.KindR\x04kind\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x18\n" +
-	"\abuckets\x18\x04 \x03(\tR\abuckets*\x83\x01\n" +
+	"\abuckets\x18\x04 \x03(\tR\abuckets\x12\x13\n" +
+	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs*\x83\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_HOUSEHOLD\x10\x01\x12\x0e\n" +
