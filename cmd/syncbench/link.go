@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -311,11 +312,25 @@ func (p *linkPhone) measure(ctx context.Context, name, conn string) (*linkResult
 	return r, nil
 }
 
+// What visits say, drawn from a seeded source so that each visit's text
+// differs, as field notes do (identical notes would let gzip shrink a
+// page of them to almost nothing and flatter every figure).
+var (
+	visitMet   = []string{"戶主", "戶主妻子", "戶主兒子", "戶主母親", "孫女", "鄰居代為轉達"}
+	visitNeeds = []string{"屋頂漏水，需要修繕", "孫子上學交通不便", "高血壓藥快吃完了，要去鎮衛生院開藥", "低保年審材料還差戶口本複印件",
+		"想申請危房改造補助", "家裡的豬生病了，想請獸醫看看", "兒子在外打工，老人一個人住，行動不便", "自來水管凍裂，要換一截",
+		"醫保報銷單據丟了一張，問能否補開", "想學電商賣自家的茶葉", "院子裡的路燈壞了", "殘疾證到期，需要重新鑑定"}
+	visitHelp = []string{"聯繫村委會安排維修", "已登記，下週帶去鎮上辦理", "幫忙打電話給衛生院預約", "代填申請表，材料齊了交村裡",
+		"告知補助政策和所需材料", "約了鎮獸醫站明天上門", "請鄰居每天看一眼，村醫每週上門", "找了村裡的水電工", "說明補開流程", "推薦參加縣裡的電商培訓"}
+	visitFollow = []string{"下週回訪", "明天再來", "下個月回訪", "辦完後電話告知", "月底前回訪", "不需回訪"}
+)
+
 // writeVisits writes n visits on d, one per household in turn.
-func writeVisits(d *syncer.Device, hhs []string, n int, note string) error {
+func writeVisits(d *syncer.Device, hhs []string, n int, r *rand.Rand) error {
+	pick := func(l []string) string { return l[r.IntN(len(l))] }
 	for i := range n {
-		_, err := d.Create("visit", syncer.NewFields().Set("household_id", hhs[i%len(hhs)]).Set("visited_on", time.Now().Format("2006-01-02")).
-			Set("met", "戶主").Set("needs", "屋頂漏水，需要修繕；孫子上學交通不便").Set("help", "聯繫村委會安排維修").Set("follow_up", note))
+		_, err := d.Create("visit", syncer.NewFields().Set("household_id", hhs[i%len(hhs)]).Set("visited_on", time.Now().AddDate(0, 0, -r.IntN(3)).Format("2006-01-02")).
+			Set("met", pick(visitMet)).Set("needs", pick(visitNeeds)+"；"+pick(visitNeeds)).Set("help", pick(visitHelp)).Set("follow_up", pick(visitFollow)))
 		if err != nil {
 			return err
 		}
@@ -356,6 +371,7 @@ func runLink(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err := importCity(actx, admin, c, cfg.importBatch, io.Discard); err != nil {
 		return err
 	}
+	texts := rand.New(rand.NewPCG(cfg.seed, 14))
 	member := c.members[0].Id
 	hhs := c.linked[member]
 	code := func() (string, error) {
@@ -379,7 +395,7 @@ func runLink(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err := other.Enroll(ctx, en, "syncbench link other"); err != nil {
 		return err
 	}
-	if err := writeVisits(other, hhs, 40, "下週回訪"); err != nil {
+	if err := writeVisits(other, hhs, 40, texts); err != nil {
 		return err
 	}
 	if _, err := other.Sync(ctx); err != nil {
@@ -436,13 +452,13 @@ func runLink(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	results = append(results, r)
 
 	day := func(conn string) error {
-		if err := writeVisits(other, hhs, 10, "明天再來"); err != nil {
+		if err := writeVisits(other, hhs, 10, texts); err != nil {
 			return err
 		}
 		if _, err := other.Sync(ctx); err != nil {
 			return err
 		}
-		if err := writeVisits(p.d, hhs, 10, "下個月回訪"); err != nil {
+		if err := writeVisits(p.d, hhs, 10, texts); err != nil {
 			return err
 		}
 		if conn == "cold" {
