@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 
@@ -59,6 +60,13 @@ func deviceTLS(addr, fp string, held []byte, sessions tls.ClientSessionCache, le
 				}
 			}
 			if ca == nil {
+				if cs.DidResume {
+					// A session from a handshake that sent the certificate
+					// alone, and the replica lost the CA it was checked
+					// against. crypto/tls forgets a session whose
+					// resumption failed: the next attempt gets the chain.
+					return errors.New("TLS session resumed without the CA it was checked against: the next attempt makes a full handshake")
+				}
 				return ErrWrongServer
 			}
 			roots := x509.NewCertPool()

@@ -174,3 +174,35 @@ func TestNewProcessResumesTheTLSSession(t *testing.T) {
 		testenv.Sync(t, p.d)
 	})
 }
+
+// A session kept from a handshake that sent the certificate alone, on a
+// replica that lost the CA it was checked against: the resumed handshake
+// cannot check the pin, so the device forgets the session and the next
+// attempt gets the chain (and keeps the CA again).
+func TestResumedSessionWithoutTheCAIsForgotten(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	p := newLinkPhone(t, e, testenv.Member)
+	// A full handshake, which sends the certificate alone, and its session.
+	if err := p.d.ForgetTLS(false, true); err != nil {
+		t.Fatal(err)
+	}
+	p.reopen()
+	if got := len(p.state().PeerCertificates); got != 1 {
+		t.Fatalf("%d certificates, want 1", got)
+	}
+	if err := p.d.ForgetTLS(true, false); err != nil {
+		t.Fatal(err)
+	}
+	p.reopen()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.d.Sync(ctx); err != nil {
+		t.Logf("the first attempt: %v", err)
+	}
+	p.reopen()
+	testenv.Sync(t, p.d)
+	if held, err := p.d.HoldsCA(); err != nil || !held {
+		t.Fatalf("after a full handshake the replica holds the CA again: %v (%v)", held, err)
+	}
+}
