@@ -72,6 +72,11 @@ func deviceTLS(addr, fp string, held []byte, sessions tls.ClientSessionCache, le
 			roots := x509.NewCertPool()
 			roots.AddCert(ca)
 			if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, DNSName: host}); err != nil {
+				var unknown x509.UnknownAuthorityError
+				if !inChain && errors.As(err, &unknown) {
+					// Checked against the kept CA: not made by it.
+					return fmt.Errorf("%w (%v)", ErrWrongServer, err)
+				}
 				return fmt.Errorf("server certificate: %w", err)
 			}
 			if inChain && heldCA == nil && learned != nil {

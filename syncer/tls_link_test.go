@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,5 +205,28 @@ func TestResumedSessionWithoutTheCAIsForgotten(t *testing.T) {
 	testenv.Sync(t, p.d)
 	if held, err := p.d.HoldsCA(); err != nil || !held {
 		t.Fatalf("after a full handshake the replica holds the CA again: %v (%v)", held, err)
+	}
+}
+
+// A device that kept the CA meets another server at its address (syncd
+// reinstalled without its CA): the certificate alone, not made by the
+// kept CA, is refused as the wrong server, as the chain was before.
+func TestDeviceHoldingTheCARefusesAnotherServer(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	p := newLinkPhone(t, e, testenv.Member)
+	if err := p.d.ForgetTLS(false, true); err != nil {
+		t.Fatal(err)
+	}
+	p.d.Close()
+	addr := e.Addr
+	e.Stop()
+	testenv.Start(t, testenv.WithAddr(addr)) // a new data directory: a new CA
+	p.open()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := p.d.Sync(ctx)
+	if err == nil || !strings.Contains(err.Error(), syncer.ErrWrongServer.Error()) {
+		t.Fatalf("sync with another server: %v, want %q", err, syncer.ErrWrongServer)
 	}
 }
