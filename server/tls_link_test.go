@@ -142,3 +142,22 @@ func TestSessionTicketKeysRotateDaily(t *testing.T) {
 		t.Fatalf("a ticket of a dropped key: %v, %v; want no session and no error (a full handshake)", ss, err)
 	}
 }
+
+// A ticket is whatever a client sends: anything that is not one syncd
+// sealed opens to no session (a full handshake), never an error or a panic.
+func FuzzUnwrapTicket(f *testing.F) {
+	ring, err := loadTicketKeys(filepath.Join(f.TempDir(), ticketKeysFile), time.Now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	id := ring.keys[0].id[:]
+	f.Add([]byte{})
+	f.Add(append([]byte(nil), id...))
+	f.Add(append(append([]byte(nil), id...), make([]byte, 64)...))
+	f.Fuzz(func(t *testing.T, ticket []byte) {
+		ss, err := ring.unwrap(ticket, tls.ConnectionState{})
+		if ss != nil || err != nil {
+			t.Fatalf("a ticket syncd did not seal opened: %v, %v", ss, err)
+		}
+	})
+}
