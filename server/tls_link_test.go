@@ -2,8 +2,10 @@ package server
 
 import (
 	"crypto/tls"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,6 +98,33 @@ func TestSessionTicketKeysSurviveARestart(t *testing.T) {
 	}
 	if !handshake(t, again, []string{"h2"}, cache).DidResume {
 		t.Fatal("a ticket from before the restart did not resume")
+	}
+	// Two days later: syncd starts with a new key sealing, and a ticket
+	// sealed with the day's before still resumes.
+	b, err := os.ReadFile(filepath.Join(dir, ticketKeysFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sec int64
+	var key string
+	if _, err := fmt.Sscanf(string(b), "%d %s", &sec, &key); err != nil {
+		t.Fatal(err)
+	}
+	aged := fmt.Sprintf("%d %s\n", sec-2*24*3600, key)
+	if err := os.WriteFile(filepath.Join(dir, ticketKeysFile), []byte(aged), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cache2 := tls.NewLRUClientSessionCache(4)
+	handshake(t, again, []string{"h2"}, cache2) // a ticket sealed with the old key
+	rotated, _, err := LoadOrCreateTLS(dir, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, ticketKeysFile)); strings.Count(string(b), "\n") != 2 {
+		t.Fatalf("after two days the ring holds:\n%s\nwant a new key and the old one", b)
+	}
+	if !handshake(t, rotated, []string{"h2"}, cache2).DidResume {
+		t.Fatal("a ticket sealed with the previous key did not resume after the rotation")
 	}
 	other, _, err := LoadOrCreateTLS(t.TempDir(), []string{"127.0.0.1"})
 	if err != nil {
