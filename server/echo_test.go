@@ -9,7 +9,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/fieldsync/fieldsync/domain"
 
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -118,5 +122,39 @@ func TestEchoRecordChangedBetweenPushAndPullGoesInFull(t *testing.T) {
 	}
 	if it.Field("tags") != "獨居老人" || it.Field("phone") != "13900000009" {
 		t.Errorf("member's H001: tags %q phone %q, want both writes", it.Field("tags"), it.Field("phone"))
+	}
+}
+
+// A request's hashes are checked before anything is applied: at most one
+// per mutation, a record id, 32 bytes of SHA-256. The error names the
+// field and what is allowed.
+func TestEchoExpectedChecked(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	p := newRawPhone(t, e, testenv.Member)
+	visit := func() *pb.Mutation {
+		return &pb.Mutation{Seq: 1, RecordId: domain.NewRecordID(), Kind: pb.Kind_KIND_VISIT, Op: pb.Op_OP_CREATE, Hlc: p.clock.Tick().String(),
+			Fields: map[string]string{"household_id": "H001", "visited_on": "2026-12-06"}}
+	}
+	for _, tc := range []struct {
+		name string
+		req  *pb.SyncRequest
+		want string
+	}{
+		{"more hashes than mutations", &pb.SyncRequest{Expected: []*pb.RecordHash{{RecordId: "H001", Hash: make([]byte, 32)}}},
+			"expected: 1 record hashes for 0 mutations; at most one per mutation"},
+		{"short hash", &pb.SyncRequest{Mutations: []*pb.Mutation{visit()}, Expected: []*pb.RecordHash{{RecordId: "H001", Hash: make([]byte, 16)}}},
+			"expected[0].hash: 16 bytes, want 32 (domain.EchoHash, SHA-256)"},
+		{"no record id", &pb.SyncRequest{Mutations: []*pb.Mutation{visit()}, Expected: []*pb.RecordHash{{Hash: make([]byte, 32)}}},
+			"expected[0].record_id: 0 bytes, want 1 to 80"},
+	} {
+		_, err := p.client.Sync(p.ctx, tc.req)
+		if status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != tc.want {
+			t.Errorf("%s: %v, want InvalidArgument %q", tc.name, err, tc.want)
+		}
+	}
+	// Nothing was applied: the device's first number is still free.
+	if r := p.push(visit()); r.GetStatus() != pb.MutationStatus_MUTATION_STATUS_APPLIED {
+		t.Errorf("the first visit after the refusals: %v", r)
 	}
 }
