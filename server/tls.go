@@ -55,8 +55,36 @@ func LoadOrCreateTLS(dir string, hosts []string) (*tls.Config, string, error) {
 			return nil, "", err
 		}
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{leaf}, MinVersion: tls.VersionTLS13}
+	tickets, err := loadTicketKeys(filepath.Join(dir, ticketKeysFile), time.Now)
+	if err != nil {
+		return nil, "", err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: certificateFor(leaf)}
+	tickets.install(cfg)
 	return cfg, Fingerprint(ca.Raw), nil
+}
+
+// ALPNHoldsCA is the protocol name a device offers beside "h2" when it
+// kept syncd's CA certificate at enrollment (syncer/tls_ca.go): syncd then
+// sends its certificate alone, without the CA it would otherwise append
+// (about 500 bytes of a handshake on a 2G link). The protocol chosen stays
+// "h2": syncd's gRPC offers only that.
+const ALPNHoldsCA = "fieldsync-ca"
+
+// certificateFor picks what syncd sends in a handshake: the certificate
+// alone to a device that says it holds the CA, the certificate and the
+// CA to anyone else (a device enrolled before devices kept the CA, whose
+// pin is checked against the CA in the chain; fieldctl; a browser on the
+// HQ page).
+func certificateFor(chain tls.Certificate) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	leafOnly := chain
+	leafOnly.Certificate = chain.Certificate[:1]
+	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if slices.Contains(hello.SupportedProtos, ALPNHoldsCA) {
+			return &leafOnly, nil
+		}
+		return &chain, nil
+	}
 }
 
 func writePEM(path, kind string, der []byte, mode os.FileMode) error {

@@ -220,14 +220,25 @@ func (d *Device) Close() error {
 }
 
 // dial returns the connection to the server at addr: TLS pinned to the CA
-// fingerprint ca, or plain text (loopback only) when ca is "".
+// fingerprint ca, or plain text (loopback only) when ca is "". Over TLS
+// it checks the server's certificate against the CA the replica keeps
+// (tls_ca.go), and resumes the TLS session the replica keeps
+// (tls_sessions.go).
 func (d *Device) dial(addr, ca string) (*grpc.ClientConn, error) {
 	if d.conn != nil {
 		return d.conn, nil
 	}
 	creds := insecure.NewCredentials()
 	if ca != "" {
-		creds = credentials.NewTLS(PinnedTLS(addr, ca))
+		var held []byte
+		if err := d.db.View(context.Background(), func(tx *store.RTx) error {
+			var err error
+			held, err = heldCA(tx)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(deviceTLS(addr, ca, held, &replicaSessions{db: d.db}, d.keepCA))
 	} else if !isLoopback(addr) {
 		return nil, fmt.Errorf("no CA pinned for %s: plain text is allowed only to a loopback server", addr)
 	}

@@ -3,7 +3,6 @@ package syncer
 import (
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -93,31 +92,10 @@ var ErrWrongServer = errors.New("the server's certificate is not from the CA thi
 // PinnedTLS is the TLS config of a device that pinned the CA with
 // fingerprint fp: the server's chain must contain that CA, and the server's
 // certificate must be valid under it for the host it was dialled as.
+// (A Device also checks against the CA certificate it kept, and resumes
+// sessions: tls_ca.go.)
 func PinnedTLS(addr, fp string) *tls.Config {
-	host, _, _ := net.SplitHostPort(addr)
-	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		// The default verification wants a system root; ours is the pin.
-		// VerifyConnection below does the whole check instead.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			var ca *x509.Certificate
-			for _, c := range cs.PeerCertificates {
-				if fingerprint(c.Raw) == fp {
-					ca = c
-				}
-			}
-			if ca == nil || len(cs.PeerCertificates) == 0 {
-				return ErrWrongServer
-			}
-			roots := x509.NewCertPool()
-			roots.AddCert(ca)
-			if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, DNSName: host}); err != nil {
-				return fmt.Errorf("server certificate: %w", err)
-			}
-			return nil
-		},
-	}
+	return deviceTLS(addr, fp, nil, nil, nil)
 }
 
 // CAFingerprintFile returns the fingerprint of the CA certificate in a PEM

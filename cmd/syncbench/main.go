@@ -118,6 +118,12 @@ Scenarios (-scenario, comma-separated or all):
   burst      single-mutation syncs from -concurrency devices at once
   trickle    steady single-visit syncs; ack-to-HQ-consumer latency
   single     one device, one mutation per sync, idle server: latency floor
+  link       (alone) one phone running the real syncer over an emulated 2G
+             link (250 ms each way, 12.5 KB/s each way): round trips and
+             bytes each way of a first sync of 50 records, a day's sync
+             (10 visits up, 10 down) and a no-op sync, each on a cold
+             connection (a new process) and a warm one; its own server in
+             this process and a village of 10 households (-scale ignored)
 The bootstrap sync always runs (devices need their cursors); it is
 reported only when selected.
 
@@ -134,7 +140,7 @@ Flags:
 	fs.IntVar(&c.households, "households", 0, "households (0: Macheng x -scale)")
 	fs.IntVar(&c.members, "members", 0, "members, one device each (0: Macheng x -scale)")
 	fs.IntVar(&c.grids, "grids", 0, "grids (0: Macheng x -scale)")
-	fs.StringVar(&c.scenario, "scenario", "all", "scenarios to run: bootstrap, storm, burst, trickle, single, or all")
+	fs.StringVar(&c.scenario, "scenario", "all", "scenarios to run: bootstrap, storm, burst, trickle, single, or all; or link alone")
 	fs.IntVar(&c.concurrency, "concurrency", 500, "devices syncing at once (storm, bootstrap, burst)")
 	fs.IntVar(&c.mutations, "mutations", 10, "mutations each device pushes in the storm (7 visits, 2 events, 1 household edit at 10)")
 	fs.IntVar(&c.burstSyncs, "burst-syncs", 20, "single-mutation syncs per device in burst")
@@ -196,9 +202,18 @@ Flags:
 	if c.concurrency < 1 || c.mutations < 1 {
 		return nil, errors.New("-concurrency and -mutations: at least 1")
 	}
+	if c.scenario == "link" {
+		if c.serverMode == "external" || set["scale"] || set["households"] || set["members"] || set["grids"] {
+			return nil, errLinkAlone
+		}
+		return c, nil
+	}
 	for _, s := range strings.Split(c.scenario, ",") {
+		if s == "link" {
+			return nil, errLinkAlone
+		}
 		if s != "all" && !contains(scenarioNames, s) {
-			return nil, fmt.Errorf("-scenario %q: want %s or all", s, strings.Join(scenarioNames, ", "))
+			return nil, fmt.Errorf("-scenario %q: want %s, all, or link alone", s, strings.Join(scenarioNames, ", "))
 		}
 	}
 	return c, nil
@@ -243,6 +258,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.version {
 		fmt.Fprintln(stdout, buildinfo.Line("syncbench"))
 		return nil
+	}
+	if cfg.scenario == "link" {
+		return runLink(ctx, cfg, stdout, stderr)
 	}
 	spec := citySpec{
 		Households: cfg.households, Members: cfg.members, Grids: cfg.grids,
