@@ -75,14 +75,23 @@ func lookTool(t testing.TB, name, why string) string {
 func gobind(t testing.TB, importPath string) (outdir, output string) {
 	t.Helper()
 	outdir = filepath.Join(t.TempDir(), "gobind")
-	cmd := exec.Command(goTool(t), "tool", "gobind", "-lang=go,java,objc", "-outdir", outdir, importPath)
-	cmd.Dir = moduleRoot(t)
+	output, err := gobindInto(goTool(t), moduleRoot(t), importPath, outdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return outdir, output
+}
+
+// gobindInto runs gobind from the module root into outdir.
+func gobindInto(goCmd, root, importPath, outdir string) (string, error) {
+	cmd := exec.Command(goCmd, "tool", "gobind", "-lang=go,java,objc", "-outdir", outdir, importPath)
+	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("go tool gobind %s: %v\n%s", importPath, err, out)
+		return string(out), fmt.Errorf("go tool gobind %s: %v\n%s", importPath, err, out)
 	}
-	return outdir, string(out)
+	return string(out), nil
 }
 
 // skipNotices finds what gobind says when it leaves something out: its

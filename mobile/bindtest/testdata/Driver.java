@@ -1,0 +1,180 @@
+// Driver drives the real phone SDK (mobile/fieldsync) through gobind's Java
+// classes and the host JNI library, as an Android app would, against a real
+// syncd the Go test (TestJavaDrivesTheSDK) started. It runs one phase per
+// process, so that the Go test can stop and restart the server between
+// phases and the replicas are reopened from their files with their keys:
+//
+//	java Driver enroll  DIR KEY_A KEY_B CODE_A CODE_B
+//	java Driver offline DIR KEY_A KEY_B   (the server is down)
+//	java Driver online  DIR KEY_A KEY_B   (the server is back)
+//
+// DIR holds the two replicas (a.db: a member's phone; b.db: the village
+// secretary's phone); KEY_* are 32-byte keys in hex, as an app would get
+// from Android Keystore; CODE_* are the enrollment codes as a QR scanner
+// yields them.
+//
+// Every result is one line "RESULT <name> <value>" on standard output
+// (values are the SDK's JSON as is, or a bare word); the Go test parses and
+// checks them. A failure is a line "FAIL <what>" and exit status 1.
+// Nothing here checks JSON content: the Go test decodes it into the SDK's
+// schema structs.
+
+import fieldsync.Client;
+import fieldsync.Fieldsync;
+import fieldsync.Listener;
+
+import java.time.LocalDate;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.List;
+
+public class Driver {
+	static final long TIMEOUT_MS = 30000;
+
+	static void result(String name, String value) {
+		// One line per result: the SDK's JSON has no raw newlines.
+		System.out.println("RESULT " + name + " " + value.replace("\n", "\\n"));
+		System.out.flush();
+	}
+
+	static void fail(String what) {
+		System.out.println("FAIL " + what.replace("\n", "\\n"));
+		System.out.flush();
+		System.exit(1);
+	}
+
+	static byte[] hex(String s) {
+		byte[] b = new byte[s.length() / 2];
+		for (int i = 0; i < b.length; i++) {
+			b[i] = (byte) Integer.parseInt(s.substring(2 * i, 2 * i + 2), 16);
+		}
+		return b;
+	}
+
+	// Recorder is the app's listener: it keeps what the SDK tells it. The
+	// SDK may call it from a thread of its own (a Go goroutine attached to
+	// the JVM by gobind), hence the lock.
+	static final class Recorder implements Listener {
+		final String who;
+		final List<String> data = new ArrayList<>();
+		final List<String> states = new ArrayList<>();
+
+		Recorder(String who) {
+			this.who = who;
+		}
+
+		@Override
+		public synchronized void onDataChanged(String changeJSON) {
+			data.add(changeJSON);
+		}
+
+		@Override
+		public synchronized void onSyncState(String statusJSON) {
+			states.add(statusJSON);
+		}
+
+		synchronized void report() {
+			result(who + ".listener.data_count", Integer.toString(data.size()));
+			for (int i = 0; i < data.size(); i++) {
+				result(who + ".listener.data." + i, data.get(i));
+			}
+			result(who + ".listener.state_count", Integer.toString(states.size()));
+			if (!states.isEmpty()) {
+				result(who + ".listener.state.last", states.get(states.size() - 1));
+			}
+		}
+	}
+
+	// code runs an SDK call that must fail and reports the error's code,
+	// as an app switches on it.
+	interface Call {
+		void run() throws Exception;
+	}
+
+	static void expectError(String name, Call call) {
+		try {
+			call.run();
+		} catch (Exception e) {
+			String msg = e.getMessage();
+			result(name + ".code", Fieldsync.errorCode(msg));
+			result(name + ".retry_after_ms", Long.toString(Fieldsync.retryAfterMillis(msg)));
+			result(name + ".message", msg);
+			return;
+		}
+		fail(name + ": the call succeeded; it must throw");
+	}
+
+	static Client open(String dir, String name, String keyHex, String options) throws Exception {
+		return Fieldsync.open(dir + "/" + name + ".db", hex(keyHex), options);
+	}
+
+	public static void main(String[] args) throws Exception {
+		if (args.length < 4) {
+			fail("usage: Driver enroll|offline|online DIR KEY_A KEY_B [CODE_A CODE_B]");
+		}
+		String phase = args[0], dir = args[1], keyA = args[2], keyB = args[3];
+		// A short connect timeout: the offline phase must fail fast.
+		String options = "{\"app_version\":\"bindtest-driver/1\",\"connect_timeout_ms\":2000}";
+		Recorder la = new Recorder("a"), lb = new Recorder("b");
+		Client a = open(dir, "a", keyA, options);
+		a.setListener(la);
+		Client b = open(dir, "b", keyB, options);
+		b.setListener(lb);
+		switch (phase) {
+		case "enroll": {
+			result("a.status.before", a.status());
+			expectError("a.sync_before_enroll", () -> a.syncOnce(TIMEOUT_MS));
+			a.enroll(args[4], "Java phone A (张国华)", TIMEOUT_MS);
+			b.enroll(args[5], "Java phone B", TIMEOUT_MS);
+			result("a.identity", a.identity());
+			result("b.identity", b.identity());
+			result("a.sync", a.syncOnce(TIMEOUT_MS));
+			result("b.sync", b.syncOnce(TIMEOUT_MS));
+			result("a.households", a.list("{\"kind\":\"household\"}"));
+			expectError("a.get_missing", () -> a.get("no-such-record"));
+			expectError("a.bad_query", () -> a.list("{\"kind\":\"spaceship\"}"));
+			break;
+		}
+		case "offline": {
+			// The server is down: writes still work, sync says retry later.
+			String today = LocalDate.now(ZoneOffset.UTC).toString();
+			String visit = a.recordVisit("H001", today, "张大山及老伴", "屋顶漏雨", "联系村委维修", "下周回访");
+			result("a.visit_id", visit);
+			a.update("H001", "{\"phone\":\"13800000011\"}");
+			b.update("H001", "{\"phone\":\"13800000022\"}");
+			result("a.status.offline", a.status());
+			expectError("a.sync_offline", () -> a.syncOnce(5000));
+			result("a.status.after_failed_sync", a.status());
+			break;
+		}
+		case "online": {
+			// The server is back: both phones sync; their edits of H001's
+			// phone met, so each holds a conflict; the secretary settles it.
+			result("a.sync.1", a.syncOnce(TIMEOUT_MS));
+			result("b.sync.1", b.syncOnce(TIMEOUT_MS));
+			result("a.sync.2", a.syncOnce(TIMEOUT_MS));
+			result("a.visits", a.list("{\"kind\":\"visit\",\"limit\":10}"));
+			String month = LocalDate.now(ZoneOffset.UTC).toString().substring(0, 7);
+			result("a.my_households", a.myHouseholds(month, 0, 10));
+			result("a.conflicts", a.conflicts());
+			result("b.conflicts", b.conflicts());
+			b.settle("H001", "phone", "13800000033");
+			result("b.conflicts.after_settle", b.conflicts());
+			result("b.sync.2", b.syncOnce(TIMEOUT_MS));
+			result("a.sync.3", a.syncOnce(TIMEOUT_MS));
+			result("a.conflicts.after_settle", a.conflicts());
+			result("a.h001", a.get("H001"));
+			result("a.status.online", a.status());
+			break;
+		}
+		default:
+			fail("unknown phase " + phase);
+		}
+		a.close();
+		b.close();
+		expectError("a.after_close", () -> a.status());
+		la.report();
+		lb.report();
+		result("done", phase);
+	}
+}
