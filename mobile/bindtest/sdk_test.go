@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,6 +132,11 @@ func (r results) wantCode(t *testing.T, name, code string) {
 	}
 }
 
+// warningStack matches the lines of the stack -Xcheck:jni prints after a
+// warning: Java frames ("\tat ..."), or, on a thread Go made, native frames
+// ("Native frames: ...", "C  [libgojni.so+0x...]  ...") and a blank line.
+var warningStack = regexp.MustCompile(`^(\tat |Native frames: |[VCJjv] +\[|$)`)
+
 // driver runs one phase of testdata/Driver.java and returns its results.
 func driver(t *testing.T, j jdk, classes, lib string, args ...string) results {
 	t.Helper()
@@ -159,7 +165,7 @@ func driver(t *testing.T, j jdk, classes, lib string, args ...string) results {
 			inWarning = true
 			continue
 		}
-		if inWarning && strings.HasPrefix(line, "\tat ") {
+		if inWarning && warningStack.MatchString(line) {
 			continue
 		}
 		t.Errorf("the Java driver printed a line that is neither a result nor a -Xcheck:jni warning: %q", line)
@@ -245,7 +251,7 @@ func TestJavaDrivesTheSDK(t *testing.T) {
 	}
 	r.wantCode(t, "a.get_missing", fieldsync.CodeNotFound)
 	r.wantCode(t, "a.bad_query", fieldsync.CodeInvalid)
-	r.wantCode(t, "a.after_close", fieldsync.CodeClosed)
+	r.wantCode(t, "b.after_close", fieldsync.CodeClosed)
 
 	// Offline: the server is down.
 	e.Stop()
@@ -320,6 +326,34 @@ func TestJavaDrivesTheSDK(t *testing.T) {
 	if n := r.int(t, "a.listener.data_count"); n < 1 {
 		t.Errorf("phone A's listener heard no data change from syncs that brought the settled value")
 	}
+	// Foreground mode heard B's write by a poke, and told the listener
+	// from a thread of Go's, not the app's main thread.
+	if r.get(t, "fa.foreground.seen") != "true" {
+		t.Errorf("phone A in foreground mode never saw phone B's write of H002 (%s tries of 5 s each, with an interval of an hour): no poke arrived", r["fa.foreground.tries"])
+	}
+	var h002 schema.Record
+	r.decode(t, "fa.foreground.h002", &h002)
+	if want := r.get(t, "fa.foreground.phone"); h002.Fields["phone"] != want {
+		t.Errorf("H002 on phone A in foreground mode: phone %q, want %q", h002.Fields["phone"], want)
+	}
+	var fst schema.Status
+	r.decode(t, "fa.foreground.status", &fst)
+	if !fst.Foreground {
+		t.Errorf("phone A's status while in foreground mode: %+v, want foreground true", fst)
+	}
+	fromGo := 0
+	for i := range r.int(t, "fa.listener.data_count") {
+		var ch schema.Change
+		r.decode(t, fmt.Sprintf("fa.listener.data.%d", i), &ch)
+		if ch.Source == "sync" && r.get(t, fmt.Sprintf("fa.listener.data.%d.thread", i)) != "main" {
+			fromGo++
+		}
+	}
+	if fromGo == 0 {
+		t.Errorf("phone A's listener heard no sync in foreground mode from a thread other than main")
+	}
+	t.Logf("foreground: B's write seen by A after %s try(ies), %s ms after B's sync; %d listener calls from Go's threads",
+		r["fa.foreground.tries"], r["fa.foreground.wait_ms"], fromGo)
 
 	// The server has it all: a Go device enrolled now sees the same.
 	sec := e2.Device(testenv.Secretary)

@@ -57,6 +57,7 @@ public class Driver {
 	static final class Recorder implements Listener {
 		final String who;
 		final List<String> data = new ArrayList<>();
+		final List<String> dataThreads = new ArrayList<>();
 		final List<String> states = new ArrayList<>();
 
 		Recorder(String who) {
@@ -66,17 +67,39 @@ public class Driver {
 		@Override
 		public synchronized void onDataChanged(String changeJSON) {
 			data.add(changeJSON);
+			dataThreads.add(Thread.currentThread().getName());
+			notifyAll();
 		}
 
 		@Override
 		public synchronized void onSyncState(String statusJSON) {
 			states.add(statusJSON);
+			notifyAll();
+		}
+
+		// awaitStates waits until the listener has heard more than n
+		// statuses, up to ms; it says whether it did.
+		synchronized boolean awaitStates(int n, long ms) throws InterruptedException {
+			long end = System.currentTimeMillis() + ms;
+			while (states.size() <= n) {
+				long left = end - System.currentTimeMillis();
+				if (left <= 0) {
+					return false;
+				}
+				wait(left);
+			}
+			return true;
+		}
+
+		synchronized int stateCount() {
+			return states.size();
 		}
 
 		synchronized void report() {
 			result(who + ".listener.data_count", Integer.toString(data.size()));
 			for (int i = 0; i < data.size(); i++) {
 				result(who + ".listener.data." + i, data.get(i));
+				result(who + ".listener.data." + i + ".thread", dataThreads.get(i));
 			}
 			result(who + ".listener.state_count", Integer.toString(states.size()));
 			if (!states.isEmpty()) {
@@ -120,6 +143,7 @@ public class Driver {
 		a.setListener(la);
 		Client b = open(dir, "b", keyB, options);
 		b.setListener(lb);
+		boolean aOpen = true;
 		switch (phase) {
 		case "enroll": {
 			result("a.status.before", a.status());
@@ -165,16 +189,70 @@ public class Driver {
 			result("a.conflicts.after_settle", a.conflicts());
 			result("a.h001", a.get("H001"));
 			result("a.status.online", a.status());
+
+			// Foreground mode: phone A keeps a connection and hears the
+			// server's poke when phone B writes; its listener is called
+			// from a thread Go started (gobind attaches it to the JVM). The
+			// interval is an hour, so only a poke brings B's write within
+			// the wait. A's first foreground sync is awaited first; if the
+			// watch stream was not yet listening when B synced, B writes
+			// again (at most 4 tries).
+			a.close();
+			Client fa = open(dir, "a", keyA, "{\"connect_timeout_ms\":2000,\"foreground_interval_ms\":3600000}");
+			Recorder lf = new Recorder("fa");
+			fa.setListener(lf);
+			int states = lf.stateCount();
+			fa.startForeground();
+			if (!lf.awaitStates(states, 20000)) {
+				fail("foreground mode's first sync told the listener nothing in 20 s");
+			}
+			Thread.sleep(300);
+			String phone = "";
+			boolean seen = false;
+			int tries = 0;
+			long start = 0;
+			while (!seen && tries < 4) {
+				tries++;
+				phone = "1390000000" + tries;
+				b.update("H002", "{\"phone\":\"" + phone + "\"}");
+				b.syncOnce(TIMEOUT_MS);
+				start = System.currentTimeMillis();
+				while (System.currentTimeMillis() - start < 5000) {
+					if (fa.get("H002").contains("\"phone\":\"" + phone + "\"")) {
+						seen = true;
+						break;
+					}
+					Thread.sleep(20);
+				}
+			}
+			result("fa.foreground.tries", Integer.toString(tries));
+			result("fa.foreground.seen", Boolean.toString(seen));
+			result("fa.foreground.wait_ms", Long.toString(System.currentTimeMillis() - start));
+			result("fa.foreground.phone", phone);
+			result("fa.foreground.h002", fa.get("H002"));
+			result("fa.foreground.status", fa.status());
+			fa.stopForeground();
+			fa.close();
+			lf.report();
+			aOpen = false;
 			break;
 		}
 		default:
 			fail("unknown phase " + phase);
 		}
-		a.close();
 		b.close();
-		expectError("a.after_close", () -> a.status());
+		expectError("b.after_close", () -> b.status());
+		if (aOpen) {
+			a.close();
+		}
 		la.report();
 		lb.report();
 		result("done", phase);
+		// gobind's glue attaches the Go threads that call the listener
+		// (foreground mode) to the JVM as non-daemon threads and detaches
+		// them only when the thread ends, which Go's threads never do: the
+		// JVM would wait for them for ever after main returns. An Android
+		// app's process is never ended this way; a host program must exit.
+		System.exit(0);
 	}
 }
