@@ -77,7 +77,8 @@ func TestKill9DuringPushesLosesNothing(t *testing.T) {
 	var phones []*phone
 	for _, u := range []string{testenv.Member, testenv.Member, testenv.Member2, testenv.Secretary} {
 		code := must[*pb.CreateEnrollmentCodeResponse](t)(admin.CreateEnrollmentCode(adminCtx, &pb.CreateEnrollmentCodeRequest{UserId: u})).GetCode()
-		d := must[*syncer.Device](t)(syncer.OpenWith(filepath.Join(t.TempDir(), "phone.db"), &syncer.Options{ConnectTimeout: time.Second}))
+		path := filepath.Join(t.TempDir(), "phone.db")
+		d := must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second, Key: phoneKey(path)}))
 		defer d.Close()
 		ok(t, d.Enroll(context.Background(), syncer.FormatEnrollment(addr, code, fp), "phone"))
 		p := &phone{d: d, acked: map[string]bool{}}

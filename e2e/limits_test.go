@@ -85,7 +85,8 @@ func (l *limited) raw(user string) context.Context {
 // device enrolls a syncer device for user.
 func (l *limited) device(user string) *syncer.Device {
 	l.t.Helper()
-	d := must[*syncer.Device](l.t)(syncer.OpenWith(filepath.Join(l.t.TempDir(), "phone.db"), &syncer.Options{ConnectTimeout: 5 * time.Second}))
+	path := filepath.Join(l.t.TempDir(), "phone.db")
+	d := must[*syncer.Device](l.t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: 5 * time.Second, Key: phoneKey(path)}))
 	l.t.Cleanup(func() { d.Close() })
 	ok(l.t, d.Enroll(context.Background(), syncer.FormatEnrollment(l.addr, l.secret(user), l.fp), "phone of "+user))
 	return d
@@ -335,7 +336,8 @@ func TestEnrollGuessingIsSlowed(t *testing.T) {
 		t.Fatalf("enroll while limited: %v", err)
 	}
 	// A device enrolling now is told to wait, and the code is not spent.
-	d := must[*syncer.Device](t)(syncer.OpenWith(filepath.Join(t.TempDir(), "phone.db"), &syncer.Options{ConnectTimeout: 5 * time.Second}))
+	path := filepath.Join(t.TempDir(), "phone.db")
+	d := must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: 5 * time.Second, Key: phoneKey(path)}))
 	defer d.Close()
 	err = d.Enroll(context.Background(), syncer.FormatEnrollment(l.addr, secret, l.fp), "phone")
 	var re *syncer.RetryError

@@ -45,7 +45,7 @@ func copyDB(t *testing.T, src, dst string) {
 // openPhone opens a device database at path.
 func openPhone(t *testing.T, path string) *syncer.Device {
 	t.Helper()
-	d := must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second}))
+	d := must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second, Key: phoneKey(path)}))
 	t.Cleanup(func() { d.Close() })
 	return d
 }

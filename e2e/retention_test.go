@@ -41,10 +41,13 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// openFileDevice opens a device database at path (enrolled already or not).
+// openFileDevice opens a device database at path (enrolled already or
+// not), encrypted with its key (phoneKey).
 func openFileDevice(t *testing.T, path string, opts *syncer.Options) *syncer.Device {
 	t.Helper()
-	d, err := syncer.OpenWith(path, opts)
+	o := *opts
+	o.Key = phoneKey(path)
+	d, err := syncer.OpenWith(path, &o)
 	ok(t, err)
 	t.Cleanup(func() { d.Close() })
 	return d

@@ -22,7 +22,7 @@ func TestReviewAppVersionLostOnPullOnlyFirstCall(t *testing.T) {
 	e := testenv.Start(t)
 	e.ImportSample()
 	path := filepath.Join(t.TempDir(), "device.db")
-	d, err := syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second, AppVersion: "app/1.0"})
+	d, err := syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second, AppVersion: "app/1.0", Key: phoneKey(path)})
 	ok(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -31,7 +31,7 @@ func TestReviewAppVersionLostOnPullOnlyFirstCall(t *testing.T) {
 	ok(t, d.Close())
 
 	// The app is upgraded and restarted.
-	d, err = syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second, AppVersion: "app/2.0"})
+	d, err = syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second, AppVersion: "app/2.0", Key: phoneKey(path)})
 	ok(t, err)
 	defer d.Close()
 	testenv.Sync(t, d) // first call on the new connection: carries app/2.0, pull only

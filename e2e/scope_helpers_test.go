@@ -201,6 +201,10 @@ func importOrg(t testing.TB, e *testenv.Env, req *pb.ImportOrgRequest) *pb.Impor
 }
 
 // fileDevice is an enrolled device whose database file the test knows.
+// It is the one phone of the e2e tests left plain on purpose: its tests
+// search the file's bytes to prove that a purge removed what left the
+// scope, which a key would hide (encryption_at_rest_test.go searches an
+// encrypted one).
 func fileDevice(t testing.TB, e *testenv.Env, userID string) (*syncer.Device, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "device.db")

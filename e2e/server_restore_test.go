@@ -133,7 +133,8 @@ func TestServerRestoredFromContinuousBackupKeepsEverythingAcknowledged(t *testin
 
 	enroll := func(user string) *syncer.Device {
 		code := must[*pb.CreateEnrollmentCodeResponse](t)(admin.CreateEnrollmentCode(adminCtx, &pb.CreateEnrollmentCodeRequest{UserId: user})).GetCode()
-		d := must[*syncer.Device](t)(syncer.OpenWith(filepath.Join(t.TempDir(), "phone.db"), &syncer.Options{ConnectTimeout: time.Second}))
+		path := filepath.Join(t.TempDir(), "phone.db")
+		d := must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second, Key: phoneKey(path)}))
 		t.Cleanup(func() { d.Close() })
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

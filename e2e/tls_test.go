@@ -36,7 +36,8 @@ func TestPinnedDeviceRefusesAnotherServer(t *testing.T) {
 	}
 	// An enrollment code with the wrong fingerprint is refused before any
 	// secret is sent.
-	d := must[*syncer.Device](t)(syncer.OpenWith(filepath.Join(t.TempDir(), "d.db"), &syncer.Options{}))
+	path := filepath.Join(t.TempDir(), "d.db")
+	d := must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{Key: phoneKey(path)}))
 	defer d.Close()
 	err = d.Enroll(t.Context(), syncer.FormatEnrollment(e2.Addr, e2.Secret(testenv.Member), e.CAFingerprint), "phone")
 	if err == nil || !strings.Contains(err.Error(), "not from the CA this device pinned") {

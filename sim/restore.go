@@ -220,7 +220,7 @@ func (w *World) reconcile(v *device) {
 	last, hashes := w.answered(id.DeviceID)
 
 	w.closeDevice(v)
-	rep, err := store.OpenReplica(ctx, v.path)
+	rep, err := store.OpenReplicaKey(ctx, v.path, v.key)
 	if err != nil {
 		t.Fatalf("seed %d: open %s's database: %v", seed, v.user, err)
 	}

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -87,6 +88,7 @@ type device struct {
 	village  string
 	grid     string // a member's grid
 	path     string
+	key      []byte // its database's key: every device is encrypted at rest, each with its own
 	d        *syncer.Device
 	rng      *rand.Rand
 	skew     time.Duration
@@ -191,6 +193,8 @@ func (w *World) addDevice(i int) {
 	u := fmt.Sprintf("U%02d", i)
 	v := &device{w: w, i: i, user: u, path: filepath.Join(w.t.TempDir(), "device.db"),
 		rng: rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1)), appends: map[string][]string{}, voids: map[string]string{}, madeAt: map[string]int{}}
+	v.key = make([]byte, 32)
+	crand.Read(v.key) // not from the seed's generator: the key changes nothing the simulation decides
 	v.village = fmt.Sprintf("V%d", 1+i%2)
 	switch {
 	case i < 2:
@@ -216,6 +220,7 @@ func (w *World) addDevice(i int) {
 
 func (v *device) open() {
 	d, err := syncer.OpenWith(v.path, &syncer.Options{
+		Key:            v.key,
 		Now:            v.clock,
 		PageSize:       1 + v.rng.IntN(20), // small pages: syncs cross page boundaries
 		ConnectTimeout: 2 * time.Second,

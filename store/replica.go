@@ -52,10 +52,37 @@ const (
 // (purged records, a wipe) with zeros instead of leaving it in free space,
 // and Checkpoint folds the write-ahead log into the database file and
 // truncates it, so that the log's older copies of the pages go too.
-type Replica struct{ db *DB }
+//
+// Opened with a key, it is encrypted at rest: personal data and secrets
+// are sealed value by value (seal.go).
+type Replica struct {
+	db   *DB
+	seal *sealer // nil: a plain replica
+}
 
-// OpenReplica opens (creating) a device database.
+// OpenReplica opens (creating) a plain device database; an encrypted one
+// is refused (ErrWrongKey).
 func OpenReplica(ctx context.Context, path string) (*Replica, error) {
+	return OpenReplicaKey(ctx, path, nil)
+}
+
+// OpenReplicaKey opens (creating, with mode 0600) a device database.
+// With a key (KeySize bytes) the replica is encrypted at rest (seal.go):
+// a new one is created encrypted, a plain one is encrypted in place, and
+// one encrypted with another key is refused (ErrWrongKey). Without a key
+// an encrypted replica is refused (ErrWrongKey) and a plain one opens as
+// it is.
+func OpenReplicaKey(ctx context.Context, path string, key []byte) (*Replica, error) {
+	var seal *sealer
+	if key != nil {
+		var err error
+		if seal, err = newSealer(key); err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
+	if err := prepareFile(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	db, err := openDB(ctx, path, deviceDB, replicaMigrations, 2)
 	if err != nil {
 		return nil, err
@@ -64,8 +91,16 @@ func OpenReplica(ctx context.Context, path string) (*Replica, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &Replica{db: db}, nil
+	r := &Replica{db: db, seal: seal}
+	if err := r.checkKey(ctx, path); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return r, nil
 }
+
+// Encrypted reports whether the replica is sealed with a key.
+func (r *Replica) Encrypted() bool { return r.seal != nil }
 
 // secureDelete is set on the writer connection at the start of every write
 // transaction: a pragma holds per connection, and database/sql may replace
@@ -94,8 +129,9 @@ func (r *Replica) Close() error { return r.db.Close() }
 
 // RTx is a transaction on a replica.
 type RTx struct {
-	tx  *sql.Tx
-	ctx context.Context
+	tx   *sql.Tx
+	ctx  context.Context
+	seal *sealer
 }
 
 // Update runs fn in a write transaction, committed if fn returns nil.
@@ -108,7 +144,7 @@ func (r *Replica) Update(ctx context.Context, fn func(*RTx) error) error {
 		tx.Rollback()
 		return fmt.Errorf("secure delete: %w", err)
 	}
-	if err := fn(&RTx{tx: tx, ctx: ctx}); err != nil {
+	if err := fn(&RTx{tx: tx, ctx: ctx, seal: r.seal}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -125,17 +161,20 @@ func (r *Replica) View(ctx context.Context, fn func(*RTx) error) error {
 		return fmt.Errorf("begin read: %w", err)
 	}
 	defer tx.Rollback()
-	return fn(&RTx{tx: tx, ctx: ctx})
+	return fn(&RTx{tx: tx, ctx: ctx, seal: r.seal})
 }
 
 // Meta reads a meta value ("" if unset).
 func (t *RTx) Meta(key string) (string, error) {
-	var v string
+	var v []byte
 	err := t.tx.QueryRowContext(t.ctx, "SELECT value FROM meta WHERE key = ?", key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
-	return v, err
+	if err != nil {
+		return "", err
+	}
+	return t.seal.openText(v, "meta", "value", key)
 }
 
 // MetaInt reads a numeric meta value (0 if unset).
@@ -147,9 +186,14 @@ func (t *RTx) MetaInt(key string) (int64, error) {
 	return strconv.ParseInt(v, 10, 64)
 }
 
-// SetMeta writes a meta value.
+// SetMeta writes a meta value (sealed in an encrypted replica: every
+// meta value is).
 func (t *RTx) SetMeta(key, value string) error {
-	_, err := t.tx.ExecContext(t.ctx, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+	if key == sealCheckKey {
+		return fmt.Errorf("meta key %q is the replica's own (its key check)", key)
+	}
+	_, err := t.tx.ExecContext(t.ctx, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+		key, t.seal.sealText(value, "meta", "value", key))
 	return err
 }
 
@@ -167,25 +211,37 @@ func (t *RTx) AddOutbox(m *pb.Mutation, nowMs int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.tx.ExecContext(t.ctx, "INSERT INTO outbox (seq, record_id, body, created_ms) VALUES (?, ?, ?, ?)", m.GetSeq(), m.GetRecordId(), body, nowMs)
+	row := seqRow(m.GetSeq())
+	_, err = t.tx.ExecContext(t.ctx, "INSERT INTO outbox (seq, record_id, body, reason, created_ms) VALUES (?, ?, ?, ?, ?)", m.GetSeq(), m.GetRecordId(),
+		t.seal.seal(body, "outbox", "body", row), t.seal.sealText("", "outbox", "reason", row), nowMs)
 	return err
 }
 
 // RejectOutbox marks a mutation rejected for good, keeping it.
 func (t *RTx) RejectOutbox(seq uint64, code, field, reason string) error {
-	_, err := t.tx.ExecContext(t.ctx, "UPDATE outbox SET status = ?, code = ?, field = ?, reason = ? WHERE seq = ?", OutboxRejected, code, field, reason, seq)
+	_, err := t.tx.ExecContext(t.ctx, "UPDATE outbox SET status = ?, code = ?, field = ?, reason = ? WHERE seq = ?", OutboxRejected, code, field,
+		t.seal.sealText(reason, "outbox", "reason", seqRow(seq)), seq)
 	return err
 }
 
-const outboxCols = "body, status, code, field, reason, created_ms"
+const outboxCols = "seq, body, status, code, field, reason, created_ms"
 
-func scanOutbox(rows *sql.Rows) ([]OutboxRow, error) {
+func (t *RTx) scanOutbox(rows *sql.Rows) ([]OutboxRow, error) {
 	defer rows.Close()
 	var out []OutboxRow
 	for rows.Next() {
 		var o OutboxRow
-		var body []byte
-		if err := rows.Scan(&body, &o.Status, &o.Code, &o.Field, &o.Reason, &o.CreatedMs); err != nil {
+		var seq uint64
+		var body, reason []byte
+		if err := rows.Scan(&seq, &body, &o.Status, &o.Code, &o.Field, &reason, &o.CreatedMs); err != nil {
+			return nil, err
+		}
+		row := seqRow(seq)
+		var err error
+		if body, err = t.seal.open(body, "outbox", "body", row); err != nil {
+			return nil, err
+		}
+		if o.Reason, err = t.seal.openText(reason, "outbox", "reason", row); err != nil {
 			return nil, err
 		}
 		o.Mutation = &pb.Mutation{}
@@ -203,7 +259,7 @@ func (t *RTx) Outbox(status, limit int) ([]OutboxRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	return scanOutbox(rows)
+	return t.scanOutbox(rows)
 }
 
 // OutboxFor lists a record's queued mutations, pending and rejected (not
@@ -213,7 +269,7 @@ func (t *RTx) OutboxFor(recordID string) ([]OutboxRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	return scanOutbox(rows)
+	return t.scanOutbox(rows)
 }
 
 // CountOutbox counts queued mutations with a status.
@@ -240,22 +296,41 @@ func decodeRecord(b []byte) (*pb.Record, error) {
 	return r, proto.Unmarshal(b, r)
 }
 
-// Record reads a local record; ErrNotFound if there is none.
-func (t *RTx) Record(id string) (*LocalRecord, error) {
-	var base, local []byte
+const recordCols = "id, base, local, state, reason, updated_ms"
+
+// scanRecord reads a row of recordCols, opening its sealed values.
+func (t *RTx) scanRecord(row interface{ Scan(...any) error }) (*LocalRecord, error) {
+	var id string
+	var base, local, reason []byte
 	lr := &LocalRecord{}
-	err := t.tx.QueryRowContext(t.ctx, "SELECT base, local, state, reason, updated_ms FROM records WHERE id = ?", id).
-		Scan(&base, &local, &lr.State, &lr.Reason, &lr.UpdatedMs)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
+	if err := row.Scan(&id, &base, &local, &lr.State, &reason, &lr.UpdatedMs); err != nil {
+		return nil, err
 	}
-	if err != nil {
+	var err error
+	if base, err = t.seal.open(base, "records", "base", id); err != nil {
+		return nil, err
+	}
+	if local, err = t.seal.open(local, "records", "local", id); err != nil {
+		return nil, err
+	}
+	if lr.Reason, err = t.seal.openText(reason, "records", "reason", id); err != nil {
 		return nil, err
 	}
 	if lr.Base, err = decodeRecord(base); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("decode record %s: %w", id, err)
 	}
-	lr.Local, err = decodeRecord(local)
+	if lr.Local, err = decodeRecord(local); err != nil {
+		return nil, fmt.Errorf("decode record %s: %w", id, err)
+	}
+	return lr, nil
+}
+
+// Record reads a local record; ErrNotFound if there is none.
+func (t *RTx) Record(id string) (*LocalRecord, error) {
+	lr, err := t.scanRecord(t.tx.QueryRowContext(t.ctx, "SELECT "+recordCols+" FROM records WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
 	return lr, err
 }
 
@@ -272,10 +347,12 @@ func (t *RTx) PutRecord(lr *LocalRecord) error {
 	if err != nil {
 		return err
 	}
+	id := lr.Local.GetId()
 	_, err = t.tx.ExecContext(t.ctx, `INSERT INTO records (id, kind, base, local, state, reason, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, base = excluded.base, local = excluded.local,
 		state = excluded.state, reason = excluded.reason, updated_ms = excluded.updated_ms`,
-		lr.Local.GetId(), int(lr.Local.GetKind()), base, local, lr.State, lr.Reason, lr.UpdatedMs)
+		id, int(lr.Local.GetKind()), t.seal.seal(base, "records", "base", id), t.seal.seal(local, "records", "local", id),
+		lr.State, t.seal.sealText(lr.Reason, "records", "reason", id), lr.UpdatedMs)
 	if err != nil {
 		return err
 	}
@@ -305,22 +382,15 @@ func (t *RTx) DeleteRecord(id string) error {
 // Records lists local records of a kind (all kinds for KIND_UNSPECIFIED),
 // by id.
 func (t *RTx) Records(kind pb.Kind) ([]*LocalRecord, error) {
-	rows, err := t.tx.QueryContext(t.ctx, "SELECT base, local, state, reason, updated_ms FROM records WHERE ? = 0 OR kind = ? ORDER BY id", int(kind), int(kind))
+	rows, err := t.tx.QueryContext(t.ctx, "SELECT "+recordCols+" FROM records WHERE ? = 0 OR kind = ? ORDER BY id", int(kind), int(kind))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []*LocalRecord
 	for rows.Next() {
-		var base, local []byte
-		lr := &LocalRecord{}
-		if err := rows.Scan(&base, &local, &lr.State, &lr.Reason, &lr.UpdatedMs); err != nil {
-			return nil, err
-		}
-		if lr.Base, err = decodeRecord(base); err != nil {
-			return nil, err
-		}
-		if lr.Local, err = decodeRecord(local); err != nil {
+		lr, err := t.scanRecord(rows)
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, lr)
@@ -379,9 +449,12 @@ func (t *RTx) SetCursors(cursors []*pb.Cursor) ([]string, error) {
 		SELECT 1 FROM record_buckets rb JOIN cursors c ON c.bucket = rb.bucket WHERE rb.record_id = records.id)`)
 }
 
-// Wipe deletes every record, mutation, cursor and credential.
+// Wipe deletes every record, mutation, cursor and credential. An
+// encrypted replica keeps its key check: it stays encrypted, and opens
+// only with its key.
 func (t *RTx) Wipe() error {
-	for _, q := range []string{"DELETE FROM records", "DELETE FROM outbox", "DELETE FROM cursors", "DELETE FROM record_buckets", "DELETE FROM meta", "DELETE FROM stale", "DELETE FROM refetching"} {
+	for _, q := range []string{"DELETE FROM records", "DELETE FROM outbox", "DELETE FROM cursors", "DELETE FROM record_buckets",
+		"DELETE FROM meta WHERE key != '" + sealCheckKey + "'", "DELETE FROM stale", "DELETE FROM refetching"} {
 		if _, err := t.tx.ExecContext(t.ctx, q); err != nil {
 			return err
 		}

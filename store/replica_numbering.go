@@ -116,8 +116,12 @@ func (t *RTx) Renumber(last uint64) (Renumbered, error) {
 	}
 	next := last + 1
 	for _, r := range all {
+		plain, err := t.seal.open(r.body, "outbox", "body", seqRow(r.seq))
+		if err != nil {
+			return out, fmt.Errorf("renumber: %w", err)
+		}
 		m := &pb.Mutation{}
-		if err := proto.Unmarshal(r.body, m); err != nil {
+		if err := proto.Unmarshal(plain, m); err != nil {
 			return out, fmt.Errorf("renumber: decode mutation %d: %w", r.seq, err)
 		}
 		m.Seq = next
@@ -125,7 +129,8 @@ func (t *RTx) Renumber(last uint64) (Renumbered, error) {
 		if err != nil {
 			return out, fmt.Errorf("renumber: encode mutation %d: %w", r.seq, err)
 		}
-		if _, err := t.tx.ExecContext(t.ctx, "INSERT INTO outbox (seq, record_id, body, created_ms) VALUES (?, ?, ?, ?)", next, r.recordID, body, r.createdMs); err != nil {
+		if _, err := t.tx.ExecContext(t.ctx, "INSERT INTO outbox (seq, record_id, body, reason, created_ms) VALUES (?, ?, ?, ?, ?)", next, r.recordID,
+			t.seal.seal(body, "outbox", "body", seqRow(next)), t.seal.sealText("", "outbox", "reason", seqRow(next)), r.createdMs); err != nil {
 			return out, fmt.Errorf("renumber %d as %d: %w", r.seq, next, err)
 		}
 		if r.status == OutboxPending {
@@ -181,7 +186,7 @@ func (t *RTx) RewritePending(fn func(*pb.Mutation) bool) error {
 		if err != nil {
 			return err
 		}
-		if _, err := t.tx.ExecContext(t.ctx, "UPDATE outbox SET body = ? WHERE seq = ?", body, seq); err != nil {
+		if _, err := t.tx.ExecContext(t.ctx, "UPDATE outbox SET body = ? WHERE seq = ?", t.seal.seal(body, "outbox", "body", seqRow(seq)), seq); err != nil {
 			return fmt.Errorf("rewrite pending mutation %d: %w", seq, err)
 		}
 	}

@@ -36,12 +36,12 @@ var (
 	// restored onto a second phone, both in use): this copy stops syncing,
 	// keeps its unsent work, and sends it once enrolled again with a new
 	// code (Enroll).
+	ErrCloned = errors.New("this copy of the phone's database is stopped: another copy of it syncs with the same credential " +
+		"(the database was copied to or restored on a second phone); its unsent work is kept on this phone: " +
+		"ask your administrator for a new enrollment code and enroll this phone again to send it")
 	// ErrWrongKey is returned by OpenWith when the replica was encrypted
 	// with another key, or is encrypted and no key was given.
 	ErrWrongKey = errors.New("wrong key for this device database: it was encrypted with another key (or no key was given); the data cannot be read without its key")
-	ErrCloned   = errors.New("this copy of the phone's database is stopped: another copy of it syncs with the same credential " +
-		"(the database was copied to or restored on a second phone); its unsent work is kept on this phone: " +
-		"ask your administrator for a new enrollment code and enroll this phone again to send it")
 )
 
 // Record states, as shown to the user.
@@ -147,14 +147,25 @@ type Device struct {
 // Open opens (creating) the device database at path.
 func Open(path string) (*Device, error) { return OpenWith(path, &Options{}) }
 
-// OpenWith opens the device database at path with options.
+// OpenWith opens the device database at path with options. The file is
+// created readable by its owner only (0600). With opts.Key the replica is
+// encrypted at rest (store/seal.go): a new one is created encrypted, a
+// plain one is encrypted in place; one encrypted with another key, or
+// opened with no key, is refused with ErrWrongKey.
 func OpenWith(path string, opts *Options) (*Device, error) {
 	ctx := context.Background()
-	db, err := store.OpenReplica(ctx, path)
+	if opts.Key != nil && len(opts.Key) != store.KeySize {
+		return nil, fmt.Errorf("open device database %s: Options.Key is %d bytes; want %d (AES-256), or nil for a plain database", path, len(opts.Key), store.KeySize)
+	}
+	db, err := store.OpenReplicaKey(ctx, path, opts.Key)
+	if errors.Is(err, store.ErrWrongKey) {
+		return nil, fmt.Errorf("open device database: %w (%w)", ErrWrongKey, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open device database: %w", err)
 	}
 	d := &Device{db: db, opts: *opts, wake: make(chan struct{}, 1)}
+	d.opts.Key = nil // the replica holds what it derived; keep no copy
 	if d.opts.Now == nil {
 		d.opts.Now = time.Now
 	}

@@ -7,6 +7,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net"
 	"path/filepath"
@@ -294,10 +295,14 @@ func (e *Env) Secret(userID string) string {
 }
 
 // Device opens a device database in the test's temp dir and enrolls it
-// for userID. The device is closed when the test ends.
+// for userID. It is encrypted at rest with a random key of its own, as a
+// phone's is (an option may set Key to nil for a plain one). The device
+// is closed when the test ends.
 func (e *Env) Device(userID string, opts ...func(*syncer.Options)) *syncer.Device {
 	e.T.Helper()
-	o := &syncer.Options{ConnectTimeout: time.Second}
+	key := make([]byte, 32)
+	rand.Read(key)
+	o := &syncer.Options{ConnectTimeout: time.Second, Key: key}
 	for _, f := range opts {
 		f(o)
 	}

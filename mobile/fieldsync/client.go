@@ -2,6 +2,7 @@ package fieldsync
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ type Listener interface {
 type Client struct {
 	dev  *syncer.Device
 	opts schema.Options
+	// life ends at Close: a sync or an enrollment under way stops at once.
+	life context.Context
+	end  context.CancelFunc
 
 	mu       sync.Mutex // guards the fields below
 	closed   bool
@@ -71,7 +75,8 @@ func Open(path string, key []byte, optionsJSON string) (*Client, error) {
 	if err != nil {
 		return nil, classify("open", err)
 	}
-	return &Client{dev: dev, opts: opts}, nil
+	life, end := context.WithCancel(context.Background())
+	return &Client{dev: dev, opts: opts, life: life, end: end}, nil
 }
 
 // parseOptions reads Open's options, filling in the defaults.
@@ -117,6 +122,7 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
+	c.end()
 	return classify("close", c.dev.Close())
 }
 
@@ -137,6 +143,21 @@ func (c *Client) open() error {
 		return errClosed
 	}
 	return nil
+}
+
+// classify is the package's classify, except that any error of a call
+// that Close cut short is closed.
+func (c *Client) classify(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return codef(CodeClosed, "the client was closed during the call (%v)", err)
+	}
+	return classify(what, err)
 }
 
 // marshal encodes v as the JSON a method returns.

@@ -17,3 +17,9 @@ func isDiskFull(err error) bool {
 	}
 	return errors.Is(err, syscall.ENOSPC)
 }
+
+// isSQLite says err comes from SQLite.
+func isSQLite(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se)
+}

@@ -160,7 +160,9 @@ func classify(what string, err error) error {
 		return coded(CodeRestoredCopy, err)
 	case errors.Is(err, syncer.ErrNotEnrolled):
 		return coded(CodeReenroll, err)
-	case errors.Is(err, syncer.ErrWrongServer), errors.As(err, &x509u), errors.As(err, &x509h), errors.As(err, &x509c):
+	case errors.Is(err, syncer.ErrWrongServer), errors.As(err, &x509u), errors.As(err, &x509h), errors.As(err, &x509c),
+		// Through gRPC the handshake's error arrives as words only.
+		strings.Contains(err.Error(), syncer.ErrWrongServer.Error()), strings.Contains(err.Error(), "server certificate: x509:"):
 		return coded(CodeWrongServer, err)
 	case errors.As(err, &retry):
 		return retryLater(retry.After, err)
@@ -180,6 +182,11 @@ func classify(what string, err error) error {
 		return retryLater(unreachableWait, err)
 	case what == "enroll":
 		return coded(CodeBadCode, err)
+	case what == "write" && !isSQLite(err):
+		// What syncer refuses before touching the database without a
+		// domain.Rejection (an unknown kind, no conflict to settle) is the
+		// caller's argument.
+		return coded(CodeInvalid, err)
 	}
 	return coded(CodeInternal, err)
 }

@@ -29,7 +29,7 @@ func (c *Client) Get(id string) (string, error) {
 	}
 	it, err := c.dev.Get(id)
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	return marshal(toRecord(it, true))
 }
@@ -49,7 +49,7 @@ func (c *Client) List(queryJSON string) (string, error) {
 	}
 	items, err := c.dev.List(q.Kind)
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	var out []schema.Record
 	for _, it := range items {
@@ -215,15 +215,15 @@ func (c *Client) MyHouseholds(month string, offset, limit int) (string, error) {
 	}
 	id, err := c.dev.Identity()
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	households, err := c.dev.List("household")
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	visits, err := c.dev.List("visit")
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	type seen struct {
 		inMonth int
@@ -279,11 +279,11 @@ func (c *Client) MyOpenCases(offset, limit int) (string, error) {
 	}
 	id, err := c.dev.Identity()
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	disputes, err := c.dev.List("dispute")
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	now := time.Now().UnixMilli()
 	var out []schema.Case
@@ -326,11 +326,11 @@ func (c *Client) VillageNeeds(offset, limit int) (string, error) {
 	}
 	id, err := c.dev.Identity()
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	needs, err := c.dev.List("need")
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	var out []schema.Record
 	for _, n := range needs {
@@ -357,7 +357,7 @@ func (c *Client) Conflicts() (string, error) {
 	}
 	items, err := c.dev.Conflicts()
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	user := ""
 	if id, err := c.dev.Identity(); err == nil {
@@ -391,7 +391,7 @@ func (c *Client) Rejections() (string, error) {
 	}
 	rs, err := c.dev.Rejections()
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	out := []schema.Rejection{}
 	for _, r := range rs {
@@ -408,7 +408,7 @@ func (c *Client) Identity() (string, error) {
 	}
 	id, err := c.dev.Identity()
 	if err != nil {
-		return "", classify("read", err)
+		return "", c.classify("read", err)
 	}
 	return marshal(identity(id))
 }
@@ -443,7 +443,7 @@ func (c *Client) status() (*schema.Status, error) {
 		return out, nil
 	}
 	if err != nil {
-		return nil, classify("read", err)
+		return nil, c.classify("read", err)
 	}
 	out.Enrolled, out.Identity = true, identity(&st.Identity)
 	out.Pending, out.Rejected, out.Records, out.Conflicts = st.Pending, st.Rejected, st.Records, st.Conflicts

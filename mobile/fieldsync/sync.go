@@ -49,10 +49,10 @@ func (c *Client) Enroll(scannedText, deviceName string, timeoutMillis int64) err
 			return codef(CodeNotAllowed, "already enrolled as device %s of %s: a device enrolls once (use a new database file to enroll as another)", id.DeviceID, id.UserName)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	ctx, cancel := context.WithTimeout(c.life, limit)
 	defer cancel()
 	if err := c.dev.Enroll(ctx, scannedText, deviceName); err != nil {
-		return classify("enroll", err)
+		return c.classify("enroll", err)
 	}
 	c.notifyState()
 	return nil
@@ -71,7 +71,7 @@ func (c *Client) SyncOnce(timeoutMillis int64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	ctx, cancel := context.WithTimeout(c.life, limit)
 	defer cancel()
 	rep, err := c.sync(ctx)
 	if err != nil {
@@ -104,7 +104,7 @@ func (c *Client) sync(ctx context.Context) (*schema.Report, error) {
 	}
 	c.notifyState()
 	if err != nil {
-		return rep, classify("sync", err)
+		return rep, c.classify("sync", err)
 	}
 	return rep, nil
 }
@@ -177,7 +177,7 @@ func (c *Client) wakeForeground() {
 // listener told of each sync).
 func (c *Client) foreground(stop <-chan struct{}, done chan<- struct{}, wake <-chan struct{}) {
 	defer close(done)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(c.life)
 	defer cancel()
 	go func() {
 		select {

@@ -52,7 +52,7 @@ func (c *Client) write(op, id, kind string, do func() error) error {
 		return err
 	}
 	if err := do(); err != nil {
-		return classify("write", err)
+		return c.classify("write", err)
 	}
 	c.wrote(op, id, kind)
 	return nil
@@ -79,7 +79,7 @@ func (c *Client) Create(kind, fieldsJSON string) (string, error) {
 	}
 	id, err := c.dev.Create(kind, f)
 	if err != nil {
-		return "", classify("write", err)
+		return "", c.classify("write", err)
 	}
 	c.wrote("create", id, kind)
 	return id, nil
@@ -198,7 +198,7 @@ func (c *Client) create(kind string, fields map[string]string) (string, error) {
 	}
 	id, err := c.dev.Create(kind, f)
 	if err != nil {
-		return "", classify("write", err)
+		return "", c.classify("write", err)
 	}
 	c.wrote("create", id, kind)
 	return id, nil
