@@ -70,6 +70,12 @@ func lookTool(t testing.TB, name, why string) string {
 	return p
 }
 
+// javaPkg is the Java package prefix the README's `gomobile bind` command
+// gives (-javapkg=org.fieldsync): the SDK's classes are
+// org.fieldsync.fieldsync.Fieldsync, Client and Listener, as its Kotlin
+// imports them. gobind's own classes stay in package go.
+const javaPkg = "org.fieldsync"
+
 // gobind runs `go tool gobind -lang=go,java,objc` on a package into a new
 // directory and returns the directory and gobind's output.
 func gobind(t testing.TB, importPath string) (outdir, output string) {
@@ -84,7 +90,7 @@ func gobind(t testing.TB, importPath string) (outdir, output string) {
 
 // gobindInto runs gobind from the module root into outdir.
 func gobindInto(goCmd, root, importPath, outdir string) (string, error) {
-	cmd := exec.Command(goCmd, "tool", "gobind", "-lang=go,java,objc", "-outdir", outdir, importPath)
+	cmd := exec.Command(goCmd, "tool", "gobind", "-lang=go,java,objc", "-javapkg="+javaPkg, "-outdir", outdir, importPath)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
 	out, err := cmd.CombinedOutput()
@@ -253,7 +259,12 @@ func title(s string) string {
 	return string(unicode.ToUpper(r)) + s[n:]
 }
 
-// missingNames checks that the generated Java (java/<pkg>/*.java) and
+// javaDir is where gobind writes a package's Java classes.
+func javaDir(outdir, pkgName string) string {
+	return filepath.Join(append([]string{outdir, "java"}, append(strings.Split(javaPkg, "."), pkgName)...)...)
+}
+
+// missingNames checks that the generated Java (javaDir/*.java) and
 // Objective-C (src/gobind/<Pkg>.objc.h) name every export, under the names
 // gobind gives them: a skipped member leaves a hole here even when no
 // comment says so. A reserved word gets a trailing underscore (new_).
@@ -267,11 +278,13 @@ func missingNames(t testing.TB, outdir, pkgName string, list []export) []string 
 		}
 		return string(b)
 	}
-	javaFile := func(name string) string { return read(filepath.Join(outdir, "java", pkgName, name+".java")) }
+	jdir := javaDir(outdir, pkgName)
+	jrel, _ := filepath.Rel(outdir, jdir)
+	javaFile := func(name string) string { return read(filepath.Join(jdir, name+".java")) }
 	objc := read(filepath.Join(outdir, "src", "gobind", class+".objc.h"))
 	var problems []string
 	if javaFile(class) == "" {
-		problems = append(problems, fmt.Sprintf("no java/%s/%s.java", pkgName, class))
+		problems = append(problems, fmt.Sprintf("no %s/%s.java", jrel, class))
 	}
 	if objc == "" {
 		problems = append(problems, fmt.Sprintf("no src/gobind/%s.objc.h", class))
@@ -325,7 +338,7 @@ func missingNames(t testing.TB, outdir, pkgName string, list []export) []string 
 			objcPat = `@property\s*\([^)]*\)[^;]*\b` + q(lowerFirst(e.name)) + `_?;`
 		}
 		if java != "ok" {
-			problems = append(problems, fmt.Sprintf("%s: not in java/%s/%s", e, pkgName, javaWhere))
+			problems = append(problems, fmt.Sprintf("%s: not in %s/%s", e, jrel, javaWhere))
 		}
 		if !has(objc, objcPat) {
 			problems = append(problems, fmt.Sprintf("%s: not in src/gobind/%s.objc.h (looked for /%s/)", e, class, objcPat))

@@ -85,7 +85,7 @@ func TestGobindBindsTheWholeSDK(t *testing.T) {
 	if problems := missingNames(t, out, name, list); len(problems) > 0 {
 		t.Errorf("%d exports of %s are missing from the generated sources:\n%s", len(problems), sdkPkg, strings.Join(problems, "\n"))
 	}
-	t.Logf("checked %d exports %v in java/fieldsync/*.java and src/gobind/Fieldsync.objc.h", len(list), kinds)
+	t.Logf("checked %d exports %v in java/org/fieldsync/fieldsync/*.java and src/gobind/Fieldsync.objc.h", len(list), kinds)
 }
 
 // results are the "RESULT name value" lines of one Driver run.
@@ -252,6 +252,9 @@ func TestJavaDrivesTheSDK(t *testing.T) {
 	r.wantCode(t, "a.get_missing", fieldsync.CodeNotFound)
 	r.wantCode(t, "a.bad_query", fieldsync.CodeInvalid)
 	r.wantCode(t, "b.after_close", fieldsync.CodeClosed)
+	// The replica is sealed with its key: another key, or none, is refused.
+	r.wantCode(t, "a.open_wrong_key", fieldsync.CodeWrongKey)
+	r.wantCode(t, "a.open_no_key", fieldsync.CodeWrongKey)
 
 	// Offline: the server is down.
 	e.Stop()

@@ -19,9 +19,9 @@
 // Nothing here checks JSON content: the Go test decodes it into the SDK's
 // schema structs.
 
-import fieldsync.Client;
-import fieldsync.Fieldsync;
-import fieldsync.Listener;
+import org.fieldsync.fieldsync.Client;
+import org.fieldsync.fieldsync.Fieldsync;
+import org.fieldsync.fieldsync.Listener;
 
 import java.time.LocalDate;
 import java.time.ZoneOffset;
@@ -244,6 +244,11 @@ public class Driver {
 		expectError("b.after_close", () -> b.status());
 		if (aOpen) {
 			a.close();
+		}
+		if (phase.equals("enroll")) {
+			// A's replica is sealed with KEY_A: B's key, or none, is refused.
+			expectError("a.open_wrong_key", () -> Fieldsync.open(dir + "/a.db", hex(keyB), options));
+			expectError("a.open_no_key", () -> Fieldsync.open(dir + "/a.db", null, options));
 		}
 		la.report();
 		lb.report();

@@ -1,6 +1,6 @@
 // Toy calls testdata/badpkg through gobind's Java and the host JNI library:
 // a constructor and a method, the smallest proof that the toolchain works.
-import badpkg.Counter;
+import org.fieldsync.badpkg.Counter;
 
 public class Toy {
 	public static void main(String[] args) {
