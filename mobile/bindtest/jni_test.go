@@ -88,8 +88,7 @@ func buildJNILibrary(t testing.TB, j jdk, gen string) (libDir string) {
 	mod := filepath.Join(work, "gojni")
 	pkg := filepath.Join(mod, "gobind")
 	libDir = filepath.Join(work, "lib")
-	stubLib := filepath.Join(work, "stublib")
-	for _, d := range []string{pkg, libDir, stubLib} {
+	for _, d := range []string{pkg, libDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -140,11 +139,16 @@ func buildJNILibrary(t testing.TB, j jdk, gen string) (libDir string) {
 	if renamed < 3 { // seq_android.go, seq_android.c, universe_android.c at least
 		t.Fatalf("gobind wrote only %d *_android.go/.c files into %s: its layout changed; this test must learn it", renamed, src)
 	}
-	// The glue links with -llog (liblog.so on Android): an empty archive.
-	if err := os.WriteFile(filepath.Join(stubLib, "liblog.a"), []byte("!<arch>\n"), 0o644); err != nil {
+	// <android/log.h> is a stub; the glue's -llog (liblog.so on Android)
+	// finds testdata/lib/liblog.a, an empty archive. Both live in the
+	// checkout, not in a temporary directory, and the build is -trimpath:
+	// the flags and paths stay the same from run to run, so Go's build
+	// cache keeps the compiled glue and only the link is done again.
+	stubInclude, err := filepath.Abs(filepath.Join("testdata", "include"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	stubInclude, err := filepath.Abs(filepath.Join("testdata", "include"))
+	stubLib, err := filepath.Abs(filepath.Join("testdata", "lib"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +160,8 @@ func buildJNILibrary(t testing.TB, j jdk, gen string) (libDir string) {
 		"CGO_LDFLAGS=-L" + stubLib,
 	}
 	start := time.Now()
-	run(t, mod, env, goTool(t), "build", "-buildmode=c-shared", "-o", lib, "./gobind")
-	t.Logf("built %s in %v (go build -buildmode=c-shared, host, cgo)", lib, time.Since(start).Round(time.Millisecond))
+	run(t, mod, env, goTool(t), "build", "-buildmode=c-shared", "-trimpath", "-o", lib, "./gobind")
+	t.Logf("built %s in %v (go build -buildmode=c-shared -trimpath, host, cgo)", lib, time.Since(start).Round(time.Millisecond))
 	return libDir
 }
 
