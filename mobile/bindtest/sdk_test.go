@@ -1,14 +1,12 @@
 package bindtest
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,46 +130,43 @@ func (r results) wantCode(t *testing.T, name, code string) {
 	}
 }
 
-// warningStack matches the lines of the stack -Xcheck:jni prints after a
-// warning: Java frames ("\tat ..."), or, on a thread Go made, native frames
-// ("Native frames: ...", "C  [libgojni.so+0x...]  ...") and a blank line.
-var warningStack = regexp.MustCompile(`^(\tat |Native frames: |[VCJjv] +\[|$)`)
-
-// driver runs one phase of testdata/Driver.java and returns its results.
+// driver runs one phase of testdata/Driver.java and returns its results,
+// which it writes to DIR/PHASE.results (args[1] is DIR).
 func driver(t *testing.T, j jdk, classes, lib string, args ...string) results {
 	t.Helper()
 	start := time.Now()
-	out := runJava(t, j, classes, lib, 3*time.Minute, "Driver", args...)
+	stdout, stderr := runJava(t, j, classes, lib, 3*time.Minute, "Driver", args...)
 	t.Logf("Driver %s: %v", args[0], time.Since(start).Round(time.Millisecond))
-	r := results{}
-	// -Xcheck:jni warns on standard output, with a stack, each time
-	// gobind's glue calls back into Java without checking for a pending
-	// exception (its generated code never does); a real JNI error is
-	// "FATAL ERROR in native method" and ends the JVM. The warnings are
-	// counted and shown, not failed on: they are gobind's, not the SDK's.
+	// Standard output is the JVM's: -Xcheck:jni warns there, with a stack,
+	// each time gobind's glue calls into Java without checking for a
+	// pending exception afterwards (its generated code never does). Those
+	// are gobind's, counted and shown; a JNI error is "FATAL ERROR in
+	// native method" and ends the JVM, failing runJava; an exception
+	// thrown on another thread (a listener's) is printed and fails here.
 	warnings := map[string]int{}
-	inWarning := false
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if name, value, ok := strings.Cut(strings.TrimPrefix(line, "RESULT "), " "); ok && strings.HasPrefix(line, "RESULT ") {
-			r[name] = value
-			inWarning = false
-			continue
+	for _, line := range strings.Split(stdout+"\n"+stderr, "\n") {
+		if w, ok := strings.CutPrefix(line, "WARNING in native method: "); ok {
+			warnings[w]++
 		}
-		if strings.HasPrefix(line, "WARNING in native method: ") {
-			warnings[strings.TrimPrefix(line, "WARNING in native method: ")]++
-			inWarning = true
-			continue
+		if strings.Contains(line, "Exception in thread") || strings.Contains(line, "FATAL ERROR") {
+			t.Errorf("the Java driver's JVM printed: %s", line)
 		}
-		if inWarning && warningStack.MatchString(line) {
-			continue
-		}
-		t.Errorf("the Java driver printed a line that is neither a result nor a -Xcheck:jni warning: %q", line)
 	}
 	for w, n := range warnings {
 		t.Logf("-Xcheck:jni warned %d times: %s", n, w)
+	}
+	b, err := os.ReadFile(filepath.Join(args[1], args[0]+".results"))
+	if err != nil {
+		t.Fatalf("the Java driver's %s phase wrote no results: %v\nstandard output:\n%s", args[0], err, stdout)
+	}
+	r := results{}
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		name, value, ok := strings.Cut(strings.TrimPrefix(line, "RESULT "), " ")
+		if !ok || !strings.HasPrefix(line, "RESULT ") {
+			t.Errorf("the Java driver wrote a line that is not a result: %q", line)
+			continue
+		}
+		r[name] = value
 	}
 	names := make([]string, 0, len(r))
 	for name := range r {
@@ -184,7 +179,7 @@ func driver(t *testing.T, j jdk, classes, lib string, args ...string) results {
 	}
 	t.Logf("Driver %s results:%s", args[0], all.String())
 	if r["done"] != args[0] {
-		t.Fatalf("the Java driver's %s phase did not finish (no \"RESULT done %s\"); its output:\n%s", args[0], args[0], out)
+		t.Fatalf("the Java driver's %s phase did not finish (no \"RESULT done %s\")", args[0], args[0])
 	}
 	return r
 }

@@ -13,9 +13,11 @@
 // from Android Keystore; CODE_* are the enrollment codes as a QR scanner
 // yields them.
 //
-// Every result is one line "RESULT <name> <value>" on standard output
-// (values are the SDK's JSON as is, or a bare word); the Go test parses and
-// checks them. A failure is a line "FAIL <what>" and exit status 1.
+// Every result is one line "RESULT <name> <value>" in the file
+// DIR/PHASE.results (values are the SDK's JSON as is, or a bare word); the
+// Go test parses and checks them. A failure is a line "FAIL <what>" there
+// and exit status 1. Not standard output: with -Xcheck:jni the JVM writes
+// its warnings there, from any thread, and they would cut into the lines.
 // Nothing here checks JSON content: the Go test decodes it into the SDK's
 // schema structs.
 
@@ -23,6 +25,8 @@ import org.fieldsync.fieldsync.Client;
 import org.fieldsync.fieldsync.Fieldsync;
 import org.fieldsync.fieldsync.Listener;
 
+import java.io.FileOutputStream;
+import java.io.PrintStream;
 import java.time.LocalDate;
 import java.time.ZoneOffset;
 import java.util.ArrayList;
@@ -31,15 +35,18 @@ import java.util.List;
 public class Driver {
 	static final long TIMEOUT_MS = 30000;
 
-	static void result(String name, String value) {
+	static PrintStream out;
+
+	static synchronized void result(String name, String value) {
 		// One line per result: the SDK's JSON has no raw newlines.
-		System.out.println("RESULT " + name + " " + value.replace("\n", "\\n"));
-		System.out.flush();
+		out.println("RESULT " + name + " " + value.replace("\n", "\\n"));
+		out.flush();
 	}
 
-	static void fail(String what) {
-		System.out.println("FAIL " + what.replace("\n", "\\n"));
-		System.out.flush();
+	static synchronized void fail(String what) {
+		out.println("FAIL " + what.replace("\n", "\\n"));
+		out.flush();
+		System.err.println("FAIL " + what);
 		System.exit(1);
 	}
 
@@ -133,9 +140,11 @@ public class Driver {
 
 	public static void main(String[] args) throws Exception {
 		if (args.length < 4) {
-			fail("usage: Driver enroll|offline|online DIR KEY_A KEY_B [CODE_A CODE_B]");
+			System.err.println("usage: Driver enroll|offline|online DIR KEY_A KEY_B [CODE_A CODE_B]");
+			System.exit(2);
 		}
 		String phase = args[0], dir = args[1], keyA = args[2], keyB = args[3];
+		out = new PrintStream(new FileOutputStream(dir + "/" + phase + ".results"), true, "UTF-8");
 		// A short connect timeout: the offline phase must fail fast.
 		String options = "{\"app_version\":\"bindtest-driver/1\",\"connect_timeout_ms\":2000}";
 		Recorder la = new Recorder("a"), lb = new Recorder("b");
