@@ -28,3 +28,13 @@ func phoneKey(path string) []byte {
 	}
 	return k
 }
+
+// copyKey gives dst the key of src, if src has one: a copy of a phone's
+// database (a backup, a clone) opens with the key it was sealed with.
+func copyKey(src, dst string) {
+	phoneKeysMu.Lock()
+	defer phoneKeysMu.Unlock()
+	if k, ok := phoneKeys[src]; ok {
+		phoneKeys[dst] = k
+	}
+}

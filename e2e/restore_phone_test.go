@@ -24,9 +24,11 @@ import (
 )
 
 // copyDB copies a closed SQLite database (and its write-ahead log, if one
-// was left) from src to dst, as a backup of a phone or a server would.
+// was left) from src to dst, as a backup of a phone or a server would. A
+// phone's copy opens with the phone's key.
 func copyDB(t *testing.T, src, dst string) {
 	t.Helper()
+	copyKey(src, dst)
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		os.Remove(dst + suffix)
 		in, err := os.Open(src + suffix)

@@ -11,11 +11,11 @@
 // mutations applied on top. A mutation the server rejects stays in the
 // outbox with its reason, shown on its record; it is never dropped.
 //
-// The exported surface keeps to plain types (strings, ints, pointers to
-// structs, errors), with no channels or generics, so that a phone app can
-// bind it; Fields is a small setter type instead of a map for that reason.
-// Not yet bindable by gomobile as it is: the context.Context parameters,
+// The exported surface keeps mostly to plain types (strings, ints,
+// pointers to structs, errors); Fields is a small setter type instead of a
+// map. It is not what a phone binds: the context.Context parameters,
 // Options.DialOptions and Options.CrashPoint (Go-only: tests and
-// simulations) and Item.Record (use Item.Field); a thin wrapper package
-// with timeouts instead of contexts is the planned binding.
+// simulations), Item.Record and Device.Pokes (a channel) are Go's. The
+// gomobile binding is mobile/fieldsync: timeouts instead of contexts,
+// JSON instead of structs, error codes an app switches on.
 package syncer

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,9 +25,18 @@ func deviceCommand() *command {
 		about: `fieldctl device is a field device whose data lives in the -db file. Every
 write works offline: it is checked, queued and shown at once, and sent at the
 next sync. Enroll the database once with a code from fieldctl admin
-enroll-code.`,
+enroll-code.
+
+With -key-file the database is encrypted at rest (AES-256-GCM, value by
+value): households, visits, texts and the device's credential cannot be
+read from the file without the key, and every later command needs the
+same key. Without -key-file the database is PLAIN: whoever can read the
+file reads them all. A plain database given a key is encrypted in place.
+Make a key with: head -c 32 /dev/urandom > phone.key (keep it 0600, apart
+from the database).`,
 		flags: func(fs *flag.FlagSet, c *cli) {
 			fs.StringVar(&c.db, "db", c.db, "the device database `file` (created by enroll)")
+			fs.StringVar(&c.keyFile, "key-file", c.keyFile, "the `file` holding the database's key: 32 raw bytes or 64 hex digits; without it the database is plain (not encrypted)")
 			fs.Var(cliflags.Checked(&c.lang, cliflags.OneOf(domain.LangZH, domain.LangEN)), "lang",
 				"the `language` of statuses, categories, kinds and fields in tables: zh (简体中文) or en; --json keeps the machine names")
 		},
@@ -81,7 +91,45 @@ func (c *cli) openDevice() (*syncer.Device, error) {
 	if _, err := os.Stat(c.db); errors.Is(err, iofs.ErrNotExist) {
 		return nil, fmt.Errorf("no device database at %s: enroll first (fieldctl device -db %s enroll CODE), or give -db", c.db, c.db)
 	}
-	return syncer.OpenWith(c.db, &syncer.Options{AppVersion: appVersion})
+	return c.openDeviceFile()
+}
+
+// openDeviceFile opens (creating) the device database with the key of
+// -key-file, if given.
+func (c *cli) openDeviceFile() (*syncer.Device, error) {
+	key, err := c.deviceKey()
+	if err != nil {
+		return nil, err
+	}
+	d, err := syncer.OpenWith(c.db, &syncer.Options{AppVersion: appVersion, Key: key})
+	if errors.Is(err, syncer.ErrWrongKey) {
+		if key == nil {
+			return nil, fmt.Errorf("%w: %s is encrypted: give -key-file (or FIELDCTL_KEY_FILE) with its key", err, c.db)
+		}
+		return nil, fmt.Errorf("%w: %s was encrypted with another key than %s's", err, c.db, c.keyFile)
+	}
+	return d, err
+}
+
+// deviceKey reads -key-file: 32 raw bytes, or 64 hex digits (spaces and a
+// final newline allowed around them). No -key-file: nil, a plain database.
+func (c *cli) deviceKey() ([]byte, error) {
+	if c.keyFile == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(c.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-key-file: %w", err)
+	}
+	if len(b) == 32 {
+		return b, nil
+	}
+	if s := strings.TrimSpace(string(b)); len(s) == 64 {
+		if key, err := hex.DecodeString(s); err == nil {
+			return key, nil
+		}
+	}
+	return nil, fmt.Errorf("-key-file %s: %d bytes, not a key: want 32 raw bytes (head -c 32 /dev/urandom) or 64 hex digits", c.keyFile, len(b))
 }
 
 // withDevice opens the device, runs fn and closes it.
@@ -113,17 +161,16 @@ fieldctl device -db phone.db enroll -name "張國華的手機" 'fieldsync://10.0
 	}
 	_, statErr := os.Stat(c.db)
 	created := errors.Is(statErr, iofs.ErrNotExist)
-	d, err := syncer.OpenWith(c.db, &syncer.Options{AppVersion: appVersion})
-	if err != nil {
-		return err
-	}
-	err = d.Enroll(ctx, args[0], *devName)
+	d, err := c.openDeviceFile()
 	var id *syncer.Identity
 	if err == nil {
-		id, err = d.Identity()
-	}
-	if cerr := d.Close(); err == nil {
-		err = cerr
+		err = d.Enroll(ctx, args[0], *devName)
+		if err == nil {
+			id, err = d.Identity()
+		}
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil {
 		if created { // leave no half-made database behind

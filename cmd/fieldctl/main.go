@@ -98,6 +98,7 @@ type cli struct {
 	caFile    string // syncd's CA to pin (admin, hq); "" = tls/ca.pem beside tokenFile
 	plaintext bool   // no TLS (admin, hq), for syncd -insecure-plaintext
 	db        string // the device database (device)
+	keyFile   string // the device database's key (device); "" = a plain database
 	lang      string // the language of a device's human output: domain.LangZH or LangEN
 	version   bool   // -version: print the build and exit
 }
@@ -135,7 +136,7 @@ func rootCommand() *command {
 device in a local database file, and HQ's export and changelog reader.
 The groups' flags can also be set from the environment (FIELDCTL_SERVER,
 FIELDCTL_TOKEN_FILE, FIELDCTL_CA_FILE, FIELDCTL_PLAINTEXT, FIELDCTL_DB,
-FIELDCTL_LANG); a flag on the command line wins.`,
+FIELDCTL_KEY_FILE, FIELDCTL_LANG); a flag on the command line wins.`,
 		flags: func(fs *flag.FlagSet, c *cli) {
 			fs.BoolVar(&c.version, "version", c.version, "print fieldctl's version (module, VCS revision and time, Go) and exit")
 		},

@@ -15,10 +15,10 @@ import (
 const KeyBytes = 32
 
 // Listener is implemented by the app to hear of changes. Its methods are
-// called on the thread that made the change (the caller of a write, the
-// thread of SyncOnce, or the foreground goroutine), after the change is
-// committed: post to the main thread and return quickly; they may call
-// the Client.
+// called after the change is committed, on the thread that made it (the
+// caller of a write or of SyncOnce), or for foreground mode on a thread of
+// its own, one call at a time, in order: post to the main thread and
+// return quickly. They may call the Client, Close included.
 type Listener interface {
 	// OnDataChanged is called after every local write and after every sync
 	// that changed what the device shows; changeJSON is a schema.Change.
@@ -169,8 +169,9 @@ func marshal(v any) (string, error) {
 	return string(b), nil
 }
 
-// notifyData tells the listener, if any, of a change.
-func (c *Client) notifyData(ch *schema.Change) {
+// notifyData tells the listener, if any, of a change: at once, or
+// through q when q is not nil.
+func (c *Client) notifyData(q *queue, ch *schema.Change) {
 	c.mu.Lock()
 	l := c.listener
 	c.mu.Unlock()
@@ -178,16 +179,17 @@ func (c *Client) notifyData(ch *schema.Change) {
 		return
 	}
 	if s, err := marshal(ch); err == nil {
-		l.OnDataChanged(s)
+		q.do(func() { l.OnDataChanged(s) })
 	}
 }
 
-// notifyState tells the listener, if any, the device's status.
-func (c *Client) notifyState() {
+// notifyState tells the listener, if any, the device's status as it is
+// now: at once, or through q when q is not nil.
+func (c *Client) notifyState(q *queue) {
 	c.mu.Lock()
 	l := c.listener
 	c.mu.Unlock()
-	if l == nil {
+	if l == nil || c.dev == nil {
 		return
 	}
 	st, err := c.status()
@@ -195,6 +197,63 @@ func (c *Client) notifyState() {
 		return
 	}
 	if s, err := marshal(st); err == nil {
-		l.OnSyncState(s)
+		q.do(func() { l.OnSyncState(s) })
+	}
+}
+
+// queue runs the listener's calls of foreground mode, in order, on a
+// goroutine of their own: the foreground loop never waits for the app's
+// code, so a listener may call StopForeground or Close, which wait for
+// the loop to end.
+type queue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	calls  []func()
+	closed bool
+}
+
+func newQueue() *queue {
+	q := &queue{}
+	q.cond = sync.NewCond(&q.mu)
+	go q.run()
+	return q
+}
+
+// do runs f: through the queue, or at once for a nil queue.
+func (q *queue) do(f func()) {
+	if q == nil {
+		f()
+		return
+	}
+	q.mu.Lock()
+	if !q.closed {
+		q.calls = append(q.calls, f)
+		q.cond.Signal()
+	}
+	q.mu.Unlock()
+}
+
+// close lets the queue's goroutine end once the calls posted are made.
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+func (q *queue) run() {
+	for {
+		q.mu.Lock()
+		for len(q.calls) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.calls) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		f := q.calls[0]
+		q.calls = q.calls[1:]
+		q.mu.Unlock()
+		f()
 	}
 }

@@ -168,6 +168,10 @@ func TestEveryErrorCodeHappens(t *testing.T) {
 		if st := status(t, member); st.Enrolled || st.Records != 0 {
 			t.Fatalf("revoked phone's status %+v: want wiped", st)
 		}
+		ok(t, member.Enroll(e.Code(testenv.Member), "phone, new code", 10000))
+		if rep := syncOnce(t, member); rep.Pulled != 3 {
+			t.Fatalf("sync after enrolling again: %+v", rep)
+		}
 	})
 
 	t.Run("restored_copy", func(t *testing.T) {
@@ -190,6 +194,14 @@ func TestEveryErrorCodeHappens(t *testing.T) {
 		wantCode(t, "a sync of the second copy", err, CodeRestoredCopy)
 		if st := status(t, a); st.Stopped != "cloned" || st.Pending != 1 || st.LastErrorCode != CodeRestoredCopy {
 			t.Fatalf("stopped copy's status %+v", st)
+		}
+		// Enrolled again with a new code, the stopped copy sends its work.
+		ok(t, a.Enroll(e.Code(testenv.Member), "phone again", 10000))
+		if rep := syncOnce(t, a); rep.Applied != 1 {
+			t.Fatalf("sync after enrolling again: %+v, want the kept visit applied", rep)
+		}
+		if st := status(t, a); st.Stopped != "" || st.Pending != 0 {
+			t.Fatalf("status after enrolling again: %+v", st)
 		}
 	})
 
@@ -224,6 +236,26 @@ func TestEveryErrorCodeHappens(t *testing.T) {
 		wantCode(t, "a sync over the device's rate limit", err, CodeRetryLater)
 		if ms := RetryAfterMillis(err.Error()); ms <= 0 || ms > 10000 {
 			t.Errorf("retry after %d ms: want the server's wait (about 5 s)", ms)
+		}
+	})
+
+	t.Run("retry_later_quota", func(t *testing.T) {
+		q := testenv.Start(t, testenv.WithServerConfig(func(c *server.Config) {
+			c.DeviceQuota = server.Quota{Records: 1}
+		}))
+		q.ImportSample()
+		c := phone(t, q, testenv.Member)
+		syncOnce(t, c)
+		for i := range 3 {
+			must[string](t)(c.RecordVisit("H001", today, fmt.Sprintf("visit %d", i), "", "", ""))
+		}
+		_, err := c.SyncOnce(10000)
+		wantCode(t, "a push over the device's daily quota", err, CodeRetryLater)
+		if ms := RetryAfterMillis(err.Error()); ms <= 0 {
+			t.Errorf("retry after %d ms: want the wait until the quota day ends", ms)
+		}
+		if st := status(t, c); st.Pending == 0 || st.LastErrorCode != CodeRetryLater {
+			t.Fatalf("status %+v: want the work kept and the code", st)
 		}
 	})
 

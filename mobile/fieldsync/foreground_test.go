@@ -3,6 +3,7 @@ package fieldsync
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestForegroundHearsAPoke(t *testing.T) {
 		}
 		return n
 	}
-	before := heard()
+	heardBefore := heard()
 
 	// The poke stream opens a moment after the first sync: an edit made
 	// before it is up is not poked (the server pokes only the streams it
@@ -64,7 +65,7 @@ func TestForegroundHearsAPoke(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, 5*time.Second, "the listener told of the sync", func() bool { return heard() > before })
+	waitFor(t, 5*time.Second, "the listener told of the sync", func() bool { return heard() > heardBefore })
 
 	// A local write is sent by itself.
 	visit := must[string](t)(member.RecordVisit("H001", time.Now().Format("2006-01-02"), "張大山", "", "", ""))
@@ -80,8 +81,12 @@ func TestForegroundHearsAPoke(t *testing.T) {
 
 	// Revoked while in foreground mode: its next sync (woken by a local
 	// write) meets the revocation, and the mode ends by itself.
+	before := status(t, member).LastSyncMs
 	ok(t, member.StartForeground())
-	waitFor(t, 10*time.Second, "foreground mode back on", func() bool { return status(t, member).Foreground })
+	waitFor(t, 10*time.Second, "foreground mode's first sync", func() bool {
+		st := status(t, member)
+		return st.Foreground && !st.Syncing && st.LastSyncMs > before
+	})
 	admin, ctx := e.Admin()
 	if _, err := admin.RevokeDevice(ctx, &pb.RevokeDeviceRequest{DeviceId: status(t, member).Identity.DeviceID}); err != nil {
 		t.Fatal(err)
@@ -92,8 +97,46 @@ func TestForegroundHearsAPoke(t *testing.T) {
 		return !st.Foreground && !st.Enrolled
 	})
 	// The wipe is a data change the app hears (its lists are now empty).
-	changes, _ := rec.snapshot()
-	if last := changes[len(changes)-1]; last.Source != "sync" || last.Report == nil || !last.Report.Changed {
-		t.Fatalf("last change heard: %+v, want the wipe", last)
+	// (Foreground mode's calls come on a goroutine of their own: wait.)
+	waitFor(t, 5*time.Second, "the wipe heard as a change", func() bool {
+		changes, _ := rec.snapshot()
+		last := changes[len(changes)-1]
+		return last.Source == "sync" && last.Report != nil && last.Report.Changed && last.Report.Pushed == 0
+	})
+}
+
+// closer is a listener that closes its client on the first sync it hears
+// (an app that shuts down from its callback).
+type closer struct {
+	c      *Client
+	once   atomic.Bool
+	closed chan error
+}
+
+func (l *closer) OnDataChanged(string) {}
+func (l *closer) OnSyncState(statusJSON string) {
+	// Close calls the listener too (the state after it): once only.
+	if l.once.CompareAndSwap(false, true) {
+		l.closed <- l.c.Close()
 	}
+}
+
+// A listener may call Close (or StopForeground) from a foreground sync's
+// callback: it returns, and the foreground goroutine ends, instead of
+// each waiting for the other.
+func TestForegroundListenerMayClose(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	member := phone(t, e, testenv.Member)
+	l := &closer{c: member, closed: make(chan error, 1)}
+	member.SetListener(l)
+	ok(t, member.StartForeground())
+	select {
+	case err := <-l.closed:
+		ok(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close called from the listener did not return")
+	}
+	_, err := member.Status()
+	wantCode(t, "a call after Close", err, CodeClosed)
 }

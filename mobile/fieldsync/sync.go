@@ -54,7 +54,7 @@ func (c *Client) Enroll(scannedText, deviceName string, timeoutMillis int64) err
 	if err := c.dev.Enroll(ctx, scannedText, deviceName); err != nil {
 		return c.classify("enroll", err)
 	}
-	c.notifyState()
+	c.notifyState(nil)
 	return nil
 }
 
@@ -73,19 +73,20 @@ func (c *Client) SyncOnce(timeoutMillis int64) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(c.life, limit)
 	defer cancel()
-	rep, err := c.sync(ctx)
+	rep, err := c.sync(ctx, nil)
 	if err != nil {
-		return "", err
+		return "", c.classify("sync", err)
 	}
 	return marshal(rep)
 }
 
-// sync runs one sync and tells the listener.
-func (c *Client) sync(ctx context.Context) (*schema.Report, error) {
+// sync runs one sync and tells the listener, at once or through q (from
+// foreground mode). Its error is syncer's, not yet given a code.
+func (c *Client) sync(ctx context.Context, q *queue) (*schema.Report, error) {
 	c.mu.Lock()
 	c.syncing++
 	c.mu.Unlock()
-	c.notifyState()
+	c.notifyState(q)
 	start := time.Now()
 	r, err := c.dev.Sync(ctx)
 	rep := &schema.Report{DurationMs: time.Since(start).Milliseconds()}
@@ -100,17 +101,18 @@ func (c *Client) sync(ctx context.Context) (*schema.Report, error) {
 	c.syncing--
 	c.mu.Unlock()
 	if rep.Changed {
-		c.notifyData(&schema.Change{Source: "sync", Report: rep})
+		c.notifyData(q, &schema.Change{Source: "sync", Report: rep})
 	}
-	c.notifyState()
-	if err != nil {
-		return rep, c.classify("sync", err)
-	}
-	return rep, nil
+	c.notifyState(q)
+	return rep, err
 }
 
-// syncLimit bounds one sync of foreground mode.
-const syncLimit = 2 * time.Minute
+// syncLimit bounds one sync of foreground mode; minRetryWait is the least
+// it waits when the server asks it to wait (syncer.Run's).
+const (
+	syncLimit    = 2 * time.Minute
+	minRetryWait = 50 * time.Millisecond
+)
 
 // StartForeground keeps a connection to the server while the app is on
 // screen: it syncs at once, after every local write, when the server
@@ -157,7 +159,7 @@ func (c *Client) StopForeground() {
 	if done != nil {
 		<-done
 	}
-	c.notifyState()
+	c.notifyState(nil)
 }
 
 // wakeForeground makes foreground mode sync soon after a local write.
@@ -186,28 +188,36 @@ func (c *Client) foreground(stop <-chan struct{}, done chan<- struct{}, wake <-c
 		case <-ctx.Done():
 		}
 	}()
+	q := newQueue()
+	defer q.close()
 	pokes := c.dev.Pokes(ctx)
 	interval := time.Duration(c.opts.ForegroundIntervalMs) * time.Millisecond
 	const maxBackoff = 5 * time.Minute
 	backoff := time.Second
 	for {
 		sctx, scancel := context.WithTimeout(ctx, syncLimit)
-		_, err := c.sync(sctx)
+		_, raw := c.sync(sctx, q)
 		scancel()
+		err := c.classify("sync", raw)
 		if ctx.Err() != nil {
 			return
 		}
 		wait, hold := interval, false
+		var retry *syncer.RetryError
 		switch code := ErrorCode(errMessage(err)); {
 		case err == nil:
 			backoff = time.Second
 		case code == CodeReenroll || code == CodeRevokedWiped || code == CodeRestoredCopy || code == CodeWrongKey || code == CodeClosed:
 			return
-		case code == CodeRetryLater && RetryAfterMillis(err.Error()) > 0 && !unreachable(err):
+		case errors.As(raw, &retry) && retry.Quota:
+			// Over a daily quota: syncs go on but only pull until it ends.
+			wait = min(interval, max(retry.After, minRetryWait))
+			backoff = time.Second
+		case errors.As(raw, &retry):
 			// The server said how long: wait that, plus up to a tenth so a
 			// user's devices do not come back together; writes and pokes
 			// do not cut it short.
-			wait = time.Duration(RetryAfterMillis(err.Error())) * time.Millisecond
+			wait = max(retry.After, minRetryWait)
 			wait += rand.N(wait/10 + 1)
 			hold, backoff = true, time.Second
 		default:

@@ -43,7 +43,7 @@ func (c *Client) wrote(op, id, kind string) {
 		}
 	}
 	c.wakeForeground()
-	c.notifyData(&schema.Change{Source: "write", Op: op, RecordID: id, Kind: kind})
+	c.notifyData(nil, &schema.Change{Source: "write", Op: op, RecordID: id, Kind: kind})
 }
 
 // write runs one write on an open client and tells the listener.
@@ -68,11 +68,9 @@ func (c *Client) Create(kind, fieldsJSON string) (string, error) {
 	if err := c.open(); err != nil {
 		return "", err
 	}
-	k, ok := domain.ParseKind(kind)
-	if !ok || kind == "household" {
+	if _, ok := domain.ParseKind(kind); !ok || kind == "household" {
 		return "", codef(CodeInvalid, "kind %q: want one of visit, dispute, event, need, project (households come from the administrator's import)", kind)
 	}
-	_ = k
 	f, err := parseFields(fieldsJSON)
 	if err != nil {
 		return "", err
