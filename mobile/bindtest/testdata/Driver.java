@@ -115,12 +115,14 @@ public class Driver {
 		}
 	}
 
-	// code runs an SDK call that must fail and reports the error's code,
-	// as an app switches on it.
+	// Call is one SDK call.
 	interface Call {
 		void run() throws Exception;
 	}
 
+	// expectError runs an SDK call that must throw and reports the
+	// exception's code (ErrorCode, what an app switches on), its
+	// RetryAfterMillis and its message.
 	static void expectError(String name, Call call) {
 		try {
 			call.run();
