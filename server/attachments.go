@@ -132,7 +132,7 @@ func checkRecordID(field, id string) error {
 func (s *Server) fileRef(ctx context.Context, c *caller, prefix, id, sha string) (*pb.Attachment, error) {
 	rec, err := s.store.Record(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fieldError(codes.NotFound, prefix+"record_id", "no record %s on the server: sync the OP_ATTACH that names the file first", id)
+		return nil, fieldError(codes.NotFound, prefix+"record_id", "no record %s on the server (or not yet: sync first)", id)
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "read record %s: %v", id, err)
@@ -149,7 +149,11 @@ func (s *Server) fileRef(ctx context.Context, c *caller, prefix, id, sha string)
 			return a, nil
 		}
 	}
-	return nil, fieldError(codes.FailedPrecondition, prefix+"sha256", "%s %s does not name file %s: attach it (OP_ATTACH) and sync before uploading", domain.KindName(rec.GetKind()), id, sha)
+	hint := "attach it (OP_ATTACH) and sync before uploading"
+	if prefix == "" {
+		hint = "fetch a file through a record that names it"
+	}
+	return nil, fieldError(codes.FailedPrecondition, prefix+"sha256", "%s %s does not name file %s: %s", domain.KindName(rec.GetKind()), id, sha, hint)
 }
 
 func inScope(scope, buckets []string) bool {
