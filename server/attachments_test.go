@@ -65,7 +65,9 @@ func (p *rawPhone) attach(id string, k pb.Kind, data []byte, mt string) {
 	p.mustApply("attach", &pb.Mutation{RecordId: id, Kind: k, Op: pb.Op_OP_ATTACH, Attachment: refOf(data, mt)})
 }
 
-func (p *rawPhone) files() pb.AttachmentServiceClient { return pb.NewAttachmentServiceClient(p.e.Conn()) }
+func (p *rawPhone) files() pb.AttachmentServiceClient {
+	return pb.NewAttachmentServiceClient(p.e.Conn())
+}
 
 // upload is one Upload call of a raw client.
 type upload struct {
