@@ -590,3 +590,62 @@ func TestFileQuotaAndUploadSlots(t *testing.T) {
 		t.Fatalf("replacing upload: %v", last)
 	}
 }
+
+// What an upload stored survives a restart of syncd: the upload resumes
+// where it stopped. A file whose bytes were all in when the server
+// stopped, before its check, is checked and completed at the next start
+// of an upload.
+func TestUploadResumesAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	e := filesEnv(t, testenv.WithDir(dir))
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	data := append([]byte("RIFF\x00\x00\x00\x00WEBPVP8 "), fileOf(t, "image/jpeg", 5*domain.ChunkBytes)[16:]...)
+	if domain.SniffType(data) != "image/webp" {
+		t.Fatalf("test file sniffs as %q", domain.SniffType(data))
+	}
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/webp")
+	u, _, err := med.startUpload(d, data, "image/webp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(0); off < 2*domain.ChunkBytes; off += domain.ChunkBytes {
+		if _, err := u.chunk(off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// All of a second file's bytes stored, the check not done.
+	other := fileOf(t, "image/jpeg", domain.ChunkBytes+7)
+	med.attach(d, pb.Kind_KIND_DISPUTE, other, "image/jpeg")
+	files := e.Daemon.Files
+	if _, err := files.Begin(t.Context(), shaOf(other), int64(len(other)), "image/jpeg"); err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(other); off += domain.ChunkBytes {
+		if _, err := files.PutChunk(t.Context(), shaOf(other), int64(off), other[off:min(off+domain.ChunkBytes, len(other))], store.FileCharge{Limit: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.cancel()
+	addr, token := e.Addr, e.AdminToken
+	e.Stop()
+
+	e2 := testenv.Start(t, testenv.WithDir(dir), testenv.WithAddr(addr), testenv.WithAdminToken(token))
+	med2 := *med
+	med2.e = e2
+	u2, resp, err := med2.startUpload(d, data, "image/webp")
+	if err != nil || resp.GetStored() != 2*domain.ChunkBytes {
+		t.Fatalf("after the restart: %v %v, want stored %d", resp, err, 2*domain.ChunkBytes)
+	}
+	u2.rest(resp.GetStored())
+	if _, got, err := med2.fetch(d, shaOf(data), 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch after the restart: %v", err)
+	}
+	_, resp, err = med2.startUpload(d, other, "image/jpeg")
+	if err != nil || !resp.GetComplete() {
+		t.Fatalf("a file all in but unchecked: %v %v, want complete at the start", resp, err)
+	}
+	if fi, err := e2.Daemon.Files.Stat(t.Context(), shaOf(other)); err != nil || !fi.Complete {
+		t.Fatalf("stored: %+v %v", fi, err)
+	}
+}
