@@ -199,7 +199,11 @@ func (x *attachmentService) Upload(stream grpc.BidiStreamingServer[pb.UploadRequ
 	// Messages are read by a goroutine of their own, so that the upload
 	// can end (idle, or replaced by a new upload of the same file) while
 	// a read waits on a dead link; the goroutine ends with the stream.
-	msgs := make(chan *pb.UploadRequest) // unbuffered: at most one chunk read ahead
+	// Unbuffered: the reader holds at most one chunk ahead, and it reads
+	// the device's half-close (io.EOF) only once every chunk before it was
+	// taken, so the select in next never sees the end before a chunk sent
+	// ahead of it (TestUploadHalfClosedAfterLastChunk).
+	msgs := make(chan *pb.UploadRequest)
 	recvErr := make(chan error, 1)
 	go func() {
 		for {

@@ -702,3 +702,43 @@ func TestSameFileUploadedByTwoDevicesAtOnce(t *testing.T) {
 		t.Fatalf("fetch: %v", err)
 	}
 }
+
+// A device may send all its chunks and half-close before reading the
+// answers: every chunk sent before the half-close is stored, and the
+// upload completes (the half-close is taken only after them).
+func TestUploadHalfClosedAfterLastChunk(t *testing.T) {
+	e := filesEnv(t)
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	for i := range 5 {
+		data := fileOf(t, "image/jpeg", 4*domain.ChunkBytes+i)
+		med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/jpeg")
+		u, resp, err := med.startUpload(d, data, "image/jpeg")
+		if err != nil || resp.GetStored() != 0 {
+			t.Fatalf("start: %v %v", resp, err)
+		}
+		for off := 0; off < len(data); off += domain.ChunkBytes {
+			piece := data[off:min(off+domain.ChunkBytes, len(data))]
+			if err := u.stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Chunk{Chunk: &pb.Chunk{Offset: int64(off), Data: piece, Sha256: sum(piece)}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := u.stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		var last *pb.UploadResponse
+		for {
+			r, err := u.stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("file %d: %v", i, err)
+			}
+			last = r
+		}
+		if !last.GetComplete() || last.GetStored() != int64(len(data)) {
+			t.Fatalf("file %d: last answer %v, want complete", i, last)
+		}
+	}
+}
