@@ -135,9 +135,17 @@ func BenchmarkConcurrentUploads(b *testing.B) {
 		b.Run(fmt.Sprint(n, "devices"), func(b *testing.B) {
 			e := testenv.Start(b)
 			e.ImportSample()
+			// The phones' own connection, with syncd's codec (as
+			// syncbench's), so that the profile shows the server's work.
+			conn, err := grpc.NewClient(e.Addr, grpc.WithTransportCredentials(credentials.NewTLS(syncer.PinnedTLS(e.Addr, e.CAFingerprint))),
+				grpc.WithDefaultCallOptions(grpc.ForceCodecV2(server.Codec())))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
 			phones := make([]benchPhone, n)
 			for i := range phones {
-				phones[i] = newBenchPhone(b, e)
+				phones[i] = newBenchPhone(b, e, conn)
 			}
 			b.ResetTimer()
 			for range b.N {
@@ -184,13 +192,13 @@ type benchPhone struct {
 	clock  *domain.Clock
 }
 
-func newBenchPhone(b *testing.B, e *testenv.Env) benchPhone {
+func newBenchPhone(b *testing.B, e *testenv.Env, conn *grpc.ClientConn) benchPhone {
 	resp, err := pb.NewEnrollServiceClient(e.Conn()).Enroll(context.Background(), &pb.EnrollRequest{Code: e.Secret(testenv.Mediator), DeviceName: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	p := benchPhone{ctx: metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+resp.GetToken()),
-		sync: pb.NewSyncServiceClient(e.Conn()), files: pb.NewAttachmentServiceClient(e.Conn()), record: newID(),
+		sync: pb.NewSyncServiceClient(conn), files: pb.NewAttachmentServiceClient(conn), record: newID(),
 		clock: domain.NewClock(testenv.Mediator, domain.HLC{}, 0, time.Now)}
 	if err := p.push(create(p.record, pb.Kind_KIND_DISPUTE, map[string]string{"village_id": testenv.Village, "category": "quarrel",
 		"title": "照片", "mediators": testenv.Mediator})); err != nil {
