@@ -791,3 +791,30 @@ func TestAttachmentMetrics(t *testing.T) {
 		t.Errorf("files completed %v, want 1", got)
 	}
 }
+
+// A revoked device neither uploads nor fetches: the credential check
+// refuses it as for a sync (the device wipes its files when told).
+func TestRevokedDeviceNeitherUploadsNorFetches(t *testing.T) {
+	e := filesEnv(t)
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	data := fileOf(t, "image/jpeg", domain.ChunkBytes+1)
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/jpeg")
+	u, resp, err := med.startUpload(d, data, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.rest(resp.GetStored())
+	admin, ctx := e.Admin()
+	if _, err := admin.RevokeDevice(ctx, &pb.RevokeDeviceRequest{DeviceId: deviceIDOf(t, e, testenv.Mediator)}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = med.startUpload(d, data, "image/jpeg")
+	if st := status.Convert(err); st.Code() != codes.PermissionDenied || !strings.HasPrefix(st.Message(), server.ErrRevokedMessage) {
+		t.Fatalf("upload by a revoked device: %v", err)
+	}
+	_, _, err = med.fetch(d, shaOf(data), 0)
+	if st := status.Convert(err); st.Code() != codes.PermissionDenied || !strings.HasPrefix(st.Message(), server.ErrRevokedMessage) {
+		t.Fatalf("fetch by a revoked device: %v", err)
+	}
+}
