@@ -35,6 +35,12 @@ the lost changes had), and only then puts it in place of <data>/fieldsync.db.
 An existing database is replaced only with -force, and then kept beside it
 as fieldsync.db.before-restore-<time>.
 
+The attached files (<data>/attachments.db, backed up to the location's
+attachments/) come back too, at the latest point the backup holds whatever
+-timestamp says: a file is named by its SHA-256 and never changes, so a
+later copy only holds more of them, and a file no restored record names is
+never served. One in place is kept as attachments.db.before-restore-<time>.
+
 Then start syncd again. Devices keep the changes the server acknowledged
 for 30 days and send again what the restored server lacks; the changelog
 continues under the new lineage, and HQ consumers reload (see README.md,
