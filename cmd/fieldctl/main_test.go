@@ -620,7 +620,7 @@ func TestOfflineFieldWork(t *testing.T) {
 			t.Fatal(err)
 		}
 		// member_id: the link, written into the record by the import's assignments.
-		want := "id,kind,version,author_id,voided,void_reason,void_by,voided_at,opened_at,closed_at,address,grid_id,head,member_id,members,needs,phone,tags"
+		want := "id,kind,version,author_id,voided,void_reason,void_by,voided_at,opened_at,closed_at,attachments,address,grid_id,head,member_id,members,needs,phone,tags"
 		if got := strings.Join(rows[0], ","); got != want {
 			t.Fatalf("header %s, want %s", got, want)
 		}
