@@ -149,6 +149,14 @@ func (s *Server) thumbnail(w http.ResponseWriter, r *http.Request, ss *session, 
 	}
 	b := s.thumbs.get(ref.SHA256)
 	if b == nil {
+		// At most thumbSlots decoded at once: each holds its picture
+		// (1.5 bytes a pixel for a JPEG, 18 MB for 12 MP).
+		select {
+		case thumbSlots <- struct{}{}:
+			defer func() { <-thumbSlots }()
+		case <-r.Context().Done():
+			return
+		}
 		var err error
 		b, err = makeThumbnail(r.Context(), s.cfg.Files, ref.SHA256)
 		switch {
@@ -173,6 +181,10 @@ func (s *Server) thumbnail(w http.ResponseWriter, r *http.Request, ss *session, 
 }
 
 var errNoThumbnail = errors.New("no thumbnail")
+
+// thumbSlots bounds the thumbnails being made at once (all pages of the
+// process).
+var thumbSlots = make(chan struct{}, 2)
 
 // makeThumbnail decodes a JPEG or PNG file as it streams from files and
 // scales it down (box filter) to ThumbPixels on its longest side, as JPEG.
