@@ -259,4 +259,3 @@ func TestNewLineageOffersFilesAgain(t *testing.T) {
 		t.Fatal("fetched after the restore: differs")
 	}
 }
-
