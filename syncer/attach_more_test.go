@@ -47,8 +47,11 @@ func TestCorruptedChunkResentOthersNotBlocked(t *testing.T) {
 	if damaged.Load() < 2 {
 		t.Fatalf("the damaged chunk was sent %d times, want again after the refusal", damaged.Load())
 	}
-	if _, again := log.received(sha1); again != 1 {
-		t.Errorf("%d chunks reached the server twice, want 1 (the damaged one, sent again)", again)
+	// The damaged chunk reaches the server twice; so may the (up to 3)
+	// chunks sent behind it before the refusal came back, which the server
+	// read but did not store (it stores in order only).
+	if _, again := log.received(sha1); again < 1 || again > 4 {
+		t.Errorf("%d chunks reached the server twice, want the damaged one and at most the 3 on the way behind it", again)
 	}
 	wantState(t, medA, id, sha1, syncer.FileUploaded)
 	wantState(t, medA, id, sha2, syncer.FileUploaded)
