@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -260,5 +261,59 @@ func TestNewLineageOffersFilesAgain(t *testing.T) {
 	}
 	if got := ok1(medB.ReadAttachment(sha)); !bytes.Equal(got, data) {
 		t.Fatal("fetched after the restore: differs")
+	}
+}
+
+// An attach the server refuses (the case reached its 20 files through the
+// other mediator's phone meanwhile) marks that file refused with the
+// server's reason; the files whose attach it applied upload all the same.
+func TestRefusedAttachMarksFileRefused(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	medA, medB := e.Device(testenv.Mediator), e.Device(testenv.Mediator2)
+	testenv.Sync(t, medA)
+	id := newDispute(t, medA, "二十張照片")
+	testenv.Sync(t, medA)
+	testenv.Sync(t, medB)
+	for i := 0; i < 11; i++ {
+		ok1(medA.Attach(id, "image/jpeg", "", photo(t, 1000)))
+	}
+	var shas []string
+	for i := 0; i < 10; i++ {
+		shas = append(shas, ok1(medB.Attach(id, "image/jpeg", "", photo(t, 1000))))
+	}
+	if rep := testenv.Sync(t, medA); rep.Files.Uploaded != 11 {
+		t.Fatalf("A's uploads: %+v", rep.Files)
+	}
+	rep := testenv.Sync(t, medB)
+	if rep.Files.Uploaded != 9 || rep.Files.Refused != 1 {
+		t.Fatalf("B's uploads: %+v, want 9 uploaded and 1 refused (the case's 21st file)", rep.Files)
+	}
+	refused := 0
+	for _, a := range attachments(t, medB, id) {
+		if a.State == syncer.FileRefused {
+			refused++
+			t.Logf("refused: %s", a.Reason)
+			if !strings.Contains(a.Reason, "20") {
+				t.Errorf("the refused file's reason %q does not say why (at most 20 files)", a.Reason)
+			}
+		}
+	}
+	if refused != 1 {
+		t.Errorf("B shows %d refused files, want 1", refused)
+	}
+	if n := len(attachments(t, medB, id)); n != 21 {
+		t.Errorf("B shows %d files on the case, want the server's 20 and its refused one", n)
+	}
+	uploaded := 0
+	for _, sha := range shas {
+		for _, a := range attachments(t, medB, id) {
+			if a.SHA256 == sha && a.State == syncer.FileUploaded {
+				uploaded++
+			}
+		}
+	}
+	if uploaded != 9 {
+		t.Errorf("%d of B's files show uploaded, want 9", uploaded)
 	}
 }

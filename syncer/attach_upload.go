@@ -77,7 +77,8 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 		token string
 		todo  []*store.FileRow
 	)
-	if err := d.db.Update(ctx, func(tx *store.RTx) error {
+	var refused []*store.FileRow
+	if err := d.db.View(ctx, func(tx *store.RTx) error {
 		var err error
 		if ident, err = d.identity(tx); err != nil {
 			return err
@@ -103,9 +104,7 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 			case reason != "":
 				rep.Refused++
 				f.State, f.Reason = store.FileRefused, reason
-				if err := tx.PutFile(f); err != nil {
-					return err
-				}
+				refused = append(refused, f)
 			default:
 				rep.Left++ // its attach is not applied yet: after the next sync
 			}
@@ -113,6 +112,18 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 		return nil
 	}); err != nil {
 		return rep, err
+	}
+	if len(refused) > 0 {
+		if err := d.db.Update(ctx, func(tx *store.RTx) error {
+			for _, f := range refused {
+				if err := tx.PutFile(f); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return rep, err
+		}
 	}
 	if len(todo) == 0 {
 		return rep, nil
