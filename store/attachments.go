@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,13 @@ func OpenFiles(ctx context.Context, path string, opts ...FilesOption) (*Files, e
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// Another kind of database (fieldsync.db given by mistake) is refused
+	// before anything is written to it.
+	if _, err := os.Stat(path); err == nil {
+		if err := checkFilesAppID(ctx, path); err != nil {
+			return nil, err
+		}
+	}
 	db, err := openDB(ctx, path, nil, filesMigrations, 4, o.writerPragmas...)
 	if err != nil {
 		return nil, err
@@ -105,6 +113,22 @@ func OpenFiles(ctx context.Context, path string, opts ...FilesOption) (*Files, e
 		quit: make(chan struct{}), done: make(chan struct{})}
 	go f.writer()
 	return f, nil
+}
+
+func checkFilesAppID(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	var appID int32
+	if err := db.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	if appID != 0 && appID != filesAppID {
+		return fmt.Errorf("%s is not syncd's file store but another database (application_id %#x): the file store is attachments.db in the data directory", path, appID)
+	}
+	return nil
 }
 
 // Path is the database file.
@@ -150,7 +174,7 @@ type FileInfo struct {
 	CompletedMs int64
 }
 
-const fileCols = "sha256, size, media_type, stored, complete, created_ms, completed_ms"
+const serverFileCols = "sha256, size, media_type, stored, complete, created_ms, completed_ms"
 
 func scanFile(row interface{ Scan(...any) error }) (FileInfo, error) {
 	var fi FileInfo
@@ -163,7 +187,7 @@ func scanFile(row interface{ Scan(...any) error }) (FileInfo, error) {
 
 // Stat reads what the store holds of file sha; ErrNotFound if nothing.
 func (f *Files) Stat(ctx context.Context, sha string) (FileInfo, error) {
-	return scanFile(f.db.R.QueryRowContext(ctx, "SELECT "+fileCols+" FROM files WHERE sha256 = ?", sha))
+	return scanFile(f.db.R.QueryRowContext(ctx, "SELECT "+serverFileCols+" FROM files WHERE sha256 = ?", sha))
 }
 
 // Begin makes ready to receive file sha of the given size and type and
@@ -175,7 +199,7 @@ func (f *Files) Stat(ctx context.Context, sha string) (FileInfo, error) {
 func (f *Files) Begin(ctx context.Context, sha string, size int64, mediaType string) (FileInfo, error) {
 	var out FileInfo
 	err := f.write(ctx, func(tx *sql.Tx) error {
-		fi, err := scanFile(tx.QueryRow("SELECT "+fileCols+" FROM files WHERE sha256 = ?", sha))
+		fi, err := scanFile(tx.QueryRow("SELECT "+serverFileCols+" FROM files WHERE sha256 = ?", sha))
 		switch {
 		case err == nil && (fi.Complete || (fi.Size == size && fi.MediaType == mediaType)):
 			out = fi
@@ -247,7 +271,7 @@ func (f *Files) PutChunk(ctx context.Context, sha string, offset int64, data []b
 	var refused error // a refusal, not a failure: the batch commits
 	err := f.write(ctx, func(tx *sql.Tx) error {
 		refused = nil
-		fi, err := scanFile(tx.QueryRow("SELECT "+fileCols+" FROM files WHERE sha256 = ?", sha))
+		fi, err := scanFile(tx.QueryRow("SELECT "+serverFileCols+" FROM files WHERE sha256 = ?", sha))
 		if errors.Is(err, ErrNotFound) {
 			refused = err
 			return nil
