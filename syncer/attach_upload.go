@@ -315,14 +315,20 @@ func (d *Device) uploadOnce(ctx context.Context, conn *grpc.ClientConn, token st
 	window := make(chan struct{}, tune.window)
 	sendErr := make(chan error, 1)
 	go func() {
-		sendErr <- d.sendChunks(ctx, stream, f, stored, tune.chunk, window)
+		err := d.sendChunks(ctx, stream, f, stored, tune.chunk, window)
+		if errors.Is(err, errLocal) {
+			cancel() // the device cannot read its own file: end the call
+		}
+		sendErr <- err
 	}()
 	sentAny := stored < f.Size
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
 			cancel()
-			<-sendErr
+			if serr := <-sendErr; errors.Is(serr, errLocal) {
+				return stored, false, sentAny, serr
+			}
 			return stored, false, sentAny, err
 		}
 		if resp.GetStored() > stored {
@@ -351,7 +357,7 @@ func (d *Device) sendChunks(ctx context.Context, stream grpc.BidiStreamingClient
 		if err := d.db.View(ctx, func(tx *store.RTx) error {
 			off, held, err := tx.ChunkAt(f.SHA256, pos)
 			if err != nil {
-				return fmt.Errorf("file %s at byte %d: %w", clipSHA(f.SHA256), pos, err)
+				return fmt.Errorf("%w: file %s at byte %d: %w", errLocal, clipSHA(f.SHA256), pos, err)
 			}
 			held = held[pos-off:]
 			data = held[:min(len(held), size)]
@@ -375,6 +381,10 @@ func (d *Device) sendChunks(ctx context.Context, stream grpc.BidiStreamingClient
 	}
 	return nil
 }
+
+// errLocal marks an upload that failed on the device itself (its copy
+// of the file cannot be read: wiped or purged meanwhile).
+var errLocal = errors.New("this device's copy of the file")
 
 // recvErr is the status behind a failed Send (io.EOF: the server ended
 // the stream; Recv says why).
