@@ -72,6 +72,22 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 	d.uploadMu.Lock()
 	defer d.uploadMu.Unlock()
 	rep := &UploadReport{}
+	if held := d.filesHeld; held != nil && d.opts.Now().Before(d.filesHeldUntil) {
+		// The server said when the device's file bytes start again: no
+		// call before then.
+		wait := *held
+		wait.After = d.filesHeldUntil.Sub(d.opts.Now())
+		rep.Err = "files wait for the device's daily file quota: " + held.Reason
+		if err := d.db.View(ctx, func(tx *store.RTx) error {
+			n, err := tx.CountFiles()
+			rep.Left = n[store.FilePending] + n[store.FileUploading]
+			return err
+		}); err != nil {
+			return rep, err
+		}
+		return rep, &wait
+	}
+	d.filesHeld = nil
 	var (
 		ident *Identity
 		token string
@@ -143,6 +159,13 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 		case errors.As(err, &re), errors.Is(err, ErrRevoked), ctx.Err() != nil:
 			rep.Left += len(todo) - i
 			rep.Err = err.Error()
+			if re != nil {
+				if re.Quota {
+					d.filesHeld, d.filesHeldUntil = re, d.opts.Now().Add(re.After)
+				}
+				// Records still sync; only the files wait.
+				rep.Err = fmt.Sprintf("the server asked this device to wait %v before uploading files again (%s): the files are kept on the device and upload after that; records still sync", roundWait(re.After), re.Reason)
+			}
 			return rep, err
 		default:
 			rep.Left++
