@@ -130,7 +130,14 @@ type Device struct {
 
 	mu     sync.Mutex // guards conn and closed
 	syncMu sync.Mutex // one sync at a time
-	conn   *grpc.ClientConn
+	// uploadMu: one UploadPending at a time; fetchMu: one FetchAttachment
+	// (attach_upload.go, attach_fetch.go).
+	uploadMu, fetchMu sync.Mutex
+	// filesHeld is the server's last refusal of an upload for the daily
+	// file quota, filesHeldUntil when it ends (uploadMu guards both).
+	filesHeld      *RetryError
+	filesHeldUntil time.Time
+	conn           *grpc.ClientConn
 	// versionSentOn is the connection the app's version was last sent on
 	// (syncMu guards it): sent once per connection.
 	versionSentOn *grpc.ClientConn
