@@ -45,6 +45,7 @@ type Client struct {
 	fgStop   chan struct{} // closed to stop foreground mode; nil when off
 	fgDone   chan struct{} // closed when the foreground goroutine ended
 	fgWake   chan struct{} // a local write happened: foreground syncs soon
+	network  string        // what the app said of the network (SetNetwork); "" = not said
 }
 
 // Open opens (creating) the device database at path. key is the 32-byte
@@ -86,7 +87,7 @@ func parseOptions(s string) (schema.Options, error) {
 		dec := json.NewDecoder(bytes.NewReader([]byte(s)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o); err != nil {
-			return o, codef(CodeInvalid, "optionsJSON: %v: want an object with app_version, page_size, connect_timeout_ms, foreground_interval_ms (or \"\")", err)
+			return o, codef(CodeInvalid, "optionsJSON: %v: want an object with app_version, page_size, connect_timeout_ms, foreground_interval_ms, fetch_only_on_wifi, upload_only_on_wifi (or \"\")", err)
 		}
 	}
 	if o.PageSize == 0 {

@@ -24,6 +24,13 @@ type Options struct {
 	// else (a local write, a poke from the server) makes it sync:
 	// 1000..86400000 (default 300000, five minutes).
 	ForegroundIntervalMs int64 `json:"foreground_interval_ms,omitempty"`
+	// FetchOnlyOnWifi: FetchAttachment fails with retry_later while the
+	// app says the phone is on a cellular network (SetNetwork).
+	FetchOnlyOnWifi bool `json:"fetch_only_on_wifi,omitempty"`
+	// UploadOnlyOnWifi: files attached on this phone are uploaded only
+	// while the app says it is on Wi-Fi (or has not said); records sync
+	// on any network.
+	UploadOnlyOnWifi bool `json:"upload_only_on_wifi,omitempty"`
 }
 
 // Record is one record as the device shows it: Get's answer, and each item
