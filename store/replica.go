@@ -31,7 +31,7 @@ CREATE TABLE cursors (bucket TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROW
 -- Which buckets each record of base sits in, for purging what leaves scope.
 CREATE TABLE record_buckets (bucket TEXT NOT NULL, record_id TEXT NOT NULL, PRIMARY KEY (bucket, record_id)) WITHOUT ROWID;
 CREATE INDEX record_buckets_record ON record_buckets (record_id);
-`, ackedMigration, refetchMigration, recordsRowidMigration}
+`, ackedMigration, refetchMigration, recordsRowidMigration, attachmentsMigration}
 
 // recordsRowidMigration makes records a rowid table. In a WITHOUT ROWID
 // table a row keeps only about 1,000 bytes in its page (with 4 KiB pages)
@@ -469,12 +469,13 @@ func (t *RTx) SetCursors(cursors []*pb.Cursor) ([]string, error) {
 		SELECT 1 FROM record_buckets rb JOIN cursors c ON c.bucket = rb.bucket WHERE rb.record_id = records.id)`)
 }
 
-// Wipe deletes every record, mutation, cursor and credential. An
+// Wipe deletes every record, mutation, cursor, credential and file. An
 // encrypted replica keeps its key check: it stays encrypted, and opens
 // only with its key.
 func (t *RTx) Wipe() error {
 	for _, q := range []string{"DELETE FROM records", "DELETE FROM outbox", "DELETE FROM cursors", "DELETE FROM record_buckets",
-		"DELETE FROM meta WHERE key != '" + sealCheckKey + "'", "DELETE FROM stale", "DELETE FROM refetching"} {
+		"DELETE FROM meta WHERE key != '" + sealCheckKey + "'", "DELETE FROM stale", "DELETE FROM refetching",
+		"DELETE FROM att_chunks", "DELETE FROM att_files"} {
 		if _, err := t.tx.ExecContext(t.ctx, q); err != nil {
 			return err
 		}

@@ -130,7 +130,10 @@ type Device struct {
 
 	mu     sync.Mutex // guards conn and closed
 	syncMu sync.Mutex // one sync at a time
-	conn   *grpc.ClientConn
+	// uploadMu: one UploadPending at a time; fetchMu: one FetchAttachment
+	// (attach_upload.go, attach_fetch.go).
+	uploadMu, fetchMu sync.Mutex
+	conn              *grpc.ClientConn
 	// versionSentOn is the connection the app's version was last sent on
 	// (syncMu guards it): sent once per connection.
 	versionSentOn *grpc.ClientConn

@@ -20,6 +20,9 @@ type Item struct {
 	Version uint64 // the server's version (0 if the server has not sent it)
 	Author  string
 	Record  *pb.Record // the local view, with fields, entries and conflicts
+	// Attachments are the files the record names, with their state on
+	// this device (attach.go).
+	Attachments []*Attachment
 }
 
 // Field returns a field's value.
@@ -50,7 +53,8 @@ func (d *Device) Get(id string) (*Item, error) {
 			return err
 		}
 		it = toItem(lr)
-		return nil
+		it.Attachments, err = attachmentsOf(tx, lr.Local)
+		return err
 	})
 	return it, err
 }
@@ -68,7 +72,11 @@ func (d *Device) List(kind string) ([]*Item, error) {
 	err := d.db.View(context.Background(), func(tx *store.RTx) error {
 		recs, err := tx.Records(k)
 		for _, lr := range recs {
-			items = append(items, toItem(lr))
+			it := toItem(lr)
+			if it.Attachments, err = attachmentsOf(tx, lr.Local); err != nil {
+				return err
+			}
+			items = append(items, it)
 		}
 		return err
 	})
@@ -114,6 +122,8 @@ func opName(op pb.Op) string {
 		return "void"
 	case pb.Op_OP_SETTLE:
 		return "settle"
+	case pb.Op_OP_ATTACH:
+		return "attach"
 	}
 	return "unknown"
 }

@@ -45,6 +45,10 @@ type Report struct {
 	Purged    int // records removed because they left the user's scope
 	Refetched int // buckets read again from the start (the server's retention window passed)
 	Calls     int // round trips
+	// Files is what the uploads after the sync did (UploadPending): nil
+	// if the sync failed. Their failures do not fail the sync (the records
+	// went): Files.Err says why files were left.
+	Files *UploadReport
 }
 
 // RetryError is returned when the server is busy or the device has sent
@@ -142,6 +146,17 @@ func (d *Device) authed(ctx context.Context, token string) context.Context {
 //
 // Local writes go on during a sync: only syncs exclude each other.
 func (d *Device) Sync(ctx context.Context) (*Report, error) {
+	rep, err := d.syncRecords(ctx)
+	if err == nil {
+		// Records first, files after: the files whose attach this sync
+		// (or an earlier one) got applied go up now.
+		rep.Files, _ = d.UploadPending(ctx)
+	}
+	return rep, err
+}
+
+// syncRecords is Sync without the uploads.
+func (d *Device) syncRecords(ctx context.Context) (*Report, error) {
 	d.syncMu.Lock()
 	defer d.syncMu.Unlock()
 	rep := &Report{}
@@ -437,6 +452,7 @@ func expected(tx *store.RTx, ident *Identity, queued []store.OutboxRow) (map[str
 func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, sent time.Time, rep *Report, expect map[string]*pb.Record) (bool, error) {
 	touched := map[string]bool{}
 	nowMs := d.opts.Now().UnixMilli()
+	purgedBefore := rep.Purged
 	for _, r := range resp.GetResults() {
 		rep.Pushed++
 		touched[r.GetRecordId()] = true
@@ -463,6 +479,14 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 	relined, err := adoptLineage(tx, resp)
 	if err != nil {
 		return false, err
+	}
+	if relined {
+		// The server was restored from a backup: it may lack files this
+		// device uploaded; each is offered again (the upload's start says
+		// what the server holds).
+		if _, err := tx.ReofferFiles(); err != nil {
+			return false, err
+		}
 	}
 	// A bucket the server reads again from the start (this device's
 	// cursor was older than its retention window): what the device holds
@@ -552,6 +576,13 @@ func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, se
 		rep.Purged++
 		delete(touched, id)
 		if err := tx.DeleteRecord(id); err != nil {
+			return false, err
+		}
+	}
+	if rep.Purged > purgedBefore {
+		// The purged records' files go with them, unless another record
+		// here names them.
+		if _, err := sweepFiles(tx); err != nil {
 			return false, err
 		}
 	}

@@ -1,0 +1,351 @@
+package syncer
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/status"
+
+	"github.com/fieldsync/fieldsync/domain"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+// UploadReport says what one UploadPending did.
+type UploadReport struct {
+	Uploaded int   // files the server now holds whole (Already included)
+	Already  int   // of which the server held whole before a byte was sent
+	Refused  int   // files refused (marked, with the reason)
+	Left     int   // files left for a later sync (not yet applied, link down, ...)
+	Chunks   int   // chunks the server acknowledged
+	Bytes    int64 // file bytes the server acknowledged
+	Resumed  int   // uploads that began again after a cut link or a damaged chunk
+	// Err is why files were left (the last such error), "" if none.
+	Err string
+}
+
+// uploadAttempts is how many times in a row one file's upload may fail
+// without the server storing a byte more before it is left for a later
+// sync.
+const uploadAttempts = 4
+
+// minChunkBytes is the smallest chunk the device sends: after a link cut
+// in the middle of a chunk, the device halves its chunks (down to this),
+// so that a link that drops every few tens of KB loses little on each cut.
+const minChunkBytes = 4 << 10
+
+// uploadWindow is how many chunks may be on the way unacknowledged: the
+// device does not wait for each answer before sending the next.
+const uploadWindow = 16
+
+// testCorruptChunk, set by tests, may alter a chunk's data after its
+// hash was computed (a chunk damaged on the way).
+var testCorruptChunk func(sha string, off int64, data []byte) []byte
+
+// UploadPending uploads the files this device attached whose attach the
+// server applied (the record as the server holds it names the file),
+// resuming each from what the server holds. A file the server refuses is
+// marked refused with the reason and the others go on; a file whose
+// attach the server refused is marked refused with that reason. Sync runs
+// it after every sync that got through. A daily quota of file bytes ends
+// it with a *RetryError (the files wait); a dead link with the error (the
+// files wait too: Report.Left).
+func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
+	d.uploadMu.Lock()
+	defer d.uploadMu.Unlock()
+	rep := &UploadReport{}
+	var (
+		ident *Identity
+		token string
+		todo  []*store.FileRow
+	)
+	if err := d.db.Update(ctx, func(tx *store.RTx) error {
+		var err error
+		if ident, err = d.identity(tx); err != nil {
+			return err
+		}
+		if token, err = tx.Meta(metaToken); err != nil {
+			return err
+		}
+		files, err := tx.Files()
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			if !f.Mine || (f.State != store.FilePending && f.State != store.FileUploading) || !f.Complete() {
+				continue
+			}
+			ok, reason, err := attachApplied(tx, f)
+			if err != nil {
+				return err
+			}
+			switch {
+			case ok:
+				todo = append(todo, f)
+			case reason != "":
+				rep.Refused++
+				f.State, f.Reason = store.FileRefused, reason
+				if err := tx.PutFile(f); err != nil {
+					return err
+				}
+			default:
+				rep.Left++ // its attach is not applied yet: after the next sync
+			}
+		}
+		return nil
+	}); err != nil {
+		return rep, err
+	}
+	if len(todo) == 0 {
+		return rep, nil
+	}
+	d.mu.Lock()
+	conn, err := d.dial(ident.Server, ident.CAFingerprint)
+	d.mu.Unlock()
+	if err != nil {
+		return rep, err
+	}
+	chunk := domain.ChunkBytes
+	for i, f := range todo {
+		err := d.uploadFile(ctx, conn, token, f, rep, &chunk)
+		var re *RetryError
+		switch {
+		case err == nil:
+		case errors.As(err, &re), errors.Is(err, ErrRevoked), ctx.Err() != nil:
+			rep.Left += len(todo) - i
+			rep.Err = err.Error()
+			return rep, err
+		default:
+			rep.Left++
+			rep.Err = err.Error()
+		}
+	}
+	return rep, nil
+}
+
+// attachApplied says whether the server applied the device's attach of f
+// (the record as the server holds it names it), or, when it refused it,
+// why.
+func attachApplied(tx *store.RTx, f *store.FileRow) (bool, string, error) {
+	lr, err := tx.Record(f.RecordID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	if domain.HasAttachment(lr.Base, f.SHA256) {
+		return true, "", nil
+	}
+	queued, err := tx.OutboxFor(f.RecordID)
+	if err != nil {
+		return false, "", err
+	}
+	for _, q := range queued {
+		m := q.Mutation
+		if q.Status == store.OutboxRejected && m.GetOp() == pb.Op_OP_ATTACH && m.GetAttachment().GetSha256() == f.SHA256 {
+			return false, "the server refused the attach: " + q.Field + ": " + q.Reason, nil
+		}
+	}
+	return false, "", nil
+}
+
+// uploadFile uploads one file, starting again from the server's stored
+// after a cut link or a damaged chunk while the server keeps storing
+// more. It marks the file uploaded or refused; an error leaves it for a
+// later sync.
+func (d *Device) uploadFile(ctx context.Context, conn *grpc.ClientConn, token string, f *store.FileRow, rep *UploadReport, chunk *int) error {
+	fails, best := 0, int64(-1)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			rep.Resumed++
+			if err := d.ready(ctx, conn); err != nil {
+				return err
+			}
+		}
+		stored, complete, sentAny, err := d.uploadOnce(ctx, conn, token, f, rep, *chunk)
+		if stored > f.Sent || complete {
+			d.markFile(f, func(f *store.FileRow) {
+				f.Sent = max(f.Sent, stored)
+				f.State = store.FileUploading
+				if complete {
+					f.Sent, f.State = f.Size, store.FileUploaded
+				}
+			})
+		}
+		if err == nil && complete {
+			rep.Uploaded++
+			if !sentAny {
+				rep.Already++
+			}
+			return nil
+		}
+		if err == nil {
+			err = errors.New("the server ended the upload without saying it was complete")
+		}
+		st, isStatus := status.FromError(err)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case isRevoked(err):
+			return d.wipe()
+		case isStatus && st.Code() == codes.ResourceExhausted:
+			return describe(err)
+		case isStatus && refusal(st):
+			rep.Refused++
+			reason := codeWords(st.Code()) + ": " + st.Message()
+			d.markFile(f, func(f *store.FileRow) { f.State, f.Reason = store.FileRefused, reason })
+			return nil
+		}
+		if isStatus && st.Code() != codes.InvalidArgument {
+			// A link cut in the middle of a chunk: smaller chunks lose less
+			// on the next cut.
+			*chunk = max(*chunk/2, minChunkBytes)
+		}
+		if stored > best {
+			best, fails = stored, 0
+		} else if fails++; fails >= uploadAttempts {
+			return fmt.Errorf("upload of file %s: %w", clipSHA(f.SHA256), describe(err))
+		}
+	}
+}
+
+// refusal says whether a status refuses the file for good (the others are
+// a cut link, a damaged chunk, a busy server: tried again).
+func refusal(st *status.Status) bool {
+	switch st.Code() {
+	case codes.InvalidArgument:
+		// A chunk damaged on the way is sent again; anything else wrong
+		// with the file (its size, type, hash) is for good.
+		return !strings.Contains(st.Message(), "chunk.sha256")
+	case codes.FailedPrecondition, codes.PermissionDenied, codes.OutOfRange:
+		return true
+	}
+	return false
+}
+
+// markFile updates a file's row (best effort: what is lost is the
+// display, the server's stored is what counts).
+func (d *Device) markFile(f *store.FileRow, change func(*store.FileRow)) {
+	d.db.Update(context.Background(), func(tx *store.RTx) error {
+		cur, err := tx.File(f.SHA256)
+		if err != nil {
+			return err
+		}
+		change(cur)
+		*f = *cur
+		return tx.PutFile(cur)
+	})
+}
+
+// uploadOnce runs one Upload call: the start, then the chunks from the
+// server's stored, up to uploadWindow of them unacknowledged. It returns
+// the most the server said it stored, whether it said complete, and
+// whether a chunk was sent.
+func (d *Device) uploadOnce(ctx context.Context, conn *grpc.ClientConn, token string, f *store.FileRow, rep *UploadReport, chunk int) (int64, bool, bool, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Photos and scans are compressed already: gzip would cost the phone
+	// CPU for nothing.
+	stream, err := pb.NewAttachmentServiceClient(conn).Upload(d.authed(ctx, token), grpc.UseCompressor(encoding.Identity))
+	if err != nil {
+		return 0, false, false, err
+	}
+	if err := stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Start{Start: &pb.UploadStart{
+		RecordId: f.RecordID, Sha256: f.SHA256, Size: f.Size, MediaType: f.MediaType}}}); err != nil {
+		return 0, false, false, recvErr(stream, err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return 0, false, false, err
+	}
+	stored := resp.GetStored()
+	if resp.GetComplete() {
+		stream.CloseSend()
+		return stored, true, false, nil
+	}
+	if stored < 0 || stored > f.Size {
+		return 0, false, false, fmt.Errorf("the server said it holds %d bytes of a %d-byte file", stored, f.Size)
+	}
+	// The sender runs beside the answers; window bounds what is on the way.
+	window := make(chan struct{}, uploadWindow)
+	sendErr := make(chan error, 1)
+	go func() {
+		sendErr <- d.sendChunks(ctx, stream, f, stored, chunk, window)
+	}()
+	sentAny := stored < f.Size
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			cancel()
+			<-sendErr
+			return stored, false, sentAny, err
+		}
+		if resp.GetStored() > stored {
+			rep.Chunks++
+			rep.Bytes += resp.GetStored() - stored
+			stored = resp.GetStored()
+			select {
+			case <-window:
+			default:
+			}
+		}
+		if resp.GetComplete() {
+			stream.CloseSend()
+			cancel()
+			<-sendErr
+			return stored, true, sentAny, nil
+		}
+	}
+}
+
+// sendChunks sends the file's bytes from pos in chunks of size (at most
+// domain.ChunkBytes), read from the replica one at a time.
+func (d *Device) sendChunks(ctx context.Context, stream grpc.BidiStreamingClient[pb.UploadRequest, pb.UploadResponse], f *store.FileRow, pos int64, size int, window chan struct{}) error {
+	for pos < f.Size {
+		var data []byte
+		if err := d.db.View(ctx, func(tx *store.RTx) error {
+			off, held, err := tx.ChunkAt(f.SHA256, pos)
+			if err != nil {
+				return fmt.Errorf("file %s at byte %d: %w", clipSHA(f.SHA256), pos, err)
+			}
+			held = held[pos-off:]
+			data = held[:min(len(held), size)]
+			return nil
+		}); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		if testCorruptChunk != nil {
+			data = testCorruptChunk(f.SHA256, pos, data)
+		}
+		select {
+		case window <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Chunk{Chunk: &pb.Chunk{Offset: pos, Data: data, Sha256: sum[:]}}}); err != nil {
+			return err // the answers' side reads why
+		}
+		pos += int64(len(data))
+	}
+	return nil
+}
+
+// recvErr is the status behind a failed Send (io.EOF: the server ended
+// the stream; Recv says why).
+func recvErr(stream grpc.BidiStreamingClient[pb.UploadRequest, pb.UploadResponse], err error) error {
+	if errors.Is(err, io.EOF) {
+		if _, rerr := stream.Recv(); rerr != nil {
+			return rerr
+		}
+	}
+	return err
+}
