@@ -72,12 +72,15 @@ func Open(path string, key []byte, optionsJSON string) (*Client, error) {
 	if len(key) != 0 {
 		so.Key = bytes.Clone(key)
 	}
+	c := &Client{opts: opts}
+	so.HoldUploads = c.holdUploads
 	dev, err := syncer.OpenWith(path, so)
 	if err != nil {
 		return nil, classify("open", err)
 	}
-	life, end := context.WithCancel(context.Background())
-	return &Client{dev: dev, opts: opts, life: life, end: end}, nil
+	c.dev = dev
+	c.life, c.end = context.WithCancel(context.Background())
+	return c, nil
 }
 
 // parseOptions reads Open's options, filling in the defaults.
