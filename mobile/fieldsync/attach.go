@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -198,9 +199,28 @@ func (c *Client) FetchAttachment(recordID, sha string, timeoutMillis int64) erro
 	ctx, cancel := context.WithTimeout(c.life, limit)
 	defer cancel()
 	if err := c.dev.FetchAttachment(ctx, recordID, sha); err != nil {
+		if fileCode(err) == codes.NotFound && c.names(recordID, sha) {
+			// The record names the file but the server lacks it: the
+			// phone that attached it has not uploaded it yet.
+			return retryLater(unreachableWait, err)
+		}
 		return c.classifyFile("fetch", err)
 	}
 	return nil
+}
+
+// names says whether the record, as this device holds it, names the file.
+func (c *Client) names(recordID, sha string) bool {
+	list, err := c.dev.Attachments(recordID)
+	if err != nil {
+		return false
+	}
+	for _, a := range list {
+		if a.SHA256 == sha {
+			return true
+		}
+	}
+	return false
 }
 
 // UploadPending uploads the files attached on this phone that the server
@@ -303,22 +323,26 @@ func (c *Client) classifyFile(what string, err error) error {
 	if errors.Is(err, syncer.ErrNoFile) {
 		return coded(CodeNotFound, err)
 	}
-	if st, ok := grpcstatus.FromError(err); ok && st.Code() != codes.OK && st.Code() != codes.Unknown {
-		switch st.Code() {
-		case codes.PermissionDenied, codes.Unauthenticated:
-			if errors.Is(err, syncer.ErrRevoked) || errors.Is(err, syncer.ErrNotEnrolled) {
-				break
-			}
-			if st.Code() == codes.PermissionDenied {
-				return coded(CodeNotAllowed, err)
-			}
+	var (
+		retry *syncer.RetryError
+		rej   *domain.Rejection
+	)
+	if errors.Is(err, syncer.ErrRevoked) || errors.Is(err, syncer.ErrNotEnrolled) || errors.Is(err, syncer.ErrCloned) ||
+		errors.Is(err, syncer.ErrNotFound) || errors.As(err, &retry) || errors.As(err, &rej) || errors.Is(err, context.DeadlineExceeded) {
+		return c.classify(what, err)
+	}
+	if code := fileCode(err); code != codes.OK && code != codes.Unknown {
+		st, _ := grpcstatus.FromError(err)
+		switch code {
+		case codes.PermissionDenied:
+			return coded(CodeNotAllowed, err)
 		case codes.NotFound:
 			return coded(CodeNotFound, err)
 		case codes.InvalidArgument, codes.OutOfRange, codes.FailedPrecondition:
 			return coded(CodeInvalid, err)
 		case codes.ResourceExhausted, codes.Unavailable, codes.Aborted, codes.DeadlineExceeded, codes.Canceled:
 			after := unreachableWait
-			for _, d := range st.Details() {
+			for _, d := range st.Details() { // when syncer kept the status
 				if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
 					after = ri.GetRetryDelay().AsDuration()
 				}
@@ -356,4 +380,33 @@ func (c *Client) holdUploads() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.network == NetworkCellular || c.network == NetworkNone
+}
+
+// fileCode is the server's status code behind a file transfer's error:
+// the status itself, or the words syncer tells it in ("permission denied:
+// ...", syncer's codeWords), or codes.Unknown.
+func fileCode(err error) codes.Code {
+	if st, ok := grpcstatus.FromError(err); ok && st.Code() != codes.Unknown {
+		return st.Code()
+	}
+	m := err.Error()
+	for _, c := range []codes.Code{codes.PermissionDenied, codes.Unauthenticated, codes.NotFound, codes.InvalidArgument,
+		codes.OutOfRange, codes.FailedPrecondition, codes.ResourceExhausted, codes.Aborted, codes.DataLoss} {
+		if strings.Contains(m, codeWords(c)+": ") {
+			return c
+		}
+	}
+	return codes.Unknown
+}
+
+// codeWords is a status code as syncer words it: "permission denied".
+func codeWords(c codes.Code) string {
+	var b strings.Builder
+	for i, r := range c.String() {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
 }

@@ -73,7 +73,8 @@ func TestAttachOfflineUploadAfterSyncFetchOnWifi(t *testing.T) {
 	rec := &recorder{t: t}
 	a.SetListener(rec)
 
-	id := must[string](t)(a.OpenDispute("quarrel", "宅基地邊界糾紛", "張大山；李外村", ""))
+	id := must[string](t)(a.Create("dispute", `{"category":"quarrel","title":"宅基地邊界糾紛","parties":"張大山；錢秋菊","mediators":"`+
+		testenv.Mediator+`,`+testenv.Mediator2+`"}`))
 	pic := photo(t, 400, 300, 1)
 	if len(pic) < 4*domain.ChunkBytes {
 		t.Fatalf("the photo has %d bytes: want several chunks", len(pic))
@@ -99,7 +100,9 @@ func TestAttachOfflineUploadAfterSyncFetchOnWifi(t *testing.T) {
 	}
 
 	ok(t, a.SetNetwork(NetworkWifi))
-	syncOnce(t, a)
+	if rep := syncOnce(t, a); rep.Files == nil || rep.Files.Uploaded != 1 || rep.Files.Bytes != int64(len(pic)) || !rep.Changed {
+		t.Fatalf("the sync's report: %+v (files %+v), want the photo uploaded, all its bytes", rep, rep.Files)
+	}
 	if at := oneAttachment(t, a, id); at.State != "uploaded" || !at.Local {
 		t.Fatalf("after the sync: %+v, want uploaded and still local", at)
 	}
@@ -207,17 +210,28 @@ func TestUploadOnlyOnWifi(t *testing.T) {
 	e := testenv.Start(t)
 	e.ImportSample()
 	a := phoneWith(t, e, testenv.Mediator, `{"app_version":"sdk-test/1","connect_timeout_ms":1000,"upload_only_on_wifi":true}`)
-	id := must[string](t)(a.OpenDispute("problem", "路燈損壞", "村民", ""))
+	b := phone(t, e, testenv.Mediator2)
+	id := must[string](t)(a.Create("dispute", `{"category":"problem","title":"路燈損壞","parties":"村民","mediators":"`+
+		testenv.Mediator+`,`+testenv.Mediator2+`"}`))
 	pic := photo(t, 200, 150, 3)
 	sha := must[string](t)(a.AttachBytes(id, "image/jpeg", "", pic))
 	ok(t, a.SetNetwork(NetworkCellular))
-	syncOnce(t, a)
+	if rep := syncOnce(t, a); rep.Files != nil {
+		t.Fatalf("a sync on cellular with upload_only_on_wifi: %+v, want no uploads", rep.Files)
+	}
 	if got := get(t, a, id); got.State != "synced" {
 		t.Fatalf("the dispute after a sync on cellular: %s, want synced (records go on any network)", got.State)
 	}
 	if at := oneAttachment(t, a, id); at.State != "pending" {
 		t.Fatalf("the file after a sync on cellular: %+v, want still pending", at)
 	}
+	// The other mediator has the dispute, not yet the file: a fetch says
+	// to retry later (the record is fine).
+	syncOnce(t, b)
+	if bt := oneAttachment(t, b, id); bt.State != "remote" {
+		t.Fatalf("the other mediator sees %+v, want remote", bt)
+	}
+	wantCode(t, "fetch before the upload", b.FetchAttachment(id, sha, 10000), CodeRetryLater)
 	up := decode[schema.UploadReport](t, must[string](t)(a.UploadPending(5000)))
 	if !strings.Contains(up.Skipped, "upload_only_on_wifi") {
 		t.Fatalf("UploadPending on cellular: %+v, want skipped naming upload_only_on_wifi", up)
@@ -229,5 +243,9 @@ func TestUploadOnlyOnWifi(t *testing.T) {
 	}
 	if at := oneAttachment(t, a, id); at.SHA256 != sha || at.State != "uploaded" {
 		t.Fatalf("after UploadPending: %+v, want uploaded", at)
+	}
+	ok(t, b.FetchAttachment(id, sha, 20000))
+	if got := must[[]byte](t)(b.ReadAttachment(sha)); !bytes.Equal(got, pic) {
+		t.Fatalf("the other mediator read %d bytes, want the photo's %d", len(got), len(pic))
 	}
 }
