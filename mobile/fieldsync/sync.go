@@ -93,7 +93,7 @@ func (c *Client) sync(ctx context.Context, q *queue) (*schema.Report, error) {
 	if r != nil {
 		rep.Pushed, rep.Applied, rep.Conflicts, rep.Rejected = r.Pushed, r.Applied, r.Conflicts, r.Rejected
 		rep.Pulled, rep.Purged, rep.Refetched, rep.Calls = r.Pulled, r.Purged, r.Refetched, r.Calls
-		if r.Files != nil {
+		if f := r.Files; f != nil && (f.Uploaded > 0 || f.Refused > 0 || f.Left > 0 || f.Err != "") {
 			rep.Files = toUploadReport(r.Files)
 		}
 	}

@@ -248,8 +248,9 @@ type Report struct {
 	DurationMs int64 `json:"duration_ms"`
 	// Changed says the sync changed what the device shows.
 	Changed bool `json:"changed"`
-	// Files is what the uploads after the records did (null when none
-	// ran: the sync failed, or upload_only_on_wifi held them).
+	// Files is what the uploads after the records did; absent when there
+	// was no file to upload (or the sync failed, or upload_only_on_wifi
+	// held them).
 	Files *UploadReport `json:"files,omitempty"`
 }
 
