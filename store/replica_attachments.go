@@ -57,7 +57,7 @@ func (f *FileRow) Complete() bool { return f.Held >= f.Size }
 
 func chunkRow(sha string, off int64) string { return sha + "@" + strconv.FormatInt(off, 10) }
 
-const fileCols = "sha256, size, media_type, held, mine, state, record_id, sent, reason, created_ms"
+const replicaFileCols = "sha256, size, media_type, held, mine, state, record_id, sent, reason, created_ms"
 
 func (t *RTx) scanFile(row interface{ Scan(...any) error }) (*FileRow, error) {
 	f := &FileRow{}
@@ -78,7 +78,7 @@ func (t *RTx) scanFile(row interface{ Scan(...any) error }) (*FileRow, error) {
 
 // File reads what the device holds of a file; ErrNotFound if nothing.
 func (t *RTx) File(sha string) (*FileRow, error) {
-	f, err := t.scanFile(t.tx.QueryRowContext(t.ctx, "SELECT "+fileCols+" FROM att_files WHERE sha256 = ?", sha))
+	f, err := t.scanFile(t.tx.QueryRowContext(t.ctx, "SELECT "+replicaFileCols+" FROM att_files WHERE sha256 = ?", sha))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -87,7 +87,7 @@ func (t *RTx) File(sha string) (*FileRow, error) {
 
 // Files lists the files the device holds (all or part of), by hash.
 func (t *RTx) Files() ([]*FileRow, error) {
-	rows, err := t.tx.QueryContext(t.ctx, "SELECT "+fileCols+" FROM att_files ORDER BY sha256")
+	rows, err := t.tx.QueryContext(t.ctx, "SELECT "+replicaFileCols+" FROM att_files ORDER BY sha256")
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func (t *RTx) PutFile(f *FileRow) error {
 	if f.Reason != "" {
 		reason = t.seal.sealText(f.Reason, "att_files", "reason", f.SHA256)
 	}
-	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO att_files (`+fileCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO att_files (`+replicaFileCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, media_type = excluded.media_type, held = excluded.held,
 		mine = excluded.mine, state = excluded.state, record_id = excluded.record_id, sent = excluded.sent,
 		reason = excluded.reason, created_ms = excluded.created_ms`,

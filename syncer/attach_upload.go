@@ -42,8 +42,9 @@ const uploadAttempts = 4
 const minChunkBytes = 4 << 10
 
 // uploadWindow is how many chunks may be on the way unacknowledged: the
-// device does not wait for each answer before sending the next.
-const uploadWindow = 16
+// device does not wait for each answer before sending the next (the
+// server's MaxChunksInFlight).
+const uploadWindow = 4
 
 // testCorruptChunk, set by tests, may alter a chunk's data after its
 // hash was computed (a chunk damaged on the way).
@@ -198,13 +199,15 @@ func (d *Device) uploadFile(ctx context.Context, conn *grpc.ClientConn, token st
 			return d.wipe()
 		case isStatus && st.Code() == codes.ResourceExhausted:
 			return describe(err)
+		case isStatus && later(st):
+			return fmt.Errorf("upload of file %s: %w", clipSHA(f.SHA256), describe(err))
 		case isStatus && refusal(st):
 			rep.Refused++
 			reason := codeWords(st.Code()) + ": " + st.Message()
 			d.markFile(f, func(f *store.FileRow) { f.State, f.Reason = store.FileRefused, reason })
 			return nil
 		}
-		if isStatus && st.Code() != codes.InvalidArgument {
+		if isStatus && st.Code() != codes.InvalidArgument && st.Code() != codes.OutOfRange {
 			// A link cut in the middle of a chunk: smaller chunks lose less
 			// on the next cut.
 			*chunk = max(*chunk/2, minChunkBytes)
@@ -225,7 +228,20 @@ func refusal(st *status.Status) bool {
 		// A chunk damaged on the way is sent again; anything else wrong
 		// with the file (its size, type, hash) is for good.
 		return !strings.Contains(st.Message(), "chunk.sha256")
-	case codes.FailedPrecondition, codes.PermissionDenied, codes.OutOfRange:
+	case codes.FailedPrecondition, codes.PermissionDenied:
+		// Not in the device's scope, or the record as the server holds it
+		// does not name the file (the device uploads only after it does).
+		return true
+	}
+	return false
+}
+
+// later says whether a status leaves the file for a later sync at once,
+// with no retry now: no such record on the server yet, a server that
+// keeps no files.
+func later(st *status.Status) bool {
+	switch st.Code() {
+	case codes.NotFound, codes.Unimplemented, codes.Unauthenticated:
 		return true
 	}
 	return false
