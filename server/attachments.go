@@ -83,6 +83,10 @@ const (
 	// enough that a thousand phones uploading at once do not fill the
 	// server's memory with buffered chunks.
 	MaxChunksInFlight = 4
+	// MaxFetchesPerDevice is how many fetches one device may run at once
+	// (a new fetch of the same file by the same device takes the old
+	// one's place).
+	MaxFetchesPerDevice = 4
 	// uploadIdle ends an upload whose device sent nothing for that long.
 	uploadIdle = 2 * time.Minute
 )
@@ -132,7 +136,7 @@ func checkRecordID(field, id string) error {
 func (s *Server) fileRef(ctx context.Context, c *caller, prefix, id, sha string) (*pb.Attachment, error) {
 	rec, err := s.store.Record(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fieldError(codes.NotFound, prefix+"record_id", "no record %s on the server: sync the OP_ATTACH that names the file first", id)
+		return nil, fieldError(codes.NotFound, prefix+"record_id", "no record %s on the server (or not yet: sync first)", id)
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "read record %s: %v", id, err)
@@ -149,7 +153,11 @@ func (s *Server) fileRef(ctx context.Context, c *caller, prefix, id, sha string)
 			return a, nil
 		}
 	}
-	return nil, fieldError(codes.FailedPrecondition, prefix+"sha256", "%s %s does not name file %s: attach it (OP_ATTACH) and sync before uploading", domain.KindName(rec.GetKind()), id, sha)
+	hint := "attach it (OP_ATTACH) and sync before uploading"
+	if prefix == "" {
+		hint = "fetch a file through a record that names it"
+	}
+	return nil, fieldError(codes.FailedPrecondition, prefix+"sha256", "%s %s does not name file %s: %s", domain.KindName(rec.GetKind()), id, sha, hint)
 }
 
 func inScope(scope, buckets []string) bool {
@@ -190,7 +198,7 @@ func (x *attachmentService) Upload(stream grpc.BidiStreamingServer[pb.UploadRequ
 	// Messages are read by a goroutine of their own, so that the upload
 	// can end (idle, or replaced by a new upload of the same file) while
 	// a read waits on a dead link; the goroutine ends with the stream.
-	msgs := make(chan *pb.UploadRequest, 1)
+	msgs := make(chan *pb.UploadRequest) // unbuffered: at most one chunk read ahead
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -487,6 +495,14 @@ func (x *attachmentService) Fetch(req *pb.FetchRequest, stream grpc.ServerStream
 	if _, err := s.fileRef(ctx, c, "", req.GetRecordId(), sha); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	release, ok := s.fetches.acquire(c.deviceID, sha, cancel)
+	if !ok {
+		s.fileMetrics.refused("concurrency")
+		return retryAfter(time.Second, "this device already runs %d fetches, the most allowed at once: fetch one file at a time", s.fetches.max)
+	}
+	defer release()
 	fi, err := files.Stat(ctx, sha)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !fi.Complete) {
 		return fieldError(codes.NotFound, "sha256", "file %s is not on the server yet (%d bytes of it stored): the device that attached it uploads it after its next sync; fetch again later", sha, fi.Stored)
@@ -501,7 +517,7 @@ func (x *attachmentService) Fetch(req *pb.FetchRequest, stream grpc.ServerStream
 	if req.GetOffset() == fi.Size {
 		return stream.Send(&pb.FetchResponse{Size: fi.Size, MediaType: fi.MediaType})
 	}
-	return files.EachChunk(ctx, sha, req.GetOffset(), func(off int64, data []byte) error {
+	err = files.EachChunk(ctx, sha, req.GetOffset(), func(off int64, data []byte) error {
 		sum := sha256.Sum256(data)
 		m := &pb.FetchResponse{Chunk: &pb.Chunk{Offset: off, Data: data, Sha256: sum[:]}}
 		if first {
@@ -513,6 +529,13 @@ func (x *attachmentService) Fetch(req *pb.FetchRequest, stream grpc.ServerStream
 		s.fileMetrics.fetched(len(data))
 		return nil
 	})
+	if errors.Is(context.Cause(ctx), errReplaced) {
+		return status.Error(codes.Aborted, "a newer fetch of this file by this device took its place")
+	}
+	if err != nil && status.Code(err) == codes.Unknown {
+		return storeError("read the file", err)
+	}
+	return err
 }
 
 // uploadSlots bounds the uploads each device runs at once.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,13 @@ func OpenFiles(ctx context.Context, path string, opts ...FilesOption) (*Files, e
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// Another kind of database (fieldsync.db given by mistake) is refused
+	// before anything is written to it.
+	if _, err := os.Stat(path); err == nil {
+		if err := checkFilesAppID(ctx, path); err != nil {
+			return nil, err
+		}
+	}
 	db, err := openDB(ctx, path, nil, filesMigrations, 4, o.writerPragmas...)
 	if err != nil {
 		return nil, err
@@ -105,6 +113,22 @@ func OpenFiles(ctx context.Context, path string, opts ...FilesOption) (*Files, e
 		quit: make(chan struct{}), done: make(chan struct{})}
 	go f.writer()
 	return f, nil
+}
+
+func checkFilesAppID(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	var appID int32
+	if err := db.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	if appID != 0 && appID != filesAppID {
+		return fmt.Errorf("%s is not syncd's file store but another database (application_id %#x): the file store is attachments.db in the data directory", path, appID)
+	}
+	return nil
 }
 
 // Path is the database file.
