@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,8 +36,8 @@ import (
 
 	"github.com/benbjohnson/litestream"
 	"github.com/benbjohnson/litestream/file"
-	_ "github.com/benbjohnson/litestream/nats" // registers nats:// destinations
-	_ "github.com/benbjohnson/litestream/s3"   // registers s3:// destinations
+	"github.com/benbjohnson/litestream/nats" // registers nats:// destinations
+	"github.com/benbjohnson/litestream/s3"   // registers s3:// destinations
 	"github.com/superfly/ltx"
 	_ "modernc.org/sqlite" // the "sqlite" driver, for the integrity check
 )
@@ -77,7 +78,17 @@ type Config struct {
 	// then peaked at 78 MB, against 830 MB at 10 s and without bound with
 	// Litestream's checkpoints alone (BENCHMARKS.md).
 	CheckpointEvery time.Duration
+	// Sub is a sub-path under URL where this database's copy goes (""
+	// for URL itself): syncd backs up fieldsync.db to URL and its files'
+	// database attachments.db to URL's AttachmentsSub, so that one
+	// -backup location holds both (see SubClient).
+	Sub string
 }
+
+// AttachmentsSub is the sub-path of a backup location that holds the copy
+// of syncd's attachments.db (the files attached to records), beside the
+// main database's copy at the location itself.
+const AttachmentsSub = "attachments"
 
 // Backup is a running continuous backup of one database.
 type Backup struct {
@@ -105,6 +116,37 @@ func Client(backupURL string) (litestream.ReplicaClient, error) {
 	c, err := litestream.NewReplicaClientFromURL(backupURL)
 	if err != nil {
 		return nil, fmt.Errorf("backup location %s: %w (want a directory, s3://bucket/path or nats://host:port/bucket)", Redact(backupURL), err)
+	}
+	return c, nil
+}
+
+// SubClient returns the Litestream client for the sub-path sub of a
+// backup location: a sub-directory of a directory, a deeper prefix in an
+// S3 bucket or a NATS object store. sub "" is Client.
+func SubClient(backupURL, sub string) (litestream.ReplicaClient, error) {
+	if sub == "" {
+		return Client(backupURL)
+	}
+	if !litestream.IsURL(backupURL) {
+		abs, err := filepath.Abs(backupURL)
+		if err != nil {
+			return nil, fmt.Errorf("backup directory %q: %w", backupURL, err)
+		}
+		return file.NewReplicaClient(filepath.Join(abs, sub)), nil
+	}
+	c, err := Client(backupURL)
+	if err != nil {
+		return nil, err
+	}
+	switch c := c.(type) {
+	case *file.ReplicaClient:
+		return file.NewReplicaClient(filepath.Join(c.Path(), sub)), nil
+	case *s3.ReplicaClient:
+		c.Path = path.Join(c.Path, sub)
+	case *nats.ReplicaClient:
+		c.Path = path.Join(c.Path, sub)
+	default:
+		return nil, fmt.Errorf("backup location %s: a %s location cannot hold a second database under %q; use a directory, s3:// or nats://", Redact(backupURL), c.Type(), sub)
 	}
 	return c, nil
 }
@@ -137,7 +179,7 @@ func Start(ctx context.Context, cfg Config) (*Backup, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	client, err := Client(cfg.URL)
+	client, err := SubClient(cfg.URL, cfg.Sub)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +320,13 @@ var ErrNoBackup = errors.New("no backup found")
 // Latest finds the point a restore to timestamp (zero: the latest) would
 // reach.
 func Latest(ctx context.Context, backupURL string, timestamp time.Time) (Point, error) {
-	client, err := Client(backupURL)
+	return LatestSub(ctx, backupURL, "", timestamp)
+}
+
+// LatestSub is Latest for the database backed up to the sub-path sub of
+// the location (Config.Sub).
+func LatestSub(ctx context.Context, backupURL, sub string, timestamp time.Time) (Point, error) {
+	client, err := SubClient(backupURL, sub)
 	if err != nil {
 		return Point{}, err
 	}
@@ -419,7 +467,13 @@ func noBackup(backupURL string, timestamp time.Time) error {
 // backup holds) to dbPath, which must not exist, and returns the point
 // reached. It checks nothing inside the result: see IntegrityCheck.
 func Restore(ctx context.Context, backupURL, dbPath string, timestamp time.Time) (Point, error) {
-	client, err := Client(backupURL)
+	return RestoreSub(ctx, backupURL, "", dbPath, timestamp)
+}
+
+// RestoreSub is Restore for the database backed up to the sub-path sub of
+// the location (Config.Sub).
+func RestoreSub(ctx context.Context, backupURL, sub, dbPath string, timestamp time.Time) (Point, error) {
+	client, err := SubClient(backupURL, sub)
 	if err != nil {
 		return Point{}, err
 	}

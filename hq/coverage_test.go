@@ -371,13 +371,13 @@ func TestCoverageMigrationFillsHouseholdMonths(t *testing.T) {
 	applyAll(t, m, "L", w.changes)
 	hm1 := dump(t, m, "household_months")
 	m.Close()
-	// Back to version 1: drop what migration 2 made.
+	// Back to version 1: drop what migrations 2 and 3 made.
 	db := openRaw(t, path)
 	for _, tr := range coverageTriggerNames {
 		mustExec(t, db, "DROP TRIGGER "+tr)
 	}
 	for _, s := range []string{"DROP TABLE household_months", "DROP TABLE coverage_state", "DROP TABLE coverage_months",
-		"DROP TABLE coverage_grids", "DROP INDEX link_history_at", "DROP INDEX link_history_from", "PRAGMA user_version = 1"} {
+		"DROP TABLE coverage_grids", "DROP INDEX link_history_at", "DROP INDEX link_history_from", "DROP TABLE attachments", "PRAGMA user_version = 1"} {
 		mustExec(t, db, s)
 	}
 	db.Close()

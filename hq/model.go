@@ -27,7 +27,8 @@ var schemaSQL string
 // column or table is appended here, never edited into an earlier step.
 var migrations = []string{
 	schemaSQL + fmt.Sprintf("\nPRAGMA application_id = %d;\n", applicationID),
-	coverageMigration, // coverage.go: household_months, coverage_*, their triggers
+	coverageMigration,    // coverage.go: household_months, coverage_*, their triggers
+	attachmentsMigration, // attachments.go: the files' references
 }
 
 // applicationID marks a read model's file ("FSHQ"), so that Open refuses
@@ -262,7 +263,7 @@ func (m *Model) Reset(ctx context.Context) error {
 // tables are the model's tables, every one emptied by Reset.
 var tables = []string{"meta", "units", "people", "links", "link_history", "households", "visits",
 	"disputes", "needs", "projects", "events", "status_history", "entries", "devices", "refused_events",
-	"household_months", "coverage_state", "coverage_months", "coverage_grids"}
+	"household_months", "coverage_state", "coverage_months", "coverage_grids", "attachments"}
 
 // applyState is the meta of one transaction: adopted by the model once it
 // commits.
@@ -488,6 +489,9 @@ func applyRecord(ctx context.Context, tx *txc, c *pb.Change) error {
 		strings.TrimSuffix(strings.Repeat("?, ", len(vals)), ", ") + ") ON CONFLICT (id) DO UPDATE SET " + strings.Join(set, ", ")
 	if _, err := tx.ExecContext(ctx, q, vals...); err != nil {
 		return fmt.Errorf("record %s: %w", r.GetId(), err)
+	}
+	if err := applyAttachments(ctx, tx, r, village, town, held > 0); err != nil {
+		return fmt.Errorf("record %s's attachments: %w", r.GetId(), err)
 	}
 	// History and entries are written whole again: only kinds that have
 	// them, and only over a row held before.

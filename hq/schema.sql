@@ -139,3 +139,7 @@ CREATE TABLE refused_events (
 -- coverage_state, coverage_months and coverage_grids, the triggers that
 -- keep them, and indexes on link_history (household_id, from_ms, seq,
 -- member_id) and (from_ms).
+
+-- Migration 3 (attachments.go) adds attachments: one row per record and
+-- attached file (record_id, sha256, n, kind, size, media_type, caption,
+-- author_id, hlc, village_id, town_id): references only, never bytes.

@@ -35,6 +35,12 @@ the lost changes had), and only then puts it in place of <data>/fieldsync.db.
 An existing database is replaced only with -force, and then kept beside it
 as fieldsync.db.before-restore-<time>.
 
+The attached files (<data>/attachments.db, backed up to the location's
+attachments/) come back too, at the latest point the backup holds whatever
+-timestamp says: a file is named by its SHA-256 and never changes, so a
+later copy only holds more of them, and a file no restored record names is
+never served. One in place is kept as attachments.db.before-restore-<time>.
+
 Then start syncd again. Devices keep the changes the server acknowledged
 for 30 days and send again what the restored server lacks; the changelog
 continues under the new lineage, and HQ consumers reload (see README.md,
@@ -201,12 +207,73 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 	if err := os.RemoveAll(filepath.Join(cfg.data, ".fieldsync.db-litestream")); err != nil {
 		return fmt.Errorf("remove the backup's state for the old database: %w", err)
 	}
+	if err := restoreAttachments(ctx, cfg, backupURL, say); err != nil {
+		return err
+	}
 	if fi, err = os.Stat(dbPath); err != nil {
 		return err
 	}
 	say("restored %s to the point of %s: change %d, %d bytes, %.1f s; new lineage %s after change %d (was %s)",
 		dbPath, p.Time.UTC().Format(pointFormat), last, fi.Size(), time.Since(start).Seconds(), l.ID, l.After, was)
 	say("start syncd again: devices send what the restored server lacks, and HQ consumers reload the changelog")
+	return nil
+}
+
+// restoreAttachments puts <data>/attachments.db (the files attached to
+// records) back from the backup location's AttachmentsSub, at the latest
+// point the backup holds, whatever -timestamp: a file is named by its
+// SHA-256 and never changes once complete, so a later copy only holds
+// more files, and one the restored records do not name is never served
+// (a fetch needs a record naming it). A backup without it (made before
+// syncd kept files) is no error: devices offer their files again to the
+// new lineage. An attachments.db in place is moved aside as the database
+// is.
+func restoreAttachments(ctx context.Context, cfg restoreConfig, backupURL string, say func(string, ...any)) error {
+	path := filepath.Join(cfg.data, "attachments.db")
+	tmp := path + ".restoring"
+	for _, f := range []string{tmp, tmp + ".tmp", tmp + "-wal", tmp + "-shm"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove the leftover of an earlier restore: %w", err)
+		}
+	}
+	say("restoring the attached files (attachments.db) from %s at the latest point", backup.Redact(backupURL))
+	start := time.Now()
+	p, err := backup.RestoreSub(ctx, backupURL, backup.AttachmentsSub, tmp, time.Time{})
+	if errors.Is(err, backup.ErrNoBackup) {
+		say("the backup holds no attached files (%s/%s is empty): devices upload theirs again to the restored server", backup.Redact(backupURL), backup.AttachmentsSub)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("restore the attached files: %w (the database is restored; run syncd restore again with -force, or start syncd without them: devices upload their files again)", err)
+	}
+	if err := backup.IntegrityCheck(ctx, tmp); err != nil {
+		return fmt.Errorf("attached files: %w", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		aside := fmt.Sprintf("%s.before-restore-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Rename(path+suffix, aside+suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("move attachments.db aside: %w", err)
+			}
+		}
+		say("moved the attachments.db that was there to %s", aside)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Rename(tmp+suffix, path+suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("put the restored attachments.db in place: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("put the restored attachments.db in place: %w", err)
+	}
+	if err := os.RemoveAll(filepath.Join(cfg.data, ".attachments.db-litestream")); err != nil {
+		return fmt.Errorf("remove the backup's state for the old attachments.db: %w", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	say("restored %s to the point of %s (backup transaction %d): %d bytes, %.1f s", path, p.Time.UTC().Format(pointFormat), p.TXID, fi.Size(), time.Since(start).Seconds())
 	return nil
 }
 

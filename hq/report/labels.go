@@ -20,6 +20,7 @@ var headings = map[string][2]string{
 	"page.project-list": {"项目清单", "Project list"},
 	"page.event-list":   {"事项清单", "Event list"},
 	"page.device-list":  {"设备清单", "Device list"},
+	"page.files":        {"附件", "Files"},
 
 	"table.coverage":          {"走访覆盖", "Visit coverage"},
 	"table.not-visited":       {"本月未走访农户", "Households not visited this month"},
@@ -47,6 +48,13 @@ var headings = map[string][2]string{
 	"chart.events":      {"事项", "Events"},
 
 	"col.unit":            {"单位", "Unit"},
+	"col.file":            {"文件", "File"},
+	"col.files":           {"附件", "Files"},
+	"col.caption":         {"说明", "Caption"},
+	"col.media_type":      {"类型", "Type"},
+	"col.size":            {"字节", "Bytes"},
+	"col.attached_by":     {"上传人", "Attached by"},
+	"col.sha256":          {"SHA-256", "SHA-256"},
 	"col.member":          {"联户党员", "Member"},
 	"col.linked":          {"联系户数", "Linked households"},
 	"col.visited":         {"已走访", "Visited"},

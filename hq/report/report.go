@@ -104,6 +104,7 @@ func init() {
 		"need-list":    {build: needListPage, filters: needFilters},
 		"project-list": {build: projectListPage, filters: map[string]string{"status": strings.Join(projectStatuses, ", ")}},
 		"event-list":   {build: eventListPage, filters: map[string]string{"type": "meeting, party_day, service_request, status_change, other", "service_mode": "direct, proxy, appointment", "all": "1 (every month)", "device": "a device id"}},
+		"files":        {build: filesPage, filters: map[string]string{"record": "a record's id"}},
 		"device-list":  {build: deviceListPage, filters: map[string]string{"days": "a whole number of days from 1 to 3650", "pending": "1", "app_version": "a version as listed"}},
 	}
 }

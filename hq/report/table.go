@@ -24,8 +24,13 @@ type Column struct {
 // numeric; Link, when not empty, the page (a path with its query, e.g.
 // "/coverage?month=2026-11&unit=G0101") that lists the rows behind the
 // number: every number opens its rows.
+//
+// Image, when not empty, is a picture the web page shows in the cell
+// (a file's thumbnail or its type's icon), linked to Link; downloads keep
+// Text only.
 type Cell struct {
-	Text string
-	Num  float64
-	Link string
+	Text  string
+	Num   float64
+	Link  string
+	Image string
 }

@@ -8,13 +8,14 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fieldsync/fieldsync/hq"
 )
 
 // testModel is a read model database (hq/schema.sql) with two towns:
@@ -27,18 +28,21 @@ import (
 // village V1), M1, M2 (members), HQ9 (hq, disabled).
 func testModel(t testing.TB) *sql.DB {
 	t.Helper()
-	schema, err := os.ReadFile("../schema.sql")
+	// The model's schema as hq makes it: schema.sql and the later
+	// migrations (coverage, attachments).
+	path := filepath.Join(t.TempDir(), "model.db")
+	m, err := hq.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "model.db")+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(string(schema)); err != nil {
-		t.Fatalf("schema: %v", err)
-	}
 	now := time.Now()
 	today := now.In(china).Format("2006-01-02")
 	month := today[:7]

@@ -41,6 +41,10 @@ type Config struct {
 	Secure bool         // cookies Secure (true whenever served over TLS)
 	Log    *slog.Logger // nil: slog.Default()
 	Now    func() time.Time
+	// Files reads attached files' bytes (syncd fills it from its store);
+	// nil: the page lists files but cannot show them (fieldctl hq web on
+	// its own).
+	Files Files
 }
 
 // Server is the HQ page.
@@ -49,6 +53,8 @@ type Server struct {
 	db   *sql.DB
 	tmpl *template.Template
 	mux  *http.ServeMux
+
+	thumbs thumbCache
 }
 
 // New opens (creating) the web database and builds the page.
@@ -87,6 +93,8 @@ func New(cfg Config) (*Server, error) {
 		http.Redirect(w, r, withLang("/p/coverage", s.lang(w, r)), http.StatusSeeOther)
 	})
 	s.mux.HandleFunc("GET /p/{name}", s.page)
+	s.mux.HandleFunc("GET /f/{record}/{sha}", s.file(false))
+	s.mux.HandleFunc("GET /f/{record}/{sha}/thumb", s.file(true))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, nil, http.StatusNotFound, msg(s.lang(w, r), "err_404"))
 	})
@@ -192,8 +200,8 @@ type menuItem struct {
 type hidden struct{ Name, Value string }
 
 type cellView struct {
-	Text, Href string
-	Numeric    bool
+	Text, Href, Image string
+	Numeric           bool
 }
 
 type download struct{ Format, Table, Label, Href string }
@@ -504,8 +512,14 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 			cells := make([]cellView, len(row))
 			for j, c := range row {
 				cells[j] = cellView{Text: c.Text, Numeric: j < len(t.Columns) && t.Columns[j].Numeric}
-				if strings.HasPrefix(c.Link, "/p/") {
+				switch {
+				case strings.HasPrefix(c.Link, "/p/"):
 					cells[j].Href = withLang(c.Link, lang)
+				case strings.HasPrefix(c.Link, "/f/"):
+					cells[j].Href = c.Link
+				}
+				if strings.HasPrefix(c.Image, "/f/") || strings.HasPrefix(c.Image, "/static/") {
+					cells[j].Image = c.Image
 				}
 			}
 			tv.Rows = append(tv.Rows, cells)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/hq"
 	"github.com/fieldsync/fieldsync/hq/web"
+	"github.com/fieldsync/fieldsync/store"
 )
 
 // DefaultHQListen is where cmd/syncd serves the HQ page unless told
@@ -68,6 +69,35 @@ type HQConfig struct {
 	Prefix string
 	Log    *slog.Logger
 	Out    io.Writer
+	// Files gives the page the bytes of attached files (syncd: its own
+	// attachments.db, FilesOf); nil: the page lists them without showing
+	// them (fieldctl hq web on its own).
+	Files web.Files
+}
+
+// FilesOf is web.Files over syncd's file store.
+func FilesOf(f *store.Files) web.Files { return storeFiles{f} }
+
+type storeFiles struct{ f *store.Files }
+
+func (s storeFiles) CopyFile(ctx context.Context, sha string, w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	_, err := s.f.CopyFile(ctx, sha, 0, cw)
+	if errors.Is(err, store.ErrNotFound) {
+		return cw.n, web.ErrNoFile
+	}
+	return cw.n, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // HQ is a running follower and page.
@@ -197,7 +227,7 @@ func (h *HQ) start(ctx context.Context, cfg HQConfig, out io.Writer) error {
 	}
 	h.Model = m
 	ws, err := web.New(web.Config{Model: m.DB(), WebDB: filepath.Join(cfg.Dir, HQWebFile), Secure: cfg.TLS != nil,
-		Log: h.log.With("component", "hq-web")})
+		Log: h.log.With("component", "hq-web"), Files: cfg.Files})
 	if err != nil {
 		return fmt.Errorf("HQ page: %w", err)
 	}
@@ -392,6 +422,7 @@ func (d *Daemon) startHQ(ctx context.Context) error {
 		Prefix:     "syncd: ",
 		Log:        d.log,
 		Out:        d.out,
+		Files:      FilesOf(d.Files),
 	})
 	d.hqLis = nil // StartHQ closes it on error, HQ.Stop otherwise
 	if err != nil {

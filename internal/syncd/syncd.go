@@ -151,6 +151,9 @@ type Daemon struct {
 	JS       jetstream.JetStream
 	GRPC     *grpc.Server
 	Backup   *backup.Backup // nil without a backup
+	// FilesBackup is attachments.db's continuous backup, to the sub-path
+	// backup.AttachmentsSub of the same location (nil without a backup).
+	FilesBackup *backup.Backup
 	// HQ is the HQ read model's follower and page (nil without HQListen).
 	HQ *HQ
 
@@ -369,7 +372,11 @@ func (d *Daemon) openStore(ctx context.Context) error {
 	// Attached files' bytes live in a database of their own beside it, so
 	// that the records' writer never waits on them.
 	filesPath := filepath.Join(cfg.Dir, "attachments.db")
-	files, err := store.OpenFiles(ctx, filesPath)
+	var fileOpts []store.FilesOption
+	if cfg.Backup != "" {
+		fileOpts = append(fileOpts, store.FilesExternalCheckpoints())
+	}
+	files, err := store.OpenFiles(ctx, filesPath, fileOpts...)
 	if err != nil {
 		return fmt.Errorf("open file store %s: %w", filesPath, err)
 	}
@@ -395,13 +402,21 @@ func (d *Daemon) openStore(ctx context.Context) error {
 		return fmt.Errorf("%w: fix -backup, or run without a backup with -backup off", err)
 	}
 	d.Backup = b
+	// The files' database to the same location's attachments/: one
+	// -backup holds both, and syncd restore brings both back.
+	fb, err := backup.Start(ctx, backup.Config{DBPath: filesPath, URL: cfg.Backup, Sub: backup.AttachmentsSub, SyncInterval: interval,
+		Retention: retention, Logger: blog.With("component", "backup", "db", "attachments.db"), BetweenCommits: d.Files.BetweenCommits})
+	if err != nil {
+		return fmt.Errorf("%w (attachments.db): fix -backup, or run without a backup with -backup off", err)
+	}
+	d.FilesBackup = fb
 	where := "a directory on the same disk as the data: it undoes mistakes, not a lost disk; point -backup at another disk or at s3://"
 	if !backup.IsLocal(cfg.Backup) {
 		where = "off this machine"
 	} else if filepath.Clean(cfg.Backup) != filepath.Join(cfg.Dir, "backup") {
 		where = "a directory; on another disk it also survives the loss of the data's disk"
 	}
-	fmt.Fprintf(d.out, "syncd: backup to %s every %s, restorable for %s (%s)\n", backup.Redact(cfg.Backup), interval, retention, where)
+	fmt.Fprintf(d.out, "syncd: backup to %s every %s, restorable for %s (%s); attached files (attachments.db) to its %s/\n", backup.Redact(cfg.Backup), interval, retention, where, backup.AttachmentsSub)
 	return nil
 }
 
@@ -594,6 +609,11 @@ func (d *Daemon) Stop() error {
 		// After the database: its last writes are shipped before syncd exits.
 		if err := d.Backup.Close(context.Background()); err != nil {
 			errs = append(errs, fmt.Errorf("%w (the backup lacks the last writes until syncd runs again)", err))
+		}
+	}
+	if d.FilesBackup != nil {
+		if err := d.FilesBackup.Close(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("%w (the backup lacks the last files until syncd runs again)", err))
 		}
 	}
 	if d.NC != nil {
