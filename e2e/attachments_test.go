@@ -8,6 +8,12 @@ import (
 	"image/jpeg"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +24,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fieldsync/fieldsync/hq/web"
+	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/syncer"
@@ -71,12 +79,25 @@ func attachmentOf(t testing.TB, d *syncer.Device, id, sha string) *syncer.Attach
 // the file: the other mediator's phone gets the dispute first, showing
 // the photo as "remote", and cannot fetch it yet (retry later, not an
 // error of the record). Once the first phone uploads the file, the other
-// fetches it on demand and holds the same bytes. HQ sees the reference
-// in the export and in the changelog (the hash, size and type, not the
-// bytes) and the bytes in the server's store; a phone of another village
-// is refused the file, through its own device and through a raw Fetch.
+// fetches it on demand and holds the same bytes. HQ's page lists the
+// photo as soon as the record is in, serves no bytes until the upload,
+// then the photo byte for byte and a 160 px thumbnail; the export and the
+// changelog carry the reference (hash, size, type), not the bytes. A
+// phone of another village is refused the file, through its own device
+// and through a raw Fetch.
 func TestPhotoAttachedOfflineReachesOtherMediatorThenHQ(t *testing.T) {
-	e := testenv.Start(t)
+	var applied atomic.Uint64
+	e := testenv.Start(t, testenv.WithSyncdConfig(func(c *syncd.Config) {
+		c.HQListen = "127.0.0.1:0"
+		c.HQApplied = func(seq uint64) { applied.Store(seq) }
+	}))
+	defer func() {
+		// syncd's follower's last pull keeps a goroutine of nats.go for up
+		// to 3s after it stops (as BenchmarkHQFreshnessPage): stop now and
+		// wait it out, so that goleak finds nothing.
+		e.Stop()
+		time.Sleep(3200 * time.Millisecond)
+	}()
 	e.ImportSample()
 	gate := &uploadGate{}
 	gate.shut.Store(true)
@@ -119,6 +140,14 @@ func TestPhotoAttachedOfflineReachesOtherMediatorThenHQ(t *testing.T) {
 	if got := serverFile(t, e, sha); got != nil {
 		t.Fatalf("the server holds the file whole though no upload got through")
 	}
+
+	// HQ's page lists the photo (the reference came with the record) but
+	// has no bytes to show yet.
+	hq := signInHQ(t, e, &applied)
+	if body := hq.get("/p/files?record="+id+"&lang=en", http.StatusOK); !strings.Contains(body, caption) || !strings.Contains(body, "/f/"+id+"/"+sha) {
+		t.Fatalf("HQ's files page for the dispute lacks the photo:\n%s", body)
+	}
+	hq.get("/f/"+id+"/"+sha, http.StatusNotFound)
 
 	// The record reaches the other mediator before the file.
 	testenv.Sync(t, b)
@@ -184,6 +213,17 @@ func TestPhotoAttachedOfflineReachesOtherMediatorThenHQ(t *testing.T) {
 	}
 	if got := serverFile(t, e, sha); !bytes.Equal(got, pic) {
 		t.Fatalf("the server's store holds %d bytes, want the photo's %d", len(got), len(pic))
+	}
+	// HQ's page: the photo itself, byte for byte, and its thumbnail.
+	if got := hq.get("/f/"+id+"/"+sha, http.StatusOK); got != string(pic) {
+		t.Fatalf("HQ's page serves %d bytes, want the photo's %d", len(got), len(pic))
+	}
+	thumb, err := jpeg.Decode(strings.NewReader(hq.get("/f/"+id+"/"+sha+"/thumb", http.StatusOK)))
+	if err != nil {
+		t.Fatalf("HQ's thumbnail is no JPEG: %v", err)
+	}
+	if b := thumb.Bounds(); b.Dx() != 160 || b.Dy() != 120 {
+		t.Fatalf("HQ's thumbnail is %d×%d, want 160×120 (the 480×360 photo scaled down)", b.Dx(), b.Dy())
 	}
 
 	// A phone of the other village: its device refuses, and so does the
@@ -253,4 +293,56 @@ func serverFile(t testing.TB, e *testenv.Env, sha string) []byte {
 		return nil
 	}
 	return b.Bytes()
+}
+
+// hqPage is a signed-in session of HQ's web page.
+type hqPage struct {
+	t      testing.TB
+	base   string
+	client *http.Client
+}
+
+// signInHQ signs testenv.HQ in to syncd's HQ page with a one-time code,
+// once the page's read model caught up with the server.
+func signInHQ(t testing.TB, e *testenv.Env, applied *atomic.Uint64) *hqPage {
+	t.Helper()
+	h := e.Daemon.HQ
+	if h == nil {
+		t.Fatal("testenv with HQListen: no HQ page")
+	}
+	last, err := e.Store.LastSeq(t.Context())
+	ok(t, err)
+	testenv.WaitFor(t, 30*time.Second, "syncd's HQ model to apply every change", func() bool { return applied.Load() >= last })
+	code, err := web.IssueCode(t.Context(), filepath.Join(e.Dir, "hq", syncd.HQWebFile), h.Model.DB(), testenv.HQ, time.Hour, "attachments e2e")
+	ok(t, err)
+	jar, _ := cookiejar.New(nil)
+	p := &hqPage{t: t, base: h.URL, client: &http.Client{Jar: jar, Timeout: 20 * time.Second}}
+	t.Cleanup(p.client.CloseIdleConnections)
+	form := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(p.get("/signin", http.StatusOK))
+	if form == nil {
+		t.Fatal("the sign-in form has no csrf field")
+	}
+	resp, err := p.client.PostForm(h.URL+"/signin", url.Values{"csrf": {form[1]}, "person": {testenv.HQ}, "code": {code}})
+	ok(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/p/coverage" {
+		t.Fatalf("sign-in ended at %s with %s, want /p/coverage", resp.Request.URL, resp.Status)
+	}
+	return p
+}
+
+// get GETs path and checks the status; it returns the body.
+func (p *hqPage) get(path string, want int) string {
+	p.t.Helper()
+	resp, err := p.client.Get(p.base + path)
+	if err != nil {
+		p.t.Fatalf("GET %s: %v", path, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		p.t.Fatalf("GET %s: %s, want %d\n%.500s", path, resp.Status, want, body)
+	}
+	return string(body)
 }
