@@ -183,6 +183,21 @@ func TestAttachRefusedBeforeQueuingAndOutOfScope(t *testing.T) {
 	ok(t, os.WriteFile(path, pic, 0o600))
 	_, err = a.AttachFile(id, "image/jpeg", "", filepath.Join(t.TempDir(), "missing.jpg"))
 	wantCode(t, "a missing file", err, CodeInvalid)
+	huge := filepath.Join(t.TempDir(), "huge.jpg")
+	ok(t, os.WriteFile(huge, pic[:64], 0o600))
+	ok(t, os.Truncate(huge, domain.MaxAttachmentBytes+1))
+	_, err = a.AttachFile(id, "image/jpeg", "", huge)
+	wantCode(t, "a file over 10 MiB", err, CodeInvalid)
+	if !strings.Contains(err.Error(), "10485760") {
+		t.Errorf("a file over 10 MiB: %v: want the limit said", err)
+	}
+	pngPath := filepath.Join(t.TempDir(), "scan.pdf")
+	ok(t, os.WriteFile(pngPath, pngOf(t), 0o600))
+	_, err = a.AttachFile(id, "application/pdf", "", pngPath)
+	wantCode(t, "a PNG file claimed as a PDF", err, CodeInvalid)
+	if !strings.Contains(err.Error(), "media_type") {
+		t.Errorf("a PNG file claimed as a PDF: %v: want media_type named", err)
+	}
 	sha := must[string](t)(a.AttachFile(id, "image/jpeg", "現場照片", path))
 	syncOnce(t, a)
 	if at := oneAttachment(t, a, id); at.SHA256 != sha || at.State != "uploaded" {
