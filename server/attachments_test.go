@@ -649,3 +649,56 @@ func TestUploadResumesAcrossRestart(t *testing.T) {
 		t.Fatalf("stored: %+v %v", fi, err)
 	}
 }
+
+// Two devices uploading the same file at once (two mediators attached the
+// same scan): the bytes are stored once, each device's chunks the other
+// already stored are answered without being stored again, and both end
+// complete.
+func TestSameFileUploadedByTwoDevicesAtOnce(t *testing.T) {
+	e := filesEnv(t)
+	med, med2 := newRawPhone(t, e, testenv.Mediator), newRawPhone(t, e, testenv.Mediator2)
+	d := newDispute(med)
+	data := fileOf(t, "application/pdf", 6*domain.ChunkBytes+99)
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "application/pdf")
+	med2.attach(d, pb.Kind_KIND_DISPUTE, data, "application/pdf")
+	ua, ra, err := med.startUpload(d, data, "application/pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ub, rb, err := med2.startUpload(d, data, "application/pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Interleaved: each sends from the stored its last answer gave.
+	sa, sb := ra.GetStored(), rb.GetStored()
+	var doneA, doneB bool
+	for !doneA || !doneB {
+		for _, c := range []struct {
+			u    *upload
+			s    *int64
+			done *bool
+		}{{ua, &sa, &doneA}, {ub, &sb, &doneB}} {
+			if *c.done {
+				continue
+			}
+			resp, err := c.u.chunk(*c.s)
+			if err != nil {
+				t.Fatalf("chunk at %d: %v", *c.s, err)
+			}
+			*c.s, *c.done = resp.GetStored(), resp.GetComplete()
+		}
+	}
+	used := func(user string) int64 {
+		n, _, err := e.Daemon.Files.FileBytesToday(t.Context(), deviceIDOf(t, e, user), e.Server.QuotaDay())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if a, b := used(testenv.Mediator), used(testenv.Mediator2); a+b != int64(len(data)) {
+		t.Errorf("bytes stored for the two devices: %d + %d, want the file's %d once", a, b, len(data))
+	}
+	if _, got, err := med2.fetch(d, shaOf(data), 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch: %v", err)
+	}
+}

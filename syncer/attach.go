@@ -259,6 +259,37 @@ func attachmentsOf(tx *store.RTx, rec *pb.Record) ([]*Attachment, error) {
 		}
 		out = append(out, at)
 	}
+	// A file this device attached whose attach the server refused is no
+	// part of the record: shown, refused, with the reason.
+	mine, err := refusedFor(tx, rec)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, mine...), nil
+}
+
+// refusedFor lists the files this device attached to rec that the server
+// refused and rec does not name.
+func refusedFor(tx *store.RTx, rec *pb.Record) ([]*Attachment, error) {
+	queued, err := tx.OutboxFor(rec.GetId())
+	if err != nil {
+		return nil, err
+	}
+	var out []*Attachment
+	for _, q := range queued {
+		a := q.Mutation.GetAttachment()
+		if q.Status != store.OutboxRejected || q.Mutation.GetOp() != pb.Op_OP_ATTACH || domain.HasAttachment(rec, a.GetSha256()) {
+			continue
+		}
+		at := &Attachment{SHA256: a.GetSha256(), Size: a.GetSize(), MediaType: a.GetMediaType(), Caption: a.GetCaption(),
+			HLC: q.Mutation.GetHlc(), State: FileRefused, Reason: "the server refused the attach: " + q.Field + ": " + q.Reason}
+		if f, err := tx.File(a.GetSha256()); err == nil {
+			at.Held = f.Held
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		out = append(out, at)
+	}
 	return out, nil
 }
 

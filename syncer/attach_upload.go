@@ -36,15 +36,25 @@ type UploadReport struct {
 // sync.
 const uploadAttempts = 4
 
-// minChunkBytes is the smallest chunk the device sends: after a link cut
-// in the middle of a chunk, the device halves its chunks (down to this),
-// so that a link that drops every few tens of KB loses little on each cut.
+// minChunkBytes is the chunk the device sends after a link cut in the
+// middle of an upload (linkTune), so that a link that drops every few tens
+// of KB loses little on each cut: 4 KiB keeps a chunk's own overhead (its
+// hash, offset and frames, about 60 bytes) near 1.5%.
 const minChunkBytes = 4 << 10
 
 // uploadWindow is how many chunks may be on the way unacknowledged: the
 // device does not wait for each answer before sending the next (the
 // server's MaxChunksInFlight).
 const uploadWindow = 4
+
+// linkTune is how an UploadPending sends, learnt from its link: after a
+// cut in the middle of an upload, chunks are cut to minChunkBytes and
+// sent one at a time, each after the last was answered. On a link that drops every few tens of KB, a cut then loses
+// at most the one chunk on the way (the server drops chunks it had not
+// committed when the link went), not a window of them.
+type linkTune struct{ chunk, window int }
+
+func (l *linkTune) cut() { l.chunk, l.window = minChunkBytes, 1 }
 
 // testCorruptChunk, set by tests, may alter a chunk's data after its
 // hash was computed (a chunk damaged on the way).
@@ -67,7 +77,8 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 		token string
 		todo  []*store.FileRow
 	)
-	if err := d.db.Update(ctx, func(tx *store.RTx) error {
+	var refused []*store.FileRow
+	if err := d.db.View(ctx, func(tx *store.RTx) error {
 		var err error
 		if ident, err = d.identity(tx); err != nil {
 			return err
@@ -93,9 +104,7 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 			case reason != "":
 				rep.Refused++
 				f.State, f.Reason = store.FileRefused, reason
-				if err := tx.PutFile(f); err != nil {
-					return err
-				}
+				refused = append(refused, f)
 			default:
 				rep.Left++ // its attach is not applied yet: after the next sync
 			}
@@ -103,6 +112,18 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 		return nil
 	}); err != nil {
 		return rep, err
+	}
+	if len(refused) > 0 {
+		if err := d.db.Update(ctx, func(tx *store.RTx) error {
+			for _, f := range refused {
+				if err := tx.PutFile(f); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return rep, err
+		}
 	}
 	if len(todo) == 0 {
 		return rep, nil
@@ -113,9 +134,9 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	chunk := domain.ChunkBytes
+	tune := &linkTune{chunk: domain.ChunkBytes, window: uploadWindow}
 	for i, f := range todo {
-		err := d.uploadFile(ctx, conn, token, f, rep, &chunk)
+		err := d.uploadFile(ctx, conn, token, f, rep, tune)
 		var re *RetryError
 		switch {
 		case err == nil:
@@ -162,7 +183,7 @@ func attachApplied(tx *store.RTx, f *store.FileRow) (bool, string, error) {
 // after a cut link or a damaged chunk while the server keeps storing
 // more. It marks the file uploaded or refused; an error leaves it for a
 // later sync.
-func (d *Device) uploadFile(ctx context.Context, conn *grpc.ClientConn, token string, f *store.FileRow, rep *UploadReport, chunk *int) error {
+func (d *Device) uploadFile(ctx context.Context, conn *grpc.ClientConn, token string, f *store.FileRow, rep *UploadReport, tune *linkTune) error {
 	fails, best := 0, int64(-1)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -171,7 +192,7 @@ func (d *Device) uploadFile(ctx context.Context, conn *grpc.ClientConn, token st
 				return err
 			}
 		}
-		stored, complete, sentAny, err := d.uploadOnce(ctx, conn, token, f, rep, *chunk)
+		stored, complete, sentAny, err := d.uploadOnce(ctx, conn, token, f, rep, *tune)
 		if stored > f.Sent || complete {
 			d.markFile(f, func(f *store.FileRow) {
 				f.Sent = max(f.Sent, stored)
@@ -208,9 +229,9 @@ func (d *Device) uploadFile(ctx context.Context, conn *grpc.ClientConn, token st
 			return nil
 		}
 		if isStatus && st.Code() != codes.InvalidArgument && st.Code() != codes.OutOfRange {
-			// A link cut in the middle of a chunk: smaller chunks lose less
-			// on the next cut.
-			*chunk = max(*chunk/2, minChunkBytes)
+			// A link cut in the middle of the upload: lose less on the
+			// next cut.
+			tune.cut()
 		}
 		if stored > best {
 			best, fails = stored, 0
@@ -262,10 +283,10 @@ func (d *Device) markFile(f *store.FileRow, change func(*store.FileRow)) {
 }
 
 // uploadOnce runs one Upload call: the start, then the chunks from the
-// server's stored, up to uploadWindow of them unacknowledged. It returns
+// server's stored, up to tune.window of them unacknowledged. It returns
 // the most the server said it stored, whether it said complete, and
 // whether a chunk was sent.
-func (d *Device) uploadOnce(ctx context.Context, conn *grpc.ClientConn, token string, f *store.FileRow, rep *UploadReport, chunk int) (int64, bool, bool, error) {
+func (d *Device) uploadOnce(ctx context.Context, conn *grpc.ClientConn, token string, f *store.FileRow, rep *UploadReport, tune linkTune) (int64, bool, bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Photos and scans are compressed already: gzip would cost the phone
@@ -291,10 +312,10 @@ func (d *Device) uploadOnce(ctx context.Context, conn *grpc.ClientConn, token st
 		return 0, false, false, fmt.Errorf("the server said it holds %d bytes of a %d-byte file", stored, f.Size)
 	}
 	// The sender runs beside the answers; window bounds what is on the way.
-	window := make(chan struct{}, uploadWindow)
+	window := make(chan struct{}, tune.window)
 	sendErr := make(chan error, 1)
 	go func() {
-		sendErr <- d.sendChunks(ctx, stream, f, stored, chunk, window)
+		sendErr <- d.sendChunks(ctx, stream, f, stored, tune.chunk, window)
 	}()
 	sentAny := stored < f.Size
 	for {

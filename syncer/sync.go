@@ -150,7 +150,11 @@ func (d *Device) Sync(ctx context.Context) (*Report, error) {
 	if err == nil && (d.opts.HoldUploads == nil || !d.opts.HoldUploads()) {
 		// Records first, files after: the files whose attach this sync
 		// (or an earlier one) got applied go up now.
-		rep.Files, _ = d.UploadPending(ctx)
+		var ferr error
+		rep.Files, ferr = d.UploadPending(ctx)
+		if errors.Is(ferr, ErrRevoked) {
+			return rep, ferr // wiped meanwhile
+		}
 	}
 	return rep, err
 }
