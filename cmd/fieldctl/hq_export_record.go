@@ -10,6 +10,8 @@ package main
 // counting the copy it has. HQ counts the rows whose voided is 0.
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fieldsync/fieldsync/domain"
@@ -24,6 +26,19 @@ type hqRecordJSON struct {
 	Voided  bool          `json:"voided"`
 	Void    *voidJSON     `json:"void,omitempty"`
 	History []historyJSON `json:"history,omitempty"`
+	// Attachments are the record's files as references (hash, size,
+	// type, caption): the bytes stay on the server (the HQ page shows them).
+	Attachments []attachmentJSON `json:"attachments,omitempty"`
+}
+
+// attachmentJSON is a file's reference in the export and tail.
+type attachmentJSON struct {
+	SHA256    string `json:"sha256"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"media_type"`
+	Caption   string `json:"caption,omitempty"`
+	HLC       string `json:"hlc"`
+	AuthorID  string `json:"author_id"`
 }
 
 func toHQRecordJSON(r *pb.Record) *hqRecordJSON {
@@ -33,6 +48,10 @@ func toHQRecordJSON(r *pb.Record) *hqRecordJSON {
 	}
 	for _, h := range r.GetHistory() {
 		out.History = append(out.History, historyJSON{From: h.GetFrom(), To: h.GetTo(), HLC: h.GetHlc(), AuthorID: h.GetAuthorId(), AtMs: h.GetAtMs()})
+	}
+	for _, a := range r.GetAttachments() {
+		out.Attachments = append(out.Attachments, attachmentJSON{SHA256: a.GetSha256(), Size: a.GetSize(), MediaType: a.GetMediaType(),
+			Caption: a.GetCaption(), HLC: a.GetHlc(), AuthorID: a.GetAuthorId()})
 	}
 	return out
 }
@@ -45,9 +64,11 @@ func toHQRecordJSON(r *pb.Record) *hqRecordJSON {
 //	opened_at    when the record got its first status (dispute, need, project)
 //	closed_at    when it last reached a final status: a dispute closed, a
 //	             need resolved, a project completed or abandoned
+//	attachments  the record's files as references, "sha256 size type" each,
+//	             separated by "; " ("" for none): never their bytes
 //
 // Times are RFC 3339 in UTC, from the server's clock; "" where none.
-var csvStatusColumns = []string{"voided", "void_reason", "void_by", "voided_at", "opened_at", "closed_at"}
+var csvStatusColumns = []string{"voided", "void_reason", "void_by", "voided_at", "opened_at", "closed_at", "attachments"}
 
 // csvStatusCells are the csvStatusColumns of record r.
 func csvStatusCells(r *pb.Record) []string {
@@ -57,7 +78,11 @@ func csvStatusCells(r *pb.Record) []string {
 	}
 	v := r.GetVoid()
 	opened, closed := statusDates(r)
-	return []string{voided, v.GetReason(), v.GetAuthorId(), utcTime(v.GetAtMs()), utcTime(opened), utcTime(closed)}
+	var files []string
+	for _, a := range r.GetAttachments() {
+		files = append(files, fmt.Sprintf("%s %d %s", a.GetSha256(), a.GetSize(), a.GetMediaType()))
+	}
+	return []string{voided, v.GetReason(), v.GetAuthorId(), utcTime(v.GetAtMs()), utcTime(opened), utcTime(closed), strings.Join(files, "; ")}
 }
 
 // statusDates returns when r got its first status and when it last reached

@@ -620,7 +620,7 @@ func TestOfflineFieldWork(t *testing.T) {
 			t.Fatal(err)
 		}
 		// member_id: the link, written into the record by the import's assignments.
-		want := "id,kind,version,author_id,voided,void_reason,void_by,voided_at,opened_at,closed_at,address,grid_id,head,member_id,members,needs,phone,tags"
+		want := "id,kind,version,author_id,voided,void_reason,void_by,voided_at,opened_at,closed_at,attachments,address,grid_id,head,member_id,members,needs,phone,tags"
 		if got := strings.Join(rows[0], ","); got != want {
 			t.Fatalf("header %s, want %s", got, want)
 		}
@@ -629,7 +629,7 @@ func TestOfflineFieldWork(t *testing.T) {
 		}
 		for _, row := range rows[1:] {
 			if row[0] == "H0002" {
-				if got := strings.Join(row[4:], "|"); got != "0||||||堰頭垸村周家塆3號|G01|周金枝|U-m1|1|冬季取暖困難||低保戶,獨居老人" {
+				if got := strings.Join(row[4:], "|"); got != "0|||||||堰頭垸村周家塆3號|G01|周金枝|U-m1|1|冬季取暖困難||低保戶,獨居老人" {
 					t.Errorf("H0002 row: %s", got)
 				}
 				return
