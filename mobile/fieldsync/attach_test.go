@@ -264,3 +264,72 @@ func TestUploadOnlyOnWifi(t *testing.T) {
 		t.Fatalf("the other mediator read %d bytes, want the photo's %d", len(got), len(pic))
 	}
 }
+
+// A file the server refuses shows "refused" with the server's reason and
+// holds up nothing: the case reached its 20 files through the other
+// mediator's phone meanwhile, so this phone's 10th attach is refused; its
+// other nine upload, and a note written after it reaches the other phone;
+// the sync's report, the listener and Rejections say so.
+func TestRefusedFileShowsWhyAndBlocksNothing(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	a := phone(t, e, testenv.Mediator)
+	b := phone(t, e, testenv.Mediator2)
+	id := must[string](t)(a.Create("dispute", `{"category":"case","title":"二十張照片","parties":"張大山；錢秋菊","mediators":"`+
+		testenv.Mediator+`,`+testenv.Mediator2+`"}`))
+	syncOnce(t, a)
+	syncOnce(t, b)
+	for i := range 11 {
+		must[string](t)(a.AttachBytes(id, "image/jpeg", "", photo(t, 16, 16, uint64(100+i))))
+	}
+	var mine []string
+	for i := range 10 {
+		mine = append(mine, must[string](t)(b.AttachBytes(id, "image/jpeg", "", photo(t, 16, 16, uint64(200+i)))))
+	}
+	if rep := syncOnce(t, a); rep.Files == nil || rep.Files.Uploaded != 11 {
+		t.Fatalf("A's sync: files %+v, want 11 uploaded", rep.Files)
+	}
+	ok(t, b.AddNote(id, "雙方同意下週再談"))
+	rec := &recorder{t: t}
+	b.SetListener(rec)
+	rep := syncOnce(t, b)
+	if rep.Files == nil || rep.Files.Uploaded != 9 || rep.Files.Refused != 1 || !rep.Changed {
+		t.Fatalf("B's sync: %+v, files %+v: want 9 uploaded and 1 refused", rep, rep.Files)
+	}
+	if ch, _ := rec.snapshot(); len(ch) == 0 || ch[len(ch)-1].Report == nil || ch[len(ch)-1].Report.Files == nil {
+		t.Fatalf("B's listener heard %+v, want the sync with its files", ch)
+	}
+	states := map[string]string{}
+	for _, at := range attachments(t, b, id) {
+		states[at.SHA256] = at.State
+		if at.State == "refused" && (!strings.Contains(at.Reason, "20") || !at.Local) {
+			t.Errorf("the refused file: %+v, want the limit of 20 said and the file kept on the phone", at)
+		}
+	}
+	refused, uploaded := 0, 0
+	for _, sha := range mine {
+		switch states[sha] {
+		case "refused":
+			refused++
+		case "uploaded":
+			uploaded++
+		}
+	}
+	if refused != 1 || uploaded != 9 {
+		t.Fatalf("B's own files: %d refused, %d uploaded (%v), want 1 and 9", refused, uploaded, states)
+	}
+	// The refused attach is B's one rejected write, kept for the user;
+	// the note written after it went through.
+	rej := decode[[]schema.Rejection](t, must[string](t)(b.Rejections()))
+	if len(rej) != 1 || rej[0].Op != "attach" || rej[0].RecordID != id {
+		t.Fatalf("B's rejections: %+v, want the one attach", rej)
+	}
+	syncOnce(t, a)
+	noted := false
+	for _, en := range get(t, a, id).Entries {
+		noted = noted || en.Text == "雙方同意下週再談"
+	}
+	if !noted {
+		t.Fatalf("B's note, written after the refused attach, did not reach A: a refused file held it up")
+	}
+}

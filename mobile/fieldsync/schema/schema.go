@@ -191,7 +191,7 @@ type Rejection struct {
 	Seq      int64  `json:"seq"`
 	RecordID string `json:"record_id"`
 	Kind     string `json:"kind"`
-	Op       string `json:"op"` // create, update, transition, append, void, settle
+	Op       string `json:"op"` // create, update, transition, append, void, settle, attach
 	Code     string `json:"code"`
 	Field    string `json:"field"`
 	Reason   string `json:"reason"`
