@@ -193,13 +193,16 @@ func (c *Client) FetchAttachment(recordID, sha string, timeoutMillis int64) erro
 	if err != nil {
 		return err
 	}
+	if _, local := c.named(recordID, sha); local {
+		return nil // here already: no network needed
+	}
 	if err := c.netAllows("fetch", c.opts.FetchOnlyOnWifi); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(c.life, limit)
 	defer cancel()
 	if err := c.dev.FetchAttachment(ctx, recordID, sha); err != nil {
-		if fileCode(err) == codes.NotFound && c.names(recordID, sha) {
+		if named, _ := c.named(recordID, sha); named && fileCode(err) == codes.NotFound {
 			// The record names the file but the server lacks it: the
 			// phone that attached it has not uploaded it yet.
 			return retryLater(unreachableWait, err)
@@ -209,18 +212,19 @@ func (c *Client) FetchAttachment(recordID, sha string, timeoutMillis int64) erro
 	return nil
 }
 
-// names says whether the record, as this device holds it, names the file.
-func (c *Client) names(recordID, sha string) bool {
+// named says whether the record, as this device holds it, names the
+// file, and whether all of the file's bytes are on this device.
+func (c *Client) named(recordID, sha string) (named, local bool) {
 	list, err := c.dev.Attachments(recordID)
 	if err != nil {
-		return false
+		return false, false
 	}
 	for _, a := range list {
 		if a.SHA256 == sha {
-			return true
+			return true, a.Size > 0 && a.Held >= a.Size
 		}
 	}
-	return false
+	return false, false
 }
 
 // UploadPending uploads the files attached on this phone that the server

@@ -259,7 +259,7 @@ type Change struct {
 	// Source: "write" (a local write through this client) or "sync".
 	Source string `json:"source"`
 	// For a write: the operation (create, update, transition, append,
-	// void, settle, assign) and the record.
+	// void, settle, assign, attach) and the record.
 	Op       string `json:"op,omitempty"`
 	RecordID string `json:"record_id,omitempty"`
 	Kind     string `json:"kind,omitempty"`
