@@ -211,6 +211,7 @@ func TestPhotoAttachedOfflineReachesOtherMediatorThenHQ(t *testing.T) {
 	if n := proto.Size(logged); n > 8<<10 {
 		t.Fatalf("the changelog's message is %d bytes for a %d-byte photo: it carries more than a reference", n, len(pic))
 	}
+	t.Logf("a %d-byte photo: the changelog's message %d bytes, the exported record %d bytes", len(pic), proto.Size(logged), proto.Size(exported))
 	if got := serverFile(t, e, sha); !bytes.Equal(got, pic) {
 		t.Fatalf("the server's store holds %d bytes, want the photo's %d", len(got), len(pic))
 	}
