@@ -14,6 +14,7 @@ import (
 	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/server"
 	"github.com/fieldsync/fieldsync/store"
 	"github.com/fieldsync/fieldsync/syncer"
 )
@@ -315,5 +316,36 @@ func TestRefusedAttachMarksFileRefused(t *testing.T) {
 	}
 	if uploaded != 9 {
 		t.Errorf("%d of B's files show uploaded, want 9", uploaded)
+	}
+}
+
+// A device over its daily file bytes: the sync's records go, the files
+// that fit go, the rest wait on the device (not refused), the upload
+// saying how long.
+func TestFileQuotaLeavesFilesWaiting(t *testing.T) {
+	e := testenv.Start(t, testenv.WithServerConfig(func(c *server.Config) { c.FileQuota = 150_000 }))
+	e.ImportSample()
+	med := e.Device(testenv.Mediator)
+	testenv.Sync(t, med)
+	id := newDispute(t, med, "配額")
+	ok1(med.Attach(id, "image/jpeg", "", photo(t, 100_000)))
+	ok1(med.Attach(id, "image/jpeg", "", photo(t, 100_000)))
+	rep := testenv.Sync(t, med) // the records went: no error
+	if rep.Files.Uploaded != 1 || rep.Files.Left != 1 || rep.Files.Refused != 0 {
+		t.Fatalf("uploads over the file quota: %+v, want 1 uploaded, 1 left", rep.Files)
+	}
+	t.Logf("left: %s", rep.Files.Err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := med.UploadPending(ctx)
+	var re *syncer.RetryError
+	if !errors.As(err, &re) || !re.Quota || re.After <= 0 {
+		t.Fatalf("UploadPending over the quota: %v, want a quota *RetryError with a wait", err)
+	}
+	if rep := testenv.Sync(t, med); rep.Files.Left != 1 || rep.Files.Bytes != 0 {
+		t.Errorf("a sync while the quota holds: %+v, want the file left, nothing sent", rep.Files)
+	}
+	if st := ok1(med.Status()); st.FilesPending != 1 || st.FilesRefused != 0 {
+		t.Errorf("status: %d files pending, %d refused; want 1 waiting", st.FilesPending, st.FilesRefused)
 	}
 }

@@ -177,6 +177,9 @@ func TestAttachOfflineShowsPending(t *testing.T) {
 	if _, err := med.ReadAttachment(shaOf([]byte("nothing"))); !errors.Is(err, syncer.ErrNoFile) {
 		t.Errorf("a file the device lacks: %v, want ErrNoFile", err)
 	}
+	if st, err := med.Status(); err != nil || st.FilesPending != 2 || st.FilesRefused != 0 {
+		t.Errorf("status: %+v, %v; want 2 files pending", st, err)
+	}
 	// Offline, an upload leaves the files for later and refuses none.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -72,6 +72,22 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 	d.uploadMu.Lock()
 	defer d.uploadMu.Unlock()
 	rep := &UploadReport{}
+	if held := d.filesHeld; held != nil && d.opts.Now().Before(d.filesHeldUntil) {
+		// The server said when the device's file bytes start again: no
+		// call before then.
+		wait := *held
+		wait.After = d.filesHeldUntil.Sub(d.opts.Now())
+		rep.Err = "files wait for the device's daily file quota: " + held.Reason
+		if err := d.db.View(ctx, func(tx *store.RTx) error {
+			n, err := tx.CountFiles()
+			rep.Left = n[store.FilePending] + n[store.FileUploading]
+			return err
+		}); err != nil {
+			return rep, err
+		}
+		return rep, &wait
+	}
+	d.filesHeld = nil
 	var (
 		ident *Identity
 		token string
@@ -143,6 +159,13 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 		case errors.As(err, &re), errors.Is(err, ErrRevoked), ctx.Err() != nil:
 			rep.Left += len(todo) - i
 			rep.Err = err.Error()
+			if re != nil {
+				if re.Quota {
+					d.filesHeld, d.filesHeldUntil = re, d.opts.Now().Add(re.After)
+				}
+				// Records still sync; only the files wait.
+				rep.Err = fmt.Sprintf("the server asked this device to wait %v before uploading files again (%s): the files are kept on the device and upload after that; records still sync", roundWait(re.After), re.Reason)
+			}
 			return rep, err
 		default:
 			rep.Left++
@@ -315,14 +338,20 @@ func (d *Device) uploadOnce(ctx context.Context, conn *grpc.ClientConn, token st
 	window := make(chan struct{}, tune.window)
 	sendErr := make(chan error, 1)
 	go func() {
-		sendErr <- d.sendChunks(ctx, stream, f, stored, tune.chunk, window)
+		err := d.sendChunks(ctx, stream, f, stored, tune.chunk, window)
+		if errors.Is(err, errLocal) {
+			cancel() // the device cannot read its own file: end the call
+		}
+		sendErr <- err
 	}()
 	sentAny := stored < f.Size
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
 			cancel()
-			<-sendErr
+			if serr := <-sendErr; errors.Is(serr, errLocal) {
+				return stored, false, sentAny, serr
+			}
 			return stored, false, sentAny, err
 		}
 		if resp.GetStored() > stored {
@@ -351,7 +380,7 @@ func (d *Device) sendChunks(ctx context.Context, stream grpc.BidiStreamingClient
 		if err := d.db.View(ctx, func(tx *store.RTx) error {
 			off, held, err := tx.ChunkAt(f.SHA256, pos)
 			if err != nil {
-				return fmt.Errorf("file %s at byte %d: %w", clipSHA(f.SHA256), pos, err)
+				return fmt.Errorf("%w: file %s at byte %d: %w", errLocal, clipSHA(f.SHA256), pos, err)
 			}
 			held = held[pos-off:]
 			data = held[:min(len(held), size)]
@@ -375,6 +404,10 @@ func (d *Device) sendChunks(ctx context.Context, stream grpc.BidiStreamingClient
 	}
 	return nil
 }
+
+// errLocal marks an upload that failed on the device itself (its copy
+// of the file cannot be read: wiped or purged meanwhile).
+var errLocal = errors.New("this device's copy of the file")
 
 // recvErr is the status behind a failed Send (io.EOF: the server ended
 // the stream; Recv says why).

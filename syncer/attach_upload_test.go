@@ -124,6 +124,15 @@ func TestAttachOfflineThenSyncUploads(t *testing.T) {
 		t.Fatalf("B's fetched file: %d bytes, %v; want A's %d", len(got), err, len(data))
 	}
 
+	// A phone whose scope lacks the case cannot fetch its file: it does
+	// not hold the record (the server refuses such a fetch too: S1's
+	// tests, with a raw client).
+	outsider := e.Device(testenv.Outsider)
+	testenv.Sync(t, outsider)
+	if err := outsider.FetchAttachment(ctx, id, sha); !errors.Is(err, syncer.ErrNotFound) {
+		t.Errorf("a fetch out of scope: %v, want ErrNotFound", err)
+	}
+
 	// The same photo attached by the other phone to its own case: the
 	// server holds it, nothing is sent again.
 	id2 := newDispute(t, medB, "另一宗")
@@ -290,4 +299,40 @@ func stateOf(t *testing.T, d *syncer.Device, id, sha string) string {
 		}
 	}
 	return ""
+}
+
+// A file of the largest size allowed (10 MiB) goes up whole and comes
+// back equal; the log says how fast on loopback with TLS.
+func TestLargestFileUploadsAndFetches(t *testing.T) {
+	e, log := startWithLog(t)
+	medA, medB := e.Device(testenv.Mediator), e.Device(testenv.Mediator2)
+	testenv.Sync(t, medA)
+	id := newDispute(t, medA, "十兆")
+	data := photo(t, 10<<20)
+	sha, err := medA.Attach(id, "image/jpeg", "", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rep := testenv.Sync(t, medA)
+	up := time.Since(start)
+	if rep.Files.Uploaded != 1 || rep.Files.Bytes != int64(len(data)) {
+		t.Fatalf("%+v", rep.Files)
+	}
+	if _, again := log.received(sha); again != 0 {
+		t.Errorf("%d chunks reached the server twice on a whole link", again)
+	}
+	testenv.Sync(t, medB)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start = time.Now()
+	if err := medB.FetchAttachment(ctx, id, sha); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Since(start)
+	var buf bytes.Buffer
+	if err := medB.CopyAttachment(sha, &buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("fetched 10 MiB: %d bytes, %v", buf.Len(), err)
+	}
+	t.Logf("10 MiB: sync+upload %v (%.1f MB/s), fetch %v (%.1f MB/s)", up.Round(time.Millisecond), 10.48576/up.Seconds(), down.Round(time.Millisecond), 10.48576/down.Seconds())
 }

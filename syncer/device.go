@@ -137,7 +137,11 @@ type Device struct {
 	// uploadMu: one UploadPending at a time; fetchMu: one FetchAttachment
 	// (attach_upload.go, attach_fetch.go).
 	uploadMu, fetchMu sync.Mutex
-	conn              *grpc.ClientConn
+	// filesHeld is the server's last refusal of an upload for the daily
+	// file quota, filesHeldUntil when it ends (uploadMu guards both).
+	filesHeld      *RetryError
+	filesHeldUntil time.Time
+	conn           *grpc.ClientConn
 	// versionSentOn is the connection the app's version was last sent on
 	// (syncMu guards it): sent once per connection.
 	versionSentOn *grpc.ClientConn

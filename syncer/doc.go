@@ -11,6 +11,14 @@
 // mutations applied on top. A mutation the server rejects stays in the
 // outbox with its reason, shown on its record; it is never dropped.
 //
+// Files (photos, scans) attach to records the same way, offline (Attach,
+// AttachFile): the bytes are kept in the replica, sealed, and the record
+// names them at once. Sync sends records only; after a sync whose answer
+// applied the attach, it uploads the files in chunks, resuming from what
+// the server holds (UploadPending, attach_upload.go). Other phones get the
+// reference with the record and fetch the bytes on demand
+// (FetchAttachment).
+//
 // The exported surface keeps mostly to plain types (strings, ints,
 // pointers to structs, errors); Fields is a small setter type instead of a
 // map. It is not what a phone binds: the context.Context parameters,

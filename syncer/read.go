@@ -150,6 +150,10 @@ type Status struct {
 	// Acked is how many acknowledged mutations are kept, to be sent again
 	// if the server loses them.
 	Acked int
+	// FilesPending is how many files attached here wait for their upload
+	// (pending or uploading); FilesRefused how many were refused (each
+	// shown with its reason by Attachments).
+	FilesPending, FilesRefused int
 }
 
 // Status returns the device's summary.
@@ -197,6 +201,12 @@ func (d *Device) Status() (*Status, error) {
 		if st.Acked, err = tx.CountOutbox(store.OutboxAcked); err != nil {
 			return err
 		}
+		files, err := tx.CountFiles()
+		if err != nil {
+			return err
+		}
+		st.FilesPending, st.FilesRefused = files[store.FilePending]+files[store.FileUploading], files[store.FileRefused]
+
 		st.LastError, err = tx.Meta(metaLastErr)
 		return err
 	})
