@@ -58,8 +58,9 @@ import (
 //
 // Fetch streams a complete file named by a record in the caller's scope
 // (a phone fetches on demand), from an offset, in chunks of at most
-// domain.ChunkBytes, each with its SHA-256; the first answer carries the
-// size and type. A file not on the server yet is NOT_FOUND (sha256).
+// domain.ChunkBytes (fetchPiece: a little less, not aligned with the
+// upload's), each with its offset and SHA-256; the first answer carries
+// the size and type. A file not on the server yet is NOT_FOUND (sha256).
 type attachmentService struct {
 	pb.UnimplementedAttachmentServiceServer
 	s *Server
@@ -198,7 +199,11 @@ func (x *attachmentService) Upload(stream grpc.BidiStreamingServer[pb.UploadRequ
 	// Messages are read by a goroutine of their own, so that the upload
 	// can end (idle, or replaced by a new upload of the same file) while
 	// a read waits on a dead link; the goroutine ends with the stream.
-	msgs := make(chan *pb.UploadRequest) // unbuffered: at most one chunk read ahead
+	// Unbuffered: the reader holds at most one chunk ahead, and it reads
+	// the device's half-close (io.EOF) only once every chunk before it was
+	// taken, so the select in next never sees the end before a chunk sent
+	// ahead of it (TestUploadHalfClosedAfterLastChunk).
+	msgs := make(chan *pb.UploadRequest)
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -264,7 +269,13 @@ func (x *attachmentService) Upload(stream grpc.BidiStreamingServer[pb.UploadRequ
 	}
 	defer release()
 
-	fi, err := files.Begin(ctx, sha, size, mt)
+	// A file the store holds under this claim, or whole, needs no write
+	// to begin (a thousand phones offering files the server has cost no
+	// commit).
+	fi, err := files.Stat(ctx, sha)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !fi.Complete && (fi.Size != size || fi.MediaType != mt)) {
+		fi, err = files.Begin(ctx, sha, size, mt)
+	}
 	if err != nil {
 		return storeError("begin upload", err)
 	}
@@ -518,15 +529,19 @@ func (x *attachmentService) Fetch(req *pb.FetchRequest, stream grpc.ServerStream
 		return stream.Send(&pb.FetchResponse{Size: fi.Size, MediaType: fi.MediaType})
 	}
 	err = files.EachChunk(ctx, sha, req.GetOffset(), func(off int64, data []byte) error {
-		sum := sha256.Sum256(data)
-		m := &pb.FetchResponse{Chunk: &pb.Chunk{Offset: off, Data: data, Sha256: sum[:]}}
-		if first {
-			m.Size, m.MediaType, first = fi.Size, fi.MediaType, false
+		for len(data) > 0 {
+			piece := data[:min(len(data), fetchPiece)]
+			sum := sha256.Sum256(piece)
+			m := &pb.FetchResponse{Chunk: &pb.Chunk{Offset: off, Data: piece, Sha256: sum[:]}}
+			if first {
+				m.Size, m.MediaType, first = fi.Size, fi.MediaType, false
+			}
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+			s.fileMetrics.fetched(len(piece))
+			data, off = data[len(piece):], off+int64(len(piece))
 		}
-		if err := stream.Send(m); err != nil {
-			return err
-		}
-		s.fileMetrics.fetched(len(data))
 		return nil
 	})
 	if errors.Is(context.Cause(ctx), errReplaced) {
@@ -537,6 +552,16 @@ func (x *attachmentService) Fetch(req *pb.FetchRequest, stream grpc.ServerStream
 	}
 	return err
 }
+
+// fetchPiece is the most file bytes one FetchResponse carries: a stored
+// chunk of domain.ChunkBytes goes out in two, so that each message's
+// encoding (data, offset, hash, size, type) stays within 32 KiB. grpc
+// encodes a message into a buffer from its pool's tiers, 32 KiB then 1
+// MiB: a message of 32 KiB of data and its few dozen bytes more took a
+// 1 MiB buffer, held until the message is on the wire, so a slow phone's
+// fetch pinned a few MiB of the server's memory
+// (TestLargestFileStreamedNotHeld: the live heap during a 10 MiB fetch).
+const fetchPiece = domain.ChunkBytes - 256
 
 // uploadSlots bounds the uploads each device runs at once.
 type uploadSlots struct {

@@ -702,3 +702,92 @@ func TestSameFileUploadedByTwoDevicesAtOnce(t *testing.T) {
 		t.Fatalf("fetch: %v", err)
 	}
 }
+
+// A device may send all its chunks and half-close before reading the
+// answers: every chunk sent before the half-close is stored, and the
+// upload completes (the half-close is taken only after them).
+func TestUploadHalfClosedAfterLastChunk(t *testing.T) {
+	e := filesEnv(t)
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	for i := range 5 {
+		data := fileOf(t, "image/jpeg", 4*domain.ChunkBytes+i)
+		med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/jpeg")
+		u, resp, err := med.startUpload(d, data, "image/jpeg")
+		if err != nil || resp.GetStored() != 0 {
+			t.Fatalf("start: %v %v", resp, err)
+		}
+		for off := 0; off < len(data); off += domain.ChunkBytes {
+			piece := data[off:min(off+domain.ChunkBytes, len(data))]
+			if err := u.stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Chunk{Chunk: &pb.Chunk{Offset: int64(off), Data: piece, Sha256: sum(piece)}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := u.stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		var last *pb.UploadResponse
+		for {
+			r, err := u.stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("file %d: %v", i, err)
+			}
+			last = r
+		}
+		if !last.GetComplete() || last.GetStored() != int64(len(data)) {
+			t.Fatalf("file %d: last answer %v, want complete", i, last)
+		}
+	}
+}
+
+// The metrics count the bytes stored (a chunk held already not again),
+// the bytes fetched, the refusals by reason and the files completed.
+func TestAttachmentMetrics(t *testing.T) {
+	opt, url := withMetrics(t, nil)
+	e := testenv.Start(t, opt)
+	e.ImportSample()
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	data := fileOf(t, "image/jpeg", 2*domain.ChunkBytes+5)
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/jpeg")
+	u, _, err := med.startUpload(d, data, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.chunk(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.chunk(0); err != nil { // held already: answered, not stored
+		t.Fatal(err)
+	}
+	_, err = u.raw(&pb.Chunk{Offset: domain.ChunkBytes, Data: data[domain.ChunkBytes : 2*domain.ChunkBytes], Sha256: sum(data[:10])})
+	wantStatus(t, "damaged chunk", err, codes.InvalidArgument, "chunk.sha256")
+	u, resp, err := med.startUpload(d, data, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.rest(resp.GetStored())
+	if _, _, err := med.fetch(d, shaOf(data), 1000); err != nil {
+		t.Fatal(err)
+	}
+	m := scrape(t, url)
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"fieldsync_attachment_bytes_total", "direction", "upload", float64(len(data))},
+		{"fieldsync_attachment_bytes_total", "direction", "fetch", float64(len(data) - 1000)},
+		{"fieldsync_attachment_refusals_total", "reason", "hash", 1},
+		{"fieldsync_attachment_refusals_total", "reason", "order", 0},
+	} {
+		if got := value(m, c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%s} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+	if got := value(m, "fieldsync_attachment_files_completed_total"); got != 1 {
+		t.Errorf("files completed %v, want 1", got)
+	}
+}
