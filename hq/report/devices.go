@@ -352,15 +352,19 @@ func visitsPage(e *env) (*Result, error) {
 		return nil, fmt.Errorf("report: visits: %w", err)
 	}
 	defer rows.Close()
+	files, err := e.fileCounts()
+	if err != nil {
+		return nil, err
+	}
 	t := Table{Name: "visits", Title: label(e.lang, "page.visits") + " · " + e.month,
 		Columns: []Column{e.col("visit", false), e.col("visited_on", false), e.col("household", false), e.col("head", false), e.col("grid", false),
-			e.col("author", false), e.col("met", false), e.col("help", false), e.col("follow_up", false)}}
+			e.col("author", false), e.col("met", false), e.col("help", false), e.col("follow_up", false), e.col("files", true)}}
 	for rows.Next() {
 		var id, on, hid, head, grid, aid, aname, met, help, fu string
 		if err := rows.Scan(&id, &on, &hid, &head, &grid, &aid, &aname, &met, &help, &fu); err != nil {
 			return nil, err
 		}
-		t.Rows = append(t.Rows, []Cell{txt(id), txt(on), txt(hid), txt(head), txt(e.unitName(grid)), txt(nameOr(aname, aid)), txt(met), txt(help), txt(fu)})
+		t.Rows = append(t.Rows, []Cell{txt(id), txt(on), txt(hid), txt(head), txt(e.unitName(grid)), txt(nameOr(aname, aid)), txt(met), txt(help), txt(fu), filesCell(files, id)})
 	}
 	return &Result{Title: e.title("visits", true), Tables: []Table{t}}, rows.Err()
 }

@@ -268,9 +268,14 @@ func disputeListPage(e *env) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	files, err := e.fileCounts()
+	if err != nil {
+		return nil, err
+	}
 	t := Table{Name: "disputes", Title: label(e.lang, "page.dispute-list"),
 		Columns: []Column{e.col("id", false), e.col("village", false), e.col("category", false), e.col("title", false),
-			e.col("status", false), e.col("result", false), e.col("level", false), e.col("opened", false), e.col("settled_on", false), e.col("age_days", true)}}
+			e.col("status", false), e.col("result", false), e.col("level", false), e.col("opened", false), e.col("settled_on", false), e.col("age_days", true),
+			e.col("files", true)}}
 	for _, d := range ds {
 		end := e.now
 		if d.settled > 0 {
@@ -278,7 +283,7 @@ func disputeListPage(e *env) (*Result, error) {
 		}
 		t.Rows = append(t.Rows, []Cell{txt(d.id), txt(e.unitName(d.village)), txt(dv(e.lang, "category", d.category)), txt(d.title),
 			txt(dv(e.lang, "status", d.status)), txt(dv(e.lang, "result", d.result)), txt(dv(e.lang, "level", d.level)),
-			txt(dayOf(d.opened)), txt(dayOf(d.settled)), days(float64(end-d.opened) / dayMs)})
+			txt(dayOf(d.opened)), txt(dayOf(d.settled)), days(float64(end-d.opened) / dayMs), filesCell(files, d.id)})
 	}
 	return &Result{Title: e.title("dispute-list", false), Tables: []Table{t}}, nil
 }

@@ -67,6 +67,12 @@ func Files(ctx context.Context, db *sql.DB, q Query, recordID string) ([]*FileRe
 	if recordID == "" || len(recordID) > 100 {
 		return nil, fmt.Errorf("%w: record %q: want a record's id", ErrBadQuery, clipText(recordID))
 	}
+	if ok, err := hasAttachments(ctx, db); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("%w: record %q has no files (this read model keeps none)", ErrNotFound, recordID)
+		}
+		return nil, err
+	}
 	rows, err := db.QueryContext(ctx, `SELECT record_id, kind, sha256, size, media_type, caption, author_id, village_id, town_id
 		FROM attachments WHERE record_id = ? ORDER BY n`, recordID)
 	if err != nil {
@@ -133,12 +139,15 @@ func filesPage(e *env) (*Result, error) {
 // fileCounts returns how many files each of the records ids has (only
 // those with any).
 func (e *env) fileCounts() (map[string]int64, error) {
+	out := map[string]int64{}
+	if ok, err := hasAttachments(e.ctx, e.db); err != nil || !ok {
+		return out, err
+	}
 	rows, err := e.db.QueryContext(e.ctx, `SELECT record_id, count(*) FROM attachments GROUP BY record_id`)
 	if err != nil {
 		return nil, fmt.Errorf("report: attachments: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]int64{}
 	for rows.Next() {
 		var id string
 		var n int64
@@ -158,4 +167,15 @@ func filesCell(counts map[string]int64, id string) Cell {
 		return Cell{Text: "0"}
 	}
 	return num(n, "/p/files?record="+url.QueryEscape(id))
+}
+
+// hasAttachments says whether the model has the attachments table (hq's
+// migration 3): the report also reads a database of schema.sql alone, as
+// it counts from the base tables, and such a one keeps no files.
+func hasAttachments(ctx context.Context, db *sql.DB) (bool, error) {
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'attachments'`).Scan(&n); err != nil {
+		return false, fmt.Errorf("report: attachments: %w", err)
+	}
+	return n > 0, nil
 }

@@ -150,16 +150,22 @@ func needListPage(e *env) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	files, err := e.fileCounts()
+	if err != nil {
+		return nil, err
+	}
 	t := Table{Name: "needs", Title: label(e.lang, "page.need-list"),
 		Columns: []Column{e.col("id", false), e.col("village", false), e.col("household", false), e.col("category", false),
-			e.col("summary", false), e.col("status", false), e.col("raised_on", false), e.col("met_on", false), e.col("age_days", true)}}
+			e.col("summary", false), e.col("status", false), e.col("raised_on", false), e.col("met_on", false), e.col("age_days", true),
+			e.col("files", true)}}
 	for _, n := range ns {
 		end := e.now
 		if n.met > 0 {
 			end = n.met
 		}
 		t.Rows = append(t.Rows, []Cell{txt(n.id), txt(e.unitName(n.village)), txt(n.household), txt(nv(e.lang, "category", n.category)),
-			txt(n.summary), txt(nv(e.lang, "status", n.status)), txt(dayOf(n.raised)), txt(dayOf(n.met)), days(float64(end-n.raised) / dayMs)})
+			txt(n.summary), txt(nv(e.lang, "status", n.status)), txt(dayOf(n.raised)), txt(dayOf(n.met)), days(float64(end-n.raised) / dayMs),
+			filesCell(files, n.id)})
 	}
 	return &Result{Title: e.title("need-list", false), Tables: []Table{t}}, nil
 }
@@ -232,15 +238,20 @@ func projectListPage(e *env) (*Result, error) {
 		return nil, fmt.Errorf("report: projects: %w", err)
 	}
 	defer rows.Close()
+	files, err := e.fileCounts()
+	if err != nil {
+		return nil, err
+	}
 	t := Table{Name: "projects", Title: label(e.lang, "page.project-list"),
-		Columns: []Column{e.col("id", false), e.col("village", false), e.col("title", false), e.col("leader", false), e.col("status", false), e.col("planned_on", false)}}
+		Columns: []Column{e.col("id", false), e.col("village", false), e.col("title", false), e.col("leader", false), e.col("status", false), e.col("planned_on", false),
+			e.col("files", true)}}
 	for rows.Next() {
 		var id, v, title, lid, lname, st, planned string
 		if err := rows.Scan(&id, &v, &title, &lid, &lname, &st, &planned); err != nil {
 			return nil, err
 		}
 		t.Rows = append(t.Rows, []Cell{txt(id), txt(e.unitName(v)), txt(title), txt(nameOr(lname, lid)),
-			txt(domain.ValueLabel(e.lang, pb.Kind_KIND_PROJECT, "status", st)), txt(planned)})
+			txt(domain.ValueLabel(e.lang, pb.Kind_KIND_PROJECT, "status", st)), txt(planned), filesCell(files, id)})
 	}
 	return &Result{Title: e.title("project-list", false), Tables: []Table{t}}, rows.Err()
 }

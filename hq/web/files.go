@@ -149,6 +149,14 @@ func (s *Server) thumbnail(w http.ResponseWriter, r *http.Request, ss *session, 
 	}
 	b := s.thumbs.get(ref.SHA256)
 	if b == nil {
+		// At most thumbSlots decoded at once: each holds its picture
+		// (1.5 bytes a pixel for a JPEG, 18 MB for 12 MP).
+		select {
+		case thumbSlots <- struct{}{}:
+			defer func() { <-thumbSlots }()
+		case <-r.Context().Done():
+			return
+		}
 		var err error
 		b, err = makeThumbnail(r.Context(), s.cfg.Files, ref.SHA256)
 		switch {
@@ -173,6 +181,10 @@ func (s *Server) thumbnail(w http.ResponseWriter, r *http.Request, ss *session, 
 }
 
 var errNoThumbnail = errors.New("no thumbnail")
+
+// thumbSlots bounds the thumbnails being made at once (all pages of the
+// process).
+var thumbSlots = make(chan struct{}, 2)
 
 // makeThumbnail decodes a JPEG or PNG file as it streams from files and
 // scales it down (box filter) to ThumbPixels on its longest side, as JPEG.
@@ -232,6 +244,12 @@ func Scale(img image.Image, max int) *image.RGBA {
 	}
 	dw, dh = maxInt(dw, 1), maxInt(dh, 1)
 	dst := image.NewRGBA(image.Rect(0, 0, dw, dh))
+	if yc, ok := img.(*image.YCbCr); ok {
+		if sx, sy, ok := chromaStep(yc.SubsampleRatio); ok {
+			scaleYCbCr(dst, yc, sx, sy)
+			return dst
+		}
+	}
 	for y := 0; y < dh; y++ {
 		y0, y1 := b.Min.Y+y*sh/dh, b.Min.Y+(y+1)*sh/dh
 		if y1 <= y0 {
@@ -253,6 +271,66 @@ func Scale(img image.Image, max int) *image.RGBA {
 		}
 	}
 	return dst
+}
+
+// chromaStep is how many luma pixels share a chroma sample across and down.
+func chromaStep(r image.YCbCrSubsampleRatio) (int, int, bool) {
+	switch r {
+	case image.YCbCrSubsampleRatio444:
+		return 1, 1, true
+	case image.YCbCrSubsampleRatio422:
+		return 2, 1, true
+	case image.YCbCrSubsampleRatio420:
+		return 2, 2, true
+	case image.YCbCrSubsampleRatio440:
+		return 1, 2, true
+	case image.YCbCrSubsampleRatio411:
+		return 4, 1, true
+	case image.YCbCrSubsampleRatio410:
+		return 4, 2, true
+	}
+	return 0, 0, false
+}
+
+// scaleYCbCr is Scale for a JPEG's picture: each box's mean luma and
+// chroma, read straight from the planes, converted to RGB once (the
+// conversion is affine, so the mean converts as the pixels would).
+func scaleYCbCr(dst *image.RGBA, yc *image.YCbCr, csx, csy int) {
+	b := yc.Rect
+	sw, sh := b.Dx(), b.Dy()
+	dw, dh := dst.Rect.Dx(), dst.Rect.Dy()
+	cx0, cy0 := b.Min.X/csx, b.Min.Y/csy
+	for y := 0; y < dh; y++ {
+		y0, y1 := b.Min.Y+y*sh/dh, b.Min.Y+(y+1)*sh/dh
+		if y1 <= y0 {
+			y1 = y0 + 1
+		}
+		for x := 0; x < dw; x++ {
+			x0, x1 := b.Min.X+x*sw/dw, b.Min.X+(x+1)*sw/dw
+			if x1 <= x0 {
+				x1 = x0 + 1
+			}
+			var ys, n uint64
+			for sy := y0; sy < y1; sy++ {
+				row := yc.Y[(sy-b.Min.Y)*yc.YStride+(x0-b.Min.X) : (sy-b.Min.Y)*yc.YStride+(x1-b.Min.X)]
+				for _, v := range row {
+					ys += uint64(v)
+				}
+				n += uint64(len(row))
+			}
+			var cbs, crs, cn uint64
+			for cy := y0 / csy; cy <= (y1-1)/csy; cy++ {
+				off := (cy - cy0) * yc.CStride
+				for cx := x0 / csx; cx <= (x1-1)/csx; cx++ {
+					cbs += uint64(yc.Cb[off+cx-cx0])
+					crs += uint64(yc.Cr[off+cx-cx0])
+					cn++
+				}
+			}
+			r, g, bl := color.YCbCrToRGB(uint8(ys/n), uint8(cbs/cn), uint8(crs/cn))
+			dst.SetRGBA(x, y, color.RGBA{r, g, bl, 255})
+		}
+	}
 }
 
 // pixel reads one pixel as 16-bit premultiplied RGBA, without an interface

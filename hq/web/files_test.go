@@ -191,3 +191,69 @@ func TestFilesPage(t *testing.T) {
 		t.Errorf("signed out: %d, want 303 to sign in", resp.StatusCode)
 	}
 }
+
+// A thumbnail of a phone's photo (4000×3000 JPEG, 12 MP) as the page makes
+// it on first view: decoded as it streams, scaled by the box filter,
+// encoded.
+func BenchmarkThumbnail12MP(b *testing.B) {
+	photo := testJPEG(b, 4000, 3000)
+	files := &memFiles{files: map[string][]byte{hashOfBytes(photo): photo}}
+	sha := hashOfBytes(photo)
+	b.SetBytes(int64(len(photo)))
+	b.ResetTimer()
+	for b.Loop() {
+		t, err := makeThumbnail(context.Background(), files, sha)
+		if err != nil || len(t) == 0 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// The JPEG fast path (means of the YCbCr planes) gives the colours the
+// generic box filter (means of the RGB pixels) gives, within rounding, on
+// a smooth picture (where colours clip at the gamut's edge the two
+// differ more: the mean is taken before the clip, not after).
+func TestScaleYCbCrMatchesGeneric(t *testing.T) {
+	for _, sub := range []int{444, 420} {
+		src := image.NewRGBA(image.Rect(0, 0, 643, 481))
+		for y := range 481 {
+			for x := range 643 {
+				src.SetRGBA(x, y, color.RGBA{uint8(x * 255 / 643), uint8(y / 2), uint8(128 + (x-y)/8), 255})
+			}
+		}
+		var buf bytes.Buffer
+		jpeg.Encode(&buf, src, &jpeg.Options{Quality: 100})
+		img, err := jpeg.Decode(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		yc, ok := img.(*image.YCbCr)
+		if !ok {
+			t.Fatalf("decoded %T", img)
+		}
+		if sub == 444 {
+			// Re-plane as 4:4:4.
+			full := image.NewYCbCr(yc.Rect, image.YCbCrSubsampleRatio444)
+			for y := yc.Rect.Min.Y; y < yc.Rect.Max.Y; y++ {
+				for x := yc.Rect.Min.X; x < yc.Rect.Max.X; x++ {
+					c := yc.YCbCrAt(x, y)
+					full.Y[full.YOffset(x, y)], full.Cb[full.COffset(x, y)], full.Cr[full.COffset(x, y)] = c.Y, c.Cb, c.Cr
+				}
+			}
+			yc = full
+		}
+		fast := Scale(yc, ThumbPixels)
+		slow := Scale(struct{ image.Image }{yc}, ThumbPixels)
+		if fast.Bounds() != slow.Bounds() || fast.Bounds().Dx() != 160 || fast.Bounds().Dy() != 120 {
+			t.Fatalf("%d: bounds %v and %v, want 160×120", sub, fast.Bounds(), slow.Bounds())
+		}
+		worst := 0
+		for i := range fast.Pix {
+			d := int(fast.Pix[i]) - int(slow.Pix[i])
+			worst = max(worst, d, -d)
+		}
+		if worst > 4 {
+			t.Errorf("%d: the fast path differs from the generic box filter by up to %d of 255", sub, worst)
+		}
+	}
+}

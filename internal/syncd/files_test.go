@@ -136,6 +136,11 @@ func TestHQPageShowsAttachedFiles(t *testing.T) {
 	}
 	for _, person := range []string{testenv.HQ, "U-sec-t01"} {
 		c := signedIn(person)
+		// The dispute's row counts its files, linked to its files page.
+		resp, list := fetch(c, "/p/dispute-list?lang=en")
+		if link := `href="/p/files?record=` + dispute + `&amp;lang=en">1</a>`; resp.StatusCode != http.StatusOK || !strings.Contains(string(list), link) {
+			t.Errorf("%s: the dispute list lacks %s:\n%s", person, link, list)
+		}
 		resp, page := fetch(c, "/p/files?record="+dispute)
 		thumb := "/f/" + dispute + "/" + sha + "/thumb"
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), `src="`+thumb+`"`) || !strings.Contains(string(page), "人民調解協議書（簽字頁）") {
