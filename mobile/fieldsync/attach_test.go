@@ -93,6 +93,9 @@ func TestAttachOfflineUploadAfterSyncFetchOnWifi(t *testing.T) {
 	if n := len(changes); n == 0 || changes[n-1].Op != "attach" || changes[n-1].RecordID != id || changes[n-1].Kind != "dispute" {
 		t.Fatalf("listener heard %+v, want an attach of %s", changes, id)
 	}
+	if st := status(t, a); st.FilesPending != 1 || st.FilesRefused != 0 {
+		t.Fatalf("status after the attach: %+v, want one file pending", st)
+	}
 	// The app holds the file back on "none": UploadPending says why.
 	up := decode[schema.UploadReport](t, must[string](t)(a.UploadPending(5000)))
 	if up.Skipped == "" || up.Uploaded != 0 {
@@ -102,6 +105,9 @@ func TestAttachOfflineUploadAfterSyncFetchOnWifi(t *testing.T) {
 	ok(t, a.SetNetwork(NetworkWifi))
 	if rep := syncOnce(t, a); rep.Files == nil || rep.Files.Uploaded != 1 || rep.Files.Bytes != int64(len(pic)) || !rep.Changed {
 		t.Fatalf("the sync's report: %+v (files %+v), want the photo uploaded, all its bytes", rep, rep.Files)
+	}
+	if st := status(t, a); st.FilesPending != 0 {
+		t.Fatalf("status after the upload: %+v, want no file pending", st)
 	}
 	if at := oneAttachment(t, a, id); at.State != "uploaded" || !at.Local {
 		t.Fatalf("after the sync: %+v, want uploaded and still local", at)
@@ -318,6 +324,9 @@ func TestRefusedFileShowsWhyAndBlocksNothing(t *testing.T) {
 	}
 	if refused != 1 || uploaded != 9 {
 		t.Fatalf("B's own files: %d refused, %d uploaded (%v), want 1 and 9", refused, uploaded, states)
+	}
+	if st := status(t, b); st.FilesRefused != 1 || st.FilesPending != 0 {
+		t.Fatalf("B's status: %+v, want one file refused, none pending", st)
 	}
 	// The refused attach is B's one rejected write, kept for the user;
 	// the note written after it went through.

@@ -233,6 +233,11 @@ type Status struct {
 	// is on.
 	Syncing    bool `json:"syncing"`
 	Foreground bool `json:"foreground"`
+	// FilesPending counts the files attached on this phone waiting for
+	// their upload; FilesRefused those the server refused (Attachments
+	// says why).
+	FilesPending int `json:"files_pending"`
+	FilesRefused int `json:"files_refused"`
 }
 
 // Report is what one sync did: SyncOnce's answer, and Change.Report.
