@@ -39,7 +39,8 @@ const (
 // "cellular" or "none" (Android's ConnectivityManager, iOS's
 // NWPathMonitor; call it on every change). With fetch_only_on_wifi set,
 // FetchAttachment fails with retry_later on "cellular"; with
-// upload_only_on_wifi set, files wait for "wifi" (records still sync).
+// upload_only_on_wifi set, files wait for "wifi" (records still sync;
+// foreground mode syncs, and so uploads, as soon as Wi-Fi is back).
 // Until the app calls it the client assumes any network will do.
 func (c *Client) SetNetwork(network string) error {
 	if err := c.open(); err != nil {
@@ -51,8 +52,12 @@ func (c *Client) SetNetwork(network string) error {
 		return codef(CodeInvalid, "network %q: want wifi, cellular or none", network)
 	}
 	c.mu.Lock()
+	was := c.network
 	c.network = network
 	c.mu.Unlock()
+	if network == NetworkWifi && was != NetworkWifi && c.opts.UploadOnlyOnWifi {
+		c.wakeForeground() // files held on cellular go up now
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/testenv"
@@ -342,4 +343,32 @@ func TestRefusedFileShowsWhyAndBlocksNothing(t *testing.T) {
 	if !noted {
 		t.Fatalf("B's note, written after the refused attach, did not reach A: a refused file held it up")
 	}
+}
+
+// In foreground mode with upload_only_on_wifi, an attach on cellular
+// sends the record by itself and keeps the file; the file goes up by
+// itself as soon as the app says Wi-Fi is back (no SyncOnce, and the
+// interval is an hour).
+func TestForegroundUploadsWhenWifiComesBack(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	a := phoneWith(t, e, testenv.Mediator, `{"foreground_interval_ms":3600000,"connect_timeout_ms":1000,"upload_only_on_wifi":true}`)
+	ok(t, a.SetNetwork(NetworkCellular))
+	ok(t, a.StartForeground())
+	id := must[string](t)(a.OpenDispute("problem", "水井污染", "村民", ""))
+	sha := must[string](t)(a.AttachBytes(id, "image/jpeg", "井口照片", photo(t, 120, 90, 9)))
+	waitFor(t, 15*time.Second, "the dispute and its attach synced in foreground mode", func() bool {
+		return get(t, a, id).State == "synced" && status(t, a).Pending == 0
+	})
+	// Held: a moment more does not send it.
+	time.Sleep(300 * time.Millisecond)
+	if at := oneAttachment(t, a, id); at.State != "pending" {
+		t.Fatalf("on cellular the file shows %+v, want pending", at)
+	}
+	ok(t, a.SetNetwork(NetworkWifi))
+	waitFor(t, 15*time.Second, "the file uploaded once Wi-Fi is back", func() bool {
+		at := oneAttachment(t, a, id)
+		return at.SHA256 == sha && at.State == "uploaded"
+	})
+	a.StopForeground()
 }
