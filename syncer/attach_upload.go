@@ -335,7 +335,14 @@ func (d *Device) uploadOnce(ctx context.Context, conn *grpc.ClientConn, token st
 		return 0, false, false, fmt.Errorf("the server said it holds %d bytes of a %d-byte file", stored, f.Size)
 	}
 	// The sender runs beside the answers; window bounds what is on the way.
+	// It starts with one chunk on the way and allows one more with each
+	// answer, up to tune.window: a link cut at once loses one chunk, not
+	// a window of them.
 	window := make(chan struct{}, tune.window)
+	reserved := tune.window - 1
+	for range reserved {
+		window <- struct{}{}
+	}
 	sendErr := make(chan error, 1)
 	go func() {
 		err := d.sendChunks(ctx, stream, f, stored, tune.chunk, window)
@@ -358,10 +365,13 @@ func (d *Device) uploadOnce(ctx context.Context, conn *grpc.ClientConn, token st
 			rep.Chunks++
 			rep.Bytes += resp.GetStored() - stored
 			stored = resp.GetStored()
-			select {
-			case <-window:
-			default:
+			for range 1 + min(reserved, 1) {
+				select {
+				case <-window:
+				default:
+				}
 			}
+			reserved = max(reserved-1, 0)
 		}
 		if resp.GetComplete() {
 			stream.CloseSend()

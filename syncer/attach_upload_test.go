@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -217,7 +218,11 @@ func (l *link) dial(ctx context.Context, addr string) (net.Conn, error) {
 // included) stay under the file's size plus 10%. The other phone fetches
 // it over a link that drops every 64 KB it reads, and gets it whole.
 func TestUploadOverLinkDroppingEvery64KB(t *testing.T) {
-	e, log := startWithLog(t)
+	var opts []testenv.Option
+	if os.Getenv("D1_PLAIN") != "" {
+		opts = append(opts, testenv.WithPlaintext())
+	}
+	e, log := startWithLog(t, opts...)
 	up := &link{limit: 64 << 10}
 	medA := e.Device(testenv.Mediator, func(o *syncer.Options) { o.DialOptions = append(o.DialOptions, grpc.WithContextDialer(up.dial)) })
 	syncThrough(t, medA)

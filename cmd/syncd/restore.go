@@ -207,7 +207,7 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 	if err := os.RemoveAll(filepath.Join(cfg.data, ".fieldsync.db-litestream")); err != nil {
 		return fmt.Errorf("remove the backup's state for the old database: %w", err)
 	}
-	if err := restoreAttachments(ctx, cfg, backupURL, say); err != nil {
+	if err := restoreAttachments(ctx, cfg, backupURL, say, stdout); err != nil {
 		return err
 	}
 	if fi, err = os.Stat(dbPath); err != nil {
@@ -228,7 +228,7 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 // syncd kept files) is no error: devices offer their files again to the
 // new lineage. An attachments.db in place is moved aside as the database
 // is.
-func restoreAttachments(ctx context.Context, cfg restoreConfig, backupURL string, say func(string, ...any)) error {
+func restoreAttachments(ctx context.Context, cfg restoreConfig, backupURL string, say func(string, ...any), stdout io.Writer) error {
 	path := filepath.Join(cfg.data, "attachments.db")
 	tmp := path + ".restoring"
 	for _, f := range []string{tmp, tmp + ".tmp", tmp + "-wal", tmp + "-shm"} {
@@ -238,7 +238,9 @@ func restoreAttachments(ctx context.Context, cfg restoreConfig, backupURL string
 	}
 	say("restoring the attached files (attachments.db) from %s at the latest point", backup.Redact(backupURL))
 	start := time.Now()
+	stopProgress := progress(stdout, tmp+".tmp", start)
 	p, err := backup.RestoreSub(ctx, backupURL, backup.AttachmentsSub, tmp, time.Time{})
+	stopProgress()
 	if errors.Is(err, backup.ErrNoBackup) {
 		say("the backup holds no attached files (%s/%s is empty): devices upload theirs again to the restored server", backup.Redact(backupURL), backup.AttachmentsSub)
 		return nil

@@ -26,8 +26,8 @@ import (
 )
 
 // A photo a mediator attaches to a dispute reaches HQ as syncd runs it: the
-// changelog carries the record with the file's reference and never its
-// bytes; the read model keeps the reference; the HQ page shows the
+// changelog and the export carry the record with the file's reference and
+// never its bytes; the read model keeps the reference; the HQ page shows the
 // record's files with a thumbnail (a JPEG of 160 px, from syncd's own file
 // store) and the file itself byte for byte; a town secretary of another
 // town is refused both.
@@ -102,6 +102,21 @@ func TestHQPageShowsAttachedFiles(t *testing.T) {
 	}
 	if !seen {
 		t.Fatal("no change of the dispute carries the file's reference")
+	}
+	// The export: the same record, the reference, no bytes.
+	found := false
+	for _, r := range testenv.Export(t, actx, e.Conn(), &pb.ExportRequest{Kinds: []pb.Kind{pb.Kind_KIND_DISPUTE}}) {
+		if r.GetId() != dispute {
+			continue
+		}
+		found = true
+		b, _ := proto.Marshal(r)
+		if len(r.GetAttachments()) != 1 || r.GetAttachments()[0].GetSha256() != sha || bytes.Contains(b, photo[:64]) || len(b) > 4096 {
+			t.Errorf("exported dispute: %d bytes, attachments %v: want the reference only", len(b), r.GetAttachments())
+		}
+	}
+	if !found {
+		t.Error("the dispute is not in the export")
 	}
 	// The read model.
 	testenv.WaitFor(t, 20*time.Second, "the reference in the read model", func() bool {
