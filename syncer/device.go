@@ -120,6 +120,10 @@ type Options struct {
 	// Keystore or iOS Keychain). 32 bytes. A database created with a key
 	// opens only with the same key (ErrWrongKey).
 	Key []byte
+	// HoldUploads, if set, is asked after each sync: true keeps the files
+	// for later (the phone SDK's upload_only_on_wifi on a cellular
+	// network); UploadPending called directly still uploads.
+	HoldUploads func() bool
 }
 
 // Device is one enrolled phone: its replica, outbox and connection.

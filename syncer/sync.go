@@ -147,7 +147,7 @@ func (d *Device) authed(ctx context.Context, token string) context.Context {
 // Local writes go on during a sync: only syncs exclude each other.
 func (d *Device) Sync(ctx context.Context) (*Report, error) {
 	rep, err := d.syncRecords(ctx)
-	if err == nil {
+	if err == nil && (d.opts.HoldUploads == nil || !d.opts.HoldUploads()) {
 		// Records first, files after: the files whose attach this sync
 		// (or an earlier one) got applied go up now.
 		var ferr error

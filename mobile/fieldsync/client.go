@@ -45,6 +45,7 @@ type Client struct {
 	fgStop   chan struct{} // closed to stop foreground mode; nil when off
 	fgDone   chan struct{} // closed when the foreground goroutine ended
 	fgWake   chan struct{} // a local write happened: foreground syncs soon
+	network  string        // what the app said of the network (SetNetwork); "" = not said
 }
 
 // Open opens (creating) the device database at path. key is the 32-byte
@@ -71,12 +72,15 @@ func Open(path string, key []byte, optionsJSON string) (*Client, error) {
 	if len(key) != 0 {
 		so.Key = bytes.Clone(key)
 	}
+	c := &Client{opts: opts}
+	so.HoldUploads = c.holdUploads
 	dev, err := syncer.OpenWith(path, so)
 	if err != nil {
 		return nil, classify("open", err)
 	}
-	life, end := context.WithCancel(context.Background())
-	return &Client{dev: dev, opts: opts, life: life, end: end}, nil
+	c.dev = dev
+	c.life, c.end = context.WithCancel(context.Background())
+	return c, nil
 }
 
 // parseOptions reads Open's options, filling in the defaults.
@@ -86,7 +90,7 @@ func parseOptions(s string) (schema.Options, error) {
 		dec := json.NewDecoder(bytes.NewReader([]byte(s)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o); err != nil {
-			return o, codef(CodeInvalid, "optionsJSON: %v: want an object with app_version, page_size, connect_timeout_ms, foreground_interval_ms (or \"\")", err)
+			return o, codef(CodeInvalid, "optionsJSON: %v: want an object with app_version, page_size, connect_timeout_ms, foreground_interval_ms, fetch_only_on_wifi, upload_only_on_wifi (or \"\")", err)
 		}
 	}
 	if o.PageSize == 0 {

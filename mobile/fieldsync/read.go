@@ -449,6 +449,7 @@ func (c *Client) status() (*schema.Status, error) {
 	out.Pending, out.Rejected, out.Records, out.Conflicts = st.Pending, st.Rejected, st.Records, st.Conflicts
 	out.LastSyncMs, out.LastError, out.Notice, out.Stopped = st.LastSyncMs, st.LastError, st.Notice, st.Stopped
 	out.LastErrorCode = messageCode(st.LastError)
+	out.FilesPending, out.FilesRefused = st.FilesPending, st.FilesRefused
 	return out, nil
 }
 

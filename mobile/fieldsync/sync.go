@@ -93,10 +93,14 @@ func (c *Client) sync(ctx context.Context, q *queue) (*schema.Report, error) {
 	if r != nil {
 		rep.Pushed, rep.Applied, rep.Conflicts, rep.Rejected = r.Pushed, r.Applied, r.Conflicts, r.Rejected
 		rep.Pulled, rep.Purged, rep.Refetched, rep.Calls = r.Pulled, r.Purged, r.Refetched, r.Calls
+		if f := r.Files; f != nil && (f.Uploaded > 0 || f.Refused > 0 || f.Left > 0 || f.Err != "") {
+			rep.Files = toUploadReport(r.Files)
+		}
 	}
 	// Results change the states of pending records even when no record
 	// came down; a revocation wipes the device.
-	rep.Changed = rep.Pushed > 0 || rep.Pulled > 0 || rep.Purged > 0 || rep.Refetched > 0 || errors.Is(err, syncer.ErrRevoked)
+	rep.Changed = rep.Pushed > 0 || rep.Pulled > 0 || rep.Purged > 0 || rep.Refetched > 0 || errors.Is(err, syncer.ErrRevoked) ||
+		rep.Files != nil && (rep.Files.Uploaded > 0 || rep.Files.Refused > 0)
 	c.mu.Lock()
 	c.syncing--
 	c.mu.Unlock()

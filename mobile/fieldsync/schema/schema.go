@@ -24,6 +24,13 @@ type Options struct {
 	// else (a local write, a poke from the server) makes it sync:
 	// 1000..86400000 (default 300000, five minutes).
 	ForegroundIntervalMs int64 `json:"foreground_interval_ms,omitempty"`
+	// FetchOnlyOnWifi: FetchAttachment fails with retry_later while the
+	// app says the phone is on a cellular network (SetNetwork).
+	FetchOnlyOnWifi bool `json:"fetch_only_on_wifi,omitempty"`
+	// UploadOnlyOnWifi: files attached on this phone are uploaded only
+	// while the app says it is on Wi-Fi (or has not said); records sync
+	// on any network.
+	UploadOnlyOnWifi bool `json:"upload_only_on_wifi,omitempty"`
 }
 
 // Record is one record as the device shows it: Get's answer, and each item
@@ -184,7 +191,7 @@ type Rejection struct {
 	Seq      int64  `json:"seq"`
 	RecordID string `json:"record_id"`
 	Kind     string `json:"kind"`
-	Op       string `json:"op"` // create, update, transition, append, void, settle
+	Op       string `json:"op"` // create, update, transition, append, void, settle, attach
 	Code     string `json:"code"`
 	Field    string `json:"field"`
 	Reason   string `json:"reason"`
@@ -226,6 +233,11 @@ type Status struct {
 	// is on.
 	Syncing    bool `json:"syncing"`
 	Foreground bool `json:"foreground"`
+	// FilesPending counts the files attached on this phone waiting for
+	// their upload; FilesRefused those the server refused (Attachments
+	// says why).
+	FilesPending int `json:"files_pending"`
+	FilesRefused int `json:"files_refused"`
 }
 
 // Report is what one sync did: SyncOnce's answer, and Change.Report.
@@ -241,6 +253,10 @@ type Report struct {
 	DurationMs int64 `json:"duration_ms"`
 	// Changed says the sync changed what the device shows.
 	Changed bool `json:"changed"`
+	// Files is what the uploads after the records did; absent when there
+	// was no file to upload (or the sync failed, or upload_only_on_wifi
+	// held them).
+	Files *UploadReport `json:"files,omitempty"`
 }
 
 // Change is what OnDataChanged is given.
@@ -248,7 +264,7 @@ type Change struct {
 	// Source: "write" (a local write through this client) or "sync".
 	Source string `json:"source"`
 	// For a write: the operation (create, update, transition, append,
-	// void, settle, assign) and the record.
+	// void, settle, assign, attach) and the record.
 	Op       string `json:"op,omitempty"`
 	RecordID string `json:"record_id,omitempty"`
 	Kind     string `json:"kind,omitempty"`
