@@ -45,6 +45,7 @@ type photoConfig struct {
 	inflight int  // chunks sent ahead of the server's answers (0: as many as HTTP/2 flow control lets through)
 	gzip     bool // compress the Upload stream as the Sync calls are
 	fetch    int  // files fetched back at the end and compared
+	cut      int  // chunks after which each upload is cut once (0: none)
 }
 
 func photoFlags(fs *flag.FlagSet, c *photoConfig) {
@@ -53,6 +54,7 @@ func photoFlags(fs *flag.FlagSet, c *photoConfig) {
 	fs.IntVar(&c.size, "photo-bytes", 1<<20, "photos: bytes of each photo (a JPEG header, then random bytes; at most domain.MaxAttachmentBytes)")
 	fs.IntVar(&c.inflight, "photo-inflight", 0, "photos: chunks a device sends ahead of the server's answers (0: no limit but HTTP/2 flow control, the server's 1 MiB window: the hardest client for the server's memory; 1: stop and wait)")
 	fs.BoolVar(&c.gzip, "photo-gzip", false, "photos: gzip the Upload stream too (the Sync calls always are); off by default since a JPEG does not compress")
+	fs.IntVar(&c.cut, "photo-cut", 0, "photos: cut each upload once after this many chunks sent (its stream cancelled, as a dropped link does), then resume it from the server's stored (0: no cut)")
 	fs.IntVar(&c.fetch, "photo-fetch", 8, "photos: files fetched back by Fetch at the end (whole, and from the middle) and compared byte for byte")
 }
 
@@ -68,6 +70,8 @@ func (c *photoConfig) check() error {
 		return errors.New("-photo-inflight: 0 (flow control only) or more")
 	case c.fetch < 0:
 		return errors.New("-photo-fetch: 0 or more")
+	case c.cut < 0:
+		return errors.New("-photo-cut: 0 (no cut) or more chunks")
 	}
 	return nil
 }
@@ -122,10 +126,14 @@ type uploadStat struct {
 	firstStore time.Duration
 }
 
+// errCut is an upload the benchmark cut on purpose (-photo-cut).
+var errCut = errors.New("upload cut by -photo-cut")
+
 // upload sends file p of record recordID over cc, from the server's
 // stored offset, with at most inflight chunks unanswered (0: flow control
-// only), until the server answers complete.
-func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID string, p *photo, inflight int, gz bool) (uploadStat, error) {
+// only), until the server answers complete; with cut > 0 it cancels the
+// stream after sending cut chunks (errCut).
+func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID string, p *photo, inflight int, gz bool, cut int) (uploadStat, error) {
 	var st uploadStat
 	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token))
 	defer cancel()
@@ -162,6 +170,7 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 		credits = make(chan struct{}, inflight)
 	}
 	var sent, answered atomic.Int64
+	var cutDone atomic.Bool
 	sendErr := make(chan error, 1)
 	go func() {
 		r := p.reader(st.started)
@@ -187,6 +196,12 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 			}
 			sent.Add(int64(n))
 			off += int64(n)
+			if cut > 0 && sent.Load() >= int64(cut)*domain.ChunkBytes && off < p.size {
+				cutDone.Store(true)
+				cancel()
+				sendErr <- nil
+				return
+			}
 		}
 		sendErr <- stream.CloseSend()
 	}()
@@ -197,6 +212,9 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 			cancel()
 			<-sendErr
 			st.bytes, st.chunks = sent.Load(), int(math.Ceil(float64(sent.Load())/domain.ChunkBytes))
+			if cutDone.Load() {
+				return st, errCut
+			}
 			if err == io.EOF {
 				return st, fmt.Errorf("upload: the server ended the stream at %d of %d bytes without complete", want, p.size)
 			}
@@ -343,7 +361,7 @@ func (b *bench) photos(cfg photoConfig) *result {
 					chunks += int64(pd.up.chunks)
 					maxAhead = max(maxAhead, int64(pd.up.maxAhead))
 					if pd.up.started > 0 {
-						resumed++
+						resumed++ // an Upload that started where the server's stored said, after a cut
 					}
 					mu.Unlock()
 				}
@@ -393,6 +411,9 @@ func (b *bench) photos(cfg photoConfig) *result {
 		comp = "gzip"
 	}
 	r.Notes = append(r.Notes, fmt.Sprintf("each device: new TLS connection, one Sync (a visit and its OP_ATTACH), then AttachmentService.Upload of its own %d-byte JPEG-looking photo (%s) in %d-byte chunks each with its SHA-256, chunks %s, from the server's stored offset until complete; %d at once", cfg.size, comp, domain.ChunkBytes, inflight, conc))
+	if cfg.cut > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("each upload cut once after %d chunks sent (the client cancels the stream, as a dropped link ends it), then a new Upload from the server's stored: chunks_sent - chunks_needed were sent but not stored before the cut", cfg.cut))
+	}
 	r.Notes = append(r.Notes, "p50/p95/p99/max ms are per Upload (the stream's start to complete: all chunks stored, the file's SHA-256, size and type checked); syncs/s, records, mutations count the Syncs; file_mb_per_s is file bytes over the whole scenario (Sync and Upload); server peak RSS over the scenario, server_rss_before_mb at its start")
 	return r
 }
@@ -419,11 +440,29 @@ func (b *bench) photoOne(pd *photoDev, cfg photoConfig, protoBytes *atomic.Int64
 		return err
 	}
 	start := time.Now()
-	pd.up, err = upload(b.ctx, cc, d.tok, pd.visit, pd.p, cfg.inflight, cfg.gzip)
-	pd.upTime = time.Since(start)
-	if err != nil {
-		return fmt.Errorf("device %s: %w", d.id, err)
+	cut := cfg.cut
+	for attempt := 1; ; attempt++ {
+		st, err := upload(b.ctx, cc, d.tok, pd.visit, pd.p, cfg.inflight, cfg.gzip, cut)
+		pd.up.chunks += st.chunks
+		pd.up.bytes += st.bytes
+		pd.up.maxAhead = max(pd.up.maxAhead, st.maxAhead)
+		if attempt == 1 {
+			pd.up.firstStore = st.firstStore
+		} else {
+			pd.up.started = max(pd.up.started, st.started)
+		}
+		if errors.Is(err, errCut) && attempt == 1 {
+			cut = 0 // once: the next Upload starts at the server's stored
+			continue
+		}
+		if err != nil {
+			pd.upTime = time.Since(start)
+			return fmt.Errorf("device %s: %w", d.id, err)
+		}
+		pd.up.complete = st.complete
+		break
 	}
+	pd.upTime = time.Since(start)
 	pd.ok = true
 	return nil
 }
@@ -462,7 +501,7 @@ func (b *bench) photosAfter(r *result, devs []*photoDev, cfg photoConfig) {
 				fail(err)
 				return
 			}
-			st, err := upload(b.ctx, cc, pd.d.tok, pd.visit, pd.p, cfg.inflight, cfg.gzip)
+			st, err := upload(b.ctx, cc, pd.d.tok, pd.visit, pd.p, cfg.inflight, cfg.gzip, 0)
 			switch {
 			case err != nil:
 				fail(fmt.Errorf("offered again: device %s: %w", pd.d.id, err))

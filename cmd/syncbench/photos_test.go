@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,19 +51,72 @@ func TestPhotoFile(t *testing.T) {
 
 // TestPhotos runs the photos scenario on a tiny city with the server in
 // process: each device's sync and upload succeed, each chunk is sent
-// once, a file offered again is complete at once, the files fetched back
-// are the devices' bytes, and the check finds nothing lost.
+// once (with a cut: only the chunks the server had not stored yet are
+// sent again, and the upload resumes where the server says), a file
+// offered again is complete at once, the files fetched back are the
+// devices' bytes, and the check finds nothing lost.
 func TestPhotos(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	args := []string{"-server", "inproc", "-dir", t.TempDir(), "-households", "40", "-members", "6", "-grids", "2", "-real", "0",
-		"-scenario", "photos", "-photo-bytes", "200000", "-photo-inflight", "2", "-photo-fetch", "3", "-skip-limits", "-json"}
-	if err := run(ctx, args, &out, &errOut); err != nil {
-		t.Fatalf("syncbench: %v\nstderr:\n%s\nstdout:\n%s", err, errOut.String(), out.String())
+	const size = 200000 // 7 chunks, the last one short
+	perFile := float64((size + domain.ChunkBytes - 1) / domain.ChunkBytes)
+	for _, tc := range []struct {
+		name          string
+		args          []string
+		inflight, cut float64
+	}{
+		{"greedy", nil, 0, 0},
+		{"cut", []string{"-photo-inflight", "2", "-photo-cut", "3"}, 2, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			var out, errOut bytes.Buffer
+			args := append([]string{"-server", "inproc", "-dir", t.TempDir(), "-households", "40", "-members", "6", "-grids", "2", "-real", "0",
+				"-scenario", "photos", "-photo-bytes", strconv.Itoa(size), "-photo-fetch", "3", "-skip-limits", "-json"}, tc.args...)
+			if err := run(ctx, args, &out, &errOut); err != nil {
+				t.Fatalf("syncbench: %v\nstderr:\n%s\nstdout:\n%s", err, errOut.String(), out.String())
+			}
+			photos := photosObject(t, out.String())
+			devices := photos["devices"].(float64)
+			x, _ := photos["extra"].(map[string]any)
+			if devices < 5 {
+				t.Errorf("photos: %v devices, want the 6 members' devices", devices)
+			}
+			want := map[string]float64{
+				"files": devices, "chunks_needed": devices * perFile,
+				"offered_again_complete_at_once": devices, "fetched_equal": 3, "fetched_from_middle_equal": 3,
+			}
+			if tc.cut == 0 {
+				want["chunks_sent"], want["resumed_uploads"] = devices*perFile, 0
+			} else {
+				// With 2 chunks unanswered at most, the server stored the
+				// first before the third went out: every upload resumes
+				// past 0, and at most the 2 unanswered are sent again.
+				want["resumed_uploads"] = devices
+				if sent, _ := x["chunks_sent"].(float64); sent < devices*perFile || sent > devices*(perFile+tc.inflight) {
+					t.Errorf("photos: %v chunks sent, want %v to %v", sent, devices*perFile, devices*(perFile+tc.inflight))
+				}
+			}
+			for k, w := range want {
+				if got, _ := x[k].(float64); got != w {
+					t.Errorf("photos: %s %v, want %v (extra %v)", k, x[k], w, x)
+				}
+			}
+			if m, _ := x["most_chunks_unanswered"].(float64); tc.inflight > 0 && m > tc.inflight {
+				t.Errorf("photos: %v chunks unanswered with -photo-inflight %v", m, tc.inflight)
+			}
+			if photos["mutations"].(float64) != 2*devices {
+				t.Errorf("photos: %v mutations pushed, want a visit and its attach per device", photos["mutations"])
+			}
+		})
 	}
+}
+
+// photosObject returns the photos scenario's --json object, after
+// checking it had no errors and the run's check found nothing lost.
+func photosObject(t *testing.T, out string) map[string]any {
+	t.Helper()
 	var photos map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var obj map[string]any
 		if err := json.Unmarshal([]byte(line), &obj); err != nil {
 			t.Fatalf("--json line %q: %v", line, err)
@@ -78,32 +132,12 @@ func TestPhotos(t *testing.T) {
 		}
 	}
 	if photos == nil {
-		t.Fatalf("no photos object in:\n%s", out.String())
+		t.Fatalf("no photos object in:\n%s", out)
 	}
 	for _, k := range []string{"errors", "lost", "duplicated"} {
 		if photos[k].(float64) != 0 {
 			t.Errorf("photos: %s %v (first error %v)", k, photos[k], photos["first_error"])
 		}
 	}
-	devices := photos["devices"].(float64)
-	x, _ := photos["extra"].(map[string]any)
-	if devices < 5 {
-		t.Errorf("photos: %v devices, want the 6 members' devices", devices)
-	}
-	perFile := float64((200000 + domain.ChunkBytes - 1) / domain.ChunkBytes)
-	for k, want := range map[string]float64{
-		"files": devices, "chunks_sent": devices * perFile, "chunks_needed": devices * perFile,
-		"offered_again_complete_at_once": devices, "fetched_equal": 3, "fetched_from_middle_equal": 3,
-		"resumed_uploads": 0,
-	} {
-		if got, _ := x[k].(float64); got != want {
-			t.Errorf("photos: %s %v, want %v (extra %v)", k, x[k], want, x)
-		}
-	}
-	if m, _ := x["most_chunks_unanswered"].(float64); m > 2 {
-		t.Errorf("photos: %v chunks unanswered with -photo-inflight 2", m)
-	}
-	if photos["mutations"].(float64) != 2*devices {
-		t.Errorf("photos: %v mutations pushed, want a visit and its attach per device", photos["mutations"])
-	}
+	return photos
 }
