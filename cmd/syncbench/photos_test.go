@@ -63,7 +63,8 @@ func TestPhotos(t *testing.T) {
 		args          []string
 		inflight, cut float64
 	}{
-		{"greedy", nil, 0, 0},
+		{"protocol", nil, 4, 0},
+		{"greedy", []string{"-photo-inflight", "0"}, 0, 0},
 		{"cut", []string{"-photo-inflight", "2", "-photo-cut", "3"}, 2, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
