@@ -204,8 +204,8 @@ func checkScopeNewKinds(tx *store.Tx, c *caller, cur *pb.Record, meta store.Reco
 			return nil, nil
 		}
 		hid := cur.GetFields()["household_id"].GetValue()
-		if op == pb.Op_OP_APPEND && hid != "" {
-			// A note on a need of a household they visit.
+		if (op == pb.Op_OP_APPEND || op == pb.Op_OP_ATTACH) && hid != "" {
+			// A note, or a photo, on a need of a household they visit.
 			linked, err := tx.LinkedMember(hid)
 			if err != nil {
 				return nil, err

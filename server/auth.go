@@ -82,7 +82,7 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 			return nil, status.Error(codes.PermissionDenied, "export is for HQ: use the admin credential or an HQ user's device")
 		}
 		return context.WithValue(ctx, callerKey{}, c), nil
-	case "/fieldsync.v1.SyncService":
+	case "/fieldsync.v1.SyncService", "/fieldsync.v1.AttachmentService":
 		c, err := s.device(ctx)
 		if err != nil {
 			return nil, err

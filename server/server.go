@@ -80,6 +80,17 @@ type Config struct {
 	UserQuota   Quota
 	// QuotaClock, if set, is the quotas' clock (tests: a day passes).
 	QuotaClock func() time.Time
+
+	// Files is the store of attached files' bytes (attachments.db) that
+	// AttachmentService serves; nil: the service answers Unimplemented.
+	Files *store.Files
+	// FileQuota is the file bytes each device may upload in a quota day
+	// (0: DefaultFileQuota; negative: no quota). An upload over it gets
+	// ResourceExhausted with RetryInfo, as a push over the records' quota.
+	FileQuota int64
+	// MaxUploadsPerDevice caps the uploads one device runs at once (0:
+	// DefaultMaxUploadsPerDevice; negative: no cap).
+	MaxUploadsPerDevice int
 }
 
 // Server holds syncd's services.
@@ -114,6 +125,11 @@ type Server struct {
 	metrics  *Metrics
 	health   *health.Server
 	refusals refusalLog
+	// Files (attachments.go): the daily file bytes of a device, uploads
+	// running per device, metrics.
+	fileQuota   int64
+	uploads     *uploadSlots
+	fileMetrics *fileMetrics
 }
 
 // New makes a Server. Call Run to start the relay and Register to serve.
@@ -127,6 +143,14 @@ func New(cfg Config) *Server {
 	if cfg.Metrics != nil {
 		cfg.Metrics.server.Store(s)
 	}
+	switch s.fileQuota = cfg.FileQuota; {
+	case s.fileQuota == 0:
+		s.fileQuota = DefaultFileQuota
+	case s.fileQuota < 0:
+		s.fileQuota = -1
+	}
+	s.uploads = newUploadSlots(cfg.MaxUploadsPerDevice)
+	s.fileMetrics = newFileMetrics(cfg.Metrics)
 	if cfg.JetStream != nil {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
 		s.relay.limits = cfg.StreamLimits
@@ -188,6 +212,7 @@ func (s *Server) Register(g *grpc.Server) {
 	pb.RegisterEnrollServiceServer(g, &enrollService{s: s})
 	pb.RegisterAdminServiceServer(g, &adminService{s: s})
 	pb.RegisterExportServiceServer(g, &exportService{s: s})
+	pb.RegisterAttachmentServiceServer(g, &attachmentService{s: s})
 	s.registerOps(g)
 }
 

@@ -140,7 +140,9 @@ type Config struct {
 
 // Daemon is a running syncd. Its fields are for the caller to read.
 type Daemon struct {
-	Store  *store.Server
+	Store *store.Server
+	// Files is the store of attached files' bytes, <Dir>/attachments.db.
+	Files  *store.Files
 	Server *server.Server
 	NATS   *natsserver.Server // nil with an external NATS
 	// NATSAuth is the embedded NATS's users (nil with an external NATS).
@@ -291,6 +293,7 @@ func (d *Daemon) start(ctx context.Context) error {
 
 	scfg := server.Config{
 		Store:          d.Store,
+		Files:          d.Files,
 		JetStream:      d.JS,
 		AdminTokenHash: store.HashSecret(d.AdminToken),
 		Logger:         d.log,
@@ -363,6 +366,14 @@ func (d *Daemon) openStore(ctx context.Context) error {
 		return fmt.Errorf("open database %s: %w", dbPath, err)
 	}
 	d.Store = st
+	// Attached files' bytes live in a database of their own beside it, so
+	// that the records' writer never waits on them.
+	filesPath := filepath.Join(cfg.Dir, "attachments.db")
+	files, err := store.OpenFiles(ctx, filesPath)
+	if err != nil {
+		return fmt.Errorf("open file store %s: %w", filesPath, err)
+	}
+	d.Files = files
 	if cfg.Backup == "" {
 		fmt.Fprintln(d.out, "syncd: no backup (-backup off): a lost or damaged disk loses the database")
 		return nil
@@ -572,6 +583,11 @@ func (d *Daemon) Stop() error {
 	if d.Store != nil {
 		if err := d.Store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close database: %w", err))
+		}
+	}
+	if d.Files != nil {
+		if err := d.Files.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close file store: %w", err))
 		}
 	}
 	if d.Backup != nil {

@@ -1,0 +1,592 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/internal/testenv"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/store"
+)
+
+// The AttachmentService through a raw gRPC client (no device-side checks):
+// a real syncd (internal/testenv: attachments.db beside fieldsync.db), real
+// SQLite, real gRPC over TLS.
+
+// fileOf makes n bytes that sniff as media type mt (random after the
+// header, so that each file is distinct).
+func fileOf(t *testing.T, mt string, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	var head []byte
+	switch mt {
+	case "image/jpeg":
+		head = []byte("\xFF\xD8\xFF\xE0\x00\x10JFIF\x00")
+	case "image/png":
+		head = []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+	case "application/pdf":
+		head = []byte("%PDF-1.7\n")
+	case "exe":
+		head = []byte("MZ\x90\x00\x03\x00\x00\x00\x04\x00")
+	default:
+		t.Fatalf("fileOf %s", mt)
+	}
+	copy(b, head)
+	return b
+}
+
+func shaOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func refOf(data []byte, mt string) *pb.Attachment {
+	return &pb.Attachment{Sha256: shaOf(data), Size: int64(len(data)), MediaType: mt, Caption: "調解協議書"}
+}
+
+// attach pushes an OP_ATTACH of data (claimed as mt) to record id.
+func (p *rawPhone) attach(id string, k pb.Kind, data []byte, mt string) {
+	p.t.Helper()
+	p.mustApply("attach", &pb.Mutation{RecordId: id, Kind: k, Op: pb.Op_OP_ATTACH, Attachment: refOf(data, mt)})
+}
+
+func (p *rawPhone) files() pb.AttachmentServiceClient {
+	return pb.NewAttachmentServiceClient(p.e.Conn())
+}
+
+// upload is one Upload call of a raw client.
+type upload struct {
+	t      *testing.T
+	stream pb.AttachmentService_UploadClient
+	cancel context.CancelFunc
+	data   []byte
+	sent   int64 // chunk bytes sent
+}
+
+// startUpload opens an Upload and sends its start; it returns the first
+// answer (or the error that ended the call).
+func (p *rawPhone) startUpload(recordID string, data []byte, mt string) (*upload, *pb.UploadResponse, error) {
+	p.t.Helper()
+	return p.startUploadAs(&pb.UploadStart{RecordId: recordID, Sha256: shaOf(data), Size: int64(len(data)), MediaType: mt}, data)
+}
+
+func (p *rawPhone) startUploadAs(start *pb.UploadStart, data []byte) (*upload, *pb.UploadResponse, error) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	p.t.Cleanup(cancel)
+	stream, err := p.files().Upload(ctx)
+	if err != nil {
+		p.t.Fatalf("open upload: %v", err)
+	}
+	u := &upload{t: p.t, stream: stream, cancel: cancel, data: data}
+	if err := stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Start{Start: start}}); err != nil {
+		p.t.Fatalf("send start: %v", err)
+	}
+	resp, err := stream.Recv()
+	return u, resp, err
+}
+
+// chunk sends the chunk of u's file at off (up to ChunkBytes) with its
+// hash, and returns the server's answer.
+func (u *upload) chunk(off int64) (*pb.UploadResponse, error) {
+	end := min(off+domain.ChunkBytes, int64(len(u.data)))
+	return u.raw(&pb.Chunk{Offset: off, Data: u.data[off:end], Sha256: sum(u.data[off:end])})
+}
+
+func (u *upload) raw(c *pb.Chunk) (*pb.UploadResponse, error) {
+	if err := u.stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Chunk{Chunk: c}}); err != nil {
+		_, err = u.stream.Recv() // the server's reason
+		return nil, err
+	}
+	u.sent += int64(len(c.GetData()))
+	return u.stream.Recv()
+}
+
+// rest sends the file from stored to its end, a chunk at a time after
+// each answer, and returns the last answer.
+func (u *upload) rest(stored int64) *pb.UploadResponse {
+	u.t.Helper()
+	for {
+		resp, err := u.chunk(stored)
+		if err != nil {
+			u.t.Fatalf("chunk at %d: %v", stored, err)
+		}
+		if resp.GetComplete() {
+			return resp
+		}
+		if resp.GetStored() <= stored {
+			u.t.Fatalf("chunk at %d answered stored %d", stored, resp.GetStored())
+		}
+		stored = resp.GetStored()
+	}
+}
+
+func sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
+
+// fetch reads a file from offset through Fetch.
+func (p *rawPhone) fetch(recordID, sha string, offset int64) ([]*pb.FetchResponse, []byte, error) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	stream, err := p.files().Fetch(ctx, &pb.FetchRequest{RecordId: recordID, Sha256: sha, Offset: offset})
+	if err != nil {
+		return nil, nil, err
+	}
+	var msgs []*pb.FetchResponse
+	var data []byte
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			return msgs, data, nil
+		}
+		if err != nil {
+			return msgs, data, err
+		}
+		if c := m.GetChunk(); c != nil {
+			if !bytes.Equal(c.GetSha256(), sum(c.GetData())) {
+				p.t.Fatalf("fetched chunk at %d: its sha256 does not match its data", c.GetOffset())
+			}
+			if want := offset + int64(len(data)); c.GetOffset() != want {
+				p.t.Fatalf("fetched chunk at %d, want %d", c.GetOffset(), want)
+			}
+			data = append(data, c.GetData()...)
+		}
+		msgs = append(msgs, m)
+	}
+}
+
+// wantStatus fails unless err is a status with code whose message starts
+// with field; for INVALID_ARGUMENT its BadRequest detail names the field.
+func wantStatus(t *testing.T, what string, err error, code codes.Code, field string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != code || !strings.HasPrefix(st.Message(), field+": ") {
+		t.Fatalf("%s: %v, want %v starting with %q", what, err, code, field+": ")
+	}
+	if code == codes.InvalidArgument {
+		found := false
+		for _, d := range st.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) == 1 && br.GetFieldViolations()[0].GetField() == field {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no BadRequest detail naming %s in %v", what, field, st.Details())
+		}
+	}
+	t.Logf("%s: %v", what, err)
+}
+
+// newDispute makes a dispute mediated by Mediator and Mediator2.
+func newDispute(p *rawPhone) string {
+	id := newID()
+	p.mustApply("dispute", create(id, pb.Kind_KIND_DISPUTE, map[string]string{"village_id": testenv.Village, "category": "quarrel",
+		"title": "宅基地邊界糾紛", "mediators": testenv.Mediator + "," + testenv.Mediator2}))
+	return id
+}
+
+func filesEnv(t *testing.T, opts ...testenv.Option) *testenv.Env {
+	e := testenv.Start(t, opts...)
+	e.ImportSample()
+	return e
+}
+
+// An upload cut off after three chunks resumes at the fourth: each chunk
+// is stored once, the bytes sent add up to the file's size, the device's
+// daily count is the file's size; the file then fetches whole and from an
+// offset.
+func TestUploadResumesAfterCut(t *testing.T) {
+	e := filesEnv(t)
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	data := fileOf(t, "image/jpeg", 7*domain.ChunkBytes+1234)
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/jpeg")
+
+	u, first, err := med.startUpload(d, data, "image/jpeg")
+	if err != nil || first.GetStored() != 0 || first.GetComplete() {
+		t.Fatalf("start: %v %v, want stored 0", first, err)
+	}
+	var stored int64
+	for range 3 {
+		resp, err := u.chunk(stored)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = resp.GetStored()
+	}
+	u.cancel() // the link drops
+	sent := u.sent
+
+	u2, resp, err := med.startUpload(d, data, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetStored() != 3*domain.ChunkBytes || resp.GetComplete() {
+		t.Fatalf("resumed start answered %v, want stored %d", resp, 3*domain.ChunkBytes)
+	}
+	if last := u2.rest(resp.GetStored()); last.GetStored() != int64(len(data)) {
+		t.Fatalf("last answer %v, want stored %d", last, len(data))
+	}
+	if total := sent + u2.sent; total != int64(len(data)) {
+		t.Errorf("sent %d bytes over two uploads, want exactly the file's %d (each chunk once)", total, len(data))
+	}
+	fi, err := e.Daemon.Files.Stat(t.Context(), shaOf(data))
+	if err != nil || !fi.Complete || fi.Stored != int64(len(data)) || fi.MediaType != "image/jpeg" {
+		t.Fatalf("stored file %+v %v", fi, err)
+	}
+	used, _, err := e.Daemon.Files.FileBytesToday(t.Context(), deviceIDOf(t, e, testenv.Mediator), e.Server.QuotaDay())
+	if err != nil || used != int64(len(data)) {
+		t.Errorf("device's file bytes today %d (%v), want %d: each chunk counted once", used, err, len(data))
+	}
+
+	msgs, got, err := med.fetch(d, shaOf(data), 0)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch: %d bytes, %v; want the file", len(got), err)
+	}
+	if msgs[0].GetSize() != int64(len(data)) || msgs[0].GetMediaType() != "image/jpeg" {
+		t.Errorf("first fetch answer says size %d type %q", msgs[0].GetSize(), msgs[0].GetMediaType())
+	}
+	const from = 100_001 // inside the fourth chunk
+	msgs, got, err = med.fetch(d, shaOf(data), from)
+	if err != nil || !bytes.Equal(got, data[from:]) {
+		t.Fatalf("fetch from %d: %d bytes, %v; want the file's last %d", from, len(got), err, len(data)-from)
+	}
+	if msgs[0].GetChunk().GetOffset() != from || msgs[0].GetSize() != int64(len(data)) {
+		t.Errorf("first answer from %d: offset %d size %d", from, msgs[0].GetChunk().GetOffset(), msgs[0].GetSize())
+	}
+	_, _, err = med.fetch(d, shaOf(data), int64(len(data))+1)
+	wantStatus(t, "fetch past the end", err, codes.OutOfRange, "offset")
+}
+
+// deviceIDOf finds the device a user enrolled (each test user has one).
+func deviceIDOf(t *testing.T, e *testenv.Env, user string) string {
+	t.Helper()
+	admin, ctx := e.Admin()
+	resp, err := admin.ListDevices(ctx, &pb.ListDevicesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range resp.GetDevices() {
+		if d.GetUserId() == user {
+			return d.GetId()
+		}
+	}
+	t.Fatalf("no device of %s", user)
+	return ""
+}
+
+// A file complete on the server answers complete at once, for another
+// record and another device too: it is never sent twice.
+func TestUploadOfFileOnServerAnswersCompleteAtOnce(t *testing.T) {
+	e := filesEnv(t)
+	med, med2 := newRawPhone(t, e, testenv.Mediator), newRawPhone(t, e, testenv.Mediator2)
+	d1, d2 := newDispute(med), newDispute(med2)
+	data := fileOf(t, "application/pdf", 3*domain.ChunkBytes)
+	med.attach(d1, pb.Kind_KIND_DISPUTE, data, "application/pdf")
+	med2.attach(d2, pb.Kind_KIND_DISPUTE, data, "application/pdf")
+	u, resp, err := med.startUpload(d1, data, "application/pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.rest(resp.GetStored())
+	for _, c := range []struct {
+		p  *rawPhone
+		id string
+	}{{med, d1}, {med2, d2}, {med2, d1}} {
+		u, resp, err := c.p.startUpload(c.id, data, "application/pdf")
+		if err != nil || !resp.GetComplete() || resp.GetStored() != int64(len(data)) {
+			t.Fatalf("start for %s: %v %v, want complete at once", c.id, resp, err)
+		}
+		if _, err := u.stream.Recv(); err != io.EOF {
+			t.Errorf("after complete the server ends the upload; got %v", err)
+		}
+	}
+}
+
+// A damaged chunk is refused naming chunk.sha256 and not stored; the
+// upload resumes after it and completes.
+func TestCorruptedChunkRefusedAndResumable(t *testing.T) {
+	e := filesEnv(t)
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	data := fileOf(t, "image/png", 4*domain.ChunkBytes)
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/png")
+	u, _, err := med.startUpload(d, data, "image/png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.chunk(0); err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(data[domain.ChunkBytes : 2*domain.ChunkBytes])
+	bad[100] ^= 0xFF
+	_, err = u.raw(&pb.Chunk{Offset: domain.ChunkBytes, Data: bad, Sha256: sum(data[domain.ChunkBytes : 2*domain.ChunkBytes])})
+	wantStatus(t, "damaged chunk", err, codes.InvalidArgument, "chunk.sha256")
+
+	u2, resp, err := med.startUpload(d, data, "image/png")
+	if err != nil || resp.GetStored() != domain.ChunkBytes {
+		t.Fatalf("resume: %v %v, want stored %d (the damaged chunk not stored)", resp, err, domain.ChunkBytes)
+	}
+	u2.rest(resp.GetStored())
+	_, got, err := med.fetch(d, shaOf(data), 0)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch after the resumed upload: %v", err)
+	}
+}
+
+// Too large, a chunk past the file's end, a type other than claimed (a
+// PNG claimed as a PDF, a program claimed as a photo, caught at the first
+// chunk or, when the first chunk is too small to tell, at the end) are
+// refused naming the field; a file that did not check out is dropped.
+func TestUploadRefusesBadFiles(t *testing.T) {
+	e := filesEnv(t)
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+
+	// Too large: the reference is refused at the push, the start too.
+	big := &pb.Attachment{Sha256: strings.Repeat("ab", 32), Size: domain.MaxAttachmentBytes + 1, MediaType: "image/jpeg"}
+	med.mustRefuse("attach too large", &pb.Mutation{RecordId: d, Kind: pb.Kind_KIND_DISPUTE, Op: pb.Op_OP_ATTACH, Attachment: big}, domain.CodeInvalidField, "attachment.size")
+	_, _, err := med.startUploadAs(&pb.UploadStart{RecordId: d, Sha256: big.Sha256, Size: big.Size, MediaType: "image/jpeg"}, nil)
+	wantStatus(t, "start too large", err, codes.InvalidArgument, "start.size")
+
+	// A start that claims another size than the record's reference.
+	small := fileOf(t, "image/jpeg", 1000)
+	med.attach(d, pb.Kind_KIND_DISPUTE, small, "image/jpeg")
+	_, _, err = med.startUploadAs(&pb.UploadStart{RecordId: d, Sha256: shaOf(small), Size: 999, MediaType: "image/jpeg"}, nil)
+	wantStatus(t, "start with another size than the reference", err, codes.InvalidArgument, "start.size")
+
+	// More bytes than the file has.
+	u, _, err := med.startUpload(d, small, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := append(bytes.Clone(small), 1, 2, 3)
+	_, err = u.raw(&pb.Chunk{Offset: 0, Data: long, Sha256: sum(long)})
+	wantStatus(t, "chunk past the end", err, codes.InvalidArgument, "chunk.data")
+
+	// A PNG's bytes claimed as a PDF: refused at the first chunk.
+	png := fileOf(t, "image/png", 2*domain.ChunkBytes)
+	med.attach(d, pb.Kind_KIND_DISPUTE, png, "application/pdf")
+	u, _, err = med.startUpload(d, png, "application/pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = u.chunk(0)
+	wantStatus(t, "PNG claimed as PDF", err, codes.InvalidArgument, "chunk.data")
+	if !strings.Contains(err.Error(), "image/png, not application/pdf") {
+		t.Errorf("message does not say what the bytes are: %v", err)
+	}
+
+	// A program claimed as a photo.
+	exe := fileOf(t, "exe", 5000)
+	med.attach(d, pb.Kind_KIND_DISPUTE, exe, "image/jpeg")
+	u, _, err = med.startUpload(d, exe, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = u.chunk(0)
+	wantStatus(t, "program claimed as JPEG", err, codes.InvalidArgument, "chunk.data")
+	if !strings.Contains(err.Error(), "Windows program") {
+		t.Errorf("message does not say what the bytes are: %v", err)
+	}
+
+	// Sent in chunks too small to tell at the first: caught at the end,
+	// and the bytes are dropped.
+	png2 := fileOf(t, "image/png", 1000)
+	med.attach(d, pb.Kind_KIND_DISPUTE, png2, "image/jpeg")
+	u, _, err = med.startUpload(d, png2, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp *pb.UploadResponse
+	for off := 0; off < len(png2); off += 100 {
+		if resp, err = u.raw(&pb.Chunk{Offset: int64(off), Data: png2[off : off+100], Sha256: sum(png2[off : off+100])}); err != nil {
+			break
+		}
+	}
+	wantStatus(t, "PNG claimed as JPEG in small chunks", err, codes.InvalidArgument, "start.media_type")
+	_ = resp
+	if _, err := e.Daemon.Files.Stat(t.Context(), shaOf(png2)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a file that did not check out is kept: %v", err)
+	}
+	// None of them blocks the next file.
+	ok := fileOf(t, "image/jpeg", 2*domain.ChunkBytes)
+	med.attach(d, pb.Kind_KIND_DISPUTE, ok, "image/jpeg")
+	u, resp, err = med.startUpload(d, ok, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := u.rest(resp.GetStored()); !last.GetComplete() {
+		t.Fatalf("good file after the bad ones: %v", last)
+	}
+}
+
+// Scope: a record outside the caller's scope, a record that does not
+// name the file, and an unknown record are refused, for Upload and Fetch;
+// a chunk out of order is refused.
+func TestUploadAndFetchScope(t *testing.T) {
+	e := filesEnv(t)
+	med, member, outsider := newRawPhone(t, e, testenv.Mediator), newRawPhone(t, e, testenv.Member), newRawPhone(t, e, testenv.Outsider)
+	d := newDispute(med)
+	data := fileOf(t, "image/jpeg", 3*domain.ChunkBytes)
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/jpeg")
+
+	_, _, err := member.startUpload(d, data, "image/jpeg")
+	wantStatus(t, "member uploads to a dispute", err, codes.PermissionDenied, "start.record_id")
+	other := fileOf(t, "image/jpeg", 2000)
+	_, _, err = med.startUpload(d, other, "image/jpeg")
+	wantStatus(t, "file the record does not name", err, codes.FailedPrecondition, "start.sha256")
+	_, _, err = med.startUpload(newID(), data, "image/jpeg")
+	wantStatus(t, "unknown record", err, codes.NotFound, "start.record_id")
+
+	u, _, err := med.startUpload(d, data, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = u.chunk(domain.ChunkBytes)
+	wantStatus(t, "chunk out of order", err, codes.OutOfRange, "chunk.offset")
+
+	_, _, err = med.fetch(d, shaOf(data), 0)
+	wantStatus(t, "fetch before the upload", err, codes.NotFound, "sha256")
+	u, resp, err := med.startUpload(d, data, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.rest(resp.GetStored())
+
+	_, _, err = member.fetch(d, shaOf(data), 0)
+	wantStatus(t, "member fetches a dispute's file", err, codes.PermissionDenied, "record_id")
+	_, _, err = outsider.fetch(d, shaOf(data), 0)
+	wantStatus(t, "outsider fetches", err, codes.PermissionDenied, "record_id")
+	// A record of the member's own that does not name the file does not
+	// open it either.
+	visit := newID()
+	member.mustApply("visit", create(visit, pb.Kind_KIND_VISIT, map[string]string{"household_id": "H001", "visited_on": "2026-12-01"}))
+	_, _, err = member.fetch(visit, shaOf(data), 0)
+	wantStatus(t, "fetch through a record not naming the file", err, codes.FailedPrecondition, "sha256")
+	// The other mediator of the case fetches it; so does HQ.
+	med2 := newRawPhone(t, e, testenv.Mediator2)
+	if _, got, err := med2.fetch(d, shaOf(data), 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("co-mediator's fetch: %v", err)
+	}
+	hq := newRawPhone(t, e, testenv.HQ)
+	if _, got, err := hq.fetch(d, shaOf(data), 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("HQ's fetch: %v", err)
+	}
+}
+
+// OP_ATTACH's scope on the server: as for a note on the record.
+func TestAttachScope(t *testing.T) {
+	e := filesEnv(t)
+	member, member2, sec, med := newRawPhone(t, e, testenv.Member), newRawPhone(t, e, testenv.Member2), newRawPhone(t, e, testenv.Secretary), newRawPhone(t, e, testenv.Mediator)
+	photo := refOf(fileOf(t, "image/jpeg", 100), "image/jpeg")
+	at := func(id string, k pb.Kind) *pb.Mutation {
+		return &pb.Mutation{RecordId: id, Kind: k, Op: pb.Op_OP_ATTACH, Attachment: photo}
+	}
+	need := newID()
+	sec.mustApply("secretary's need of H001", create(need, pb.Kind_KIND_NEED, map[string]string{"village_id": testenv.Village, "category": "housing", "summary": "漏雨", "household_id": "H001"}))
+	member.mustApply("member linked to H001 attaches a photo to its need", at(need, pb.Kind_KIND_NEED))
+	member2.mustRefuse("member not linked to H001", at(need, pb.Kind_KIND_NEED), domain.CodePermissionDenied, "need")
+	sec.mustApply("secretary attaches", at(need, pb.Kind_KIND_NEED))
+	d := newDispute(med)
+	member.mustRefuse("member attaches to a dispute", at(d, pb.Kind_KIND_DISPUTE), domain.CodePermissionDenied, "dispute.attachments")
+	visit := newID()
+	member.mustApply("visit", create(visit, pb.Kind_KIND_VISIT, map[string]string{"household_id": "H001", "visited_on": "2026-12-01"}))
+	member2.mustRefuse("member2 attaches to member's visit", at(visit, pb.Kind_KIND_VISIT), domain.CodePermissionDenied, "visit")
+	member.mustApply("author attaches to the visit", at(visit, pb.Kind_KIND_VISIT))
+	if got := stored(t, e, visit).GetAttachments(); len(got) != 1 || got[0].GetSha256() != photo.GetSha256() || got[0].GetCaption() != "調解協議書" {
+		t.Fatalf("visit's attachments %v", got)
+	}
+}
+
+// The daily file quota: the chunk that reaches it is stored, the next is
+// refused with ResourceExhausted, RetryInfo and ErrorInfo; uploads per
+// device are bounded, and a new upload of the same file takes the old
+// one's place.
+func TestFileQuotaAndUploadSlots(t *testing.T) {
+	e := filesEnv(t, testenv.WithServerConfig(func(c *server.Config) { c.FileQuota = 2 * domain.ChunkBytes }))
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	data := fileOf(t, "image/jpeg", 4*domain.ChunkBytes)
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/jpeg")
+	u, _, err := med.startUpload(d, data, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(0); off < 2*domain.ChunkBytes; off += domain.ChunkBytes {
+		if _, err := u.chunk(off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = u.chunk(2 * domain.ChunkBytes)
+	st := status.Convert(err)
+	var retry *errdetails.RetryInfo
+	var info *errdetails.ErrorInfo
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.RetryInfo:
+			retry = d
+		case *errdetails.ErrorInfo:
+			info = d
+		}
+	}
+	if st.Code() != codes.ResourceExhausted || retry == nil || retry.GetRetryDelay().AsDuration() <= 0 || info.GetReason() != server.QuotaReason || info.GetMetadata()["quota"] != server.FileQuotaName {
+		t.Fatalf("over the file quota: %v (details %v)", err, st.Details())
+	}
+	t.Logf("over the quota: %v", err)
+	_, _, err = med.startUpload(d, data, "image/jpeg")
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("start over the quota: %v", err)
+	}
+
+	// Slots: quota off for this part.
+	e2 := filesEnv(t, testenv.WithServerConfig(func(c *server.Config) { c.FileQuota = -1 }))
+	med = newRawPhone(t, e2, testenv.Mediator)
+	d = newDispute(med)
+	var fs [3][]byte
+	for i := range fs {
+		fs[i] = fileOf(t, "image/jpeg", 2*domain.ChunkBytes)
+		med.attach(d, pb.Kind_KIND_DISPUTE, fs[i], "image/jpeg")
+	}
+	u0, _, err := med.startUpload(d, fs[0], "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := med.startUpload(d, fs[1], "image/jpeg"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = med.startUpload(d, fs[2], "image/jpeg")
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("third upload at once: %v, want ResourceExhausted", err)
+	}
+	// The same file again (its link dropped, the device began anew): the
+	// old upload ends, the new one goes on.
+	u0b, resp, err := med.startUpload(d, fs[0], "image/jpeg")
+	if err != nil {
+		t.Fatalf("same file again: %v", err)
+	}
+	if _, err := u0.chunk(0); status.Code(err) != codes.Aborted {
+		t.Errorf("the replaced upload: %v, want Aborted", err)
+	}
+	if last := u0b.rest(resp.GetStored()); !last.GetComplete() {
+		t.Fatalf("replacing upload: %v", last)
+	}
+}
