@@ -27,6 +27,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/server"
 )
 
 // photos (issue 15): N devices at once, each attaching a distinct photo
@@ -52,7 +53,7 @@ func photoFlags(fs *flag.FlagSet, c *photoConfig) {
 	fs.IntVar(&c.devices, "photo-devices", 1000, "photos: devices each uploading one photo (at most the lightweight devices)")
 	fs.IntVar(&c.conc, "photo-concurrency", 0, "photos: devices syncing and uploading at once (0: all of -photo-devices)")
 	fs.IntVar(&c.size, "photo-bytes", 1<<20, "photos: bytes of each photo (a JPEG header, then random bytes; at most domain.MaxAttachmentBytes)")
-	fs.IntVar(&c.inflight, "photo-inflight", 4, "photos: chunks a device sends ahead of the server's answers (the protocol's server.MaxChunksInFlight is 4; 1: stop and wait; 0: no limit but HTTP/2 flow control, the server's 1 MiB stream window: a client breaking the protocol, the hardest for the server's memory)")
+	fs.IntVar(&c.inflight, "photo-inflight", server.MaxChunksInFlight, "photos: chunks a device sends ahead of the server's answers (the protocol's: server.MaxChunksInFlight; 1: stop and wait; 0: no limit but HTTP/2 flow control, the server's 1 MiB stream window: a client breaking the protocol, the hardest for the server's memory)")
 	fs.BoolVar(&c.gzip, "photo-gzip", false, "photos: gzip the Upload stream too (the Sync calls always are); off by default since a JPEG does not compress")
 	fs.IntVar(&c.cut, "photo-cut", 0, "photos: cut each upload once after this many chunks sent (its stream cancelled, as a dropped link does), then resume it from the server's stored (0: no cut)")
 	fs.IntVar(&c.fetch, "photo-fetch", 8, "photos: files fetched back by Fetch at the end (whole, and from the middle) and compared byte for byte")
@@ -203,7 +204,11 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 				return
 			}
 		}
-		sendErr <- stream.CloseSend()
+		// No CloseSend here but after the server's complete: a half-close
+		// right behind the last chunk raced it in the server's Upload
+		// (its reader's end of stream taken before the chunk queued ahead
+		// of it; the upload ended without the last chunk, no error).
+		sendErr <- nil
 	}()
 	want := st.started
 	for {
@@ -241,6 +246,7 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 			if err := <-sendErr; err != nil && !errors.Is(err, io.EOF) {
 				return st, fmt.Errorf("upload: %w", err)
 			}
+			stream.CloseSend()
 			st.complete = true
 			st.bytes, st.chunks = sent.Load(), int(math.Ceil(float64(sent.Load())/domain.ChunkBytes))
 			if resp.GetStored() != p.size {

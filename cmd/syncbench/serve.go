@@ -67,6 +67,7 @@ func startServer(ctx context.Context, dir string, logw io.Writer) (*benchServer,
 			c.DeviceLimit, c.UserLimit, c.EnrollLimit = server.Unlimited, server.Unlimited, server.Unlimited
 			c.DeviceQuota, c.UserQuota = server.NoQuota, server.NoQuota
 			c.MaxStreamsPerDevice = -1
+			c.FileQuota = -1 // the file bytes' daily quota off too (issue 15)
 		},
 		Logger: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
