@@ -147,7 +147,10 @@ func authorOf(tx *store.Tx, dev string, errp *error) string {
 // this one's for a void or settle), a secretary only their village's or
 // town's households, visits (to void) and events (to void), a mediator
 // only the cases naming them; needs and projects as checkScopeNewKinds
-// says. Settling a field takes the same scope as updating it. It is decided
+// says. Settling a field takes the same scope as updating it; attaching a
+// file (OP_ATTACH) the same as a note on the record (a member adds a photo
+// to a need of a household linked to them, as a note; the merge rule lets
+// only a visit's author add to it). It is decided
 // from the org as it is at this commit, whatever the device believed when
 // it queued the write.
 func (s *Server) checkRecordScope(tx *store.Tx, c *caller, cur *pb.Record, meta store.RecordMeta, op pb.Op) (*domain.Rejection, error) {

@@ -58,8 +58,9 @@ import (
 //
 // Fetch streams a complete file named by a record in the caller's scope
 // (a phone fetches on demand), from an offset, in chunks of at most
-// domain.ChunkBytes, each with its SHA-256; the first answer carries the
-// size and type. A file not on the server yet is NOT_FOUND (sha256).
+// domain.ChunkBytes (fetchPiece: a little less, not aligned with the
+// upload's), each with its offset and SHA-256; the first answer carries
+// the size and type. A file not on the server yet is NOT_FOUND (sha256).
 type attachmentService struct {
 	pb.UnimplementedAttachmentServiceServer
 	s *Server
@@ -83,6 +84,10 @@ const (
 	// enough that a thousand phones uploading at once do not fill the
 	// server's memory with buffered chunks.
 	MaxChunksInFlight = 4
+	// MaxFetchesPerDevice is how many fetches one device may run at once
+	// (a new fetch of the same file by the same device takes the old
+	// one's place).
+	MaxFetchesPerDevice = 4
 	// uploadIdle ends an upload whose device sent nothing for that long.
 	uploadIdle = 2 * time.Minute
 )
@@ -194,7 +199,11 @@ func (x *attachmentService) Upload(stream grpc.BidiStreamingServer[pb.UploadRequ
 	// Messages are read by a goroutine of their own, so that the upload
 	// can end (idle, or replaced by a new upload of the same file) while
 	// a read waits on a dead link; the goroutine ends with the stream.
-	msgs := make(chan *pb.UploadRequest, 1)
+	// Unbuffered: the reader holds at most one chunk ahead, and it reads
+	// the device's half-close (io.EOF) only once every chunk before it was
+	// taken, so the select in next never sees the end before a chunk sent
+	// ahead of it (TestUploadHalfClosedAfterLastChunk).
+	msgs := make(chan *pb.UploadRequest)
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -491,6 +500,14 @@ func (x *attachmentService) Fetch(req *pb.FetchRequest, stream grpc.ServerStream
 	if _, err := s.fileRef(ctx, c, "", req.GetRecordId(), sha); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	release, ok := s.fetches.acquire(c.deviceID, sha, cancel)
+	if !ok {
+		s.fileMetrics.refused("concurrency")
+		return retryAfter(time.Second, "this device already runs %d fetches, the most allowed at once: fetch one file at a time", s.fetches.max)
+	}
+	defer release()
 	fi, err := files.Stat(ctx, sha)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !fi.Complete) {
 		return fieldError(codes.NotFound, "sha256", "file %s is not on the server yet (%d bytes of it stored): the device that attached it uploads it after its next sync; fetch again later", sha, fi.Stored)
@@ -505,19 +522,40 @@ func (x *attachmentService) Fetch(req *pb.FetchRequest, stream grpc.ServerStream
 	if req.GetOffset() == fi.Size {
 		return stream.Send(&pb.FetchResponse{Size: fi.Size, MediaType: fi.MediaType})
 	}
-	return files.EachChunk(ctx, sha, req.GetOffset(), func(off int64, data []byte) error {
-		sum := sha256.Sum256(data)
-		m := &pb.FetchResponse{Chunk: &pb.Chunk{Offset: off, Data: data, Sha256: sum[:]}}
-		if first {
-			m.Size, m.MediaType, first = fi.Size, fi.MediaType, false
+	err = files.EachChunk(ctx, sha, req.GetOffset(), func(off int64, data []byte) error {
+		for len(data) > 0 {
+			piece := data[:min(len(data), fetchPiece)]
+			sum := sha256.Sum256(piece)
+			m := &pb.FetchResponse{Chunk: &pb.Chunk{Offset: off, Data: piece, Sha256: sum[:]}}
+			if first {
+				m.Size, m.MediaType, first = fi.Size, fi.MediaType, false
+			}
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+			s.fileMetrics.fetched(len(piece))
+			data, off = data[len(piece):], off+int64(len(piece))
 		}
-		if err := stream.Send(m); err != nil {
-			return err
-		}
-		s.fileMetrics.fetched(len(data))
 		return nil
 	})
+	if errors.Is(context.Cause(ctx), errReplaced) {
+		return status.Error(codes.Aborted, "a newer fetch of this file by this device took its place")
+	}
+	if err != nil && status.Code(err) == codes.Unknown {
+		return storeError("read the file", err)
+	}
+	return err
 }
+
+// fetchPiece is the most file bytes one FetchResponse carries: a stored
+// chunk of domain.ChunkBytes goes out in two, so that each message's
+// encoding (data, offset, hash, size, type) stays within 32 KiB. grpc
+// encodes a message into a buffer from its pool's tiers, 32 KiB then 1
+// MiB: a message of 32 KiB of data and its few dozen bytes more took a
+// 1 MiB buffer, held until the message is on the wire, so a slow phone's
+// fetch pinned a few MiB of the server's memory
+// (TestLargestFileStreamedNotHeld: the live heap during a 10 MiB fetch).
+const fetchPiece = domain.ChunkBytes - 256
 
 // uploadSlots bounds the uploads each device runs at once.
 type uploadSlots struct {

@@ -590,3 +590,155 @@ func TestFileQuotaAndUploadSlots(t *testing.T) {
 		t.Fatalf("replacing upload: %v", last)
 	}
 }
+
+// What an upload stored survives a restart of syncd: the upload resumes
+// where it stopped. A file whose bytes were all in when the server
+// stopped, before its check, is checked and completed at the next start
+// of an upload.
+func TestUploadResumesAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	e := filesEnv(t, testenv.WithDir(dir))
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	data := append([]byte("RIFF\x00\x00\x00\x00WEBPVP8 "), fileOf(t, "image/jpeg", 5*domain.ChunkBytes)[16:]...)
+	if domain.SniffType(data) != "image/webp" {
+		t.Fatalf("test file sniffs as %q", domain.SniffType(data))
+	}
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/webp")
+	u, _, err := med.startUpload(d, data, "image/webp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(0); off < 2*domain.ChunkBytes; off += domain.ChunkBytes {
+		if _, err := u.chunk(off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// All of a second file's bytes stored, the check not done.
+	other := fileOf(t, "image/jpeg", domain.ChunkBytes+7)
+	med.attach(d, pb.Kind_KIND_DISPUTE, other, "image/jpeg")
+	files := e.Daemon.Files
+	if _, err := files.Begin(t.Context(), shaOf(other), int64(len(other)), "image/jpeg"); err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(other); off += domain.ChunkBytes {
+		if _, err := files.PutChunk(t.Context(), shaOf(other), int64(off), other[off:min(off+domain.ChunkBytes, len(other))], store.FileCharge{Limit: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.cancel()
+	addr, token := e.Addr, e.AdminToken
+	e.Stop()
+
+	e2 := testenv.Start(t, testenv.WithDir(dir), testenv.WithAddr(addr), testenv.WithAdminToken(token))
+	med2 := *med
+	med2.e = e2
+	u2, resp, err := med2.startUpload(d, data, "image/webp")
+	if err != nil || resp.GetStored() != 2*domain.ChunkBytes {
+		t.Fatalf("after the restart: %v %v, want stored %d", resp, err, 2*domain.ChunkBytes)
+	}
+	u2.rest(resp.GetStored())
+	if _, got, err := med2.fetch(d, shaOf(data), 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch after the restart: %v", err)
+	}
+	_, resp, err = med2.startUpload(d, other, "image/jpeg")
+	if err != nil || !resp.GetComplete() {
+		t.Fatalf("a file all in but unchecked: %v %v, want complete at the start", resp, err)
+	}
+	if fi, err := e2.Daemon.Files.Stat(t.Context(), shaOf(other)); err != nil || !fi.Complete {
+		t.Fatalf("stored: %+v %v", fi, err)
+	}
+}
+
+// Two devices uploading the same file at once (two mediators attached the
+// same scan): the bytes are stored once, each device's chunks the other
+// already stored are answered without being stored again, and both end
+// complete.
+func TestSameFileUploadedByTwoDevicesAtOnce(t *testing.T) {
+	e := filesEnv(t)
+	med, med2 := newRawPhone(t, e, testenv.Mediator), newRawPhone(t, e, testenv.Mediator2)
+	d := newDispute(med)
+	data := fileOf(t, "application/pdf", 6*domain.ChunkBytes+99)
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "application/pdf")
+	med2.attach(d, pb.Kind_KIND_DISPUTE, data, "application/pdf")
+	ua, ra, err := med.startUpload(d, data, "application/pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ub, rb, err := med2.startUpload(d, data, "application/pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Interleaved: each sends from the stored its last answer gave.
+	sa, sb := ra.GetStored(), rb.GetStored()
+	var doneA, doneB bool
+	for !doneA || !doneB {
+		for _, c := range []struct {
+			u    *upload
+			s    *int64
+			done *bool
+		}{{ua, &sa, &doneA}, {ub, &sb, &doneB}} {
+			if *c.done {
+				continue
+			}
+			resp, err := c.u.chunk(*c.s)
+			if err != nil {
+				t.Fatalf("chunk at %d: %v", *c.s, err)
+			}
+			*c.s, *c.done = resp.GetStored(), resp.GetComplete()
+		}
+	}
+	used := func(user string) int64 {
+		n, _, err := e.Daemon.Files.FileBytesToday(t.Context(), deviceIDOf(t, e, user), e.Server.QuotaDay())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if a, b := used(testenv.Mediator), used(testenv.Mediator2); a+b != int64(len(data)) {
+		t.Errorf("bytes stored for the two devices: %d + %d, want the file's %d once", a, b, len(data))
+	}
+	if _, got, err := med2.fetch(d, shaOf(data), 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch: %v", err)
+	}
+}
+
+// A device may send all its chunks and half-close before reading the
+// answers: every chunk sent before the half-close is stored, and the
+// upload completes (the half-close is taken only after them).
+func TestUploadHalfClosedAfterLastChunk(t *testing.T) {
+	e := filesEnv(t)
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	for i := range 5 {
+		data := fileOf(t, "image/jpeg", 4*domain.ChunkBytes+i)
+		med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/jpeg")
+		u, resp, err := med.startUpload(d, data, "image/jpeg")
+		if err != nil || resp.GetStored() != 0 {
+			t.Fatalf("start: %v %v", resp, err)
+		}
+		for off := 0; off < len(data); off += domain.ChunkBytes {
+			piece := data[off:min(off+domain.ChunkBytes, len(data))]
+			if err := u.stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Chunk{Chunk: &pb.Chunk{Offset: int64(off), Data: piece, Sha256: sum(piece)}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := u.stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		var last *pb.UploadResponse
+		for {
+			r, err := u.stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("file %d: %v", i, err)
+			}
+			last = r
+		}
+		if !last.GetComplete() || last.GetStored() != int64(len(data)) {
+			t.Fatalf("file %d: last answer %v, want complete", i, last)
+		}
+	}
+}

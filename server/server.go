@@ -129,6 +129,7 @@ type Server struct {
 	// running per device, metrics.
 	fileQuota   int64
 	uploads     *uploadSlots
+	fetches     *uploadSlots
 	fileMetrics *fileMetrics
 }
 
@@ -150,6 +151,7 @@ func New(cfg Config) *Server {
 		s.fileQuota = -1
 	}
 	s.uploads = newUploadSlots(cfg.MaxUploadsPerDevice)
+	s.fetches = newUploadSlots(MaxFetchesPerDevice)
 	s.fileMetrics = newFileMetrics(cfg.Metrics)
 	if cfg.JetStream != nil {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)

@@ -174,7 +174,7 @@ type FileInfo struct {
 	CompletedMs int64
 }
 
-const fileCols = "sha256, size, media_type, stored, complete, created_ms, completed_ms"
+const serverFileCols = "sha256, size, media_type, stored, complete, created_ms, completed_ms"
 
 func scanFile(row interface{ Scan(...any) error }) (FileInfo, error) {
 	var fi FileInfo
@@ -187,7 +187,7 @@ func scanFile(row interface{ Scan(...any) error }) (FileInfo, error) {
 
 // Stat reads what the store holds of file sha; ErrNotFound if nothing.
 func (f *Files) Stat(ctx context.Context, sha string) (FileInfo, error) {
-	return scanFile(f.db.R.QueryRowContext(ctx, "SELECT "+fileCols+" FROM files WHERE sha256 = ?", sha))
+	return scanFile(f.db.R.QueryRowContext(ctx, "SELECT "+serverFileCols+" FROM files WHERE sha256 = ?", sha))
 }
 
 // Begin makes ready to receive file sha of the given size and type and
@@ -199,7 +199,7 @@ func (f *Files) Stat(ctx context.Context, sha string) (FileInfo, error) {
 func (f *Files) Begin(ctx context.Context, sha string, size int64, mediaType string) (FileInfo, error) {
 	var out FileInfo
 	err := f.write(ctx, func(tx *sql.Tx) error {
-		fi, err := scanFile(tx.QueryRow("SELECT "+fileCols+" FROM files WHERE sha256 = ?", sha))
+		fi, err := scanFile(tx.QueryRow("SELECT "+serverFileCols+" FROM files WHERE sha256 = ?", sha))
 		switch {
 		case err == nil && (fi.Complete || (fi.Size == size && fi.MediaType == mediaType)):
 			out = fi
@@ -271,7 +271,7 @@ func (f *Files) PutChunk(ctx context.Context, sha string, offset int64, data []b
 	var refused error // a refusal, not a failure: the batch commits
 	err := f.write(ctx, func(tx *sql.Tx) error {
 		refused = nil
-		fi, err := scanFile(tx.QueryRow("SELECT "+fileCols+" FROM files WHERE sha256 = ?", sha))
+		fi, err := scanFile(tx.QueryRow("SELECT "+serverFileCols+" FROM files WHERE sha256 = ?", sha))
 		if errors.Is(err, ErrNotFound) {
 			refused = err
 			return nil
