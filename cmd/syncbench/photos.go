@@ -13,6 +13,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,14 +41,20 @@ import (
 
 // photoConfig is the photos scenario's flags.
 type photoConfig struct {
-	devices  int  // devices uploading, at most the lightweight ones
-	conc     int  // uploads at once (0: all of them)
-	size     int  // bytes of each photo
-	inflight int  // chunks sent ahead of the server's answers (0: as many as HTTP/2 flow control lets through)
-	gzip     bool // compress the Upload stream as the Sync calls are
-	fetch    int  // files fetched back at the end and compared
-	cut      int  // chunks after which each upload is cut once (0: none)
+	devices  int    // devices uploading, at most the lightweight ones
+	conc     int    // uploads at once (0: all of them)
+	size     int    // bytes of each photo
+	inflight int    // chunks sent ahead of the server's answers (0: as many as HTTP/2 flow control lets through)
+	gzip     bool   // compress the Upload stream as the Sync calls are
+	fetch    int    // files fetched back at the end and compared
+	cut      int    // chunks after which each upload is cut once (0: none)
+	chunk    int    // bytes of a chunk's data
+	heap     string // the server's heap profile, written when half the bytes are stored
 }
+
+// photoStored counts the file bytes the server said it stored, over all
+// uploads (for -photo-heapprofile).
+var photoStored atomic.Int64
 
 func photoFlags(fs *flag.FlagSet, c *photoConfig) {
 	fs.IntVar(&c.devices, "photo-devices", 1000, "photos: devices each uploading one photo (at most the lightweight devices)")
@@ -56,6 +63,8 @@ func photoFlags(fs *flag.FlagSet, c *photoConfig) {
 	fs.IntVar(&c.inflight, "photo-inflight", server.MaxChunksInFlight, "photos: chunks a device sends ahead of the server's answers (the protocol's: server.MaxChunksInFlight; 1: stop and wait; 0: no limit but HTTP/2 flow control, the server's 1 MiB stream window: a client breaking the protocol, the hardest for the server's memory)")
 	fs.BoolVar(&c.gzip, "photo-gzip", false, "photos: gzip the Upload stream too (the Sync calls always are); off by default since a JPEG does not compress")
 	fs.IntVar(&c.cut, "photo-cut", 0, "photos: cut each upload once after this many chunks sent (its stream cancelled, as a dropped link does), then resume it from the server's stored (0: no cut)")
+	fs.IntVar(&c.chunk, "photo-chunk", domain.ChunkBytes, "photos: bytes of data in each chunk (1 to domain.ChunkBytes)")
+	fs.StringVar(&c.heap, "photo-heapprofile", "", "photos: write the server's live heap to `file` when half the file bytes are stored (go tool pprof -sample_index=inuse_space; -server process only)")
 	fs.IntVar(&c.fetch, "photo-fetch", 8, "photos: files fetched back by Fetch at the end (whole, and from the middle) and compared byte for byte")
 }
 
@@ -71,6 +80,8 @@ func (c *photoConfig) check() error {
 		return errors.New("-photo-inflight: 0 (flow control only) or more")
 	case c.fetch < 0:
 		return errors.New("-photo-fetch: 0 or more")
+	case c.chunk < 1 || c.chunk > domain.ChunkBytes:
+		return fmt.Errorf("-photo-chunk %d: want 1 to %d (domain.ChunkBytes)", c.chunk, domain.ChunkBytes)
 	case c.cut < 0:
 		return errors.New("-photo-cut: 0 (no cut) or more chunks")
 	}
@@ -134,7 +145,8 @@ var errCut = errors.New("upload cut by -photo-cut")
 // stored offset, with at most inflight chunks unanswered (0: flow control
 // only), until the server answers complete; with cut > 0 it cancels the
 // stream after sending cut chunks (errCut).
-func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID string, p *photo, inflight int, gz bool, cut int) (uploadStat, error) {
+func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID string, p *photo, o photoConfig, cut int) (uploadStat, error) {
+	inflight, gz, chunk := o.inflight, o.gzip, int64(o.chunk)
 	var st uploadStat
 	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token))
 	defer cancel()
@@ -162,20 +174,20 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 		stream.CloseSend()
 		return st, nil
 	}
-	if st.started < 0 || st.started > p.size || st.started%domain.ChunkBytes != 0 {
-		return st, fmt.Errorf("upload start: the server holds %d bytes of %d: not a chunk boundary in the file", st.started, p.size)
+	if st.started < 0 || st.started > p.size {
+		return st, fmt.Errorf("upload start: the server holds %d bytes of %d", st.started, p.size)
 	}
 	// The sender runs apart: the answers come back while chunks go out.
 	var credits chan struct{}
 	if inflight > 0 {
 		credits = make(chan struct{}, inflight)
 	}
-	var sent, answered atomic.Int64
+	var sent, chunks, answered atomic.Int64
 	var cutDone atomic.Bool
 	sendErr := make(chan error, 1)
 	go func() {
 		r := p.reader(st.started)
-		buf := make([]byte, domain.ChunkBytes)
+		buf := make([]byte, chunk)
 		for off := st.started; off < p.size; {
 			n, err := io.ReadFull(r, buf[:min(int64(len(buf)), p.size-off)])
 			if err != nil {
@@ -196,8 +208,9 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 				return
 			}
 			sent.Add(int64(n))
+			chunks.Add(1)
 			off += int64(n)
-			if cut > 0 && sent.Load() >= int64(cut)*domain.ChunkBytes && off < p.size {
+			if cut > 0 && chunks.Load() >= int64(cut) && off < p.size {
 				cutDone.Store(true)
 				cancel()
 				sendErr <- nil
@@ -216,7 +229,7 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 		if err != nil {
 			cancel()
 			<-sendErr
-			st.bytes, st.chunks = sent.Load(), int(math.Ceil(float64(sent.Load())/domain.ChunkBytes))
+			st.bytes, st.chunks = sent.Load(), int(chunks.Load())
 			if cutDone.Load() {
 				return st, errCut
 			}
@@ -226,7 +239,7 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 			return st, fmt.Errorf("upload at %d of %d bytes: %w", want, p.size, err)
 		}
 		st.answers++
-		ahead := int(math.Ceil(float64(sent.Load()-resp.GetStored()) / domain.ChunkBytes))
+		ahead := int(math.Ceil(float64(sent.Load()-resp.GetStored()) / float64(chunk)))
 		st.maxAhead = max(st.maxAhead, ahead)
 		if resp.GetStored() < want {
 			cancel()
@@ -236,7 +249,8 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 		if answered.Load() == 0 {
 			st.firstStore = time.Since(start)
 		}
-		for ; want < resp.GetStored(); want = min(want+domain.ChunkBytes, p.size) {
+		photoStored.Add(max(0, resp.GetStored()-want))
+		for ; want < resp.GetStored(); want = min(want+chunk, p.size) {
 			answered.Add(1)
 			if credits != nil {
 				<-credits
@@ -248,7 +262,7 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 			}
 			stream.CloseSend()
 			st.complete = true
-			st.bytes, st.chunks = sent.Load(), int(math.Ceil(float64(sent.Load())/domain.ChunkBytes))
+			st.bytes, st.chunks = sent.Load(), int(chunks.Load())
 			if resp.GetStored() != p.size {
 				return st, fmt.Errorf("upload: complete at %d bytes of %d", resp.GetStored(), p.size)
 			}
@@ -331,6 +345,33 @@ func (b *bench) photos(cfg photoConfig) *result {
 		m.Attachment = &pb.Attachment{Sha256: pd.p.sha, Size: pd.p.size, MediaType: "image/jpeg", Caption: "屋頂漏水處（走訪時拍攝）"}
 	}
 	rssBefore := b.serverRSS()
+	photoStored.Store(0)
+	heapDone, uploadsDone := make(chan struct{}), make(chan struct{})
+	if pc, ok := b.ctl.(*procCtl); ok && cfg.heap != "" {
+		path, _ := filepath.Abs(cfg.heap)
+		half := int64(n) * int64(cfg.size) / 2
+		go func() {
+			defer close(heapDone)
+			for photoStored.Load() < half {
+				select {
+				case <-uploadsDone:
+					fmt.Fprintln(b.log, "syncbench: photo heap profile: not written, the uploads ended before half their bytes were stored")
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			if _, err := pc.command("heap " + path); err != nil {
+				fmt.Fprintln(b.log, "syncbench: photo heap profile:", err)
+			} else {
+				fmt.Fprintf(b.log, "syncbench: the server's heap with half the photos' bytes stored in %s\n", path)
+			}
+		}()
+	} else {
+		if cfg.heap != "" {
+			fmt.Fprintln(b.log, "syncbench: -photo-heapprofile: only with -server process")
+		}
+		close(heapDone)
+	}
 
 	var mu sync.Mutex
 	var syncLat, upLat, firstLat []time.Duration
@@ -379,6 +420,8 @@ func (b *bench) photos(cfg photoConfig) *result {
 		close(work)
 		wg.Wait()
 	})
+	close(uploadsDone)
+	<-heapDone
 	// The table's latency columns are the uploads'.
 	r.latencies = upLat
 	r.finish(protoBytes.Load())
@@ -387,7 +430,7 @@ func (b *bench) photos(cfg photoConfig) *result {
 	wantChunks := int64(0)
 	for _, pd := range devs {
 		if pd.ok {
-			wantChunks += (pd.p.size + domain.ChunkBytes - 1) / domain.ChunkBytes
+			wantChunks += (pd.p.size + int64(cfg.chunk) - 1) / int64(cfg.chunk)
 		}
 	}
 	x := map[string]float64{
@@ -416,7 +459,7 @@ func (b *bench) photos(cfg photoConfig) *result {
 	if cfg.gzip {
 		comp = "gzip"
 	}
-	r.Notes = append(r.Notes, fmt.Sprintf("each device: new TLS connection, one Sync (a visit and its OP_ATTACH), then AttachmentService.Upload of its own %d-byte JPEG-looking photo (%s) in %d-byte chunks each with its SHA-256, chunks %s, from the server's stored offset until complete; %d at once", cfg.size, comp, domain.ChunkBytes, inflight, conc))
+	r.Notes = append(r.Notes, fmt.Sprintf("each device: new TLS connection, one Sync (a visit and its OP_ATTACH), then AttachmentService.Upload of its own %d-byte JPEG-looking photo (%s) in %d-byte chunks each with its SHA-256, chunks %s, from the server's stored offset until complete; %d at once", cfg.size, comp, cfg.chunk, inflight, conc))
 	if cfg.cut > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("each upload cut once after %d chunks sent (the client cancels the stream, as a dropped link ends it), then a new Upload from the server's stored: chunks_sent - chunks_needed were sent but not stored before the cut", cfg.cut))
 	}
@@ -448,7 +491,7 @@ func (b *bench) photoOne(pd *photoDev, cfg photoConfig, protoBytes *atomic.Int64
 	start := time.Now()
 	cut := cfg.cut
 	for attempt := 1; ; attempt++ {
-		st, err := upload(b.ctx, cc, d.tok, pd.visit, pd.p, cfg.inflight, cfg.gzip, cut)
+		st, err := upload(b.ctx, cc, d.tok, pd.visit, pd.p, cfg, cut)
 		pd.up.chunks += st.chunks
 		pd.up.bytes += st.bytes
 		pd.up.maxAhead = max(pd.up.maxAhead, st.maxAhead)
@@ -507,7 +550,7 @@ func (b *bench) photosAfter(r *result, devs []*photoDev, cfg photoConfig) {
 				fail(err)
 				return
 			}
-			st, err := upload(b.ctx, cc, pd.d.tok, pd.visit, pd.p, cfg.inflight, cfg.gzip, 0)
+			st, err := upload(b.ctx, cc, pd.d.tok, pd.visit, pd.p, cfg, 0)
 			switch {
 			case err != nil:
 				fail(fmt.Errorf("offered again: device %s: %w", pd.d.id, err))

@@ -280,6 +280,12 @@ func childMain(dir string) int {
 				err = errors.Join(prof.Close(), writeHeapProfile(prof.Name()+".heap"))
 				prof = nil
 			}
+		case "heap": // the live heap now (photos: -photo-heapprofile)
+			if len(f) < 2 {
+				err = errors.New("heap: path missing")
+				break
+			}
+			err = writeHeapProfile(f[1])
 		case "commits":
 			commits, jobs, busy := b.st.CommitStats()
 			fmt.Println("ok", commits, jobs, int64(busy))
