@@ -217,10 +217,11 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 				return
 			}
 		}
-		// No CloseSend here but after the server's complete: a half-close
-		// right behind the last chunk raced it in the server's Upload
-		// (its reader's end of stream taken before the chunk queued ahead
-		// of it; the upload ended without the last chunk, no error).
+		// CloseSend only after the server's complete: nothing is lost
+		// by waiting. (A half-close right behind the last chunk once
+		// raced it in the server's Upload, which took the end of stream
+		// before the chunk queued ahead of it; fixed on the server, with
+		// a test there.)
 		sendErr <- nil
 	}()
 	want := st.started
