@@ -742,3 +742,52 @@ func TestUploadHalfClosedAfterLastChunk(t *testing.T) {
 		}
 	}
 }
+
+// The metrics count the bytes stored (a chunk held already not again),
+// the bytes fetched, the refusals by reason and the files completed.
+func TestAttachmentMetrics(t *testing.T) {
+	opt, url := withMetrics(t, nil)
+	e := testenv.Start(t, opt)
+	e.ImportSample()
+	med := newRawPhone(t, e, testenv.Mediator)
+	d := newDispute(med)
+	data := fileOf(t, "image/jpeg", 2*domain.ChunkBytes+5)
+	med.attach(d, pb.Kind_KIND_DISPUTE, data, "image/jpeg")
+	u, _, err := med.startUpload(d, data, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.chunk(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.chunk(0); err != nil { // held already: answered, not stored
+		t.Fatal(err)
+	}
+	_, err = u.raw(&pb.Chunk{Offset: domain.ChunkBytes, Data: data[domain.ChunkBytes : 2*domain.ChunkBytes], Sha256: sum(data[:10])})
+	wantStatus(t, "damaged chunk", err, codes.InvalidArgument, "chunk.sha256")
+	u, resp, err := med.startUpload(d, data, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.rest(resp.GetStored())
+	if _, _, err := med.fetch(d, shaOf(data), 1000); err != nil {
+		t.Fatal(err)
+	}
+	m := scrape(t, url)
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"fieldsync_attachment_bytes_total", "direction", "upload", float64(len(data))},
+		{"fieldsync_attachment_bytes_total", "direction", "fetch", float64(len(data) - 1000)},
+		{"fieldsync_attachment_refusals_total", "reason", "hash", 1},
+		{"fieldsync_attachment_refusals_total", "reason", "order", 0},
+	} {
+		if got := value(m, c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%s} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+	if got := value(m, "fieldsync_attachment_files_completed_total"); got != 1 {
+		t.Errorf("files completed %v, want 1", got)
+	}
+}

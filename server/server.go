@@ -186,6 +186,9 @@ func (s *Server) GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryObserve, s.unaryDeadline, s.unaryAuth, s.unaryLimit),
 		grpc.ChainStreamInterceptor(s.streamObserve, s.streamAuth, s.streamLimit),
+		// grpc's proto codec with a 64 KiB buffer tier for file chunks
+		// (attachments_codec.go).
+		grpc.ForceServerCodecV2(codec{}),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
