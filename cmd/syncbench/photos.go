@@ -155,7 +155,9 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 		comp = gzip.Name
 	}
 	start := time.Now()
-	stream, err := pb.NewAttachmentServiceClient(cc).Upload(ctx, grpc.UseCompressor(comp))
+	// syncd's codec (a 64 KiB buffer tier): a chunk's message is encoded
+	// into a 64 KiB buffer, not a cleared 1 MiB one, as a phone does.
+	stream, err := pb.NewAttachmentServiceClient(cc).Upload(ctx, grpc.UseCompressor(comp), grpc.ForceCodecV2(server.Codec()))
 	if err != nil {
 		return st, fmt.Errorf("upload: %w", err)
 	}
@@ -276,7 +278,7 @@ func upload(ctx context.Context, cc grpc.ClientConnInterface, token, recordID st
 // SHA-256 of the bytes it got, and how many.
 func fetchHash(ctx context.Context, cc grpc.ClientConnInterface, token, recordID, sha string, off int64) (string, int64, error) {
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-	stream, err := pb.NewAttachmentServiceClient(cc).Fetch(ctx, &pb.FetchRequest{RecordId: recordID, Sha256: sha, Offset: off}, grpc.UseCompressor(encoding.Identity))
+	stream, err := pb.NewAttachmentServiceClient(cc).Fetch(ctx, &pb.FetchRequest{RecordId: recordID, Sha256: sha, Offset: off}, grpc.UseCompressor(encoding.Identity), grpc.ForceCodecV2(server.Codec()))
 	if err != nil {
 		return "", 0, err
 	}
