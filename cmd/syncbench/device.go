@@ -312,6 +312,9 @@ func (d *lite) sync(ctx context.Context, fresh bool) (syncStat, []ack, error) {
 					a.field, a.value = k, v
 				}
 			}
+			if m.GetOp() == pb.Op_OP_ATTACH {
+				a.field, a.value = "attachment", m.GetAttachment().GetSha256()
+			}
 			if r.GetStatus() == pb.MutationStatus_MUTATION_STATUS_REJECTED {
 				st.rejected++
 			} else {

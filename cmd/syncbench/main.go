@@ -76,9 +76,10 @@ type config struct {
 	skipLimits                 bool
 	version                    bool
 	hq, hqYear                 bool
+	photos                     photoConfig
 }
 
-var scenarioNames = []string{"bootstrap", "storm", "burst", "trickle", "single"}
+var scenarioNames = []string{"bootstrap", "storm", "burst", "trickle", "single", "photos"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
@@ -115,6 +116,9 @@ available there.
 Scenarios (-scenario, comma-separated or all):
   bootstrap  fresh devices' first full sync; then HQ exports everything from 0
   storm      every device reconnects at once and pushes -mutations mutations
+  photos     -photo-devices devices at once each sync a visit with a photo
+             attached, then upload the photo (-photo-bytes) by
+             AttachmentService.Upload in chunks (issue 15)
   burst      single-mutation syncs from -concurrency devices at once
   trickle    steady single-visit syncs; ack-to-HQ-consumer latency
   single     one device, one mutation per sync, idle server: latency floor
@@ -164,6 +168,7 @@ Flags:
 	fs.BoolVar(&c.skipLimits, "skip-limits", false, "do not measure the parts' limits")
 	fs.BoolVar(&c.hq, "hq", true, "with the storm: follow the changelog with HQ's read model (hq.Follow, in this process) and report its lag behind the stream, then time the coverage page on it")
 	fs.BoolVar(&c.hqYear, "hq-year", true, "with -hq: also time the coverage page on a city of the same size with a year of visits (hq/hqtest, built once into the user's cache directory)")
+	photoFlags(fs, &c.photos)
 	fs.BoolVar(&c.version, "version", false, "print syncbench's version (module, VCS revision and time, Go) and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -173,6 +178,9 @@ Flags:
 	}
 	if c.scale <= 0 {
 		return nil, errors.New("-scale: must be more than 0")
+	}
+	if err := c.photos.check(); err != nil {
+		return nil, err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -487,6 +495,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		step("single")
 		time.Sleep(500 * time.Millisecond) // let the relay and GC settle: an idle server
 		rep.Results = append(rep.Results, b.single(cfg.singleSyncs))
+	}
+	if cfg.wants("photos") && ctx.Err() == nil && len(b.lites) > 0 {
+		step("photos")
+		rep.Results = append(rep.Results, b.photos(cfg.photos))
+		b.waitStream(b.expectChanges, time.Minute)
 	}
 	if genProf != nil {
 		pprof.StopCPUProfile()

@@ -92,7 +92,7 @@ func checkRun(t *testing.T, out string) map[string]map[string]any {
 			t.Errorf("%s: %v", name, line)
 		}
 	}
-	for _, s := range []string{"bootstrap", "export", "storm", "hq", "burst", "trickle", "single", "check"} {
+	for _, s := range []string{"bootstrap", "export", "storm", "hq", "burst", "trickle", "single", "photos", "check"} {
 		if seen[s] == nil {
 			t.Errorf("no JSON object for %s in:\n%s", s, out)
 		}

@@ -67,6 +67,7 @@ func startServer(ctx context.Context, dir string, logw io.Writer) (*benchServer,
 			c.DeviceLimit, c.UserLimit, c.EnrollLimit = server.Unlimited, server.Unlimited, server.Unlimited
 			c.DeviceQuota, c.UserQuota = server.NoQuota, server.NoQuota
 			c.MaxStreamsPerDevice = -1
+			c.FileQuota = -1 // the file bytes' daily quota off too (issue 15)
 		},
 		Logger: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -279,6 +280,12 @@ func childMain(dir string) int {
 				err = errors.Join(prof.Close(), writeHeapProfile(prof.Name()+".heap"))
 				prof = nil
 			}
+		case "heap": // the live heap now (photos: -photo-heapprofile)
+			if len(f) < 2 {
+				err = errors.New("heap: path missing")
+				break
+			}
+			err = writeHeapProfile(f[1])
 		case "commits":
 			commits, jobs, busy := b.st.CommitStats()
 			fmt.Println("ok", commits, jobs, int64(busy))

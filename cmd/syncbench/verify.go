@@ -139,9 +139,13 @@ func (b *bench) verify() (*verdict, error) {
 	// Every acknowledged mutation: its effect on the server, once, and its
 	// change in the stream, once.
 	lastEdit := map[string]int{}
+	applied := map[string]int{} // acknowledged mutations applied to each record: one change each
 	for i, a := range b.acks {
 		if a.op == pb.Op_OP_UPDATE {
 			lastEdit[a.recordID+"/"+a.field] = i
+		}
+		if a.status != pb.MutationStatus_MUTATION_STATUS_REJECTED {
+			applied[a.recordID]++
 		}
 	}
 	for i, a := range b.acks {
@@ -158,8 +162,8 @@ func (b *bench) verify() (*verdict, error) {
 				v.problem(sc, true, "device %s mutation %d: record %s acknowledged, not on the server", a.device, a.seq, a.recordID)
 			case perRecord[a.recordID] == 0:
 				v.problem(sc, true, "device %s mutation %d: record %s acknowledged, not in the stream", a.device, a.seq, a.recordID)
-			case perRecord[a.recordID] > 1:
-				v.problem(sc, false, "record %s created once, %d changes in the stream", a.recordID, perRecord[a.recordID])
+			case perRecord[a.recordID] > applied[a.recordID]:
+				v.problem(sc, false, "record %s: %d acknowledged mutations (its create the first), %d changes in the stream", a.recordID, applied[a.recordID], perRecord[a.recordID])
 			}
 		case pb.Op_OP_UPDATE:
 			if lastEdit[a.recordID+"/"+a.field] != i {
@@ -167,6 +171,10 @@ func (b *bench) verify() (*verdict, error) {
 			}
 			if r == nil || r.GetFields()[a.field].GetValue() != a.value {
 				v.problem(sc, true, "device %s mutation %d: %s.%s acknowledged, the server holds %q", a.device, a.seq, a.recordID, a.field, r.GetFields()[a.field].GetValue())
+			}
+		case pb.Op_OP_ATTACH: // the record names the file (its bytes are checked by the photos scenario)
+			if r == nil || !domain.HasAttachment(r, a.value) {
+				v.problem(sc, true, "device %s mutation %d: file %s attached to %s acknowledged, the server's record does not name it", a.device, a.seq, a.value, a.recordID)
 			}
 		}
 	}
