@@ -84,6 +84,14 @@ const (
 	// enough that a thousand phones uploading at once do not fill the
 	// server's memory with buffered chunks.
 	MaxChunksInFlight = 4
+	// DefaultMaxUploads is how many uploads the server receives at once
+	// (Config.MaxUploads). The two cores are saturated well below it
+	// (syncbench photos: 100 at once move as many MB/s as 1,000), and
+	// 1,000 at once held 595 MB (BENCHMARKS.md, "Photos").
+	DefaultMaxUploads = 64
+	// DefaultUploadQueueWait is how long an upload waits for a place among
+	// the server's MaxUploads before it is told to retry.
+	DefaultUploadQueueWait = 30 * time.Second
 	// MaxFetchesPerDevice is how many fetches one device may run at once
 	// (a new fetch of the same file by the same device takes the old
 	// one's place).
@@ -299,6 +307,11 @@ func (x *attachmentService) Upload(stream grpc.BidiStreamingServer[pb.UploadRequ
 			return s.fileQuotaRefused(c, used, charge.Limit)
 		}
 	}
+	leave, err := s.enterUpload(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	if err := stream.Send(&pb.UploadResponse{Stored: fi.Stored}); err != nil {
 		return err
 	}
@@ -562,6 +575,35 @@ func (x *attachmentService) Fetch(req *pb.FetchRequest, stream grpc.ServerStream
 // fetch pinned a few MiB of the server's memory
 // (TestLargestFileStreamedNotHeld: the live heap during a 10 MiB fetch).
 const fetchPiece = domain.ChunkBytes - 256
+
+// enterUpload waits, up to Config.UploadQueueWait, for a place among the
+// uploads the server receives at once (Config.MaxUploads); leave gives it
+// back. An upload that finds none in time is told to retry.
+func (s *Server) enterUpload(ctx context.Context) (leave func(), err error) {
+	if s.uploadPlaces == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.uploadPlaces <- struct{}{}: // a place at once: no timer
+		return func() { <-s.uploadPlaces }, nil
+	default:
+	}
+	wait := s.cfg.UploadQueueWait
+	if wait <= 0 {
+		wait = DefaultUploadQueueWait
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case s.uploadPlaces <- struct{}{}:
+		return func() { <-s.uploadPlaces }, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case <-t.C:
+		s.fileMetrics.refused("server_busy")
+		return nil, retryAfter(10*time.Second, "the server is receiving %d files at once, the most it takes: the file waits on the phone and is sent later", cap(s.uploadPlaces))
+	}
+}
 
 // uploadSlots bounds the uploads each device runs at once.
 type uploadSlots struct {

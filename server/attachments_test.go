@@ -818,3 +818,79 @@ func TestRevokedDeviceNeitherUploadsNorFetches(t *testing.T) {
 		t.Fatalf("fetch by a revoked device: %v", err)
 	}
 }
+
+// The server receives at most Config.MaxUploads files at once: an upload
+// past them waits for a place (no answer to its start), goes on when one
+// ends, and is told to retry (ResourceExhausted with RetryInfo) when none
+// comes in Config.UploadQueueWait.
+func TestUploadsAtOnceAreCappedServerWide(t *testing.T) {
+	e := filesEnv(t, testenv.WithServerConfig(func(c *server.Config) {
+		c.MaxUploads, c.UploadQueueWait, c.FileQuota = 1, 2*time.Second, -1
+	}))
+	med, med2 := newRawPhone(t, e, testenv.Mediator), newRawPhone(t, e, testenv.Mediator2)
+	d := newDispute(med)
+	a, b := fileOf(t, "image/jpeg", 3*domain.ChunkBytes), fileOf(t, "image/png", 2*domain.ChunkBytes)
+	med.attach(d, pb.Kind_KIND_DISPUTE, a, "image/jpeg")
+	med2.attach(d, pb.Kind_KIND_DISPUTE, b, "image/png")
+	ua, ra, err := med.startUpload(d, a, "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		u    *upload
+		resp *pb.UploadResponse
+		err  error
+	}
+	second := make(chan answer, 1)
+	go func() {
+		u, resp, err := med2.startUpload(d, b, "image/png")
+		second <- answer{u, resp, err}
+	}()
+	select {
+	case got := <-second:
+		t.Fatalf("second upload answered while the only place was taken: %v, %v", got.resp, got.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if last := ua.rest(ra.GetStored()); !last.GetComplete() {
+		t.Fatalf("first upload: %v", last)
+	}
+	got := <-second
+	if got.err != nil {
+		t.Fatalf("second upload after the first ended: %v", got.err)
+	}
+	if last := got.u.rest(got.resp.GetStored()); !last.GetComplete() {
+		t.Fatalf("second upload: %v", last)
+	}
+
+	// A place held past the wait: the next upload is told to retry.
+	c := fileOf(t, "application/pdf", 2*domain.ChunkBytes)
+	d2 := newDispute(med)
+	med.attach(d2, pb.Kind_KIND_DISPUTE, c, "application/pdf")
+	med2.attach(d2, pb.Kind_KIND_DISPUTE, a, "image/jpeg") // complete on the server: answers at once, holds no place
+	uc, rc, err := med.startUpload(d2, c, "application/pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, resp, err := med2.startUpload(d2, a, "image/jpeg"); err != nil || !resp.GetComplete() {
+		t.Fatalf("a file the server holds, while no place is free: %v, %v; want complete at once", resp, err)
+	}
+	d3 := newDispute(med2)
+	med2.attach(d3, pb.Kind_KIND_DISPUTE, b, "image/png")
+	b2 := fileOf(t, "image/png", domain.ChunkBytes)
+	med2.attach(d3, pb.Kind_KIND_DISPUTE, b2, "image/png")
+	_, _, err = med2.startUpload(d3, b2, "image/png")
+	st := status.Convert(err)
+	var retry *errdetails.RetryInfo
+	for _, det := range st.Details() {
+		if r, ok := det.(*errdetails.RetryInfo); ok {
+			retry = r
+		}
+	}
+	if st.Code() != codes.ResourceExhausted || retry == nil {
+		t.Fatalf("upload with no place for the whole wait: %v, want ResourceExhausted with RetryInfo", err)
+	}
+	t.Logf("no place: %v", err)
+	if last := uc.rest(rc.GetStored()); !last.GetComplete() {
+		t.Fatalf("the upload holding the place: %v", last)
+	}
+}

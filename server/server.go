@@ -91,6 +91,16 @@ type Config struct {
 	// MaxUploadsPerDevice caps the uploads one device runs at once (0:
 	// DefaultMaxUploadsPerDevice; negative: no cap).
 	MaxUploadsPerDevice int
+	// MaxUploads caps the uploads the whole server receives at once (0:
+	// DefaultMaxUploads; negative: no cap): each holds up to
+	// MaxChunksInFlight chunks and its connection's buffers in memory, so
+	// the cap bounds syncd's memory however many phones upload at once.
+	// An upload past it waits for a place (its device waits on the
+	// answer to its start) up to UploadQueueWait, then is told to retry.
+	MaxUploads int
+	// UploadQueueWait is how long an upload waits for a place among
+	// MaxUploads (0: DefaultUploadQueueWait).
+	UploadQueueWait time.Duration
 }
 
 // Server holds syncd's services.
@@ -127,10 +137,13 @@ type Server struct {
 	refusals refusalLog
 	// Files (attachments.go): the daily file bytes of a device, uploads
 	// running per device, metrics.
-	fileQuota   int64
-	uploads     *uploadSlots
-	fetches     *uploadSlots
-	fileMetrics *fileMetrics
+	fileQuota int64
+	uploads   *uploadSlots
+	// uploadPlaces holds a token for each upload received now (nil: no
+	// server-wide cap; Config.MaxUploads).
+	uploadPlaces chan struct{}
+	fetches      *uploadSlots
+	fileMetrics  *fileMetrics
 }
 
 // New makes a Server. Call Run to start the relay and Register to serve.
@@ -151,6 +164,12 @@ func New(cfg Config) *Server {
 		s.fileQuota = -1
 	}
 	s.uploads = newUploadSlots(cfg.MaxUploadsPerDevice)
+	switch {
+	case cfg.MaxUploads == 0:
+		s.uploadPlaces = make(chan struct{}, DefaultMaxUploads)
+	case cfg.MaxUploads > 0:
+		s.uploadPlaces = make(chan struct{}, cfg.MaxUploads)
+	}
 	s.fetches = newUploadSlots(MaxFetchesPerDevice)
 	s.fileMetrics = newFileMetrics(cfg.Metrics)
 	if cfg.JetStream != nil {
