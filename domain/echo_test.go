@@ -28,8 +28,8 @@ func echoRecord() *pb.Record {
 func TestEchoHashCoversAllButVersionAndBuckets(t *testing.T) {
 	r := echoRecord()
 	h := domain.EchoHash(r)
-	if len(h) != 32 {
-		t.Fatalf("hash of %d bytes, want 32 (SHA-256)", len(h))
+	if len(h) != 16 {
+		t.Fatalf("hash of %d bytes, want 16 (SHA-256's first 16)", len(h))
 	}
 	o := proto.Clone(r).(*pb.Record)
 	o.Version, o.Buckets = 99, []string{"u:X"}
@@ -81,9 +81,47 @@ func TestEchoUnstampRestamp(t *testing.T) {
 	}
 }
 
+// EchoMatches takes the 16-byte hash (EchoHash) and the older form's
+// 32-byte one (ExpectedHashes: the whole SHA-256, of which EchoHash is the
+// first 16), each compared on its length; other lengths and other records
+// match nothing.
+func TestEchoMatchesBothLengths(t *testing.T) {
+	r := echoRecord()
+	short := domain.EchoHash(r)
+	old := domain.ExpectedHashes(map[string]*pb.Record{"D1": r})
+	if len(old) != 1 || old[0].GetRecordId() != "D1" || len(old[0].GetHash()) != 32 {
+		t.Fatalf("older form %v, want D1 with 32 bytes", old)
+	}
+	long := old[0].GetHash()
+	if !bytes.Equal(long[:16], short) {
+		t.Fatalf("EchoHash %x is not the first 16 bytes of the older form's %x", short, long)
+	}
+	if !domain.EchoMatches(r, short) || !domain.EchoMatches(r, long) {
+		t.Fatal("the record does not match its own hashes")
+	}
+	o := proto.Clone(r).(*pb.Record)
+	o.Version, o.Buckets = 99, nil
+	if !domain.EchoMatches(o, short) || !domain.EchoMatches(o, long) {
+		t.Error("version and buckets change the match")
+	}
+	o.Fields["title"].Value = "宅基地"
+	if domain.EchoMatches(o, short) || domain.EchoMatches(o, long) {
+		t.Error("another record matches")
+	}
+	for _, n := range []int{0, 8, 15, 17, 31, 33} {
+		h := make([]byte, n) // the hash's first n bytes, then zeros
+		copy(h, long)
+		if domain.EchoMatches(r, h) {
+			t.Errorf("a hash of %d bytes matches", n)
+		}
+	}
+}
+
 // Expect applies a device's mutations to its bases in order, leaves out
-// a record a mutation does not apply to and a member's report, and
-// ExpectedHashes hashes what is left in id order.
+// a record a mutation does not apply to and a member's report;
+// WithExpectHashes puts each record's hash on its last mutation (on
+// clones), and ExpectedHashes, the older form, hashes what is left in id
+// order.
 func TestEchoExpect(t *testing.T) {
 	a := domain.Actor{UserID: "U1", DeviceID: "dev1", Role: pb.Role_ROLE_MEMBER}
 	household := &pb.Record{Id: "H1", Kind: pb.Kind_KIND_HOUSEHOLD, Version: 3, Buckets: []string{"h:H1"},
@@ -115,9 +153,29 @@ func TestEchoExpect(t *testing.T) {
 	if household.GetFields()["phone"].GetValue() != "1" {
 		t.Error("Expect changed the base")
 	}
+	sent := domain.WithExpectHashes(muts[:4], got)
+	if len(sent) != 4 {
+		t.Fatalf("%d mutations sent, want 4", len(sent))
+	}
+	for i, want := range [][]byte{nil, domain.EchoHash(got["H1"]), domain.EchoHash(got["V1"]), nil} {
+		if !bytes.Equal(sent[i].GetExpectHash(), want) {
+			t.Errorf("mutation %d (%s) expect_hash %x, want %x", i+1, sent[i].GetRecordId(), sent[i].GetExpectHash(), want)
+		}
+		if want == nil && sent[i] != muts[i] {
+			t.Errorf("mutation %d without a hash was copied", i+1)
+		}
+		if len(muts[i].GetExpectHash()) != 0 {
+			t.Errorf("WithExpectHashes changed mutation %d", i+1)
+		}
+		c := proto.Clone(sent[i]).(*pb.Mutation)
+		c.ExpectHash = nil
+		if !proto.Equal(c, muts[i]) {
+			t.Errorf("mutation %d sent as %v, want %v with its hash", i+1, sent[i], muts[i])
+		}
+	}
 	hs := domain.ExpectedHashes(got)
-	if len(hs) != 2 || hs[0].GetRecordId() != "H1" || hs[1].GetRecordId() != "V1" || !bytes.Equal(hs[1].GetHash(), domain.EchoHash(got["V1"])) {
-		t.Errorf("hashes %v, want H1's then V1's", hs)
+	if len(hs) != 2 || hs[0].GetRecordId() != "H1" || hs[1].GetRecordId() != "V1" || !domain.EchoMatches(got["V1"], hs[1].GetHash()) || len(hs[1].GetHash()) != 32 {
+		t.Errorf("hashes %v, want H1's then V1's, 32 bytes", hs)
 	}
 	got, err = domain.Expect(muts, func(id string) (*pb.Record, error) { return bases[id], nil }, a)
 	if err != nil {

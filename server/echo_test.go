@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,12 +90,8 @@ func TestEchoRecordChangedBetweenPushAndPullGoesInFull(t *testing.T) {
 	l.mu.Lock()
 	req, resp := l.req, l.resp
 	l.mu.Unlock()
-	sent := false
-	for _, h := range req.GetExpected() {
-		sent = sent || h.GetRecordId() == "H001"
-	}
-	if !sent {
-		t.Fatalf("the member's request sent no hash for H001: %v", req.GetExpected())
+	if !sentHash(req, "H001") {
+		t.Fatalf("the member's request sent no hash for H001: %v", req)
 	}
 	// The last answer seen is the member's (the secretary's finished
 	// inside it).
@@ -125,9 +122,26 @@ func TestEchoRecordChangedBetweenPushAndPullGoesInFull(t *testing.T) {
 	}
 }
 
-// A request's hashes are checked before anything is applied: at most one
-// per mutation, a record id, 32 bytes of SHA-256. The error names the
-// field and what is allowed.
+// sentHash reports whether req carries a hash for record id, in either
+// form: on a mutation (expect_hash) or the older expected.
+func sentHash(req *pb.SyncRequest, id string) bool {
+	for _, m := range req.GetMutations() {
+		if m.GetRecordId() == id && len(m.GetExpectHash()) > 0 {
+			return true
+		}
+	}
+	for _, h := range req.GetExpected() {
+		if h.GetRecordId() == id {
+			return true
+		}
+	}
+	return false
+}
+
+// A request's hashes are checked before anything is applied: a
+// mutation's expect_hash is 16 bytes (domain.EchoHash) or none; the older
+// expected has at most one per mutation, a record id, 32 bytes of
+// SHA-256. The error names the field and what is allowed.
 func TestEchoExpectedChecked(t *testing.T) {
 	e := testenv.Start(t)
 	e.ImportSample()
@@ -144,9 +158,13 @@ func TestEchoExpectedChecked(t *testing.T) {
 		{"more hashes than mutations", &pb.SyncRequest{Expected: []*pb.RecordHash{{RecordId: "H001", Hash: make([]byte, 32)}}},
 			"expected: 1 record hashes for 0 mutations; at most one per mutation"},
 		{"short hash", &pb.SyncRequest{Mutations: []*pb.Mutation{visit()}, Expected: []*pb.RecordHash{{RecordId: "H001", Hash: make([]byte, 16)}}},
-			"expected[0].hash: 16 bytes, want 32 (domain.EchoHash, SHA-256)"},
+			"expected[0].hash: 16 bytes, want 32 (SHA-256; the older form of mutations[].expect_hash)"},
 		{"no record id", &pb.SyncRequest{Mutations: []*pb.Mutation{visit()}, Expected: []*pb.RecordHash{{Hash: make([]byte, 32)}}},
 			"expected[0].record_id: 0 bytes, want 1 to 80"},
+		{"expect_hash of SHA-256's 32 bytes", &pb.SyncRequest{Mutations: []*pb.Mutation{withHash(visit(), 32)}},
+			"mutations[0].expect_hash: 32 bytes, want 16 (domain.EchoHash) or none"},
+		{"short expect_hash on the second mutation", &pb.SyncRequest{Mutations: []*pb.Mutation{visit(), withSeq(withHash(visit(), 8), 2)}},
+			"mutations[1].expect_hash: 8 bytes, want 16 (domain.EchoHash) or none"},
 	} {
 		_, err := p.client.Sync(p.ctx, tc.req)
 		if status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != tc.want {
@@ -157,4 +175,94 @@ func TestEchoExpectedChecked(t *testing.T) {
 	if r := p.push(visit()); r.GetStatus() != pb.MutationStatus_MUTATION_STATUS_APPLIED {
 		t.Errorf("the first visit after the refusals: %v", r)
 	}
+}
+
+func withHash(m *pb.Mutation, n int) *pb.Mutation {
+	m.ExpectHash = bytes.Repeat([]byte{1}, n)
+	return m
+}
+
+func withSeq(m *pb.Mutation, seq uint64) *pb.Mutation {
+	m.Seq = seq
+	return m
+}
+
+// Both forms of a device's hashes get echoes: on the record's mutation
+// (expect_hash, domain.EchoHash's 16 bytes, as a device sends it now) and
+// beside the mutations (expected: the record id and the whole SHA-256, as
+// an older device sends it). A hash that is not the record's gets it in
+// full, and where a record has both, the mutation's counts. A retry is
+// told by the mutation's content without its expect_hash: sent again with
+// another hash, or none, it gets its kept result, not a numbering gone
+// back.
+func TestEchoBothFormsOfTheHash(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	p := newRawPhone(t, e, testenv.Member)
+	actor := domain.Actor{UserID: testenv.Member, DeviceID: p.deviceID, Role: pb.Role_ROLE_MEMBER}
+	// The server takes a mutation's clock as the device's: its node is
+	// the device id, as on a phone.
+	clock := domain.NewClock(p.deviceID, domain.HLC{}, 0, time.Now)
+	// visit makes the device's next visit and the record it computes.
+	visit := func(seq uint64) (*pb.Mutation, *pb.Record) {
+		t.Helper()
+		m := &pb.Mutation{Seq: seq, RecordId: domain.NewRecordID(), Kind: pb.Kind_KIND_VISIT, Op: pb.Op_OP_CREATE, Hlc: clock.Tick().String(),
+			Fields: map[string]string{"household_id": "H001", "visited_on": "2026-12-06", "met": fmt.Sprintf("戶主 %d", seq)}}
+		recs, err := domain.Expect([]*pb.Mutation{m}, func(string) (*pb.Record, error) { return nil, nil }, actor)
+		if err != nil || recs[m.GetRecordId()] == nil {
+			t.Fatalf("expect visit %d: %v, %v", seq, recs, err)
+		}
+		return m, recs[m.GetRecordId()]
+	}
+	hashed := func(m *pb.Mutation, h []byte) *pb.Mutation {
+		c := proto.Clone(m).(*pb.Mutation)
+		c.ExpectHash = h
+		return c
+	}
+	// sync sends req and checks that it answered every mutation, applied,
+	// with numbers that agree, and that each id in want came back as an
+	// echo (true) or in full (false).
+	sync := func(what string, req *pb.SyncRequest, want map[string]bool) {
+		t.Helper()
+		resp, err := p.client.Sync(p.ctx, req)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if resp.GetNumbering() != pb.Numbering_NUMBERING_UNSPECIFIED || len(resp.GetResults()) != len(req.GetMutations()) {
+			t.Fatalf("%s: numbering %v, results %v; want every mutation answered, numbers agreeing", what, resp.GetNumbering(), resp.GetResults())
+		}
+		for _, r := range resp.GetResults() {
+			if r.GetStatus() != pb.MutationStatus_MUTATION_STATUS_APPLIED {
+				t.Fatalf("%s: %v, want applied", what, r)
+			}
+		}
+		for id, echo := range want {
+			full, echoed := false, false
+			for _, r := range resp.GetRecords() {
+				full = full || r.GetId() == id
+			}
+			for _, ec := range resp.GetEchoes() {
+				echoed = echoed || ec.GetRecordId() == id
+			}
+			if full == echo || echoed != echo {
+				t.Errorf("%s: %s in full %v, as an echo %v; want echoed %v", what, id, full, echoed, echo)
+			}
+		}
+	}
+	m1, r1 := visit(1)
+	sync("older form (expected, 32 bytes)", &pb.SyncRequest{Mutations: []*pb.Mutation{m1},
+		Expected: domain.ExpectedHashes(map[string]*pb.Record{m1.GetRecordId(): r1})}, map[string]bool{m1.GetRecordId(): true})
+	m2, r2 := visit(2)
+	sync("expect_hash (16 bytes)", &pb.SyncRequest{Mutations: []*pb.Mutation{hashed(m2, domain.EchoHash(r2))}},
+		map[string]bool{m2.GetRecordId(): true})
+	m3, r3 := visit(3)
+	sync("expect_hash not the record's", &pb.SyncRequest{Mutations: []*pb.Mutation{hashed(m3, make([]byte, 16))}},
+		map[string]bool{m3.GetRecordId(): false})
+	m4, r4 := visit(4)
+	sync("retry of 2 without its hash and of 3 with another, then 4", &pb.SyncRequest{Mutations: []*pb.Mutation{
+		m2, hashed(m3, domain.EchoHash(r3)), hashed(m4, domain.EchoHash(r4))}},
+		map[string]bool{m2.GetRecordId(): false, m3.GetRecordId(): true, m4.GetRecordId(): true})
+	m5, r5 := visit(5)
+	sync("both forms, the mutation's not the record's", &pb.SyncRequest{Mutations: []*pb.Mutation{hashed(m5, make([]byte, 16))},
+		Expected: domain.ExpectedHashes(map[string]*pb.Record{m5.GetRecordId(): r5})}, map[string]bool{m5.GetRecordId(): false})
 }

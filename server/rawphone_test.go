@@ -21,6 +21,8 @@ type rawPhone struct {
 	client pb.SyncServiceClient
 	seq    uint64
 	clock  *domain.Clock
+	// deviceID is the device's id, as enrolled.
+	deviceID string
 }
 
 func newRawPhone(t *testing.T, e *testenv.Env, userID string) *rawPhone {
@@ -30,7 +32,7 @@ func newRawPhone(t *testing.T, e *testenv.Env, userID string) *rawPhone {
 		t.Fatalf("enroll %s: %v", userID, err)
 	}
 	return &rawPhone{t: t, e: e, ctx: metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+resp.GetToken()),
-		client: pb.NewSyncServiceClient(e.Conn()), clock: domain.NewClock(userID, domain.HLC{}, 0, time.Now)}
+		client: pb.NewSyncServiceClient(e.Conn()), clock: domain.NewClock(userID, domain.HLC{}, 0, time.Now), deviceID: resp.GetDeviceId()}
 }
 
 // push sends one mutation (its seq and hlc filled in) and returns the

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -124,7 +123,7 @@ func (x *syncService) Sync(ctx context.Context, req *pb.SyncRequest) (*pb.SyncRe
 		return nil, status.Errorf(codes.Unavailable, "compute scope: %v", err)
 	}
 	s.hub.rescope(c.deviceID, scope)
-	echo := newEchoer(req.GetExpected(), out.atMs)
+	echo := newEchoer(req, out.atMs)
 	resp, sent, err := s.pull(ctx, scope, req.GetCursors(), pageSize, req.GetChangedCursorsOnly(), req.GetCanRefetch(), req.GetRefetchingBuckets(), echo)
 	if err == nil {
 		err = s.addOwnWrites(ctx, resp, sent, scope, out.results, echo)
@@ -166,8 +165,15 @@ func checkSyncRequest(req *pb.SyncRequest) error {
 			return status.Errorf(codes.InvalidArgument, "cursors[%d].bucket: at most 80 bytes", i)
 		}
 	}
-	// A device sends a hash for each record its mutations write: at most
-	// one per mutation.
+	// A device sends a hash for each record its mutations write, on the
+	// record's last mutation (expect_hash: domain.EchoHash, 16 bytes), or,
+	// an older device, beside them (expected: the record id and the whole
+	// SHA-256, 32 bytes), at most one per mutation.
+	for i, m := range req.GetMutations() {
+		if n := len(m.GetExpectHash()); n != 0 && n != domain.EchoHashSize {
+			return status.Errorf(codes.InvalidArgument, "mutations[%d].expect_hash: %d bytes, want %d (domain.EchoHash) or none", i, n, domain.EchoHashSize)
+		}
+	}
 	if n := len(req.GetExpected()); n > len(req.GetMutations()) {
 		return status.Errorf(codes.InvalidArgument, "expected: %d record hashes for %d mutations; at most one per mutation", n, len(req.GetMutations()))
 	}
@@ -176,7 +182,7 @@ func checkSyncRequest(req *pb.SyncRequest) error {
 			return status.Errorf(codes.InvalidArgument, "expected[%d].record_id: %d bytes, want 1 to 80", i, n)
 		}
 		if n := len(e.GetHash()); n != sha256.Size {
-			return status.Errorf(codes.InvalidArgument, "expected[%d].hash: %d bytes, want %d (domain.EchoHash, SHA-256)", i, n, sha256.Size)
+			return status.Errorf(codes.InvalidArgument, "expected[%d].hash: %d bytes, want %d (SHA-256; the older form of mutations[].expect_hash)", i, n, sha256.Size)
 		}
 	}
 	return nil
@@ -271,6 +277,7 @@ func (s *Server) applyPush(tx *store.Tx, c *caller, req *pb.SyncRequest) (pushed
 	var maxSeq uint64
 	out.quota = s.quota.push(c)
 	for i, m := range req.GetMutations() {
+		m = withoutExpectHash(m)
 		maxSeq = m.GetSeq()
 		hash, err := store.MutationHash(m)
 		if err != nil {
@@ -582,26 +589,61 @@ func (s *Server) addOwnWrites(ctx context.Context, resp *pb.SyncResponse, have m
 	return nil
 }
 
-// echoer tells which records of an answer the device already holds as the
-// server does (SyncRequest.expected): their hash, domain.EchoHash of the
-// record as the device computed it after its push, equals the hash of the
-// server's record with the push's stamps unstamped (domain.Unstamp). A nil
-// echoer (a device that expects nothing: an older one, a pull) echoes
-// nothing.
-type echoer struct {
-	want map[string][]byte
-	atMs int64 // the push's time (pushed.atMs)
+// withoutExpectHash returns m without its expect_hash, which is no part
+// of its content: a retry of the same mutation may carry another hash, or
+// none (the device added a later mutation of the record, or its base
+// changed), and must still be told a retry by its content hash
+// (store.MutationHash), not other content under the same number; nor do
+// the quotas count it. m is not changed: it is cloned when it has one.
+func withoutExpectHash(m *pb.Mutation) *pb.Mutation {
+	if len(m.GetExpectHash()) == 0 {
+		return m
+	}
+	c := proto.Clone(m).(*pb.Mutation)
+	c.ExpectHash = nil
+	return c
 }
 
-func newEchoer(expected []*pb.RecordHash, atMs int64) *echoer {
-	if len(expected) == 0 || atMs == 0 {
+// echoer tells which records of an answer the device already holds as the
+// server does: their hash (Mutation.expect_hash, or the older
+// SyncRequest.expected) of the record as the device computed it after its
+// push matches the server's record with the push's stamps unstamped
+// (domain.Unstamp, domain.EchoMatches). A nil echoer (a device that
+// expects nothing: an older one, a pull) echoes nothing.
+type echoer struct {
+	want map[string][]byte // record id → its hash: 16 bytes, or 32 (older form)
+	atMs int64             // the push's time (pushed.atMs)
+}
+
+// newEchoer reads the request's hashes: the older form (expected) first,
+// then each mutation's expect_hash in order, so that a record's hash is
+// the one on its last mutation that has one. A hash on an earlier
+// mutation of a record the request changes again does not match the
+// record after the later ones: it goes in full.
+func newEchoer(req *pb.SyncRequest, atMs int64) *echoer {
+	if atMs == 0 {
 		return nil
 	}
-	e := &echoer{want: make(map[string][]byte, len(expected)), atMs: atMs}
-	for _, h := range expected {
-		e.want[h.GetRecordId()] = h.GetHash()
+	var want map[string][]byte
+	put := func(id string, h []byte) {
+		if len(h) == 0 {
+			return
+		}
+		if want == nil {
+			want = map[string][]byte{}
+		}
+		want[id] = h
 	}
-	return e
+	for _, h := range req.GetExpected() {
+		put(h.GetRecordId(), h.GetHash())
+	}
+	for _, m := range req.GetMutations() {
+		put(m.GetRecordId(), m.GetExpectHash())
+	}
+	if want == nil {
+		return nil
+	}
+	return &echoer{want: want, atMs: atMs}
 }
 
 // wants reports whether the device sent a hash for the record id.
@@ -617,7 +659,7 @@ func (e *echoer) of(r *pb.Record) *pb.Echo {
 		return nil
 	}
 	u, ok := domain.Unstamp(r, e.atMs)
-	if !ok || !bytes.Equal(domain.EchoHash(u), e.want[r.GetId()]) {
+	if !ok || !domain.EchoMatches(u, e.want[r.GetId()]) {
 		return nil
 	}
 	echo := &pb.Echo{RecordId: r.GetId(), Kind: r.GetKind(), Version: r.GetVersion(), Buckets: r.GetBuckets()}

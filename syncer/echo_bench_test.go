@@ -43,7 +43,7 @@ func (s *sizes) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo,
 		return h(ctx, req)
 	}
 	if s.noEcho {
-		r.Expected = nil // as an older device sends it
+		asOlderDevice(r)
 	}
 	rb, _ := proto.Marshal(r)
 	resp, err := h(ctx, req)

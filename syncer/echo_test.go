@@ -3,10 +3,14 @@ package syncer_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/internal/testenv"
@@ -25,6 +29,9 @@ type answers struct {
 	edit func(*pb.SyncRequest)
 	// between, if set, runs after the push and before the pull is read:
 	// it is called from the server's handler with the request.
+	// lose, if set, loses the next answer: the server applies the push,
+	// the device gets Unavailable.
+	lose bool
 }
 
 func (a *answers) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -41,6 +48,10 @@ func (a *answers) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 	resp, err := h(ctx, req)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.lose && err == nil {
+		a.lose = false
+		resp, err = nil, status.Error(codes.Unavailable, "the answer was lost on the way")
+	}
 	a.reqs = append(a.reqs, proto.Clone(r).(*pb.SyncRequest))
 	if sr, ok := resp.(*pb.SyncResponse); ok && err == nil {
 		// The records the pull put in as stored bytes sit in the unknown
@@ -93,13 +104,50 @@ func holds(resp *pb.SyncResponse, id string) (record, echo bool) {
 	return record, echo
 }
 
-func expects(req *pb.SyncRequest, id string) bool {
-	for _, e := range req.GetExpected() {
-		if e.GetRecordId() == id {
-			return true
+// expects reports whether req sends a hash for record id: on the last
+// of its mutations (expect_hash, 16 bytes), and on no other. It fails the
+// test where the request sends the older form (expected), or a hash on
+// another mutation of the record.
+func expects(t *testing.T, req *pb.SyncRequest, id string) bool {
+	t.Helper()
+	if len(req.GetExpected()) > 0 {
+		t.Fatalf("the request sent the older form of the hashes: %v", req.GetExpected())
+	}
+	last := -1
+	for i, m := range req.GetMutations() {
+		if m.GetRecordId() == id {
+			last = i
 		}
 	}
+	for i, m := range req.GetMutations() {
+		if m.GetRecordId() != id || len(m.GetExpectHash()) == 0 {
+			continue
+		}
+		if i != last || len(m.GetExpectHash()) != 16 {
+			t.Fatalf("%s: a hash of %d bytes on mutation %d of the request, the record's last is %d", id, len(m.GetExpectHash()), i, last)
+		}
+		return true
+	}
 	return false
+}
+
+// hashes lists the request's hashes, for a failure's message.
+func hashes(req *pb.SyncRequest) []string {
+	var out []string
+	for _, m := range req.GetMutations() {
+		if len(m.GetExpectHash()) > 0 {
+			out = append(out, fmt.Sprintf("%d %s %x", m.GetSeq(), m.GetRecordId(), m.GetExpectHash()))
+		}
+	}
+	return out
+}
+
+// asOlderDevice strips a request's hashes, as an older device sends it.
+func asOlderDevice(r *pb.SyncRequest) {
+	r.Expected = nil
+	for _, m := range r.GetMutations() {
+		m.ExpectHash = nil
+	}
 }
 
 // sameAsServer checks that the device holds record id exactly as the
@@ -157,8 +205,8 @@ func TestEchoOwnWritesComeBackAsEchoes(t *testing.T) {
 		a.reset()
 		rep := testenv.Sync(t, d)
 		req, resp := a.last(t)
-		if !expects(req, id) {
-			t.Fatalf("%s: the request sent no hash for %s: %v", what, id, req.GetExpected())
+		if !expects(t, req, id) {
+			t.Fatalf("%s: the request sent no hash for %s: %v", what, id, hashes(req))
 		}
 		if rec, echo := holds(resp, id); rec || !echo {
 			t.Fatalf("%s: answer holds the record in full %v, as an echo %v; want an echo only (echoes %v)", what, rec, echo, resp.GetEchoes())
@@ -208,8 +256,8 @@ func TestEchoConcurrentChangeComesBackInFull(t *testing.T) {
 	a.reset()
 	rep := testenv.Sync(t, member)
 	req, resp := a.last(t)
-	if !expects(req, "H001") {
-		t.Fatalf("the request sent no hash for H001: %v", req.GetExpected())
+	if !expects(t, req, "H001") {
+		t.Fatalf("the request sent no hash for H001: %v", hashes(req))
 	}
 	if rec, echo := holds(resp, "H001"); !rec || echo {
 		t.Fatalf("answer holds H001 in full %v, as an echo %v; want in full", rec, echo)
@@ -226,7 +274,7 @@ func TestEchoConcurrentChangeComesBackInFull(t *testing.T) {
 // A device that sends no hashes (an older app; an older server ignores
 // them alike) gets its own writes back in full, as before echoes.
 func TestEchoOlderDeviceGetsFullRecords(t *testing.T) {
-	a := &answers{edit: func(r *pb.SyncRequest) { r.Expected = nil }}
+	a := &answers{edit: asOlderDevice}
 	e := testenv.Start(t, testenv.WithUnaryInterceptor(a.intercept))
 	e.ImportSample()
 	member := e.Device(testenv.Member)
@@ -263,7 +311,7 @@ func TestEchoMemberReportComesBackInFull(t *testing.T) {
 	a.reset()
 	testenv.Sync(t, member)
 	req, resp := a.last(t)
-	if expects(req, report) {
+	if expects(t, req, report) {
 		t.Errorf("the request sent a hash for the report, which cannot be echoed")
 	}
 	if rec, echo := holds(resp, report); !rec || echo {
@@ -294,12 +342,12 @@ func TestEchoLaterPageSendsTheRecordInFull(t *testing.T) {
 	if len(resps) < 3 {
 		t.Fatalf("%d calls, want a paged sync", len(resps))
 	}
-	if _, echo := holds(resps[0], visit); !echo || !expects(reqs[0], visit) {
+	if _, echo := holds(resps[0], visit); !echo || !expects(t, reqs[0], visit) {
 		t.Fatalf("first answer: echo of the visit %v, want one (echoes %v)", echo, resps[0].GetEchoes())
 	}
 	full := false
 	for i, resp := range resps[1:] {
-		if expects(reqs[i+1], visit) {
+		if expects(t, reqs[i+1], visit) {
 			t.Errorf("call %d sent a hash for the visit again", i+2)
 		}
 		if _, echo := holds(resp, visit); echo {
@@ -336,7 +384,7 @@ func TestEchoOtherKindsComeBackAsEchoes(t *testing.T) {
 		rep := testenv.Sync(t, d)
 		req, resp := a.last(t)
 		for _, id := range ids {
-			if !expects(req, id) {
+			if !expects(t, req, id) {
 				t.Fatalf("%s: the request sent no hash for %s", what, id)
 			}
 			if rec, echo := holds(resp, id); rec || !echo {
@@ -366,4 +414,51 @@ func TestEchoOtherKindsComeBackAsEchoes(t *testing.T) {
 	testenv.Sync(t, member)
 	must(t, member.Void(event, "記錯日子"))
 	check(member, "void", event)
+}
+
+// A push whose answer was lost, sent again with a later mutation of the
+// same record, is a retry: the record's hash moved to the later mutation
+// and the first goes without it, which the server leaves out of the
+// content it tells a retry by. Nothing is renumbered, and the record
+// comes back as an echo.
+func TestEchoRetryWithTheHashMovedIsARetry(t *testing.T) {
+	a := &answers{}
+	e := testenv.Start(t, testenv.WithUnaryInterceptor(a.intercept))
+	e.ImportSample()
+	member := e.Device(testenv.Member)
+	testenv.Sync(t, member)
+
+	must(t, member.Update("H001", syncer.NewFields().Set("phone", "13900000009")))
+	a.reset()
+	a.mu.Lock()
+	a.lose = true
+	a.mu.Unlock()
+	if _, err := member.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "the answer was lost on the way") {
+		t.Fatalf("sync whose answer is lost: %v, want the server unreachable", err)
+	}
+	first, _ := a.last(t)
+	if len(first.GetMutations()) != 1 || !expects(t, first, "H001") {
+		t.Fatalf("the first push: %v, want H001's update with its hash", first.GetMutations())
+	}
+
+	must(t, member.Update("H001", syncer.NewFields().Set("members", "6")))
+	rep := testenv.Sync(t, member)
+	req, resp := a.last(t)
+	muts := req.GetMutations()
+	if len(muts) != 2 || muts[0].GetSeq() != first.GetMutations()[0].GetSeq() || len(muts[0].GetExpectHash()) != 0 || !expects(t, req, "H001") {
+		t.Fatalf("the second push: %v, want the first update again without its hash, then the second with H001's", muts)
+	}
+	if resp.GetNumbering() != pb.Numbering_NUMBERING_UNSPECIFIED || len(resp.GetResults()) != 2 {
+		t.Fatalf("numbering %v, results %v; want both answered, numbers agreeing", resp.GetNumbering(), resp.GetResults())
+	}
+	if rec, echo := holds(resp, "H001"); rec || !echo {
+		t.Fatalf("answer holds H001 in full %v, as an echo %v; want an echo only", rec, echo)
+	}
+	if rep.Applied != 2 || rep.Echoed != 1 {
+		t.Errorf("report: %d applied, %d echoed; want 2 and 1", rep.Applied, rep.Echoed)
+	}
+	sameAsServer(t, e, member, "H001")
+	if field(t, member, "H001", "phone") != "13900000009" || field(t, member, "H001", "members") != "6" {
+		t.Errorf("H001 lacks one of the updates")
+	}
 }

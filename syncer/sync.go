@@ -277,7 +277,9 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			req.Mutations = append(req.Mutations, q.Mutation)
 		}
 		if len(expect) > 0 {
-			req.Expected = domain.ExpectedHashes(expect)
+			// Each expected record's hash rides on its last mutation
+			// (clones: the outbox's stay as they are).
+			req.Mutations = domain.WithExpectHashes(req.Mutations, expect)
 		}
 		sent := d.opts.Now()
 		resp, err := pb.NewSyncServiceClient(conn).Sync(d.authed(ctx, token), req)
@@ -423,8 +425,9 @@ func wholeScope(sent []*pb.Cursor, resp *pb.SyncResponse) []*pb.Cursor {
 // expected computes, for each record the queued mutations write, the
 // record as the server will hold it after them when nothing else changed
 // it (domain.Expect, from the device's bases). The sync sends their
-// hashes (SyncRequest.expected); an answer that echoes one makes it the
-// base (adopt).
+// hashes, each on the record's last mutation (Mutation.expect_hash,
+// domain.WithExpectHashes); an answer that echoes one makes it the base
+// (adopt).
 func expected(tx *store.RTx, ident *Identity, queued []store.OutboxRow) (map[string]*pb.Record, error) {
 	if len(queued) == 0 {
 		return nil, nil
@@ -451,8 +454,8 @@ func expected(tx *store.RTx, ident *Identity, queued []store.OutboxRow) (map[str
 // reports whether the device must call again at once: its work was
 // renumbered (its numbering or the server's went back) or its cursors
 // reset (the server's lineage changed). expect holds the records the
-// request expected (expected): an echo of one makes it the base, at the
-// echo's version, in its buckets, stamped with its time.
+// request sent a hash for (expected): an echo of one makes it the base,
+// at the echo's version, in its buckets, stamped with its time.
 func (d *Device) adopt(tx *store.RTx, ident *Identity, resp *pb.SyncResponse, sent time.Time, rep *Report, expect map[string]*pb.Record) (bool, error) {
 	touched := map[string]bool{}
 	nowMs := d.opts.Now().UnixMilli()

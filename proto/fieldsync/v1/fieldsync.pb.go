@@ -772,7 +772,22 @@ type Mutation struct {
 	FromStatus string `protobuf:"bytes,8,opt,name=from_status,json=fromStatus,proto3" json:"from_status,omitempty"`
 	// For OP_ATTACH: the file attached (sha256, size, media_type, caption;
 	// hlc and author_id are filled from the mutation and the writer).
-	Attachment    *Attachment `protobuf:"bytes,9,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	Attachment *Attachment `protobuf:"bytes,9,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	// Set on the last mutation of each record in the request: the hash
+	// (domain.EchoHash, 16 bytes: the first 16 bytes of the SHA-256 of the
+	// record's deterministic encoding without version and buckets) of the
+	// record as the device computed it after this request's mutations of
+	// it. Where the server's record equals it when the answer is read, the
+	// answer carries an Echo (id, version, buckets) instead of the record:
+	// on a slow link the device's own writes are not sent back in full.
+	// 128 bits are ample: the hash is not adversarial. The device computes
+	// it of its own record, and a collision could only leave the device
+	// that made it holding its computed record instead of the server's: no
+	// other device, and nothing the server holds, is touched.
+	// Not part of the mutation's content: the server leaves it out of the
+	// content hash that tells a retry (which may carry another, or none)
+	// from other content under the same number, and out of the quotas.
+	ExpectHash    []byte `protobuf:"bytes,10,opt,name=expect_hash,json=expectHash,proto3" json:"expect_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -866,6 +881,13 @@ func (x *Mutation) GetFromStatus() string {
 func (x *Mutation) GetAttachment() *Attachment {
 	if x != nil {
 		return x.Attachment
+	}
+	return nil
+}
+
+func (x *Mutation) GetExpectHash() []byte {
+	if x != nil {
+		return x.ExpectHash
 	}
 	return nil
 }
@@ -1051,11 +1073,11 @@ type SyncRequest struct {
 	// SyncResponse.refetch_buckets. An older device is never told: it would
 	// start the bucket over at every page.
 	CanRefetch bool `protobuf:"varint,10,opt,name=can_refetch,json=canRefetch,proto3" json:"can_refetch,omitempty"`
-	// For each record this request's mutations write: the hash
-	// (domain.EchoHash) of the record as the device computed it after them.
-	// Where the server's record equals it when the answer is read, the
-	// answer carries an Echo (id, version, buckets) instead of the record:
-	// on a slow link the device's own writes are not sent back in full.
+	// The older form of Mutation.expect_hash, still accepted by the server
+	// (a device no longer sends it): for each record this request's
+	// mutations write, its id and the full 32-byte SHA-256 of the record as
+	// the device computed it after them. Where a record has both, the
+	// mutation's expect_hash counts.
 	Expected      []*RecordHash `protobuf:"bytes,11,rep,name=expected,proto3" json:"expected,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1219,9 +1241,10 @@ type SyncResponse struct {
 	// the end (more = false), and names them in
 	// SyncRequest.refetching_buckets until then.
 	RefetchBuckets []string `protobuf:"bytes,16,rep,name=refetch_buckets,json=refetchBuckets,proto3" json:"refetch_buckets,omitempty"`
-	// Records of SyncRequest.expected that equal what the device computed:
-	// the device takes its own computed record as the server's, at this
-	// version and in these buckets. A record is either in records or here.
+	// Records whose hash (Mutation.expect_hash, or SyncRequest.expected)
+	// equals what the device computed: the device takes its own computed
+	// record as the server's, at this version and in these buckets. A
+	// record is either in records or here.
 	Echoes        []*Echo `protobuf:"bytes,17,rep,name=echoes,proto3" json:"echoes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4892,12 +4915,13 @@ func (x *RefusedEvent) GetReason() string {
 	return ""
 }
 
-// RecordHash is the hash of a record as a device computed it.
+// RecordHash is the hash of a record as a device computed it: the older
+// form of Mutation.expect_hash (SyncRequest.expected), still accepted.
 type RecordHash struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	RecordId string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
-	// domain.EchoHash of the record: SHA-256 of its deterministic encoding
-	// without version and buckets.
+	// SHA-256 of the record's deterministic encoding without version and
+	// buckets: 32 bytes, of which domain.EchoHash is the first 16.
 	Hash          []byte `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -5552,7 +5576,7 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\vattachments\x18\f \x03(\v2\x18.fieldsync.v1.AttachmentR\vattachments\x1aS\n" +
 	"\vFieldsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
-	"\x05value\x18\x02 \x01(\v2\x18.fieldsync.v1.FieldValueR\x05value:\x028\x01\"\xe3\x03\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.fieldsync.v1.FieldValueR\x05value:\x028\x01\"\x84\x04\n" +
 	"\bMutation\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1b\n" +
 	"\trecord_id\x18\x02 \x01(\tR\brecordId\x12&\n" +
@@ -5565,7 +5589,10 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"fromStatus\x128\n" +
 	"\n" +
 	"attachment\x18\t \x01(\v2\x18.fieldsync.v1.AttachmentR\n" +
-	"attachment\x1a9\n" +
+	"attachment\x12\x1f\n" +
+	"\vexpect_hash\x18\n" +
+	" \x01(\fR\n" +
+	"expectHash\x1a9\n" +
 	"\vFieldsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
