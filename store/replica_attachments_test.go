@@ -141,3 +141,79 @@ func TestFileChunkMovedDoesNotOpen(t *testing.T) {
 		return nil
 	})
 }
+
+// A plain replica holding files, opened with a key, is encrypted in place
+// with its files: their chunks and refusal reasons are sealed (no clear
+// copy left in the file or its WAL) and read back whole with the key.
+func TestPlainReplicaWithFilesIsEncryptedInPlace(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "device.db")
+	r, err := store.OpenReplicaKey(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 3*(32<<10)+123)
+	rand.Read(data)
+	const sha = "cc00000000000000000000000000000000000000000000000000000000000000"
+	const reason = "调解协议书的扫描件太大了"
+	err = r.Update(ctx, func(tx *store.RTx) error {
+		for off := 0; off < len(data); off += 32 << 10 {
+			if err := tx.PutChunk(sha, int64(off), data[off:min(off+32<<10, len(data))]); err != nil {
+				return err
+			}
+		}
+		return tx.PutFile(&store.FileRow{SHA256: sha, Size: int64(len(data)), MediaType: "image/jpeg", Held: int64(len(data)),
+			Mine: true, State: store.FileRefused, Reason: reason, RecordID: "r1", CreatedMs: 1})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	probes := [][]byte{data[1000:1064], data[len(data)-64:], []byte(reason)}
+	plain := fileBytes(t, path)
+	for i, p := range probes {
+		if !bytes.Contains(plain, p) {
+			t.Fatalf("plain replica: probe %d not found: the search does not work", i)
+		}
+	}
+	key := newKey(t)
+	r, err = store.OpenReplicaKey(ctx, path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sealed := fileBytes(t, path)
+	for i, p := range probes {
+		if bytes.Contains(sealed, p) {
+			t.Errorf("encrypted in place: probe %d of the file is still in clear", i)
+		}
+	}
+	err = r.View(ctx, func(tx *store.RTx) error {
+		f, err := tx.File(sha)
+		if err != nil {
+			return err
+		}
+		if f.Reason != reason {
+			t.Errorf("reason %q, want %q", f.Reason, reason)
+		}
+		var got []byte
+		for off := int64(0); off < int64(len(data)); {
+			n, chunk, err := tx.ChunkAt(sha, off)
+			if err != nil {
+				return err
+			}
+			if n != off {
+				t.Fatalf("chunk at %d starts at %d", off, n)
+			}
+			got = append(got, chunk...)
+			off += int64(len(chunk))
+		}
+		if !bytes.Equal(got, data) {
+			t.Error("the file's bytes differ after encrypting in place")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -197,7 +197,7 @@ func (r *Replica) checkKey(ctx context.Context, path string) error {
 	}
 	var held bool
 	if err := r.db.W.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM meta) OR EXISTS (SELECT 1 FROM records)
-		OR EXISTS (SELECT 1 FROM outbox)`).Scan(&held); err != nil {
+		OR EXISTS (SELECT 1 FROM outbox) OR EXISTS (SELECT 1 FROM att_files) OR EXISTS (SELECT 1 FROM att_chunks)`).Scan(&held); err != nil {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
 	if held {
@@ -264,6 +264,52 @@ func (r *Replica) encryptInPlace(ctx context.Context, path string) error {
 			if _, err := tx.tx.ExecContext(ctx, "UPDATE outbox SET body = ?, reason = ? WHERE seq = ?",
 				tx.seal.seal(x.body, "outbox", "body", row), tx.seal.seal(x.reason, "outbox", "reason", row), x.seq); err != nil {
 				return fmt.Errorf("mutation %d: %w", x.seq, err)
+			}
+		}
+		// Attached files: each chunk read and written again alone (a
+		// phone may hold hundreds of MB of them), and refusals' reasons.
+		type chunk struct {
+			rowid int64
+			sha   string
+			off   int64
+		}
+		var chunks []chunk
+		if err := eachRow(tx, "SELECT rowid, sha256, off FROM att_chunks", func(rows *sql.Rows) error {
+			var c chunk
+			if err := rows.Scan(&c.rowid, &c.sha, &c.off); err != nil {
+				return err
+			}
+			chunks = append(chunks, c)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("file chunks: %w", err)
+		}
+		for _, c := range chunks {
+			var data []byte
+			if err := tx.tx.QueryRowContext(ctx, "SELECT data FROM att_chunks WHERE rowid = ?", c.rowid).Scan(&data); err != nil {
+				return fmt.Errorf("file %s chunk at %d: %w", c.sha, c.off, err)
+			}
+			if _, err := tx.tx.ExecContext(ctx, "UPDATE att_chunks SET data = ? WHERE rowid = ?",
+				tx.seal.seal(data, "att_chunks", "data", chunkRow(c.sha, c.off)), c.rowid); err != nil {
+				return fmt.Errorf("file %s chunk at %d: %w", c.sha, c.off, err)
+			}
+		}
+		reasons := map[string]string{}
+		if err := eachRow(tx, "SELECT sha256, reason FROM att_files WHERE reason IS NOT NULL", func(rows *sql.Rows) error {
+			var sha string
+			var reason []byte
+			if err := rows.Scan(&sha, &reason); err != nil {
+				return err
+			}
+			reasons[sha] = string(reason)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("files: %w", err)
+		}
+		for sha, reason := range reasons {
+			if _, err := tx.tx.ExecContext(ctx, "UPDATE att_files SET reason = ? WHERE sha256 = ?",
+				tx.seal.sealText(reason, "att_files", "reason", sha), sha); err != nil {
+				return fmt.Errorf("file %s: %w", sha, err)
 			}
 		}
 		metas := map[string]string{}
