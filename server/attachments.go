@@ -155,6 +155,15 @@ func (s *Server) fileRef(ctx context.Context, c *caller, prefix, id, sha string)
 		return nil, status.Errorf(codes.Unavailable, "compute the scope of %s: %v", c.userID, err)
 	}
 	if !inScope(scope, rec.GetBuckets()) {
+		// The attach's author may still upload the file: the record can
+		// leave the user's scope (a household linked to another member)
+		// after the attach was applied and before the upload, and the
+		// phone holds the only copy of the bytes.
+		for _, a := range rec.GetAttachments() {
+			if prefix == "start." && a.GetSha256() == sha && a.GetAuthorId() == c.userID && c.userID != "" {
+				return a, nil
+			}
+		}
 		return nil, fieldError(codes.PermissionDenied, prefix+"record_id", "%s %s is not in your scope: its files are for those who read it", domain.KindName(rec.GetKind()), id)
 	}
 	for _, a := range rec.GetAttachments() {

@@ -368,6 +368,13 @@ func sweepFiles(tx *store.RTx) (int, error) {
 		if named[f.SHA256] {
 			continue
 		}
+		if f.Mine && (f.State == store.FilePending || f.State == store.FileUploading) {
+			// Attached here and not uploaded yet: this phone holds the
+			// only copy, so it stays until the upload (the server lets
+			// the attach's author upload it though the record left the
+			// user's scope).
+			continue
+		}
 		if err := tx.DeleteFile(f.SHA256); err != nil {
 			return n, err
 		}

@@ -349,3 +349,55 @@ func TestFileQuotaLeavesFilesWaiting(t *testing.T) {
 		t.Errorf("status: %d files pending, %d refused; want 1 waiting", st.FilesPending, st.FilesRefused)
 	}
 }
+
+// A photo attached here whose record leaves the user's scope before the
+// upload (the household linked to another member while the file waited:
+// Wi-Fi only, a quota) is not swept with the record: this phone holds the
+// only copy. It uploads afterwards (the server lets the attach's author
+// upload it), and another phone in the record's scope fetches it.
+func TestPendingPhotoOutlivesItsRecordLeavingScope(t *testing.T) {
+	e := testenv.Start(t)
+	e.ImportSample()
+	var hold atomic.Bool
+	hold.Store(true)
+	m := e.Device(testenv.Member, func(o *syncer.Options) { o.HoldUploads = hold.Load })
+	testenv.Sync(t, m)
+	v := ok1(m.Create("visit", syncer.NewFields().Set("household_id", "H001").Set("visited_on", "2026-12-06").Set("needs", "屋頂漏水")))
+	data := photo(t, 120_000)
+	sha := ok1(m.Attach(v, "image/jpeg", "漏水的屋頂", data))
+	testenv.Sync(t, m) // the visit and its attach applied; the file held
+	if _, err := e.Daemon.Files.Stat(t.Context(), sha); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the server holds the file before its upload: %v", err)
+	}
+	admin, actx := e.Admin()
+	if _, err := admin.AssignHousehold(actx, &pb.AssignHouseholdRequest{HouseholdId: "H001", MemberId: testenv.Member2}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Sync(t, m)
+	testenv.Sync(t, m)
+	if _, err := m.Get(v); !errors.Is(err, syncer.ErrNotFound) {
+		t.Fatalf("the visit after H001 left the member's scope: %v, want purged", err)
+	}
+	if got, err := m.ReadAttachment(sha); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the photo waiting for its upload after its record left: %d bytes, %v; want kept", len(got), err)
+	}
+	hold.Store(false)
+	rep := testenv.Sync(t, m)
+	if rep.Files == nil || rep.Files.Uploaded != 1 {
+		t.Fatalf("upload after the record left the scope: %+v", rep.Files)
+	}
+	fi, err := e.Daemon.Files.Stat(t.Context(), sha)
+	if err != nil || !fi.Complete {
+		t.Fatalf("the server's file: %+v, %v; want complete", fi, err)
+	}
+	m2 := e.Device(testenv.Member2)
+	testenv.Sync(t, m2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m2.FetchAttachment(ctx, v, sha); err != nil {
+		t.Fatalf("the household's new member fetches the photo: %v", err)
+	}
+	if got, err := m2.ReadAttachment(sha); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetched: %d bytes, %v", len(got), err)
+	}
+}

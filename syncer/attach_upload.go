@@ -180,13 +180,11 @@ func (d *Device) UploadPending(ctx context.Context) (*UploadReport, error) {
 // why.
 func attachApplied(tx *store.RTx, f *store.FileRow) (bool, string, error) {
 	lr, err := tx.Record(f.RecordID)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, "", nil
-	}
-	if err != nil {
+	gone := errors.Is(err, store.ErrNotFound)
+	if err != nil && !gone {
 		return false, "", err
 	}
-	if domain.HasAttachment(lr.Base, f.SHA256) {
+	if !gone && domain.HasAttachment(lr.Base, f.SHA256) {
 		return true, "", nil
 	}
 	queued, err := tx.OutboxFor(f.RecordID)
@@ -195,11 +193,21 @@ func attachApplied(tx *store.RTx, f *store.FileRow) (bool, string, error) {
 	}
 	for _, q := range queued {
 		m := q.Mutation
-		if q.Status == store.OutboxRejected && m.GetOp() == pb.Op_OP_ATTACH && m.GetAttachment().GetSha256() == f.SHA256 {
+		if m.GetOp() != pb.Op_OP_ATTACH || m.GetAttachment().GetSha256() != f.SHA256 {
+			continue
+		}
+		switch q.Status {
+		case store.OutboxRejected:
 			return false, "the server refused the attach: " + q.Field + ": " + q.Reason, nil
+		case store.OutboxPending:
+			return false, "", nil // not sent yet
 		}
 	}
-	return false, "", nil
+	// The record left this device (purged: it left the user's scope,
+	// say a household linked to another member) after the server
+	// applied the attach: the file, which only this phone holds, is
+	// still uploaded (the server lets the attach's author upload it).
+	return gone, "", nil
 }
 
 // uploadFile uploads one file, starting again from the server's stored
