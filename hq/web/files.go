@@ -31,13 +31,34 @@ type Files interface {
 // ErrNoFile says the server does not hold a file complete (yet).
 var ErrNoFile = errors.New("file not on the server yet")
 
-// Thumbnails: the longest side, and the largest picture decoded for one
-// (width × height; a phone's photo is 12-50 MP: larger gets the icon,
-// bounding the page's memory to about 4 bytes a pixel of it).
+// Thumbnails: the longest side, and the largest picture decoded for one:
+// at most MaxThumbnailSource pixels and MaxThumbnailBytes of memory as
+// its header tells (thumbnailBytes: a progressive JPEG holds its
+// coefficients, ~12 bytes a pixel; a 16-bit PNG 8), so that a small file
+// describing a huge picture (a decompression bomb) gets the icon instead
+// of the server's memory. A phone's 12-16 MP photo fits; larger gets the
+// icon. Two are made at once (thumbSlots): at most 2 × MaxThumbnailBytes.
 const (
 	ThumbPixels        = 160
 	MaxThumbnailSource = 64 << 20
+	MaxThumbnailBytes  = 192 << 20
 )
+
+// thumbnailBytes is the memory a decode of a picture of cfg may take, per
+// pixel, by its colour model (the worst case of its format).
+func thumbnailBytes(cfg image.Config, format string) int64 {
+	per := int64(4)
+	switch cfg.ColorModel {
+	case color.RGBA64Model, color.NRGBA64Model:
+		per = 8
+	case color.GrayModel, color.Gray16Model:
+		per = 2
+	}
+	if format == "jpeg" {
+		per = 12 // a progressive JPEG keeps every block's coefficients beside the planes
+	}
+	return int64(cfg.Width) * int64(cfg.Height) * per
+}
 
 // thumbCache keeps the last thumbnails made (a few KB each).
 type thumbCache struct {
@@ -216,12 +237,15 @@ func makeThumbnail(ctx context.Context, files Files, sha string) ([]byte, error)
 // MaxThumbnailSource pixels.
 func decodeBounded(r io.Reader) (image.Image, error) {
 	var head bytes.Buffer
-	cfg, _, err := image.DecodeConfig(io.TeeReader(r, &head))
+	cfg, format, err := image.DecodeConfig(io.TeeReader(r, &head))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoThumbnail, err)
 	}
 	if int64(cfg.Width)*int64(cfg.Height) > MaxThumbnailSource || cfg.Width <= 0 || cfg.Height <= 0 {
 		return nil, fmt.Errorf("%w: %d×%d pixels, more than %d", errNoThumbnail, cfg.Width, cfg.Height, MaxThumbnailSource)
+	}
+	if n := thumbnailBytes(cfg, format); n > MaxThumbnailBytes {
+		return nil, fmt.Errorf("%w: %d×%d %s pixels would take %d MB to decode, more than %d", errNoThumbnail, cfg.Width, cfg.Height, format, n>>20, MaxThumbnailBytes>>20)
 	}
 	img, _, err := image.Decode(io.MultiReader(&head, r))
 	if err != nil {
