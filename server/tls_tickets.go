@@ -137,8 +137,23 @@ func (t *ticketKeys) rotate() error {
 	for _, k := range keys {
 		fmt.Fprintf(&buf, "%d %x\n", k.created.Unix(), k.key)
 	}
+	// Written whole and synced before it replaces the ring, so that a
+	// power cut leaves the old ring or the new one, never a torn file
+	// (which syncd refuses at start).
 	tmp := t.path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, t.path); err != nil {
