@@ -420,7 +420,12 @@ func (t *RTx) Records(kind pb.Kind) ([]*LocalRecord, error) {
 
 // CountRecords counts local records by state.
 func (t *RTx) CountRecords() (map[int]int, error) {
-	rows, err := t.tx.QueryContext(t.ctx, "SELECT state, COUNT(*) FROM records GROUP BY state")
+	return t.countByState("SELECT state, COUNT(*) FROM records GROUP BY state")
+}
+
+// countByState runs q, which yields (state, count) rows, into a map.
+func (t *RTx) countByState(q string) (map[int]int, error) {
+	rows, err := t.tx.QueryContext(t.ctx, q)
 	if err != nil {
 		return nil, err
 	}

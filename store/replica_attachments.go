@@ -231,18 +231,5 @@ func (t *RTx) ChunkAt(sha string, pos int64) (int64, []byte, error) {
 
 // CountFiles counts this device's own files by upload state.
 func (t *RTx) CountFiles() (map[int]int, error) {
-	rows, err := t.tx.QueryContext(t.ctx, "SELECT state, COUNT(*) FROM att_files WHERE mine = 1 GROUP BY state")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[int]int{}
-	for rows.Next() {
-		var s, n int
-		if err := rows.Scan(&s, &n); err != nil {
-			return nil, err
-		}
-		out[s] = n
-	}
-	return out, rows.Err()
+	return t.countByState("SELECT state, COUNT(*) FROM att_files WHERE mine = 1 GROUP BY state")
 }

@@ -263,6 +263,26 @@ func (c *Client) MyHouseholds(month string, offset, limit int) (string, error) {
 	return marshal(page(out, offset, limit))
 }
 
+// pageOf checks a page's bounds and reads who the device is and every
+// record of kind it holds: the start of MyOpenCases and VillageNeeds.
+func (c *Client) pageOf(kind string, offset, limit int) (*syncer.Identity, []*syncer.Item, error) {
+	if err := c.open(); err != nil {
+		return nil, nil, err
+	}
+	if err := checkPage(offset, limit, ""); err != nil {
+		return nil, nil, err
+	}
+	id, err := c.dev.Identity()
+	if err != nil {
+		return nil, nil, c.classify("read", err)
+	}
+	items, err := c.dev.List(kind)
+	if err != nil {
+		return nil, nil, c.classify("read", err)
+	}
+	return id, items, nil
+}
+
 // openDispute are the statuses of a dispute still being worked on.
 var openDispute = []string{"open", "mediating"}
 
@@ -271,19 +291,9 @@ var openDispute = []string{"open", "mediating"}
 // or opened; a secretary's, every one the device holds (the village's).
 // A schema.Page of schema.Case, oldest first, each with its age in days.
 func (c *Client) MyOpenCases(offset, limit int) (string, error) {
-	if err := c.open(); err != nil {
-		return "", err
-	}
-	if err := checkPage(offset, limit, ""); err != nil {
-		return "", err
-	}
-	id, err := c.dev.Identity()
+	id, disputes, err := c.pageOf("dispute", offset, limit)
 	if err != nil {
-		return "", c.classify("read", err)
-	}
-	disputes, err := c.dev.List("dispute")
-	if err != nil {
-		return "", c.classify("read", err)
+		return "", err
 	}
 	now := time.Now().UnixMilli()
 	var out []schema.Case
@@ -318,19 +328,9 @@ var openNeed = []string{"raised", "taken", "referred"}
 // referred; not voided) of the user's village that the device holds,
 // oldest first: a schema.Page of schema.Record.
 func (c *Client) VillageNeeds(offset, limit int) (string, error) {
-	if err := c.open(); err != nil {
-		return "", err
-	}
-	if err := checkPage(offset, limit, ""); err != nil {
-		return "", err
-	}
-	id, err := c.dev.Identity()
+	id, needs, err := c.pageOf("need", offset, limit)
 	if err != nil {
-		return "", c.classify("read", err)
-	}
-	needs, err := c.dev.List("need")
-	if err != nil {
-		return "", c.classify("read", err)
+		return "", err
 	}
 	var out []schema.Record
 	for _, n := range needs {
