@@ -140,19 +140,20 @@ const StreamName = "FIELDSYNC_CHANGES"
 const SubjectPrefix = "fieldsync.changes"
 
 // ChangeSubject is the changelog subject of a change to a record of kind k
-// in region (the record's town): fieldsync.changes.<region>.<kind>. HQ
-// filters by region with fieldsync.changes.<town>.> and by kind with
-// fieldsync.changes.*.<kind>.
-func ChangeSubject(region string, k pb.Kind) string {
-	if region == "" {
-		region = "none"
+// in town (the record's town), as the database stores it:
+// fieldsync.changes.<town>.<kind>. HQ filters by town with
+// fieldsync.changes.<town>.> and by kind with fieldsync.changes.*.<kind>.
+// A syncd run with a region publishes it under RegionSubject.
+func ChangeSubject(town string, k pb.Kind) string {
+	if town == "" {
+		town = "none"
 	}
-	return SubjectPrefix + "." + region + "." + KindName(k)
+	return SubjectPrefix + "." + town + "." + KindName(k)
 }
 
 // The changelog's kinds besides the records' (ChangeSubject): a unit, a
 // person, a household link, a device's health and a refused event's chain
-// link, each on fieldsync.changes.<region>.<kind>.
+// link, each on fieldsync.changes.<town>.<kind>.
 const (
 	ChangeUnit    = "unit"
 	ChangePerson  = "person"
@@ -162,13 +163,13 @@ const (
 )
 
 // OrgChangeSubject is the subject of a change of one of the org kinds
-// above (ChangeUnit...) in region (a town id; "" is "none": HQ people,
+// above (ChangeUnit...) in town (a town id; "" is "none": HQ people,
 // a device of someone who works in no town).
-func OrgChangeSubject(region, kind string) string {
-	if region == "" {
-		region = "none"
+func OrgChangeSubject(town, kind string) string {
+	if town == "" {
+		town = "none"
 	}
-	return SubjectPrefix + "." + region + "." + kind
+	return SubjectPrefix + "." + town + "." + kind
 }
 
 // Changelog message headers, beside Nats-Msg-Id (the change id).
