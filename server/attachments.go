@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -301,10 +303,17 @@ func (x *attachmentService) Upload(stream grpc.BidiStreamingServer[pb.UploadRequ
 			return fieldError(codes.InvalidArgument, "start.size", "file %s is on the server with %d bytes of %s, not %d bytes of %s: its reference in record %s is wrong",
 				sha, fi.Size, fi.MediaType, size, mt, st.GetRecordId())
 		}
-		return stream.Send(&pb.UploadResponse{Stored: fi.Size, Complete: true})
+		proven, err := files.Proven(ctx, sha, st.GetRecordId())
+		if err != nil {
+			return storeError("read the file's proofs", err)
+		}
+		if proven {
+			return stream.Send(&pb.UploadResponse{Stored: fi.Size, Complete: true})
+		}
+		return s.challenge(ctx, stream, next, files, st.GetRecordId(), sha, size)
 	}
 	if fi.Stored == fi.Size { // all in, not checked yet (the server stopped in between)
-		return s.finishUpload(ctx, stream, files, sha, size, mt)
+		return s.finishUpload(ctx, stream, files, st.GetRecordId(), sha, size, mt)
 	}
 	charge := s.fileCharge(c)
 	if charge.Limit >= 0 {
@@ -357,10 +366,15 @@ func (x *attachmentService) Upload(stream grpc.BidiStreamingServer[pb.UploadRequ
 			s.fileMetrics.uploaded(len(ch.GetData()))
 		}
 		if res.File.Complete {
+			// Completed meanwhile through another record: this record's
+			// reference is proven by a challenge at the next Upload.
+			if ok, err := files.Proven(ctx, sha, st.GetRecordId()); err != nil || !ok {
+				return status.Errorf(codes.Aborted, "file %s was completed meanwhile through another record: Upload again (the server then asks this device to prove it holds the bytes)", sha)
+			}
 			return stream.Send(&pb.UploadResponse{Stored: res.File.Size, Complete: true})
 		}
 		if res.File.Stored == size {
-			return s.finishUpload(ctx, stream, files, sha, size, mt)
+			return s.finishUpload(ctx, stream, files, st.GetRecordId(), sha, size, mt)
 		}
 		if err := stream.Send(&pb.UploadResponse{Stored: res.File.Stored}); err != nil {
 			return err
@@ -437,7 +451,7 @@ func typeName(sniffed string, head []byte) string {
 // finishUpload checks a file whose bytes are all in, reading them back
 // chunk by chunk, and marks it complete; a file whose bytes do not check
 // out is dropped (the next upload starts from nothing).
-func (s *Server) finishUpload(ctx context.Context, stream grpc.BidiStreamingServer[pb.UploadRequest, pb.UploadResponse], files *store.Files, sha string, size int64, mt string) error {
+func (s *Server) finishUpload(ctx context.Context, stream grpc.BidiStreamingServer[pb.UploadRequest, pb.UploadResponse], files *store.Files, recordID, sha string, size int64, mt string) error {
 	sum, n, head, err := files.Verify(ctx, sha)
 	if err != nil {
 		return storeError("read the file back", err)
@@ -458,11 +472,77 @@ func (s *Server) finishUpload(ctx context.Context, stream grpc.BidiStreamingServ
 		}
 		return bad
 	}
-	if err := files.Complete(ctx, sha); err != nil {
+	if err := files.Complete(ctx, sha, recordID); err != nil {
 		return storeError("complete the file", err)
 	}
 	s.fileMetrics.completed()
 	return stream.Send(&pb.UploadResponse{Stored: size, Complete: true})
+}
+
+// challenge asks the device uploading file sha for recordID, which the
+// server holds whole already (uploaded through another record), to prove it
+// holds the bytes: a SHA-256 learnt somewhere must not open the file to
+// whoever attaches it to a record of their own. The device answers with
+// proof = HMAC-SHA256(key = the challenge, the whole file), or (an app
+// that does not know challenges) sends the whole file again, which is
+// hashed as it comes and never stored. Either proves the record
+// (store.Files.Prove), then the upload is complete.
+func (s *Server) challenge(ctx context.Context, stream grpc.BidiStreamingServer[pb.UploadRequest, pb.UploadResponse], next func() (*pb.UploadRequest, error), files *store.Files, recordID, sha string, size int64) error {
+	nonce := make([]byte, 32)
+	if _, err := rand.Read(nonce); err != nil {
+		return status.Errorf(codes.Internal, "random challenge: %v", err)
+	}
+	if err := stream.Send(&pb.UploadResponse{Challenge: nonce}); err != nil {
+		return err
+	}
+	h := sha256.New()
+	var got int64
+	for {
+		m, err := next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch part := m.GetPart().(type) {
+		case *pb.UploadRequest_Proof:
+			mac := hmac.New(sha256.New, nonce)
+			if err := files.EachChunk(ctx, sha, 0, func(_ int64, data []byte) error { _, err := mac.Write(data); return err }); err != nil {
+				return storeError("read the file", err)
+			}
+			if !hmac.Equal(mac.Sum(nil), part.Proof) {
+				s.fileMetrics.refused("proof")
+				return fieldError(codes.PermissionDenied, "proof", "does not match file %s: the device does not hold the file its record %s names (attach the file itself, not its hash)", sha, recordID)
+			}
+		case *pb.UploadRequest_Chunk:
+			ch := part.Chunk
+			if ch.GetOffset() != got {
+				return fieldError(codes.OutOfRange, "chunk.offset", "%d: answering the challenge, the whole file is sent again from 0 in order; next is %d", ch.GetOffset(), got)
+			}
+			if sum := sha256.Sum256(ch.GetData()); len(ch.GetData()) == 0 || len(ch.GetData()) > domain.ChunkBytes || !bytes.Equal(sum[:], ch.GetSha256()) || got+int64(len(ch.GetData())) > size {
+				return fieldError(codes.InvalidArgument, "chunk", "a damaged or oversized chunk at %d: Upload again", got)
+			}
+			h.Write(ch.GetData())
+			got += int64(len(ch.GetData()))
+			if got < size {
+				if err := stream.Send(&pb.UploadResponse{Stored: got}); err != nil {
+					return err
+				}
+				continue
+			}
+			if hex.EncodeToString(h.Sum(nil)) != sha {
+				s.fileMetrics.refused("proof")
+				return fieldError(codes.PermissionDenied, "chunk", "the %d bytes sent again do not hash to file %s: the device does not hold the file its record %s names", got, sha, recordID)
+			}
+		default:
+			return fieldError(codes.InvalidArgument, "proof", "missing: the server asked for a proof (or the whole file from 0)")
+		}
+		if err := files.Prove(ctx, sha, recordID); err != nil {
+			return storeError("note the proof", err)
+		}
+		return stream.Send(&pb.UploadResponse{Stored: size, Complete: true})
+	}
 }
 
 func storeError(what string, err error) error {
@@ -527,6 +607,14 @@ func (x *attachmentService) Fetch(req *pb.FetchRequest, stream grpc.ServerStream
 	}
 	if _, err := s.fileRef(ctx, c, "", req.GetRecordId(), sha); err != nil {
 		return err
+	}
+	// Proven: the file was uploaded through this record, or the device
+	// that uploads for it proved it holds the bytes (challenge). A record
+	// naming a hash is not enough.
+	if ok, err := files.Proven(ctx, sha, req.GetRecordId()); err != nil {
+		return storeError("read the file's proofs", err)
+	} else if !ok {
+		return fieldError(codes.NotFound, "sha256", "file %s is not on the server for record %s yet: the device that attached it uploads it after its next sync; fetch again later", sha, req.GetRecordId())
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

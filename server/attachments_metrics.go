@@ -18,7 +18,7 @@ func newFileMetrics(m *Metrics) *fileMetrics {
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fieldsync_attachment_bytes_total",
 			Help: "File bytes moved by AttachmentService, by direction: upload (stored: a chunk the server already held is not counted) or fetch (sent)."}, []string{"direction"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fieldsync_attachment_refusals_total",
-			Help: "Upload chunks and files refused, by reason: hash (a chunk damaged on the way), order (a chunk not at the end of the stored bytes), size (a chunk too large or past the file's end), type (bytes of another type than claimed), file (a whole file whose hash, size or type did not check out: dropped), quota (the device's daily file bytes), concurrency (too many uploads of one device)."}, []string{"reason"}),
+			Help: "Upload chunks and files refused, by reason: hash (a chunk damaged on the way), order (a chunk not at the end of the stored bytes), size (a chunk too large or past the file's end), type (bytes of another type than claimed), file (a whole file whose hash, size or type did not check out: dropped), quota (the device's daily file bytes), concurrency (too many uploads of one device), proof (a device that could not prove it holds a file the server has, attached through another record)."}, []string{"reason"}),
 		completes: prometheus.NewCounter(prometheus.CounterOpts{Name: "fieldsync_attachment_files_completed_total",
 			Help: "Files whose last byte arrived and checked out (SHA-256, size, type)."}),
 	}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -293,15 +294,22 @@ func deviceIDOf(t *testing.T, e *testenv.Env, user string) string {
 	return ""
 }
 
-// A file complete on the server answers complete at once, for another
-// record and another device too: it is never sent twice.
+// A file complete on the server answers complete at once through a record
+// it was proven for, whichever device asks: it is never sent twice there.
+// Through another record the device must prove it holds the bytes: a
+// SHA-256 learnt somewhere (a log, a shared photo's hash) attached to a
+// record of one's own must not open the file. The proof is an HMAC keyed
+// by the server's challenge, or (an older app) the whole file sent again,
+// hashed and never stored.
 func TestUploadOfFileOnServerAnswersCompleteAtOnce(t *testing.T) {
 	e := filesEnv(t)
 	med, med2 := newRawPhone(t, e, testenv.Mediator), newRawPhone(t, e, testenv.Mediator2)
-	d1, d2 := newDispute(med), newDispute(med2)
+	d1, d2, d3 := newDispute(med), newDispute(med2), newDispute(med2)
 	data := fileOf(t, "application/pdf", 3*domain.ChunkBytes)
+	sha := shaOf(data)
 	med.attach(d1, pb.Kind_KIND_DISPUTE, data, "application/pdf")
 	med2.attach(d2, pb.Kind_KIND_DISPUTE, data, "application/pdf")
+	med2.attach(d3, pb.Kind_KIND_DISPUTE, data, "application/pdf")
 	u, resp, err := med.startUpload(d1, data, "application/pdf")
 	if err != nil {
 		t.Fatal(err)
@@ -310,14 +318,82 @@ func TestUploadOfFileOnServerAnswersCompleteAtOnce(t *testing.T) {
 	for _, c := range []struct {
 		p  *rawPhone
 		id string
-	}{{med, d1}, {med2, d2}, {med2, d1}} {
+	}{{med, d1}, {med2, d1}} {
 		u, resp, err := c.p.startUpload(c.id, data, "application/pdf")
-		if err != nil || !resp.GetComplete() || resp.GetStored() != int64(len(data)) {
+		if err != nil || !resp.GetComplete() || resp.GetStored() != int64(len(data)) || len(resp.GetChallenge()) != 0 {
 			t.Fatalf("start for %s: %v %v, want complete at once", c.id, resp, err)
 		}
 		if _, err := u.stream.Recv(); err != io.EOF {
 			t.Errorf("after complete the server ends the upload; got %v", err)
 		}
+	}
+
+	// d2 names the file by its hash only: not fetchable, and its upload
+	// is challenged.
+	if _, _, err := med2.fetch(d2, sha, 0); status.Code(err) != codes.NotFound {
+		t.Fatalf("fetch through a record whose reference is not proven: %v, want NotFound", err)
+	}
+	u2, resp, err := med2.startUpload(d2, data, "application/pdf")
+	if err != nil || resp.GetComplete() || len(resp.GetChallenge()) != 32 {
+		t.Fatalf("start for an unproven record: %v %v, want a 32-byte challenge", resp, err)
+	}
+	wrong := hmac.New(sha256.New, resp.GetChallenge())
+	wrong.Write([]byte(sha)) // what one who knows only the hash can compute
+	if err := u2.stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Proof{Proof: wrong.Sum(nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u2.stream.Recv(); status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "proof") {
+		t.Fatalf("a wrong proof: %v, want PermissionDenied naming proof", err)
+	}
+	if _, _, err := med2.fetch(d2, sha, 0); status.Code(err) != codes.NotFound {
+		t.Fatalf("fetch after a wrong proof: %v, want NotFound", err)
+	}
+	// A proof made with an old challenge does not answer a new one.
+	old := resp.GetChallenge()
+	u2, resp, err = med2.startUpload(d2, data, "application/pdf")
+	if err != nil || len(resp.GetChallenge()) != 32 || bytes.Equal(resp.GetChallenge(), old) {
+		t.Fatalf("second start: %v %v, want a new challenge", resp, err)
+	}
+	mac := hmac.New(sha256.New, resp.GetChallenge())
+	mac.Write(data)
+	if err := u2.stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Proof{Proof: mac.Sum(nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := u2.stream.Recv(); err != nil || !resp.GetComplete() {
+		t.Fatalf("the right proof: %v %v, want complete", resp, err)
+	}
+	if _, got, err := med2.fetch(d2, sha, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch after the proof: %d bytes, %v", len(got), err)
+	}
+	// Proven for good: the next start is complete at once.
+	if _, resp, err := med2.startUpload(d2, data, "application/pdf"); err != nil || !resp.GetComplete() {
+		t.Fatalf("start after the proof: %v %v, want complete at once", resp, err)
+	}
+
+	// An app that does not know challenges sends the whole file again:
+	// hashed as it comes, that proves d3; other bytes do not.
+	u3, resp, err := med2.startUpload(d3, data, "application/pdf")
+	if err != nil || len(resp.GetChallenge()) == 0 {
+		t.Fatalf("start for d3: %v %v, want a challenge", resp, err)
+	}
+	forged := append([]byte(nil), data...)
+	forged[len(forged)-1] ^= 1
+	u3.data = forged
+	var last *pb.UploadResponse
+	for off := int64(0); off < int64(len(forged)); off += domain.ChunkBytes {
+		if last, err = u3.chunk(off); err != nil {
+			break
+		}
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("other bytes sent again: %v %v, want PermissionDenied", last, err)
+	}
+	u3, _, _ = med2.startUpload(d3, data, "application/pdf")
+	if last := u3.rest(0); !last.GetComplete() {
+		t.Fatalf("the whole file sent again: %v, want complete", last)
+	}
+	if _, got, err := med2.fetch(d3, sha, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch through d3 after the file was sent again: %d bytes, %v", len(got), err)
 	}
 }
 
@@ -866,13 +942,13 @@ func TestUploadsAtOnceAreCappedServerWide(t *testing.T) {
 	c := fileOf(t, "application/pdf", 2*domain.ChunkBytes)
 	d2 := newDispute(med)
 	med.attach(d2, pb.Kind_KIND_DISPUTE, c, "application/pdf")
-	med2.attach(d2, pb.Kind_KIND_DISPUTE, a, "image/jpeg") // complete on the server: answers at once, holds no place
+	med2.attach(d2, pb.Kind_KIND_DISPUTE, a, "image/jpeg") // complete on the server: answers at once (a challenge), holds no place
 	uc, rc, err := med.startUpload(d2, c, "application/pdf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, resp, err := med2.startUpload(d2, a, "image/jpeg"); err != nil || !resp.GetComplete() {
-		t.Fatalf("a file the server holds, while no place is free: %v, %v; want complete at once", resp, err)
+	if _, resp, err := med2.startUpload(d2, a, "image/jpeg"); err != nil || len(resp.GetChallenge()) == 0 {
+		t.Fatalf("a file the server holds, while no place is free: %v, %v; want its challenge at once", resp, err)
 	}
 	d3 := newDispute(med2)
 	med2.attach(d3, pb.Kind_KIND_DISPUTE, b, "image/png")

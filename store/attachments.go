@@ -61,6 +61,19 @@ CREATE TABLE file_quota (
 	device_id TEXT NOT NULL, day INTEGER NOT NULL, user_id TEXT NOT NULL,
 	bytes INTEGER NOT NULL DEFAULT 0, refusals INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (device_id, day)) WITHOUT ROWID;
+`, `
+-- The records through which a file's bytes were proven: its upload
+-- through the record finished, or the device that uploads for the record
+-- proved it holds the bytes (server: a challenge). A fetch through a
+-- record needs its row: a SHA-256 alone, learnt somewhere, must not open a
+-- file to whoever attaches it to a record of their own.
+CREATE TABLE file_records (
+	sha256 TEXT NOT NULL, record_id TEXT NOT NULL, proven_ms INTEGER NOT NULL,
+	PRIMARY KEY (sha256, record_id)) WITHOUT ROWID;
+-- Files completed before proofs were kept: every record naming them may
+-- fetch them (who uploaded them through which record was not kept).
+ALTER TABLE files ADD COLUMN before_proofs INTEGER NOT NULL DEFAULT 0;
+UPDATE files SET before_proofs = 1 WHERE complete = 1;
 `}
 
 // filesAppID marks attachments.db ("FSAT" in PRAGMA application_id).
@@ -336,13 +349,38 @@ func (f *Files) FileBytesToday(ctx context.Context, deviceID string, day int) (b
 	return bytes, refusals, err
 }
 
-// Complete marks file sha complete (the caller checked its bytes: Verify),
-// durably.
-func (f *Files) Complete(ctx context.Context, sha string) error {
+// Complete marks file sha complete (the caller checked its bytes: Verify)
+// and proven for recordID, the record it was uploaded through, durably.
+func (f *Files) Complete(ctx context.Context, sha, recordID string) error {
 	return f.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec("UPDATE files SET complete = 1, completed_ms = ? WHERE sha256 = ? AND complete = 0 AND stored = size", time.Now().UnixMilli(), sha)
-		return err
+		now := time.Now().UnixMilli()
+		if _, err := tx.Exec("UPDATE files SET complete = 1, completed_ms = ? WHERE sha256 = ? AND complete = 0 AND stored = size", now, sha); err != nil {
+			return err
+		}
+		return proveTx(tx, sha, recordID, now)
 	})
+}
+
+func proveTx(tx *sql.Tx, sha, recordID string, now int64) error {
+	_, err := tx.Exec("INSERT INTO file_records (sha256, record_id, proven_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", sha, recordID, now)
+	return err
+}
+
+// Prove notes, durably, that the device uploading file sha for recordID
+// showed it holds the bytes (it answered a challenge over them, or sent
+// them all again): the record may fetch the file from now on.
+func (f *Files) Prove(ctx context.Context, sha, recordID string) error {
+	return f.write(ctx, func(tx *sql.Tx) error { return proveTx(tx, sha, recordID, time.Now().UnixMilli()) })
+}
+
+// Proven reports whether file sha is complete and open to recordID: its
+// bytes were proven through that record (Complete, Prove), or the file was
+// completed before proofs were kept.
+func (f *Files) Proven(ctx context.Context, sha, recordID string) (bool, error) {
+	var ok bool
+	err := f.db.R.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM files WHERE sha256 = ?1 AND complete = 1 AND
+		(before_proofs = 1 OR EXISTS (SELECT 1 FROM file_records WHERE sha256 = ?1 AND record_id = ?2)))`, sha, recordID).Scan(&ok)
+	return ok, err
 }
 
 // Drop deletes a file that is not complete and its chunks: its bytes did

@@ -83,8 +83,24 @@ func TestFilesChunks(t *testing.T) {
 	if _, err := f.CopyFile(ctx, sha, 0, &bytes.Buffer{}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("copy of a file not complete: %v, want ErrNotFound", err)
 	}
-	if err := f.Complete(ctx, sha); err != nil {
+	if ok, err := f.Proven(ctx, sha, "rec-1"); err != nil || ok {
+		t.Fatalf("proven before complete: %v %v", ok, err)
+	}
+	if err := f.Complete(ctx, sha, "rec-1"); err != nil {
 		t.Fatal(err)
+	}
+	// Open to the record it was uploaded through, not to another naming
+	// the same hash, until that one is proven.
+	for rec, want := range map[string]bool{"rec-1": true, "rec-2": false} {
+		if ok, err := f.Proven(ctx, sha, rec); err != nil || ok != want {
+			t.Fatalf("proven for %s: %v %v, want %v", rec, ok, err, want)
+		}
+	}
+	if err := f.Prove(ctx, sha, "rec-2"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := f.Proven(ctx, sha, "rec-2"); err != nil || !ok {
+		t.Fatalf("proven for rec-2 after Prove: %v %v", ok, err)
 	}
 	if r, err := put(0); err != nil || r.Stored || !r.File.Complete {
 		t.Fatalf("a chunk of a complete file: %+v %v", r, err)
@@ -133,7 +149,7 @@ func TestFilesClaims(t *testing.T) {
 	f.Begin(ctx, sha, int64(len(data)), "image/jpeg")
 	f.PutChunk(ctx, sha, 0, data[:domain.ChunkBytes], noCharge)
 	f.PutChunk(ctx, sha, domain.ChunkBytes, data[domain.ChunkBytes:], noCharge)
-	f.Complete(ctx, sha)
+	f.Complete(ctx, sha, "rec-1")
 	fi, err = f.Begin(ctx, sha, 5, "application/pdf")
 	if err != nil || !fi.Complete || fi.Size != int64(len(data)) || fi.MediaType != "image/jpeg" {
 		t.Fatalf("a complete file claimed otherwise: %+v %v, want it as it is", fi, err)

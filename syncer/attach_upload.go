@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -339,6 +340,9 @@ func (d *Device) uploadOnce(ctx context.Context, conn *grpc.ClientConn, token st
 		stream.CloseSend()
 		return stored, true, false, nil
 	}
+	if c := resp.GetChallenge(); len(c) > 0 {
+		return d.answerChallenge(ctx, stream, f, c)
+	}
 	if stored < 0 || stored > f.Size {
 		return 0, false, false, fmt.Errorf("the server said it holds %d bytes of a %d-byte file", stored, f.Size)
 	}
@@ -388,6 +392,37 @@ func (d *Device) uploadOnce(ctx context.Context, conn *grpc.ClientConn, token st
 			return stored, true, sentAny, nil
 		}
 	}
+}
+
+// answerChallenge proves to the server that the device holds file f's
+// bytes (the server holds the file whole already, uploaded through another
+// record): HMAC-SHA256 keyed by the challenge over the whole file, read
+// from the replica chunk by chunk.
+func (d *Device) answerChallenge(ctx context.Context, stream grpc.BidiStreamingClient[pb.UploadRequest, pb.UploadResponse], f *store.FileRow, challenge []byte) (int64, bool, bool, error) {
+	mac := hmac.New(sha256.New, challenge)
+	for pos := int64(0); pos < f.Size; {
+		if err := d.db.View(ctx, func(tx *store.RTx) error {
+			off, held, err := tx.ChunkAt(f.SHA256, pos)
+			if err != nil {
+				return fmt.Errorf("%w: file %s at byte %d: %w", errLocal, clipSHA(f.SHA256), pos, err)
+			}
+			held = held[pos-off:]
+			mac.Write(held)
+			pos += int64(len(held))
+			return nil
+		}); err != nil {
+			return 0, false, false, err
+		}
+	}
+	if err := stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Proof{Proof: mac.Sum(nil)}}); err != nil {
+		return 0, false, false, recvErr(stream, err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return 0, false, false, err
+	}
+	stream.CloseSend()
+	return resp.GetStored(), resp.GetComplete(), false, nil
 }
 
 // sendChunks sends the file's bytes from pos in chunks of size (at most

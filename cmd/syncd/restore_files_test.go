@@ -35,7 +35,7 @@ func putFile(t testing.TB, files *store.Files, data []byte, mediaType string, up
 		}
 	}
 	if upTo == len(data) {
-		if err := files.Complete(ctx, sha); err != nil {
+		if err := files.Complete(ctx, sha, "rec-1"); err != nil {
 			t.Fatal(err)
 		}
 	}

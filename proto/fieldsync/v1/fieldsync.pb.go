@@ -5153,6 +5153,7 @@ type UploadRequest struct {
 	//
 	//	*UploadRequest_Start
 	//	*UploadRequest_Chunk
+	//	*UploadRequest_Proof
 	Part          isUploadRequest_Part `protobuf_oneof:"part"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -5213,6 +5214,15 @@ func (x *UploadRequest) GetChunk() *Chunk {
 	return nil
 }
 
+func (x *UploadRequest) GetProof() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*UploadRequest_Proof); ok {
+			return x.Proof
+		}
+	}
+	return nil
+}
+
 type isUploadRequest_Part interface {
 	isUploadRequest_Part()
 }
@@ -5225,9 +5235,17 @@ type UploadRequest_Chunk struct {
 	Chunk *Chunk `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
 }
 
+type UploadRequest_Proof struct {
+	// The answer to UploadResponse.challenge: HMAC-SHA256 with the
+	// challenge as its key over the whole file's bytes (32 bytes).
+	Proof []byte `protobuf:"bytes,3,opt,name=proof,proto3,oneof"`
+}
+
 func (*UploadRequest_Start) isUploadRequest_Part() {}
 
 func (*UploadRequest_Chunk) isUploadRequest_Part() {}
+
+func (*UploadRequest_Proof) isUploadRequest_Part() {}
 
 type UploadStart struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -5368,7 +5386,14 @@ type UploadResponse struct {
 	// sends from here.
 	Stored int64 `protobuf:"varint,1,opt,name=stored,proto3" json:"stored,omitempty"`
 	// All bytes are in and the file's SHA-256 matched.
-	Complete      bool `protobuf:"varint,2,opt,name=complete,proto3" json:"complete,omitempty"`
+	Complete bool `protobuf:"varint,2,opt,name=complete,proto3" json:"complete,omitempty"`
+	// The server holds the file whole already (sent through another record),
+	// and this record's reference to it is not proven yet: a hash alone must
+	// not open a file to whoever learns it. The device proves it holds the
+	// bytes by answering UploadRequest.proof = HMAC-SHA256(key = challenge,
+	// the whole file), 32 random bytes each time; then complete, or
+	// PERMISSION_DENIED on field "proof".
+	Challenge     []byte `protobuf:"bytes,3,opt,name=challenge,proto3" json:"challenge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5415,6 +5440,13 @@ func (x *UploadResponse) GetComplete() bool {
 		return x.Complete
 	}
 	return false
+}
+
+func (x *UploadResponse) GetChallenge() []byte {
+	if x != nil {
+		return x.Challenge
+	}
+	return nil
 }
 
 type FetchRequest struct {
@@ -5936,10 +5968,11 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"media_type\x18\x03 \x01(\tR\tmediaType\x12\x18\n" +
 	"\acaption\x18\x04 \x01(\tR\acaption\x12\x10\n" +
 	"\x03hlc\x18\x05 \x01(\tR\x03hlc\x12\x1b\n" +
-	"\tauthor_id\x18\x06 \x01(\tR\bauthorId\"w\n" +
+	"\tauthor_id\x18\x06 \x01(\tR\bauthorId\"\x8f\x01\n" +
 	"\rUploadRequest\x121\n" +
 	"\x05start\x18\x01 \x01(\v2\x19.fieldsync.v1.UploadStartH\x00R\x05start\x12+\n" +
-	"\x05chunk\x18\x02 \x01(\v2\x13.fieldsync.v1.ChunkH\x00R\x05chunkB\x06\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x13.fieldsync.v1.ChunkH\x00R\x05chunk\x12\x16\n" +
+	"\x05proof\x18\x03 \x01(\fH\x00R\x05proofB\x06\n" +
 	"\x04part\"u\n" +
 	"\vUploadStart\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
@@ -5950,10 +5983,11 @@ const file_fieldsync_v1_fieldsync_proto_rawDesc = "" +
 	"\x05Chunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
-	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"D\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256\"b\n" +
 	"\x0eUploadResponse\x12\x16\n" +
 	"\x06stored\x18\x01 \x01(\x03R\x06stored\x12\x1a\n" +
-	"\bcomplete\x18\x02 \x01(\bR\bcomplete\"[\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete\x12\x1c\n" +
+	"\tchallenge\x18\x03 \x01(\fR\tchallenge\"[\n" +
 	"\fFetchRequest\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
@@ -6242,6 +6276,7 @@ func file_fieldsync_v1_fieldsync_proto_init() {
 	file_fieldsync_v1_fieldsync_proto_msgTypes[67].OneofWrappers = []any{
 		(*UploadRequest_Start)(nil),
 		(*UploadRequest_Chunk)(nil),
+		(*UploadRequest_Proof)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
