@@ -74,6 +74,10 @@ CREATE TABLE file_records (
 -- fetch them (who uploaded them through which record was not kept).
 ALTER TABLE files ADD COLUMN before_proofs INTEGER NOT NULL DEFAULT 0;
 UPDATE files SET before_proofs = 1 WHERE complete = 1;
+-- When a chunk was last stored (0: none since this column came): an
+-- upload left unfinished longer than UnfinishedUploadTTL is swept.
+ALTER TABLE files ADD COLUMN touched_ms INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX files_unfinished ON files (created_ms) WHERE complete = 0;
 `}
 
 // filesAppID marks attachments.db ("FSAT" in PRAGMA application_id).
@@ -327,7 +331,7 @@ func (f *Files) PutChunk(ctx context.Context, sha string, offset int64, data []b
 		if _, err := tx.Exec("INSERT INTO chunks (sha256, offset, data) VALUES (?, ?, ?)", sha, offset, data); err != nil {
 			return err
 		}
-		if _, err := tx.Exec("UPDATE files SET stored = ? WHERE sha256 = ?", end, sha); err != nil {
+		if _, err := tx.Exec("UPDATE files SET stored = ?, touched_ms = ? WHERE sha256 = ?", end, time.Now().UnixMilli(), sha); err != nil {
 			return err
 		}
 		out.File.Stored, out.Stored = end, true
@@ -381,6 +385,50 @@ func (f *Files) Proven(ctx context.Context, sha, recordID string) (bool, error) 
 	err := f.db.R.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM files WHERE sha256 = ?1 AND complete = 1 AND
 		(before_proofs = 1 OR EXISTS (SELECT 1 FROM file_records WHERE sha256 = ?1 AND record_id = ?2)))`, sha, recordID).Scan(&ok)
 	return ok, err
+}
+
+// UnfinishedUploadTTL is how long the bytes of an upload nobody finished
+// are kept after its last chunk (or its start): a phone that comes back
+// later sends the file from its start again.
+const UnfinishedUploadTTL = 30 * 24 * time.Hour
+
+// SweepUnfinished deletes, up to limit files at a time, the files not
+// complete whose start and last chunk are both before cutoff, with their
+// chunks, and says how many files and bytes it removed. syncd's retention
+// pass calls it hourly with now - UnfinishedUploadTTL.
+func (f *Files) SweepUnfinished(ctx context.Context, cutoff time.Time, limit int) (files int, bytes int64, err error) {
+	err = f.write(ctx, func(tx *sql.Tx) error {
+		files, bytes = 0, 0
+		rows, err := tx.Query(`SELECT sha256, stored FROM files WHERE complete = 0 AND created_ms < ?1 AND touched_ms < ?1 LIMIT ?2`, cutoff.UnixMilli(), limit)
+		if err != nil {
+			return err
+		}
+		var shas []string
+		for rows.Next() {
+			var sha string
+			var stored int64
+			if err := rows.Scan(&sha, &stored); err != nil {
+				rows.Close()
+				return err
+			}
+			shas, bytes = append(shas, sha), bytes+stored
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, sha := range shas {
+			if _, err := tx.Exec("DELETE FROM chunks WHERE sha256 = ?", sha); err != nil {
+				return err
+			}
+			if _, err := tx.Exec("DELETE FROM files WHERE sha256 = ? AND complete = 0", sha); err != nil {
+				return err
+			}
+		}
+		files = len(shas)
+		return nil
+	})
+	return files, bytes, err
 }
 
 // Drop deletes a file that is not complete and its chunks: its bytes did

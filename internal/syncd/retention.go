@@ -113,7 +113,35 @@ func (r *retention) pass(ctx context.Context) (store.CompactStats, error) {
 	} else {
 		r.d.log.Debug("retention pass: nothing older than the window", "window", r.window, "horizon_change", st.Horizon)
 	}
+	if r.d.Files != nil {
+		if err := r.sweepUploads(ctx); err != nil {
+			return st, err
+		}
+	}
 	return st, nil
+}
+
+// sweepUploads deletes the bytes of uploads left unfinished for
+// store.UnfinishedUploadTTL (a phone that never came back, an upload
+// refused half way), 100 files a job so that uploads are not held up.
+func (r *retention) sweepUploads(ctx context.Context) error {
+	cutoff := r.now().Add(-store.UnfinishedUploadTTL)
+	var files int
+	var bytes int64
+	for {
+		n, b, err := r.d.Files.SweepUnfinished(ctx, cutoff, 100)
+		if err != nil {
+			return err
+		}
+		files, bytes = files+n, bytes+b
+		if n < 100 {
+			break
+		}
+	}
+	if files > 0 {
+		r.d.log.Info("retention pass removed unfinished uploads", "files", files, "bytes", bytes, "untouched_for", store.UnfinishedUploadTTL)
+	}
+	return nil
 }
 
 // Compact runs a retention pass now (the one syncd runs every
