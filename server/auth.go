@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -117,7 +118,10 @@ func (s *Server) device(ctx context.Context) (*caller, error) {
 	}
 	d, err := s.store.DeviceByToken(ctx, hex.EncodeToString(key[:])) // = store.HashSecret(token)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, status.Error(codes.Unauthenticated, "device credential unknown: enroll the device again with a new code")
+		st, _ := status.New(codes.Unauthenticated, "device credential unknown: enroll the device again with a new code (this server does not know the device: "+
+			"restored from a backup taken before it enrolled, or another server); the phone keeps its work and sends it after enrolling").
+			WithDetails(&errdetails.ErrorInfo{Reason: UnknownDeviceReason, Domain: "fieldsync.v1"})
+		return nil, st.Err()
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "look up device: %v", err)

@@ -36,6 +36,11 @@ func (e errCloned) Error() string {
 // ClonedReason is the ErrorInfo reason of the refusal of a cloned phone.
 const ClonedReason = "DEVICE_CLONED"
 
+// UnknownDeviceReason is the ErrorInfo reason of a device credential the
+// server does not know (UNAUTHENTICATED): the phone stops and keeps its
+// work until enrolled again (syncer.ErrUnknownDevice).
+const UnknownDeviceReason = "DEVICE_UNKNOWN"
+
 var errRevoked = errors.New(ErrRevokedMessage)
 
 // errRevokedStatus is the answer to every call of a revoked device.

@@ -39,6 +39,14 @@ var (
 	ErrCloned = errors.New("this copy of the phone's database is stopped: another copy of it syncs with the same credential " +
 		"(the database was copied to or restored on a second phone); its unsent work is kept on this phone: " +
 		"ask your administrator for a new enrollment code and enroll this phone again to send it")
+	// ErrUnknownDevice is returned when the server does not know the
+	// device's credential: its database went back to before the device
+	// enrolled (a standby restored from a backup), or lost the device. The
+	// phone keeps its work and stops until enrolled again; Enroll with a
+	// new code then sends again its unsent work and what the lost server
+	// had acknowledged (kept 30 days), numbered for the new device.
+	ErrUnknownDevice = errors.New("the server does not know this phone any more (it was restored from a backup taken before the phone enrolled): " +
+		"its work is kept on this phone: ask your administrator for a new enrollment code and enroll this phone again to send it")
 	// ErrWrongKey is returned by OpenWith when the replica was encrypted
 	// with another key, or is encrypted and no key was given.
 	ErrWrongKey = errors.New("wrong key for this device database: it was encrypted with another key (or no key was given); the data cannot be read without its key")
@@ -91,7 +99,7 @@ const (
 	metaReplica  = "replica_id" // this copy of the database (numbering.go)
 	metaLineage  = "lineage"    // the server database's lineage at the last sync
 	metaNotice   = "notice"     // what the user should know of the last renumbering
-	metaStopped  = "stopped"    // "cloned": the server refused this copy
+	metaStopped  = "stopped"    // "cloned": the server refused this copy; "unknown": the server does not know the device
 	metaReread   = "reread"     // "1": reading the scope again after a new lineage (numbering.go)
 )
 
@@ -362,7 +370,7 @@ func (d *Device) Enroll(ctx context.Context, enrollment, deviceName string) erro
 		next := "1"
 		if stopped != "" {
 			touched := map[string]bool{}
-			n, err := reenroll(tx, existing, resp.GetDeviceId(), touched)
+			n, err := reenroll(tx, existing, resp.GetDeviceId(), stopped == stoppedUnknown, touched)
 			if err != nil {
 				return err
 			}

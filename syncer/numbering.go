@@ -2,8 +2,10 @@ package syncer
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -157,14 +159,48 @@ func stopCloned(tx *store.RTx, err error, now time.Time) error {
 	return tx.SetMeta(metaNotice, now.UTC().Format("2006-01-02 15:04 MST")+": "+ErrCloned.Error()+" (server: "+status.Convert(err).Message()+")")
 }
 
+// stoppedUnknown is metaStopped's value when the server did not know the
+// device's credential (ErrUnknownDevice); "cloned" when it refused a copy.
+const stoppedUnknown = "unknown"
+
+// isUnknownDevice reports whether a Sync error is the server's word that it
+// does not know the device's credential (ErrorInfo DEVICE_UNKNOWN; an older
+// server says it in words only).
+func isUnknownDevice(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unauthenticated {
+		return false
+	}
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() == "DEVICE_UNKNOWN" && ei.GetDomain() == "fieldsync.v1" {
+			return true
+		}
+	}
+	return strings.HasPrefix(st.Message(), "device credential unknown")
+}
+
+// stopUnknown marks the device stopped after the server said it does not
+// know it: it syncs no more until enrolled again, and keeps its work.
+func stopUnknown(tx *store.RTx, err error, now time.Time) error {
+	if err := tx.SetMeta(metaStopped, stoppedUnknown); err != nil {
+		return err
+	}
+	return tx.SetMeta(metaNotice, now.UTC().Format("2006-01-02 15:04 MST")+": "+ErrUnknownDevice.Error()+" (server: "+status.Convert(err).Message()+")")
+}
+
 // reenroll readies a stopped copy's outbox for its new device id: its
 // acknowledged mutations belong to the old device's numbering and go; its
 // pending and rejected ones are numbered again from 1, all pending (a
 // rejection is sent again and answered again: the new device's numbers must
-// have no holes). It returns the next number.
-func reenroll(tx *store.RTx, oldID, newID string, touched map[string]bool) (uint64, error) {
-	if err := tx.DeleteAcked(); err != nil {
-		return 0, err
+// have no holes). A device the server did not know (keepAcked: the server
+// went back to before it enrolled) keeps its acknowledged mutations too, and
+// sends them again first: the server that acknowledged them is gone. It
+// returns the next number.
+func reenroll(tx *store.RTx, oldID, newID string, keepAcked bool, touched map[string]bool) (uint64, error) {
+	if !keepAcked {
+		if err := tx.DeleteAcked(); err != nil {
+			return 0, err
+		}
 	}
 	r, err := tx.Renumber(0)
 	if err != nil {
@@ -178,7 +214,11 @@ func reenroll(tx *store.RTx, oldID, newID string, touched map[string]bool) (uint
 	if err := tx.SetMeta(metaStopped, ""); err != nil {
 		return 0, err
 	}
-	notice := fmt.Sprintf("enrolled again as device %s (was %s, stopped as a copy): %d unsent changes are sent as this device's", newID, oldID, r.Pending+r.Resent)
+	why := "stopped as a copy"
+	if keepAcked {
+		why = "unknown to the server"
+	}
+	notice := fmt.Sprintf("enrolled again as device %s (was %s, %s): %d unsent changes are sent as this device's", newID, oldID, why, r.Pending+r.Resent)
 	return r.Next, tx.SetMeta(metaNotice, notice)
 }
 

@@ -259,7 +259,7 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 			return err
 		}
 		if stopped != "" {
-			return d.probeStopped(ctx, conn, token)
+			return d.probeStopped(ctx, conn, token, stopped)
 		}
 		if pullOnly {
 			queued = nil // over a daily quota: the work waits on the device
@@ -293,6 +293,12 @@ func (d *Device) sync(ctx context.Context, rep *Report) error {
 					return fmt.Errorf("%w; and marking it stopped failed: %v", ErrCloned, serr)
 				}
 				return ErrCloned
+			}
+			if isUnknownDevice(err) {
+				if serr := d.db.Update(context.Background(), func(tx *store.RTx) error { return stopUnknown(tx, err, d.opts.Now()) }); serr != nil {
+					return fmt.Errorf("%w; and marking it stopped failed: %v", ErrUnknownDevice, serr)
+				}
+				return ErrUnknownDevice
 			}
 			err = describe(err)
 			var qe *RetryError
@@ -393,10 +399,15 @@ func (d *Device) wipe() error {
 // ids) and reads at most one record, which it drops. It is there so that a
 // revoked device's stopped copy (a phone sold or stolen) is wiped at its
 // next contact like any other copy. The copy stays stopped: ErrCloned.
-func (d *Device) probeStopped(ctx context.Context, conn *grpc.ClientConn, token string) error {
+// A device stopped as unknown to the server stays stopped too:
+// ErrUnknownDevice.
+func (d *Device) probeStopped(ctx context.Context, conn *grpc.ClientConn, token, stopped string) error {
 	_, err := pb.NewSyncServiceClient(conn).Sync(d.authed(ctx, token), &pb.SyncRequest{PageSize: 1, ChangedCursorsOnly: true})
 	if isRevoked(err) {
 		return d.wipe()
+	}
+	if stopped == stoppedUnknown {
+		return ErrUnknownDevice
 	}
 	return ErrCloned
 }
@@ -654,7 +665,7 @@ func (d *Device) Run(ctx context.Context, interval time.Duration) error {
 		wait := interval
 		var retry *RetryError
 		switch {
-		case errors.Is(err, ErrRevoked) || errors.Is(err, ErrNotEnrolled) || errors.Is(err, ErrCloned):
+		case errors.Is(err, ErrRevoked) || errors.Is(err, ErrNotEnrolled) || errors.Is(err, ErrCloned) || errors.Is(err, ErrUnknownDevice):
 			return err
 		case errors.As(err, &retry) && retry.Quota:
 			// Over a daily quota: syncs go on as usual but only pull (sync

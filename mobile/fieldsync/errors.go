@@ -158,7 +158,7 @@ func classify(what string, err error) error {
 		return coded(CodeRevokedWiped, err)
 	case errors.Is(err, syncer.ErrCloned):
 		return coded(CodeRestoredCopy, err)
-	case errors.Is(err, syncer.ErrNotEnrolled):
+	case errors.Is(err, syncer.ErrNotEnrolled), errors.Is(err, syncer.ErrUnknownDevice):
 		return coded(CodeReenroll, err)
 	case errors.Is(err, syncer.ErrWrongServer), errors.As(err, &x509u), errors.As(err, &x509h), errors.As(err, &x509c),
 		// Through gRPC the handshake's error arrives as words only.

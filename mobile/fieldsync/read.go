@@ -472,7 +472,7 @@ func messageCode(msg string) string {
 	if msg == "" {
 		return ""
 	}
-	for _, known := range []error{syncer.ErrRevoked, syncer.ErrCloned, syncer.ErrNotEnrolled, syncer.ErrWrongServer, syncer.ErrWrongKey} {
+	for _, known := range []error{syncer.ErrRevoked, syncer.ErrCloned, syncer.ErrUnknownDevice, syncer.ErrNotEnrolled, syncer.ErrWrongServer, syncer.ErrWrongKey} {
 		if strings.Contains(msg, known.Error()) {
 			return ErrorCode(classify("sync", known).Error())
 		}

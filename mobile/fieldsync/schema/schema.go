@@ -227,7 +227,9 @@ type Status struct {
 	// numbering was set right (restored from an older copy, or the server
 	// restored from a backup).
 	Notice string `json:"notice"`
-	// Stopped: "cloned" when this copy syncs no more (enroll again), or "".
+	// Stopped: "cloned" when this copy syncs no more, "unknown" when the
+	// server does not know this phone any more (restored from an older
+	// backup): enroll again in both cases (the work is kept and sent); or "".
 	Stopped string `json:"stopped"`
 	// Syncing says a sync is running now; Foreground that foreground mode
 	// is on.
