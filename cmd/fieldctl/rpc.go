@@ -70,13 +70,16 @@ func (c *cli) transport() (grpc.DialOption, error) {
 // adminConn connects to syncd and returns a context that carries the admin
 // credential.
 func (c *cli) adminConn(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
+	if c.regions != nil && c.routed == nil {
+		return nil, nil, usagef("with -regions (%s), this command talks to one region's syncd: give -region NAME, one of %s", c.regions.path, strings.Join(c.regions.names(), ", "))
+	}
 	token, err := readToken(c.tokenFile)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, c.regionNote(err)
 	}
 	creds, err := c.transport()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, c.regionNote(err)
 	}
 	conn, err := grpc.NewClient(c.server, creds,
 		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name),
