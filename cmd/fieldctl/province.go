@@ -175,7 +175,9 @@ func (c *cli) importProvince(ctx context.Context, org *orgRows, asJSON bool) err
 			continue
 		}
 		rc := c.forRegion(r)
-		if _, err := readToken(rc.tokenFile); err != nil {
+		if err := rc.checkRegionFiles(); err != nil {
+			missing = append(missing, err)
+		} else if _, err := readToken(rc.tokenFile); err != nil {
 			missing = append(missing, rc.regionNote(err))
 		} else if _, err := rc.caFingerprint(); err != nil {
 			missing = append(missing, rc.regionNote(err))

@@ -340,6 +340,30 @@ func (c *cli) sameRegion(name, what, id, firstWhat, firstID string) error {
 	return nil
 }
 
+// checkRegionFiles says, for a command pointed at a region, when the
+// region's credential or CA file is not there, in the regions file's
+// terms (its line and column), rather than the -token-file and -ca-file
+// hints.
+func (c *cli) checkRegionFiles() error {
+	if c.routed == nil {
+		return nil
+	}
+	var errs []error
+	if _, err := os.Stat(c.tokenFile); err != nil {
+		errs = append(errs, fmt.Errorf("region %s (%s): token_file: %w: copy the region's <data>/admin.token there (syncd writes it at its first start)", c.routed.Name, c.regions.where(c.routed), err))
+	}
+	if !c.plaintext {
+		if _, err := os.Stat(c.caPath()); err != nil {
+			col := "ca"
+			if c.caFile == "" {
+				col = "ca (empty: tls/ca.pem beside token_file)"
+			}
+			errs = append(errs, fmt.Errorf("region %s (%s): %s: %w: copy the region's <data>/tls/ca.pem there (syncd makes it at its first start)", c.routed.Name, c.regions.where(c.routed), col, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // regionNote adds to an error which region's syncd it came from.
 func (c *cli) regionNote(err error) error {
 	if err == nil || c.routed == nil {

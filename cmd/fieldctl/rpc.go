@@ -73,6 +73,9 @@ func (c *cli) adminConn(ctx context.Context) (*grpc.ClientConn, context.Context,
 	if c.regions != nil && c.routed == nil {
 		return nil, nil, usagef("with -regions (%s), this command talks to one region's syncd: give -region NAME, one of %s", c.regions.path, strings.Join(c.regions.names(), ", "))
 	}
+	if err := c.checkRegionFiles(); err != nil {
+		return nil, nil, err
+	}
 	token, err := readToken(c.tokenFile)
 	if err != nil {
 		return nil, nil, c.regionNote(err)
