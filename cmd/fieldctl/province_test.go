@@ -294,6 +294,17 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 		}
 	})
 
+	t.Run("FIELDCTL_REGIONS", func(t *testing.T) {
+		t.Setenv("FIELDCTL_REGIONS", regions)
+		q := strings.TrimSpace(ok(t, "admin", "enroll-code", "-user", "yunmeng-U-med1", "-q"))
+		if en, err := syncer.ParseEnrollment(q); err != nil || en.Addr != y.Addr {
+			t.Errorf("code %q with FIELDCTL_REGIONS: %+v, %v; want yunmeng's address %s", q, en, err, y.Addr)
+		}
+		if n := outstandingCodes(t, y, "yunmeng-U-med1"); n != 1 {
+			t.Errorf("yunmeng holds %d outstanding codes for yunmeng-U-med1, want 1", n)
+		}
+	})
+
 	t.Run("assign and one-server commands", func(t *testing.T) {
 		if out := ok(t, padmin("assign", "-household", "xiaonan-H0001", "-member", "xiaonan-U-m2")...); out != "xiaonan-H0001 linked to xiaonan-U-m2 (previously xiaonan-U-m1)\n" {
 			t.Errorf("assign: %q", out)
@@ -342,6 +353,7 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 		}
 		for _, s := range []string{"fieldctl: yunmeng: FAILED: import: syncd at " + yAddr + " unavailable",
 			"the import into region yunmeng failed (above); the other regions' rows were imported",
+			"is it running? the server column of " + regions + ":3 sets the address",
 			"run the same command again with -region yunmeng"} {
 			if !strings.Contains(r.stderr, s) {
 				t.Errorf("stderr lacks %q:\n%s", s, r.stderr)

@@ -224,3 +224,43 @@ func TestSplitOrg(t *testing.T) {
 		}
 	})
 }
+
+// The flags' mistakes are named before any server is asked.
+func TestRegionsFlags(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.csv")
+	writeFile(t, bad, "region,server,ca,token_file,advertise\nxiaonan,10.0.1.5:7443,,,\n")
+	good := filepath.Join(dir, "regions.csv")
+	writeFile(t, good, "region,server,ca,token_file,advertise\nxiaonan,127.0.0.1:1,,x/admin.token,\n")
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"admin", "-region", "xiaonan", "devices"}, 2, "admin devices: -region xiaonan picks a region of the regions file: give -regions FILE too"},
+		{[]string{"admin", "-regions", filepath.Join(dir, "none.csv"), "devices"}, 1, "regions file (-regions): open " + filepath.Join(dir, "none.csv")},
+		{[]string{"admin", "-regions", bad, "devices"}, 1, bad + ":2: token_file: empty"},
+		{[]string{"admin", "-regions", good, "-region", "yunmeng", "devices"}, 2, `-region "yunmeng" is not in ` + good + ": want one of xiaonan"},
+		{[]string{"admin", "-regions", good, "-token-file", "t", "devices"}, 2, "-regions and -token-file: the regions file names each region's server, CA and credential"},
+		{[]string{"admin", "-regions", good, "assign", "-household", "H1", "-member", "U1"}, 2, `-household "H1" names no region`},
+		{[]string{"admin", "-regions", good, "users", "disable", "yunmeng-U-m1"}, 2, `user "yunmeng-U-m1" is region "yunmeng"'s, which ` + good + " does not list"},
+		{[]string{"admin", "-regions", good, "enroll-code", "-user", "xiaonan-U-m1"}, 1, "region xiaonan (" + good + ":2): token_file: stat " + filepath.Join(dir, "x", "admin.token")},
+		{[]string{"admin", "-regions", good, "import", "-dir", "a", "b"}, 2, `unexpected argument "b"`},
+	}
+	for _, tt := range tests {
+		r := fieldctl(t, tt.args...)
+		if r.code != tt.code || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%s: exit %d, stderr %q; want %d and %q", strings.Join(tt.args, " "), r.code, r.stderr, tt.code, tt.want)
+		}
+	}
+	r := fieldctl(t, "admin", "-h")
+	for _, s := range []string{"-regions file", "-region region", "region,server,ca,token_file,advertise"} {
+		if !strings.Contains(r.stderr, s) {
+			t.Errorf("admin -h lacks %q", s)
+		}
+	}
+	r = fieldctl(t, "admin", "import", "-h")
+	if !strings.Contains(r.stderr, "-region NAME") || !strings.Contains(r.stderr, "nothing is sent to any region") {
+		t.Errorf("admin import -h does not explain -regions:\n%s", r.stderr)
+	}
+}

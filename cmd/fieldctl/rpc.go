@@ -120,7 +120,11 @@ func (c *cli) rpcError(what string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return fmt.Errorf("%s: syncd at %s unavailable (%s): is it running? -server sets the address", what, c.server, st.Message())
+		hint := "-server sets the address"
+		if c.routed != nil {
+			hint = "the server column of " + c.regions.where(c.routed) + " sets the address"
+		}
+		return fmt.Errorf("%s: syncd at %s unavailable (%s): is it running? %s", what, c.server, st.Message(), hint)
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: syncd at %s did not answer in time", what, c.server)
 	case codes.Canceled:
