@@ -209,17 +209,20 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 			"yunmeng-H0004,xiaonan-G01,錯區戶,某處,,1,\n"+ // line 10: grid in another region
 			"H0099,xiaonan-G01,無區戶,某處,,1,\n") // line 11: no region
 		appendFile(t, filepath.Join(dir, "assignments.csv"), "hanchuan-H0001,hanchuan-U-m1\n") // line 9: region not in the file
+		appendFile(t, filepath.Join(dir, "units.csv"), "xiaonan-G09,county,xiaonan-V01,錯誤級別\n") // line 9: cannot be read
 		r := fieldctl(t, padmin("import", dir)...)
 		want := []string{
+			`units.csv:9: kind: "county" is not a unit kind: want town, village or grid`,
 			`households.csv:10: grid_id: "xiaonan-G01" lies in region xiaonan, the row in region yunmeng (id "yunmeng-H0004"): a household's grid is in its own region`,
 			`households.csv:11: id: id "H0099" names no region: with -regions every id starts with its region and "-" (xiaonan-..., yunmeng-...)`,
 			`assignments.csv:9: household_id: household_id "hanchuan-H0001" is region "hanchuan"'s, which ` + regions + ` does not list: want xiaonan-..., yunmeng-... (add the region to the file, or fix the id)`,
-			`fieldctl: 3 rows refused (listed above): nothing was sent to any region; fix the files and run the import again`,
+			`fieldctl: 4 rows refused (listed above): nothing was sent to any region; fix the files and run the import again`,
 		}
 		if r.code != 1 || strings.TrimSpace(r.stderr) != strings.Join(want, "\n") || r.stdout != "" {
 			t.Errorf("exit %d, stdout %q\nstderr:\n%s\nwant:\n%s", r.code, r.stdout, r.stderr, strings.Join(want, "\n"))
 		}
-		// xiaonan-H0005 was fine, but nothing went anywhere.
+		// xiaonan-H0005 was fine, but nothing went anywhere: a row that
+		// cannot be read stops a province's import too.
 		checkOrg(t, x, wantX)
 		checkOrg(t, y, wantY)
 
@@ -231,14 +234,14 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 		appendFile(t, filepath.Join(dir, "households.csv"), many.String())
 		r = fieldctl(t, padmin("import", dir)...)
 		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-		if r.code != 1 || len(lines) != 22 || lines[20] != "... and 8 more" || !strings.HasPrefix(lines[21], "fieldctl: 28 rows refused") {
+		if r.code != 1 || len(lines) != 22 || lines[20] != "... and 9 more" || !strings.HasPrefix(lines[21], "fieldctl: 29 rows refused") {
 			t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
 		}
 		// --json lists them all.
 		r = fieldctl(t, padmin("import", dir, "--json")...)
 		var got provinceJSON
 		decode(t, r.stdout, &got)
-		if r.code != 1 || got.Sent || got.Rejected != 28 || len(got.Errors) != 28 || len(got.Regions) != 0 {
+		if r.code != 1 || got.Sent || got.Rejected != 29 || len(got.Errors) != 29 || len(got.Regions) != 0 {
 			t.Errorf("exit %d, %+v", r.code, got)
 		}
 	})
