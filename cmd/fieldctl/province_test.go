@@ -208,7 +208,7 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 			"xiaonan-H0005,xiaonan-G01,王新戶,雙峰村王家灣20號,,2,\n"+ // line 9: fine alone
 			"yunmeng-H0004,xiaonan-G01,錯區戶,某處,,1,\n"+ // line 10: grid in another region
 			"H0099,xiaonan-G01,無區戶,某處,,1,\n") // line 11: no region
-		appendFile(t, filepath.Join(dir, "assignments.csv"), "hanchuan-H0001,hanchuan-U-m1\n") // line 9: region not in the file
+		appendFile(t, filepath.Join(dir, "assignments.csv"), "hanchuan-H0001,hanchuan-U-m1\n")  // line 9: region not in the file
 		appendFile(t, filepath.Join(dir, "units.csv"), "xiaonan-G09,county,xiaonan-V01,錯誤級別\n") // line 9: cannot be read
 		r := fieldctl(t, padmin("import", dir)...)
 		want := []string{
