@@ -39,8 +39,8 @@ address phones reach the region at, is optional):
 
 Then import sends each row to the region its id starts with (xiaonan-...),
 and enroll-code, assign, devices -user, users disable/enable and codes
--user go to the region of the id they name; the other commands take
--region NAME.`,
+-user go to the region of the id they name; devices alone lists every
+region's; the other commands take -region NAME.`,
 		flags: func(fs *flag.FlagSet, c *cli) {
 			serverFlags(fs, c)
 			regionFlags(fs, c)
@@ -474,6 +474,7 @@ fieldctl admin -regions province/regions.csv enroll-code -user xiaonan-U-m1 -qr`
 
 // deviceJSON is a device as fieldctl admin devices --json prints it.
 type deviceJSON struct {
+	Region       string `json:"region,omitempty"` // with -regions
 	ID           string `json:"id"`
 	UserID       string `json:"user_id"`
 	Name         string `json:"name"`
@@ -503,9 +504,14 @@ it still held, whether it is revoked, and when its database was last
 restored from an older copy (and how often: its numbering went back).
 TODAY is what the device pushed on the current quota day (a calendar day
 in China time): records and bytes, and "held N" for the N pushes the daily
-quota held back (syncd -device-quota, -user-quota).`, `
+quota held back (syncd -device-quota, -user-quota).
+
+With -regions: -user U lists U's devices at U's region; -region NAME that
+region's; neither, every region's (a REGION column; a region that cannot
+be reached is reported, the others listed, and the status is 1).`, `
 fieldctl admin devices
-fieldctl admin devices -user U-m1 --json`)
+fieldctl admin devices -user U-m1 --json
+fieldctl admin -regions province/regions.csv devices`)
 	user := fs.String("user", "", "only this user's devices")
 	asJSON := fs.Bool("json", false, "print a JSON array")
 	if err := parseCommand(name, fs, args); err != nil {
@@ -516,32 +522,80 @@ fieldctl admin devices -user U-m1 --json`)
 			return err
 		}
 	}
+	// With -regions and neither -user nor -region: every region's devices,
+	// each named by its region; a region that cannot be reached is
+	// reported and the others listed.
+	var (
+		devs   = []deviceJSON{}
+		failed []string
+	)
+	if c.regions != nil && c.routed == nil {
+		for _, r := range c.regions.regions {
+			ds, err := c.forRegion(r).listDevices(ctx, *user)
+			if err != nil {
+				fmt.Fprintf(c.stderr, "fieldctl: %s: %s\n", r.Name, escapeLines(err.Error()))
+				failed = append(failed, r.Name)
+				continue
+			}
+			devs = append(devs, ds...)
+		}
+	} else {
+		ds, err := c.listDevices(ctx, *user)
+		if err != nil {
+			return err
+		}
+		devs = ds
+	}
+	if err := c.writeDevices(devs, *asJSON); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("the devices of %s are not listed (above): the other regions' are", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// listDevices reads every page of one syncd's devices (of user, or all).
+func (c *cli) listDevices(ctx context.Context, user string) ([]deviceJSON, error) {
 	conn, actx, err := c.adminConn(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
 	admin := pb.NewAdminServiceClient(conn)
+	region := ""
+	if c.routed != nil {
+		region = c.routed.Name
+	}
 	devs := []deviceJSON{}
 	for token := ""; ; {
-		resp, err := admin.ListDevices(actx, &pb.ListDevicesRequest{PageSize: 1000, PageToken: token, UserId: *user})
+		resp, err := admin.ListDevices(actx, &pb.ListDevicesRequest{PageSize: 1000, PageToken: token, UserId: user})
 		if err != nil {
-			return c.rpcError("list devices", err)
+			return nil, c.rpcError("list devices", err)
 		}
 		for _, d := range resp.GetDevices() {
-			devs = append(devs, deviceJSON{ID: d.GetId(), UserID: d.GetUserId(), Name: d.GetName(), AppVersion: d.GetAppVersion(),
+			devs = append(devs, deviceJSON{Region: region, ID: d.GetId(), UserID: d.GetUserId(), Name: d.GetName(), AppVersion: d.GetAppVersion(),
 				EnrolledMs: d.GetEnrolledMs(), LastSeenMs: d.GetLastSeenMs(), LastSeq: d.GetLastSeq(), PendingCount: d.GetPendingCount(),
 				RevokedMs: d.GetRevokedMs(), Revoked: d.GetRevokedMs() != 0, RestoredMs: d.GetRestoredMs(), Restores: d.GetRestores(),
 				QuotaRecordsToday: d.GetQuotaRecordsToday(), QuotaBytesToday: d.GetQuotaBytesToday(), QuotaRefusalsToday: d.GetQuotaRefusalsToday()})
 		}
 		if token = resp.GetNextPageToken(); token == "" {
-			break
+			return devs, nil
 		}
 	}
-	if *asJSON {
+}
+
+// writeDevices prints devices as a table (with a REGION column under
+// -regions) or JSON.
+func (c *cli) writeDevices(devs []deviceJSON, asJSON bool) error {
+	if asJSON {
 		return writeJSON(c.stdout, devs)
 	}
-	t := newTable("ID", "USER", "NAME", "APP VERSION", "LAST SEEN", "LAST SEQ", "PENDING", "REVOKED", "RESTORED", "TODAY")
+	header := []string{"ID", "USER", "NAME", "APP VERSION", "LAST SEEN", "LAST SEQ", "PENDING", "REVOKED", "RESTORED", "TODAY"}
+	if c.regions != nil {
+		header = append([]string{"REGION"}, header...)
+	}
+	t := newTable(header...)
 	for _, d := range devs {
 		revoked, restored := "no", "no"
 		if d.Revoked {
@@ -550,7 +604,11 @@ fieldctl admin devices -user U-m1 --json`)
 		if d.Restores > 0 {
 			restored = fmt.Sprintf("%s (%dx)", fmtTime(d.RestoredMs), d.Restores)
 		}
-		t.add(d.ID, d.UserID, d.Name, d.AppVersion, fmtTime(d.LastSeenMs), fmt.Sprint(d.LastSeq), fmt.Sprint(d.PendingCount), revoked, restored, quotaToday(d))
+		row := []string{d.ID, d.UserID, d.Name, d.AppVersion, fmtTime(d.LastSeenMs), fmt.Sprint(d.LastSeq), fmt.Sprint(d.PendingCount), revoked, restored, quotaToday(d)}
+		if c.regions != nil {
+			row = append([]string{d.Region}, row...)
+		}
+		t.add(row...)
 	}
 	return t.write(c.stdout)
 }

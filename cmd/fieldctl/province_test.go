@@ -324,10 +324,18 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 		if len(devs) != 1 || devs[0].UserID != "yunmeng-U-m1" {
 			t.Errorf("yunmeng-U-m1's devices: %+v", devs)
 		}
+		// devices with neither -user nor -region: every region's.
+		decode(t, ok(t, padmin("devices", "--json")...), &devs)
+		if len(devs) != 1 || devs[0].UserID != "yunmeng-U-m1" || devs[0].Region != "yunmeng" {
+			t.Errorf("every region's devices: %+v", devs)
+		}
+		if out := ok(t, padmin("devices")...); !strings.HasPrefix(out, "REGION ") || !strings.Contains(out, "\nyunmeng  ") {
+			t.Errorf("devices table:\n%s", out)
+		}
 		// A command that names nobody needs -region.
-		r = fieldctl(t, padmin("devices")...)
+		r = fieldctl(t, padmin("codes", "list")...)
 		if r.code != 2 || !strings.Contains(r.stderr, "give -region NAME, one of xiaonan, yunmeng") {
-			t.Errorf("devices without -region: exit %d, stderr %q", r.code, r.stderr)
+			t.Errorf("codes list without -region: exit %d, stderr %q", r.code, r.stderr)
 		}
 		decode(t, ok(t, padmin("-region", "xiaonan", "devices", "--json")...), &devs)
 		if len(devs) != 0 {
@@ -367,6 +375,14 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 		}
 		if got := readOrgOf(t, x).households; strings.Join(got, " ") != strings.Join(append(wantX.households, "xiaonan-H0009"), " ") {
 			t.Errorf("xiaonan holds %v: its row went in even though yunmeng was down?", got)
+		}
+		// Every region's devices: xiaonan's listed, yunmeng named.
+		r = fieldctl(t, padmin("devices", "--json")...)
+		var devs []deviceJSON
+		decode(t, r.stdout, &devs)
+		if r.code != 1 || len(devs) != 0 || !strings.Contains(r.stderr, "fieldctl: yunmeng: list devices: syncd at "+yAddr+" unavailable") ||
+			!strings.Contains(r.stderr, "the devices of yunmeng are not listed (above): the other regions' are") {
+			t.Errorf("devices with yunmeng down: exit %d, %+v, stderr %q", r.code, devs, r.stderr)
 		}
 		// yunmeng comes back; the operator runs the same command with
 		// -region yunmeng: only its rows go, xiaonan is not asked.
