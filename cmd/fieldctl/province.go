@@ -119,7 +119,8 @@ type regionImport struct {
 	Rejected     int        `json:"rejected"`
 	Errors       []rowError `json:"errors"`
 	// Status: "imported", "rejected rows" (some rows refused by syncd),
-	// "failed" (Error says why; run again with -region), "no rows".
+	// "failed" (Error says why; run again with -region), "not sent"
+	// (interrupted before its turn), "no rows".
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
 }
@@ -198,6 +199,12 @@ func (c *cli) importProvince(ctx context.Context, org *orgRows, asJSON bool) err
 			continue
 		}
 		ri.Rows = p.rowCount()
+		if ctx.Err() != nil { // interrupted: the rest are not sent
+			ri.Status, ri.Error = "not sent", "interrupted"
+			failed = append(failed, r.Name)
+			out.Regions = append(out.Regions, ri)
+			continue
+		}
 		fmt.Fprintf(c.stderr, "fieldctl: %s: importing %s into syncd at %s\n", r.Name, plural(ri.Rows, "row", "rows"), r.Server)
 		rc := c.forRegion(r)
 		res, errs, err := rc.importRegion(ctx, p)
