@@ -351,6 +351,22 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 		}
 	})
 
+	t.Run("interrupted", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		var out, errb strings.Builder
+		err := run(ctx, padmin("import", provinceDir, "--json"), strings.NewReader(""), &out, &errb)
+		var got provinceJSON
+		decode(t, out.String(), &got)
+		if err == nil || !strings.Contains(err.Error(), "run the same command again with -region xiaonan, then with -region yunmeng") {
+			t.Errorf("error %v", err)
+		}
+		if len(got.Regions) != 2 || got.Regions[0].Status != "not sent" || got.Regions[1].Status != "not sent" ||
+			strings.Join(got.Failed, ",") != "xiaonan,yunmeng" {
+			t.Errorf("interrupted import: %+v", got)
+		}
+	})
+
 	t.Run("a region down", func(t *testing.T) {
 		dir := t.TempDir()
 		writeFile(t, filepath.Join(dir, "households.csv"), "id,grid_id,head\n"+
