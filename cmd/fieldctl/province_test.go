@@ -351,6 +351,26 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 		}
 	})
 
+	// A regions file whose xiaonan row names yunmeng's syncd (server, CA
+	// and credential all yunmeng's): yunmeng's syncd, a region, refuses
+	// every row of xiaonan and stores none of them.
+	t.Run("a region's row naming another region's syncd", func(t *testing.T) {
+		wrong := filepath.Join(filepath.Dir(regions), "wrong.csv")
+		writeFile(t, wrong, "region,server,ca,token_file,advertise\n"+
+			"xiaonan,"+y.Addr+",,secrets/yunmeng/admin.token,\n")
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "households.csv"), "id,grid_id,head\nxiaonan-H0007,xiaonan-G01,王錯送\n")
+		r := fieldctl(t, "admin", "-regions", wrong, "import", dir, "--json")
+		var got provinceJSON
+		decode(t, r.stdout, &got)
+		if r.code != 1 || len(got.Regions) != 1 || got.Regions[0].Status != "rejected rows" || got.Rejected != 1 ||
+			!strings.Contains(got.Errors[0].Message, `this server is region "yunmeng"`) || got.Errors[0].Line != 2 || got.Errors[0].Region != "xiaonan" {
+			t.Errorf("exit %d, %+v\nstderr: %s", r.code, got, r.stderr)
+		}
+		checkOrg(t, x, wantX)
+		checkOrg(t, y, wantY)
+	})
+
 	t.Run("interrupted", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
