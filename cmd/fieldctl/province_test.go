@@ -195,6 +195,24 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 		checkOrg(t, y, wantY)
 	})
 
+	// Batches smaller than a region's rows: progress names the region.
+	t.Run("batches", func(t *testing.T) {
+		defer func(b int) { importBatch = b }(importBatch)
+		importBatch = 5
+		r := fieldctl(t, padmin("import", provinceDir)...)
+		if r.code != 0 {
+			t.Fatalf("exit %d\nstderr: %s", r.code, r.stderr)
+		}
+		for _, s := range []string{"fieldctl: xiaonan: 5 of 16 rows sent", "fieldctl: xiaonan: 16 of 16 rows sent",
+			"fieldctl: yunmeng: 10 of 11 rows sent", "fieldctl: yunmeng: 11 of 11 rows sent"} {
+			if !strings.Contains(r.stderr, s+"\n") {
+				t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+			}
+		}
+		checkOrg(t, x, wantX)
+		checkOrg(t, y, wantY)
+	})
+
 	t.Run("refused rows send nothing", func(t *testing.T) {
 		dir := t.TempDir()
 		for _, f := range []string{"units.csv", "users.csv", "households.csv", "assignments.csv"} {
