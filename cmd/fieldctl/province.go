@@ -14,8 +14,8 @@ import (
 // says how many more there are.
 const maxListed = 20
 
-// regionRef is a column that names another row, and why both must be in
-// one region.
+// regionRefs are the columns that name another row, by table, and why both
+// must be in one region.
 var regionRefs = map[string]map[string]string{
 	"units":       {"parent_id": "a unit and its parent are in one region"},
 	"users":       {"unit_id": "a person works in a unit of their own region"},
