@@ -342,6 +342,25 @@ func TestProvinceImportAndEnroll(t *testing.T) {
 		if len(devs) != 1 || devs[0].UserID != "yunmeng-U-m1" {
 			t.Errorf("yunmeng-U-m1's devices: %+v", devs)
 		}
+		// users and codes go to the id's region too.
+		if out := ok(t, padmin("users", "disable", "xiaonan-U-sec1")...); !strings.HasPrefix(out, "disabled xiaonan-U-sec1:") {
+			t.Errorf("users disable: %q", out)
+		}
+		if out := ok(t, padmin("users", "enable", "xiaonan-U-sec1")...); !strings.HasPrefix(out, "enabled xiaonan-U-sec1 ") {
+			t.Errorf("users enable: %q", out)
+		}
+		var codes []codeJSON
+		decode(t, ok(t, padmin("codes", "list", "--user", "yunmeng-U-m1", "--json")...), &codes)
+		if len(codes) != 1 || codes[0].UserID != "yunmeng-U-m1" || codes[0].State != "used" {
+			t.Errorf("yunmeng-U-m1's codes: %+v", codes)
+		}
+		ok(t, padmin("enroll-code", "-user", "xiaonan-U-m2", "-q")...)
+		if out := ok(t, padmin("codes", "cancel", "--user", "xiaonan-U-m2")...); !strings.HasPrefix(out, "codes cancelled: ") || strings.HasSuffix(out, "none\n") {
+			t.Errorf("codes cancel: %q", out)
+		}
+		if n := outstandingCodes(t, x, "xiaonan-U-m2"); n != 0 {
+			t.Errorf("xiaonan-U-m2 still has %d outstanding codes", n)
+		}
 		// devices with neither -user nor -region: every region's.
 		decode(t, ok(t, padmin("devices", "--json")...), &devs)
 		if len(devs) != 1 || devs[0].UserID != "yunmeng-U-m1" || devs[0].Region != "yunmeng" {
