@@ -184,7 +184,7 @@ func TestRegionRelayPublishesToTheRegionsStream(t *testing.T) {
 	if cfg := st.CachedInfo().Config; len(cfg.Subjects) != 1 || cfg.Subjects[0] != "fieldsync.changes.xiaonan.>" || cfg.Replicas != 1 {
 		t.Fatalf("stream config: subjects %v replicas %d", cfg.Subjects, cfg.Replicas)
 	}
-	if got := server.DescribeStream(e.Server.Relay().StreamSettings()); !strings.Contains(got, "FIELDSYNC_CHANGES_XIAONAN") || !strings.Contains(got, "1 replica") {
+	if got := server.DescribeStream(e.Server.Relay().StreamSettings()); !strings.Contains(got, "stream FIELDSYNC_CHANGES_XIAONAN: subjects fieldsync.changes.xiaonan.>, file storage, limits") {
 		t.Fatalf("DescribeStream: %s", got)
 	}
 	lineage := e.Store.Instance()

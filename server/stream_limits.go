@@ -218,8 +218,12 @@ func DescribeStream(cfg *jetstream.StreamConfig) string {
 	if cfg.Discard == jetstream.DiscardNew {
 		discard = "new"
 	}
-	return fmt.Sprintf("stream %s: subjects %s, %s storage, %d replica(s), %s retention, %s, %s%s, discard %s, duplicate window %s",
-		cfg.Name, strings.Join(cfg.Subjects, ","), strings.ToLower(cfg.Storage.String()), max(cfg.Replicas, 1), strings.ToLower(cfg.Retention.String()), age, size, msgs, discard, cfg.Duplicates)
+	replicas := "" // one copy: said only when more
+	if cfg.Replicas > 1 {
+		replicas = fmt.Sprintf(", %d replicas", cfg.Replicas)
+	}
+	return fmt.Sprintf("stream %s: subjects %s, %s storage%s, %s retention, %s, %s%s, discard %s, duplicate window %s",
+		cfg.Name, strings.Join(cfg.Subjects, ","), strings.ToLower(cfg.Storage.String()), replicas, strings.ToLower(cfg.Retention.String()), age, size, msgs, discard, cfg.Duplicates)
 }
 
 // trimmedByLimits says whether the stream's head up to message seq (gone)
