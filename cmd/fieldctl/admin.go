@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,14 +22,29 @@ import (
 )
 
 func adminCommand() *command {
-	return &command{
+	return withRegions(&command{
 		name:    "admin",
 		summary: "import the org, assign households, issue enrollment codes, manage devices, read the audit log",
 		about: `fieldctl admin talks to syncd with the admin credential, which syncd writes
 to <data>/admin.token when it first starts (sent as "authorization: Bearer"),
 or with a person's own administrator token (fieldctl admin accounts).
-fieldctl admin audit instead reads syncd's data directory on the server.`,
-		flags: serverFlags,
+fieldctl admin audit instead reads syncd's data directory on the server.
+
+A province runs one syncd per region. -regions FILE names them, one CSV
+row a region (paths relative to the file's directory; advertise, the
+address phones reach the region at, is optional):
+
+  region,server,ca,token_file,advertise
+  xiaonan,10.0.1.5:7443,xiaonan/ca.pem,xiaonan/admin.token,xiaonan.example.cn:7443
+
+Then import sends each row to the region its id starts with (xiaonan-...),
+and enroll-code, assign, devices -user, users disable/enable and codes
+-user go to the region of the id they name; devices alone lists every
+region's; the other commands take -region NAME.`,
+		flags: func(fs *flag.FlagSet, c *cli) {
+			serverFlags(fs, c)
+			regionFlags(fs, c)
+		},
 		sub: []*command{
 			{name: "import", summary: "import units, users, households and assignments from CSV files", run: adminImport},
 			{name: "assign", summary: "link a household to a party member", run: adminAssign},
@@ -41,7 +57,25 @@ fieldctl admin audit instead reads syncd's data directory on the server.`,
 			codesCommand(),
 			hqCredentialCommand(),
 		},
+	})
+}
+
+// withRegions makes every command below cmd read -regions (and -region)
+// before it runs: commands that name one user or household then go to its
+// region (routeID), the others to -region's.
+func withRegions(cmd *command) *command {
+	for _, s := range cmd.sub {
+		withRegions(s)
 	}
+	if run := cmd.run; run != nil {
+		cmd.run = func(ctx context.Context, c *cli, name string, args []string) error {
+			if err := c.loadRegions(name); err != nil {
+				return err
+			}
+			return run(ctx, c, name, args)
+		}
+	}
+	return cmd
 }
 
 // importBatch is how many rows one ImportOrg call carries: a city's
@@ -50,7 +84,7 @@ fieldctl admin audit instead reads syncd's data directory on the server.`,
 var importBatch = 5000
 
 func adminImport(ctx context.Context, c *cli, name string, args []string) error {
-	fs := c.newFlags(name, "-dir DIR [--json]", `
+	fs := c.newFlags(name, "[-dir] DIR [--json]", `
 Reads the org from CSV files in DIR and upserts it by id, so importing the
 same files twice changes nothing. Each file is optional and starts with a
 header row naming its columns (any order; [optional]):
@@ -79,13 +113,33 @@ import as before.
 
 Files are UTF-8 (Excel: "CSV UTF-8"). A row that cannot be used is
 reported as file:line: column: message and skipped; the other rows are
-imported, and the command then exits with status 1.`, `
+imported, and the command then exits with status 1.
+
+A province (-regions FILE, see fieldctl admin -h): each row goes to the
+region its id starts with (units, users, households: id; assignments:
+household_id), e.g. xiaonan-T01 to region xiaonan. A row whose region is
+not in the regions file, or whose parent_id, unit_id, grid_id or
+member_id lies in another region, is refused with its file:line, and
+then nothing is sent to any region (nor when a row cannot be read): fix
+the files and run again. Otherwise each region's rows go to its syncd,
+one region after the other, with progress per region and a summary. A
+region whose syncd fails does not stop the others; the command then
+exits with status 1 naming it: run it again with -region NAME (only that
+region's rows are sent; importing rows again changes nothing).`, `
 fieldctl admin import -dir examples/org
-fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token import -dir org --json`)
-	dir := fs.String("dir", "", "`directory` holding units.csv, users.csv, households.csv, assignments.csv")
+fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token import -dir org --json
+fieldctl admin -regions examples/province/regions.csv import examples/province
+fieldctl admin -regions examples/province/regions.csv -region yunmeng import examples/province --json`)
+	dir := fs.String("dir", "", "`directory` holding units.csv, users.csv, households.csv, assignments.csv (or give it after the flags)")
 	asJSON := fs.Bool("json", false, "print the counts and errors as JSON")
-	if err := parseCommand(name, fs, args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
+	}
+	if *dir == "" && len(pos) == 1 {
+		*dir = pos[0]
+	} else if len(pos) > 0 {
+		return usagef("%s: unexpected argument %q: give the directory once, as -dir DIR or DIR (see %s -h)", short(name), pos[len(pos)-1], name)
 	}
 	if *dir == "" {
 		return usagef("%s: -dir is required: the directory of the org's CSV files", short(name))
@@ -94,97 +148,19 @@ fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token impo
 	if err != nil {
 		return err
 	}
+	if c.regions != nil {
+		return c.importProvince(ctx, org, *asJSON)
+	}
 	conn, actx, err := c.adminConn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	admin := pb.NewAdminServiceClient(conn)
-
-	type part struct {
-		table string
-		start int // index in org's slice of the first row of this batch
+	res, serverErrs, err := c.sendOrg(actx, pb.NewAdminServiceClient(conn), org, "")
+	if err != nil {
+		return err
 	}
-	total := len(org.units) + len(org.users) + len(org.households) + len(org.assignments)
-	var (
-		res   = &pb.ImportOrgResponse{}
-		req   = &pb.ImportOrgRequest{}
-		parts []part
-		rows  int
-		sent  int
-		errs  = org.errs
-	)
-	flush := func() error {
-		if rows == 0 {
-			return nil
-		}
-		resp, err := admin.ImportOrg(actx, req)
-		if err != nil {
-			if sent > 0 {
-				return c.rpcError(fmt.Sprintf("import (the first %d rows are stored; run the import again)", sent), err)
-			}
-			return c.rpcError("import", err)
-		}
-		res.Units += resp.GetUnits()
-		res.Users += resp.GetUsers()
-		res.Households += resp.GetHouseholds()
-		res.Assignments += resp.GetAssignments()
-		res.RecordsMoved += resp.GetRecordsMoved()
-		for _, e := range resp.GetErrors() {
-			start := -1
-			for _, p := range parts {
-				if p.table == e.GetTable() {
-					start = p.start
-				}
-			}
-			re := rowError{File: e.GetTable() + ".csv", Table: e.GetTable(), Column: e.GetField(), Message: e.GetMessage()}
-			if lines := org.lines[e.GetTable()]; start >= 0 && start+int(e.GetIndex()) < len(lines) {
-				re.Line = lines[start+int(e.GetIndex())]
-			}
-			errs = append(errs, re)
-		}
-		sent += rows
-		if total > importBatch {
-			fmt.Fprintf(c.stderr, "fieldctl: %d of %d rows sent\n", sent, total)
-		}
-		req, parts, rows = &pb.ImportOrgRequest{}, nil, 0
-		return nil
-	}
-	// Fill each request up to importBatch rows, tables in order, so that a
-	// small org goes in one call and parents always precede children.
-	add := func(table string, n int, take func(from, to int)) error {
-		for i := 0; i < n; {
-			k := min(n-i, importBatch-rows)
-			parts = append(parts, part{table: table, start: i})
-			take(i, i+k)
-			i, rows = i+k, rows+k
-			if rows == importBatch {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	for _, step := range []func() error{
-		func() error {
-			return add("units", len(org.units), func(a, b int) { req.Units = org.units[a:b] })
-		},
-		func() error {
-			return add("users", len(org.users), func(a, b int) { req.Users = org.users[a:b] })
-		},
-		func() error {
-			return add("households", len(org.households), func(a, b int) { req.Households = org.households[a:b] })
-		},
-		func() error {
-			return add("assignments", len(org.assignments), func(a, b int) { req.Assignments = org.assignments[a:b] })
-		},
-		flush,
-	} {
-		if err := step(); err != nil {
-			return err
-		}
-	}
+	errs := append(org.errs, serverErrs...)
 	sortRowErrors(errs)
 
 	if *asJSON {
@@ -224,6 +200,97 @@ fieldctl admin -server 10.0.0.5:7443 -token-file /srv/fieldsync/admin.token impo
 	return nil
 }
 
+// sendOrg sends the org's rows to one syncd in batches of importBatch
+// rows and returns the summed counts and the rows it rejected, named by
+// file and line. prefix starts the progress lines ("xiaonan: ").
+func (c *cli) sendOrg(actx context.Context, admin pb.AdminServiceClient, org *orgRows, prefix string) (*pb.ImportOrgResponse, []rowError, error) {
+	type part struct {
+		table string
+		start int // index in org's slice of the first row of this batch
+	}
+	total := len(org.units) + len(org.users) + len(org.households) + len(org.assignments)
+	var (
+		res   = &pb.ImportOrgResponse{}
+		req   = &pb.ImportOrgRequest{}
+		parts []part
+		rows  int
+		sent  int
+		errs  []rowError
+	)
+	flush := func() error {
+		if rows == 0 {
+			return nil
+		}
+		resp, err := admin.ImportOrg(actx, req)
+		if err != nil {
+			if sent > 0 {
+				return c.rpcError(fmt.Sprintf("import (the first %d rows are stored; run the import again)", sent), err)
+			}
+			return c.rpcError("import", err)
+		}
+		res.Units += resp.GetUnits()
+		res.Users += resp.GetUsers()
+		res.Households += resp.GetHouseholds()
+		res.Assignments += resp.GetAssignments()
+		res.RecordsMoved += resp.GetRecordsMoved()
+		for _, e := range resp.GetErrors() {
+			start := -1
+			for _, p := range parts {
+				if p.table == e.GetTable() {
+					start = p.start
+				}
+			}
+			re := rowError{File: e.GetTable() + ".csv", Table: e.GetTable(), Column: e.GetField(), Message: e.GetMessage()}
+			if lines := org.lines[e.GetTable()]; start >= 0 && start+int(e.GetIndex()) < len(lines) {
+				re.Line = lines[start+int(e.GetIndex())]
+			}
+			errs = append(errs, re)
+		}
+		sent += rows
+		if total > importBatch {
+			fmt.Fprintf(c.stderr, "fieldctl: %s%d of %d rows sent\n", prefix, sent, total)
+		}
+		req, parts, rows = &pb.ImportOrgRequest{}, nil, 0
+		return nil
+	}
+	// Fill each request up to importBatch rows, tables in order, so that a
+	// small org goes in one call and parents always precede children.
+	add := func(table string, n int, take func(from, to int)) error {
+		for i := 0; i < n; {
+			k := min(n-i, importBatch-rows)
+			parts = append(parts, part{table: table, start: i})
+			take(i, i+k)
+			i, rows = i+k, rows+k
+			if rows == importBatch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, step := range []func() error{
+		func() error {
+			return add("units", len(org.units), func(a, b int) { req.Units = org.units[a:b] })
+		},
+		func() error {
+			return add("users", len(org.users), func(a, b int) { req.Users = org.users[a:b] })
+		},
+		func() error {
+			return add("households", len(org.households), func(a, b int) { req.Households = org.households[a:b] })
+		},
+		func() error {
+			return add("assignments", len(org.assignments), func(a, b int) { req.Assignments = org.assignments[a:b] })
+		},
+		flush,
+	} {
+		if err := step(); err != nil {
+			return res, errs, err
+		}
+	}
+	return res, errs, nil
+}
+
 func adminAssign(ctx context.Context, c *cli, name string, args []string) error {
 	fs := c.newFlags(name, "-household H -member U", `
 Links a household to a party member, replacing its current link. The new
@@ -237,6 +304,12 @@ fieldctl admin assign -household H0006 -member U-m1`)
 	}
 	if *household == "" || *member == "" {
 		return usagef("%s: -household and -member are required", short(name))
+	}
+	if err := c.routeID(name, "-household", *household); err != nil {
+		return err
+	}
+	if err := c.sameRegion(name, "-member", *member, "-household", *household); err != nil {
+		return err
 	}
 	conn, actx, err := c.adminConn(ctx)
 	if err != nil {
@@ -264,6 +337,11 @@ CA, which the phone pins. The code enrolls one device (fieldctl device
 enroll CODE) and expires after -ttl (at most 30 days). It is shown once:
 syncd keeps only its hash.
 
+With -regions FILE (fieldctl admin -h), the code is issued by the syncd
+of the region the user id names (xiaonan-U-m1: region xiaonan) and
+carries that region's advertise address (else its server), so the phone
+talks to its own region only.
+
 For a phone's camera: -qr draws the code as a QR code in the terminal,
 after the text code. It sets its own colours, black on white (with a
 white border, the quiet zone), so it reads on a dark or a light terminal
@@ -277,7 +355,8 @@ with -q and --json (which then names the file, never more of the code);
 fieldctl admin enroll-code -user U-m1 -advertise 10.0.0.5:7443
 fieldctl admin enroll-code -user U-m1 -advertise 10.0.0.5:7443 -qr
 fieldctl admin enroll-code -user U-med1 -ttl 7d --json -qr-png med1.png
-fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`)
+fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)
+fieldctl admin -regions province/regions.csv enroll-code -user xiaonan-U-m1 -qr`)
 	user := fs.String("user", "", "user `id`")
 	fs.Var(durationFlag{&ttl}, "ttl", "how long the code is valid, e.g. 24h, 90m or 7d")
 	asJSON := fs.Bool("json", false, "print the code as a JSON object")
@@ -290,6 +369,9 @@ fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`
 	}
 	if *user == "" {
 		return usagef("%s: -user is required: the user whose device the code enrolls", short(name))
+	}
+	if err := c.routeID(name, "-user", *user); err != nil {
+		return err
 	}
 	if ttl < time.Second {
 		return usagef("%s: -ttl %v: want at least 1s", short(name), ttl)
@@ -324,7 +406,11 @@ fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`
 		return err
 	}
 	addr := *advertise
-	if addr == "" {
+	switch {
+	case addr != "":
+	case c.routed != nil:
+		addr = c.routed.phoneAddr() // the region's advertise, else its server
+	default:
 		addr = c.server
 	}
 	enrollment := syncer.FormatEnrollment(addr, resp.GetCode(), fp)
@@ -349,6 +435,9 @@ fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`
 	if *asJSON {
 		out := map[string]any{"enrollment": enrollment, "code": resp.GetCode(), "user_id": *user,
 			"expires_ms": resp.GetExpiresMs(), "expires": rfc3339(resp.GetExpiresMs())}
+		if c.routed != nil {
+			out["region"] = c.routed.Name
+		}
 		if png != nil && qrErr == nil {
 			out["qr_png"] = *pngPath // where the image is, not what it holds
 		}
@@ -360,6 +449,9 @@ fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`
 	t := newTable()
 	t.add("enrollment", enrollment)
 	t.add("user", *user)
+	if c.routed != nil {
+		t.add("region", c.routed.Name)
+	}
 	t.add("expires", fmtTime(resp.GetExpiresMs()))
 	if png != nil && qrErr == nil {
 		t.add("qr png", *pngPath)
@@ -382,6 +474,7 @@ fieldctl device -db phone.db enroll $(fieldctl admin enroll-code -user U-m1 -q)`
 
 // deviceJSON is a device as fieldctl admin devices --json prints it.
 type deviceJSON struct {
+	Region       string `json:"region,omitempty"` // with -regions
 	ID           string `json:"id"`
 	UserID       string `json:"user_id"`
 	Name         string `json:"name"`
@@ -411,40 +504,98 @@ it still held, whether it is revoked, and when its database was last
 restored from an older copy (and how often: its numbering went back).
 TODAY is what the device pushed on the current quota day (a calendar day
 in China time): records and bytes, and "held N" for the N pushes the daily
-quota held back (syncd -device-quota, -user-quota).`, `
+quota held back (syncd -device-quota, -user-quota).
+
+With -regions: -user U lists U's devices at U's region; -region NAME that
+region's; neither, every region's (a REGION column; a region that cannot
+be reached is reported, the others listed, and the status is 1).`, `
 fieldctl admin devices
-fieldctl admin devices -user U-m1 --json`)
+fieldctl admin devices -user U-m1 --json
+fieldctl admin -regions province/regions.csv devices`)
 	user := fs.String("user", "", "only this user's devices")
 	asJSON := fs.Bool("json", false, "print a JSON array")
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
+	if *user != "" {
+		if err := c.routeID(name, "-user", *user); err != nil {
+			return err
+		}
+	}
+	// With -regions and neither -user nor -region: every region's devices,
+	// each named by its region; a region that cannot be reached is
+	// reported and the others listed.
+	var (
+		devs   = []deviceJSON{}
+		failed []string
+	)
+	if c.regions != nil && c.routed == nil {
+		for _, r := range c.regions.regions {
+			ds, err := c.forRegion(r).listDevices(ctx, *user)
+			if err != nil {
+				fmt.Fprintf(c.stderr, "fieldctl: %s: %s\n", r.Name, escapeLines(err.Error()))
+				failed = append(failed, r.Name)
+				continue
+			}
+			devs = append(devs, ds...)
+		}
+	} else {
+		ds, err := c.listDevices(ctx, *user)
+		if err != nil {
+			return err
+		}
+		devs = ds
+	}
+	if err := c.writeDevices(devs, *asJSON); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("the devices of %s are not listed (above): the other regions' are", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// listDevices reads every page of one syncd's devices (of user, or all).
+func (c *cli) listDevices(ctx context.Context, user string) ([]deviceJSON, error) {
 	conn, actx, err := c.adminConn(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
 	admin := pb.NewAdminServiceClient(conn)
+	region := ""
+	if c.routed != nil {
+		region = c.routed.Name
+	}
 	devs := []deviceJSON{}
 	for token := ""; ; {
-		resp, err := admin.ListDevices(actx, &pb.ListDevicesRequest{PageSize: 1000, PageToken: token, UserId: *user})
+		resp, err := admin.ListDevices(actx, &pb.ListDevicesRequest{PageSize: 1000, PageToken: token, UserId: user})
 		if err != nil {
-			return c.rpcError("list devices", err)
+			return nil, c.rpcError("list devices", err)
 		}
 		for _, d := range resp.GetDevices() {
-			devs = append(devs, deviceJSON{ID: d.GetId(), UserID: d.GetUserId(), Name: d.GetName(), AppVersion: d.GetAppVersion(),
+			devs = append(devs, deviceJSON{Region: region, ID: d.GetId(), UserID: d.GetUserId(), Name: d.GetName(), AppVersion: d.GetAppVersion(),
 				EnrolledMs: d.GetEnrolledMs(), LastSeenMs: d.GetLastSeenMs(), LastSeq: d.GetLastSeq(), PendingCount: d.GetPendingCount(),
 				RevokedMs: d.GetRevokedMs(), Revoked: d.GetRevokedMs() != 0, RestoredMs: d.GetRestoredMs(), Restores: d.GetRestores(),
 				QuotaRecordsToday: d.GetQuotaRecordsToday(), QuotaBytesToday: d.GetQuotaBytesToday(), QuotaRefusalsToday: d.GetQuotaRefusalsToday()})
 		}
 		if token = resp.GetNextPageToken(); token == "" {
-			break
+			return devs, nil
 		}
 	}
-	if *asJSON {
+}
+
+// writeDevices prints devices as a table (with a REGION column under
+// -regions) or JSON.
+func (c *cli) writeDevices(devs []deviceJSON, asJSON bool) error {
+	if asJSON {
 		return writeJSON(c.stdout, devs)
 	}
-	t := newTable("ID", "USER", "NAME", "APP VERSION", "LAST SEEN", "LAST SEQ", "PENDING", "REVOKED", "RESTORED", "TODAY")
+	header := []string{"ID", "USER", "NAME", "APP VERSION", "LAST SEEN", "LAST SEQ", "PENDING", "REVOKED", "RESTORED", "TODAY"}
+	if c.regions != nil {
+		header = append([]string{"REGION"}, header...)
+	}
+	t := newTable(header...)
 	for _, d := range devs {
 		revoked, restored := "no", "no"
 		if d.Revoked {
@@ -453,7 +604,11 @@ fieldctl admin devices -user U-m1 --json`)
 		if d.Restores > 0 {
 			restored = fmt.Sprintf("%s (%dx)", fmtTime(d.RestoredMs), d.Restores)
 		}
-		t.add(d.ID, d.UserID, d.Name, d.AppVersion, fmtTime(d.LastSeenMs), fmt.Sprint(d.LastSeq), fmt.Sprint(d.PendingCount), revoked, restored, quotaToday(d))
+		row := []string{d.ID, d.UserID, d.Name, d.AppVersion, fmtTime(d.LastSeenMs), fmt.Sprint(d.LastSeq), fmt.Sprint(d.PendingCount), revoked, restored, quotaToday(d)}
+		if c.regions != nil {
+			row = append([]string{d.Region}, row...)
+		}
+		t.add(row...)
 	}
 	return t.write(c.stdout)
 }

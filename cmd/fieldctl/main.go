@@ -101,6 +101,11 @@ type cli struct {
 	keyFile   string // the device database's key (device); "" = a plain database
 	lang      string // the language of a device's human output: domain.LangZH or LangEN
 	version   bool   // -version: print the build and exit
+
+	regionsFile string       // -regions: a province's regions file (admin)
+	region      string       // -region: the region to talk to (admin, with -regions)
+	regions     *regionsFile // the parsed -regions, once an admin command runs
+	routed      *region      // the region whose syncd the command talks to
 }
 
 // Defaults, in one place.
@@ -135,8 +140,8 @@ func rootCommand() *command {
 		about: `fieldctl is fieldsync's command line: the administrator's tools, a field
 device in a local database file, and HQ's export and changelog reader.
 The groups' flags can also be set from the environment (FIELDCTL_SERVER,
-FIELDCTL_TOKEN_FILE, FIELDCTL_CA_FILE, FIELDCTL_PLAINTEXT, FIELDCTL_DB,
-FIELDCTL_KEY_FILE, FIELDCTL_LANG); a flag on the command line wins.`,
+FIELDCTL_TOKEN_FILE, FIELDCTL_CA_FILE, FIELDCTL_PLAINTEXT, FIELDCTL_REGIONS,
+FIELDCTL_DB, FIELDCTL_KEY_FILE, FIELDCTL_LANG); a flag on the command line wins.`,
 		flags: func(fs *flag.FlagSet, c *cli) {
 			fs.BoolVar(&c.version, "version", c.version, "print fieldctl's version (module, VCS revision and time, Go) and exit")
 		},

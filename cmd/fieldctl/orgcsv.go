@@ -44,6 +44,7 @@ var idColumns = map[string]bool{"id": true, "kind": true, "parent_id": true, "ro
 
 // rowError is one rejected row, named by file and line.
 type rowError struct {
+	Region  string `json:"region,omitempty"` // the region whose syncd rejected it (-regions)
 	File    string `json:"file"`
 	Line    int    `json:"line"`
 	Table   string `json:"table"`
@@ -52,10 +53,14 @@ type rowError struct {
 }
 
 func (e rowError) String() string {
-	if e.Column == "" {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Message)
+	region := ""
+	if e.Region != "" {
+		region = e.Region + ": "
 	}
-	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Column, e.Message)
+	if e.Column == "" {
+		return fmt.Sprintf("%s%s:%d: %s", region, e.File, e.Line, e.Message)
+	}
+	return fmt.Sprintf("%s%s:%d: %s: %s", region, e.File, e.Line, e.Column, e.Message)
 }
 
 // orgRows is what the CSV files hold: rows ready to send, the line each

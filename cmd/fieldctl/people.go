@@ -63,6 +63,9 @@ fieldctl admin users disable U-m1`, c, args)
 	if err != nil {
 		return err
 	}
+	if err := c.routeID(name, "user", user); err != nil {
+		return err
+	}
 	conn, actx, err := c.adminConn(ctx)
 	if err != nil {
 		return err
@@ -89,6 +92,9 @@ Their revoked devices stay revoked; each enrolls again with a new code.
 Recorded in the audit log.`, `
 fieldctl admin users enable U-m1`, c, args)
 	if err != nil {
+		return err
+	}
+	if err := c.routeID(name, "user", user); err != nil {
 		return err
 	}
 	conn, actx, err := c.adminConn(ctx)
@@ -152,6 +158,11 @@ fieldctl admin codes list --user U-m1 --json`)
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
+	if *user != "" {
+		if err := c.routeID(name, "--user", *user); err != nil {
+			return err
+		}
+	}
 	conn, actx, err := c.adminConn(ctx)
 	if err != nil {
 		return err
@@ -213,6 +224,11 @@ fieldctl admin codes cancel --user U-m1`)
 	case len(pos) == 0 && *user != "":
 	default:
 		return usagef("%s: give one code reference (see fieldctl admin codes list) or --user U, not both", short(name))
+	}
+	if *user != "" {
+		if err := c.routeID(name, "--user", *user); err != nil {
+			return err
+		}
 	}
 	conn, actx, err := c.adminConn(ctx)
 	if err != nil {

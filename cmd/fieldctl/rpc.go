@@ -70,13 +70,19 @@ func (c *cli) transport() (grpc.DialOption, error) {
 // adminConn connects to syncd and returns a context that carries the admin
 // credential.
 func (c *cli) adminConn(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
+	if c.regions != nil && c.routed == nil {
+		return nil, nil, usagef("with -regions (%s), this command talks to one region's syncd: give -region NAME, one of %s", c.regions.path, strings.Join(c.regions.names(), ", "))
+	}
+	if err := c.checkRegionFiles(); err != nil {
+		return nil, nil, err
+	}
 	token, err := readToken(c.tokenFile)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, c.regionNote(err)
 	}
 	creds, err := c.transport()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, c.regionNote(err)
 	}
 	conn, err := grpc.NewClient(c.server, creds,
 		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name),
@@ -114,7 +120,11 @@ func (c *cli) rpcError(what string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return fmt.Errorf("%s: syncd at %s unavailable (%s): is it running? -server sets the address", what, c.server, st.Message())
+		hint := "-server sets the address"
+		if c.routed != nil {
+			hint = "the server column of " + c.regions.where(c.routed) + " sets the address"
+		}
+		return fmt.Errorf("%s: syncd at %s unavailable (%s): is it running? %s", what, c.server, st.Message(), hint)
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: syncd at %s did not answer in time", what, c.server)
 	case codes.Canceled:
