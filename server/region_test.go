@@ -202,6 +202,14 @@ func TestRegionRelayPublishesToTheRegionsStream(t *testing.T) {
 	if e.Store.Instance() != lineage {
 		t.Fatalf("junk in the stream rebased the database")
 	}
+	// testenv's checks read the region's stream too.
+	if err := testenv.StreamMatchesDB(t.Context(), e.JS, e.Store); err != nil {
+		t.Fatalf("StreamMatchesDB: %v", err)
+	}
+	counts, changes := e.StreamChanges()
+	if last, _ := e.Store.LastSeq(t.Context()); uint64(len(changes)) != last || len(counts) != int(last) {
+		t.Fatalf("StreamChanges: %d changes, %d ids; the database has %d", len(changes), len(counts), last)
+	}
 
 	// The HQ permissions of the embedded NATS allow the region's stream.
 	perms := server.HQPermissionsFor("UABC", domain.RegionStream("xiaonan"))
