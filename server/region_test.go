@@ -330,3 +330,28 @@ func TestTwoRegionsOnOneJetStream(t *testing.T) {
 		t.Fatalf("stream %s: %v, want none with regions", domain.AuditStreamName, err)
 	}
 }
+
+// TestRegionBesideANoRegionStreamIsRefusedWithAReason: a region's stream
+// cannot be made where FIELDSYNC_CHANGES (a syncd without a region) takes
+// every changelog subject; the relay's error says so.
+func TestRegionBesideANoRegionStreamIsRefusedWithAReason(t *testing.T) {
+	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		JetStreamMaxStore: 2 * server.DefaultNATSMaxStore}
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	city := testenv.Start(t, testenv.WithSyncdConfig(func(c *syncd.Config) { c.NATSURL = ns.ClientURL() }))
+	if _, err := city.JS.Stream(t.Context(), domain.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	_, err = server.EnsureRegionStream(t.Context(), city.JS, "xiaonan")
+	if err == nil || !strings.Contains(err.Error(), "cannot share a JetStream account with regions") {
+		t.Fatalf("a region's stream beside FIELDSYNC_CHANGES: %v", err)
+	}
+}
