@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/fieldsync/fieldsync/backup"
+	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/buildinfo"
 	"github.com/fieldsync/fieldsync/internal/cliflags"
 	"github.com/fieldsync/fieldsync/internal/syncd"
@@ -84,6 +85,7 @@ type config struct {
 	hqListen          string        // "off": no HQ page and no read model
 	hqTLSCert         string
 	hqTLSKey          string
+	region            string // "": no region
 }
 
 // defaultConfig holds every default in one place.
@@ -106,6 +108,7 @@ func defaultConfig() config {
 
 const usageIntro = `Usage: syncd [flags]
        syncd restore [flags]   (restore the database from its backup; syncd restore -h)
+       syncd nats -config FILE (run a node of a NATS cluster for regions; syncd nats -h)
 
 syncd is fieldsync's server. It keeps the authoritative SQLite database in
 the -data directory, serves devices, administrators and HQ over gRPC on
@@ -168,6 +171,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.Var(cliflags.Checked(&c.hqListen, checkHQListen), "hq-listen", "`address` of the HQ page (and its read model, <data>/hq), or off; plain HTTP on loopback, HTTPS beyond it (with syncd's certificate unless -hq-tls-cert is given; the address is added to the certificate's names)")
 	fs.StringVar(&c.hqTLSCert, "hq-tls-cert", c.hqTLSCert, "certificate `file` (PEM, with its chain) the HQ page serves HTTPS with, instead of syncd's own; needs -hq-tls-key")
 	fs.StringVar(&c.hqTLSKey, "hq-tls-key", c.hqTLSKey, "private key `file` (PEM) of -hq-tls-cert")
+	fs.Var(cliflags.Checked(&c.region, domain.CheckRegion), "region", "the `region` this syncd is (lower-case letters and digits, starting with a letter, e.g. xiaonan), when a province runs one syncd per region on one NATS cluster: the changelog goes to stream FIELDSYNC_CHANGES_<REGION> on subjects fieldsync.changes.<region>.>, and the import takes only ids starting with <region>-. The database keeps the region it first ran with and refuses another. Default: no region (stream FIELDSYNC_CHANGES)")
 	c.quotaFlags(fs)
 	c.retentionFlags(fs)
 	return fs
@@ -177,6 +181,9 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "restore" {
 		return runRestore(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "nats" {
+		return runNATS(ctx, args[1:], stdout, stderr)
 	}
 	cfg := defaultConfig()
 	fs := cfg.flagSet(stderr)
@@ -194,7 +201,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q: syncd takes flags, or the command restore (see syncd -h)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q: syncd takes flags, or the command restore or nats (see syncd -h)", fs.Arg(0))
 	}
 	cfg.nats.explicit(fs)
 	if err := cfg.nats.check(cfg.natsURL != "", int64(cfg.natsMaxStore)); err != nil {
@@ -272,6 +279,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		NATSMaxStore:    int64(cfg.natsMaxStore),
 		NATSOptions:     natsOpts,
 		StreamLimits:    cfg.nats.limits,
+		Region:          cfg.region,
 		AdminTokenFile:  cfg.adminTokenFile,
 		Backup:          backupLocation(cfg.data, cfg.backup),
 		BackupInterval:  cfg.backupInterval,
