@@ -1,0 +1,480 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/hq"
+	"github.com/fieldsync/fieldsync/internal/testenv"
+	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
+	"github.com/fieldsync/fieldsync/server"
+	"github.com/fieldsync/fieldsync/store"
+	"github.com/fieldsync/fieldsync/syncer"
+)
+
+// failoverRegion is the region whose server the test loses.
+const failoverRegion = ""
+
+// A region's server is lost for good, and a standby machine takes over:
+// README "When a region's server is lost: a standby takes over", step by
+// step, with real processes.
+//
+// The region's syncd runs as a process with -nats (the province's NATS,
+// here one embedded in the test) and -backup nats://…/bucket (an object
+// store on another NATS, reachable from the standby), backing up every
+// 100 ms. When it first starts, its secrets are copied to the standby's
+// data directory (tls/, admin.token, audit.key). Five phones write visits,
+// events and notes on a shared dispute and sync; an HQ read model follows
+// the region's stream. Then the backup's NATS goes away (the machine's
+// uplink to it failing: the backup lags) while the phones go on, so that
+// they hold acknowledged work the backup lacks; the changelog stream has
+// it. The syncd is killed with SIGKILL and its data directory is never
+// read again.
+//
+// A standby without the TLS files (a new CA) is refused by the phones
+// (syncer.ErrWrongServer), which keep their work. The standby with them
+// runs `syncd restore -backup nats://… -data STANDBY` and starts on the
+// same gRPC address. Its relay finds the stream ahead of the restored
+// database in the same lineage, rebases and rebuilds it. After one round
+// of syncs, each phone's Sync called once: every record and note any
+// phone made is on the standby exactly once, no phone stopped or told to
+// re-enroll; the region's stream is the standby's changes 1..N, once
+// each, under the new lineage; the HQ model reloaded and equals the
+// standby's export.
+func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs syncd processes: skipped with -short (CI runs it)")
+	}
+	region := failoverRegion
+	stream := domain.RegionStream(region)
+	id := func(s string) string { return domain.RegionIDPrefix(region) + s }
+	ctx := context.Background()
+
+	// The province's NATS (the changelog) and the backup's, each with
+	// JetStream; the backup bucket is made beforehand, as an operator does
+	// (nats object add).
+	provinceNATS := must[*natsserver.Server](t)(server.EmbeddedNATS(t.TempDir(), "127.0.0.1", -1))
+	defer func() { provinceNATS.Shutdown(); provinceNATS.WaitForShutdown() }()
+	backupStore, backupAddr := t.TempDir(), freeAddr(t)
+	startBackupNATS := func() *natsserver.Server {
+		host, port := splitAddr(t, backupAddr)
+		return must[*natsserver.Server](t)(server.EmbeddedNATS(backupStore, host, port))
+	}
+	backupNATS := startBackupNATS()
+	defer func() {
+		if backupNATS != nil {
+			backupNATS.Shutdown()
+			backupNATS.WaitForShutdown()
+		}
+	}()
+	const bucket = "fieldsync-backup-region"
+	func() {
+		nc := must[*nats.Conn](t)(nats.Connect(backupNATS.ClientURL()))
+		defer nc.Close()
+		js := must[jetstream.JetStream](t)(jetstream.New(nc))
+		must[jetstream.ObjectStore](t)(js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket}))
+	}()
+	backupURL := "nats://" + backupAddr + "/" + bucket
+
+	nc := must[*nats.Conn](t)(nats.Connect(provinceNATS.ClientURL()))
+	defer nc.Close()
+	js := must[jetstream.JetStream](t)(jetstream.New(nc))
+
+	bin := testenv.BuildSyncd(t)
+	primary, standby, addr := t.TempDir(), t.TempDir(), freeAddr(t)
+	syncdArgs := func(dir string) []string {
+		args := []string{"-data", dir, "-listen", addr, "-nats", provinceNATS.ClientURL(), "-backup", backupURL,
+			"-backup-interval", "100ms", "-hq-listen", "off", "-log-level", "warn"}
+		if region != "" {
+			args = append(args, "-region", region)
+		}
+		return args
+	}
+	proc := testenv.StartSyncd(t, bin, syncdArgs(primary)...)
+	if !strings.Contains(proc.Output(), "syncd: backup to "+backupURL) {
+		t.Fatalf("syncd does not say it backs up to %s:\n%s", backupURL, proc.Output())
+	}
+	// Setting up the standby, once: the region's secrets.
+	copySecrets(t, primary, standby)
+
+	token := strings.TrimSpace(string(must[[]byte](t)(os.ReadFile(filepath.Join(primary, "admin.token")))))
+	fp := must[string](t)(syncer.CAFingerprintFile(filepath.Join(primary, "tls", server.CAFile)))
+	// One connection for the test's admin calls: it reconnects to whichever
+	// server answers on the address, as fieldctl would.
+	conn := must[*grpc.ClientConn](t)(grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(syncer.PinnedTLS(addr, fp)))))
+	defer conn.Close()
+	adminCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	admin := pb.NewAdminServiceClient(conn)
+	imp := must[*pb.ImportOrgResponse](t)(admin.ImportOrg(adminCtx, regionOrg(region)))
+	if len(imp.GetErrors()) > 0 {
+		t.Fatal(imp.GetErrors())
+	}
+
+	enroll := func(user string) *syncer.Device {
+		code := must[*pb.CreateEnrollmentCodeResponse](t)(admin.CreateEnrollmentCode(adminCtx, &pb.CreateEnrollmentCodeRequest{UserId: user})).GetCode()
+		path := filepath.Join(t.TempDir(), "phone.db")
+		d := must[*syncer.Device](t)(syncer.OpenWith(path, &syncer.Options{ConnectTimeout: time.Second, Key: phoneKey(path)}))
+		t.Cleanup(func() { d.Close() })
+		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		ok(t, d.Enroll(ectx, syncer.FormatEnrollment(addr, code, fp), "phone of "+user))
+		return d
+	}
+	m1, m2, sec := enroll(id(testenv.Member)), enroll(id(testenv.Member2)), enroll(id(testenv.Secretary))
+	med1, med2 := enroll(id(testenv.Mediator)), enroll(id(testenv.Mediator2))
+	dispute := must[string](t)(med1.Create("dispute", syncer.NewFields().Set("category", "quarrel").
+		Set("title", "宅基地邊界爭吵").Set("parties", "張大山；趙春梅").Set("mediators", id(testenv.Mediator2))))
+	testenv.Sync(t, med1)
+	testenv.Sync(t, med2)
+	if _, err := med2.Get(dispute); err != nil {
+		t.Fatalf("the co-mediator did not get the dispute: %v", err)
+	}
+
+	// HQ follows the region's stream from the start.
+	model := must[*hq.Model](t)(hq.Open(filepath.Join(t.TempDir(), "model.db")))
+	defer model.Close()
+	var hqLog syncBuffer
+	followCtx, stopFollow := context.WithCancel(ctx)
+	followDone := make(chan error, 1)
+	go func() {
+		followDone <- model.Follow(followCtx, js, hq.FollowConfig{Durable: "hq-failover-test",
+			Log: slog.New(slog.NewTextHandler(&hqLog, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	}()
+	defer func() {
+		stopFollow()
+		if err := <-followDone; err != nil {
+			t.Errorf("hq Follow: %v", err)
+		}
+	}()
+
+	visitOn := func(d *syncer.Device, who string, households ...string) func(int) (string, string, error) {
+		return func(i int) (string, string, error) {
+			rid, err := d.Create("visit", syncer.NewFields().Set("household_id", id(households[i%len(households)])).
+				Set("visited_on", "2026-12-07").Set("needs", fmt.Sprintf("%s 第%d次走訪", who, i)))
+			return rid, "", err
+		}
+	}
+	noteOn := func(d *syncer.Device, who string) func(int) (string, string, error) {
+		return func(i int) (string, string, error) {
+			text := fmt.Sprintf("%s 調解記錄 %d", who, i)
+			return "", text, d.Append(dispute, "notes", text)
+		}
+	}
+	phones := []*fieldPhone{
+		{name: "member1", d: m1, write: visitOn(m1, "m1", "H001", "H002", "H003")},
+		{name: "member2", d: m2, write: visitOn(m2, "m2", "H004", "H005")},
+		{name: "secretary", d: sec, write: func(i int) (string, string, error) {
+			rid, err := sec.Create("event", syncer.NewFields().Set("type", "meeting").Set("occurred_on", "2026-12-07").Set("subject", fmt.Sprintf("三會一課 %d", i)))
+			return rid, "", err
+		}},
+		{name: "mediator1", d: med1, write: noteOn(med1, "med1")},
+		{name: "mediator2", d: med2, write: noteOn(med2, "med2")},
+	}
+	var stop chan struct{}
+	var wg sync.WaitGroup
+	runPhones := func() {
+		stop = make(chan struct{})
+		for _, p := range phones {
+			wg.Add(1)
+			go func() { defer wg.Done(); p.work(t, stop) }()
+		}
+	}
+	stopPhones := func() {
+		if stop != nil {
+			close(stop)
+			wg.Wait()
+			stop = nil
+		}
+	}
+	defer stopPhones()
+	published := func() uint64 {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		last, _, _ := streamState(sctx, js, stream)
+		return last
+	}
+
+	runPhones()
+	testenv.WaitFor(t, 2*time.Minute, "150 changes on the region's server", func() bool { return t.Failed() || published() >= 150 })
+	if t.Failed() {
+		t.FailNow()
+	}
+	// The backup's NATS goes away: the phones go on, and what they have
+	// acknowledged from now on is in the changelog, not in the backup.
+	backupNATS.Shutdown()
+	backupNATS.WaitForShutdown()
+	backupNATS = nil
+	backupGone := published()
+	testenv.WaitFor(t, 2*time.Minute, "150 changes more after the backup's last", func() bool {
+		return t.Failed() || published() >= backupGone+150
+	})
+	stopPhones()
+	if t.Failed() {
+		t.FailNow()
+	}
+	// Each phone also holds work it never sent: written after its last sync.
+	var unsent []string
+	for _, p := range phones[:3] {
+		rid, _, err := p.write(10_000)
+		ok(t, err)
+		p.made = append(p.made, rid)
+		unsent = append(unsent, rid)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the relay to publish the last acknowledged change", func() bool {
+		return published() >= uint64(countChanges(t, adminCtx, conn))
+	})
+	lastPrimary, oldLineage := must2[uint64, string](t)(streamState(ctx, js, stream))
+
+	// The region's server is lost: SIGKILL, and its directory is never
+	// read again.
+	proc.Kill9(t)
+	primary = ""
+
+	backupNATS = startBackupNATS()
+
+	// A standby without the region's TLS files makes a CA of its own: the
+	// phones pinned the region's CA and refuse it, keeping their work.
+	// (Its own NATS and no backup: it must not touch the region's.)
+	bare := t.TempDir()
+	out, err := exec.Command(bin, "restore", "-backup", backupURL, "-data", bare).CombinedOutput()
+	if err != nil {
+		t.Fatalf("syncd restore into a directory without tls/: %v\n%s", err, out)
+	}
+	t.Logf("restore without tls/: %s", strings.TrimSpace(string(out)))
+	wrong := testenv.StartSyncd(t, bin, "-data", bare, "-listen", addr, "-nats-listen", "127.0.0.1:0", "-backup", "off", "-hq-listen", "off", "-log-level", "warn")
+	{
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := m1.Sync(sctx)
+		cancel()
+		if !errors.Is(err, syncer.ErrWrongServer) {
+			t.Errorf("a phone's sync with a standby without the region's tls/: %v, want syncer.ErrWrongServer", err)
+		}
+		if st := must[*syncer.Status](t)(m1.Status()); st.Pending == 0 {
+			t.Errorf("after the refused sync the phone holds nothing pending: it had unsent work")
+		}
+	}
+	wrong.Stop(t, syscall.SIGTERM)
+
+	// The standby: restore from the backup, start on the same address.
+	restoreStart := time.Now()
+	out, err = exec.Command(bin, "restore", "-backup", backupURL, "-data", standby).CombinedOutput()
+	if err != nil {
+		t.Fatalf("syncd restore on the standby: %v\n%s", err, out)
+	}
+	restoreTook := time.Since(restoreStart)
+	t.Logf("restore (%v): %s", restoreTook.Round(time.Millisecond), strings.TrimSpace(string(out)))
+	fig := regexp.MustCompile(`restored \S+ to the point of (\S+): change (\d+), (\d+) bytes, ([\d.]+) s; new lineage (\S+) after change (\d+) \(was (\S+)\)`).FindSubmatch(out)
+	if fig == nil {
+		t.Fatalf("syncd restore did not print its figures (point, change, bytes, seconds, lineage):\n%s", out)
+	}
+	var restoredLast uint64
+	fmt.Sscan(string(fig[2]), &restoredLast)
+	newLineage, was := string(fig[5]), string(fig[7])
+	if was != oldLineage || newLineage == oldLineage {
+		t.Fatalf("restore says new lineage %s (was %s); the region's stream carried %s", newLineage, was, oldLineage)
+	}
+	if restoredLast == 0 || restoredLast >= lastPrimary {
+		t.Fatalf("the backup reached change %d; the lost server had published %d: want the backup behind (the test proves nothing otherwise)", restoredLast, lastPrimary)
+	}
+
+	takeover := time.Now()
+	proc = testenv.StartSyncd(t, bin, syncdArgs(standby)...)
+	defer func() {
+		if proc.Cmd.ProcessState == nil {
+			proc.Stop(t, syscall.SIGTERM)
+		}
+	}()
+	// The relay checked the stream before serving: ahead of the database in
+	// its own lineage, so rebased and rebuilt under the new one.
+	if _, l := must2[uint64, string](t)(streamState(ctx, js, stream)); l != newLineage {
+		t.Errorf("the region's stream carries lineage %s once the standby serves, want the new %s", l, newLineage)
+	}
+	if !strings.Contains(proc.Output(), "did not match the database") {
+		t.Errorf("the standby did not log that it rebuilt the stream:\n%s", proc.Output())
+	}
+
+	// What the standby lacks of what the phones saw acknowledged.
+	onStandby := exportIDs(t, adminCtx, conn)
+	lostIDs := 0
+	for _, p := range phones {
+		for _, rid := range p.made[:p.ackedIDs] {
+			if onStandby[rid] == 0 {
+				lostIDs++
+			}
+		}
+	}
+	lostNotes := len(ackedNotes(phones)) - len(countNotes(t, exportRecord(t, adminCtx, conn, dispute)))
+	if lostIDs == 0 || lostNotes <= 0 {
+		t.Fatalf("the standby lacks %d acknowledged records and %d notes: want some of each, to test their return", lostIDs, lostNotes)
+	}
+
+	// One round: each phone's Sync once, in turn.
+	for _, p := range phones {
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := p.d.Sync(sctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: first sync with the standby: %v (no phone may be told to re-enroll)", p.name, err)
+		}
+	}
+	roundTook := time.Since(takeover)
+
+	exported := exportAll(t, adminCtx, conn)
+	byID := map[string]int{}
+	for _, r := range exported {
+		byID[r.GetId()]++
+	}
+	nAcked, made := 0, 0
+	for _, p := range phones {
+		made += len(p.made)
+		for i, rid := range p.made {
+			if i < p.ackedIDs {
+				nAcked++
+			}
+			if byID[rid] != 1 {
+				t.Errorf("%s: record %s (acknowledged by the lost server: %v) is on the standby %d times, want 1", p.name, rid, i < p.ackedIDs, byID[rid])
+			}
+		}
+	}
+	for _, rid := range unsent {
+		if byID[rid] != 1 {
+			t.Errorf("record %s, never sent before the loss, is on the standby %d times", rid, byID[rid])
+		}
+	}
+	notes := countNotes(t, exportRecord(t, adminCtx, conn, dispute))
+	allNotes := 0
+	for _, p := range phones {
+		allNotes += len(p.notes)
+		for i, text := range p.notes {
+			if notes[text] != 1 {
+				t.Errorf("%s: note %q (acknowledged by the lost server: %v) is on the standby %d times, want 1", p.name, text, i < p.ackedNote, notes[text])
+			}
+		}
+	}
+	if len(notes) != allNotes {
+		t.Errorf("the dispute holds %d distinct notes, the phones wrote %d", len(notes), allNotes)
+	}
+	for _, p := range phones {
+		st := must[*syncer.Status](t)(p.d.Status())
+		if st.Pending != 0 || st.Rejected != 0 || st.Stopped != "" || st.LastError != "" {
+			t.Errorf("%s after the round: %d pending, %d rejected, stopped %q, last error %q", p.name, st.Pending, st.Rejected, st.Stopped, st.LastError)
+		}
+		t.Logf("%s: %d records and %d notes acknowledged by the lost server; notice %q", p.name, p.ackedIDs, p.ackedNote, st.Notice)
+	}
+	devs := must[*pb.ListDevicesResponse](t)(admin.ListDevices(adminCtx, &pb.ListDevicesRequest{PageSize: 1000}))
+	for _, d := range devs.GetDevices() {
+		if d.GetRestores() != 0 || d.GetRevokedMs() != 0 {
+			t.Errorf("device %s on the standby: %d restores, revoked at %d: a server restore is no phone restore", d.GetId(), d.GetRestores(), d.GetRevokedMs())
+		}
+	}
+	t.Logf("the lost server published %d changes; the backup held %d; the standby lacked %d acknowledged records and %d notes; %d records made, %d acknowledged; restore %v, standby start to the end of the phones' round %v",
+		lastPrimary, restoredLast, lostIDs, lostNotes, made, nAcked, restoreTook.Round(time.Millisecond), roundTook.Round(time.Millisecond))
+
+	// The standby stops (publishing every change it committed); its
+	// database is read beside the region's stream.
+	proc.Stop(t, syscall.SIGTERM)
+	st := must[*store.Server](t)(store.OpenServer(ctx, filepath.Join(standby, "fieldsync.db")))
+	defer st.Close()
+	if st.Instance() != newLineage {
+		t.Fatalf("the standby's database is in lineage %s, the restore said %s", st.Instance(), newLineage)
+	}
+	last := must[uint64](t)(st.LastSeq(ctx))
+	counts := map[string]int{}
+	vctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := regionStreamMatchesDB(vctx, js, region, st, counts); err != nil {
+		t.Fatalf("the region's stream after the failover: %v", err)
+	}
+	for cid, n := range counts {
+		if n != 1 || !strings.HasPrefix(cid, newLineage+"-") && !strings.HasPrefix(cid, oldLineage+"-") {
+			t.Errorf("change id %s in the stream %d times", cid, n)
+		}
+	}
+
+	// HQ reloaded the region and holds what the standby exports.
+	testenv.WaitFor(t, time.Minute, "the HQ model to follow the standby's stream to its end", func() bool {
+		return model.Lineage() == newLineage && model.LastSeq() == last
+	})
+	if !strings.Contains(hqLog.String(), "hq model: reloading") {
+		t.Errorf("the HQ model did not log its reload:\n%s", hqLog.String())
+	}
+	modelMatchesExport(t, model, exported)
+}
+
+// modelMatchesExport compares the HQ model's records (id, version, entries)
+// with an export.
+func modelMatchesExport(t *testing.T, m *hq.Model, exported []*pb.Record) {
+	t.Helper()
+	tables := map[pb.Kind]string{pb.Kind_KIND_HOUSEHOLD: "households", pb.Kind_KIND_VISIT: "visits", pb.Kind_KIND_DISPUTE: "disputes",
+		pb.Kind_KIND_NEED: "needs", pb.Kind_KIND_PROJECT: "projects", pb.Kind_KIND_EVENT: "events"}
+	want, wantEntries := map[string]uint64{}, map[string]int{}
+	for _, r := range exported {
+		table, ok := tables[r.GetKind()]
+		if !ok {
+			t.Fatalf("export holds record %s of kind %v, which the test does not compare", r.GetId(), r.GetKind())
+		}
+		want[table+" "+r.GetId()] = r.GetVersion()
+		if n := len(r.GetEntries()); n > 0 {
+			wantEntries[r.GetId()] = n
+		}
+	}
+	got, gotEntries := map[string]uint64{}, map[string]int{}
+	for _, table := range tables {
+		rows := must[*sqlRows](t)(m.DB().Query("SELECT id, version FROM " + table))
+		for rows.Next() {
+			var rid string
+			var v uint64
+			ok(t, rows.Scan(&rid, &v))
+			got[table+" "+rid] = v
+		}
+		ok(t, rows.Err())
+		rows.Close()
+	}
+	rows := must[*sqlRows](t)(m.DB().Query("SELECT record_id, count(*) FROM entries GROUP BY record_id"))
+	for rows.Next() {
+		var rid string
+		var n int
+		ok(t, rows.Scan(&rid, &n))
+		gotEntries[rid] = n
+	}
+	ok(t, rows.Err())
+	rows.Close()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("HQ model: %s at version %d, the standby exports version %d", k, got[k], v)
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("HQ model holds %s (version %d), which the standby does not export", k, v)
+		}
+	}
+	for k, v := range wantEntries {
+		if gotEntries[k] != v {
+			t.Errorf("HQ model: record %s has %d entries, the standby exports %d", k, gotEntries[k], v)
+		}
+	}
+	if len(gotEntries) != len(wantEntries) {
+		t.Errorf("HQ model: entries of %d records, the standby exports entries of %d", len(gotEntries), len(wantEntries))
+	}
+	t.Logf("HQ model equals the standby's export: %d records", len(want))
+}
