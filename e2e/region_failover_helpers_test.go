@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -57,6 +58,7 @@ func regionOrg(r string) *pb.ImportOrgRequest {
 // from the backup, never from here.
 func copySecrets(t *testing.T, from, to string) {
 	t.Helper()
+	ok(t, os.Chmod(to, 0o700))
 	ok(t, os.MkdirAll(filepath.Join(to, "tls"), 0o700))
 	entries := must[[]os.DirEntry](t)(os.ReadDir(filepath.Join(from, "tls")))
 	if len(entries) == 0 {
@@ -228,4 +230,25 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// waitFetchesEnded waits (up to 10 s) until no JetStream pull fetch is
+// still waiting out its expiry: a follower stopped mid-fetch leaves one for
+// a few seconds (nats.go ends it only at MaxWait + 1 s), which the
+// package's leak check would report.
+func waitFetchesEnded(t testing.TB) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := runtime.Stack(buf, true)
+		if !bytes.Contains(buf[:n], []byte("jetstream.(*pullConsumer).fetch.func1")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("a JetStream fetch still waits 10 s after its consumer stopped:\n%s", buf[:n])
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
