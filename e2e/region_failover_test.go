@@ -32,7 +32,7 @@ import (
 )
 
 // failoverRegion is the region whose server the test loses.
-const failoverRegion = ""
+const failoverRegion = "xiaonan"
 
 // A region's server is lost for good, and a standby machine takes over:
 // README "When a region's server is lost: a standby takes over", step by
@@ -156,7 +156,7 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	followCtx, stopFollow := context.WithCancel(ctx)
 	followDone := make(chan error, 1)
 	go func() {
-		followDone <- model.Follow(followCtx, js, hq.FollowConfig{Durable: "hq-failover-test",
+		followDone <- model.Follow(followCtx, js, hq.FollowConfig{Durable: "hq-failover-test", Stream: stream,
 			Log: slog.New(slog.NewTextHandler(&hqLog, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	}()
 	defer func() {
