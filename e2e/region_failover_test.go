@@ -59,7 +59,9 @@ const failoverRegion = "xiaonan"
 // phone made is on the standby exactly once, no phone stopped or told to
 // re-enroll; the region's stream is the standby's changes 1..N, once
 // each, under the new lineage; the HQ model reloaded and equals the
-// standby's export.
+// standby's export. A phone enrolled after the backup's last shipment is
+// unknown to the standby: told to enroll again, it keeps its work, but
+// cannot send it yet (a known gap, checked as it stands).
 func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs syncd processes: skipped with -short (CI runs it)")
@@ -225,6 +227,12 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	backupNATS.WaitForShutdown()
 	backupNATS = nil
 	backupGone := published()
+	// A phone enrolled now, after the backup's last shipment: the standby
+	// will not know it.
+	late := enroll(id(testenv.Outsider))
+	lateVisit := must[string](t)(late.Create("visit", syncer.NewFields().Set("household_id", id("H006")).
+		Set("visited_on", "2026-12-07").Set("needs", "新登記手機的走訪")))
+	testenv.Sync(t, late)
 	testenv.WaitFor(t, 2*time.Minute, "150 changes more after the backup's last", func() bool {
 		return t.Failed() || published() >= backupGone+150
 	})
@@ -352,6 +360,31 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("the standby lacks %d acknowledged records and %d notes: want some of each, to test their return", lostIDs, lostNotes)
 	}
 
+	// The phone enrolled after the backup's last shipment: its credential
+	// is not in the restored database, and it is told to enroll again; it
+	// keeps the visit the lost server acknowledged. Known gap (reported):
+	// enrolling that phone's database again is refused ("already enrolled"):
+	// only a copy stopped as a clone re-enrolls keeping its work, so the
+	// visit cannot reach the standby. When syncer re-enrolls such a phone,
+	// this should assert that the visit arrives instead.
+	{
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := late.Sync(sctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "enroll the device again") {
+			t.Errorf("a phone enrolled after the last backup, syncing with the standby: %v, want to be told to enroll again", err)
+		}
+		if it, err := late.Get(lateVisit); err != nil || it.State != "synced" {
+			t.Errorf("the late phone's acknowledged visit: %+v, %v: want it kept on the phone", it, err)
+		}
+		code := must[*pb.CreateEnrollmentCodeResponse](t)(admin.CreateEnrollmentCode(adminCtx, &pb.CreateEnrollmentCodeRequest{UserId: id(testenv.Outsider)})).GetCode()
+		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = late.Enroll(ectx, syncer.FormatEnrollment(addr, code, fp), "phone of "+id(testenv.Outsider))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "already enrolled") {
+			t.Errorf("enrolling the late phone again: %v; the test expected the known gap (refused: already enrolled): if syncer now re-enrolls it, assert its visit %s reaches the standby", err, lateVisit)
+		}
+	}
 	// One round: each phone's Sync once, in turn.
 	for _, p := range phones {
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
