@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/hq"
 	"github.com/fieldsync/fieldsync/hq/web"
 	"github.com/fieldsync/fieldsync/store"
@@ -419,6 +420,7 @@ func (d *Daemon) startHQ(ctx context.Context) error {
 		TLS:        d.hqTLS,
 		JS:         d.JS,
 		Durable:    HQDurableSyncd,
+		Stream:     domain.RegionStream(d.cfg.Region),
 		Applied:    d.cfg.HQApplied,
 		Host:       host,
 		SigninHint: hint,
