@@ -181,7 +181,7 @@ func New(cfg Config) *Server {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
 		s.relay.limits = cfg.StreamLimits
 		s.relay.SetRegion(cfg.Region)
-		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1), subject: cfg.Store.AuditHeadSubject()}
+		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1), subject: cfg.Store.AuditHeadSubject(), stream: AuditStreamFor(cfg.Region)}
 	}
 	if s.audit != nil {
 		cfg.Store.OnAudit = func() {

@@ -554,6 +554,7 @@ func (d *Daemon) embeddedNATSAuth(ctx context.Context, natsHost string) ([]serve
 		return nil, nil, fmt.Errorf("read HQ credentials: %w", err)
 	}
 	auth := server.NewNATSAuth(kp, hq)
+	auth.SetRegion(d.cfg.Region)
 	opts := []server.NATSOption{server.WithAuth(auth)}
 	if ip := net.ParseIP(natsHost); natsHost != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		tlsDir := filepath.Join(d.cfg.Dir, "tls")
