@@ -24,6 +24,7 @@ import (
 
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/hq"
+	"github.com/fieldsync/fieldsync/internal/natscluster"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/server"
@@ -38,8 +39,8 @@ const failoverRegion = "xiaonan"
 // README "When a region's server is lost: a standby takes over", step by
 // step, with real processes.
 //
-// The region's syncd runs as a process with -nats (the province's NATS,
-// here one embedded in the test) and -backup nats://…/bucket (an object
+// The region's syncd runs as a process with -nats (the province's NATS
+// cluster, three nodes in the test, the stream on all three) and -backup nats://…/bucket (an object
 // store on another NATS, reachable from the standby), backing up every
 // 100 ms. When it first starts, its secrets are copied to the standby's
 // data directory (tls/, admin.token, audit.key). Five phones write visits,
@@ -71,11 +72,17 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	id := func(s string) string { return domain.RegionIDPrefix(region) + s }
 	ctx := context.Background()
 
-	// The province's NATS (the changelog) and the backup's, each with
-	// JetStream; the backup bucket is made beforehand, as an operator does
-	// (nats object add).
-	provinceNATS := must[*natsserver.Server](t)(server.EmbeddedNATS(t.TempDir(), "127.0.0.1", -1))
-	defer func() { provinceNATS.Shutdown(); provinceNATS.WaitForShutdown() }()
+	// The province's NATS cluster (three nodes; the region's stream on all
+	// three, -changelog-replicas 3) and the backup's NATS, with JetStream;
+	// the backup bucket is made beforehand, as an operator does (nats
+	// object add).
+	province := must[*natscluster.Cluster](t)(natscluster.Start(natscluster.Config{Nodes: 3, Dir: t.TempDir()}))
+	defer province.Stop()
+	{
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		ok(t, province.WaitReady(wctx))
+		cancel()
+	}
 	backupStore, backupAddr := t.TempDir(), freeAddr(t)
 	startBackupNATS := func() *natsserver.Server {
 		host, port := splitAddr(t, backupAddr)
@@ -97,14 +104,14 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	}()
 	backupURL := "nats://" + backupAddr + "/" + bucket
 
-	nc := must[*nats.Conn](t)(nats.Connect(provinceNATS.ClientURL()))
+	nc := must[*nats.Conn](t)(nats.Connect(province.URLs()))
 	defer nc.Close()
 	js := must[jetstream.JetStream](t)(jetstream.New(nc))
 
 	bin := testenv.BuildSyncd(t)
 	primary, standby, addr := t.TempDir(), t.TempDir(), freeAddr(t)
 	syncdArgs := func(dir string) []string {
-		args := []string{"-data", dir, "-listen", addr, "-nats", provinceNATS.ClientURL(), "-backup", backupURL,
+		args := []string{"-data", dir, "-listen", addr, "-nats", province.URLs(), "-changelog-replicas", "3", "-changelog-max-bytes", "64MiB", "-backup", backupURL,
 			"-backup-interval", "100ms", "-hq-listen", "off", "-log-level", "warn"}
 		if region != "" {
 			args = append(args, "-region", region)
@@ -217,6 +224,11 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	}
 
 	runPhones()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("syncd's output:\n%s", proc.Output())
+		}
+	})
 	testenv.WaitFor(t, 2*time.Minute, "150 changes on the region's server", func() bool { return t.Failed() || published() >= 150 })
 	if t.Failed() {
 		t.FailNow()
@@ -461,6 +473,9 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	defer cancel()
 	if err := regionStreamMatchesDB(vctx, js, region, st, counts); err != nil {
 		t.Fatalf("the region's stream after the failover: %v", err)
+	}
+	if info := must[*jetstream.StreamInfo](t)(must[jetstream.Stream](t)(js.Stream(vctx, stream)).Info(vctx)); info.Config.Replicas != 3 {
+		t.Errorf("the rebuilt stream %s has %d replicas, want the 3 of -changelog-replicas", stream, info.Config.Replicas)
 	}
 	for cid, n := range counts {
 		if n != 1 || !strings.HasPrefix(cid, newLineage+"-") && !strings.HasPrefix(cid, oldLineage+"-") {
