@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/hq"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 	"github.com/fieldsync/fieldsync/store"
@@ -251,4 +253,35 @@ func waitFetchesEnded(t testing.TB) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// followedModel is an HQ read model following a stream until the test
+// ends.
+type followedModel struct {
+	*hq.Model
+	stream string
+	log    *syncBuffer
+}
+
+// followModel opens a model in a temporary file and follows stream with
+// the durable consumer durable; the test's end stops it and waits until
+// its last fetch has ended.
+func followModel(t *testing.T, js jetstream.JetStream, stream, durable string) *followedModel {
+	t.Helper()
+	m := &followedModel{Model: must[*hq.Model](t)(hq.Open(filepath.Join(t.TempDir(), "model.db"))), stream: stream, log: &syncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- m.Follow(ctx, js, hq.FollowConfig{Durable: durable, Stream: stream,
+			Log: slog.New(slog.NewTextHandler(m.log, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("hq Follow %s: %v", stream, err)
+		}
+		m.Close()
+		waitFetchesEnded(t)
+	})
+	return m
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,8 +43,9 @@ const failoverRegion = "xiaonan"
 // store on another NATS, reachable from the standby), backing up every
 // 100 ms. When it first starts, its secrets are copied to the standby's
 // data directory (tls/, admin.token, audit.key). Five phones write visits,
-// events and notes on a shared dispute and sync; an HQ read model follows
-// the region's stream. Then the backup's NATS goes away (the machine's
+// events and notes on a shared dispute and sync; two HQ read models
+// follow, one the region's stream, one FIELDSYNC_HQ sourcing it
+// (hq.EnsureHQStream). Then the backup's NATS goes away (the machine's
 // uplink to it failing: the backup lags) while the phones go on, so that
 // they hold acknowledged work the backup lacks; the changelog stream has
 // it. The syncd is killed with SIGKILL and its data directory is never
@@ -59,8 +59,9 @@ const failoverRegion = "xiaonan"
 // of syncs, each phone's Sync called once: every record and note any
 // phone made is on the standby exactly once, no phone stopped or told to
 // re-enroll; the region's stream is the standby's changes 1..N, once
-// each, under the new lineage; the HQ model reloaded and equals the
-// standby's export. A phone enrolled after the backup's last shipment is
+// each, under the new lineage, on three replicas; both HQ models
+// reloaded the region (FIELDSYNC_HQ's source restarted with the rebuilt
+// stream) and equal the standby's export. A phone enrolled after the backup's last shipment is
 // unknown to the standby: told to enroll again, it keeps its work, but
 // cannot send it yet (a known gap, checked as it stands).
 func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
@@ -158,23 +159,17 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("the co-mediator did not get the dispute: %v", err)
 	}
 
-	// HQ follows the region's stream from the start.
-	model := must[*hq.Model](t)(hq.Open(filepath.Join(t.TempDir(), "model.db")))
-	defer model.Close()
-	var hqLog syncBuffer
-	followCtx, stopFollow := context.WithCancel(ctx)
-	followDone := make(chan error, 1)
-	go func() {
-		followDone <- model.Follow(followCtx, js, hq.FollowConfig{Durable: "hq-failover-test", Stream: stream,
-			Log: slog.New(slog.NewTextHandler(&hqLog, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	}()
-	defer func() {
-		stopFollow()
-		if err := <-followDone; err != nil {
-			t.Errorf("hq Follow: %v", err)
-		}
-		waitFetchesEnded(t)
-	}()
+	// HQ follows from the start: one model the region's own stream, one
+	// FIELDSYNC_HQ, which sources it (made as fieldctl hq stream does).
+	must[*jetstream.StreamInfo](t)(hq.EnsureHQStream(ctx, js, []string{region}, 3))
+	models := []*followedModel{
+		followModel(t, js, stream, "hq-failover-region"),
+		followModel(t, js, domain.HQStreamName, "hq-failover-hq"),
+	}
+	atRegion := func(m *followedModel, lineage string, last uint64) bool {
+		rs, ok := m.Region(region)
+		return ok && rs.Lineage == lineage && rs.LastSeq == last
+	}
 
 	visitOn := func(d *syncer.Device, who string, households ...string) func(int) (string, string, error) {
 		return func(i int) (string, string, error) {
@@ -265,9 +260,11 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	})
 	lastPrimary, oldLineage := must2[uint64, string](t)(streamState(ctx, js, stream))
 	// HQ holds all of it, the changes the backup lacks included.
-	testenv.WaitFor(t, time.Minute, "the HQ model to reach the lost server's last change", func() bool {
-		return model.Lineage() == oldLineage && model.LastSeq() == lastPrimary
-	})
+	for _, m := range models {
+		testenv.WaitFor(t, time.Minute, "the HQ model of "+m.stream+" to reach the lost server's last change", func() bool {
+			return atRegion(m, oldLineage, lastPrimary)
+		})
+	}
 
 	// The region's server is lost: SIGKILL, and its directory is never
 	// read again.
@@ -287,6 +284,9 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	}
 	t.Logf("restore without tls/: %s", strings.TrimSpace(string(out)))
 	bareArgs := []string{"-data", bare, "-listen", addr, "-nats-listen", "127.0.0.1:0", "-backup", "off", "-hq-listen", "off", "-log-level", "warn"}
+	if region != "" {
+		bareArgs = append(bareArgs, "-region", region)
+	}
 	// Without the region's audit.key it does not start at all: the audit
 	// log in the restored database is sealed with that key.
 	{
@@ -484,18 +484,20 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	}
 
 	// HQ reloaded the region and holds what the standby exports.
-	testenv.WaitFor(t, time.Minute, "the HQ model to follow the standby's stream to its end", func() bool {
-		return model.Lineage() == newLineage && model.LastSeq() == last
-	})
-	if !strings.Contains(hqLog.String(), "hq model: reloading") {
-		t.Errorf("the HQ model did not log its reload:\n%s", hqLog.String())
+	for _, m := range models {
+		testenv.WaitFor(t, time.Minute, "the HQ model of "+m.stream+" to follow the standby's changes to the end", func() bool {
+			return atRegion(m, newLineage, last)
+		})
+		if !strings.Contains(m.log.String(), "hq model: reloading") {
+			t.Errorf("the HQ model of %s did not log its reload:\n%s", m.stream, m.log.String())
+		}
+		modelMatchesExport(t, m, exported)
 	}
-	modelMatchesExport(t, model, exported)
 }
 
 // modelMatchesExport compares the HQ model's records (id, version, entries)
 // with an export.
-func modelMatchesExport(t *testing.T, m *hq.Model, exported []*pb.Record) {
+func modelMatchesExport(t *testing.T, m *followedModel, exported []*pb.Record) {
 	t.Helper()
 	tables := map[pb.Kind]string{pb.Kind_KIND_HOUSEHOLD: "households", pb.Kind_KIND_VISIT: "visits", pb.Kind_KIND_DISPUTE: "disputes",
 		pb.Kind_KIND_NEED: "needs", pb.Kind_KIND_PROJECT: "projects", pb.Kind_KIND_EVENT: "events"}
@@ -533,21 +535,21 @@ func modelMatchesExport(t *testing.T, m *hq.Model, exported []*pb.Record) {
 	rows.Close()
 	for k, v := range want {
 		if got[k] != v {
-			t.Errorf("HQ model: %s at version %d, the standby exports version %d", k, got[k], v)
+			t.Errorf("HQ model of %s: %s at version %d, the standby exports version %d", m.stream, k, got[k], v)
 		}
 	}
 	for k, v := range got {
 		if _, ok := want[k]; !ok {
-			t.Errorf("HQ model holds %s (version %d), which the standby does not export", k, v)
+			t.Errorf("HQ model of %s holds %s (version %d), which the standby does not export", m.stream, k, v)
 		}
 	}
 	for k, v := range wantEntries {
 		if gotEntries[k] != v {
-			t.Errorf("HQ model: record %s has %d entries, the standby exports %d", k, gotEntries[k], v)
+			t.Errorf("HQ model of %s: record %s has %d entries, the standby exports %d", m.stream, k, gotEntries[k], v)
 		}
 	}
 	if len(gotEntries) != len(wantEntries) {
-		t.Errorf("HQ model: entries of %d records, the standby exports entries of %d", len(gotEntries), len(wantEntries))
+		t.Errorf("HQ model of %s: entries of %d records, the standby exports entries of %d", m.stream, len(gotEntries), len(wantEntries))
 	}
-	t.Logf("HQ model equals the standby's export: %d records", len(want))
+	t.Logf("HQ model of %s equals the standby's export: %d records", m.stream, len(want))
 }
