@@ -38,32 +38,33 @@ const failoverRegion = "xiaonan"
 // README "When a region's server is lost: a standby takes over", step by
 // step, with real processes.
 //
-// The region's syncd runs as a process with -nats (the province's NATS
-// cluster, three nodes in the test, the stream on all three) and -backup nats://…/bucket (an object
-// store on another NATS, reachable from the standby), backing up every
-// 100 ms. When it first starts, its secrets are copied to the standby's
-// data directory (tls/, admin.token, audit.key). Five phones write visits,
-// events and notes on a shared dispute and sync; two HQ read models
-// follow, one the region's stream, one FIELDSYNC_HQ sourcing it
-// (hq.EnsureHQStream). Then the backup's NATS goes away (the machine's
-// uplink to it failing: the backup lags) while the phones go on, so that
-// they hold acknowledged work the backup lacks; the changelog stream has
-// it. The syncd is killed with SIGKILL and its data directory is never
-// read again.
+// Region xiaonan's syncd runs as a process with -region, -nats (the
+// province's NATS cluster: three nodes in the test, the region's stream on
+// all three) and -backup nats://…/bucket (an object store on another NATS,
+// reachable from the standby), backing up every 100 ms. When it first
+// starts, its secrets are copied to the standby's data directory (tls/,
+// admin.token, audit.key). Five phones write visits, events and notes on a
+// shared dispute and sync; two HQ read models follow, one the region's
+// stream, one FIELDSYNC_HQ sourcing it (hq.EnsureHQStream). Then the
+// backup's NATS goes away (the machine's uplink to it failing: the backup
+// lags) while the phones go on, so that they hold acknowledged work the
+// backup lacks; the changelog stream has it. The syncd is killed with
+// SIGKILL and its data directory is never read again.
 //
-// A standby without the TLS files (a new CA) is refused by the phones
-// (syncer.ErrWrongServer), which keep their work. The standby with them
-// runs `syncd restore -backup nats://… -data STANDBY` and starts on the
-// same gRPC address. Its relay finds the stream ahead of the restored
-// database in the same lineage, rebases and rebuilds it. After one round
-// of syncs, each phone's Sync called once: every record and note any
-// phone made is on the standby exactly once, no phone stopped or told to
-// re-enroll; the region's stream is the standby's changes 1..N, once
-// each, under the new lineage, on three replicas; both HQ models
-// reloaded the region (FIELDSYNC_HQ's source restarted with the rebuilt
-// stream) and equal the standby's export. A phone enrolled after the backup's last shipment is
-// unknown to the standby: told to enroll again, it keeps its work, but
-// cannot send it yet (a known gap, checked as it stands).
+// A standby without audit.key refuses to start; one without the TLS files
+// (a new CA) is refused by the phones (syncer.ErrWrongServer), which keep
+// their work. The standby with them runs `syncd restore -backup nats://…
+// -data STANDBY` and starts on the same gRPC address. Its relay finds the
+// stream ahead of the restored database in the same lineage and rebuilds
+// it. After one round of syncs, each phone's Sync called once: every
+// record and note any phone made is on the standby exactly once, no phone
+// stopped or told to re-enroll; the region's stream is the standby's
+// changes 1..N, once each, under the new lineage, on three replicas; both
+// HQ models reloaded the region (FIELDSYNC_HQ's source restarted with the
+// rebuilt stream) and equal the standby's export. A phone enrolled after
+// the backup's last shipment is unknown to the standby: told to enroll
+// again, it keeps its work, but cannot send it yet (a known gap, checked
+// as it stands).
 func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs syncd processes: skipped with -short (CI runs it)")
