@@ -202,22 +202,33 @@ func TestRegionRelayPublishesToTheRegionsStream(t *testing.T) {
 	if e.Store.Instance() != lineage {
 		t.Fatalf("junk in the stream rebased the database")
 	}
-
-	// The HQ permissions of the embedded NATS allow the region's stream.
-	perms := server.HQPermissionsFor("UABC", domain.RegionStream("xiaonan"))
-	if !containsSubject(perms.Publish.Allow, "$JS.API.STREAM.INFO.FIELDSYNC_CHANGES_XIAONAN") ||
-		!containsSubject(perms.Publish.Allow, "$JS.API.CONSUMER.MSG.NEXT.FIELDSYNC_CHANGES_XIAONAN.*") {
-		t.Fatalf("HQ permissions: %v", perms.Publish.Allow)
+	// testenv's checks read the region's stream too.
+	if err := testenv.StreamMatchesDB(t.Context(), e.JS, e.Store); err != nil {
+		t.Fatalf("StreamMatchesDB: %v", err)
 	}
-}
-
-func containsSubject(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
+	counts, changes := e.StreamChanges()
+	if last, _ := e.Store.LastSeq(t.Context()); uint64(len(changes)) != last || len(counts) != int(last) {
+		t.Fatalf("StreamChanges: %d changes, %d ids; the database has %d", len(changes), len(counts), last)
 	}
-	return false
+
+	// An HQ credential of the embedded NATS reads the region's stream.
+	hqNC := e.HQNATS(t)
+	hqJS, err := jetstream.New(hqNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := hqJS.Stream(t.Context(), "FIELDSYNC_CHANGES_XIAONAN")
+	if err != nil {
+		t.Fatalf("HQ user: stream info of the region's stream: %v", err)
+	}
+	oc, err := hs.OrderedConsumer(t.Context(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("HQ user: consumer on the region's stream: %v", err)
+	}
+	m, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil || m.Headers().Get(domain.HeaderRegion) != "xiaonan" {
+		t.Fatalf("HQ user: read the region's stream: %v", err)
+	}
 }
 
 // waitRegionStream waits until region's stream holds every change of the
@@ -317,5 +328,30 @@ func TestTwoRegionsOnOneJetStream(t *testing.T) {
 	}
 	if _, err := a.JS.Stream(t.Context(), domain.AuditStreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("stream %s: %v, want none with regions", domain.AuditStreamName, err)
+	}
+}
+
+// TestRegionBesideANoRegionStreamIsRefusedWithAReason: a region's stream
+// cannot be made where FIELDSYNC_CHANGES (a syncd without a region) takes
+// every changelog subject; the relay's error says so.
+func TestRegionBesideANoRegionStreamIsRefusedWithAReason(t *testing.T) {
+	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		JetStreamMaxStore: 2 * server.DefaultNATSMaxStore}
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	city := testenv.Start(t, testenv.WithSyncdConfig(func(c *syncd.Config) { c.NATSURL = ns.ClientURL() }))
+	if _, err := city.JS.Stream(t.Context(), domain.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	_, err = server.EnsureRegionStream(t.Context(), city.JS, "xiaonan")
+	if err == nil || !strings.Contains(err.Error(), "cannot share a JetStream account with regions") {
+		t.Fatalf("a region's stream beside FIELDSYNC_CHANGES: %v", err)
 	}
 }
