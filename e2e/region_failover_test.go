@@ -284,6 +284,9 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("syncd restore into a directory without tls/: %v\n%s", err, out)
 	}
 	t.Logf("restore without tls/: %s", strings.TrimSpace(string(out)))
+	if !strings.Contains(string(out), "WARNING: "+bare+" lacks tls, admin.token, audit.key") {
+		t.Errorf("syncd restore into a directory without the region's secrets does not warn that it lacks tls, admin.token and audit.key:\n%s", out)
+	}
 	bareArgs := []string{"-data", bare, "-listen", addr, "-nats-listen", "127.0.0.1:0", "-backup", "off", "-hq-listen", "off", "-log-level", "warn"}
 	if region != "" {
 		bareArgs = append(bareArgs, "-region", region)
@@ -323,6 +326,9 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("syncd restore on the standby: %v\n%s", err, out)
 	}
 	restoreTook := time.Since(restoreStart)
+	if strings.Contains(string(out), "WARNING") || !strings.Contains(string(out), "the database is region "+region+"'s") {
+		t.Errorf("syncd restore on the standby, which holds the region's secrets: want no warning, and the region named:\n%s", out)
+	}
 	t.Logf("restore (%v): %s", restoreTook.Round(time.Millisecond), strings.TrimSpace(string(out)))
 	fig := regexp.MustCompile(`restored \S+ to the point of (\S+): change (\d+), (\d+) bytes, ([\d.]+) s; new lineage (\S+) after change (\d+) \(was (\S+)\)`).FindSubmatch(out)
 	if fig == nil {
