@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,13 +16,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/hq"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
-	"github.com/fieldsync/fieldsync/store"
 )
 
 // regionOrg is testenv.SampleOrg with every administrator-given id (units,
@@ -86,94 +83,6 @@ func copyFile(t *testing.T, from, to string) {
 	_, err := io.Copy(out, in)
 	ok(t, err)
 	ok(t, out.Close())
-}
-
-// regionStreamMatchesDB says how region r's changelog stream differs from
-// the database's changes table, or nil when message n is change n for every
-// change: subject domain.RegionSubject(r, stored subject), body byte for
-// byte, Nats-Msg-Id the change id, Fieldsync-Seq n, Fieldsync-Lineage the
-// database's lineage, Fieldsync-Region r (absent for no region), and
-// nothing else in the stream. counts gets how often each change id occurs.
-func regionStreamMatchesDB(ctx context.Context, js jetstream.JetStream, r string, db *store.Server, counts map[string]int) error {
-	st, err := js.Stream(ctx, domain.RegionStream(r))
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", domain.RegionStream(r), err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("stream info: %w", err)
-	}
-	last, err := db.LastSeq(ctx)
-	if err != nil {
-		return err
-	}
-	s := info.State
-	if s.Msgs != last || s.LastSeq != last || s.NumDeleted != 0 || (last > 0 && s.FirstSeq != 1) {
-		return fmt.Errorf("stream %s holds %d messages in %d..%d (%d deleted); the database has changes 1..%d", domain.RegionStream(r), s.Msgs, s.FirstSeq, s.LastSeq, s.NumDeleted, last)
-	}
-	if last == 0 {
-		return nil
-	}
-	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy,
-		MemoryStorage: true, InactiveThreshold: time.Minute})
-	if err != nil {
-		return err
-	}
-	defer st.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name)
-	lineage := db.Instance()
-	var seq uint64
-	for seq < last {
-		batch, err := cons.Fetch(int(min(1000, last-seq)), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return err
-		}
-		rows, err := db.ChangesAfter(ctx, seq, 1000)
-		if err != nil {
-			return err
-		}
-		n := 0
-		for m := range batch.Messages() {
-			seq++
-			meta, err := m.Metadata()
-			if err != nil {
-				return err
-			}
-			if n >= len(rows) {
-				return fmt.Errorf("message %d: the database has no change %d", meta.Sequence.Stream, seq)
-			}
-			row := rows[n]
-			n++
-			c := &pb.Change{}
-			if err := proto.Unmarshal(row.Body, c); err != nil {
-				return fmt.Errorf("change %d: %w", row.Seq, err)
-			}
-			h := m.Headers()
-			counts[h.Get(jetstream.MsgIDHeader)]++
-			switch {
-			case meta.Sequence.Stream != seq || row.Seq != seq:
-				return fmt.Errorf("message %d read where %d expected, change %d", meta.Sequence.Stream, seq, row.Seq)
-			case m.Subject() != domain.RegionSubject(r, row.Subject):
-				return fmt.Errorf("message %d on subject %q, change %d was stored with %q (want %q)", seq, m.Subject(), row.Seq, row.Subject, domain.RegionSubject(r, row.Subject))
-			case !bytes.Equal(m.Data(), row.Body):
-				return fmt.Errorf("message %d differs from change %d in its body", seq, row.Seq)
-			case h.Get(jetstream.MsgIDHeader) != c.GetChangeId():
-				return fmt.Errorf("message %d has id %q, change %d is %q", seq, h.Get(jetstream.MsgIDHeader), row.Seq, c.GetChangeId())
-			case h.Get(domain.HeaderSeq) != strconv.FormatUint(seq, 10):
-				return fmt.Errorf("message %d has %s %q", seq, domain.HeaderSeq, h.Get(domain.HeaderSeq))
-			case h.Get(domain.HeaderLineage) != lineage:
-				return fmt.Errorf("message %d has %s %q, the database is in %q", seq, domain.HeaderLineage, h.Get(domain.HeaderLineage), lineage)
-			case h.Get(domain.HeaderRegion) != r:
-				return fmt.Errorf("message %d has %s %q, want %q", seq, domain.HeaderRegion, h.Get(domain.HeaderRegion), r)
-			}
-		}
-		if err := batch.Error(); err != nil {
-			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("stream says %d messages, read %d", last, seq)
-		}
-	}
-	return nil
 }
 
 // streamState is a stream's last sequence and the lineage its last
