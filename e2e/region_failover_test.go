@@ -493,6 +493,18 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 		}
 	}
 
+	// The standby backed up to the same location from its first start: a
+	// restore from it now (the next standby's) reaches the standby's last
+	// change, in its lineage.
+	again := t.TempDir()
+	out, err = exec.Command(bin, "restore", "-backup", backupURL, "-data", again).CombinedOutput()
+	if err != nil {
+		t.Fatalf("a second restore, from the backup the standby made: %v\n%s", err, out)
+	}
+	if want := fmt.Sprintf(": change %d,", last); !strings.Contains(string(out), want) || !strings.Contains(string(out), "(was "+newLineage+")") {
+		t.Errorf("a second restore: want the backup to reach change %d of lineage %s, the standby's last:\n%s", last, newLineage, out)
+	}
+
 	// HQ reloaded the region and holds what the standby exports.
 	for _, m := range models {
 		testenv.WaitFor(t, time.Minute, "the HQ model of "+m.stream+" to follow the standby's changes to the end", func() bool {
