@@ -23,10 +23,10 @@ import (
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
 )
 
-// regionOrg is testenv.SampleOrg with every administrator-given id (units,
+// regionSampleOrg is testenv.SampleOrg with every administrator-given id (units,
 // people, households) under region r's prefix, as a region's syncd
 // requires (domain.RegionOwns).
-func regionOrg(r string) *pb.ImportOrgRequest {
+func regionSampleOrg(r string) *pb.ImportOrgRequest {
 	p := domain.RegionIDPrefix(r)
 	org := testenv.SampleOrg()
 	for _, u := range org.GetUnits() {

@@ -135,7 +135,7 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	defer conn.Close()
 	adminCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	admin := pb.NewAdminServiceClient(conn)
-	imp := must[*pb.ImportOrgResponse](t)(admin.ImportOrg(adminCtx, regionOrg(region)))
+	imp := must[*pb.ImportOrgResponse](t)(admin.ImportOrg(adminCtx, regionSampleOrg(region)))
 	if len(imp.GetErrors()) > 0 {
 		t.Fatal(imp.GetErrors())
 	}
