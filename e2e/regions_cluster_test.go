@@ -3,8 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
+	"github.com/fieldsync/fieldsync/hq"
 	"github.com/fieldsync/fieldsync/internal/natscluster"
 	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/internal/testenv"
@@ -182,7 +185,30 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 	hqJS, err := jetstream.New(hqNC)
 	ok(t, err)
 	names := []string{regions[0].name, regions[1].name}
-	ok(t, ensureHQStream(ctx, hqJS, names, 3))
+	if _, err := hq.EnsureHQStream(ctx, hqJS, names, 3); err != nil {
+		t.Fatal(err)
+	}
+	model, err := hq.Open(filepath.Join(t.TempDir(), "model.db"))
+	ok(t, err)
+	hqLog := &logBuffer{}
+	fctx, stopFollow := context.WithCancel(context.Background())
+	followDone := make(chan error, 1)
+	go func() {
+		followDone <- model.Follow(fctx, hqJS, hq.FollowConfig{Durable: "hq-cluster-test", Stream: domain.HQStreamName,
+			Log: slog.New(slog.NewTextHandler(hqLog, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	}()
+	defer func() {
+		stopFollow()
+		if err := <-followDone; err != nil {
+			t.Errorf("HQ model: Follow: %v", err)
+		}
+		// Follow's last pull request keeps a goroutine of nats.go for up
+		// to 3s after it returns (see BenchmarkHQFreshness): wait it out,
+		// for goleak.
+		time.Sleep(3200 * time.Millisecond)
+		model.Close()
+	}()
+
 	// Every stream exists (the relays made theirs at start, with 3
 	// replicas): note when each was created, to see later that none was
 	// deleted and made again.
@@ -390,6 +416,28 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 		t.Error(err)
 	}
 
+	// The HQ model: at each region's last change, equal to both exports.
+	testenv.WaitFor(t, 90*time.Second, "the HQ model to apply both regions' last changes", func() bool {
+		for _, r := range regions {
+			if st, ok := model.Region(r.name); !ok || st.LastSeq != lasts[r.name] {
+				return false
+			}
+		}
+		return true
+	})
+	for _, r := range regions {
+		st, _ := model.Region(r.name)
+		if st.Lineage != r.env.Store.Instance() {
+			t.Errorf("HQ model: region %s in lineage %q, its database is in %q", r.name, st.Lineage, r.env.Store.Instance())
+		}
+	}
+	modelMatchesExports(t, model.DB(), regions)
+	if e := hqLog.lines("level=ERROR"); len(e) > 0 {
+		t.Errorf("HQ model logged errors:\n%s", strings.Join(e, "\n"))
+	}
+	if re := hqLog.lines("reload"); len(re) > 0 {
+		t.Errorf("HQ model reloaded (no region was rebuilt):\n%s", strings.Join(re, "\n"))
+	}
 }
 
 // work is one round of a phone: clusterCycles times a visit to one of
@@ -653,13 +701,55 @@ func hqStreamHoldsEachOnce(ctx context.Context, js jetstream.JetStream, lasts ma
 	return nil
 }
 
-// ensureHQStream makes FIELDSYNC_HQ sourcing the regions' streams, with
-// the given replicas.
-func ensureHQStream(ctx context.Context, js jetstream.JetStream, regions []string, replicas int) error {
-	cfg := jetstream.StreamConfig{Name: domain.HQStreamName, Storage: jetstream.FileStorage, Replicas: replicas}
+// modelMatchesExports checks that the HQ model's households and visits
+// are both servers' exports: the same records, each at the exported
+// version with the exported fields, in its region.
+func modelMatchesExports(t *testing.T, db *sql.DB, regions []*clusterRegion) {
+	t.Helper()
+	tables := map[pb.Kind]string{pb.Kind_KIND_HOUSEHOLD: "households", pb.Kind_KIND_VISIT: "visits"}
+	count := map[string]int{}
 	for _, r := range regions {
-		cfg.Sources = append(cfg.Sources, &jetstream.StreamSource{Name: domain.RegionStream(r)})
+		for _, rec := range export(t, r.env) {
+			table, known := tables[rec.GetKind()]
+			if !known {
+				t.Errorf("%s exports a %v (%s): the storm made only households and visits", r.name, rec.GetKind(), rec.GetId())
+				continue
+			}
+			count[table]++
+			cols := []string{"version", "region", "town_id"}
+			want := []string{strconv.FormatUint(rec.GetVersion(), 10), r.name, r.name + "-T01"}
+			fields := map[pb.Kind][]string{pb.Kind_KIND_HOUSEHOLD: {"grid_id", "head", "address"}, pb.Kind_KIND_VISIT: {"household_id", "visited_on", "met", "needs"}}[rec.GetKind()]
+			for _, f := range fields {
+				cols = append(cols, f)
+				want = append(want, rec.GetFields()[f].GetValue())
+			}
+			got := make([]string, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range got {
+				ptrs[i] = &got[i]
+			}
+			if err := db.QueryRow("SELECT "+strings.Join(cols, ", ")+" FROM "+table+" WHERE id = ?", rec.GetId()).Scan(ptrs...); err != nil {
+				t.Errorf("HQ model: %s %s of %s: %v", table, rec.GetId(), r.name, err)
+				continue
+			}
+			for i, c := range cols {
+				if got[i] != want[i] {
+					t.Errorf("HQ model: %s %s: %s = %q, %s exports %q", table, rec.GetId(), c, got[i], r.name, want[i])
+				}
+			}
+		}
 	}
-	_, err := js.CreateStream(ctx, cfg)
-	return err
+	for _, table := range tables {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != count[table] {
+			t.Errorf("HQ model: %d %s, the two exports have %d", n, table, count[table])
+		}
+	}
+	want := 2 * clusterMembers * 2
+	if count["households"] != want || count["visits"] != want/2*clusterRounds*clusterCycles {
+		t.Errorf("the exports hold %v: want %d households and %d visits", count, want, want/2*clusterRounds*clusterCycles)
+	}
 }
