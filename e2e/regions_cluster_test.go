@@ -374,7 +374,7 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 			t.Fatalf("%s: the relay published up to %d of %d after the restart: %v\n%s", r.name, r.env.Server.Relay().Published(), last, err, r.log.String())
 		}
 		wcancel()
-		if err := regionStreamMatchesDB(ctx, hqJS, r.name, r.env.Store); err != nil {
+		if err := retry(ctx, func() error { return regionStreamMatchesDB(ctx, hqJS, r.name, r.env.Store) }); err != nil {
 			t.Errorf("%s: %v", r.name, err)
 		}
 		if last <= killedAt[r.name] {
@@ -412,7 +412,7 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 	testenv.WaitFor(t, 90*time.Second, "FIELDSYNC_HQ to source every change of both regions", func() bool {
 		return streamInfo(t, ctx, hqJS, domain.HQStreamName).State.Msgs >= total
 	})
-	if err := hqStreamHoldsEachOnce(ctx, hqJS, lasts); err != nil {
+	if err := retry(ctx, func() error { return hqStreamHoldsEachOnce(ctx, hqJS, lasts) }); err != nil {
 		t.Error(err)
 	}
 
@@ -496,6 +496,21 @@ func (p *clusterPhone) work(ctx context.Context, round int, afterSync func() err
 		}
 	}
 	return nil
+}
+
+// retry calls check until it returns nil, for up to 30 s: a stream's
+// leader may still be changing after the restart ("no responders"), and
+// a check that finds the stream wrong finds it wrong again. It returns the
+// last error.
+func retry(ctx context.Context, check func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := check()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 func regionStreams(rs []*clusterRegion) []string {
