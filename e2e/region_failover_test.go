@@ -380,28 +380,38 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 	}
 
 	// The phone enrolled after the backup's last shipment: its credential
-	// is not in the restored database, and it is told to enroll again; it
-	// keeps the visit the lost server acknowledged. Known gap (reported):
-	// enrolling that phone's database again is refused ("already enrolled"):
-	// only a copy stopped as a clone re-enrolls keeping its work, so the
-	// visit cannot reach the standby. When syncer re-enrolls such a phone,
-	// this should assert that the visit arrives instead.
+	// is not in the restored database. It stops, keeping its work
+	// (syncer.ErrUnknownDevice: the SDK's reenroll), and once enrolled
+	// again with a new code it sends the visit the lost server had
+	// acknowledged, as the new device's.
 	{
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err := late.Sync(sctx)
 		cancel()
-		if err == nil || !strings.Contains(err.Error(), "enroll the device again") {
-			t.Errorf("a phone enrolled after the last backup, syncing with the standby: %v, want to be told to enroll again", err)
+		if !errors.Is(err, syncer.ErrUnknownDevice) {
+			t.Errorf("a phone enrolled after the last backup, syncing with the standby: %v, want syncer.ErrUnknownDevice", err)
 		}
 		if it, err := late.Get(lateVisit); err != nil || it.State != "synced" {
 			t.Errorf("the late phone's acknowledged visit: %+v, %v: want it kept on the phone", it, err)
+		}
+		if onStandby[lateVisit] != 0 {
+			t.Fatalf("the standby holds the late phone's visit %s before it enrolled again: the test needs it lost", lateVisit)
 		}
 		code := must[*pb.CreateEnrollmentCodeResponse](t)(admin.CreateEnrollmentCode(adminCtx, &pb.CreateEnrollmentCodeRequest{UserId: id(testenv.Outsider)})).GetCode()
 		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err = late.Enroll(ectx, syncer.FormatEnrollment(addr, code, fp), "phone of "+id(testenv.Outsider))
 		cancel()
-		if err == nil || !strings.Contains(err.Error(), "already enrolled") {
-			t.Errorf("enrolling the late phone again: %v; the test expected the known gap (refused: already enrolled): if syncer now re-enrolls it, assert its visit %s reaches the standby", err, lateVisit)
+		if err != nil {
+			t.Fatalf("enrolling the late phone again: %v", err)
+		}
+		sctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		_, err = late.Sync(sctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("the late phone's first sync after enrolling again: %v", err)
+		}
+		if got := exportIDs(t, adminCtx, conn); got[lateVisit] != 1 {
+			t.Errorf("the late phone's visit %s on the standby %d times after it enrolled again, want once", lateVisit, got[lateVisit])
 		}
 	}
 	// One round: each phone's Sync once, in turn.
