@@ -26,6 +26,10 @@ type Files interface {
 	// (never held whole), and returns the bytes written. ErrNoFile when the
 	// server does not hold it complete (not uploaded yet).
 	CopyFile(ctx context.Context, sha256 string, w io.Writer) (int64, error)
+	// Proven reports whether the file's bytes were proven through the
+	// record (uploaded through it, or by a device that showed it holds
+	// them): a record that names a file by its hash alone opens nothing.
+	Proven(ctx context.Context, recordID, sha256 string) (bool, error)
 }
 
 // ErrNoFile says the server does not hold a file complete (yet).
@@ -116,6 +120,15 @@ func (s *Server) file(thumb bool) http.HandlerFunc {
 		}
 		if s.cfg.Files == nil {
 			s.fail(w, r, ss, http.StatusServiceUnavailable, msg(lang, "err_nofiles"))
+			return
+		}
+		// Before the thumbnails' cache too: it is kept by hash, and
+		// another record may name the same hash.
+		if ok, err := s.cfg.Files.Proven(r.Context(), record, sha); err != nil {
+			s.internal(w, r, ss, err)
+			return
+		} else if !ok {
+			s.fail(w, r, ss, http.StatusNotFound, msg(lang, "err_notuploaded"))
 			return
 		}
 		if thumb {

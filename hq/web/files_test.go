@@ -22,6 +22,15 @@ type memFiles struct {
 	mu    sync.Mutex
 	files map[string][]byte
 	reads int
+	// unproven: record/sha pairs whose bytes were not proven through the
+	// record (every other pair is).
+	unproven map[string]bool
+}
+
+func (m *memFiles) Proven(_ context.Context, recordID, sha string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.unproven[recordID+"/"+sha], nil
 }
 
 func (m *memFiles) CopyFile(_ context.Context, sha string, w io.Writer) (int64, error) {
@@ -148,6 +157,18 @@ func TestFilesPage(t *testing.T) {
 		resp, body := get(t, hq, e.ts.URL+"/f/DS1/"+hashOfBytes(f.data))
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != f.typ || body != string(f.data) {
 			t.Errorf("file %s: %d %s, %d bytes; want 200 %s, the %d bytes stored", f.typ, resp.StatusCode, resp.Header.Get("Content-Type"), len(body), f.typ, len(f.data))
+		}
+	}
+	// A record naming the photo by its hash alone, not proven through it:
+	// neither the file nor its thumbnail (cached by hash from DS1's).
+	if _, err := e.model.Exec(`INSERT INTO attachments (record_id, sha256, n, kind, size, media_type, caption, author_id, hlc, village_id, town_id)
+		VALUES ('DS3', ?, 0, 'dispute', ?, 'image/jpeg', 'hash only', 'MED1', 'h', 'V1', 'T1')`, hashOfBytes(photo), len(photo)); err != nil {
+		t.Fatal(err)
+	}
+	files.unproven = map[string]bool{"DS3/" + hashOfBytes(photo): true}
+	for _, u := range []string{"/f/DS3/" + hashOfBytes(photo), "/f/DS3/" + hashOfBytes(photo) + "/thumb"} {
+		if resp, body := get(t, hq, e.ts.URL+u+"?lang=en"); resp.StatusCode != http.StatusNotFound || strings.Contains(body, string(photo[:32])) {
+			t.Errorf("%s, not proven through the record: %d, want 404 without the bytes (%d bytes answered)", u, resp.StatusCode, len(body))
 		}
 	}
 	// The PDF's "thumbnail" is the icon.

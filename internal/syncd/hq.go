@@ -93,6 +93,10 @@ func (s storeFiles) CopyFile(ctx context.Context, sha string, w io.Writer) (int6
 	return cw.n, err
 }
 
+func (s storeFiles) Proven(ctx context.Context, recordID, sha string) (bool, error) {
+	return s.f.Proven(ctx, sha, recordID)
+}
+
 type countingWriter struct {
 	w io.Writer
 	n int64
