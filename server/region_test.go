@@ -355,3 +355,53 @@ func TestRegionBesideANoRegionStreamIsRefusedWithAReason(t *testing.T) {
 		t.Fatalf("a region's stream beside FIELDSYNC_CHANGES: %v", err)
 	}
 }
+
+// TestTwoServersOfOneRegionDoNotFightOverItsStream: a second syncd of the
+// same region (the old machine back after a failover: another database,
+// another lineage, the same region) finds the region's stream published
+// under a lineage neither its own nor the one it came from. It refuses to
+// rebuild it, naming what to do, instead of deleting the first server's
+// stream (which would then rebuild it in turn, and so on); the first
+// server's stream stays whole and goes on.
+func TestTwoServersOfOneRegionDoNotFightOverItsStream(t *testing.T) {
+	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		JetStreamMaxStore: 2 * server.DefaultNATSMaxStore}
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	start := func() *testenv.Env {
+		return testenv.Start(t, testenv.WithSyncdConfig(func(c *syncd.Config) { c.Region, c.NATSURL = "xiaonan", ns.ClientURL() }))
+	}
+	a := start()
+	importOK(t, a, regionOrg("xiaonan"))
+	waitRegionStream(t, a.JS, a.Store, "xiaonan")
+
+	b := start() // another database of region xiaonan
+	importOK(t, b, regionOrg("xiaonan"))
+	err = b.Daemon.Server.Relay().Check(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "another server of region xiaonan") || !strings.Contains(err.Error(), "nats stream rm FIELDSYNC_CHANGES_XIAONAN -f") {
+		t.Fatalf("the second server's relay check: %v, want a refusal naming the other server and the command", err)
+	}
+	// The first server's stream goes on, whole, in its lineage.
+	importOK(t, a, &pb.ImportOrgRequest{Households: []*pb.Household{{Id: "xiaonan-H100", GridId: "xiaonan-G01", Head: "x"}}})
+	waitRegionStream(t, a.JS, a.Store, "xiaonan")
+	time.Sleep(2 * time.Second) // the second relay's loop retries meanwhile (once a second)
+	waitRegionStream(t, a.JS, a.Store, "xiaonan")
+	st, err := a.JS.Stream(t.Context(), "FIELDSYNC_CHANGES_XIAONAN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := st.GetMsg(t.Context(), st.CachedInfo().State.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msg.Header.Get(domain.HeaderLineage); got != a.Store.Instance() {
+		t.Fatalf("the stream's lineage is %q, want the first server's %q", got, a.Store.Instance())
+	}
+}

@@ -80,6 +80,11 @@ func (r *Relay) checkAndRepair(ctx context.Context, st jetstream.Stream, whole b
 	if err != nil || bad == nil {
 		return last, lineage, err
 	}
+	if r.region != "" {
+		if err := r.fence(ctx, st); err != nil {
+			return 0, "", err
+		}
+	}
 	if bad.wentBack {
 		old := lineage
 		l, err := r.store.Rebase(ctx)
@@ -104,6 +109,48 @@ func (r *Relay) checkAndRepair(ctx context.Context, st jetstream.Stream, whole b
 	start -= min(start, 1)
 	r.published.Store(start)
 	return start, lineage, nil
+}
+
+// fence refuses to rebuild a region's stream that another live server of
+// the same region publishes to: its last message carries this region and a
+// lineage that is neither the database's nor the one it came from (a
+// restore's new lineage follows the stream's: a standby rebuilds the
+// stream of the server it replaces). Two syncds of one region (the old
+// machine back after a failover) would otherwise delete and rebuild the
+// stream in turn, every second, and HQ reload the region each time. The
+// relay then publishes nothing and says, at every retry, what to do.
+func (r *Relay) fence(ctx context.Context, st jetstream.Stream) error {
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream info: %w", err)
+	}
+	if info.State.LastSeq == 0 || info.State.Msgs == 0 {
+		return nil
+	}
+	msg, err := st.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		if cantTell(err) {
+			return fmt.Errorf("read message %d: %w", info.State.LastSeq, err)
+		}
+		return nil
+	}
+	theirs := msg.Header.Get(domain.HeaderLineage)
+	if msg.Header.Get(domain.HeaderRegion) != r.region || theirs == "" {
+		return nil
+	}
+	l, err := r.store.Lineage(ctx)
+	if err != nil {
+		return &dbError{err}
+	}
+	if theirs == l.ID || theirs == l.Prev {
+		return nil
+	}
+	name := r.Stream()
+	return &refusalError{fmt.Errorf("stream %s is published by another server of region %s: its last message (change %s) is of lineage %q, "+
+		"and this database is of lineage %q (before it %q): two syncds run as region %s (the old machine back after a failover?); "+
+		"this syncd publishes nothing to it until that is settled: stop the syncd that is not the region's server; "+
+		"if this one is the region's server and the stream is stale, delete it (nats stream rm %s -f) and this syncd rebuilds it from its database",
+		name, r.region, msg.Header.Get(domain.HeaderSeq), theirs, l.ID, l.Prev, r.region, name)}
 }
 
 // rebuild deletes the stream and creates it empty.
