@@ -25,6 +25,11 @@ type FollowConfig struct {
 	// Durable is the durable consumer's name (DefaultDurable when empty):
 	// one per model; two models must not share one.
 	Durable string
+	// Stream is the stream followed (domain.StreamName when empty): a
+	// syncd's own changelog, a region's (domain.RegionStream), or HQ's
+	// stream sourcing every region (domain.HQStreamName). Lineage and
+	// change numbers are kept per region (header domain.HeaderRegion).
+	Stream string
 	// Log gets what the follower does (nil: slog.Default()).
 	Log *slog.Logger
 	// Applied, when set, is called after each commit with LastSeq.
@@ -80,16 +85,23 @@ func (m *Model) Follow(ctx context.Context, js jetstream.JetStream, cfg FollowCo
 	if err := checkDurable(durable); err != nil {
 		return err
 	}
+	stream := cfg.Stream
+	if stream == "" {
+		stream = domain.StreamName
+	}
+	if err := checkStreamName(stream); err != nil {
+		return err
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("consumer", durable)
+	log = log.With("consumer", durable, "stream", stream)
 	const minBackoff = 100 * time.Millisecond
 	backoff := minBackoff
 	fails := 0
 	for {
-		err := m.round(ctx, js, durable, log, cfg.Applied)
+		err := m.round(ctx, js, stream, durable, log, cfg.Applied)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -112,6 +124,17 @@ func (m *Model) Follow(ctx context.Context, js jetstream.JetStream, cfg FollowCo
 	}
 }
 
+// checkStreamName says what is wrong with a stream's name.
+func checkStreamName(name string) error {
+	if len(name) > 255 {
+		return fmt.Errorf("hq: follow: FollowConfig.Stream %q is %d bytes: at most 255", name, len(name))
+	}
+	if i := strings.IndexAny(name, ". *>/\\\t\r\n"); i >= 0 {
+		return fmt.Errorf("hq: follow: FollowConfig.Stream %q has %q: want letters, digits, - and _ (e.g. %s, %s)", name, name[i], domain.StreamName, domain.HQStreamName)
+	}
+	return nil
+}
+
 // checkDurable says what is wrong with a consumer name.
 func checkDurable(name string) error {
 	if len(name) > 64 {
@@ -124,17 +147,20 @@ func checkDurable(name string) error {
 }
 
 // round follows the stream until an error, which it returns.
-func (m *Model) round(ctx context.Context, js jetstream.JetStream, durable string, log *slog.Logger, applied func(uint64)) error {
-	st, err := js.Stream(ctx, domain.StreamName)
+func (m *Model) round(ctx context.Context, js jetstream.JetStream, stream, durable string, log *slog.Logger, applied func(uint64)) error {
+	st, err := js.Stream(ctx, stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("stream %s not found (syncd creates it when it starts): waiting for it", domain.StreamName)
+		if stream == domain.HQStreamName {
+			return fmt.Errorf("stream %s not found (fieldctl hq stream -regions ... creates it): waiting for it", stream)
+		}
+		return fmt.Errorf("stream %s not found (syncd creates it when it starts): waiting for it", stream)
 	}
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", domain.StreamName, err)
+		return fmt.Errorf("stream %s: %w", stream, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", domain.StreamName, err)
+		return fmt.Errorf("stream %s: %w", stream, err)
 	}
 	m.mu.Lock()
 	if m.closed {
@@ -270,7 +296,7 @@ func (m *Model) round(ctx context.Context, js jetstream.JetStream, durable strin
 		checked = time.Now()
 		info, err := st.Info(ctx)
 		if err != nil {
-			return fmt.Errorf("stream %s: %w", domain.StreamName, err)
+			return fmt.Errorf("stream %s: %w", stream, err)
 		}
 		m.mu.Lock()
 		streamSeq = m.streamSeq

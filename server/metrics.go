@@ -250,7 +250,7 @@ func (c *storeCollector) collectConsumers(ctx context.Context, s *Server, ch cha
 	if s.cfg.JetStream == nil {
 		return
 	}
-	st, err := s.cfg.JetStream.Stream(ctx, domain.StreamName)
+	st, err := s.cfg.JetStream.Stream(ctx, domain.RegionStream(s.cfg.Region))
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrStreamNotFound) {
 			ch <- prometheus.NewInvalidMetric(consumerLagDesc, err)

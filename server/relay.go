@@ -33,6 +33,11 @@ type Relay struct {
 	js    jetstream.JetStream
 	log   *slog.Logger
 	poke  chan struct{}
+	// region is the region this syncd runs as ("" for none): its stream
+	// is domain.RegionStream(region), each change is published at
+	// domain.RegionSubject(region, its stored subject) with the header
+	// domain.HeaderRegion (SetRegion).
+	region string
 	// published is the highest change number the stream acknowledged.
 	published atomic.Uint64
 	// checked: a whole-stream check passed (Check, or Run's first round).
@@ -61,6 +66,18 @@ func NewRelay(st *store.Server, js jetstream.JetStream, log *slog.Logger) *Relay
 	return &Relay{store: st, js: js, log: log, poke: make(chan struct{}, 1)}
 }
 
+// SetRegion makes the relay publish as region r (domain.CheckRegion; ""
+// for none): stream domain.RegionStream(r), subjects under
+// domain.RegionSubjectPrefix(r), header domain.HeaderRegion. Call it
+// before Check or Run.
+func (r *Relay) SetRegion(region string) { r.region = region }
+
+// Region is the region the relay publishes as ("" for none).
+func (r *Relay) Region() string { return r.region }
+
+// Stream is the name of the stream the relay publishes to.
+func (r *Relay) Stream() string { return domain.RegionStream(r.region) }
+
 // Poke tells the relay that changes were committed.
 func (r *Relay) Poke() {
 	select {
@@ -72,8 +89,14 @@ func (r *Relay) Poke() {
 // Published returns the highest change number the stream acknowledged.
 func (r *Relay) Published() uint64 { return r.published.Load() }
 
-// StreamConfig is the changelog stream: file storage, subjects
-// fieldsync.changes.<region>.<kind>, a duplicate window for retries.
+// StreamConfig is the changelog stream of a syncd without a region:
+// StreamConfigFor("").
+func StreamConfig() jetstream.StreamConfig { return StreamConfigFor("") }
+
+// StreamConfigFor is region's changelog stream (domain.RegionStream):
+// file storage, subjects domain.RegionSubjectPrefix(region) + ".>"
+// (fieldsync.changes[.<region>].<town>.<kind>), a duplicate window for
+// retries.
 //
 // The window is short: every publish carries the stream's expected last
 // sequence, which already refuses a second copy of a change whenever it
@@ -81,11 +104,15 @@ func (r *Relay) Published() uint64 { return r.published.Load() }
 // (10 s acknowledgement timeout). JetStream keeps every message id of the
 // window in memory: at a storm's 5,000 changes/s, 10 minutes would be
 // millions of ids; 30 s is about 150,000.
-func StreamConfig() jetstream.StreamConfig {
+func StreamConfigFor(region string) jetstream.StreamConfig {
+	desc := "fieldsync changelog: one message per committed change (body fieldsync.v1.Change)"
+	if region != "" {
+		desc = "fieldsync changelog of region " + region + ": one message per committed change (body fieldsync.v1.Change)"
+	}
 	return jetstream.StreamConfig{
-		Name:        domain.StreamName,
-		Description: "fieldsync changelog: one message per committed change (body fieldsync.v1.Change)",
-		Subjects:    []string{domain.SubjectPrefix + ".>"},
+		Name:        domain.RegionStream(region),
+		Description: desc,
+		Subjects:    []string{domain.RegionSubjectPrefix(region) + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  30 * time.Second,
@@ -97,7 +124,13 @@ func StreamConfig() jetstream.StreamConfig {
 // brings an existing one to what the relay needs, keeping its limits (see
 // StreamLimits).
 func EnsureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
-	return ensureStream(ctx, js, StreamLimits{}, false, nil, 0)
+	return ensureStream(ctx, js, "", StreamLimits{}, false, nil, 0)
+}
+
+// EnsureRegionStream is EnsureStream for region's stream
+// (domain.RegionStream).
+func EnsureRegionStream(ctx context.Context, js jetstream.JetStream, region string) (jetstream.Stream, error) {
+	return ensureStream(ctx, js, region, StreamLimits{}, false, nil, 0)
 }
 
 // Run publishes until ctx ends, retrying with backoff while NATS is away.
@@ -231,11 +264,14 @@ func (r *Relay) publishAfter(ctx context.Context, pos *uint64, lineage string) (
 		if err != nil {
 			return 0, &dbError{fmt.Errorf("change %d: %w", row.Seq, err)}
 		}
-		msg := nats.NewMsg(row.Subject)
+		msg := nats.NewMsg(domain.RegionSubject(r.region, row.Subject))
 		msg.Data = row.Body
 		msg.Header.Set(jetstream.MsgIDHeader, id)
 		msg.Header.Set(domain.HeaderSeq, strconv.FormatUint(row.Seq, 10))
 		msg.Header.Set(domain.HeaderLineage, lineage)
+		if r.region != "" {
+			msg.Header.Set(domain.HeaderRegion, r.region)
+		}
 		f, err := r.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequence(row.Seq-1))
 		if err != nil {
 			return 0, fmt.Errorf("publish change %d: %w", row.Seq, err)

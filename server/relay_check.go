@@ -95,7 +95,7 @@ func (r *Relay) checkAndRepair(ctx context.Context, st jetstream.Stream, whole b
 	}
 	dbLast, _ := r.store.LastSeq(ctx)
 	r.log.Warn("relay: the changelog stream did not match the database; deleted and recreated it, republishing every change from the database (consumers see a new "+domain.HeaderLineage+" or their consumer gone, and reload)",
-		"stream", domain.StreamName, "found", bad.what, "lineage", lineage, "changes", dbLast)
+		"stream", r.Stream(), "found", bad.what, "lineage", lineage, "changes", dbLast)
 	// The stream starts at the database's first change (ensureStream).
 	start, err := r.store.FirstChange(ctx)
 	if err != nil {
@@ -108,15 +108,16 @@ func (r *Relay) checkAndRepair(ctx context.Context, st jetstream.Stream, whole b
 
 // rebuild deletes the stream and creates it empty.
 func (r *Relay) rebuild(ctx context.Context) error {
-	if err := r.js.DeleteStream(ctx, domain.StreamName); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+	name := r.Stream()
+	if err := r.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			// NATS answers a request its permissions deny with silence.
 			err = fmt.Errorf("%w (no answer: is it denied to syncd's NATS user?)", err)
 		}
-		return &refusalError{fmt.Errorf("cannot delete stream %s to rebuild it from the database: %w; give syncd's NATS user the right to delete it, or delete it yourself (nats stream rm %s -f) and syncd rebuilds it", domain.StreamName, err, domain.StreamName)}
+		return &refusalError{fmt.Errorf("cannot delete stream %s to rebuild it from the database: %w; give syncd's NATS user the right to delete it, or delete it yourself (nats stream rm %s -f) and syncd rebuilds it", name, err, name)}
 	}
 	if _, err := r.ensureStream(ctx); err != nil {
-		return &refusalError{fmt.Errorf("deleted stream %s to rebuild it but cannot create it again: %w; create it yourself or check the NATS account's JetStream limits", domain.StreamName, err)}
+		return &refusalError{fmt.Errorf("deleted stream %s to rebuild it but cannot create it again: %w; create it yourself or check the NATS account's JetStream limits", name, err)}
 	}
 	return nil
 }
@@ -166,7 +167,7 @@ func (r *Relay) check(ctx context.Context, st jetstream.Stream, lineage string, 
 		// A new stream, or one whose store lost everything (a block
 		// zeroed from its start recovers as an empty stream).
 		if dbLast > 0 && whole {
-			r.log.Warn("relay: the changelog stream is empty; publishing every change from the database", "stream", domain.StreamName, "changes", dbLast)
+			r.log.Warn("relay: the changelog stream is empty; publishing every change from the database", "stream", r.Stream(), "changes", dbLast)
 		}
 		return 0, nil, nil
 	case s.Msgs == 0 && first > 1:
@@ -259,12 +260,14 @@ func (r *Relay) compare(ctx context.Context, st jetstream.Stream, seq uint64, li
 		what = fmt.Sprintf("message %d has id %q, change %d is %q", seq, gotID, seq, id)
 	case msg.Header.Get(domain.HeaderSeq) != strconv.FormatUint(seq, 10):
 		what = fmt.Sprintf("message %d has %s %q", seq, domain.HeaderSeq, msg.Header.Get(domain.HeaderSeq))
-	case msg.Subject != row.Subject || !bytes.Equal(msg.Data, row.Body):
+	case msg.Subject != domain.RegionSubject(r.region, row.Subject) || !bytes.Equal(msg.Data, row.Body):
 		// Same change id, other content: the database numbered a change
 		// again that its earlier self had published.
 		return &mismatch{what: fmt.Sprintf("message %d (%s) differs from change %d in subject or body", seq, id, seq), wentBack: strings.HasPrefix(id, lineage+"-")}, nil
 	case msg.Header.Get(domain.HeaderLineage) != lineage:
 		what = fmt.Sprintf("message %d is of lineage %q, the database is in %q", seq, msg.Header.Get(domain.HeaderLineage), lineage)
+	case msg.Header.Get(domain.HeaderRegion) != r.region:
+		what = fmt.Sprintf("message %d has %s %q, the relay publishes as region %q", seq, domain.HeaderRegion, msg.Header.Get(domain.HeaderRegion), r.region)
 	default:
 		return nil, nil
 	}

@@ -61,6 +61,11 @@ type Config struct {
 	NATSAuth *NATSAuth
 	// StreamLimits are the changelog stream's limits (stream_limits.go).
 	StreamLimits StreamLimits
+	// Region is the region this server is (domain.CheckRegion; "" for
+	// none; the store pins it, store.Server.Region): the relay publishes
+	// to the region's stream (domain.RegionStream) and the admin import
+	// takes only ids the region owns (domain.RegionOwns).
+	Region string
 	// MaxStreamsPerDevice caps the Watch streams one device holds open
 	// (0: DefaultMaxStreamsPerDevice; negative: no cap).
 	MaxStreamsPerDevice int
@@ -175,6 +180,7 @@ func New(cfg Config) *Server {
 	if cfg.JetStream != nil {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
 		s.relay.limits = cfg.StreamLimits
+		s.relay.SetRegion(cfg.Region)
 		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1), subject: cfg.Store.AuditHeadSubject()}
 	}
 	if s.audit != nil {

@@ -36,10 +36,18 @@ const (
 type StreamLimits struct {
 	MaxAge   time.Duration // 0: no age limit
 	MaxBytes int64         // 0: DefaultChangelogMaxBytes; -1: no limit
-	// SetMaxAge, SetMaxBytes: given explicitly (a flag on the command
-	// line): applied to an existing stream too.
-	SetMaxAge, SetMaxBytes bool
+	// Replicas is how many JetStream servers of a cluster keep the stream
+	// (0: 1; at most MaxReplicas).
+	Replicas int
+	// SetMaxAge, SetMaxBytes, SetReplicas: given explicitly (a flag on
+	// the command line): applied to an existing stream too.
+	SetMaxAge, SetMaxBytes, SetReplicas bool
 }
+
+// MaxReplicas is the most replicas JetStream keeps of a stream.
+const MaxReplicas = 5
+
+func (l StreamLimits) replicas() int { return max(l.Replicas, 1) }
 
 func (l StreamLimits) maxAge() time.Duration { return l.MaxAge }
 
@@ -59,8 +67,8 @@ func (l StreamLimits) maxBytes() int64 {
 // refuse changes in the middle, which the relay takes for damage and
 // rebuilds, for ever), and no seal, no rollup, no deny-delete (the relay
 // deletes the stream to rebuild it).
-func enforceStream(cfg *jetstream.StreamConfig) (changed bool) {
-	want := StreamConfig()
+func enforceStream(cfg *jetstream.StreamConfig, region string) (changed bool) {
+	want := StreamConfigFor(region)
 	set := func(ok bool, fix func()) {
 		if !ok {
 			fix()
@@ -95,7 +103,7 @@ func (r *Relay) ensureStream(ctx context.Context) (jetstream.Stream, error) {
 	if err != nil {
 		return nil, &dbError{fmt.Errorf("read the first change: %w", err)}
 	}
-	st, err := ensureStream(ctx, r.js, r.limits, explicit, r.lastConfig.Load(), first)
+	st, err := ensureStream(ctx, r.js, r.region, r.limits, explicit, r.lastConfig.Load(), first)
 	if err != nil {
 		return nil, err
 	}
@@ -105,50 +113,70 @@ func (r *Relay) ensureStream(ctx context.Context) (jetstream.Stream, error) {
 	return st, nil
 }
 
-func ensureStream(ctx context.Context, js jetstream.JetStream, lim StreamLimits, explicit bool, prev *jetstream.StreamConfig, firstSeq uint64) (jetstream.Stream, error) {
-	st, err := js.Stream(ctx, domain.StreamName)
+func ensureStream(ctx context.Context, js jetstream.JetStream, region string, lim StreamLimits, explicit bool, prev *jetstream.StreamConfig, firstSeq uint64) (jetstream.Stream, error) {
+	name := domain.RegionStream(region)
+	st, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		cfg := StreamConfig()
-		cfg.MaxAge, cfg.MaxBytes = lim.maxAge(), lim.maxBytes()
+		cfg := StreamConfigFor(region)
+		cfg.MaxAge, cfg.MaxBytes, cfg.Replicas = lim.maxAge(), lim.maxBytes(), lim.replicas()
 		if firstSeq > 1 {
 			cfg.FirstSeq = firstSeq // message n is still change n
 		}
 		if prev != nil { // recreated: keep what it had
-			cfg.MaxAge, cfg.MaxBytes, cfg.MaxMsgs = prev.MaxAge, prev.MaxBytes, prev.MaxMsgs
+			cfg.MaxAge, cfg.MaxBytes, cfg.MaxMsgs, cfg.Replicas = prev.MaxAge, prev.MaxBytes, prev.MaxMsgs, max(prev.Replicas, 1)
 			if explicit && lim.SetMaxAge {
 				cfg.MaxAge = lim.maxAge()
 			}
 			if explicit && lim.SetMaxBytes {
 				cfg.MaxBytes = lim.maxBytes()
 			}
+			if explicit && lim.SetReplicas {
+				cfg.Replicas = lim.replicas()
+			}
 		}
 		st, err = js.CreateStream(ctx, cfg)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			st, err = js.Stream(ctx, domain.StreamName) // created meanwhile
+			st, err = js.Stream(ctx, name) // created meanwhile
 		}
 		if err != nil {
-			return nil, fmt.Errorf("create stream %s: %w", domain.StreamName, err)
+			return nil, fmt.Errorf("create stream %s: %w%s", name, err, replicasHint(err, cfg.Replicas))
 		}
 		return st, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", domain.StreamName, err)
+		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
 	cfg := st.CachedInfo().Config
-	changed := enforceStream(&cfg)
+	changed := enforceStream(&cfg, region)
 	if explicit && lim.SetMaxAge && cfg.MaxAge != lim.maxAge() {
 		cfg.MaxAge, changed = lim.maxAge(), true
 	}
 	if explicit && lim.SetMaxBytes && cfg.MaxBytes != lim.maxBytes() {
 		cfg.MaxBytes, changed = lim.maxBytes(), true
 	}
+	if explicit && lim.SetReplicas && max(cfg.Replicas, 1) != lim.replicas() {
+		cfg.Replicas, changed = lim.replicas(), true
+	}
 	if !changed {
 		return st, nil
 	}
 	if st, err = js.UpdateStream(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("update stream %s to the settings the relay needs: %w (if its storage is not file, delete it: nats stream rm %s -f, and syncd rebuilds it)", domain.StreamName, err, domain.StreamName)
+		return nil, fmt.Errorf("update stream %s to the settings the relay needs: %w%s (if its storage is not file, delete it: nats stream rm %s -f, and syncd rebuilds it)", name, err, replicasHint(err, cfg.Replicas), name)
 	}
 	return st, nil
+}
+
+// replicasHint explains a refusal of a stream's replicas: more than the
+// JetStream servers that can hold it.
+func replicasHint(err error, replicas int) string {
+	if replicas <= 1 {
+		return ""
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (strings.Contains(strings.ToLower(apiErr.Description), "replica") || strings.Contains(strings.ToLower(apiErr.Description), "insufficient resources")) {
+		return fmt.Sprintf(" (-changelog-replicas %d needs a JetStream cluster of at least %d servers: see syncd nats -h)", replicas, replicas)
+	}
+	return ""
 }
 
 // StreamSettings is the changelog stream's configuration as last created,
@@ -159,7 +187,7 @@ func (r *Relay) StreamSettings() *jetstream.StreamConfig { return r.lastConfig.L
 // changelog stream's settings.
 func DescribeStream(cfg *jetstream.StreamConfig) string {
 	if cfg == nil {
-		return "stream " + domain.StreamName + ": not reached yet"
+		return "stream: not reached yet"
 	}
 	age := "no age limit"
 	if cfg.MaxAge > 0 {
@@ -180,8 +208,8 @@ func DescribeStream(cfg *jetstream.StreamConfig) string {
 	if cfg.Discard == jetstream.DiscardNew {
 		discard = "new"
 	}
-	return fmt.Sprintf("stream %s: subjects %s, %s storage, %s retention, %s, %s%s, discard %s, duplicate window %s",
-		cfg.Name, strings.Join(cfg.Subjects, ","), strings.ToLower(cfg.Storage.String()), strings.ToLower(cfg.Retention.String()), age, size, msgs, discard, cfg.Duplicates)
+	return fmt.Sprintf("stream %s: subjects %s, %s storage, %d replica(s), %s retention, %s, %s%s, discard %s, duplicate window %s",
+		cfg.Name, strings.Join(cfg.Subjects, ","), strings.ToLower(cfg.Storage.String()), max(cfg.Replicas, 1), strings.ToLower(cfg.Retention.String()), age, size, msgs, discard, cfg.Duplicates)
 }
 
 // trimmedByLimits says whether the stream's head up to message seq (gone)

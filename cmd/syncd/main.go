@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/fieldsync/fieldsync/backup"
+	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/internal/buildinfo"
 	"github.com/fieldsync/fieldsync/internal/cliflags"
 	"github.com/fieldsync/fieldsync/internal/syncd"
@@ -84,6 +85,7 @@ type config struct {
 	hqListen          string        // "off": no HQ page and no read model
 	hqTLSCert         string
 	hqTLSKey          string
+	region            string // "": no region
 }
 
 // defaultConfig holds every default in one place.
@@ -168,6 +170,7 @@ func (c *config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.Var(cliflags.Checked(&c.hqListen, checkHQListen), "hq-listen", "`address` of the HQ page (and its read model, <data>/hq), or off; plain HTTP on loopback, HTTPS beyond it (with syncd's certificate unless -hq-tls-cert is given; the address is added to the certificate's names)")
 	fs.StringVar(&c.hqTLSCert, "hq-tls-cert", c.hqTLSCert, "certificate `file` (PEM, with its chain) the HQ page serves HTTPS with, instead of syncd's own; needs -hq-tls-key")
 	fs.StringVar(&c.hqTLSKey, "hq-tls-key", c.hqTLSKey, "private key `file` (PEM) of -hq-tls-cert")
+	fs.Var(cliflags.Checked(&c.region, domain.CheckRegion), "region", "the `region` this syncd is (lower-case letters and digits, starting with a letter, e.g. xiaonan), when a province runs one syncd per region on one NATS cluster: the changelog goes to stream FIELDSYNC_CHANGES_<REGION> on subjects fieldsync.changes.<region>.>, and the import takes only ids starting with <region>-. The database keeps the region it first ran with and refuses another. Default: no region (stream FIELDSYNC_CHANGES)")
 	c.quotaFlags(fs)
 	c.retentionFlags(fs)
 	return fs
@@ -272,6 +275,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		NATSMaxStore:    int64(cfg.natsMaxStore),
 		NATSOptions:     natsOpts,
 		StreamLimits:    cfg.nats.limits,
+		Region:          cfg.region,
 		AdminTokenFile:  cfg.adminTokenFile,
 		Backup:          backupLocation(cfg.data, cfg.backup),
 		BackupInterval:  cfg.backupInterval,

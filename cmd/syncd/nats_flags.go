@@ -18,6 +18,7 @@ type natsFlags struct {
 	creds, nkey, ca, cert, key string
 	maxAge                     time.Duration
 	maxBytes                   server.ByteSize
+	replicas                   int
 	limits                     server.StreamLimits // from maxAge, maxBytes and which were given
 }
 
@@ -28,6 +29,7 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.cert, "nats-cert", "", "with -nats: a client certificate `file` (PEM) for NATS servers that verify clients (with -nats-key)")
 	fs.StringVar(&n.key, "nats-key", "", "with -nats: the client certificate's key `file` (PEM)")
 	fs.DurationVar(&n.maxAge, "changelog-max-age", server.DefaultChangelogMaxAge, "the changelog stream drops changes older than this `duration` (e.g. 8760h for a year; 0: never). Applied to an existing stream only when given; otherwise its own setting is kept")
+	fs.IntVar(&n.replicas, "changelog-replicas", 1, "how many `servers` of the JetStream cluster keep the changelog stream, 1 to 5 (3 on a 3-node cluster: a node can fail and nothing is lost). Applied to an existing stream only when given; otherwise its own setting is kept")
 	fs.Var(&n.maxBytes, "changelog-max-bytes", "the changelog stream drops its oldest changes beyond this `size` (default "+server.ByteSize(server.DefaultChangelogMaxBytes).String()+", below -nats-max-store). Applied to an existing stream only when given; otherwise its own setting is kept")
 }
 
@@ -35,9 +37,11 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 // those are applied to an existing stream, whose other settings (an
 // operator's nats stream edit) are kept.
 func (n *natsFlags) explicit(fs *flag.FlagSet) {
-	n.limits = server.StreamLimits{MaxAge: n.maxAge, MaxBytes: int64(n.maxBytes)}
+	n.limits = server.StreamLimits{MaxAge: n.maxAge, MaxBytes: int64(n.maxBytes), Replicas: n.replicas}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
+		case "changelog-replicas":
+			n.limits.SetReplicas = true
 		case "changelog-max-age":
 			n.limits.SetMaxAge = true
 		case "changelog-max-bytes":
@@ -52,6 +56,12 @@ func (n *natsFlags) explicit(fs *flag.FlagSet) {
 func (n *natsFlags) check(external bool, maxStore int64) error {
 	if n.maxAge < 0 {
 		return fmt.Errorf("-changelog-max-age %s: want 0 (keep every change) or a positive duration such as 8760h", n.maxAge)
+	}
+	if n.replicas < 1 || n.replicas > server.MaxReplicas {
+		return fmt.Errorf("-changelog-replicas %d: want 1 to %d (how many servers of the JetStream cluster keep the changelog; 3 on a 3-node cluster)", n.replicas, server.MaxReplicas)
+	}
+	if !external && n.replicas > 1 {
+		return fmt.Errorf("-changelog-replicas %d: the embedded NATS is one server and keeps one copy; replicas need a JetStream cluster (syncd nats -config FILE on 3 machines) named with -nats URL1,URL2,URL3", n.replicas)
 	}
 	if maxStore <= 0 {
 		maxStore = server.DefaultNATSMaxStore

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/hq"
 	"github.com/fieldsync/fieldsync/hq/web"
 	"github.com/fieldsync/fieldsync/store"
@@ -54,9 +55,12 @@ type HQConfig struct {
 	// plain HTTP, which only a loopback address may (web.CheckPlainListen).
 	TLS *tls.Config
 	// JS is the JetStream the changelog is on; Durable the follower's
-	// durable consumer name.
+	// durable consumer name; Stream the stream it follows (default
+	// domain.StreamName; a region's syncd passes domain.RegionStream(r),
+	// an HQ over all regions domain.HQStreamName).
 	JS      jetstream.JetStream
 	Durable string
+	Stream  string
 	// Applied is told each change number the model applied (optional).
 	Applied func(seq uint64)
 	// Host is the name the printed address uses when Listen's host is
@@ -291,7 +295,7 @@ func (h *HQ) follow(ctx context.Context, cfg HQConfig) {
 	defer close(h.followDone)
 	log := h.log.With("component", "hq-model", "durable", cfg.Durable)
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-		err := h.Model.Follow(ctx, cfg.JS, hq.FollowConfig{Durable: cfg.Durable, Log: log, Applied: cfg.Applied})
+		err := h.Model.Follow(ctx, cfg.JS, hq.FollowConfig{Durable: cfg.Durable, Stream: cfg.Stream, Log: log, Applied: cfg.Applied})
 		if ctx.Err() != nil {
 			return
 		}
@@ -416,6 +420,7 @@ func (d *Daemon) startHQ(ctx context.Context) error {
 		TLS:        d.hqTLS,
 		JS:         d.JS,
 		Durable:    HQDurableSyncd,
+		Stream:     domain.RegionStream(d.cfg.Region),
 		Applied:    d.cfg.HQApplied,
 		Host:       host,
 		SigninHint: hint,

@@ -81,6 +81,19 @@ type Config struct {
 	// StreamLimits are the changelog stream's limits; those not marked as
 	// set keep an existing stream's own.
 	StreamLimits server.StreamLimits
+	// StreamReplicas is how many servers of a JetStream cluster keep the
+	// changelog stream (1..server.MaxReplicas); 0 keeps an existing
+	// stream's and creates a new one with 1 (or StreamLimits.Replicas).
+	StreamReplicas int
+
+	// Region is the region this syncd is (domain.CheckRegion; "" for
+	// none): the database pins it at first start and refuses another
+	// later; the relay publishes stream domain.RegionStream(Region) on
+	// subjects domain.RegionSubjectPrefix(Region).>, each change with the
+	// header domain.HeaderRegion; the admin import takes only ids that
+	// start with domain.RegionIDPrefix(Region); the HQ page follows the
+	// region's stream.
+	Region string
 
 	// AdminToken is the admin credential; empty reads AdminTokenFile
 	// (default <Dir>/admin.token), creating it if missing.
@@ -203,6 +216,12 @@ func (d *Daemon) start(ctx context.Context) error {
 	if cfg.Dir == "" {
 		return errors.New("syncd: no data directory")
 	}
+	if err := domain.CheckRegion(cfg.Region); err != nil {
+		return fmt.Errorf("Config.Region: %w", err)
+	}
+	if cfg.StreamReplicas < 0 || cfg.StreamReplicas > server.MaxReplicas {
+		return fmt.Errorf("Config.StreamReplicas %d: want 1 to %d (0: keep the stream's own)", cfg.StreamReplicas, server.MaxReplicas)
+	}
 	// Listen before touching the data directory, so that a second syncd on
 	// the same address fails at once and changes nothing.
 	d.lis = cfg.Listener
@@ -294,8 +313,17 @@ func (d *Daemon) start(ctx context.Context) error {
 		return err
 	}
 
+	limits := cfg.StreamLimits
+	if cfg.StreamReplicas > 0 {
+		limits.Replicas, limits.SetReplicas = cfg.StreamReplicas, true
+	}
+	if cfg.Region != "" {
+		fmt.Fprintf(d.out, "syncd: region %s: changelog stream %s on subjects %s.>, header %s; the import takes only ids starting with %q\n",
+			cfg.Region, domain.RegionStream(cfg.Region), domain.RegionSubjectPrefix(cfg.Region), domain.HeaderRegion, domain.RegionIDPrefix(cfg.Region))
+	}
 	scfg := server.Config{
 		Store:          d.Store,
+		Region:         cfg.Region,
 		Files:          d.Files,
 		JetStream:      d.JS,
 		AdminTokenHash: store.HashSecret(d.AdminToken),
@@ -303,7 +331,7 @@ func (d *Daemon) start(ctx context.Context) error {
 		Metrics:        d.metrics.metricsOf(),
 		Reflection:     cfg.Reflection,
 		NATSAuth:       d.NATSAuth,
-		StreamLimits:   cfg.StreamLimits,
+		StreamLimits:   limits,
 	}
 	if cfg.Server != nil {
 		cfg.Server(&scfg)
