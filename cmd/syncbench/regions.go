@@ -192,7 +192,7 @@ func runRegions(ctx context.Context, cfg *config, stdout, stderr io.Writer) erro
 		return fmt.Errorf("nats cluster: %w", err)
 	}
 	defer cl.Stop()
-	urls := strings.Join(cl.URLs(), ",")
+	urls := cl.URLs()
 	fmt.Fprintf(stderr, "syncbench: NATS cluster %s\n", urls)
 	nc, err := nats.Connect(urls)
 	if err != nil {
@@ -291,11 +291,22 @@ func runRegions(ctx context.Context, cfg *config, stdout, stderr io.Writer) erro
 	// The storm: every region's phones at once.
 	step("storm in every region at once")
 	for _, r := range runs {
+		// The head counts record changes only; the org's changes (device
+		// health after the bootstrap) follow it: the stream, caught up,
+		// holds both.
 		h, err := r.head()
 		if err != nil {
 			return err
 		}
-		r.stormHead0 = h
+		st, err := js.Stream(ctx, r.b.streamName())
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		r.stormHead0 = max(h, info.State.LastSeq)
 	}
 	stopSampling := make(chan struct{})
 	var sampling sync.WaitGroup

@@ -8,115 +8,65 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/hq"
+	"github.com/fieldsync/fieldsync/internal/natscluster"
 	"github.com/fieldsync/fieldsync/internal/syncd"
 )
 
-var errNeedsRegions = errors.New("this build of syncbench has no regions in syncd yet (syncd.Config.Region, StreamReplicas: issue 16)")
+// The figures above assume each node's store holds every region's stream
+// (2 GiB reserved each) and FIELDSYNC_HQ.
 
 // regionConfig makes c one region's syncd on the cluster.
 func regionConfig(c *syncd.Config, o serverOpts) {
-	c.NATSURL = o.NATSURL
+	c.NATSURL, c.Region, c.StreamReplicas = o.NATSURL, o.Region, o.Replicas
+	// The cluster's nodes share this machine's disk: a region's stream
+	// reserves 2 GiB of each node's JetStream store (syncd's default,
+	// 48 GiB, is more than the in-process nodes are given).
+	c.StreamLimits.MaxBytes, c.StreamLimits.SetMaxBytes = 2<<30, true
 }
 
 // checkRegionsSupported says whether syncd, HQ and the cluster have what
 // the scenario needs.
-func checkRegionsSupported() error { return errNeedsRegions }
+func checkRegionsSupported() error { return nil }
 
 // followStream makes the follower read stream.
 func followStream(fc *hq.FollowConfig, stream string) error {
-	if stream != domain.StreamName {
-		return fmt.Errorf("hq: following %s: %w", stream, errNeedsRegions)
-	}
+	fc.Stream = stream
 	return nil
 }
 
 // ensureHQStream creates FIELDSYNC_HQ sourcing every region's stream.
+// (Until hq.EnsureHQStream lands: a stream with no subjects whose sources
+// are the regions' streams.)
 func ensureHQStream(ctx context.Context, js jetstream.JetStream, regions []string, replicas int) error {
-	return errNeedsRegions
+	sc := jetstream.StreamConfig{Name: domain.HQStreamName, Storage: jetstream.FileStorage, Replicas: replicas,
+		Description: "fieldsync HQ: every region's changelog (syncbench)"}
+	for _, r := range regions {
+		sc.Sources = append(sc.Sources, &jetstream.StreamSource{Name: domain.RegionStream(r)})
+	}
+	_, err := js.CreateOrUpdateStream(ctx, sc)
+	return err
 }
 
-// natsCluster is the province's NATS JetStream cluster, in process.
-type natsCluster struct {
-	srvs []*natsserver.Server
-}
-
-// startCluster starts n JetStream nodes routed to each other, storing
-// under dir, on loopback ports.
-func startCluster(dir string, n int) (*natsCluster, error) {
-	free := func() (int, error) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port, nil
+// startCluster starts the NATS JetStream cluster (internal/natscluster)
+// storing under dir and waits until it serves JetStream.
+func startCluster(dir string, n int) (*natscluster.Cluster, error) {
+	c, err := natscluster.Start(natscluster.Config{Nodes: n, Name: "syncbench", Dir: filepath.Join(dir), MaxStore: 16 << 30})
+	if err != nil {
+		return nil, err
 	}
-	ports := make([]int, n)
-	var routes []string
-	for i := range ports {
-		p, err := free()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = p
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
-	c := &natsCluster{}
-	for i := range n {
-		store := filepath.Join(dir, fmt.Sprintf("nats-%d", i+1))
-		if err := os.MkdirAll(store, 0o700); err != nil {
-			c.Stop()
-			return nil, err
-		}
-		opts := &natsserver.Options{ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: store, NoLog: true, NoSigs: true}
-		opts.Cluster.Name = "syncbench"
-		opts.Cluster.Host = "127.0.0.1"
-		opts.Cluster.Port = ports[i]
-		opts.Routes = natsserver.RoutesFromStr(strings.Join(routes, ","))
-		s, err := natsserver.NewServer(opts)
-		if err != nil {
-			c.Stop()
-			return nil, err
-		}
-		go s.Start()
-		c.srvs = append(c.srvs, s)
-	}
-	for _, s := range c.srvs {
-		if !s.ReadyForConnections(30 * time.Second) {
-			c.Stop()
-			return nil, errors.New("nats cluster: a node is not ready after 30s")
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("%d nodes: %w", n, err)
 	}
 	return c, nil
-}
-
-// URLs are the nodes' client URLs.
-func (c *natsCluster) URLs() []string {
-	var out []string
-	for _, s := range c.srvs {
-		out = append(out, s.ClientURL())
-	}
-	return out
-}
-
-// Stop shuts every node down.
-func (c *natsCluster) Stop() {
-	for _, s := range c.srvs {
-		s.Shutdown()
-		s.WaitForShutdown()
-	}
 }
