@@ -29,17 +29,17 @@ CREATE INDEX attachments_sha256 ON attachments (sha256);
 // applyAttachments writes a record's attachments whole again (the record
 // version was checked by applyRecord): a record's files only grow, but
 // writing them whole keeps the table equal to the last change applied.
-func applyAttachments(ctx context.Context, tx *txc, r *pb.Record, village, town string, held bool) error {
+func applyAttachments(ctx context.Context, tx *txc, r *pb.Record, village, town, region string, held bool) error {
 	if held {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM attachments WHERE record_id = ?", r.GetId()); err != nil {
 			return err
 		}
 	}
 	for n, a := range r.GetAttachments() {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO attachments (record_id, sha256, n, kind, size, media_type, caption, author_id, hlc, village_id, town_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (record_id, sha256) DO NOTHING`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO attachments (record_id, sha256, n, kind, size, media_type, caption, author_id, hlc, village_id, town_id, region)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (record_id, sha256) DO NOTHING`,
 			r.GetId(), a.GetSha256(), n, domain.KindName(r.GetKind()), a.GetSize(), a.GetMediaType(), a.GetCaption(),
-			a.GetAuthorId(), a.GetHlc(), village, town); err != nil {
+			a.GetAuthorId(), a.GetHlc(), village, town, region); err != nil {
 			return err
 		}
 	}

@@ -32,9 +32,28 @@ func sortedLines(lines []string) []string {
 // computed from the final state of each thing w recorded.
 func checkWorld(t testing.TB, m *Model, w *world) {
 	t.Helper()
+	checkWorldIn(t, m, w, "")
+}
+
+// checkWorldIn is checkWorld for a world applied as region's changes:
+// every row's region column says region.
+func checkWorldIn(t testing.TB, m *Model, w *world, region string) {
+	t.Helper()
+	// Only region's rows: a model may hold other regions'.
+	recordIDs := "SELECT id FROM households WHERE region = ?1 UNION ALL SELECT id FROM visits WHERE region = ?1 UNION ALL SELECT id FROM disputes WHERE region = ?1 " +
+		"UNION ALL SELECT id FROM needs WHERE region = ?1 UNION ALL SELECT id FROM projects WHERE region = ?1 UNION ALL SELECT id FROM events WHERE region = ?1"
+	where := map[string]string{
+		"link_history":   "household_id IN (SELECT household_id FROM links WHERE region = ?1)",
+		"status_history": "record_id IN (" + recordIDs + ")",
+		"entries":        "record_id IN (" + recordIDs + ")",
+	}
 	expect := func(table string, want []string) {
 		t.Helper()
-		got := dump(t, m, table)
+		cond, ok := where[table]
+		if !ok {
+			cond = "region = ?1"
+		}
+		got := dumpWhere(t, m, table, cond, region)
 		want = sortedLines(want)
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("table %s: %d rows, want %d\n%s", table, len(got), len(want), firstDiff(got, want))
@@ -43,20 +62,20 @@ func checkWorld(t testing.TB, m *Model, w *world) {
 	var want []string
 	for _, c := range w.units {
 		u := c.Unit
-		want = append(want, line([]string{"id", "kind", "parent_id", "name", "village_id", "town_id", "seq"},
-			u.Unit.Id, strings.ToLower(strings.TrimPrefix(u.Unit.Kind.String(), "UNIT_KIND_")), u.Unit.ParentId, u.Unit.Name, u.VillageId, u.TownId, c.Seq))
+		want = append(want, line([]string{"id", "kind", "parent_id", "name", "village_id", "town_id", "seq", "region"},
+			u.Unit.Id, strings.ToLower(strings.TrimPrefix(u.Unit.Kind.String(), "UNIT_KIND_")), u.Unit.ParentId, u.Unit.Name, u.VillageId, u.TownId, c.Seq, region))
 	}
 	expect("units", want)
 	want = nil
 	for _, c := range w.people {
 		p := c.Person
-		want = append(want, line([]string{"id", "name", "role", "unit_id", "village_id", "town_id", "disabled_ms", "seq"},
-			p.Id, p.Name, strings.ToLower(strings.TrimPrefix(p.Role.String(), "ROLE_")), p.UnitId, p.VillageId, p.TownId, p.DisabledMs, c.Seq))
+		want = append(want, line([]string{"id", "name", "role", "unit_id", "village_id", "town_id", "disabled_ms", "seq", "region"},
+			p.Id, p.Name, strings.ToLower(strings.TrimPrefix(p.Role.String(), "ROLE_")), p.UnitId, p.VillageId, p.TownId, p.DisabledMs, c.Seq, region))
 	}
 	expect("people", want)
 	want = nil
 	for _, c := range w.links {
-		want = append(want, line([]string{"household_id", "member_id", "since_ms", "by", "seq"}, c.Link.HouseholdId, c.Link.MemberId, c.CommittedMs, c.Link.By, c.Seq))
+		want = append(want, line([]string{"household_id", "member_id", "since_ms", "by", "seq", "region"}, c.Link.HouseholdId, c.Link.MemberId, c.CommittedMs, c.Link.By, c.Seq, region))
 	}
 	expect("links", want)
 	want = nil
@@ -68,15 +87,15 @@ func checkWorld(t testing.TB, m *Model, w *world) {
 	want = nil
 	for _, c := range w.devices {
 		d := c.Device
-		want = append(want, line([]string{"id", "user_id", "name", "app_version", "enrolled_ms", "last_seen_ms", "pending", "revoked_ms", "restored_ms", "restores", "last_seq", "seq"},
-			d.DeviceId, d.UserId, d.Name, d.AppVersion, d.EnrolledMs, d.LastSeenMs, d.PendingCount, d.RevokedMs, d.RestoredMs, d.Restores, d.LastSeq, c.Seq))
+		want = append(want, line([]string{"id", "user_id", "name", "app_version", "enrolled_ms", "last_seen_ms", "pending", "revoked_ms", "restored_ms", "restores", "last_seq", "seq", "region"},
+			d.DeviceId, d.UserId, d.Name, d.AppVersion, d.EnrolledMs, d.LastSeenMs, d.PendingCount, d.RevokedMs, d.RestoredMs, d.Restores, d.LastSeq, c.Seq, region))
 	}
 	expect("devices", want)
 	want = nil
 	for _, c := range w.refused {
 		e := c.Refused
-		want = append(want, line([]string{"device_id", "device_seq", "user_id", "record_id", "prev_hash", "hash", "code", "reason", "seq"},
-			e.DeviceId, e.DeviceSeq, e.UserId, e.RecordId, e.PrevHash, e.Hash, e.Code, e.Reason, c.Seq))
+		want = append(want, line([]string{"device_id", "device_seq", "user_id", "record_id", "prev_hash", "hash", "code", "reason", "seq", "region"},
+			e.DeviceId, e.DeviceSeq, e.UserId, e.RecordId, e.PrevHash, e.Hash, e.Code, e.Reason, c.Seq, region))
 	}
 	expect("refused_events", want)
 
@@ -98,7 +117,7 @@ func checkWorld(t testing.TB, m *Model, w *world) {
 			"id": id, "version": int64(r.Version), "author_id": r.AuthorId, "device_id": r.OriginDeviceId,
 			"village_id": w.where[id][0], "town_id": w.where[id][1],
 			"created_ms": w.firstMs[id], "updated_ms": w.lastMs[id],
-			"voided": int64(0), "void_reason": "", "voided_ms": int64(0),
+			"voided": int64(0), "void_reason": "", "voided_ms": int64(0), "region": region,
 		}
 		if r.Void != nil {
 			wantCol["voided"], wantCol["void_reason"], wantCol["voided_ms"] = int64(1), r.Void.Reason, r.Void.AtMs
@@ -159,7 +178,7 @@ func checkWorld(t testing.TB, m *Model, w *world) {
 	}
 	for _, table := range []string{"households", "visits", "disputes", "needs", "projects", "events"} {
 		var n int
-		if err := m.DB().QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
+		if err := m.DB().QueryRow("SELECT count(*) FROM "+table+" WHERE region = ?", region).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n != len(byTable[table]) {
@@ -168,8 +187,8 @@ func checkWorld(t testing.TB, m *Model, w *world) {
 	}
 	expect("status_history", hist)
 	expect("entries", entries)
-	if got := m.LastSeq(); got != w.seq {
-		t.Errorf("LastSeq %d, want %d", got, w.seq)
+	if rs, _ := m.Region(region); rs.LastSeq != w.seq {
+		t.Errorf("region %q: LastSeq %d, want %d", region, rs.LastSeq, w.seq)
 	}
 }
 

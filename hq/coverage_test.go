@@ -372,6 +372,7 @@ func TestCoverageMigrationFillsHouseholdMonths(t *testing.T) {
 	hm1 := dump(t, m, "household_months")
 	m.Close()
 	// Back to version 1: drop what migrations 2 and 3 made.
+	downgradeRegions(t, path, "L", w.seq)
 	db := openRaw(t, path)
 	for _, tr := range coverageTriggerNames {
 		mustExec(t, db, "DROP TRIGGER "+tr)
@@ -496,7 +497,7 @@ func BenchmarkApplyBatchMonthsBuilt(b *testing.B) {
 			st := m.state()
 			tc := newTxc(tx)
 			for _, c := range w.changes[i:min(i+500, len(w.changes))] {
-				if err := st.apply(context.Background(), tc, c, "L"); err != nil {
+				if err := st.apply(context.Background(), tc, c, "", "L"); err != nil {
 					b.Fatal(err)
 				}
 			}

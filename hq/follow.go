@@ -167,7 +167,7 @@ func (m *Model) round(ctx context.Context, js jetstream.JetStream, stream, durab
 		m.mu.Unlock()
 		return errModelClosed
 	}
-	gen, lastSeq, streamSeq := m.gen, m.lastSeq, m.streamSeq
+	gen, lastSeq, streamSeq := m.gen, regionSum(m.regions), m.streamSeq
 	m.mu.Unlock()
 	state := info.State
 	if streamSeq > 0 && state.LastSeq < streamSeq {
@@ -276,10 +276,6 @@ func (m *Model) round(ctx context.Context, js jetstream.JetStream, stream, durab
 			}
 			got += len(pending)
 			seq, err := m.applyMsgs(ctx, gen, pending, log)
-			var rebuilt *rebuiltError
-			if errors.As(err, &rebuilt) {
-				return m.reload(ctx, st, durable, log, rebuilt.Error())
-			}
 			if err != nil {
 				return err
 			}
@@ -308,16 +304,6 @@ func (m *Model) round(ctx context.Context, js jetstream.JetStream, stream, durab
 			return fmt.Errorf("consumer %s: %w", durable, err) // gone: the next round sees it
 		}
 	}
-}
-
-// rebuiltError is a message of another lineage than the model's.
-type rebuiltError struct {
-	stream          uint64
-	theirs, lineage string
-}
-
-func (e *rebuiltError) Error() string {
-	return fmt.Sprintf("message %d carries lineage %q, the model was built from %q (the stream was rebuilt from another database)", e.stream, e.theirs, e.lineage)
 }
 
 // reload deletes the durable consumer, Resets the model and starts over:
@@ -383,9 +369,19 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		if n <= st.streamSeq {
 			continue // applied already: a redelivery
 		}
-		lineage := msg.Headers().Get(domain.HeaderLineage)
-		if lineage != "" && st.lineage != "" && lineage != st.lineage {
-			return 0, &rebuiltError{stream: n, theirs: lineage, lineage: st.lineage}
+		h := msg.Headers()
+		region, lineage := h.Get(domain.HeaderRegion), h.Get(domain.HeaderLineage)
+		if held := st.regions[region].Lineage; lineage != "" && held != "" && lineage != held {
+			// The region's stream was rebuilt under another lineage (a
+			// standby restored and took over, or the relay rebuilt it):
+			// on a stream that sources it (FIELDSYNC_HQ) its changes
+			// arrive again from here on. Only its rows are reloaded.
+			log.Warn(fmt.Sprintf("hq model: reloading region %q from message %d on: message %d carries lineage %q, the model was built from %q "+
+				"(the region's stream was rebuilt from another database); its rows are emptied and loaded again from the changes that follow, "+
+				"the other regions' rows stay", region, n, n, lineage, held), "region", region, "last_seq", st.regions[region].LastSeq)
+			if err := st.resetRegion(ctx, tc, region); err != nil {
+				return 0, err
+			}
 		}
 		c := &pb.Change{}
 		if err := proto.Unmarshal(msg.Data(), c); err != nil {
@@ -393,27 +389,30 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 			st.streamSeq, st.dirty = n, true
 			continue
 		}
+		last := st.regions[region].LastSeq
 		switch {
-		case st.lastSeq == 0 && c.GetSeq() > 1:
-			log.Error(missingHistory(c.GetSeq()), "first_change", c.GetSeq(), "stream_seq", n)
-		case st.lastSeq > 0 && c.GetSeq() > st.lastSeq+1:
+		case last == 0 && c.GetSeq() > 1:
+			log.Error(missingHistory(c.GetSeq()), "region", region, "first_change", c.GetSeq(), "stream_seq", n)
+		case last > 0 && c.GetSeq() > last+1:
 			// Change numbers have no gaps: these were dropped from the
 			// stream (its limits) before the model read them.
 			log.Error("hq model: changes are missing from the stream: records whose last change is among them are out of date in the model "+
 				"(the stream's limits dropped them while the model was behind; raise -changelog-max-age/-changelog-max-bytes, "+
 				"or rebuild the stream from syncd's database and delete the durable consumer to reload)",
-				"missing_from", st.lastSeq+1, "missing_to", c.GetSeq()-1, "stream_seq", n)
+				"region", region, "missing_from", last+1, "missing_to", c.GetSeq()-1, "stream_seq", n)
 		}
-		if err := st.apply(ctx, tc, c, lineage); err != nil {
+		if err := st.apply(ctx, tc, c, region, lineage); err != nil {
 			var bad *badChangeError
 			if !errors.As(err, &bad) {
 				return 0, err
 			}
 			// Retrying cannot mend it: skip it, loudly, or the model
-			// would stop here for ever.
-			log.Error("hq model: skipped a change it cannot apply", "stream_seq", n, "subject", msg.Subject(), "err", err)
+			// would stop here for ever. Its number counts as applied.
+			log.Error("hq model: skipped a change it cannot apply", "region", region, "stream_seq", n, "subject", msg.Subject(), "err", err)
+			st.counted(region, c.GetSeq())
 		}
 		st.streamSeq, st.dirty = n, true
+		st.markStream(region, n)
 	}
 	if err := st.save(ctx, tc); err != nil {
 		return 0, err
@@ -422,7 +421,7 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		return 0, fmt.Errorf("commit: %w", err)
 	}
 	m.adopt(st)
-	return m.lastSeq, nil
+	return regionSum(m.regions), nil
 }
 
 func (m *Model) setMeta(ctx context.Context, key, value string) error {

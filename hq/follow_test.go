@@ -24,6 +24,17 @@ import (
 // does, without authentication) and makes the changelog stream.
 func startJS(t testing.TB) jetstream.JetStream {
 	t.Helper()
+	js := startBareJS(t)
+	if _, err := server.EnsureStream(context.Background(), js); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// startBareJS is startJS without the changelog stream (regions make
+// their own, whose subjects overlap it).
+func startBareJS(t testing.TB) jetstream.JetStream {
+	t.Helper()
 	ns, err := server.EmbeddedNATS(t.TempDir(), "127.0.0.1", -1)
 	if err != nil {
 		t.Fatal(err)
@@ -36,9 +47,6 @@ func startJS(t testing.TB) jetstream.JetStream {
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := server.EnsureStream(context.Background(), js); err != nil {
 		t.Fatal(err)
 	}
 	return js
@@ -161,10 +169,15 @@ func (f *follower) stop(t testing.TB) {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	waitWithin(t, 30*time.Second, what, cond)
+}
+
+func waitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("after 30s: %s", what)
+			t.Fatalf("after %v: %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -29,6 +29,7 @@ var migrations = []string{
 	schemaSQL + fmt.Sprintf("\nPRAGMA application_id = %d;\n", applicationID),
 	coverageMigration,    // coverage.go: household_months, coverage_*, their triggers
 	attachmentsMigration, // attachments.go: the files' references
+	regionsMigration,     // regions.go: the regions table, the region columns
 }
 
 // applicationID marks a read model's file ("FSHQ"), so that Open refuses
@@ -47,11 +48,10 @@ type Model struct {
 	w    *sql.DB // the one writer connection
 	r    *sql.DB // the pool DB returns
 
-	mu        sync.Mutex // serializes writes
-	lastSeq   uint64     // meta last_seq
-	streamSeq uint64     // meta stream_seq
-	lineage   string     // meta lineage
-	gen       uint64     // bumped by Reset: a running Follow starts over
+	mu        sync.Mutex             // serializes writes
+	streamSeq uint64                 // meta stream_seq
+	regions   map[string]RegionState // table regions; replaced, never changed in place
+	gen       uint64                 // bumped by Reset: a running Follow starts over
 	closed    bool
 }
 
@@ -133,22 +133,20 @@ func (m *Model) loadMeta(ctx context.Context) error {
 		return fmt.Errorf("hq: read meta: %w", err)
 	}
 	defer rows.Close()
-	m.lastSeq, m.streamSeq, m.lineage = 0, 0, ""
+	m.streamSeq = 0
 	for rows.Next() {
 		var k, v string
 		if err := rows.Scan(&k, &v); err != nil {
 			return err
 		}
-		switch k {
-		case "last_seq":
-			m.lastSeq, _ = strconv.ParseUint(v, 10, 64)
-		case "stream_seq":
+		if k == "stream_seq" {
 			m.streamSeq, _ = strconv.ParseUint(v, 10, 64)
-		case "lineage":
-			m.lineage = v
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return m.loadRegions(ctx)
 }
 
 // DB is a pool of connections to the model's database for queries (the
@@ -171,30 +169,56 @@ func (m *Model) Close() error {
 	return errors.Join(m.r.Close(), m.w.Close())
 }
 
-// LastSeq is the greatest change number applied (meta last_seq); 0 for an
-// empty model.
+// LastSeq is the last change number applied, summed over the regions
+// (table regions): for a model of one syncd's changelog, its last change
+// number; 0 for an empty model. Regions has each region's.
 func (m *Model) LastSeq() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.lastSeq
+	return regionSum(m.regions)
 }
 
-// Lineage is the lineage of the changes applied (meta lineage); "" for an
-// empty model.
+// StreamSeq is the followed stream's sequence of the last message
+// processed (meta stream_seq): a model is caught up with its stream when
+// it equals the stream's last sequence.
+func (m *Model) StreamSeq() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.streamSeq
+}
+
+// Lineage is the lineage of the changes applied when they come from one
+// region (one syncd); "" for an empty model, or one holding several
+// regions (Regions has each one's).
 func (m *Model) Lineage() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.lineage
+	if len(m.regions) != 1 {
+		return ""
+	}
+	for _, r := range m.regions {
+		return r.Lineage
+	}
+	return ""
 }
 
-// Apply applies one change in its own transaction. It is idempotent: a
-// record replaces the row held only if record.version is greater than the
-// row's version, an org row only if the change's seq is greater than the
-// row's seq, so applying changes again, or in another order, ends in the
-// same tables. lineage is the stream's (the Fieldsync-Lineage header): a
-// change of another lineage than the one held is refused with
-// ErrOtherLineage (Reset first); "" skips the check.
+// Apply applies one change of a syncd run without a region: ApplyRegion
+// with region "".
 func (m *Model) Apply(ctx context.Context, c *pb.Change, lineage string) error {
+	return m.ApplyRegion(ctx, c, "", lineage)
+}
+
+// ApplyRegion applies one change of region (the Fieldsync-Region header;
+// "" for none) in its own transaction. It is idempotent: a record replaces
+// the row held only if record.version is greater than the row's version,
+// an org row only if the change's seq is greater than the row's seq, so
+// applying changes again, or in another order, ends in the same tables.
+// lineage is the stream's (the Fieldsync-Lineage header): a change of
+// another lineage than the one held for the region is refused with
+// ErrOtherLineage (ResetRegion or Reset first); "" skips the check. A
+// record, unit, person, household link or device that another region
+// holds is refused (a badChangeError naming both regions).
+func (m *Model) ApplyRegion(ctx context.Context, c *pb.Change, region, lineage string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -207,7 +231,7 @@ func (m *Model) Apply(ctx context.Context, c *pb.Change, lineage string) error {
 	defer tx.Rollback()
 	st := m.state()
 	tc := newTxc(tx)
-	if err := st.apply(ctx, tc, c, lineage); err != nil {
+	if err := st.apply(ctx, tc, c, region, lineage); err != nil {
 		return err
 	}
 	if err := st.save(ctx, tc); err != nil {
@@ -255,85 +279,105 @@ func (m *Model) Reset(ctx context.Context) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("hq: reset: commit: %w", err)
 	}
-	m.lastSeq, m.streamSeq, m.lineage = 0, 0, ""
+	m.streamSeq, m.regions = 0, map[string]RegionState{}
 	m.gen++
 	return nil
 }
 
 // tables are the model's tables, every one emptied by Reset.
-var tables = []string{"meta", "units", "people", "links", "link_history", "households", "visits",
+var tables = []string{"meta", "regions", "units", "people", "links", "link_history", "households", "visits",
 	"disputes", "needs", "projects", "events", "status_history", "entries", "devices", "refused_events",
 	"household_months", "coverage_state", "coverage_months", "coverage_grids", "attachments"}
 
 // applyState is the meta of one transaction: adopted by the model once it
 // commits.
 type applyState struct {
-	lastSeq, streamSeq uint64
-	lineage            string
-	dirty              bool
+	streamSeq uint64
+	regions   map[string]RegionState // the model's until own copies it
+	owned     bool
+	changed   map[string]bool // regions to write
+	dirty     bool
 }
 
 func (m *Model) state() *applyState {
-	return &applyState{lastSeq: m.lastSeq, streamSeq: m.streamSeq, lineage: m.lineage}
+	return &applyState{streamSeq: m.streamSeq, regions: m.regions, changed: map[string]bool{}}
+}
+
+// own copies the regions before the first write to them.
+func (st *applyState) own() {
+	if st.owned {
+		return
+	}
+	rs := make(map[string]RegionState, len(st.regions)+1)
+	for k, v := range st.regions {
+		rs[k] = v
+	}
+	st.regions, st.owned = rs, true
 }
 
 func (m *Model) adopt(st *applyState) {
-	m.lastSeq, m.streamSeq, m.lineage = st.lastSeq, st.streamSeq, st.lineage
+	m.streamSeq, m.regions = st.streamSeq, st.regions
 }
 
 func (st *applyState) save(ctx context.Context, tx *txc) error {
 	if !st.dirty {
 		return nil
 	}
-	for k, v := range map[string]string{
-		"last_seq":   strconv.FormatUint(st.lastSeq, 10),
-		"stream_seq": strconv.FormatUint(st.streamSeq, 10),
-		"lineage":    st.lineage,
-	} {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", k, v); err != nil {
-			return fmt.Errorf("hq: write meta %s: %w", k, err)
+	if _, err := tx.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES ('stream_seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", formatU(st.streamSeq)); err != nil {
+		return fmt.Errorf("hq: write meta stream_seq: %w", err)
+	}
+	for r := range st.changed {
+		s := st.regions[r]
+		if _, err := tx.ExecContext(ctx, `INSERT INTO regions (region, lineage, last_seq, stream_seq, rebuilt_ms) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (region) DO UPDATE SET lineage = excluded.lineage, last_seq = excluded.last_seq,
+				stream_seq = excluded.stream_seq, rebuilt_ms = excluded.rebuilt_ms`,
+			r, s.Lineage, s.LastSeq, s.StreamSeq, s.RebuiltMs); err != nil {
+			return fmt.Errorf("hq: write region %q: %w", r, err)
 		}
 	}
+	clear(st.changed)
 	return nil
 }
 
-// apply writes change c into tx.
-func (st *applyState) apply(ctx context.Context, tx *txc, c *pb.Change, lineage string) error {
+// apply writes change c of region into tx.
+func (st *applyState) apply(ctx context.Context, tx *txc, c *pb.Change, region, lineage string) error {
 	if c.GetSeq() == 0 {
 		return &badChangeError{"hq: change.seq is 0: want the change number, 1 or more"}
 	}
-	if lineage != "" {
-		switch st.lineage {
-		case "":
-			st.lineage, st.dirty = lineage, true
-		case lineage:
-		default:
-			return fmt.Errorf("%w: change %d is of lineage %q, the model holds %q: Reset and load from the start", ErrOtherLineage, c.GetSeq(), lineage, st.lineage)
+	rs := st.regions[region]
+	if lineage != "" && rs.Lineage != lineage {
+		if rs.Lineage != "" {
+			return fmt.Errorf("%w: change %d of region %q is of lineage %q, the model holds %q: ResetRegion (or Reset) and load the region from the start", ErrOtherLineage, c.GetSeq(), region, lineage, rs.Lineage)
 		}
+		st.own()
+		rs.Region, rs.Lineage = region, lineage
+		st.regions[region], st.changed[region], st.dirty = rs, true, true
 	}
 	var err error
 	switch {
 	case c.GetRecord() != nil:
-		err = applyRecord(ctx, tx, c)
+		err = applyRecord(ctx, tx, c, region)
 	case c.GetUnit() != nil:
-		err = applyUnit(ctx, tx, c)
+		err = applyUnit(ctx, tx, c, region)
 	case c.GetPerson() != nil:
-		err = applyPerson(ctx, tx, c)
+		err = applyPerson(ctx, tx, c, region)
 	case c.GetLink() != nil:
-		err = applyLink(ctx, tx, c)
+		err = applyLink(ctx, tx, c, region)
 	case c.GetDevice() != nil:
-		err = applyDevice(ctx, tx, c)
+		err = applyDevice(ctx, tx, c, region)
 	case c.GetRefused() != nil:
-		err = applyRefused(ctx, tx, c)
+		err = applyRefused(ctx, tx, c, region)
 	default:
 		// A kind of change this build does not know (the contract: skip
 		// it); its number still counts as applied.
 	}
 	if err != nil {
-		return fmt.Errorf("hq: apply change %d: %w", c.GetSeq(), err)
+		return fmt.Errorf("hq: apply change %d of region %q: %w", c.GetSeq(), region, err)
 	}
-	if c.GetSeq() > st.lastSeq {
-		st.lastSeq, st.dirty = c.GetSeq(), true
+	if c.GetSeq() > rs.LastSeq {
+		st.own()
+		rs.Region, rs.LastSeq = region, c.GetSeq()
+		st.regions[region], st.changed[region], st.dirty = rs, true, true
 	}
 	return nil
 }
@@ -383,7 +427,7 @@ func month(date string) string {
 	return ""
 }
 
-func applyRecord(ctx context.Context, tx *txc, c *pb.Change) error {
+func applyRecord(ctx context.Context, tx *txc, c *pb.Change, region string) error {
 	r := c.GetRecord()
 	table, ok := recordTable[r.GetKind()]
 	switch {
@@ -397,12 +441,15 @@ func applyRecord(ctx context.Context, tx *txc, c *pb.Change) error {
 	committed := c.GetCommittedMs()
 	var held uint64
 	var created int64
-	err := tx.QueryRowContext(ctx, "SELECT version, created_ms FROM "+table+" WHERE id = ?", r.GetId()).Scan(&held, &created)
+	var heldRegion string
+	err := tx.QueryRowContext(ctx, "SELECT version, created_ms, region FROM "+table+" WHERE id = ?", r.GetId()).Scan(&held, &created, &heldRegion)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		created = committed
 	case err != nil:
 		return err
+	case heldRegion != region:
+		return idRegionError(domain.KindName(r.GetKind()), r.GetId(), region, heldRegion)
 	default:
 		// created_ms is the earliest commit seen of the record, whatever
 		// the order the changes came in.
@@ -424,8 +471,8 @@ func applyRecord(ctx context.Context, tx *txc, c *pb.Change) error {
 		voided = 1
 	}
 	common := []any{village, town, r.GetVersion(), r.GetAuthorId(), r.GetOriginDeviceId(),
-		created, committed, voided, void.GetReason(), void.GetAtMs()}
-	const commonCols = "village_id, town_id, version, author_id, device_id, created_ms, updated_ms, voided, void_reason, voided_ms"
+		created, committed, voided, void.GetReason(), void.GetAtMs(), region}
+	const commonCols = "village_id, town_id, version, author_id, device_id, created_ms, updated_ms, voided, void_reason, voided_ms, region"
 	var cols string
 	var vals []any
 	f := func(name string) string { return field(r, name) }
@@ -490,7 +537,7 @@ func applyRecord(ctx context.Context, tx *txc, c *pb.Change) error {
 	if _, err := tx.ExecContext(ctx, q, vals...); err != nil {
 		return fmt.Errorf("record %s: %w", r.GetId(), err)
 	}
-	if err := applyAttachments(ctx, tx, r, village, town, held > 0); err != nil {
+	if err := applyAttachments(ctx, tx, r, village, town, region, held > 0); err != nil {
 		return fmt.Errorf("record %s's attachments: %w", r.GetId(), err)
 	}
 	// History and entries are written whole again: only kinds that have
@@ -568,7 +615,7 @@ func RoleName(r pb.Role) string {
 	return ""
 }
 
-func applyUnit(ctx context.Context, tx *txc, c *pb.Change) error {
+func applyUnit(ctx context.Context, tx *txc, c *pb.Change, region string) error {
 	u := c.GetUnit()
 	unit := u.GetUnit()
 	kind := UnitKindName(unit.GetKind())
@@ -578,11 +625,14 @@ func applyUnit(ctx context.Context, tx *txc, c *pb.Change) error {
 	case kind == "":
 		return &badChangeError{fmt.Sprintf("unit %s: unit.kind %v: want town, village or grid", unit.GetId(), unit.GetKind())}
 	}
-	return upsert(ctx, tx, "units", []string{"id"}, []string{"kind", "parent_id", "name", "village_id", "town_id", "seq"},
-		unit.GetId(), kind, unit.GetParentId(), unit.GetName(), u.GetVillageId(), u.GetTownId(), c.GetSeq())
+	if err := checkRegion(ctx, tx, "units", "id", "unit", unit.GetId(), region); err != nil {
+		return err
+	}
+	return upsert(ctx, tx, "units", []string{"id"}, []string{"kind", "parent_id", "name", "village_id", "town_id", "region", "seq"},
+		unit.GetId(), kind, unit.GetParentId(), unit.GetName(), u.GetVillageId(), u.GetTownId(), region, c.GetSeq())
 }
 
-func applyPerson(ctx context.Context, tx *txc, c *pb.Change) error {
+func applyPerson(ctx context.Context, tx *txc, c *pb.Change, region string) error {
 	p := c.GetPerson()
 	role := RoleName(p.GetRole())
 	switch {
@@ -591,42 +641,54 @@ func applyPerson(ctx context.Context, tx *txc, c *pb.Change) error {
 	case role == "":
 		return &badChangeError{fmt.Sprintf("person %s: person.role %v: want member, mediator, secretary or hq", p.GetId(), p.GetRole())}
 	}
-	return upsert(ctx, tx, "people", []string{"id"}, []string{"name", "role", "unit_id", "village_id", "town_id", "disabled_ms", "seq"},
-		p.GetId(), p.GetName(), role, p.GetUnitId(), p.GetVillageId(), p.GetTownId(), p.GetDisabledMs(), c.GetSeq())
+	if err := checkRegion(ctx, tx, "people", "id", "person", p.GetId(), region); err != nil {
+		return err
+	}
+	return upsert(ctx, tx, "people", []string{"id"}, []string{"name", "role", "unit_id", "village_id", "town_id", "disabled_ms", "region", "seq"},
+		p.GetId(), p.GetName(), role, p.GetUnitId(), p.GetVillageId(), p.GetTownId(), p.GetDisabledMs(), region, c.GetSeq())
 }
 
-func applyLink(ctx context.Context, tx *txc, c *pb.Change) error {
+func applyLink(ctx context.Context, tx *txc, c *pb.Change, region string) error {
 	l := c.GetLink()
 	if l.GetHouseholdId() == "" {
 		return &badChangeError{"link.household_id is empty"}
+	}
+	if err := checkRegion(ctx, tx, "links", "household_id", "household link", l.GetHouseholdId(), region); err != nil {
+		return err
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO link_history (household_id, seq, member_id, previous_member_id, from_ms, by) VALUES (?, ?, ?, ?, ?, ?)",
 		l.GetHouseholdId(), c.GetSeq(), l.GetMemberId(), l.GetPreviousMemberId(), c.GetCommittedMs(), l.GetBy()); err != nil {
 		return err
 	}
-	return upsert(ctx, tx, "links", []string{"household_id"}, []string{"member_id", "since_ms", "by", "seq"},
-		l.GetHouseholdId(), l.GetMemberId(), c.GetCommittedMs(), l.GetBy(), c.GetSeq())
+	return upsert(ctx, tx, "links", []string{"household_id"}, []string{"member_id", "since_ms", "by", "region", "seq"},
+		l.GetHouseholdId(), l.GetMemberId(), c.GetCommittedMs(), l.GetBy(), region, c.GetSeq())
 }
 
-func applyDevice(ctx context.Context, tx *txc, c *pb.Change) error {
+func applyDevice(ctx context.Context, tx *txc, c *pb.Change, region string) error {
 	d := c.GetDevice()
 	if d.GetDeviceId() == "" {
 		return &badChangeError{"device.device_id is empty"}
 	}
+	if err := checkRegion(ctx, tx, "devices", "id", "device", d.GetDeviceId(), region); err != nil {
+		return err
+	}
 	return upsert(ctx, tx, "devices", []string{"id"},
-		[]string{"user_id", "name", "app_version", "enrolled_ms", "last_seen_ms", "pending", "revoked_ms", "restored_ms", "restores", "last_seq", "seq"},
+		[]string{"user_id", "name", "app_version", "enrolled_ms", "last_seen_ms", "pending", "revoked_ms", "restored_ms", "restores", "last_seq", "region", "seq"},
 		d.GetDeviceId(), d.GetUserId(), d.GetName(), d.GetAppVersion(), d.GetEnrolledMs(), d.GetLastSeenMs(), d.GetPendingCount(),
-		d.GetRevokedMs(), d.GetRestoredMs(), d.GetRestores(), d.GetLastSeq(), c.GetSeq())
+		d.GetRevokedMs(), d.GetRestoredMs(), d.GetRestores(), d.GetLastSeq(), region, c.GetSeq())
 }
 
-func applyRefused(ctx context.Context, tx *txc, c *pb.Change) error {
+func applyRefused(ctx context.Context, tx *txc, c *pb.Change, region string) error {
 	e := c.GetRefused()
 	if e.GetDeviceId() == "" {
 		return &badChangeError{"refused.device_id is empty"}
 	}
+	if err := checkRegion(ctx, tx, "devices", "id", "device", e.GetDeviceId(), region); err != nil {
+		return err
+	}
 	return upsert(ctx, tx, "refused_events", []string{"device_id", "device_seq"},
-		[]string{"user_id", "record_id", "prev_hash", "hash", "code", "reason", "seq"},
-		e.GetDeviceId(), e.GetDeviceSeq(), e.GetUserId(), e.GetRecordId(), e.GetPrevHash(), e.GetHash(), e.GetCode(), e.GetReason(), c.GetSeq())
+		[]string{"user_id", "record_id", "prev_hash", "hash", "code", "reason", "region", "seq"},
+		e.GetDeviceId(), e.GetDeviceSeq(), e.GetUserId(), e.GetRecordId(), e.GetPrevHash(), e.GetHash(), e.GetCode(), e.GetReason(), region, c.GetSeq())
 }
 
 // txc is a transaction that prepares each statement once: a batch of

@@ -213,7 +213,7 @@ func BenchmarkApplyBatch(b *testing.B) {
 			st := m.state()
 			tc := newTxc(tx)
 			for _, c := range w.changes[i:min(i+500, len(w.changes))] {
-				if err := st.apply(context.Background(), tc, c, "L"); err != nil {
+				if err := st.apply(context.Background(), tc, c, "", "L"); err != nil {
 					b.Fatal(err)
 				}
 			}

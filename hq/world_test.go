@@ -168,30 +168,34 @@ func (w *world) void(id, reason string) {
 // sampleWorld records a small city's life: the org imported and changed,
 // households linked and relinked, records of every kind moved through
 // their statuses, with notes, voids, device health and refused events.
-func sampleWorld(seed uint64, households int) *world {
+func sampleWorld(seed uint64, households int) *world { return sampleWorldOf(seed, households, "") }
+
+// sampleWorldOf is sampleWorld with every id starting with p (a region's
+// prefix, "a-"), so that two regions' worlds hold no id in common.
+func sampleWorldOf(seed uint64, households int, p string) *world {
 	w := newWorld()
 	rng := rand.New(rand.NewPCG(seed, 7))
-	w.unit("T01", pb.UnitKind_UNIT_KIND_TOWN, "", "城关镇")
-	w.unit("T02", pb.UnitKind_UNIT_KIND_TOWN, "", "河口镇")
-	w.unit("V01", pb.UnitKind_UNIT_KIND_VILLAGE, "T01", "东湖村")
-	w.unit("V02", pb.UnitKind_UNIT_KIND_VILLAGE, "T02", "柳林村")
-	w.unit("G01", pb.UnitKind_UNIT_KIND_GRID, "V01", "第一网格")
-	w.unit("G02", pb.UnitKind_UNIT_KIND_GRID, "V02", "第二网格")
-	w.unit("V01", pb.UnitKind_UNIT_KIND_VILLAGE, "T01", "东湖社区") // renamed
-	w.person("M01", "王芳", pb.Role_ROLE_MEMBER, "G01", "V01", "T01", 0)
-	w.person("M02", "李强", pb.Role_ROLE_MEMBER, "G02", "V02", "T02", 0)
-	w.person("S01", "张伟", pb.Role_ROLE_SECRETARY, "V01", "V01", "T01", 0)
-	w.person("TS1", "刘洋", pb.Role_ROLE_SECRETARY, "T01", "", "T01", 0)
-	w.person("D01", "陈静", pb.Role_ROLE_MEDIATOR, "V01", "V01", "T01", 0)
-	w.person("H01", "赵敏", pb.Role_ROLE_HQ, "", "", "", 0)
-	w.device("dev-a", "M01", "1.0.0", 0, 0)
-	w.device("dev-b", "M02", "1.0.0", 3, 0)
-	grids := []string{"G01", "G02"}
-	members := map[string]string{"G01": "M01", "G02": "M02"}
+	w.unit(p+"T01", pb.UnitKind_UNIT_KIND_TOWN, "", "城关镇")
+	w.unit(p+"T02", pb.UnitKind_UNIT_KIND_TOWN, "", "河口镇")
+	w.unit(p+"V01", pb.UnitKind_UNIT_KIND_VILLAGE, p+"T01", "东湖村")
+	w.unit(p+"V02", pb.UnitKind_UNIT_KIND_VILLAGE, p+"T02", "柳林村")
+	w.unit(p+"G01", pb.UnitKind_UNIT_KIND_GRID, p+"V01", "第一网格")
+	w.unit(p+"G02", pb.UnitKind_UNIT_KIND_GRID, p+"V02", "第二网格")
+	w.unit(p+"V01", pb.UnitKind_UNIT_KIND_VILLAGE, p+"T01", "东湖社区") // renamed
+	w.person(p+"M01", "王芳", pb.Role_ROLE_MEMBER, p+"G01", p+"V01", p+"T01", 0)
+	w.person(p+"M02", "李强", pb.Role_ROLE_MEMBER, p+"G02", p+"V02", p+"T02", 0)
+	w.person(p+"S01", "张伟", pb.Role_ROLE_SECRETARY, p+"V01", p+"V01", p+"T01", 0)
+	w.person(p+"TS1", "刘洋", pb.Role_ROLE_SECRETARY, p+"T01", "", p+"T01", 0)
+	w.person(p+"D01", "陈静", pb.Role_ROLE_MEDIATOR, p+"V01", p+"V01", p+"T01", 0)
+	w.person(p+"H01", "赵敏", pb.Role_ROLE_HQ, "", "", "", 0)
+	w.device(p+"dev-a", p+"M01", "1.0.0", 0, 0)
+	w.device(p+"dev-b", p+"M02", "1.0.0", 3, 0)
+	grids := []string{p + "G01", p + "G02"}
+	members := map[string]string{p + "G01": p + "M01", p + "G02": p + "M02"}
 	var hh []string
 	for i := range households {
 		g := grids[i%2]
-		id := fmt.Sprintf("H%03d", i)
+		id := p + fmt.Sprintf("H%03d", i)
 		hh = append(hh, id)
 		w.create(pb.Kind_KIND_HOUSEHOLD, id, w.villageOf[g], map[string]string{"grid_id": g, "head": fmt.Sprintf("户主%d", i),
 			"address": fmt.Sprintf("%d号", i), "members": strconv.Itoa(1 + i%5), "tags": "低保"})
@@ -199,33 +203,33 @@ func sampleWorld(seed uint64, households int) *world {
 			w.link(id, members[g], "admin:import")
 		}
 	}
-	w.person("M01", "王芳", pb.Role_ROLE_MEMBER, "G01", "V01", "T01", w.now) // disabled
-	w.device("dev-a", "M01", "1.1.0", 0, 0)
+	w.person(p+"M01", "王芳", pb.Role_ROLE_MEMBER, p+"G01", p+"V01", p+"T01", w.now) // disabled
+	w.device(p+"dev-a", p+"M01", "1.1.0", 0, 0)
 	var visits, disputes, needs, projects, events []string
 	for i := range households * 3 {
 		h := hh[rng.IntN(len(hh))]
 		v := w.where[h][0]
 		switch rng.IntN(8) {
 		case 0, 1, 2:
-			id := fmt.Sprintf("vis-%d", i)
+			id := p + fmt.Sprintf("vis-%d", i)
 			visits = append(visits, id)
 			w.create(pb.Kind_KIND_VISIT, id, v, map[string]string{"household_id": h,
 				"visited_on": fmt.Sprintf("2026-%02d-%02d", 1+rng.IntN(12), 1+rng.IntN(28)), "met": "户主", "help": "送米"})
 		case 3:
-			id := fmt.Sprintf("dis-%d", i)
+			id := p + fmt.Sprintf("dis-%d", i)
 			disputes = append(disputes, id)
 			w.create(pb.Kind_KIND_DISPUTE, id, v, map[string]string{"village_id": v, "category": domain.DisputeCategories[rng.IntN(5)],
 				"title": "邻里纠纷", "household_id": h, "occurred_on": "2026-03-04"})
 		case 4:
-			id := fmt.Sprintf("need-%d", i)
+			id := p + fmt.Sprintf("need-%d", i)
 			needs = append(needs, id)
 			w.create(pb.Kind_KIND_NEED, id, v, map[string]string{"village_id": v, "household_id": h, "category": "medical", "summary": "看病难"})
 		case 5:
-			id := fmt.Sprintf("proj-%d", i)
+			id := p + fmt.Sprintf("proj-%d", i)
 			projects = append(projects, id)
 			w.create(pb.Kind_KIND_PROJECT, id, v, map[string]string{"village_id": v, "title": "修路", "households": h + ", " + hh[0], "planned_on": "2026-05-01"})
 		case 6:
-			id := fmt.Sprintf("ev-%d", i)
+			id := p + fmt.Sprintf("ev-%d", i)
 			events = append(events, id)
 			w.create(pb.Kind_KIND_EVENT, id, v, map[string]string{"village_id": v, "type": domain.EventTypes[rng.IntN(5)], "occurred_on": "2026-04-0" + strconv.Itoa(1+rng.IntN(9)),
 				"subject": "三会一课", "service_mode": "direct", "hash": strings.Repeat("c", 64), "prev_hash": strings.Repeat("d", 64)})
@@ -263,7 +267,7 @@ func sampleWorld(seed uint64, households int) *world {
 	for i, id := range needs {
 		if i%3 == 0 {
 			w.move(id, "taken")
-			w.set(id, map[string]string{"taken_by": "M01", "help": "联系医院"})
+			w.set(id, map[string]string{"taken_by": p + "M01", "help": "联系医院"})
 		}
 		if i%3 != 2 {
 			w.move(id, "resolved")
@@ -288,22 +292,28 @@ func sampleWorld(seed uint64, households int) *world {
 		case 0:
 			w.link(h, "", "secretary:S01") // unlinked
 		case 1:
-			w.link(h, "M02", "admin:ops")
+			w.link(h, p+"M02", "admin:ops")
 		case 5:
 			w.void(h, "户已迁出")
 		}
 	}
-	w.refuse("dev-a", 5)
-	w.refuse("dev-a", 9)
-	w.device("dev-b", "M02", "1.1.0", 0, w.now)
-	w.unit("G02", pb.UnitKind_UNIT_KIND_GRID, "V02", "第二网格（新）")
+	w.refuse(p+"dev-a", 5)
+	w.refuse(p+"dev-a", 9)
+	w.device(p+"dev-b", p+"M02", "1.1.0", 0, w.now)
+	w.unit(p+"G02", pb.UnitKind_UNIT_KIND_GRID, p+"V02", "第二网格（新）")
 	return w
 }
 
 // dump reads a table as sorted lines of its columns.
 func dump(t testing.TB, m *Model, table string) []string {
 	t.Helper()
-	rows, err := m.DB().Query("SELECT * FROM " + table)
+	return dumpWhere(t, m, table, "1")
+}
+
+// dumpWhere is dump of the rows where cond holds (args its parameters).
+func dumpWhere(t testing.TB, m *Model, table, cond string, args ...any) []string {
+	t.Helper()
+	rows, err := m.DB().Query("SELECT * FROM "+table+" WHERE "+cond, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
