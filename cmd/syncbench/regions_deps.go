@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/hq"
 	"github.com/fieldsync/fieldsync/internal/natscluster"
 	"github.com/fieldsync/fieldsync/internal/syncd"
@@ -42,16 +41,10 @@ func followStream(fc *hq.FollowConfig, stream string) error {
 	return nil
 }
 
-// ensureHQStream creates FIELDSYNC_HQ sourcing every region's stream.
-// (Until hq.EnsureHQStream lands: a stream with no subjects whose sources
-// are the regions' streams.)
+// ensureHQStream creates FIELDSYNC_HQ sourcing every region's stream, as
+// fieldctl hq stream does.
 func ensureHQStream(ctx context.Context, js jetstream.JetStream, regions []string, replicas int) error {
-	sc := jetstream.StreamConfig{Name: domain.HQStreamName, Storage: jetstream.FileStorage, Replicas: replicas,
-		Description: "fieldsync HQ: every region's changelog (syncbench)"}
-	for _, r := range regions {
-		sc.Sources = append(sc.Sources, &jetstream.StreamSource{Name: domain.RegionStream(r)})
-	}
-	_, err := js.CreateOrUpdateStream(ctx, sc)
+	_, err := hq.EnsureHQStream(ctx, js, regions, replicas)
 	return err
 }
 
