@@ -458,7 +458,7 @@ type hqMsg struct {
 // readHQStream reads FIELDSYNC_HQ's headers, by region.
 func readHQStream(ctx context.Context, js jetstream.JetStream) (map[string][]hqMsg, error) {
 	out := map[string][]hqMsg{}
-	err := readStream(ctx, js, domain.HQStreamName, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+	err := readStream(ctx, js, domain.HQStreamName, func() { clear(out) }, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
 		n, _ := strconv.ParseUint(m.Headers().Get(domain.HeaderSeq), 10, 64)
 		reg := m.Headers().Get(domain.HeaderRegion)
 		out[reg] = append(out[reg], hqMsg{hqSeq: md.Sequence.Stream, change: n, stored: md.Timestamp})
@@ -467,7 +467,28 @@ func readHQStream(ctx context.Context, js jetstream.JetStream) (map[string][]hqM
 }
 
 // readStream reads every message of a stream (headers only), in order.
-func readStream(ctx context.Context, js jetstream.JetStream, name string, fn func(jetstream.Msg, *jetstream.MsgMetadata)) error {
+// On a loaded cluster a request may find no responder for a moment (a
+// stream's leader moving): the read starts over (reset first), up to 5
+// times.
+func readStream(ctx context.Context, js jetstream.JetStream, name string, reset func(), fn func(jetstream.Msg, *jetstream.MsgMetadata)) error {
+	var err error
+	for try := range 5 {
+		if try > 0 {
+			reset()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(try) * time.Second):
+			}
+		}
+		if err = readStreamOnce(ctx, js, name, fn); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("reading %s (5 tries): %w", name, err)
+}
+
+func readStreamOnce(ctx context.Context, js jetstream.JetStream, name string, fn func(jetstream.Msg, *jetstream.MsgMetadata)) error {
 	st, err := js.Stream(ctx, name)
 	if err != nil {
 		return err
@@ -536,7 +557,15 @@ func modelRecordIDs(ctx context.Context, db *sql.DB) (map[string]bool, error) {
 func (r *regionRun) figures(ctx context.Context, hqMsgs []hqMsg, hf *hqFollower, modelIDs map[string]bool) (*regionFigures, error) {
 	f := &regionFigures{Scenario: "regions", Region: r.name, Stream: r.b.streamName(), Households: len(r.city.hhs), Devices: len(r.b.devs),
 		Storm: r.storm, Bootstrap: r.boot}
-	v, err := r.b.verify()
+	var v *verdict
+	var err error
+	for try := range 5 { // a loaded cluster: see readStream
+		if v, err = r.b.verify(); err == nil {
+			break
+		}
+		fmt.Fprintf(r.b.log, "syncbench: region %s: check (try %d): %v\n", r.name, try+1, err)
+		time.Sleep(time.Duration(try+1) * time.Second)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -547,7 +576,8 @@ func (r *regionRun) figures(ctx context.Context, hqMsgs []hqMsg, hf *hqFollower,
 
 	// The region's stream: when each change was stored.
 	stored := map[uint64]time.Time{}
-	if err := readStream(ctx, r.b.js, r.b.streamName(), func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+	reset := func() { clear(stored); f.RegionStreamMsg = 0 }
+	if err := readStream(ctx, r.b.js, r.b.streamName(), reset, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
 		n, _ := strconv.ParseUint(m.Headers().Get(domain.HeaderSeq), 10, 64)
 		stored[n] = md.Timestamp
 		f.RegionStreamMsg++
