@@ -113,6 +113,9 @@ type regionFigures struct {
 	HQTwice         int `json:"hq_twice"`
 	HQModelMissing  int `json:"hq_model_missing"`
 	RegionStreamMsg int `json:"region_stream_messages"`
+	// StreamBytesPerMsg: the region stream's bytes over its messages
+	// (JetStream's accounting of one copy: subject, headers, body).
+	StreamBytesPerMsg float64 `json:"stream_bytes_per_message"`
 }
 
 // regionsHQ is HQ's side of the run.
@@ -145,6 +148,11 @@ type regionsCheck struct {
 	GenCPUSecs  float64 `json:"loadgen_cpu_s"`
 	GenPeakRSS  float64 `json:"loadgen_peak_rss_mb"`
 	LoadAverage string  `json:"load_average"`
+	// The cluster alone after the run (unless -skip-limits): JetStream
+	// async publish of -limit-rows change bodies (default 20,000) to a
+	// scratch stream with the regions' replicas.
+	ClusterPublishPerSec float64 `json:"cluster_async_publish_per_s,omitempty"`
+	ClusterPublishRows   int     `json:"cluster_async_publish_rows,omitempty"`
 }
 
 func runRegions(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
@@ -393,6 +401,19 @@ func runRegions(ctx context.Context, cfg *config, stdout, stderr io.Writer) erro
 	}
 	hf.close()
 	hf = nil
+	if !cfg.skipLimits && ctx.Err() == nil {
+		step(fmt.Sprintf("measuring the cluster alone (JetStream async publish, R%d)", cfg.replicas))
+		n := cfg.limitRows
+		if n == 0 {
+			n = 20000
+		}
+		var l limits
+		if err := measureJetStreamReplicas(ctx, urls, "", n, cfg.replicas, &l); err != nil {
+			fmt.Fprintln(stderr, "syncbench: cluster limit:", err)
+		} else {
+			check.ClusterPublishPerSec, check.ClusterPublishRows = l.JetStreamPerSec, n
+		}
+	}
 	printRegions(stdout, figs, hqr, check, cfg.jsonOut)
 	if !check.OK {
 		return fmt.Errorf("the check failed: %s", strings.Join(check.Problems, "; "))
@@ -584,6 +605,11 @@ func (r *regionRun) figures(ctx context.Context, hqMsgs []hqMsg, hf *hqFollower,
 	}); err != nil {
 		return nil, err
 	}
+	if st, err := r.b.js.Stream(ctx, r.b.streamName()); err == nil {
+		if info, err := st.Info(ctx); err == nil && info.State.Msgs > 0 {
+			f.StreamBytesPerMsg = math.Round(float64(info.State.Bytes)/float64(info.State.Msgs)*10) / 10
+		}
+	}
 	// FIELDSYNC_HQ: the region's changes 1..N, each once, in order.
 	f.HQMessages = len(hqMsgs)
 	inHQ := map[uint64]hqMsg{}
@@ -663,6 +689,12 @@ func printRegions(w io.Writer, figs []*regionFigures, h *regionsHQ, c *regionsCh
 	tw.Flush()
 	fmt.Fprintf(w, "\nlags: a change committed in the region (its head, sampled every 10 ms) → stored in the region's stream (relay lag) → applied by HQ's model following %s (HQ lag); source lag: region stream → %s\n", h.Stream, h.Stream)
 	fmt.Fprintf(w, "storms together: %.2f s; load generator (phones, NATS cluster, HQ model): %.2f CPU s, peak RSS %.1f MB\n", c.StormSecs, c.GenCPUSecs, c.GenPeakRSS)
+	for _, f := range figs {
+		fmt.Fprintf(w, "%s: %s %.1f bytes a message (one copy)\n", f.Region, f.Stream, f.StreamBytesPerMsg)
+	}
+	if c.ClusterPublishPerSec > 0 {
+		fmt.Fprintf(w, "the cluster alone after the run: JetStream async publish of %d change bodies to a replicated scratch stream: %.0f msgs/s\n", c.ClusterPublishRows, c.ClusterPublishPerSec)
+	}
 	fmt.Fprintf(w, "HQ model on %s: initial load %d changes in %.2f s; storm %d changes at %.0f/s, caught up %.2f s after the last device; lag (changes) p50 %d, p99 %d, max %d\n",
 		h.Stream, h.InitialChanges, h.InitialLoadSec, h.StormChanges, h.AppliedPerSec, h.CatchUpAfterStormS, h.LagP50, h.LagP99, h.LagMax)
 	for _, n := range h.Notes {
