@@ -180,7 +180,7 @@ func measureJetStreamReplicas(ctx context.Context, natsURL, natsKey string, n, r
 		m.Data = body
 		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("limit-%d", i))
 		m.Header.Set(domain.HeaderSeq, fmt.Sprint(i+1))
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil { // a loaded cluster (R3) acknowledges slower than 4,000 in flight drain at the default 200 ms
 			return err
 		}
 	}
