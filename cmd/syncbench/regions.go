@@ -678,16 +678,16 @@ func printRegions(w io.Writer, figs []*regionFigures, h *regionsHQ, c *regionsCh
 	fmt.Fprintf(w, "cluster: %s\n", c.Cluster)
 	fmt.Fprintf(w, "measured: %s\n\n", c.Measured)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "region\thouseholds\tdevices\tstorm s\tsyncs\tsyncs/s\tmutations/s\tp50 ms\tp99 ms\tchanges\trelay lag p50/p99/max ms\tHQ lag p50/p99/max ms\tsource lag p50/p99 ms\tsrv CPU s\tsrv RSS MB\tlost\tdup\t")
+	fmt.Fprintln(tw, "region\thouseholds\tdevices\tstorm s\tsyncs\tsyncs/s\tmutations/s\tp50 ms\tp99 ms\tchanges (commits)\trelay lag p50/p99/max ms\tHQ lag p50/p99/max ms\tsource lag p50/p99 ms\tsrv CPU s\tsrv RSS MB\tlost\tdup\t")
 	for _, f := range figs {
 		s := f.Storm
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%d\t%.1f / %.1f / %.1f\t%.1f / %.1f / %.1f\t%.1f / %.1f\t%s\t%s\t%d\t%d\t\n",
-			f.Region, f.Households, f.Devices, s.Seconds, s.Syncs, s.SyncsPerSec, s.MutationsPerSec, s.P50Ms, s.P99Ms, f.StormChanges,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%d (%d)\t%.1f / %.1f / %.1f\t%.1f / %.1f / %.1f\t%.1f / %.1f\t%s\t%s\t%d\t%d\t\n",
+			f.Region, f.Households, f.Devices, s.Seconds, s.Syncs, s.SyncsPerSec, s.MutationsPerSec, s.P50Ms, s.P99Ms, f.StormChanges, f.RelayLag.Samples,
 			f.RelayLag.P50Ms, f.RelayLag.P99Ms, f.RelayLag.MaxMs, f.HQLag.P50Ms, f.HQLag.P99Ms, f.HQLag.MaxMs, f.SourceLag.P50Ms, f.SourceLag.P99Ms,
 			orDash(f.ServerCPUSecs, 2), orDash(f.PeakRSSMB, 1), f.Lost, f.Duplicated)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nlags: a change committed in the region (its head, sampled every 10 ms) → stored in the region's stream (relay lag) → applied by HQ's model following %s (HQ lag); source lag: region stream → %s\n", h.Stream, h.Stream)
+	fmt.Fprintf(w, "\nlags: the last change of each commit the sampler saw (the region's head, asked every 10 ms; a commit holds up to a few hundred syncs' changes) committed → stored in the region's stream (relay lag) → applied by HQ's model following %s (HQ lag); source lag: region stream → %s\n", h.Stream, h.Stream)
 	fmt.Fprintf(w, "storms together: %.2f s; load generator (phones, NATS cluster, HQ model): %.2f CPU s, peak RSS %.1f MB\n", c.StormSecs, c.GenCPUSecs, c.GenPeakRSS)
 	for _, f := range figs {
 		fmt.Fprintf(w, "%s: %s %.1f bytes a message (one copy)\n", f.Region, f.Stream, f.StreamBytesPerMsg)
