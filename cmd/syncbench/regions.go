@@ -159,6 +159,9 @@ func runRegions(ctx context.Context, cfg *config, stdout, stderr io.Writer) erro
 	if err := checkRegionsSupported(); err != nil {
 		return err
 	}
+	// The regions' goroutines, the syncds' children (their stderr is
+	// copied in) and HQ's follower all write to stderr.
+	stderr = &lockedWriter{w: stderr}
 	spec := citySpec{Households: cfg.households, Members: cfg.members, Grids: cfg.grids}
 	scale := cfg.scale
 	if !cfg.scaleSet {
@@ -748,4 +751,16 @@ func (c *config) checkRegions(list string) error {
 		return errors.New("-scale: must be more than 0")
 	}
 	return nil
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
