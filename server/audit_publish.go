@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,8 +28,23 @@ import (
 // one by one; a purge (after restoring the database from a backup, to
 // accept the entries lost with it) makes syncd publish every entry again.
 func AuditStreamConfig(subject string) jetstream.StreamConfig {
+	return auditStreamConfig(domain.AuditStreamName, subject)
+}
+
+// AuditStreamFor is the audit stream of region (domain.CheckRegion):
+// FIELDSYNC_AUDIT for none, else FIELDSYNC_AUDIT_<REGION>. Regions on one
+// JetStream each keep their own: one stream's subjects and expected
+// sequences cannot serve two publishers.
+func AuditStreamFor(region string) string {
+	if region == "" {
+		return domain.AuditStreamName
+	}
+	return domain.AuditStreamName + "_" + strings.ToUpper(region)
+}
+
+func auditStreamConfig(name, subject string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        domain.AuditStreamName,
+		Name:        name,
 		Description: "fieldsync audit heads: one message per audit log entry (JSON seq, link, time_ms)",
 		Subjects:    []string{subject},
 		Storage:     jetstream.FileStorage,
@@ -40,12 +56,18 @@ func AuditStreamConfig(subject string) jetstream.StreamConfig {
 // LatestAuditHead reads the last audit head published on subject, nil if
 // none (no stream, or an empty one).
 func LatestAuditHead(ctx context.Context, js jetstream.JetStream, subject string) (*store.AuditHead, error) {
-	st, err := js.Stream(ctx, domain.AuditStreamName)
+	// The stream that holds the subject: FIELDSYNC_AUDIT, or a region's
+	// (AuditStreamFor).
+	name, err := js.StreamNameBySubject(ctx, subject)
+	if err != nil {
+		name = domain.AuditStreamName
+	}
+	st, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("audit stream %s: %w", domain.AuditStreamName, err)
+		return nil, fmt.Errorf("audit stream %s: %w", name, err)
 	}
 	h, _, err := lastAuditHead(ctx, st, subject)
 	return h, err
@@ -56,7 +78,7 @@ func LatestAuditHead(ctx context.Context, js jetstream.JetStream, subject string
 func lastAuditHead(ctx context.Context, st jetstream.Stream, subject string) (*store.AuditHead, uint64, error) {
 	info, err := st.Info(ctx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("audit stream %s: %w", domain.AuditStreamName, err)
+		return nil, 0, fmt.Errorf("audit stream %s: %w", st.CachedInfo().Config.Name, err)
 	}
 	if info.State.Msgs == 0 {
 		return nil, info.State.LastSeq, nil
@@ -66,11 +88,11 @@ func lastAuditHead(ctx context.Context, st jetstream.Stream, subject string) (*s
 		return nil, info.State.LastSeq, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("audit stream %s: read the last head: %w", domain.AuditStreamName, err)
+		return nil, 0, fmt.Errorf("audit stream %s: read the last head: %w", st.CachedInfo().Config.Name, err)
 	}
 	var h store.AuditHead
 	if err := json.Unmarshal(m.Data, &h); err != nil || h.Seq == 0 || h.Link == "" {
-		return nil, 0, fmt.Errorf("audit stream %s: message %d is not an audit head", domain.AuditStreamName, m.Sequence)
+		return nil, 0, fmt.Errorf("audit stream %s: message %d is not an audit head", st.CachedInfo().Config.Name, m.Sequence)
 	}
 	return &h, m.Sequence, nil
 }
@@ -88,6 +110,7 @@ type auditPublisher struct {
 	poke      chan struct{}
 	published atomic.Uint64
 	subject   string // the store's AuditHeadSubject
+	stream    string // AuditStreamFor(the server's region)
 }
 
 // errAuditMismatch: the stream's last head is not in the database.
@@ -122,17 +145,17 @@ func (p *auditPublisher) run(ctx context.Context) {
 // publishes each entry committed after it, waiting for a poke when there
 // is none, until an error. A poke costs one indexed read of SQLite.
 func (p *auditPublisher) round(ctx context.Context) (progressed bool, err error) {
-	st, err := p.js.Stream(ctx, domain.AuditStreamName)
+	st, err := p.js.Stream(ctx, p.stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = p.js.CreateStream(ctx, AuditStreamConfig(p.subject))
+		st, err = p.js.CreateStream(ctx, auditStreamConfig(p.stream, p.subject))
 	} else if err == nil && !slices.Equal(st.CachedInfo().Config.Subjects, []string{p.subject}) {
 		// Made by an older syncd on the well-known subject (or the key
 		// changed): heads go to the secret one from now on, and the log is
 		// published there again from its first entry.
-		st, err = p.js.UpdateStream(ctx, AuditStreamConfig(p.subject))
+		st, err = p.js.UpdateStream(ctx, auditStreamConfig(p.stream, p.subject))
 	}
 	if err != nil {
-		return false, fmt.Errorf("audit stream %s: %w", domain.AuditStreamName, err)
+		return false, fmt.Errorf("audit stream %s: %w", p.stream, err)
 	}
 	head, last, err := lastAuditHead(ctx, st, p.subject)
 	if err != nil {
@@ -186,7 +209,7 @@ func (p *auditPublisher) matches(ctx context.Context, head *store.AuditHead) err
 	}
 	if len(es) == 0 || es[0].Seq != head.Seq {
 		return fmt.Errorf("%w: entry %d was published, and the database has no such entry (entries removed, or the database restored from an older backup: to accept the loss of entries after a restore, purge stream %s and syncd publishes the log again)",
-			errAuditMismatch, head.Seq, domain.AuditStreamName)
+			errAuditMismatch, head.Seq, p.stream)
 	}
 	if es[0].Link() != head.Link {
 		return fmt.Errorf("%w: entry %d differs from the one published (the log was cut back and written again, or rewritten)", errAuditMismatch, head.Seq)

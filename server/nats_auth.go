@@ -29,7 +29,13 @@ import (
 // cannot publish to fieldsync.changes.>, purge, delete, create or update a
 // stream, or delete a message.
 func HQPermissions(publicKey string) *natsserver.Permissions {
-	s := domain.StreamName
+	return HQPermissionsFor(publicKey, domain.StreamName)
+}
+
+// HQPermissionsFor are HQPermissions on the changelog stream named stream
+// (a region's syncd: domain.RegionStream(region)).
+func HQPermissionsFor(publicKey, stream string) *natsserver.Permissions {
+	s := stream
 	return &natsserver.Permissions{
 		Publish: &natsserver.SubjectPermission{
 			Allow: []string{
@@ -76,16 +82,27 @@ type HQUser struct {
 type NATSAuth struct {
 	syncd nkeys.KeyPair
 
-	mu   sync.Mutex
-	hq   []HQUser
-	opts *natsserver.Options // the options the server started with
-	ns   *natsserver.Server
+	mu sync.Mutex
+	hq []HQUser
+	// stream is the changelog stream HQ users may read ("":
+	// domain.StreamName; SetRegion).
+	stream string
+	opts   *natsserver.Options // the options the server started with
+	ns     *natsserver.Server
 }
 
 // NewNATSAuth makes the users of an embedded NATS with syncd's key pair
 // (LoadOrCreateNKey) and the HQ users.
 func NewNATSAuth(syncd nkeys.KeyPair, hq []HQUser) *NATSAuth {
 	return &NATSAuth{syncd: syncd, hq: slices.Clone(hq)}
+}
+
+// SetRegion makes the HQ users read region's changelog stream
+// (domain.RegionStream). Call it before the server starts (WithAuth).
+func (a *NATSAuth) SetRegion(region string) {
+	a.mu.Lock()
+	a.stream = domain.RegionStream(region)
+	a.mu.Unlock()
 }
 
 // WithAuth turns authentication on: only syncd's key and the HQ users
@@ -103,8 +120,12 @@ func WithAuth(a *NATSAuth) NATSOption {
 func (a *NATSAuth) apply(o *natsserver.Options) {
 	pub, _ := a.syncd.PublicKey() // a key pair made from a seed has one
 	o.Nkeys = []*natsserver.NkeyUser{{Nkey: pub}}
+	stream := a.stream
+	if stream == "" {
+		stream = domain.StreamName
+	}
 	for _, u := range a.hq {
-		o.Nkeys = append(o.Nkeys, &natsserver.NkeyUser{Nkey: u.PublicKey, Permissions: HQPermissions(u.PublicKey)})
+		o.Nkeys = append(o.Nkeys, &natsserver.NkeyUser{Nkey: u.PublicKey, Permissions: HQPermissionsFor(u.PublicKey, stream)})
 	}
 	o.NoAuthUser = ""
 }

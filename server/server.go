@@ -156,6 +156,9 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Region == "" {
+		cfg.Region = cfg.Store.Region() // the region the database is pinned to
+	}
 	s := &Server{cfg: cfg, store: cfg.Store, hub: newHub(), log: cfg.Logger,
 		clock: domain.NewClock("admin", domain.HLC{}, 0, nil), limits: newLimits(&cfg), quota: newQuotas(&cfg),
 		auth: newAuthCache(authCacheTTL, authCacheMax), metrics: cfg.Metrics, health: health.NewServer()}
@@ -181,7 +184,7 @@ func New(cfg Config) *Server {
 		s.relay = NewRelay(cfg.Store, cfg.JetStream, cfg.Logger)
 		s.relay.limits = cfg.StreamLimits
 		s.relay.SetRegion(cfg.Region)
-		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1), subject: cfg.Store.AuditHeadSubject()}
+		s.audit = &auditPublisher{store: cfg.Store, js: cfg.JetStream, log: cfg.Logger, poke: make(chan struct{}, 1), subject: cfg.Store.AuditHeadSubject(), stream: AuditStreamFor(cfg.Region)}
 	}
 	if s.audit != nil {
 		cfg.Store.OnAudit = func() {
