@@ -26,7 +26,7 @@ func downgradeRegions(t testing.TB, path, lineage string, last uint64) {
 	t.Helper()
 	db := openRaw(t, path)
 	defer db.Close()
-	for _, tb := range regionIndexed {
+	for _, tb := range regionTables {
 		mustExec(t, db, "DROP INDEX "+tb+"_region")
 	}
 	for _, tb := range regionTables {
