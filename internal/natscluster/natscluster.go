@@ -43,9 +43,12 @@ type Config struct {
 	// temporary directory, removed by Stop.
 	Dir string
 	// MaxStore and MaxMemory are each node's JetStream limits in bytes
-	// (default 1 GiB and 64 MiB). Set them: left to nats-server the store
+	// (default DefaultMaxStore and 64 MiB). Left to nats-server the store
 	// limit is 75% of the free disk, and N nodes on one disk each count
-	// the same free space.
+	// the same free space. A stream with a byte limit reserves that much
+	// on each node holding a replica of it (fieldsync's changelog: 48 GiB
+	// a region, server.DefaultChangelogMaxBytes), whatever it holds, so
+	// the limit must cover the reservations, not the data.
 	MaxStore, MaxMemory int64
 	// User and Password, when both are set, are required of every client;
 	// URLs then carries them (nats://user:password@host:port). Routes
@@ -73,6 +76,11 @@ type Cluster struct {
 	nodes []*node
 }
 
+// DefaultMaxStore is each node's JetStream store limit when Config.MaxStore
+// is 0: room for the reservations of a few dozen regions' changelog
+// streams (48 GiB each by default), not disk actually used.
+const DefaultMaxStore int64 = 2 << 40
+
 // startTimeout bounds how long one node may take to accept connections.
 const startTimeout = 20 * time.Second
 
@@ -96,7 +104,7 @@ func Start(cfg Config) (*Cluster, error) {
 		cfg.Host = "127.0.0.1"
 	}
 	if cfg.MaxStore == 0 {
-		cfg.MaxStore = 1 << 30
+		cfg.MaxStore = DefaultMaxStore
 	}
 	if cfg.MaxMemory == 0 {
 		cfg.MaxMemory = 64 << 20
