@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
@@ -99,7 +100,12 @@ type regionFigures struct {
 	// FIELDSYNC_HQ, which sources the region's stream).
 	HQLag lagStats `json:"hq_lag"`
 	// SourceLag: stored in the region's stream until stored in FIELDSYNC_HQ.
-	SourceLag     lagStats `json:"hq_source_lag"`
+	SourceLag lagStats `json:"hq_source_lag"`
+	// AckStored, AckHQ: per record the storm created, the phone's
+	// acknowledgement until the region's stream stored its change, and
+	// until HQ's model applied it (0 when it came first).
+	AckStored     lagStats `json:"ack_to_stored"`
+	AckHQ         lagStats `json:"ack_to_hq_applied"`
 	PeakRSSMB     *float64 `json:"server_peak_rss_mb"` // the region's syncd, over the storm
 	ServerCPUSecs *float64 `json:"server_cpu_s"`
 	Lost          int      `json:"lost"`
@@ -482,7 +488,7 @@ type hqMsg struct {
 // readHQStream reads FIELDSYNC_HQ's headers, by region.
 func readHQStream(ctx context.Context, js jetstream.JetStream) (map[string][]hqMsg, error) {
 	out := map[string][]hqMsg{}
-	err := readStream(ctx, js, domain.HQStreamName, func() { clear(out) }, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+	err := readStream(ctx, js, domain.HQStreamName, true, func() { clear(out) }, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
 		n, _ := strconv.ParseUint(m.Headers().Get(domain.HeaderSeq), 10, 64)
 		reg := m.Headers().Get(domain.HeaderRegion)
 		out[reg] = append(out[reg], hqMsg{hqSeq: md.Sequence.Stream, change: n, stored: md.Timestamp})
@@ -494,7 +500,7 @@ func readHQStream(ctx context.Context, js jetstream.JetStream) (map[string][]hqM
 // On a loaded cluster a request may find no responder for a moment (a
 // stream's leader moving): the read starts over (reset first), up to 5
 // times.
-func readStream(ctx context.Context, js jetstream.JetStream, name string, reset func(), fn func(jetstream.Msg, *jetstream.MsgMetadata)) error {
+func readStream(ctx context.Context, js jetstream.JetStream, name string, headersOnly bool, reset func(), fn func(jetstream.Msg, *jetstream.MsgMetadata)) error {
 	var err error
 	for try := range 5 {
 		if try > 0 {
@@ -505,14 +511,14 @@ func readStream(ctx context.Context, js jetstream.JetStream, name string, reset 
 			case <-time.After(time.Duration(try) * time.Second):
 			}
 		}
-		if err = readStreamOnce(ctx, js, name, fn); err == nil {
+		if err = readStreamOnce(ctx, js, name, headersOnly, fn); err == nil {
 			return nil
 		}
 	}
 	return fmt.Errorf("reading %s (5 tries): %w", name, err)
 }
 
-func readStreamOnce(ctx context.Context, js jetstream.JetStream, name string, fn func(jetstream.Msg, *jetstream.MsgMetadata)) error {
+func readStreamOnce(ctx context.Context, js jetstream.JetStream, name string, headersOnly bool, fn func(jetstream.Msg, *jetstream.MsgMetadata)) error {
 	st, err := js.Stream(ctx, name)
 	if err != nil {
 		return err
@@ -524,7 +530,7 @@ func readStreamOnce(ctx context.Context, js jetstream.JetStream, name string, fn
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{HeadersOnly: true})
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{HeadersOnly: headersOnly})
 	if err != nil {
 		return err
 	}
@@ -600,11 +606,18 @@ func (r *regionRun) figures(ctx context.Context, hqMsgs []hqMsg, hf *hqFollower,
 
 	// The region's stream: when each change was stored.
 	stored := map[uint64]time.Time{}
-	reset := func() { clear(stored); f.RegionStreamMsg = 0 }
-	if err := readStream(ctx, r.b.js, r.b.streamName(), reset, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+	firstChange := map[string]uint64{} // a record's first change in the stream
+	reset := func() { clear(stored); clear(firstChange); f.RegionStreamMsg = 0 }
+	if err := readStream(ctx, r.b.js, r.b.streamName(), false, reset, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
 		n, _ := strconv.ParseUint(m.Headers().Get(domain.HeaderSeq), 10, 64)
 		stored[n] = md.Timestamp
 		f.RegionStreamMsg++
+		c := &pb.Change{}
+		if proto.Unmarshal(m.Data(), c) == nil && c.GetRecord() != nil {
+			if _, seen := firstChange[c.GetRecord().GetId()]; !seen {
+				firstChange[c.GetRecord().GetId()] = n
+			}
+		}
 	}); err != nil {
 		return nil, err
 	}
@@ -663,6 +676,28 @@ func (r *regionRun) figures(ctx context.Context, hqMsgs []hqMsg, hf *hqFollower,
 		}
 	}
 	f.StormChanges = prev - r.stormHead0
+	// Per acknowledged record the storm created: the phone's
+	// acknowledgement (after the commit) until its change was stored in
+	// the region's stream, and until HQ's model applied it.
+	var ackStored, ackHQ []time.Duration
+	for i, a := range r.b.acks {
+		if r.b.ackScenario[i] != "storm" || a.op != pb.Op_OP_CREATE || a.status == pb.MutationStatus_MUTATION_STATUS_REJECTED {
+			continue
+		}
+		n, ok := firstChange[a.recordID]
+		if !ok {
+			continue
+		}
+		if t, ok := stored[n]; ok {
+			ackStored = append(ackStored, max(0, t.Sub(a.at)))
+		}
+		if m, ok := inHQ[n]; ok {
+			if at := hf.appliedAt(m.hqSeq); !at.IsZero() {
+				ackHQ = append(ackHQ, max(0, at.Sub(a.at)))
+			}
+		}
+	}
+	f.AckStored, f.AckHQ = lagsOf(ackStored), lagsOf(ackHQ)
 	f.RelayLag, f.HQLag, f.SourceLag = lagsOf(relay), lagsOf(hqLag), lagsOf(source)
 	return f, nil
 }
@@ -692,6 +727,10 @@ func printRegions(w io.Writer, figs []*regionFigures, h *regionsHQ, c *regionsCh
 	tw.Flush()
 	fmt.Fprintf(w, "\nlags: the last change of each commit the sampler saw (the region's head, asked every 10 ms; a commit holds up to a few hundred syncs' changes) committed → stored in the region's stream (relay lag) → applied by HQ's model following %s (HQ lag); source lag: region stream → %s\n", h.Stream, h.Stream)
 	fmt.Fprintf(w, "storms together: %.2f s; load generator (phones, NATS cluster, HQ model): %.2f CPU s, peak RSS %.1f MB\n", c.StormSecs, c.GenCPUSecs, c.GenPeakRSS)
+	for _, f := range figs {
+		fmt.Fprintf(w, "%s: per record the storm created (%d), the phone's acknowledgement → stored in %s p50 %.1f, p99 %.1f, max %.1f ms; → applied by HQ's model p50 %.1f, p99 %.1f, max %.1f ms\n",
+			f.Region, f.AckStored.Samples, f.Stream, f.AckStored.P50Ms, f.AckStored.P99Ms, f.AckStored.MaxMs, f.AckHQ.P50Ms, f.AckHQ.P99Ms, f.AckHQ.MaxMs)
+	}
 	for _, f := range figs {
 		fmt.Fprintf(w, "%s: %s %.1f bytes a message (one copy)\n", f.Region, f.Stream, f.StreamBytesPerMsg)
 	}

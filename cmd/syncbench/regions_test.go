@@ -67,7 +67,7 @@ func TestRegionsSmoke(t *testing.T) {
 		if f["stream"] != "FIELDSYNC_CHANGES_"+strings.ToUpper(r) {
 			t.Errorf("%s: stream %v", r, f["stream"])
 		}
-		for _, k := range []string{"relay_lag", "hq_lag"} {
+		for _, k := range []string{"relay_lag", "hq_lag", "ack_to_stored", "ack_to_hq_applied"} {
 			if l, _ := f[k].(map[string]any); l["samples"].(float64) == 0 {
 				t.Errorf("%s: %s has no samples: %v", r, k, f[k])
 			}
