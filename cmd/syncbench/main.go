@@ -145,11 +145,15 @@ Scenarios (-scenario, comma-separated or all):
              phones storm at once (-concurrency at a time per region,
              -mutations each). Per region: syncs/s, p50/p99 sync latency,
              relay lag (a change committed → stored in the region's stream),
-             HQ lag (committed → applied by HQ's model), the syncd's peak
-             RSS; at the end every acknowledged mutation is checked on its
-             server, in its region's stream, in FIELDSYNC_HQ (each region's
-             changes 1..N once, in order) and in HQ's model. One region
-             (-regions xiaonan) is the same topology without a neighbour.
+             HQ lag (committed → applied by HQ's model), the same from
+             each phone's acknowledgement per record, the syncd's CPU and
+             peak RSS; at the end every acknowledged mutation is checked on
+             its server, in its region's stream, in FIELDSYNC_HQ (each
+             region's changes 1..N once, in order) and in HQ's model (the
+             run fails otherwise); then the cluster alone (JetStream async
+             publish with the same replicas; -skip-limits skips it). One
+             region (-regions xiaonan) is the same topology without a
+             neighbour. About a minute on 2 cores at the default size.
 The bootstrap sync always runs (devices need their cursors); it is
 reported only when selected.
 
