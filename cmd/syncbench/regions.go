@@ -402,6 +402,16 @@ func runRegions(ctx context.Context, cfg *config, stdout, stderr io.Writer) erro
 				r.name, f.Lost, f.Duplicated, f.Check.StreamGaps, domain.HQStreamName, f.HQOutOfOrder, f.HQMissing, f.HQTwice, f.HQModelMissing))
 		}
 	}
+	if !check.OK { // what HQ's durable consumer says (redeliveries: messages delivered to the model and not acknowledged)
+		if st, err := js.Stream(ctx, domain.HQStreamName); err == nil {
+			if c, err := st.Consumer(ctx, "syncbench-hq"); err == nil {
+				if ci, err := c.Info(ctx); err == nil {
+					check.Problems = append(check.Problems, fmt.Sprintf("HQ's durable consumer: delivered up to message %d, acknowledged up to %d, %d pending acknowledgement, %d redelivered",
+						ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumAckPending, ci.NumRedelivered))
+				}
+			}
+		}
+	}
 	for name := range hqMsgs {
 		if !slices.Contains(cfg.regions, name) {
 			check.OK = false
