@@ -178,8 +178,8 @@ func createHint(err error, cfg jetstream.StreamConfig) string {
 	d := strings.ToLower(apiErr.Description)
 	switch {
 	case strings.Contains(d, "overlap"):
-		return fmt.Sprintf(" (another stream of the account takes subjects overlapping %s, such as %s of a syncd without -region, which takes all of %s.>: a syncd without a region cannot share a JetStream account with regions; give it its own, or run it with -region on a new data directory)",
-			strings.Join(cfg.Subjects, ","), domain.StreamName, domain.SubjectPrefix)
+		return fmt.Sprintf(" (another stream of the account takes subjects overlapping %s, such as %s of a syncd without -region, which takes all of %s.>: a syncd without a region cannot share a JetStream account with regions; give it its own, or run it with -region on a new data directory; an empty %s left from a start before -region was given can go: nats stream rm %s -f)",
+			strings.Join(cfg.Subjects, ","), domain.StreamName, domain.SubjectPrefix, domain.StreamName, domain.StreamName)
 	case cfg.Replicas > 1 && (strings.Contains(d, "replica") || strings.Contains(d, "peers")):
 		return fmt.Sprintf(" (-changelog-replicas %d needs a JetStream cluster of at least %d servers: see syncd nats -h)", cfg.Replicas, cfg.Replicas)
 	case strings.Contains(d, "insufficient resources") || strings.Contains(d, "storage") || strings.Contains(d, "exceed"):

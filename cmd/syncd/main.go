@@ -134,6 +134,10 @@ consumer hq-syncd). HQ people and town
 secretaries sign in with a one-time code: fieldctl hq signin-code PERSON.
 Beyond loopback the page is HTTPS, with syncd's certificate or the one
 -hq-tls-cert and -hq-tls-key give.
+A province past one machine runs one syncd per region (-region R, each
+with its own data directory), all publishing to one NATS JetStream cluster
+(-nats URL1,URL2,URL3 -changelog-replicas 3), whose nodes syncd nats
+-config FILE runs.
 
 Flags:
 `

@@ -43,7 +43,10 @@ everything in the account (regions' syncds, and fieldctl hq stream); the
 user hq may only read FIELDSYNC_HQ and keep consumers on it (the HQ page,
 fieldctl hq tail). Replace the passwords (nats-server also takes bcrypt
 hashes: $2a$...); beyond a private network add tls { } blocks to the client
-and cluster sections.
+and cluster sections. A password user gets its replies under _INBOX, where
+it could also read other users' replies; an NKey user ({ nkey: U... } with
+subscribe _INBOX.hq.<its key>.> instead of _INBOX.>) cannot: fieldctl hq
+connects with that inbox prefix when given -nats-nkey.
 
 `
 

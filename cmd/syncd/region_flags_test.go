@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -84,5 +86,13 @@ func TestHelpNamesTheRegionFlagsAndNats(t *testing.T) {
 	err = run(context.Background(), []string{"nats", "-config", "/nonexistent/nats.conf"}, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/nats.conf") {
 		t.Fatalf("syncd nats with a missing file: %v", err)
+	}
+	noJS := filepath.Join(t.TempDir(), "nojs.conf")
+	if err := os.WriteFile(noJS, []byte("listen: 127.0.0.1:-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run(context.Background(), []string{"nats", "-config", noJS}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "has no jetstream { } block") {
+		t.Fatalf("syncd nats without JetStream: %v", err)
 	}
 }
