@@ -30,7 +30,10 @@ type adminService struct {
 var adminWho = store.AdminChange
 
 // ImportOrg upserts units, users, households and assignments. Each bad row
-// is reported and skipped; the good rows are stored.
+// is reported and skipped; the good rows are stored. On a server that is a
+// region, a row naming an id of another region (regionRowErrors) refuses
+// the whole call: nothing is stored, and those rows are listed (the file
+// was sent to the wrong region).
 func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) (*pb.ImportOrgResponse, error) {
 	c, err := adminFrom(ctx)
 	if err != nil {
@@ -38,6 +41,10 @@ func (x *adminService) ImportOrg(ctx context.Context, req *pb.ImportOrgRequest) 
 	}
 	if err := c.cityOnly("importing the org"); err != nil { // the org is city-wide
 		return nil, err
+	}
+	if errs := regionRowErrors(x.s.cfg.Region, req); len(errs) > 0 {
+		x.s.log.Warn("import refused: rows of other regions; nothing stored", "region", x.s.cfg.Region, "rows", len(errs), "first", errs[0].GetMessage())
+		return &pb.ImportOrgResponse{Errors: errs}, nil
 	}
 	resp := &pb.ImportOrgResponse{}
 	err = x.s.store.Write(ctx, func(tx *store.Tx) error {
@@ -460,6 +467,9 @@ func (x *adminService) AssignHousehold(ctx context.Context, req *pb.AssignHouseh
 	if err != nil {
 		return nil, err
 	}
+	if err := x.s.regionOwnsAll("household_id", req.GetHouseholdId(), "member_id", req.GetMemberId()); err != nil {
+		return nil, err
+	}
 	resp := &pb.AssignHouseholdResponse{}
 	var field, msg string
 	var denied error
@@ -514,6 +524,9 @@ func (x *adminService) CreateEnrollmentCode(ctx context.Context, req *pb.CreateE
 	}
 	c, err := adminFrom(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := x.s.regionOwnsAll("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
 	code := domain.RandomToken(10) // 80 random bits, 16 characters

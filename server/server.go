@@ -156,6 +156,9 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Region == "" {
+		cfg.Region = cfg.Store.Region() // the region the database is pinned to
+	}
 	s := &Server{cfg: cfg, store: cfg.Store, hub: newHub(), log: cfg.Logger,
 		clock: domain.NewClock("admin", domain.HLC{}, 0, nil), limits: newLimits(&cfg), quota: newQuotas(&cfg),
 		auth: newAuthCache(authCacheTTL, authCacheMax), metrics: cfg.Metrics, health: health.NewServer()}

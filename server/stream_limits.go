@@ -139,7 +139,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, region string, li
 			st, err = js.Stream(ctx, name) // created meanwhile
 		}
 		if err != nil {
-			return nil, fmt.Errorf("create stream %s: %w%s", name, err, replicasHint(err, cfg.Replicas))
+			return nil, fmt.Errorf("create stream %s: %w%s", name, err, createHint(err, cfg))
 		}
 		return st, nil
 	}
@@ -161,20 +161,33 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, region string, li
 		return st, nil
 	}
 	if st, err = js.UpdateStream(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("update stream %s to the settings the relay needs: %w%s (if its storage is not file, delete it: nats stream rm %s -f, and syncd rebuilds it)", name, err, replicasHint(err, cfg.Replicas), name)
+		return nil, fmt.Errorf("update stream %s to the settings the relay needs: %w%s (if its storage is not file, delete it: nats stream rm %s -f, and syncd rebuilds it)", name, err, createHint(err, cfg), name)
 	}
 	return st, nil
 }
 
-// replicasHint explains a refusal of a stream's replicas: more than the
-// JetStream servers that can hold it.
-func replicasHint(err error, replicas int) string {
-	if replicas <= 1 {
+// createHint explains a refusal of a stream's settings: more replicas
+// than the JetStream servers that can hold them, or more bytes than the
+// store has left (each stream reserves its MaxBytes: on one JetStream,
+// every region's stream does).
+func createHint(err error, cfg jetstream.StreamConfig) string {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
 		return ""
 	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (strings.Contains(strings.ToLower(apiErr.Description), "replica") || strings.Contains(strings.ToLower(apiErr.Description), "insufficient resources")) {
-		return fmt.Sprintf(" (-changelog-replicas %d needs a JetStream cluster of at least %d servers: see syncd nats -h)", replicas, replicas)
+	d := strings.ToLower(apiErr.Description)
+	switch {
+	case strings.Contains(d, "overlap"):
+		return fmt.Sprintf(" (another stream of the account takes subjects overlapping %s, such as %s of a syncd without -region, which takes all of %s.>: a syncd without a region cannot share a JetStream account with regions; give it its own, or run it with -region on a new data directory; an empty %s left from a start before -region was given can go: nats stream rm %s -f)",
+			strings.Join(cfg.Subjects, ","), domain.StreamName, domain.SubjectPrefix, domain.StreamName, domain.StreamName)
+	case cfg.Replicas > 1 && (strings.Contains(d, "replica") || strings.Contains(d, "peers")):
+		return fmt.Sprintf(" (-changelog-replicas %d needs a JetStream cluster of at least %d servers: see syncd nats -h)", cfg.Replicas, cfg.Replicas)
+	case strings.Contains(d, "insufficient resources") || strings.Contains(d, "storage") || strings.Contains(d, "exceed"):
+		h := fmt.Sprintf(" (the stream reserves its -changelog-max-bytes, %s, of the JetStream store, and so does every region's stream on it: lower -changelog-max-bytes, or raise the store: max_file_store in the nats-server config, -nats-max-store for the embedded one", ByteSize(max(cfg.MaxBytes, 0)))
+		if cfg.Replicas > 1 {
+			h += fmt.Sprintf("; and -changelog-replicas %d needs %d JetStream servers up", cfg.Replicas, cfg.Replicas)
+		}
+		return h + ")"
 	}
 	return ""
 }
@@ -208,8 +221,12 @@ func DescribeStream(cfg *jetstream.StreamConfig) string {
 	if cfg.Discard == jetstream.DiscardNew {
 		discard = "new"
 	}
-	return fmt.Sprintf("stream %s: subjects %s, %s storage, %d replica(s), %s retention, %s, %s%s, discard %s, duplicate window %s",
-		cfg.Name, strings.Join(cfg.Subjects, ","), strings.ToLower(cfg.Storage.String()), max(cfg.Replicas, 1), strings.ToLower(cfg.Retention.String()), age, size, msgs, discard, cfg.Duplicates)
+	replicas := "" // one copy: said only when more
+	if cfg.Replicas > 1 {
+		replicas = fmt.Sprintf(", %d replicas", cfg.Replicas)
+	}
+	return fmt.Sprintf("stream %s: subjects %s, %s storage%s, %s retention, %s, %s%s, discard %s, duplicate window %s",
+		cfg.Name, strings.Join(cfg.Subjects, ","), strings.ToLower(cfg.Storage.String()), replicas, strings.ToLower(cfg.Retention.String()), age, size, msgs, discard, cfg.Duplicates)
 }
 
 // trimmedByLimits says whether the stream's head up to message seq (gone)

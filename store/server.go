@@ -125,6 +125,7 @@ type Server struct {
 	r        *readStmts             // readers, with prepared statements
 	w        *writeStmts            // the writer's prepared statements
 	instance atomic.Pointer[string] // the lineage: change ids are <lineage>-<seq> (lineage.go)
+	region   string                 // the region the database is pinned to (region.go)
 	auditKey []byte                 // MAC key of new audit entries (WithAuditKey); nil: none
 
 	heads  heads     // each bucket's highest change number (heads.go)
@@ -172,6 +173,8 @@ type ServerOption func(*serverOptions)
 type serverOptions struct {
 	writerPragmas []string
 	auditKey      []byte // WithAuditKey
+	region        string // WithRegion
+	regionGiven   bool
 }
 
 // ExternalCheckpoints leaves the WAL's checkpoints to a backup that runs
@@ -215,6 +218,18 @@ func OpenServer(ctx context.Context, path string, opts ...ServerOption) (*Server
 		return nil, fmt.Errorf("read meta: %w", err)
 	}
 	s.instance.Store(&instance)
+	if o.regionGiven {
+		s.region, err = pinRegion(ctx, db.W, o.region)
+	} else {
+		err = db.W.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = ?", metaRegion).Scan(&s.region)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = nil
+		}
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.heads.load(ctx, db.W); err != nil {
 		db.Close()
 		return nil, err

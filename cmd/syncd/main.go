@@ -108,6 +108,7 @@ func defaultConfig() config {
 
 const usageIntro = `Usage: syncd [flags]
        syncd restore [flags]   (restore the database from its backup; syncd restore -h)
+       syncd nats -config FILE (run a node of a NATS cluster for regions; syncd nats -h)
 
 syncd is fieldsync's server. It keeps the authoritative SQLite database in
 the -data directory, serves devices, administrators and HQ over gRPC on
@@ -133,6 +134,10 @@ consumer hq-syncd). HQ people and town
 secretaries sign in with a one-time code: fieldctl hq signin-code PERSON.
 Beyond loopback the page is HTTPS, with syncd's certificate or the one
 -hq-tls-cert and -hq-tls-key give.
+A province past one machine runs one syncd per region (-region R, each
+with its own data directory), all publishing to one NATS JetStream cluster
+(-nats URL1,URL2,URL3 -changelog-replicas 3), whose nodes syncd nats
+-config FILE runs.
 
 Flags:
 `
@@ -181,6 +186,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "restore" {
 		return runRestore(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "nats" {
+		return runNATS(ctx, args[1:], stdout, stderr)
+	}
 	cfg := defaultConfig()
 	fs := cfg.flagSet(stderr)
 	if err := fs.Parse(args); err != nil {
@@ -197,7 +205,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q: syncd takes flags, or the command restore (see syncd -h)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q: syncd takes flags, or the command restore or nats (see syncd -h)", fs.Arg(0))
 	}
 	cfg.nats.explicit(fs)
 	if err := cfg.nats.check(cfg.natsURL != "", int64(cfg.natsMaxStore)); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fieldsync/fieldsync/backup"
@@ -172,6 +173,7 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 		return fmt.Errorf("open the restored database: %w", err)
 	}
 	last, err := st.LastSeq(ctx)
+	region := st.Region()
 	var was string
 	var l store.Lineage
 	if err == nil {
@@ -215,8 +217,37 @@ func restore(ctx context.Context, cfg restoreConfig, backupURL string, at time.T
 	}
 	say("restored %s to the point of %s: change %d, %d bytes, %.1f s; new lineage %s after change %d (was %s)",
 		dbPath, p.Time.UTC().Format(pointFormat), last, fi.Size(), time.Since(start).Seconds(), l.ID, l.After, was)
+	if region != "" {
+		say("the database is region %s's: start syncd with -region %s (and the same -nats), on the address its phones use", region, region)
+	}
 	say("start syncd again: devices send what the restored server lacks, and HQ consumers reload the changelog")
+	warnMissingSecrets(cfg.data, say)
 	return nil
+}
+
+// warnMissingSecrets warns when the data directory lacks the server's
+// secrets, which live beside the database and are not in its backup: on
+// a standby machine they must be copied from the lost server (once, when
+// the standby is set up).
+func warnMissingSecrets(data string, say func(string, ...any)) {
+	var missing []string
+	why := map[string]string{
+		"tls":         "the CA phones pinned at enrollment: syncd would make a new one, and every phone would refuse the server until enrolled again",
+		"admin.token": "the admin credential fieldctl admin uses: syncd would make a new one",
+		"audit.key":   "the audit log's key: syncd refuses to start without the one the log was written with",
+	}
+	for _, f := range []string{"tls", "admin.token", "audit.key"} {
+		if _, err := os.Stat(filepath.Join(data, f)); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	say("WARNING: %s lacks %s: copy them from the lost server's data directory (or from where they were kept when this standby was set up) before starting syncd:", data, strings.Join(missing, ", "))
+	for _, f := range missing {
+		say("  %s: %s", filepath.Join(data, f), why[f])
+	}
 }
 
 // restoreAttachments puts <data>/attachments.db (the files attached to

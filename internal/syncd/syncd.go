@@ -391,7 +391,7 @@ func (d *Daemon) openStore(ctx context.Context) error {
 	if created {
 		fmt.Fprintf(d.out, "syncd: created the audit log's key %s: back it up apart from the database\n", keyPath)
 	}
-	stOpts = append(stOpts, store.WithAuditKey(auditKey))
+	stOpts = append(stOpts, store.WithAuditKey(auditKey), store.WithRegion(cfg.Region))
 	st, err := store.OpenServer(ctx, dbPath, stOpts...)
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", dbPath, err)

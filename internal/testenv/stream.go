@@ -21,9 +21,16 @@ import (
 // decoded changes in stream order.
 func ReadStream(t testing.TB, js jetstream.JetStream) (map[string]int, []*pb.Change) {
 	t.Helper()
+	return ReadRegionStream(t, js, "")
+}
+
+// ReadRegionStream is ReadStream of region's stream
+// (domain.RegionStream).
+func ReadRegionStream(t testing.TB, js jetstream.JetStream, region string) (map[string]int, []*pb.Change) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, domain.StreamName)
+	st, err := js.Stream(ctx, domain.RegionStream(region))
 	if err != nil {
 		t.Fatalf("stream: %v", err)
 	}
@@ -72,8 +79,12 @@ func ReadStream(t testing.TB, js jetstream.JetStream) (map[string]int, []*pb.Cha
 // change: same subject, body byte for byte, Nats-Msg-Id the change id,
 // Fieldsync-Seq n, Fieldsync-Lineage the database's lineage, and nothing
 // else in the stream. Poll it with WaitFor while the relay catches up.
+// A database pinned to a region is checked against the region's stream
+// (domain.RegionStream): subjects mapped into the region
+// (domain.RegionSubject) and Fieldsync-Region on every message.
 func StreamMatchesDB(ctx context.Context, js jetstream.JetStream, db *store.Server) error {
-	st, err := js.Stream(ctx, domain.StreamName)
+	region := db.Region()
+	st, err := js.Stream(ctx, domain.RegionStream(region))
 	if err != nil {
 		return fmt.Errorf("stream: %w", err)
 	}
@@ -130,7 +141,7 @@ func StreamMatchesDB(ctx context.Context, js jetstream.JetStream, db *store.Serv
 			switch {
 			case meta.Sequence.Stream != seq || row.Seq != seq:
 				return fmt.Errorf("message %d read where %d expected, change %d", meta.Sequence.Stream, seq, row.Seq)
-			case m.Subject() != row.Subject || !bytes.Equal(m.Data(), row.Body):
+			case m.Subject() != domain.RegionSubject(region, row.Subject) || !bytes.Equal(m.Data(), row.Body):
 				return fmt.Errorf("message %d differs from change %d in subject or body", seq, row.Seq)
 			case h.Get(jetstream.MsgIDHeader) != c.GetChangeId():
 				return fmt.Errorf("message %d has id %q, change %d is %q", seq, h.Get(jetstream.MsgIDHeader), row.Seq, c.GetChangeId())
@@ -138,6 +149,8 @@ func StreamMatchesDB(ctx context.Context, js jetstream.JetStream, db *store.Serv
 				return fmt.Errorf("message %d has %s %q", seq, domain.HeaderSeq, h.Get(domain.HeaderSeq))
 			case h.Get(domain.HeaderLineage) != lineage:
 				return fmt.Errorf("message %d has %s %q, the database is in %q", seq, domain.HeaderLineage, h.Get(domain.HeaderLineage), lineage)
+			case h.Get(domain.HeaderRegion) != region:
+				return fmt.Errorf("message %d has %s %q, the database is region %q's", seq, domain.HeaderRegion, h.Get(domain.HeaderRegion), region)
 			}
 		}
 		if err := batch.Error(); err != nil {

@@ -347,5 +347,5 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // the decoded changes in stream order.
 func (e *Env) StreamChanges() (map[string]int, []*pb.Change) {
 	e.T.Helper()
-	return ReadStream(e.T, e.JS)
+	return ReadRegionStream(e.T, e.JS, e.Store.Region())
 }
