@@ -37,19 +37,17 @@ INSERT INTO regions (region, lineage, last_seq, stream_seq, rebuilt_ms)
 DELETE FROM meta WHERE key IN ('lineage', 'last_seq');
 ` + regionColumnsSQL()
 
-// regionTables are the tables with a region column; regionIndexed those
-// of them with an index on it (the rest are emptied through their parent).
-var (
-	regionTables  = []string{"units", "people", "links", "households", "visits", "disputes", "needs", "projects", "events", "devices", "refused_events", "attachments"}
-	regionIndexed = []string{"units", "people", "links", "households", "visits", "disputes", "needs", "projects", "events", "devices", "refused_events", "attachments"}
-)
+// regionTables are the tables with a region column (each indexed on it);
+// link_history, status_history and entries are emptied through their
+// parent's rows.
+var regionTables = []string{"units", "people", "links", "households", "visits", "disputes", "needs", "projects", "events", "devices", "refused_events", "attachments"}
 
 func regionColumnsSQL() string {
 	s := ""
 	for _, t := range regionTables {
 		s += "ALTER TABLE " + t + " ADD COLUMN region TEXT NOT NULL DEFAULT '';\n"
 	}
-	for _, t := range regionIndexed {
+	for _, t := range regionTables {
 		s += "CREATE INDEX " + t + "_region ON " + t + " (region);\n"
 	}
 	return s
@@ -112,7 +110,10 @@ func (m *Model) loadRegions(ctx context.Context) error {
 // ResetRegion empties region r's rows and forgets its lineage and change
 // numbers, leaving the other regions' rows: r's changes are applied again
 // from the next one given (its first, from a stream rebuilt under another
-// lineage). Follow does it by itself when a region's lineage changes.
+// lineage). Follow does it by itself, in the transaction of the message
+// that carries a region's new lineage. Called by hand on a model that
+// Follow keeps, the region's messages already read are not read again:
+// Reset instead to reload everything.
 func (m *Model) ResetRegion(ctx context.Context, r string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -26,7 +26,7 @@ func downgradeRegions(t testing.TB, path, lineage string, last uint64) {
 	t.Helper()
 	db := openRaw(t, path)
 	defer db.Close()
-	for _, tb := range regionIndexed {
+	for _, tb := range regionTables {
 		mustExec(t, db, "DROP INDEX "+tb+"_region")
 	}
 	for _, tb := range regionTables {
@@ -462,4 +462,15 @@ func TestFollowHQStreamOfTwoRegions(t *testing.T) {
 	if n := strings.Count(logs, "level=ERROR"); n != 1 {
 		t.Errorf("%d errors logged, want 1 (the collision):\n%s", n, logs)
 	}
+
+	// A whole reload reads region a's old lineage first, then its new
+	// one: it ends where it was (no reload loop).
+	if err := m.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reloaded from the first message", func() bool {
+		return caughtUp("a", "LA2", wa2.seq)() && caughtUp("b", "LB", wb.seq)() && m.StreamSeq() == uint64(len(wa.changes)+len(wb.changes)+1+len(wa2.changes))
+	})
+	checkWorldIn(t, m, wa2, "a")
+	checkWorldIn(t, m, wb, "b")
 }

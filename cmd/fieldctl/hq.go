@@ -35,6 +35,7 @@ to sign in with, audit lists who signed in and downloaded what.`,
 			{name: "export", summary: "stream every record changed after a version, as NDJSON or CSV", run: hqExport},
 			{name: "tail", summary: "follow the changelog stream, one line per change", run: hqTail},
 			{name: "web", summary: "run the HQ page and its read model on their own, against any NATS", run: hqWeb},
+			{name: "stream", summary: "create or update " + domain.HQStreamName + ", the stream sourcing every region's changelog", run: hqStream},
 			{name: "signin-code", summary: "issue a one-time sign-in code for the HQ page to a person", run: hqSigninCode},
 			{name: "audit", summary: "list the HQ page's audit: sign-ins, codes, downloads", run: hqAudit},
 		},
@@ -223,7 +224,11 @@ type changeJSON struct {
 	DeviceID    string `json:"device_id"`
 	UserID      string `json:"user_id"`
 	CommittedMs int64  `json:"committed_ms"`
-	Region      string `json:"region"`
+	// Region is the change's town (pb.Change.region, named before
+	// regions); FieldsyncRegion the region whose syncd committed it (the
+	// Fieldsync-Region header; absent for a syncd without a region).
+	Region          string `json:"region"`
+	FieldsyncRegion string `json:"fieldsync_region,omitempty"`
 	// Kind is the record's kind, or unit, person, link, device or refused.
 	Kind   string        `json:"kind"`
 	Record *hqRecordJSON `json:"record,omitempty"`
@@ -236,13 +241,17 @@ type changeJSON struct {
 }
 
 func hqTail(ctx context.Context, c *cli, name string, args []string) error {
-	fs := c.newFlags(name, "[-nats URL] [-nats-nkey FILE] [-nats-ca FILE] [-subject S] [-from-start] [-n N] [-f] [--json]", `
-Reads the changelog stream `+domain.StreamName+` with an ordered consumer and
+	fs := c.newFlags(name, "[-nats URL] [-nats-nkey FILE] [-nats-ca FILE] [-stream NAME] [-subject S] [-from-start] [-n N] [-f] [--json]", `
+Reads the changelog stream (-stream, default `+domain.StreamName+`) with an ordered consumer and
 prints one line per change: change number, change id, subject, record id,
 kind and version; for the org's changes (kinds unit, person, link, device,
 refused) the id of what changed, its kind and what it is now. Subjects are
 fieldsync.changes.<town>.<kind>: filter a town with fieldsync.changes.T01.>
 or a kind with fieldsync.changes.*.visit or fieldsync.changes.*.link.
+A region's syncd publishes on fieldsync.changes.<region>.<town>.<kind> to
+`+domain.StreamName+`_<REGION>; -stream `+domain.HQStreamName+` reads every region's
+(filter one with fieldsync.changes.<region>.>); change numbers count per
+region, and --json gives each change's fieldsync_region.
 Without -nats it reads the URL syncd wrote to ./data/nats.url, else uses
 `+defaultNATSURL+`.
 As tail: -n N prints the last N changes in the stream (the first N with
@@ -251,9 +260,11 @@ changes until Ctrl-C. Without -n it follows until Ctrl-C: new changes only,
 or every change with -from-start.`, `
 fieldctl hq tail -n 20
 fieldctl hq tail -from-start -n 100
-fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json`)
+fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json
+fieldctl hq tail -stream `+domain.HQStreamName+` -subject 'fieldsync.changes.xiaonan.>' -n 20`)
 	natsURL := fs.String("nats", "", "NATS `URL` (default: from ./data/nats.url, else "+defaultNATSURL+")")
 	subject := fs.String("subject", domain.SubjectPrefix+".>", "only changes on this `subject` (wildcards * and >)")
+	streamName := fs.String("stream", domain.StreamName, "the `stream` to read: "+domain.StreamName+", "+domain.StreamName+"_<REGION> or "+domain.HQStreamName)
 	fromStart := fs.Bool("from-start", false, "start at the first change in the stream instead of the next new one")
 	limit := fs.Int("n", 0, "print the last `N` changes that exist (the first N with -from-start) and exit (0: follow)")
 	follow := fs.Bool("f", false, "with -n: after those, keep printing new changes until Ctrl-C")
@@ -264,6 +275,9 @@ fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json`)
 	}
 	if *limit < 0 {
 		return usagef("%s: -n %d: want 0 or more", short(name), *limit)
+	}
+	if err := checkDurable(*streamName); err != nil || *streamName == "" {
+		return usagef("%s: -stream %q: want a stream's name, e.g. %s or %s", short(name), *streamName, domain.StreamName, domain.HQStreamName)
 	}
 	url := *natsURL
 	if url == "" {
@@ -290,12 +304,12 @@ fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json`)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	stream, err := js.Stream(ctx, domain.StreamName)
+	stream, err := js.Stream(ctx, *streamName)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("no stream %s on %s: is this the NATS syncd publishes to?", domain.StreamName, url)
+		return fmt.Errorf("no stream %s on %s: is this the NATS syncd publishes to? (-stream names another: %s_<REGION> for a region, %s for every region)", *streamName, url, domain.StreamName, domain.HQStreamName)
 	}
 	if err != nil {
-		return fmt.Errorf("stream %s on %s: %w", domain.StreamName, url, err)
+		return fmt.Errorf("stream %s on %s: %w", *streamName, url, err)
 	}
 	enc := newNDJSON(c.stdout)
 	show := func(msg jetstream.Msg) error {
@@ -305,7 +319,8 @@ fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json`)
 		}
 		if *asJSON {
 			out := changeJSON{Seq: ch.GetSeq(), ChangeID: ch.GetChangeId(), Subject: msg.Subject(), DeviceID: ch.GetDeviceId(),
-				UserID: ch.GetUserId(), CommittedMs: ch.GetCommittedMs(), Region: ch.GetRegion(), Kind: changeKind(ch)}
+				UserID: ch.GetUserId(), CommittedMs: ch.GetCommittedMs(), Region: ch.GetRegion(), Kind: changeKind(ch),
+				FieldsyncRegion: msg.Headers().Get(domain.HeaderRegion)}
 			if rec := ch.GetRecord(); rec != nil {
 				out.Record = toHQRecordJSON(rec)
 			}
@@ -341,7 +356,7 @@ fieldctl hq tail -n 5 -f -subject 'fieldsync.changes.*.dispute' --json`)
 		// so that the command ends even when fewer than -n exist.
 		info, err := stream.Info(ctx)
 		if err != nil {
-			return fmt.Errorf("stream %s on %s: %w", domain.StreamName, url, err)
+			return fmt.Errorf("stream %s on %s: %w", *streamName, url, err)
 		}
 		first, last := info.State.FirstSeq, info.State.LastSeq
 		var backlog []jetstream.Msg

@@ -37,7 +37,7 @@ const (
 var progressInterval = 10 * time.Second
 
 func hqWeb(ctx context.Context, c *cli, name string, args []string) error {
-	fs := c.newFlags(name, "[-nats URL] [-nats-nkey FILE] [-nats-ca FILE] [-hq-dir DIR] [-listen ADDR] [-tls-cert FILE -tls-key FILE] [-durable NAME]", `
+	fs := c.newFlags(name, "[-nats URL] [-nats-nkey FILE] [-nats-ca FILE] [-hq-dir DIR] [-listen ADDR] [-tls-cert FILE -tls-key FILE] [-durable NAME] [-stream NAME]", `
 Runs the HQ page on its own, against any NATS that carries the changelog
 (`+domain.StreamName+`): for an HQ office away from syncd. It follows the
 changelog with a durable JetStream consumer (-durable) into the read model
@@ -49,8 +49,12 @@ Plain HTTP only on loopback: elsewhere give -tls-cert and -tls-key.
 syncd itself serves the same page beside its own NATS (syncd -hq-listen);
 this is for elsewhere. Two of them following one NATS each need their own
 -durable. Without -nats it reads the URL syncd wrote to ./data/nats.url,
-else uses `+defaultNATSURL+`. Runs until Ctrl-C.`, `
+else uses `+defaultNATSURL+`. Runs until Ctrl-C.
+A province of several regions: -stream `+domain.HQStreamName+` follows HQ's
+stream that sources every region's (made by fieldctl hq stream); the page
+then shows each town's region and the coverage per region.`, `
 fieldctl hq web -nats tls://syncd.example:4222 -nats-nkey hq-office.nk -nats-ca ca.pem
+fieldctl hq web -nats nats://n1:4222,nats://n2:4222,nats://n3:4222 -stream `+domain.HQStreamName+` -hq-dir /srv/hq
 fieldctl hq web -listen 0.0.0.0:8443 -tls-cert hq.pem -tls-key hq-key.pem -hq-dir /srv/hq`)
 	natsURL := fs.String("nats", "", "NATS `URL` (default: from ./data/nats.url, else "+defaultNATSURL+")")
 	conn := addNATSConnFlags(fs)
@@ -59,6 +63,7 @@ fieldctl hq web -listen 0.0.0.0:8443 -tls-cert hq.pem -tls-key hq-key.pem -hq-di
 	certFile := fs.String("tls-cert", "", "certificate `file` (PEM, with its chain) to serve HTTPS with; needs -tls-key")
 	keyFile := fs.String("tls-key", "", "private key `file` (PEM) of -tls-cert")
 	durable := fs.String("durable", syncd.HQDurableWeb, "`name` of the durable consumer that keeps the read model's place in the changelog")
+	streamName := fs.String("stream", domain.StreamName, "the `stream` to follow: "+domain.StreamName+" (one syncd), "+domain.StreamName+"_<REGION> (one region) or "+domain.HQStreamName+" (every region)")
 	if err := parseCommand(name, fs, args); err != nil {
 		return err
 	}
@@ -67,6 +72,9 @@ fieldctl hq web -listen 0.0.0.0:8443 -tls-cert hq.pem -tls-key hq-key.pem -hq-di
 	}
 	if err := checkDurable(*durable); err != nil {
 		return usagef("%s: -durable %q: %v", short(name), *durable, err)
+	}
+	if err := checkDurable(*streamName); err != nil || *streamName == "" {
+		return usagef("%s: -stream %q: want a stream's name, e.g. %s or %s", short(name), *streamName, domain.StreamName, domain.HQStreamName)
 	}
 	tlsCfg, err := syncd.LoadHQCert("-tls-cert", *certFile, "-tls-key", *keyFile)
 	if err != nil {
@@ -117,13 +125,13 @@ fieldctl hq web -listen 0.0.0.0:8443 -tls-cert hq.pem -tls-key hq-key.pem -hq-di
 	}
 	fmt.Fprintf(c.stderr, "fieldctl: connected to NATS at %s\n", syncd.RedactURLs(u))
 	var streamLast uint64
-	if info, err := js.Stream(ctx, domain.StreamName); err == nil {
+	if info, err := js.Stream(ctx, *streamName); err == nil {
 		streamLast = info.CachedInfo().State.LastSeq
-		fmt.Fprintf(c.stderr, "fieldctl: changelog %s holds changes up to %d\n", domain.StreamName, streamLast)
+		fmt.Fprintf(c.stderr, "fieldctl: changelog %s holds changes up to %d\n", *streamName, streamLast)
 	} else if errors.Is(err, jetstream.ErrStreamNotFound) {
-		fmt.Fprintf(c.stderr, "fieldctl: no stream %s on %s yet: waiting for syncd to publish it\n", domain.StreamName, syncd.RedactURLs(u))
+		fmt.Fprintf(c.stderr, "fieldctl: no stream %s on %s yet: waiting for syncd (or fieldctl hq stream) to make it\n", *streamName, syncd.RedactURLs(u))
 	} else {
-		fmt.Fprintf(c.stderr, "fieldctl: changelog %s not readable yet (%v): the read model keeps trying\n", domain.StreamName, err)
+		fmt.Fprintf(c.stderr, "fieldctl: changelog %s not readable yet (%v): the read model keeps trying\n", *streamName, err)
 	}
 
 	hint := "fieldctl hq signin-code -hq-dir " + *dir + " PERSON"
@@ -134,6 +142,7 @@ fieldctl hq web -listen 0.0.0.0:8443 -tls-cert hq.pem -tls-key hq-key.pem -hq-di
 		TLS:        tlsCfg,
 		JS:         js,
 		Durable:    *durable,
+		Stream:     *streamName,
 		SigninHint: hint,
 		Prefix:     "fieldctl: ",
 		Log:        slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -158,7 +167,7 @@ fieldctl hq web -listen 0.0.0.0:8443 -tls-cert hq.pem -tls-key hq-key.pem -hq-di
 				fmt.Fprintf(c.stderr, "fieldctl: read model at change %d\n", now)
 				last = now
 			}
-			if !caughtUp && streamLast > 0 && now >= streamLast {
+			if !caughtUp && streamLast > 0 && h.Model.StreamSeq() >= streamLast {
 				caughtUp = true
 				fmt.Fprintf(c.stderr, "fieldctl: read model caught up with the changelog (change %d)\n", now)
 			}

@@ -339,7 +339,17 @@ func coveragePage(e *env) (*Result, error) {
 	t.Rows = append(t.Rows, []Cell{txt(label(e.lang, "col.total")),
 		num(tl, link("households", "month", m, "unit", u)), num(tv, link("households", "month", m, "unit", u, "visited", "1")),
 		num(tl-tv, link("households", "month", m, "unit", u, "visited", "0")), share(tv, tl)})
+	if col != "mid" {
+		var towns []*unit
+		for _, k := range keys {
+			towns = append(towns, e.units[k])
+		}
+		e.withRegion(&t, towns)
+	}
 	res.Tables = append(res.Tables, t)
+	if e.unit == nil && e.region == "" && len(e.regions) > 0 {
+		res.Tables = append(res.Tables, e.regionTotals(m, keys, by))
+	}
 
 	nv, err := e.householdRows(m, "0", "", notVisitedShown)
 	if err != nil {
@@ -488,4 +498,43 @@ func householdsPage(e *env) (*Result, error) {
 	}
 	t.Title = label(e.lang, "page.households") + " · " + e.month
 	return &Result{Title: e.title("households", true), Tables: []Table{t}}, nil
+}
+
+// regionTotals is the city's coverage summed per region (its towns' rows
+// of the coverage table): each region's name opens the coverage page of
+// its towns only, each number its households.
+func (e *env) regionTotals(m string, towns []string, by map[string]*covRow) Table {
+	t := Table{Name: "coverage-regions", Title: label(e.lang, "table.coverage-regions") + " · " + m,
+		Columns: []Column{e.col("region", false), e.col("linked", true), e.col("visited", true), e.col("not_visited", true), e.col("share", true)}}
+	sum := map[string]*covRow{}
+	for _, k := range towns {
+		u := e.units[k]
+		if u == nil || by[k] == nil {
+			continue
+		}
+		s := sum[u.Region]
+		if s == nil {
+			s = &covRow{}
+			sum[u.Region] = s
+		}
+		s.linked += by[k].linked
+		s.visited += by[k].visited
+	}
+	for _, r := range append(append([]string{}, e.regions...), "") {
+		s := sum[r]
+		if s == nil {
+			if r == "" {
+				continue // no town without a region
+			}
+			s = &covRow{}
+		}
+		name := r
+		if r == "" {
+			name = label(e.lang, "val.none")
+		}
+		hl := func(v string) string { return link("households", "month", m, "region", r, "visited", v) }
+		t.Rows = append(t.Rows, []Cell{txtLink(name, link("coverage", "month", m, "region", r)),
+			num(s.linked, hl("")), num(s.visited, hl("1")), num(s.linked-s.visited, hl("0")), share(s.visited, s.linked)})
+	}
+	return t
 }

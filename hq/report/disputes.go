@@ -146,6 +146,7 @@ func disputesPage(e *env) (*Result, error) {
 	c := cnt[""]
 	st.Rows = append(st.Rows, []Cell{txt(label(e.lang, "col.total")), num(c[0], link("dispute-list", "settled", e.month, "unit", u)),
 		num(c[1], link("dispute-list", "settled", e.month, "unit", u, "level", "village")), share(c[1], c[0])})
+	e.withRegion(&st, e.groups())
 	res.Tables = append(res.Tables, st)
 
 	// Time to settle, per month.

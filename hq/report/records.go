@@ -217,6 +217,7 @@ func projectsPage(e *env) (*Result, error) {
 	}
 	total[len(total)-1].Link = link("project-list", "unit", u)
 	t.Rows = append(t.Rows, total)
+	e.withRegion(&t, e.groups())
 	return &Result{Title: e.title("projects", false), Tables: []Table{t}}, nil
 }
 

@@ -111,22 +111,26 @@ func init() {
 
 // ignored are URL parameters the web page may pass along that are not
 // filters of any page.
-var ignored = map[string]bool{"lang": true, "table": true, "month": true, "unit": true, "town": true, "format": true}
+var ignored = map[string]bool{"lang": true, "table": true, "month": true, "unit": true, "town": true, "format": true, "region": true}
 
 // env is one request: the query checked, the month's bounds and the unit.
 type env struct {
-	ctx    context.Context
-	db     *sql.DB
-	q      Query
-	lang   string
-	month  string // YYYY-MM
-	start  int64  // the month's first ms (China time)
-	end    int64  // the next month's first ms
-	at     int64  // the moment links are read at: the month's end, or now for the current month
-	now    int64
-	unit   *unit // nil: the city
-	units  map[string]*unit
-	filter map[string]string
+	ctx   context.Context
+	db    *sql.DB
+	q     Query
+	lang  string
+	month string // YYYY-MM
+	start int64  // the month's first ms (China time)
+	end   int64  // the next month's first ms
+	at    int64  // the moment links are read at: the month's end, or now for the current month
+	now   int64
+	unit  *unit // nil: the city
+	units map[string]*unit
+	// region: the region asked for (?region=, any page): only its towns;
+	// regions: the regions the model's units are in, sorted ("" aside).
+	region  string
+	regions []string
+	filter  map[string]string
 	// currentMonth is the month of now.
 	currentMonth string
 	// kept: whether the model keeps the coverage tables (0: not looked
@@ -138,6 +142,7 @@ type env struct {
 // unit is one row of units.
 type unit struct {
 	ID, Kind, Parent, Name, Village, Town string
+	Region                                string // the region whose syncd holds it ("" for none)
 }
 
 var monthRe = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
@@ -195,6 +200,16 @@ func Page(ctx context.Context, db *sql.DB, name string, q Query) (*Result, error
 			return nil, fmt.Errorf("%w: town %q: no such town", ErrNotFound, q.Town)
 		}
 	}
+	if r, ok := q.Filter["region"]; ok {
+		if !oneOf(r, e.regions) {
+			held := strings.Join(e.regions, ", ")
+			if held == "" {
+				held = "none (one syncd without regions)"
+			}
+			return nil, fmt.Errorf("%w: region %q: no such region; the model holds: %s", ErrNotFound, r, held)
+		}
+		e.region = r
+	}
 	if q.Unit != "" {
 		u := e.units[q.Unit]
 		if u == nil {
@@ -203,9 +218,37 @@ func Page(ctx context.Context, db *sql.DB, name string, q Query) (*Result, error
 		if q.Town != "" && u.Town != q.Town {
 			return nil, fmt.Errorf("%w: unit %s (%s) is not in your town %s", ErrOutOfScope, u.ID, u.Name, e.units[q.Town].Name)
 		}
+		if e.region != "" && u.Region != e.region {
+			return nil, fmt.Errorf("%w: unit %s (%s) is in region %q, not %q", ErrNotFound, u.ID, u.Name, u.Region, e.region)
+		}
 		e.unit = u
 	}
-	return p.build(e)
+	res, err := p.build(e)
+	if err == nil && e.region != "" {
+		keepRegion(res, e.region)
+	}
+	return res, err
+}
+
+// keepRegion adds region=r to every link of res that lacks one, so that
+// a page asked for one region leads to that region's rows only.
+func keepRegion(res *Result, r string) {
+	for _, t := range res.Tables {
+		for _, row := range t.Rows {
+			for i := range row {
+				u, err := url.Parse(row[i].Link)
+				if err != nil || !strings.HasPrefix(u.Path, "/p/") {
+					continue
+				}
+				v := u.Query()
+				if v.Get("region") != "" {
+					continue
+				}
+				v.Set("region", r)
+				row[i].Link = u.Path + "?" + v.Encode()
+			}
+		}
+	}
 }
 
 func pageNames() []string {
@@ -262,15 +305,33 @@ func dayOf(ms int64) string {
 }
 
 func (e *env) loadUnits() error {
-	rows, err := e.db.QueryContext(e.ctx, `SELECT id, kind, parent_id, name, village_id, town_id FROM units`)
+	// A database made before regions (package hq's migration 4) has no
+	// region column: every unit is of no region.
+	region := "region"
+	var has int
+	if err := e.db.QueryRowContext(e.ctx, `SELECT count(*) FROM pragma_table_info('units') WHERE name = 'region'`).Scan(&has); err != nil {
+		return fmt.Errorf("report: units: %w", err)
+	}
+	if has == 0 {
+		region = "''"
+	}
+	rows, err := e.db.QueryContext(e.ctx, `SELECT id, kind, parent_id, name, village_id, town_id, `+region+` FROM units`)
 	if err != nil {
 		return fmt.Errorf("report: units: %w", err)
 	}
 	defer rows.Close()
 	e.units = map[string]*unit{}
+	regions := map[string]bool{}
+	defer func() {
+		e.regions = e.regions[:0]
+		for r := range regions {
+			e.regions = append(e.regions, r)
+		}
+		sort.Strings(e.regions)
+	}()
 	for rows.Next() {
 		u := &unit{}
-		if err := rows.Scan(&u.ID, &u.Kind, &u.Parent, &u.Name, &u.Village, &u.Town); err != nil {
+		if err := rows.Scan(&u.ID, &u.Kind, &u.Parent, &u.Name, &u.Village, &u.Town, &u.Region); err != nil {
 			return fmt.Errorf("report: units: %w", err)
 		}
 		if u.Kind == "town" && u.Town == "" {
@@ -278,6 +339,9 @@ func (e *env) loadUnits() error {
 		}
 		if u.Kind == "village" && u.Village == "" {
 			u.Village = u.ID
+		}
+		if u.Region != "" {
+			regions[u.Region] = true
 		}
 		e.units[u.ID] = u
 	}
@@ -297,7 +361,7 @@ func (e *env) unitName(id string) string {
 func (e *env) children() []*unit {
 	var out []*unit
 	for _, u := range e.units {
-		if e.q.Town != "" && u.Town != e.q.Town {
+		if e.q.Town != "" && u.Town != e.q.Town || e.region != "" && u.Region != e.region {
 			continue
 		}
 		switch {
@@ -333,6 +397,9 @@ func (e *env) scope(alias, gridCol string) (string, []any) {
 	var args []any
 	if e.q.Town != "" {
 		conds, args = append(conds, p+"town_id = ?"), append(args, e.q.Town)
+	}
+	if e.region != "" {
+		conds, args = append(conds, p+"town_id IN (SELECT id FROM units WHERE kind = 'town' AND region = ?)"), append(args, e.region)
 	}
 	if u := e.unit; u != nil {
 		switch u.Kind {
@@ -414,6 +481,9 @@ func (e *env) title(page string, withMonth bool) string {
 		where = e.unitName(e.q.Town)
 	}
 	t += " · " + where
+	if e.region != "" && e.unit == nil {
+		t += " · " + label(e.lang, "col.region") + " " + e.region
+	}
 	if withMonth {
 		t += " · " + e.month
 	}
@@ -527,4 +597,22 @@ func (e *env) checkTown(what, id, town string, found bool) error {
 // in returns "?, ?, ?" for n values.
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// withRegion adds the region column after the first column of a table
+// whose first rows are the towns of the city (the rest: totals), when the
+// page is the city's and the model holds regions: each town's figures
+// say which region's syncd they come from.
+func (e *env) withRegion(t *Table, towns []*unit) {
+	if e.unit != nil || len(e.regions) == 0 || e.region != "" {
+		return
+	}
+	t.Columns = append(t.Columns[:1], append([]Column{e.col("region", false)}, t.Columns[1:]...)...)
+	for i, row := range t.Rows {
+		c := Cell{}
+		if i < len(towns) && towns[i].Region != "" {
+			c = txtLink(towns[i].Region, link("coverage", "month", e.month, "region", towns[i].Region))
+		}
+		t.Rows[i] = append(row[:1], append([]Cell{c}, row[1:]...)...)
+	}
 }

@@ -51,18 +51,18 @@ func testModel(t testing.TB) *sql.DB {
 		q    string
 		args []any
 	}{
-		{`INSERT INTO units VALUES ('T1','town','','镇一','','T1',1), ('V1','village','T1','村一','V1','T1',2), ('G1','grid','V1','网格一','V1','T1',3),
+		{`INSERT INTO units (id, kind, parent_id, name, village_id, town_id, seq) VALUES ('T1','town','','镇一','','T1',1), ('V1','village','T1','村一','V1','T1',2), ('G1','grid','V1','网格一','V1','T1',3),
 			('T2','town','','镇二','','T2',4), ('V2','village','T2','村二','V2','T2',5), ('G2','grid','V2','网格二','V2','T2',6)`, nil},
-		{`INSERT INTO people VALUES ('HQ1','王主任','hq','','','',0,7), ('S1','李书记','secretary','T1','','T1',0,8),
+		{`INSERT INTO people (id, name, role, unit_id, village_id, town_id, disabled_ms, seq) VALUES ('HQ1','王主任','hq','','','',0,7), ('S1','李书记','secretary','T1','','T1',0,8),
 			('S3','赵书记','secretary','V1','V1','T1',0,9), ('M1','陈党员','member','G1','V1','T1',0,10),
 			('M2','刘党员','member','G2','V2','T2',0,11), ('HQ9','停用者','hq','','','',?,12)`, []any{ms}},
-		{`INSERT INTO households VALUES
+		{`INSERT INTO households (id, grid_id, village_id, town_id, head, address, members, tags, member_id, version, author_id, device_id, created_ms, updated_ms, voided, void_reason, voided_ms) VALUES
 			('H1','G1','V1','T1','张三','一组1号',3,'','M1',20,'M1','D1',?1,?1,0,'',0),
 			('H2','G1','V1','T1','=1+1','一组2号',2,'','M1',21,'M1','D1',?1,?1,0,'',0),
 			('H3','G2','V2','T2','王五','二组1号',4,'','M2',22,'M2','D2',?1,?1,0,'',0)`, []any{ms}},
-		{`INSERT INTO links VALUES ('H1','M1',?1,'admin:a',30), ('H2','M1',?1,'admin:a',31), ('H3','M2',?1,'admin:a',32)`, []any{ms}},
+		{`INSERT INTO links (household_id, member_id, since_ms, by, seq) VALUES ('H1','M1',?1,'admin:a',30), ('H2','M1',?1,'admin:a',31), ('H3','M2',?1,'admin:a',32)`, []any{ms}},
 		{`INSERT INTO link_history VALUES ('H1',30,'M1','',?1,'admin:a'), ('H2',31,'M1','',?1,'admin:a'), ('H3',32,'M2','',?1,'admin:a')`, []any{ms}},
-		{`INSERT INTO visits VALUES ('VS1','H1',?1,?2,'yes','','','','V1','T1',40,'M1','D1',?3,?3,0,'',0)`, []any{today, month, now.UnixMilli()}},
+		{`INSERT INTO visits (id, household_id, visited_on, month, met, needs, help, follow_up, village_id, town_id, version, author_id, device_id, created_ms, updated_ms, voided, void_reason, voided_ms) VALUES ('VS1','H1',?1,?2,'yes','','','','V1','T1',40,'M1','D1',?3,?3,0,'',0)`, []any{today, month, now.UnixMilli()}},
 	}
 	for _, s := range stmts {
 		if _, err := db.Exec(s.q, s.args...); err != nil {
