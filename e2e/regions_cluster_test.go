@@ -30,7 +30,7 @@ import (
 // The storm's size: members per region (each a phone with two
 // households), rounds, and syncs of each phone a round (each after a
 // visit); the NATS node dies in the middle of round clusterKillRound and
-// comes back before round clusterRestartRound.
+// comes back in the middle of round clusterRestartRound.
 const (
 	clusterMembers      = 12
 	clusterRounds       = 5
@@ -124,7 +124,9 @@ type clusterPhone struct {
 // streams, FIELDSYNC_HQ sourcing both, an HQ read model following it)
 // while dozens of phones write and sync in both regions; mid-storm the
 // node leading the most (the meta group, a region's stream, HQ's stream)
-// is killed, and restarted two rounds later. Afterwards nothing a phone
+// is killed, and restarted in the middle of a round two rounds later
+// (after a check that both relays published everything committed while
+// it was down). Afterwards nothing a phone
 // saw acknowledged is lost, each region's stream is its database's
 // changes 1..N once each in order (message n = change n) and was never
 // rebuilt, both relays published while the node was down, FIELDSYNC_HQ

@@ -17,8 +17,10 @@ import (
 // in msgs of the first message that comes after a message the stream
 // holds but the model has not applied and msgs lack, with the number of
 // that missing message; -1 when there is none. A gap the stream has itself
-// (a message deleted) is no skip. applied is the last stream message the
-// model applied (0: none, loading from the stream's first message).
+// (a message deleted, the oldest dropped by the stream's limits) is no
+// skip. applied is the last stream message the model applied (0: none,
+// loading from the stream's first message, whose delivery can be lost
+// too, a whole first batch of it).
 func deliveryGap(ctx context.Context, st jetstream.Stream, applied uint64, msgs []jetstream.Msg) (int, uint64, error) {
 	prev := applied
 	for i, msg := range msgs {
@@ -30,7 +32,7 @@ func deliveryGap(ctx context.Context, st jetstream.Stream, applied uint64, msgs 
 		if n <= prev {
 			continue // a redelivery, skipped when applied
 		}
-		if prev > 0 && n > prev+1 {
+		if n > prev+1 {
 			// The stream's first message at or after prev+1.
 			m, err := st.GetMsg(ctx, prev+1, jetstream.WithGetMsgSubject(">"))
 			switch {

@@ -57,7 +57,7 @@ func TestDeliveryGapFindsAMessageTheConsumerDeliveredPast(t *testing.T) {
 	six := fetch(6, 3)           // messages 6, 7, 8
 	check(5, six, -1, 0)         // right after the last applied
 	check(3, six, 0, 4)          // 4 and 5 delivered past
-	check(0, six, -1, 0)         // loading from the start: nothing to compare with
+	check(0, six, 0, 1)          // loading from the start: 1..5 delivered past
 	check(7, six, -1, 0)         // 6 and 7 redelivered, 8 follows
 	check(3, fetch(4, 3), -1, 0) // 4, 5, 6 in order
 	mixed := append(fetch(4, 1), six...)
@@ -68,4 +68,8 @@ func TestDeliveryGapFindsAMessageTheConsumerDeliveredPast(t *testing.T) {
 		}
 	}
 	check(3, six, -1, 0) // the stream lacks 4 and 5 itself
+	if err := st.Purge(ctx, jetstream.WithPurgeSequence(6)); err != nil {
+		t.Fatal(err)
+	}
+	check(0, six, -1, 0) // loading a stream that starts at 6
 }
