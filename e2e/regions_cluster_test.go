@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/fieldsync/fieldsync/domain"
 	"github.com/fieldsync/fieldsync/hq"
@@ -24,14 +24,13 @@ import (
 	"github.com/fieldsync/fieldsync/internal/syncd"
 	"github.com/fieldsync/fieldsync/internal/testenv"
 	pb "github.com/fieldsync/fieldsync/proto/fieldsync/v1"
-	"github.com/fieldsync/fieldsync/store"
 	"github.com/fieldsync/fieldsync/syncer"
 )
 
 // The storm's size: members per region (each a phone with two
 // households), rounds, and syncs of each phone a round (each after a
 // visit); the NATS node dies in the middle of round clusterKillRound and
-// comes back before round clusterRestartRound.
+// comes back in the middle of round clusterRestartRound.
 const (
 	clusterMembers      = 12
 	clusterRounds       = 5
@@ -125,7 +124,9 @@ type clusterPhone struct {
 // streams, FIELDSYNC_HQ sourcing both, an HQ read model following it)
 // while dozens of phones write and sync in both regions; mid-storm the
 // node leading the most (the meta group, a region's stream, HQ's stream)
-// is killed, and restarted two rounds later. Afterwards nothing a phone
+// is killed, and restarted in the middle of a round two rounds later
+// (after a check that both relays published everything committed while
+// it was down). Afterwards nothing a phone
 // saw acknowledged is lost, each region's stream is its database's
 // changes 1..N once each in order (message n = change n) and was never
 // rebuilt, both relays published while the node was down, FIELDSYNC_HQ
@@ -135,6 +136,7 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIP in -short: a 3-node JetStream cluster, two syncds and 24 phones for about a minute (CI runs it)")
 	}
+	t.Cleanup(func() { waitSourceSetups(t) }) // the very last
 	cl, err := natscluster.Start(natscluster.Config{Name: "province"})
 	if err != nil {
 		t.Fatal(err)
@@ -234,6 +236,7 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 	var (
 		victim   = -1
 		killedAt = map[string]uint64{} // each region's last change right after the kill
+		killFrom = map[string]uint64{} // and right before it began
 	)
 	for round := 1; round <= clusterRounds; round++ {
 		if round == clusterRestartRound {
@@ -275,13 +278,12 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 				if synced.Add(1) != third {
 					return nil
 				}
-				before := map[string]uint64{}
 				for _, r := range regions {
 					last, err := r.env.Store.LastSeq(ctx)
 					if err != nil {
 						return err
 					}
-					before[r.name] = last
+					killFrom[r.name] = last
 				}
 				t0 := time.Now()
 				if err := cl.Kill(victim); err != nil {
@@ -295,7 +297,7 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 					}
 					killedAt[r.name] = last
 				}
-				t.Logf("killing NATS node %s (%s) in the middle of round %d at changes %v; it was down %v later, at changes %v", cl.Name(victim), why, round, before, took.Round(time.Millisecond), killedAt)
+				t.Logf("killing NATS node %s (%s) in the middle of round %d at changes %v; it was down %v later, at changes %v", cl.Name(victim), why, round, killFrom, took.Round(time.Millisecond), killedAt)
 				return nil
 			}
 		}
@@ -325,10 +327,10 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 			for _, r := range regions {
 				last, err := r.env.Store.LastSeq(ctx)
 				ok(t, err)
-				if last <= killedAt[r.name] {
-					t.Fatalf("%s: nothing committed in round %d after the kill (change %d): the storm is too small to test anything", r.name, round, last)
+				if last <= killFrom[r.name] {
+					t.Fatalf("%s: nothing committed in round %d once the kill began (change %d): the storm is too small to test anything", r.name, round, last)
 				}
-				t.Logf("%s: changes %d..%d committed in round %d after the kill", r.name, killedAt[r.name]+1, last, round)
+				t.Logf("%s: changes %d..%d committed in round %d once the kill began", r.name, killFrom[r.name]+1, last, round)
 			}
 		}
 	}
@@ -374,7 +376,7 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 			t.Fatalf("%s: the relay published up to %d of %d after the restart: %v\n%s", r.name, r.env.Server.Relay().Published(), last, err, r.log.String())
 		}
 		wcancel()
-		if err := retry(ctx, func() error { return regionStreamMatchesDB(ctx, hqJS, r.name, r.env.Store) }); err != nil {
+		if err := retry(ctx, func() error { return testenv.StreamMatchesDB(ctx, hqJS, r.env.Store) }); err != nil {
 			t.Errorf("%s: %v", r.name, err)
 		}
 		if last <= killedAt[r.name] {
@@ -432,6 +434,9 @@ func TestRegionsOnAJetStreamClusterSurviveANodeKill(t *testing.T) {
 		}
 	}
 	modelMatchesExports(t, model.DB(), regions)
+	if w := hqLog.lines("level=WARN"); len(w) > 0 {
+		t.Logf("HQ model: %d warnings (a failed round is followed by another):\n%s", len(w), strings.Join(w, "\n"))
+	}
 	if e := hqLog.lines("level=ERROR"); len(e) > 0 {
 		t.Errorf("HQ model logged errors:\n%s", strings.Join(e, "\n"))
 	}
@@ -496,6 +501,28 @@ func (p *clusterPhone) work(ctx context.Context, round int, afterSync func() err
 		}
 	}
 	return nil
+}
+
+// waitSourceSetups waits, up to 40 s, for nats-server's goroutines that
+// set up a stream source's consumer to end: one waits for the answer up to
+// 30 s with nothing to stop it when its server shuts down (nats-server
+// 2.15.3, stream.go trySetupSourceConsumer), and would fail the package's
+// goroutine leak check. A stopped cluster answers none, so it ends by its
+// timer.
+func waitSourceSetups(t testing.TB) {
+	deadline := time.Now().Add(40 * time.Second)
+	buf := make([]byte, 1<<22)
+	for {
+		n := runtime.Stack(buf, true)
+		if !bytes.Contains(buf[:n], []byte("trySetupSourceConsumer")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("nats-server's source consumer setup still waiting 40s after the cluster stopped")
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // retry calls check until it returns nil, for up to 30 s: a stream's
@@ -565,84 +592,6 @@ func pickVictim(t testing.TB, ctx context.Context, cl *natscluster.Cluster, js j
 		}
 	}
 	return best, strings.Join(roles[best], ", ")
-}
-
-// regionStreamMatchesDB says how region r's stream differs from its
-// database's changes, nil when message n is change n for every change:
-// the region's subject, the body byte for byte, Nats-Msg-Id the change id,
-// Fieldsync-Seq n, Fieldsync-Lineage the database's, Fieldsync-Region r.
-func regionStreamMatchesDB(ctx context.Context, js jetstream.JetStream, r string, db *store.Server) error {
-	name := domain.RegionStream(r)
-	st, err := js.Stream(ctx, name)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", name, err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return err
-	}
-	last, err := db.LastSeq(ctx)
-	if err != nil {
-		return err
-	}
-	s := info.State
-	if s.Msgs != last || s.LastSeq != last || s.NumDeleted != 0 || s.FirstSeq != 1 {
-		return fmt.Errorf("stream %s holds %d messages in %d..%d (%d deleted); the database has changes 1..%d", name, s.Msgs, s.FirstSeq, s.LastSeq, s.NumDeleted, last)
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return err
-	}
-	lineage := db.Instance()
-	var seq uint64
-	for seq < last {
-		rows, err := db.ChangesAfter(ctx, seq, 1000)
-		if err != nil {
-			return err
-		}
-		batch, err := cons.Fetch(len(rows), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return err
-		}
-		n := 0
-		for m := range batch.Messages() {
-			seq++
-			meta, err := m.Metadata()
-			if err != nil {
-				return err
-			}
-			row := rows[n]
-			n++
-			c := &pb.Change{}
-			if err := proto.Unmarshal(row.Body, c); err != nil {
-				return fmt.Errorf("change %d: %w", row.Seq, err)
-			}
-			h := m.Headers()
-			switch {
-			case meta.Sequence.Stream != seq || row.Seq != seq:
-				return fmt.Errorf("%s: message %d read where %d expected, change %d", name, meta.Sequence.Stream, seq, row.Seq)
-			case m.Subject() != domain.RegionSubject(r, row.Subject):
-				return fmt.Errorf("%s: message %d on %s, change %d is stored on %s", name, seq, m.Subject(), row.Seq, row.Subject)
-			case !bytes.Equal(m.Data(), row.Body):
-				return fmt.Errorf("%s: message %d's body differs from change %d's", name, seq, row.Seq)
-			case h.Get(jetstream.MsgIDHeader) != c.GetChangeId():
-				return fmt.Errorf("%s: message %d has id %q, change %d is %q", name, seq, h.Get(jetstream.MsgIDHeader), row.Seq, c.GetChangeId())
-			case h.Get(domain.HeaderSeq) != strconv.FormatUint(seq, 10):
-				return fmt.Errorf("%s: message %d has %s %q", name, seq, domain.HeaderSeq, h.Get(domain.HeaderSeq))
-			case h.Get(domain.HeaderLineage) != lineage:
-				return fmt.Errorf("%s: message %d has %s %q, the database is in %q", name, seq, domain.HeaderLineage, h.Get(domain.HeaderLineage), lineage)
-			case h.Get(domain.HeaderRegion) != r:
-				return fmt.Errorf("%s: message %d has %s %q", name, seq, domain.HeaderRegion, h.Get(domain.HeaderRegion))
-			}
-		}
-		if err := batch.Error(); err != nil {
-			return err
-		}
-		if n != len(rows) {
-			return fmt.Errorf("%s: read %d messages of %d after %d", name, n, len(rows), seq-uint64(n))
-		}
-	}
-	return nil
 }
 
 // hqStreamHoldsEachOnce reads FIELDSYNC_HQ whole and says how it differs

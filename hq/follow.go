@@ -275,12 +275,29 @@ func (m *Model) round(ctx context.Context, js jetstream.JetStream, stream, durab
 				continue
 			}
 			got += len(pending)
-			seq, err := m.applyMsgs(ctx, gen, pending, log)
+			m.mu.Lock()
+			appliedTo := m.streamSeq
+			m.mu.Unlock()
+			gap, skipped, err := deliveryGap(ctx, st, appliedTo, pending)
 			if err != nil {
 				return err
 			}
-			if applied != nil {
-				applied(seq)
+			if gap >= 0 {
+				pending = pending[:gap] // the rest after the consumer is made again
+			}
+			if len(pending) > 0 {
+				seq, err := m.applyMsgs(ctx, gen, pending, log)
+				if err != nil {
+					return err
+				}
+				if applied != nil {
+					applied(seq)
+				}
+			}
+			if gap >= 0 {
+				// The next round makes the consumer again from the
+				// message after the last one applied.
+				return fmt.Errorf("consumer %s delivered past message %d, which the stream holds (its delivery was lost, e.g. with a NATS node; it would come again only after AckWait, out of order)", durable, skipped)
 			}
 		}
 		if err := batch.Error(); err != nil {

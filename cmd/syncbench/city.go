@@ -59,33 +59,37 @@ func name(r *rand.Rand) string {
 
 // makeCity builds the org: units, members each working in a grid, and each
 // grid's households shared among the grid's members.
-func makeCity(spec citySpec, seed uint64) *city {
+func makeCity(spec citySpec, seed uint64) *city { return makeRegionCity(spec, seed, "") }
+
+// makeRegionCity builds the org of a region: every unit, person and
+// household id starts with prefix (domain.RegionIDPrefix; "" for none).
+func makeRegionCity(spec citySpec, seed uint64, p string) *city {
 	r := rand.New(rand.NewPCG(seed, 7))
 	c := &city{spec: spec, linked: map[string][]string{}, village: map[string]string{}}
 	for t := range spec.Towns {
-		c.towns = append(c.towns, &pb.Unit{Id: fmt.Sprintf("T%02d", t+1), Kind: pb.UnitKind_UNIT_KIND_TOWN, Name: fmt.Sprintf("第%d鎮", t+1)})
+		c.towns = append(c.towns, &pb.Unit{Id: fmt.Sprintf("%sT%02d", p, t+1), Kind: pb.UnitKind_UNIT_KIND_TOWN, Name: fmt.Sprintf("第%d鎮", t+1)})
 	}
 	for v := range spec.Villages {
 		t := c.towns[v*spec.Towns/spec.Villages]
-		c.villas = append(c.villas, &pb.Unit{Id: fmt.Sprintf("V%04d", v+1), Kind: pb.UnitKind_UNIT_KIND_VILLAGE, ParentId: t.Id, Name: fmt.Sprintf("第%d村", v+1)})
+		c.villas = append(c.villas, &pb.Unit{Id: fmt.Sprintf("%sV%04d", p, v+1), Kind: pb.UnitKind_UNIT_KIND_VILLAGE, ParentId: t.Id, Name: fmt.Sprintf("第%d村", v+1)})
 	}
 	for g := range spec.Grids {
 		v := c.villas[g*spec.Villages/spec.Grids]
-		c.grids = append(c.grids, &pb.Unit{Id: fmt.Sprintf("G%05d", g+1), Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: v.Id, Name: fmt.Sprintf("第%d網格", g+1)})
+		c.grids = append(c.grids, &pb.Unit{Id: fmt.Sprintf("%sG%05d", p, g+1), Kind: pb.UnitKind_UNIT_KIND_GRID, ParentId: v.Id, Name: fmt.Sprintf("第%d網格", g+1)})
 	}
 	gridMembers := make([][]*pb.User, spec.Grids)
 	for m := range spec.Members {
 		g := m * spec.Grids / spec.Members
-		u := &pb.User{Id: fmt.Sprintf("U%06d", m+1), Name: name(r), Role: pb.Role_ROLE_MEMBER, UnitId: c.grids[g].Id, Phone: fmt.Sprintf("138%08d", m+1)}
+		u := &pb.User{Id: fmt.Sprintf("%sU%06d", p, m+1), Name: name(r), Role: pb.Role_ROLE_MEMBER, UnitId: c.grids[g].Id, Phone: fmt.Sprintf("138%08d", m+1)}
 		c.members = append(c.members, u)
 		gridMembers[g] = append(gridMembers[g], u)
 		c.village[u.Id] = c.grids[g].ParentId
 	}
-	c.hq = &pb.User{Id: "U-hq", Name: "組織部", Role: pb.Role_ROLE_HQ}
+	c.hq = &pb.User{Id: p + "U-hq", Name: "組織部", Role: pb.Role_ROLE_HQ}
 	turn := make([]int, spec.Grids)
 	for h := range spec.Households {
 		g := h * spec.Grids / spec.Households
-		hh := &pb.Household{Id: fmt.Sprintf("H%06d", h+1), GridId: c.grids[g].Id, Head: name(r),
+		hh := &pb.Household{Id: fmt.Sprintf("%sH%06d", p, h+1), GridId: c.grids[g].Id, Head: name(r),
 			Address: fmt.Sprintf("%s%d號", c.grids[g].Name, h+1), Phone: fmt.Sprintf("139%08d", h+1),
 			Members: fmt.Sprint(1 + r.IntN(6)), Tags: tags[r.IntN(len(tags))]}
 		c.hhs = append(c.hhs, hh)

@@ -53,6 +53,7 @@ type hqReport struct {
 type hqFollower struct {
 	m       *hq.Model
 	js      jetstream.JetStream
+	stream  string // followed (domain.StreamName, or domain.HQStreamName)
 	applied atomic.Uint64
 	poke    chan struct{}
 	cancel  context.CancelFunc
@@ -100,8 +101,12 @@ func (h *hqFollower) waitQuiet(ctx context.Context, quiet, timeout time.Duration
 	return last, nil
 }
 
-// startHQ opens a model in dir and follows the stream.
-func startHQ(ctx context.Context, js jetstream.JetStream, dir string, log io.Writer) (*hqFollower, error) {
+// startHQ opens a model in dir and follows the stream (empty:
+// domain.StreamName).
+func startHQ(ctx context.Context, js jetstream.JetStream, dir, stream string, log io.Writer) (*hqFollower, error) {
+	if stream == "" {
+		stream = domain.StreamName
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -109,29 +114,32 @@ func startHQ(ctx context.Context, js jetstream.JetStream, dir string, log io.Wri
 	if err != nil {
 		return nil, err
 	}
-	h := &hqFollower{m: m, js: js, poke: make(chan struct{}, 1), done: make(chan error, 1)}
+	h := &hqFollower{m: m, js: js, stream: stream, poke: make(chan struct{}, 1), done: make(chan error, 1)}
+	fc := hq.FollowConfig{Durable: "syncbench-hq",
+		Log: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Applied: func(seq uint64) {
+			h.applied.Store(seq)
+			h.mu.Lock()
+			h.times, h.seqs = append(h.times, time.Now()), append(h.seqs, seq)
+			h.mu.Unlock()
+			select {
+			case h.poke <- struct{}{}:
+			default:
+			}
+		}}
+	if err := followStream(&fc, stream); err != nil {
+		m.Close()
+		return nil, err
+	}
 	fctx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel
-	go func() {
-		h.done <- m.Follow(fctx, js, hq.FollowConfig{Durable: "syncbench-hq",
-			Log: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})),
-			Applied: func(seq uint64) {
-				h.applied.Store(seq)
-				h.mu.Lock()
-				h.times, h.seqs = append(h.times, time.Now()), append(h.seqs, seq)
-				h.mu.Unlock()
-				select {
-				case h.poke <- struct{}{}:
-				default:
-				}
-			}})
-	}()
+	go func() { h.done <- m.Follow(fctx, js, fc) }()
 	return h, nil
 }
 
 // streamLast is the stream's last sequence number.
 func (h *hqFollower) streamLast(ctx context.Context) (uint64, error) {
-	st, err := h.js.Stream(ctx, domain.StreamName)
+	st, err := h.js.Stream(ctx, h.stream)
 	if err != nil {
 		return 0, err
 	}

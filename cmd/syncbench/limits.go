@@ -149,6 +149,12 @@ CREATE TABLE changes (seq INTEGER PRIMARY KEY, subject TEXT NOT NULL, body BLOB 
 // changelog), with a Nats-Msg-Id each, waits for every acknowledgement,
 // and deletes the stream.
 func measureJetStream(ctx context.Context, natsURL, natsKey string, n int, l *limits) error {
+	return measureJetStreamReplicas(ctx, natsURL, natsKey, n, 1, l)
+}
+
+// measureJetStreamReplicas is measureJetStream on a stream of replicas
+// replicas (a cluster: -scenario regions).
+func measureJetStreamReplicas(ctx context.Context, natsURL, natsKey string, n, replicas int, l *limits) error {
 	nc, err := connectNATS(natsURL, natsKey)
 	if err != nil {
 		return err
@@ -163,7 +169,7 @@ func measureJetStream(ctx context.Context, natsURL, natsKey string, n int, l *li
 	run := domain.RandomToken(5)
 	name, subject := "SYNCBENCH_LIMIT_"+run, "syncbench.limit."+run
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject + ".>"},
-		Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Duplicates: 30 * time.Second}); err != nil {
+		Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Duplicates: 30 * time.Second, Replicas: replicas}); err != nil {
 		return err
 	}
 	defer js.DeleteStream(context.Background(), name)
@@ -174,7 +180,7 @@ func measureJetStream(ctx context.Context, natsURL, natsKey string, n int, l *li
 		m.Data = body
 		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("limit-%d", i))
 		m.Header.Set(domain.HeaderSeq, fmt.Sprint(i+1))
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil { // a loaded cluster (R3) acknowledges slower than 4,000 in flight drain at the default 200 ms
 			return err
 		}
 	}

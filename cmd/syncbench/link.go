@@ -353,7 +353,7 @@ func runLink(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			defer os.RemoveAll(dir)
 		}
 	}
-	bs, err := startServer(ctx, filepath.Join(dir, "server"), stderr)
+	bs, err := startServer(ctx, filepath.Join(dir, "server"), stderr, serverOpts{})
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}

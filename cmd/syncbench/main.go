@@ -77,6 +77,11 @@ type config struct {
 	version                    bool
 	hq, hqYear                 bool
 	photos                     photoConfig
+	// -scenario regions (issue 16)
+	scaleSet  bool
+	regions   []string
+	natsNodes int
+	replicas  int
 }
 
 var scenarioNames = []string{"bootstrap", "storm", "burst", "trickle", "single", "photos"}
@@ -128,6 +133,27 @@ Scenarios (-scenario, comma-separated or all):
              (10 visits up, 10 down) and a no-op sync, each on a cold
              connection (a new process) and a warm one; its own server in
              this process and a village of 10 households (-scale ignored)
+  regions    (alone) a province on one machine (issue 16): a NATS JetStream
+             cluster of -nats-nodes nodes in this process; one syncd per
+             region of -regions, each in its own process with -region R,
+             its own data directory and SQLite, its stream
+             FIELDSYNC_CHANGES_<R> with -changelog-replicas replicas on the
+             cluster, and its own city of -scale (default %v of Macheng
+             each; ids prefixed "R-"); FIELDSYNC_HQ sourcing every region's
+             stream and HQ's read model following it in this process. Every
+             region imports, enrolls and bootstraps; then every region's
+             phones storm at once (-concurrency at a time per region,
+             -mutations each). Per region: syncs/s, p50/p99 sync latency,
+             relay lag (a change committed → stored in the region's stream),
+             HQ lag (committed → applied by HQ's model), the same from
+             each phone's acknowledgement per record, the syncd's CPU and
+             peak RSS; at the end every acknowledged mutation is checked on
+             its server, in its region's stream, in FIELDSYNC_HQ (each
+             region's changes 1..N once, in order) and in HQ's model (the
+             run fails otherwise); then the cluster alone (JetStream async
+             publish with the same replicas; -skip-limits skips it). One
+             region (-regions xiaonan) is the same topology without a
+             neighbour. About a minute on 2 cores at the default size.
 The bootstrap sync always runs (devices need their cursors); it is
 reported only when selected.
 
@@ -137,14 +163,14 @@ At the end it checks every acknowledged mutation against the server
 publish) for the ratios.
 
 Flags:
-`, machengHouseholds, machengMembers, machengGrids)
+`, machengHouseholds, machengMembers, machengGrids, regionsDefaultScale)
 		fs.PrintDefaults()
 	}
 	fs.Float64Var(&c.scale, "scale", 1, "city size as a fraction of Macheng (e.g. 0.01)")
 	fs.IntVar(&c.households, "households", 0, "households (0: Macheng x -scale)")
 	fs.IntVar(&c.members, "members", 0, "members, one device each (0: Macheng x -scale)")
 	fs.IntVar(&c.grids, "grids", 0, "grids (0: Macheng x -scale)")
-	fs.StringVar(&c.scenario, "scenario", "all", "scenarios to run: bootstrap, storm, burst, trickle, single, or all; or link alone")
+	fs.StringVar(&c.scenario, "scenario", "all", "scenarios to run: bootstrap, storm, burst, trickle, single, photos, or all; or link or regions alone")
 	fs.IntVar(&c.concurrency, "concurrency", 500, "devices syncing at once (storm, bootstrap, burst)")
 	fs.IntVar(&c.mutations, "mutations", 10, "mutations each device pushes in the storm (7 visits, 2 events, 1 household edit at 10)")
 	fs.IntVar(&c.burstSyncs, "burst-syncs", 20, "single-mutation syncs per device in burst")
@@ -169,6 +195,9 @@ Flags:
 	fs.BoolVar(&c.hq, "hq", true, "with the storm: follow the changelog with HQ's read model (hq.Follow, in this process) and report its lag behind the stream, then time the coverage page on it")
 	fs.BoolVar(&c.hqYear, "hq-year", true, "with -hq: also time the coverage page on a city of the same size with a year of visits (hq/hqtest, built once into the user's cache directory)")
 	photoFlags(fs, &c.photos)
+	regionsFlag := fs.String("regions", "xiaonan,yunmeng", "with -scenario regions: the regions, comma-separated (names of a-z and 0-9, starting with a letter)")
+	fs.IntVar(&c.natsNodes, "nats-nodes", 3, "with -scenario regions: nodes of the NATS JetStream cluster (1-5)")
+	fs.IntVar(&c.replicas, "changelog-replicas", 3, "with -scenario regions: replicas of each region's stream and of FIELDSYNC_HQ (1 to -nats-nodes)")
 	fs.BoolVar(&c.version, "version", false, "print syncbench's version (module, VCS revision and time, Go) and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -184,6 +213,15 @@ Flags:
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c.scaleSet = set["scale"]
+	if c.scenario == "regions" {
+		return c, c.checkRegions(*regionsFlag)
+	}
+	for _, f := range []string{"regions", "nats-nodes", "changelog-replicas"} {
+		if set[f] {
+			return nil, fmt.Errorf("-%s: only with -scenario regions", f)
+		}
+	}
 	switch c.serverMode {
 	case "process", "inproc":
 		for _, f := range []string{"addr", "syncd-data", "syncd-pid"} {
@@ -219,6 +257,9 @@ Flags:
 	for _, s := range strings.Split(c.scenario, ",") {
 		if s == "link" {
 			return nil, errLinkAlone
+		}
+		if s == "regions" {
+			return nil, errors.New("-scenario regions: runs alone (its own servers, cluster and cities)")
 		}
 		if s != "all" && !contains(scenarioNames, s) {
 			return nil, fmt.Errorf("-scenario %q: want %s, all, or link alone", s, strings.Join(scenarioNames, ", "))
@@ -270,6 +311,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.scenario == "link" {
 		return runLink(ctx, cfg, stdout, stderr)
 	}
+	if cfg.scenario == "regions" {
+		return runRegions(ctx, cfg, stdout, stderr)
+	}
 	spec := citySpec{
 		Households: cfg.households, Members: cfg.members, Grids: cfg.grids,
 	}
@@ -314,10 +358,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var ctl serverCtl
 	switch cfg.serverMode {
 	case "process":
-		ctl, err = startChild(ctx, filepath.Join(dir, "server"), stderr)
+		ctl, err = startChild(ctx, filepath.Join(dir, "server"), stderr, serverOpts{})
 	case "inproc":
 		var bs *benchServer
-		if bs, err = startServer(ctx, filepath.Join(dir, "server"), stderr); err == nil {
+		if bs, err = startServer(ctx, filepath.Join(dir, "server"), stderr, serverOpts{}); err == nil {
 			ctl = &inprocCtl{b: bs}
 		}
 	case "external":
@@ -434,7 +478,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var hf *hqFollower
 	if cfg.hq && cfg.wants("storm") && ctx.Err() == nil {
 		step("HQ read model: loading the changelog")
-		if hf, err = startHQ(ctx, js, filepath.Join(dir, "hq"), stderr); err != nil {
+		if hf, err = startHQ(ctx, js, filepath.Join(dir, "hq"), "", stderr); err != nil {
 			return fmt.Errorf("hq model: %w", err)
 		}
 		defer func() {

@@ -76,9 +76,12 @@ type bench struct {
 	actx    context.Context
 	exportC pb.ExportServiceClient
 	js      jetstream.JetStream
-	devs    []device
-	lites   []*lite
-	log     io.Writer
+	// stream is the changelog stream the server publishes to (empty:
+	// domain.StreamName; a region's: domain.RegionStream).
+	stream string
+	devs   []device
+	lites  []*lite
+	log    io.Writer
 
 	mu   sync.Mutex
 	acks []ack
@@ -481,7 +484,7 @@ func (b *bench) waitStream(n uint64, timeout time.Duration) error {
 		if err := b.ctx.Err(); err != nil {
 			return err // the run was stopped (a signal, or a rate limit)
 		}
-		st, err := b.js.Stream(b.ctx, domain.StreamName)
+		st, err := b.js.Stream(b.ctx, b.streamName())
 		if err == nil {
 			info, err := st.Info(b.ctx)
 			if err == nil && info.State.Msgs >= n {
@@ -498,6 +501,14 @@ func (b *bench) waitStream(n uint64, timeout time.Duration) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// streamName is the changelog stream the server publishes to.
+func (b *bench) streamName() string {
+	if b.stream != "" {
+		return b.stream
+	}
+	return domain.StreamName
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }

@@ -15,6 +15,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,11 +57,23 @@ type benchServer struct {
 	ep endpoint
 }
 
+// serverOpts make the server one region's syncd on an external NATS
+// (-scenario regions); the zero value is a syncd without a region on its
+// embedded NATS.
+type serverOpts struct {
+	Region   string `json:"region,omitempty"`
+	NATSURL  string `json:"nats,omitempty"`     // comma-separated URLs of the cluster
+	Replicas int    `json:"replicas,omitempty"` // the region stream's replicas
+}
+
+// serverOptsEnv carries serverOpts to the server child (JSON).
+const serverOptsEnv = "SYNCBENCH_SERVER_OPTS"
+
 // startServer starts syncd's parts on files under dir, assembled as syncd
 // does (internal/syncd), with no backup.
-func startServer(ctx context.Context, dir string, logw io.Writer) (*benchServer, error) {
+func startServer(ctx context.Context, dir string, logw io.Writer, o serverOpts) (*benchServer, error) {
 	token := "admin-" + domain.RandomToken(10)
-	d, err := syncd.Start(ctx, syncd.Config{
+	cfg := syncd.Config{
 		Dir:        dir,
 		AdminToken: token,
 		Server: func(c *server.Config) {
@@ -70,12 +83,19 @@ func startServer(ctx context.Context, dir string, logw io.Writer) (*benchServer,
 			c.FileQuota = -1 // the file bytes' daily quota off too (issue 15)
 		},
 		Logger: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	if o.NATSURL != "" {
+		regionConfig(&cfg, o)
+	}
+	d, err := syncd.Start(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	b := &benchServer{d: d, st: d.Store}
 	b.ep = endpoint{Addr: d.Addr, CA: d.CAFingerprint, Token: token, NATSURL: d.NATSURL, NATSKey: filepath.Join(dir, "nats-syncd.nk"), PID: os.Getpid()}
+	if o.NATSURL != "" { // the cluster: no NKey of syncd's own
+		b.ep.NATSURL, b.ep.NATSKey = o.NATSURL, ""
+	}
 	return b, nil
 }
 
@@ -148,19 +168,24 @@ func (c *inprocCtl) what() string {
 
 // procCtl: the server in a child process, steered over its stdin.
 type procCtl struct {
+	mu  sync.Mutex // one command at a time (the regions' sampler asks for the head)
 	cmd *exec.Cmd
 	in  io.WriteCloser
 	out *bufio.Reader
 	ep  endpoint
 }
 
-func startChild(ctx context.Context, dir string, stderr io.Writer) (*procCtl, error) {
+func startChild(ctx context.Context, dir string, stderr io.Writer, o serverOpts) (*procCtl, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	if o != (serverOpts{}) {
+		js, _ := json.Marshal(o)
+		cmd.Env = append(cmd.Env, serverOptsEnv+"="+string(js))
+	}
 	cmd.Stderr = stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -198,6 +223,8 @@ func (c *procCtl) resetPeak() { resetPeakRSS(c.ep.PID) }
 // command sends one command to the child and returns what followed "ok"
 // in its answer.
 func (c *procCtl) command(cmd string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if _, err := fmt.Fprintln(c.in, cmd); err != nil {
 		return "", err
 	}
@@ -250,7 +277,14 @@ func (c *procCtl) what() string {
 // line, then obeys commands on stdin until "stop" or EOF.
 func childMain(dir string) int {
 	ctx := context.Background()
-	b, err := startServer(ctx, dir, os.Stderr)
+	var o serverOpts
+	if v := os.Getenv(serverOptsEnv); v != "" {
+		if err := json.Unmarshal([]byte(v), &o); err != nil {
+			fmt.Fprintf(os.Stderr, "syncbench server: %s: %v\n", serverOptsEnv, err)
+			return 1
+		}
+	}
+	b, err := startServer(ctx, dir, os.Stderr, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "syncbench server:", err)
 		return 1
@@ -286,6 +320,10 @@ func childMain(dir string) int {
 				break
 			}
 			err = writeHeapProfile(f[1])
+		case "head": // the last change committed (the region's change number)
+			last, _ := b.st.LastChange()
+			fmt.Println("ok", last)
+			continue
 		case "commits":
 			commits, jobs, busy := b.st.CommitStats()
 			fmt.Println("ok", commits, jobs, int64(busy))

@@ -78,7 +78,7 @@ func (b *bench) verify() (*verdict, error) {
 	}
 
 	// The stream: every message, in order.
-	st, err := b.js.Stream(b.ctx, domain.StreamName)
+	st, err := b.js.Stream(b.ctx, b.streamName())
 	if err != nil {
 		return nil, err
 	}

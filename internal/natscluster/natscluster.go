@@ -7,9 +7,10 @@
 // URLs() as its -nats value.
 //
 // A node can be killed (Kill: shut down at once, no lame-duck mode, as
-// when its machine dies) and started again (Restart: same name, ports and
-// store directory, so it rejoins with its raft state). The package does
-// not import testing: it is for tests and for the benchmark binary alike.
+// when its machine dies, though its stores are written out) and started
+// again (Restart: same name, ports and store directory, so it rejoins
+// with its raft state). The package does not import testing: it is for
+// tests and for the benchmark binary alike.
 package natscluster
 
 import (
@@ -295,9 +296,12 @@ func (c *Cluster) MetaLeader() int {
 }
 
 // Kill shuts node i down at once, as when its machine dies: no lame-duck
-// mode, no leadership handed over; its clients' connections drop and the
-// other nodes elect new leaders for what it led. Its store directory is
-// kept for Restart. Killing a killed node is an error.
+// mode, no leadership handed over; its clients' connections and routes
+// drop, messages in flight through it are lost, and the other nodes elect
+// new leaders for what it led. Unlike a power cut, nats-server still
+// writes out its stores as it stops (a test of torn files needs a real
+// process killed with SIGKILL). Its store directory is kept for Restart.
+// Killing a killed node is an error.
 func (c *Cluster) Kill(i int) error {
 	if i < 0 || i >= len(c.nodes) {
 		return fmt.Errorf("natscluster: Kill(%d): nodes are 0..%d", i, len(c.nodes)-1)
