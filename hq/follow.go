@@ -388,6 +388,14 @@ func (m *Model) applyLocked(ctx context.Context, msgs []jetstream.Msg, log *slog
 		}
 		h := msg.Headers()
 		region, lineage := h.Get(domain.HeaderRegion), h.Get(domain.HeaderLineage)
+		if err := checkRegionSubject(region, msg.Subject()); err != nil {
+			// The header is not to be believed over the subject, which
+			// the region's stream enforces: a forged region could empty
+			// another region's rows (a lineage change) or claim its ids.
+			log.Error("hq model: skipped a message whose region and subject disagree", "stream_seq", n, "subject", msg.Subject(), "region", region, "err", err)
+			st.streamSeq, st.dirty = n, true
+			continue
+		}
 		if held := st.regions[region].Lineage; lineage != "" && held != "" && lineage != held {
 			// The region's stream was rebuilt under another lineage (a
 			// standby restored and took over, or the relay rebuilt it):
@@ -462,4 +470,22 @@ func missingHistory(first uint64) string {
 		"oldest changes, or it was rebuilt after syncd's retention window); a first load from `fieldctl hq export` is "+
 		"not built yet: raise -changelog-max-age/-changelog-max-bytes, or rebuild the stream from syncd's database "+
 		"(delete it and restart syncd) so that it starts at change 1", first)
+}
+
+// checkRegionSubject checks a message's Fieldsync-Region header against its
+// subject: a region's stream takes only fieldsync.changes.<region>.> (its
+// relay publishes fieldsync.changes.<region>.<town>.<kind>), a syncd
+// without a region publishes fieldsync.changes.<town>.<kind> and no header.
+func checkRegionSubject(region, subject string) error {
+	toks := strings.Split(subject, ".")
+	if region == "" {
+		if len(toks) == 4 && strings.HasPrefix(subject, domain.SubjectPrefix+".") {
+			return nil
+		}
+		return fmt.Errorf("no %s header, so want a subject %s.<town>.<kind>", domain.HeaderRegion, domain.SubjectPrefix)
+	}
+	if len(toks) == 5 && strings.HasPrefix(subject, domain.RegionSubjectPrefix(region)+".") {
+		return nil
+	}
+	return fmt.Errorf("%s %q, so want a subject %s.<town>.<kind>", domain.HeaderRegion, region, domain.RegionSubjectPrefix(region))
 }

@@ -344,6 +344,14 @@ func (st *applyState) apply(ctx context.Context, tx *txc, c *pb.Change, region, 
 	if c.GetSeq() == 0 {
 		return &badChangeError{"hq: change.seq is 0: want the change number, 1 or more"}
 	}
+	if kind, id := orgID(c); region != "" && id != "" && !domain.RegionOwns(region, id) {
+		owner := "no region's"
+		if r := domain.RegionOfID(id); r != "" {
+			owner = fmt.Sprintf("an id from region %q", r)
+		}
+		return &badChangeError{fmt.Sprintf("hq: change %d: %s %q arrived from region %q: %s (region %q's ids start with %q): skipped",
+			c.GetSeq(), kind, id, region, owner, region, domain.RegionIDPrefix(region))}
+	}
 	rs := st.regions[region]
 	if lineage != "" && rs.Lineage != lineage {
 		if rs.Lineage != "" {
@@ -380,6 +388,25 @@ func (st *applyState) apply(ctx context.Context, tx *txc, c *pb.Change, region, 
 		st.regions[region], st.changed[region], st.dirty = rs, true, true
 	}
 	return nil
+}
+
+// orgID is the administrator-given id a change names (a unit, a person, a
+// household's link, an imported household), "" for none: a region's
+// changes may name only its own (domain.RegionOwns), so that one region's
+// stream cannot claim or overwrite another region's units, people and
+// households in the model.
+func orgID(c *pb.Change) (kind, id string) {
+	switch {
+	case c.GetUnit() != nil:
+		return "unit", c.GetUnit().GetUnit().GetId()
+	case c.GetPerson() != nil:
+		return "person", c.GetPerson().GetId()
+	case c.GetLink() != nil:
+		return "link of household", c.GetLink().GetHouseholdId()
+	case c.GetRecord().GetKind() == pb.Kind_KIND_HOUSEHOLD && !domain.IsUUIDv7(c.GetRecord().GetId()):
+		return "household", c.GetRecord().GetId()
+	}
+	return "", ""
 }
 
 // badChangeError is a change the model cannot apply, however often it

@@ -438,6 +438,38 @@ func TestFollowHQStreamOfTwoRegions(t *testing.T) {
 	}
 	checkWorldIn(t, m, wa, "a")
 
+	// A message in region b's stream claiming to be region a's, under a
+	// new lineage: believed, it would empty region a's rows. Its subject
+	// (which b's stream enforces) says b: skipped, logged, region a kept.
+	forged := proto.Clone(wa.units["a-T01"]).(*pb.Change)
+	forged.Seq, forged.Unit.Unit.Name = wa.seq+1, "冒名"
+	body, err := proto.Marshal(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm := nats.NewMsg(domain.RegionSubject("b", subjectOf(forged)))
+	fm.Data = body
+	fm.Header.Set(domain.HeaderSeq, strconv.FormatUint(forged.GetSeq(), 10))
+	fm.Header.Set(domain.HeaderLineage, "FORGED")
+	fm.Header.Set(domain.HeaderRegion, "a")
+	if _, err := js.PublishMsg(ctx, fm); err != nil {
+		t.Fatal(err)
+	}
+	again := proto.Clone(wb.units["b-T01"]).(*pb.Change) // behind it: b's own unit again, unchanged
+	again.Seq = wb.seq + 1
+	publishRegion(t, js, "b", "LB", []*pb.Change{again})
+	wb.units["b-T01"] = again
+	waitFor(t, "region b's change after the forged one", caughtUp("b", "LB", wb.seq+1))
+	wb.seq++
+	if logs := f.log.String(); !strings.Contains(logs, "skipped a message whose region and subject disagree") {
+		t.Errorf("the forged region is not logged:\n%s", logs)
+	}
+	if !caughtUp("a", "LA", wa.seq)() {
+		rs, _ := m.Region("a")
+		t.Fatalf("region a after a forged message: %+v, want lineage LA at %d", rs, wa.seq)
+	}
+	checkWorldIn(t, m, wa, "a")
+
 	// Region a rebuilt under a new lineage with a smaller history.
 	if err := js.DeleteStream(ctx, domain.RegionStream("a")); err != nil {
 		t.Fatal(err)
@@ -459,8 +491,8 @@ func TestFollowHQStreamOfTwoRegions(t *testing.T) {
 	if rs, _ := m.Region("b"); rs.RebuiltMs != 0 {
 		t.Errorf("region b reloaded too: %+v", rs)
 	}
-	if n := strings.Count(logs, "level=ERROR"); n != 1 {
-		t.Errorf("%d errors logged, want 1 (the collision):\n%s", n, logs)
+	if n := strings.Count(logs, "level=ERROR"); n != 2 {
+		t.Errorf("%d errors logged, want 2 (the collision, the forged region):\n%s", n, logs)
 	}
 
 	// A whole reload reads region a's old lineage first, then its new
@@ -469,7 +501,7 @@ func TestFollowHQStreamOfTwoRegions(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "reloaded from the first message", func() bool {
-		return caughtUp("a", "LA2", wa2.seq)() && caughtUp("b", "LB", wb.seq)() && m.StreamSeq() == uint64(len(wa.changes)+len(wb.changes)+1+len(wa2.changes))
+		return caughtUp("a", "LA2", wa2.seq)() && caughtUp("b", "LB", wb.seq)() && m.StreamSeq() == uint64(len(wa.changes)+len(wb.changes)+1+2+len(wa2.changes))
 	})
 	checkWorldIn(t, m, wa2, "a")
 	checkWorldIn(t, m, wb, "b")
