@@ -165,6 +165,9 @@ func (d *Device) syncRecords(ctx context.Context) (*Report, error) {
 	defer d.syncMu.Unlock()
 	rep := &Report{}
 	err := d.sync(ctx, rep)
+	if errors.Is(err, errKnownAgain) {
+		err = d.sync(ctx, rep)
+	}
 	if err == nil {
 		// Acknowledged mutations are kept for a while (numbering.go); what
 		// is past that goes. Best effort: the next sync trims again.
@@ -407,10 +410,28 @@ func (d *Device) probeStopped(ctx context.Context, conn *grpc.ClientConn, token,
 		return d.wipe()
 	}
 	if stopped == stoppedUnknown {
+		if err == nil {
+			// The server knows the device again (it was a database that
+			// did not know it for a while: a standby started before its
+			// restore, a wrong restore point put right): go on as before.
+			if uerr := d.db.Update(context.Background(), func(tx *store.RTx) error {
+				if err := tx.SetMeta(metaStopped, ""); err != nil {
+					return err
+				}
+				return tx.SetMeta(metaNotice, "")
+			}); uerr != nil {
+				return uerr
+			}
+			return errKnownAgain
+		}
 		return ErrUnknownDevice
 	}
 	return ErrCloned
 }
+
+// errKnownAgain: a device stopped as unknown to the server found it knows
+// it again; Sync starts over at once.
+var errKnownAgain = errors.New("syncer: the server knows this device again")
 
 // wholeScope turns the cursors of an answer to a changed_cursors_only
 // request into the device's whole scope: the cursors it sent, less the
