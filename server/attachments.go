@@ -310,10 +310,34 @@ func (x *attachmentService) Upload(stream grpc.BidiStreamingServer[pb.UploadRequ
 		if proven {
 			return stream.Send(&pb.UploadResponse{Stored: fi.Size, Complete: true})
 		}
+		// A challenge reads the whole file: it takes a place among the
+		// server's uploads like an upload.
+		leave, err := s.enterUpload(ctx)
+		if err != nil {
+			return err
+		}
+		defer leave()
 		return s.challenge(ctx, stream, next, files, st.GetRecordId(), sha, size)
 	}
-	if fi.Stored == fi.Size { // all in, not checked yet (the server stopped in between)
-		return s.finishUpload(ctx, stream, files, st.GetRecordId(), sha, size, mt)
+	if fi.Stored == fi.Size {
+		// All in, not checked yet: the server stopped in between, or
+		// another device's upload is being checked. Whose bytes they are
+		// is not known: they are checked and completed, and this record
+		// is proven by a challenge like any other.
+		if err := s.checkUpload(ctx, files, "", sha, size, mt); err != nil {
+			return err
+		}
+		leave, err := s.enterUpload(ctx)
+		if err != nil {
+			return err
+		}
+		defer leave()
+		if ok, err := files.Proven(ctx, sha, st.GetRecordId()); err != nil {
+			return storeError("read the file's proofs", err)
+		} else if ok {
+			return stream.Send(&pb.UploadResponse{Stored: size, Complete: true})
+		}
+		return s.challenge(ctx, stream, next, files, st.GetRecordId(), sha, size)
 	}
 	charge := s.fileCharge(c)
 	if charge.Limit >= 0 {
@@ -452,6 +476,17 @@ func typeName(sniffed string, head []byte) string {
 // chunk by chunk, and marks it complete; a file whose bytes do not check
 // out is dropped (the next upload starts from nothing).
 func (s *Server) finishUpload(ctx context.Context, stream grpc.BidiStreamingServer[pb.UploadRequest, pb.UploadResponse], files *store.Files, recordID, sha string, size int64, mt string) error {
+	if err := s.checkUpload(ctx, files, recordID, sha, size, mt); err != nil {
+		return err
+	}
+	return stream.Send(&pb.UploadResponse{Stored: size, Complete: true})
+}
+
+// checkUpload checks a file whose bytes are all in, reading them back
+// chunk by chunk, and marks it complete, proven for recordID ("" for
+// none: whose bytes they are is not known); a file whose bytes do not
+// check out is dropped.
+func (s *Server) checkUpload(ctx context.Context, files *store.Files, recordID, sha string, size int64, mt string) error {
 	sum, n, head, err := files.Verify(ctx, sha)
 	if err != nil {
 		return storeError("read the file back", err)
@@ -476,7 +511,7 @@ func (s *Server) finishUpload(ctx context.Context, stream grpc.BidiStreamingServ
 		return storeError("complete the file", err)
 	}
 	s.fileMetrics.completed()
-	return stream.Send(&pb.UploadResponse{Stored: size, Complete: true})
+	return nil
 }
 
 // challenge asks the device uploading file sha for recordID, which the

@@ -717,9 +717,20 @@ func TestUploadResumesAcrossRestart(t *testing.T) {
 	if _, got, err := med2.fetch(d, shaOf(data), 0); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("fetch after the restart: %v", err)
 	}
-	_, resp, err = med2.startUpload(d, other, "image/jpeg")
-	if err != nil || !resp.GetComplete() {
-		t.Fatalf("a file all in but unchecked: %v %v, want complete at the start", resp, err)
+	// Its bytes are checked and completed at once; whose they were is
+	// not known (a server stopped before its check, or another device's
+	// upload being checked), so this record is proven by a challenge.
+	u3, resp, err := med2.startUpload(d, other, "image/jpeg")
+	if err != nil || resp.GetComplete() || len(resp.GetChallenge()) != 32 {
+		t.Fatalf("a file all in but unchecked: %v %v, want it checked and this record challenged", resp, err)
+	}
+	mac := hmac.New(sha256.New, resp.GetChallenge())
+	mac.Write(other)
+	if err := u3.stream.Send(&pb.UploadRequest{Part: &pb.UploadRequest_Proof{Proof: mac.Sum(nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := u3.stream.Recv(); err != nil || !resp.GetComplete() {
+		t.Fatalf("the proof of a file all in but unchecked: %v %v, want complete", resp, err)
 	}
 	if fi, err := e2.Daemon.Files.Stat(t.Context(), shaOf(other)); err != nil || !fi.Complete {
 		t.Fatalf("stored: %+v %v", fi, err)
@@ -942,13 +953,16 @@ func TestUploadsAtOnceAreCappedServerWide(t *testing.T) {
 	c := fileOf(t, "application/pdf", 2*domain.ChunkBytes)
 	d2 := newDispute(med)
 	med.attach(d2, pb.Kind_KIND_DISPUTE, c, "application/pdf")
-	med2.attach(d2, pb.Kind_KIND_DISPUTE, a, "image/jpeg") // complete on the server: answers at once (a challenge), holds no place
+	med2.attach(d2, pb.Kind_KIND_DISPUTE, a, "image/jpeg") // complete on the server, not through d2: its challenge reads the file, so it needs a place
 	uc, rc, err := med.startUpload(d2, c, "application/pdf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, resp, err := med2.startUpload(d2, a, "image/jpeg"); err != nil || len(resp.GetChallenge()) == 0 {
-		t.Fatalf("a file the server holds, while no place is free: %v, %v; want its challenge at once", resp, err)
+	if _, resp, err := med.startUpload(d, a, "image/jpeg"); err != nil || !resp.GetComplete() {
+		t.Fatalf("a file the server holds through this record, while no place is free: %v, %v; want complete at once", resp, err)
+	}
+	if _, resp, err := med2.startUpload(d2, a, "image/jpeg"); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a file the server holds through another record, while no place is free: %v, %v; want to be told to retry (its challenge takes a place)", resp, err)
 	}
 	d3 := newDispute(med2)
 	med2.attach(d3, pb.Kind_KIND_DISPUTE, b, "image/png")

@@ -354,12 +354,16 @@ func (f *Files) FileBytesToday(ctx context.Context, deviceID string, day int) (b
 }
 
 // Complete marks file sha complete (the caller checked its bytes: Verify)
-// and proven for recordID, the record it was uploaded through, durably.
+// and proven for recordID, the record it was uploaded through ("" for
+// none), durably.
 func (f *Files) Complete(ctx context.Context, sha, recordID string) error {
 	return f.write(ctx, func(tx *sql.Tx) error {
 		now := time.Now().UnixMilli()
 		if _, err := tx.Exec("UPDATE files SET complete = 1, completed_ms = ? WHERE sha256 = ? AND complete = 0 AND stored = size", now, sha); err != nil {
 			return err
+		}
+		if recordID == "" {
+			return nil
 		}
 		return proveTx(tx, sha, recordID, now)
 	})
