@@ -382,6 +382,11 @@ func TestTwoServersOfOneRegionDoNotFightOverItsStream(t *testing.T) {
 	importOK(t, a, regionOrg("xiaonan"))
 	waitRegionStream(t, a.JS, a.Store, "xiaonan")
 
+	empty := start() // a standby started before its restore
+	if err := empty.Daemon.Server.Relay().Check(t.Context()); err == nil || !strings.Contains(err.Error(), "this database is empty") ||
+		!strings.Contains(err.Error(), "syncd restore") {
+		t.Fatalf("an empty database's relay check: %v, want told to restore first", err)
+	}
 	b := start() // another database of region xiaonan
 	importOK(t, b, regionOrg("xiaonan"))
 	err = b.Daemon.Server.Relay().Check(t.Context())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -118,7 +119,10 @@ func (r *Relay) checkAndRepair(ctx context.Context, st jetstream.Stream, whole b
 // stream of the server it replaces). Two syncds of one region (the old
 // machine back after a failover) would otherwise delete and rebuild the
 // stream in turn, every second, and HQ reload the region each time. The
-// relay then publishes nothing and says, at every retry, what to do.
+// relay then publishes nothing and says, at every retry, what to do. An
+// empty database (a standby started before its restore) is told to
+// restore; a foreign tail published more than fenceFresh ago (a server
+// that published once and stopped) is rebuilt as before.
 func (r *Relay) fence(ctx context.Context, st jetstream.Stream) error {
 	info, err := st.Info(ctx)
 	if err != nil {
@@ -146,12 +150,34 @@ func (r *Relay) fence(ctx context.Context, st jetstream.Stream) error {
 		return nil
 	}
 	name := r.Stream()
+	dbLast, err := r.store.LastSeq(ctx)
+	if err != nil {
+		return &dbError{err}
+	}
+	if dbLast == 0 && l.Prev == "" {
+		// A data directory with nothing in it, on a region whose stream
+		// holds changes: a standby started before its restore.
+		return &refusalError{fmt.Errorf("this database is empty, and stream %s holds region %s's changes (%d, lineage %q): "+
+			"a region's server starts from the region's data: restore it first (syncd restore -backup LOCATION -data DIR, README \"When a region's server is lost\"), "+
+			"and never delete the region's stream for an empty database", name, r.region, info.State.LastSeq, theirs)}
+	}
+	if age := time.Since(msg.Time); age > fenceFresh {
+		// Nobody published for a while: a stale tail (a server that
+		// published once and stopped), rebuilt as before.
+		r.log.Warn("relay: the region's stream ends with another lineage's message, published long ago; rebuilding it from this database",
+			"stream", name, "their_lineage", theirs, "published_ago", age.Round(time.Second))
+		return nil
+	}
 	return &refusalError{fmt.Errorf("stream %s is published by another server of region %s: its last message (change %s) is of lineage %q, "+
 		"and this database is of lineage %q (before it %q): two syncds run as region %s (the old machine back after a failover?); "+
 		"this syncd publishes nothing to it until that is settled: stop the syncd that is not the region's server; "+
 		"if this one is the region's server and the stream is stale, delete it (nats stream rm %s -f) and this syncd rebuilds it from its database",
 		name, r.region, msg.Header.Get(domain.HeaderSeq), theirs, l.ID, l.Prev, r.region, name)}
 }
+
+// fenceFresh: a region's stream whose last message, of another server of
+// the region, is younger than this has that server alive (fence).
+const fenceFresh = 10 * time.Minute
 
 // rebuild deletes the stream and creates it empty.
 func (r *Relay) rebuild(ctx context.Context) error {
