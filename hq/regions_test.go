@@ -374,6 +374,8 @@ func TestEnsureHQStreamSaysWhatIsWrong(t *testing.T) {
 		{[]string{"a", ""}, 1, "the name is empty"},
 		{[]string{"a@"}, 1, "domain after @ is empty"},
 		{[]string{"a@x.y"}, 1, `has '.'`},
+		{[]string{"a@x/y"}, 1, `has '/'`},
+		{[]string{"a@域"}, 1, `has '域'`},
 		{[]string{"a", "a@d"}, 1, "given twice"},
 		{[]string{"a"}, 7, "replicas 7: want 1 to 5"},
 	} {

@@ -52,8 +52,10 @@ func ParseHQSource(s string) (HQSource, error) {
 		if dom == "" {
 			return HQSource{}, fmt.Errorf("region %q: the JetStream domain after @ is empty: want name@jsdomain (the domain the region's leaf node runs JetStream in), or the name alone", s)
 		}
-		if i := strings.IndexAny(dom, ". *>@$\t\r\n"); i >= 0 {
-			return HQSource{}, fmt.Errorf("region %q: JetStream domain %q has %q: want letters, digits, - and _", s, dom, dom[i])
+		for _, c := range dom {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return HQSource{}, fmt.Errorf("region %q: JetStream domain %q has %q: want letters, digits, - and _", s, dom, c)
+			}
 		}
 	}
 	return HQSource{Region: name, Domain: dom}, nil
