@@ -164,15 +164,7 @@ fieldctl admin -regions examples/province/regions.csv -region yunmeng import exa
 	sortRowErrors(errs)
 
 	if *asJSON {
-		out := struct {
-			Units        int32      `json:"units"`
-			Users        int32      `json:"users"`
-			Households   int32      `json:"households"`
-			Assignments  int32      `json:"assignments"`
-			RecordsMoved int32      `json:"records_moved"`
-			Rejected     int        `json:"rejected"`
-			Errors       []rowError `json:"errors"`
-		}{res.Units, res.Users, res.Households, res.Assignments, res.RecordsMoved, len(errs), errs}
+		out := importCounts{res.Units, res.Users, res.Households, res.Assignments, res.RecordsMoved, len(errs), errs}
 		if out.Errors == nil {
 			out.Errors = []rowError{}
 		}

@@ -68,32 +68,34 @@ func splitOrg(org *orgRows, f *regionsFile) (map[string]*orgRows, []rowError) {
 		}
 		return r.Name, ok
 	}
+	// keep puts row i of table in region r's part, with its line.
+	keep := func(r, table string, i int) *orgRows {
+		p := part(r)
+		p.lines[table] = append(p.lines[table], org.lines[table][i])
+		return p
+	}
 	for i, u := range org.units {
 		if r, ok := route("units", i, "id", u.GetId(), map[string]string{"parent_id": u.GetParentId()}); ok {
-			p := part(r)
+			p := keep(r, "units", i)
 			p.units = append(p.units, u)
-			p.lines["units"] = append(p.lines["units"], org.lines["units"][i])
 		}
 	}
 	for i, u := range org.users {
 		if r, ok := route("users", i, "id", u.GetId(), map[string]string{"unit_id": u.GetUnitId()}); ok {
-			p := part(r)
+			p := keep(r, "users", i)
 			p.users = append(p.users, u)
-			p.lines["users"] = append(p.lines["users"], org.lines["users"][i])
 		}
 	}
 	for i, h := range org.households {
 		if r, ok := route("households", i, "id", h.GetId(), map[string]string{"grid_id": h.GetGridId()}); ok {
-			p := part(r)
+			p := keep(r, "households", i)
 			p.households = append(p.households, h)
-			p.lines["households"] = append(p.lines["households"], org.lines["households"][i])
 		}
 	}
 	for i, a := range org.assignments {
 		if r, ok := route("assignments", i, "household_id", a.GetHouseholdId(), map[string]string{"member_id": a.GetMemberId()}); ok {
-			p := part(r)
+			p := keep(r, "assignments", i)
 			p.assignments = append(p.assignments, a)
-			p.lines["assignments"] = append(p.lines["assignments"], org.lines["assignments"][i])
 		}
 	}
 	sortRowErrors(refused)
@@ -105,12 +107,9 @@ func (o *orgRows) rowCount() int {
 	return len(o.units) + len(o.users) + len(o.households) + len(o.assignments)
 }
 
-// regionImport is one region's part of a province import, as --json
-// prints it.
-type regionImport struct {
-	Region       string     `json:"region"`
-	Server       string     `json:"server"`
-	Rows         int        `json:"rows"` // in the files
+// importCounts is what an import did, as --json prints it (admin import,
+// and each region's part of a province import).
+type importCounts struct {
 	Units        int32      `json:"units"`
 	Users        int32      `json:"users"`
 	Households   int32      `json:"households"`
@@ -118,6 +117,15 @@ type regionImport struct {
 	RecordsMoved int32      `json:"records_moved"`
 	Rejected     int        `json:"rejected"`
 	Errors       []rowError `json:"errors"`
+}
+
+// regionImport is one region's part of a province import, as --json
+// prints it.
+type regionImport struct {
+	Region string `json:"region"`
+	Server string `json:"server"`
+	Rows   int    `json:"rows"` // in the files
+	importCounts
 	// Status: "imported", "rejected rows" (some rows refused by syncd),
 	// "failed" (Error says why; run again with -region), "not sent"
 	// (interrupted before its turn), "no rows".
@@ -191,7 +199,7 @@ func (c *cli) importProvince(ctx context.Context, org *orgRows, asJSON bool) err
 	out.Sent = true
 	var failed []string
 	for _, r := range regions {
-		ri := regionImport{Region: r.Name, Server: r.Server, Errors: []rowError{}}
+		ri := regionImport{Region: r.Name, Server: r.Server, importCounts: importCounts{Errors: []rowError{}}}
 		p := parts[r.Name]
 		if p == nil {
 			ri.Status = "no rows"
