@@ -281,19 +281,7 @@ func waitRegionStream(t *testing.T, js jetstream.JetStream, st *store.Server, re
 // its own subjects, with its own audit stream; neither's relay or audit
 // publisher disturbs the other's.
 func TestTwoRegionsOnOneJetStream(t *testing.T) {
-	// Each region's stream reserves its -changelog-max-bytes (48 GiB by
-	// default) of the store: two need more than one syncd's 64 GiB.
-	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		JetStreamMaxStore: 2 * server.DefaultNATSMaxStore}
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := startSharedJetStream(t)
 	start := func(region string) *testenv.Env {
 		return testenv.Start(t, testenv.WithSyncdConfig(func(c *syncd.Config) { c.Region, c.NATSURL = region, ns.ClientURL() }))
 	}
@@ -335,22 +323,12 @@ func TestTwoRegionsOnOneJetStream(t *testing.T) {
 // cannot be made where FIELDSYNC_CHANGES (a syncd without a region) takes
 // every changelog subject; the relay's error says so.
 func TestRegionBesideANoRegionStreamIsRefusedWithAReason(t *testing.T) {
-	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		JetStreamMaxStore: 2 * server.DefaultNATSMaxStore}
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := startSharedJetStream(t)
 	city := testenv.Start(t, testenv.WithSyncdConfig(func(c *syncd.Config) { c.NATSURL = ns.ClientURL() }))
 	if _, err := city.JS.Stream(t.Context(), domain.StreamName); err != nil {
 		t.Fatal(err)
 	}
-	_, err = server.EnsureRegionStream(t.Context(), city.JS, "xiaonan")
+	_, err := server.EnsureRegionStream(t.Context(), city.JS, "xiaonan")
 	if err == nil || !strings.Contains(err.Error(), "cannot share a JetStream account with regions") {
 		t.Fatalf("a region's stream beside FIELDSYNC_CHANGES: %v", err)
 	}
@@ -364,17 +342,7 @@ func TestRegionBesideANoRegionStreamIsRefusedWithAReason(t *testing.T) {
 // stream (which would then rebuild it in turn, and so on); the first
 // server's stream stays whole and goes on.
 func TestTwoServersOfOneRegionDoNotFightOverItsStream(t *testing.T) {
-	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		JetStreamMaxStore: 2 * server.DefaultNATSMaxStore}
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := startSharedJetStream(t)
 	start := func() *testenv.Env {
 		return testenv.Start(t, testenv.WithSyncdConfig(func(c *syncd.Config) { c.Region, c.NATSURL = "xiaonan", ns.ClientURL() }))
 	}
@@ -389,7 +357,7 @@ func TestTwoServersOfOneRegionDoNotFightOverItsStream(t *testing.T) {
 	}
 	b := start() // another database of region xiaonan
 	importOK(t, b, regionOrg("xiaonan"))
-	err = b.Daemon.Server.Relay().Check(t.Context())
+	err := b.Daemon.Server.Relay().Check(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "another server of region xiaonan") || !strings.Contains(err.Error(), "nats stream rm FIELDSYNC_CHANGES_XIAONAN -f") {
 		t.Fatalf("the second server's relay check: %v, want a refusal naming the other server and the command", err)
 	}
@@ -409,4 +377,24 @@ func TestTwoServersOfOneRegionDoNotFightOverItsStream(t *testing.T) {
 	if got := msg.Header.Get(domain.HeaderLineage); got != a.Store.Instance() {
 		t.Fatalf("the stream's lineage is %q, want the first server's %q", got, a.Store.Instance())
 	}
+}
+
+// startSharedJetStream starts a nats-server with JetStream for several
+// syncds (an external NATS, as a province's cluster is): each region's
+// stream reserves its -changelog-max-bytes (48 GiB by default) of the
+// store, so two need more than one syncd's 64 GiB.
+func startSharedJetStream(t *testing.T) *natsserver.Server {
+	t.Helper()
+	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		JetStreamMaxStore: 2 * server.DefaultNATSMaxStore}
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
 }
