@@ -172,29 +172,7 @@ func TestRegionFailoverToAStandbyLosesNothingAcknowledged(t *testing.T) {
 		return ok && rs.Lineage == lineage && rs.LastSeq == last
 	}
 
-	visitOn := func(d *syncer.Device, who string, households ...string) func(int) (string, string, error) {
-		return func(i int) (string, string, error) {
-			rid, err := d.Create("visit", syncer.NewFields().Set("household_id", id(households[i%len(households)])).
-				Set("visited_on", "2026-12-07").Set("needs", fmt.Sprintf("%s 第%d次走訪", who, i)))
-			return rid, "", err
-		}
-	}
-	noteOn := func(d *syncer.Device, who string) func(int) (string, string, error) {
-		return func(i int) (string, string, error) {
-			text := fmt.Sprintf("%s 調解記錄 %d", who, i)
-			return "", text, d.Append(dispute, "notes", text)
-		}
-	}
-	phones := []*fieldPhone{
-		{name: "member1", d: m1, write: visitOn(m1, "m1", "H001", "H002", "H003")},
-		{name: "member2", d: m2, write: visitOn(m2, "m2", "H004", "H005")},
-		{name: "secretary", d: sec, write: func(i int) (string, string, error) {
-			rid, err := sec.Create("event", syncer.NewFields().Set("type", "meeting").Set("occurred_on", "2026-12-07").Set("subject", fmt.Sprintf("三會一課 %d", i)))
-			return rid, "", err
-		}},
-		{name: "mediator1", d: med1, write: noteOn(med1, "med1")},
-		{name: "mediator2", d: med2, write: noteOn(med2, "med2")},
-	}
+	phones := fieldPhones(m1, m2, sec, med1, med2, dispute, "2026-12-07", id)
 	var stop chan struct{}
 	var wg sync.WaitGroup
 	runPhones := func() {

@@ -32,6 +32,36 @@ import (
 
 // fieldPhone is a device writing and syncing in a loop, keeping what it
 // saw acknowledged: record ids it created and note texts it appended.
+// fieldPhones are the five phones the restore tests write with: two
+// members' visits, a secretary's events and two mediators' notes on one
+// dispute, dated day; idOf gives the org's id of a sample household (a
+// region's prefix).
+func fieldPhones(m1, m2, sec, med1, med2 *syncer.Device, dispute, day string, idOf func(string) string) []*fieldPhone {
+	visitOn := func(d *syncer.Device, who string, households ...string) func(int) (string, string, error) {
+		return func(i int) (string, string, error) {
+			rid, err := d.Create("visit", syncer.NewFields().Set("household_id", idOf(households[i%len(households)])).
+				Set("visited_on", day).Set("needs", fmt.Sprintf("%s 第%d次走訪", who, i)))
+			return rid, "", err
+		}
+	}
+	noteOn := func(d *syncer.Device, who string) func(int) (string, string, error) {
+		return func(i int) (string, string, error) {
+			text := fmt.Sprintf("%s 調解記錄 %d", who, i)
+			return "", text, d.Append(dispute, "notes", text)
+		}
+	}
+	return []*fieldPhone{
+		{name: "member1", d: m1, write: visitOn(m1, "m1", "H001", "H002", "H003")},
+		{name: "member2", d: m2, write: visitOn(m2, "m2", "H004", "H005")},
+		{name: "secretary", d: sec, write: func(i int) (string, string, error) {
+			rid, err := sec.Create("event", syncer.NewFields().Set("type", "meeting").Set("occurred_on", day).Set("subject", fmt.Sprintf("三會一課 %d", i)))
+			return rid, "", err
+		}},
+		{name: "mediator1", d: med1, write: noteOn(med1, "med1")},
+		{name: "mediator2", d: med2, write: noteOn(med2, "med2")},
+	}
+}
+
 type fieldPhone struct {
 	name  string
 	d     *syncer.Device
@@ -151,29 +181,7 @@ func TestServerRestoredFromContinuousBackupKeepsEverythingAcknowledged(t *testin
 		t.Fatalf("the co-mediator did not get the dispute: %v", err)
 	}
 
-	visitOn := func(d *syncer.Device, who string, households ...string) func(int) (string, string, error) {
-		return func(i int) (string, string, error) {
-			id, err := d.Create("visit", syncer.NewFields().Set("household_id", households[i%len(households)]).
-				Set("visited_on", "2026-12-06").Set("needs", fmt.Sprintf("%s 第%d次走訪", who, i)))
-			return id, "", err
-		}
-	}
-	noteOn := func(d *syncer.Device, who string) func(int) (string, string, error) {
-		return func(i int) (string, string, error) {
-			text := fmt.Sprintf("%s 調解記錄 %d", who, i)
-			return "", text, d.Append(dispute, "notes", text)
-		}
-	}
-	phones := []*fieldPhone{
-		{name: "member1", d: m1, write: visitOn(m1, "m1", "H001", "H002", "H003")},
-		{name: "member2", d: m2, write: visitOn(m2, "m2", "H004", "H005")},
-		{name: "secretary", d: sec, write: func(i int) (string, string, error) {
-			id, err := sec.Create("event", syncer.NewFields().Set("type", "meeting").Set("occurred_on", "2026-12-06").Set("subject", fmt.Sprintf("三會一課 %d", i)))
-			return id, "", err
-		}},
-		{name: "mediator1", d: med1, write: noteOn(med1, "med1")},
-		{name: "mediator2", d: med2, write: noteOn(med2, "med2")},
-	}
+	phones := fieldPhones(m1, m2, sec, med1, med2, dispute, "2026-12-06", func(id string) string { return id })
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
